@@ -1,0 +1,144 @@
+/**
+ * `manager`: serves a job list to vico runners and records every result.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { basename, dirname, extname, join } from "node:path";
+import { JobListError, VicoError } from "./protocol/errors.ts";
+import { readJobList } from "./manager/job_list.ts";
+import { DEFAULT_PORT, Manager } from "./manager/manager.ts";
+import { formatSummary, ProgressBar } from "./manager/progress.ts";
+import { complain, ExitCode, intFlag } from "./util/cli.ts";
+import { logger, setupLogging } from "./util/log.ts";
+
+const USAGE = `Usage: manager --jobs FILE|- [options]
+
+Serves a list of shell jobs to vico runners and records every result.
+
+  -j, --jobs FILE      Job list: one shell command line per line; '-' reads
+                       standard input. Blank lines and lines starting with '#'
+                       are skipped.
+  -r, --results DIR    Results directory (journal.jsonl plus out/). Default:
+                       next to the job file, named after it without its
+                       extension plus '.results' (jobs.txt -> jobs.results);
+                       ./vico-results for standard input. Running again on the
+                       same directory skips the jobs it has already settled.
+      --host HOST      Address to listen on. Default 127.0.0.1 (this machine
+                       only); use 0.0.0.0 to accept runners from other hosts.
+  -p, --port PORT      Port to listen on. Default ${DEFAULT_PORT}; with --local and
+                       no --port, any free port.
+  -l, --local N        Also run N workers in this process: a complete run on
+                       this machine, like 'xargs -P N'.
+      --no-progress    No progress bar (it is only drawn on a terminal anyway).
+  -q, --quiet          Log only warnings and errors.
+  -v, --verbose        Log debugging detail.
+  -h, --help           Show this help.
+
+Runners join with:  runner --manager HOST:PORT --workers N
+
+Exit status:
+  0  every job in the list exited 0
+  1  at least one job exited non-zero (see the journal)
+  2  usage error or invalid job list (nothing ran)
+  3  could not start (port in use, results directory unusable)
+`;
+
+/** Runs the manager command line; returns the exit code. */
+export async function main(args: string[]): Promise<number> {
+  let flags;
+  try {
+    flags = parseArgs({
+      args,
+      options: {
+        jobs: { type: "string", short: "j" },
+        results: { type: "string", short: "r" },
+        host: { type: "string" },
+        port: { type: "string", short: "p" },
+        local: { type: "string", short: "l" },
+        "no-progress": { type: "boolean" },
+        quiet: { type: "boolean", short: "q" },
+        verbose: { type: "boolean", short: "v" },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (err) {
+    return complain("manager", `${(err as Error).message}\n\n${USAGE}`, ExitCode.USAGE);
+  }
+  if (flags.help) {
+    console.log(USAGE);
+    return ExitCode.OK;
+  }
+  await setupLogging({ level: flags.quiet ? "warning" : flags.verbose ? "debug" : "info" });
+  const log = logger("manager");
+
+  let local: number, port: number;
+  try {
+    if (flags.jobs === undefined) throw new VicoError("USAGE", "--jobs FILE is required ('-' for standard input)");
+    local = intFlag("local", flags.local, 0);
+    port = intFlag("port", flags.port, local > 0 ? 0 : DEFAULT_PORT);
+    if (port > 65535) throw new VicoError("USAGE", `--port ${port} is out of range`);
+  } catch (err) {
+    return complain("manager", `${(err as Error).message}\n\n${USAGE}`, ExitCode.USAGE);
+  }
+
+  let jobs;
+  try {
+    jobs = await readJobList(flags.jobs);
+  } catch (err) {
+    if (err instanceof JobListError) return complain("manager", `${flags.jobs}: ${err.message}`, ExitCode.USAGE);
+    return complain("manager", `cannot read job list ${flags.jobs}: ${(err as Error).message}`, ExitCode.USAGE);
+  }
+  const resultsDir = flags.results ?? defaultResultsDir(flags.jobs);
+
+  const progress = !flags["no-progress"] && !flags.quiet && Deno.stderr.isTerminal()
+    ? new ProgressBar(jobs.commands.length)
+    : undefined;
+  let manager: Manager;
+  try {
+    manager = await Manager.start({
+      jobs,
+      resultsDir,
+      hostname: flags.host ?? "127.0.0.1",
+      port,
+      local,
+      onSettled: (_job, status) => progress?.tick(status !== 0),
+    });
+  } catch (err) {
+    progress?.stop();
+    if (err instanceof Deno.errors.AddrInUse) {
+      return complain("manager", `port ${port} is already in use; choose another with --port`, ExitCode.CANNOT_START);
+    }
+    return complain("manager", `cannot start: ${(err as Error).message}`, ExitCode.CANNOT_START);
+  }
+  const { hostname, port: bound } = manager.address;
+  log.info("Serving {count} job(s) from {source} on {hostname}:{port}; results in {dir}", {
+    count: jobs.commands.length,
+    source: jobs.source,
+    hostname,
+    port: bound,
+    dir: resultsDir,
+  });
+  if (local === 0) {
+    log.info("Start runners with: runner --manager {host}:{port} --workers N", { host: hostname, port: bound });
+  }
+
+  const summary = await manager.finished;
+  progress?.stop();
+  console.log(formatSummary(summary).trimEnd());
+  return summary.failed === 0 ? ExitCode.OK : ExitCode.FAILED;
+}
+
+/** `dir/jobs.txt` → `dir/jobs.results`; standard input → `vico-results`. */
+export function defaultResultsDir(jobsPath: string): string {
+  if (jobsPath === "-") return "vico-results";
+  const base = basename(jobsPath, extname(jobsPath)) || basename(jobsPath);
+  return join(dirname(jobsPath), `${base}.results`);
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

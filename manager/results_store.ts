@@ -1,0 +1,271 @@
+/**
+ * The one place that writes results. A results directory holds:
+ *
+ * - `journal.jsonl`: one JSON record per settled job, append-only;
+ * - `out/<key>.out`: each job's output, byte for byte (jobs with empty
+ *   output have no file: their record says `"size": 0, "output": null`);
+ * - `tmp/`: outputs being received, never at a final name.
+ *
+ * A result is committed in one step: the output streams into `tmp/` while
+ * being hashed, is fsynced and renamed to its final name, then its record is
+ * appended to the journal and the journal fdatasynced. Records are group
+ * committed: all records that arrive while one flush is in progress share
+ * the next write and fdatasync.
+ *
+ * @module
+ */
+
+import { createHash, type Hash } from "node:crypto";
+import { join } from "node:path";
+import { writeAll } from "../util/write_all.ts";
+import { VicoError } from "../protocol/errors.ts";
+
+/** One settled job, as stored in `journal.jsonl`. */
+export interface JobRecord {
+  /** Record type. */
+  type: "job";
+  /** Content key: hash of the command plus its occurrence number. */
+  key: string;
+  /** 1-based line of the job in its job list. */
+  line: number;
+  /** The command line. */
+  command: string;
+  /** Exit status, 0-255 (128+N for signal N, 127 could not start). */
+  status: number;
+  /** Host name the runner announced. */
+  host: string;
+  /** When the manager handed the job out (ISO-8601 UTC). */
+  start: string;
+  /** When the manager received the result (ISO-8601 UTC). */
+  end: string;
+  /** 1 for the first hand-out, 2 after one requeue, … */
+  attempt: number;
+  /** Output size in bytes. */
+  size: number;
+  /** SHA-256 of the output, hex. */
+  sha256: string;
+  /** Output file relative to the results directory, or `null` when empty. */
+  output: string | null;
+}
+
+/** The fields of a {@linkcode JobRecord} the caller provides. */
+export type JobFields = Omit<JobRecord, "type" | "size" | "sha256" | "output">;
+
+/** Name of the journal inside a results directory. */
+export const JOURNAL_FILE = "journal.jsonl";
+const OUT_DIR = "out";
+const TMP_DIR = "tmp";
+const encoder = new TextEncoder();
+
+let tmpCounter = 0;
+
+/** An output being received: streamed to a temporary file and hashed on the way. */
+export class StagedOutput {
+  readonly #tmpDir: string;
+  readonly #hash: Hash = createHash("sha256");
+  #file: Deno.FsFile | undefined;
+  #tmpPath: string | undefined;
+  #size = 0;
+
+  /** @param tmpDir Directory for the temporary file (same file system as the final one). */
+  constructor(tmpDir: string) {
+    this.#tmpDir = tmpDir;
+  }
+
+  /** Bytes written so far. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Appends a chunk. The chunk may be reused by the caller once this settles. */
+  async write(chunk: Uint8Array): Promise<void> {
+    if (chunk.length === 0) return;
+    if (this.#file === undefined) {
+      this.#tmpPath = join(this.#tmpDir, `${Deno.pid}-${++tmpCounter}.part`);
+      this.#file = await Deno.open(this.#tmpPath, { write: true, createNew: true });
+    }
+    this.#hash.update(chunk);
+    this.#size += chunk.length;
+    await writeAll(this.#file, chunk);
+  }
+
+  /** Makes the bytes durable and moves them to `finalPath` (if any were written); returns the SHA-256. */
+  async publish(finalPath: string): Promise<string> {
+    const sha256 = this.#hash.digest("hex");
+    if (this.#file !== undefined) {
+      await this.#file.sync();
+      this.#file.close();
+      this.#file = undefined;
+      await Deno.rename(this.#tmpPath!, finalPath);
+      this.#tmpPath = undefined;
+    }
+    return sha256;
+  }
+
+  /** Drops whatever was received. */
+  async discard(): Promise<void> {
+    this.#file?.close();
+    this.#file = undefined;
+    if (this.#tmpPath !== undefined) await Deno.remove(this.#tmpPath).catch(() => {});
+    this.#tmpPath = undefined;
+  }
+}
+
+/**
+ * Writes outputs and journal records of one results directory.
+ *
+ * @example
+ * ```ts ignore
+ * const store = await ResultsStore.open("results");
+ * const out = store.stageOutput();
+ * await out.write(new TextEncoder().encode("hi\n"));
+ * await store.commit({ key: "k-1", line: 1, command: "echo hi", status: 0, host: "h",
+ *   start: "…", end: "…", attempt: 1 }, out);
+ * await store.close();
+ * ```
+ */
+export class ResultsStore {
+  /** The results directory. */
+  readonly dir: string;
+  readonly #journal: Deno.FsFile;
+  readonly #durable: boolean;
+  #batch: string[] = [];
+  #waiters: { resolve: () => void; reject: (e: unknown) => void }[] = [];
+  #flushing: Promise<void> | undefined;
+  #dirDirty = false;
+
+  /** Status of every job settled by earlier runs, by key. */
+  readonly previous: ReadonlyMap<string, number>;
+
+  private constructor(dir: string, journal: Deno.FsFile, durable: boolean, previous: Map<string, number>) {
+    this.dir = dir;
+    this.previous = previous;
+    this.#journal = journal;
+    this.#durable = durable;
+  }
+
+  /**
+   * Opens a results directory, creating it if needed. Records of earlier
+   * runs are read back into {@linkcode previous}; a torn last record (the
+   * manager died while appending it) is cut off. Leftover temporary files
+   * are removed.
+   *
+   * @param dir The results directory.
+   * @param options `durable: false` skips fsyncs (tests, benchmarks of the engine).
+   * @throws {VicoError} `USAGE` if the journal is damaged before its last line.
+   */
+  static async open(dir: string, options: { durable?: boolean } = {}): Promise<ResultsStore> {
+    await Deno.mkdir(join(dir, OUT_DIR), { recursive: true });
+    await Deno.remove(join(dir, TMP_DIR), { recursive: true }).catch(() => {});
+    await Deno.mkdir(join(dir, TMP_DIR), { recursive: true });
+    const journalPath = join(dir, JOURNAL_FILE);
+    const previous = await readJournal(journalPath);
+    const journal = await Deno.open(journalPath, { append: true, create: true });
+    return new ResultsStore(dir, journal, options.durable ?? true, previous);
+  }
+
+  /** Starts receiving one output. */
+  stageOutput(): StagedOutput {
+    return new StagedOutput(join(this.dir, TMP_DIR));
+  }
+
+  /**
+   * Commits one result: publishes its output under `out/<key>.out` (when
+   * not empty) and appends its record. Resolves once the record is durable.
+   */
+  async commit(fields: JobFields, output: StagedOutput): Promise<JobRecord> {
+    const size = output.size;
+    const relative = size > 0 ? `${OUT_DIR}/${fields.key}.out` : null;
+    const sha256 = await output.publish(relative === null ? "" : join(this.dir, relative));
+    if (relative !== null) this.#dirDirty = true;
+    const record: JobRecord = { type: "job", ...fields, size, sha256, output: relative };
+    await this.#append(JSON.stringify(record) + "\n");
+    return record;
+  }
+
+  /** Waits for pending records and closes the journal. */
+  async close(): Promise<void> {
+    await this.#flushing;
+    this.#journal.close();
+  }
+
+  #append(line: string): Promise<void> {
+    const done = new Promise<void>((resolve, reject) => this.#waiters.push({ resolve, reject }));
+    this.#batch.push(line);
+    this.#flushing ??= this.#flush();
+    return done;
+  }
+
+  async #flush(): Promise<void> {
+    // Let the records of this turn of the event loop join the batch.
+    await Promise.resolve();
+    while (this.#batch.length > 0) {
+      const lines = this.#batch;
+      const waiters = this.#waiters;
+      this.#batch = [];
+      this.#waiters = [];
+      try {
+        if (this.#dirDirty && this.#durable) {
+          this.#dirDirty = false;
+          await syncDir(join(this.dir, OUT_DIR));
+        }
+        await writeAll(this.#journal, encoder.encode(lines.join("")));
+        if (this.#durable) await this.#journal.syncData();
+        for (const w of waiters) w.resolve();
+      } catch (err) {
+        for (const w of waiters) w.reject(err);
+      }
+    }
+    this.#flushing = undefined;
+  }
+}
+
+/**
+ * Reads the settled records of a journal: key → status. A last line without
+ * its newline, or that does not parse, is a record torn by a crash: it is
+ * cut off so the next append starts on a clean line.
+ */
+async function readJournal(path: string): Promise<Map<string, number>> {
+  const settled = new Map<string, number>();
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return settled;
+    throw err;
+  }
+  const decoder = new TextDecoder("utf-8", { fatal: true });
+  let at = 0;
+  let lineNo = 0;
+  while (at < bytes.length) {
+    lineNo++;
+    const nl = bytes.indexOf(0x0a, at);
+    let record: Partial<JobRecord> | undefined;
+    try {
+      record = nl === -1 ? undefined : JSON.parse(decoder.decode(bytes.subarray(at, nl)));
+    } catch {
+      record = undefined;
+    }
+    if (record === undefined || record === null || typeof record !== "object") {
+      if (nl !== -1 && nl !== bytes.length - 1) {
+        throw new VicoError("USAGE", `Journal ${path} is damaged at line ${lineNo}; refusing to guess what ran`);
+      }
+      await Deno.truncate(path, at);
+      break;
+    }
+    if (record.type === "job" && typeof record.key === "string" && typeof record.status === "number") {
+      settled.set(record.key, record.status);
+    }
+    at = nl + 1;
+  }
+  return settled;
+}
+
+async function syncDir(path: string): Promise<void> {
+  const dir = await Deno.open(path, { read: true });
+  try {
+    await dir.sync();
+  } finally {
+    dir.close();
+  }
+}

@@ -1,0 +1,91 @@
+/**
+ * `runner`: joins a vico manager and runs the jobs it hands out.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { VicoError } from "./protocol/errors.ts";
+import { DEFAULT_PORT } from "./manager/manager.ts";
+import { Runner } from "./runner/runner.ts";
+import { complain, ExitCode, intFlag, parseHostPort } from "./util/cli.ts";
+import { logger, setupLogging } from "./util/log.ts";
+
+const USAGE = `Usage: runner --manager HOST[:PORT] [options]
+
+Joins a vico manager and runs the jobs it hands out, each as
+'/bin/sh -c <job>' in its own process group, sending back the exit status
+and the output (stdout and stderr merged).
+
+  -m, --manager HOST[:PORT]  The manager (port ${DEFAULT_PORT} if omitted).
+  -w, --workers N            Jobs to run at once. Default: 1.
+  -n, --name NAME            Name announced to the manager. Default: this
+                             machine's host name.
+  -q, --quiet                Log only warnings and errors.
+  -v, --verbose              Log debugging detail (every job).
+  -h, --help                 Show this help.
+
+Exit status:
+  0  the manager had no more jobs (clean FINO)
+  1  the connection was lost, or the manager dropped this runner, or broke
+     the protocol; running jobs were killed
+  2  usage error
+  3  the manager speaks a protocol version this runner does not
+`;
+
+/** Runs the runner command line; returns the exit code. */
+export async function main(args: string[]): Promise<number> {
+  let flags;
+  try {
+    flags = parseArgs({
+      args,
+      options: {
+        manager: { type: "string", short: "m" },
+        workers: { type: "string", short: "w" },
+        name: { type: "string", short: "n" },
+        quiet: { type: "boolean", short: "q" },
+        verbose: { type: "boolean", short: "v" },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (err) {
+    return complain("runner", `${(err as Error).message}\n\n${USAGE}`, ExitCode.USAGE);
+  }
+  if (flags.help) {
+    console.log(USAGE);
+    return ExitCode.OK;
+  }
+  let address, workers;
+  try {
+    if (flags.manager === undefined) throw new VicoError("USAGE", "--manager HOST[:PORT] is required");
+    address = parseHostPort(flags.manager, DEFAULT_PORT);
+    workers = intFlag("workers", flags.workers, 1, 1);
+    if (flags.name !== undefined && (flags.name === "" || /[\r\n]/.test(flags.name))) {
+      throw new VicoError("USAGE", "--name must be non-empty and on one line");
+    }
+  } catch (err) {
+    return complain("runner", `${(err as Error).message}\n\n${USAGE}`, ExitCode.USAGE);
+  }
+  await setupLogging({ level: flags.quiet ? "warning" : flags.verbose ? "debug" : "info" });
+  const log = logger("runner");
+
+  const runner = new Runner({ ...address, workers, name: flags.name });
+  const end = await runner.run();
+  switch (end.kind) {
+    case "finished":
+      log.info("Manager has no more jobs; ran {jobs} job(s)", { jobs: end.jobs });
+      return ExitCode.OK;
+    case "refused":
+      log.error("{reason}", { reason: end.reason });
+      return ExitCode.CANNOT_START;
+    case "failed":
+      log.error("{reason} (ran {jobs} job(s))", { reason: end.reason, jobs: end.jobs });
+      return ExitCode.FAILED;
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

@@ -1,0 +1,139 @@
+/**
+ * The one place vico starts a process. Each process leads its own process
+ * group (so a kill reaches everything it started), its stdout and stderr go
+ * to one sink in the order written, and its end is reported with shell
+ * conventions: the exit code, 128+N for signal N, 127 when it cannot start.
+ *
+ * @module
+ */
+
+/** Receives output chunks, in order; the next chunk waits for the promise. */
+export type OutputSink = (chunk: Uint8Array) => Promise<void>;
+
+/** Options for {@linkcode runProcess}. */
+export interface RunProcessOptions {
+  /** Working directory. */
+  cwd?: string;
+  /** Where stdout and stderr go, merged. */
+  sink: OutputSink;
+  /** Aborting ends the process group: SIGTERM, then SIGKILL after `killGraceMs`. */
+  signal?: AbortSignal;
+  /** Grace between SIGTERM and SIGKILL. @default {2000} */
+  killGraceMs?: number;
+}
+
+/** How a process ended. */
+export interface ProcessOutcome {
+  /** Exit status, 0-255, with shell conventions for signals and failure to start. */
+  status: number;
+  /** Signal name if a signal ended it. */
+  signal?: string;
+  /** Why it could not start, if it could not. */
+  error?: string;
+}
+
+/** Status for a command that could not be started (shell convention). */
+export const STATUS_CANNOT_START = 127;
+
+const SIGNAL_NUMBERS: Record<string, number> = {
+  SIGHUP: 1,
+  SIGINT: 2,
+  SIGQUIT: 3,
+  SIGILL: 4,
+  SIGTRAP: 5,
+  SIGABRT: 6,
+  SIGBUS: 7,
+  SIGFPE: 8,
+  SIGKILL: 9,
+  SIGUSR1: 10,
+  SIGSEGV: 11,
+  SIGUSR2: 12,
+  SIGPIPE: 13,
+  SIGALRM: 14,
+  SIGTERM: 15,
+  SIGXCPU: 24,
+  SIGXFSZ: 25,
+};
+
+/**
+ * The argv that runs a job's command line with `/bin/sh -c`. Its stderr is
+ * redirected onto stdout first, so that both streams reach the sink through
+ * one pipe in exactly the order the job wrote them.
+ */
+export function shellArgv(command: string): string[] {
+  return ["/bin/sh", "-c", `exec 2>&1\n${command}`];
+}
+
+/**
+ * Runs `argv` in a new process group, streaming its output to the sink.
+ *
+ * @example
+ * ```ts ignore
+ * const chunks: Uint8Array[] = [];
+ * const { status } = await runProcess(shellArgv("echo hi"), {
+ *   sink: async (c) => void chunks.push(c.slice()),
+ * });
+ * ```
+ */
+export async function runProcess(argv: string[], options: RunProcessOptions): Promise<ProcessOutcome> {
+  const { signal, sink } = options;
+  if (signal?.aborted) return { status: 128 + SIGNAL_NUMBERS.SIGTERM, signal: "SIGTERM" };
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command(argv[0], {
+      args: argv.slice(1),
+      cwd: options.cwd,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      // A new session, hence a new process group led by the child.
+      detached: true,
+    }).spawn();
+  } catch (err) {
+    const error = err instanceof Error ? err.message : String(err);
+    await sink(new TextEncoder().encode(`vico: cannot start ${argv[0]}: ${error}\n`));
+    return { status: STATUS_CANNOT_START, error };
+  }
+
+  let killTimer: ReturnType<typeof setTimeout> | undefined;
+  const onAbort = () => {
+    killGroup(child.pid, "SIGTERM");
+    killTimer = setTimeout(() => killGroup(child.pid, "SIGKILL"), options.killGraceMs ?? 2000);
+  };
+  signal?.addEventListener("abort", onAbort, { once: true });
+
+  // Chunks from both pipes go to the sink one at a time, in arrival order.
+  let tail = Promise.resolve();
+  const pump = async (stream: ReadableStream<Uint8Array>) => {
+    for await (const chunk of stream) {
+      tail = tail.then(() => sink(chunk));
+      await tail;
+    }
+  };
+  try {
+    const [status] = await Promise.all([child.status, pump(child.stdout), pump(child.stderr)]);
+    await tail;
+    if (status.signal !== null) {
+      const n = SIGNAL_NUMBERS[status.signal] ?? status.code - 128;
+      return { status: (128 + n) & 0xff, signal: status.signal };
+    }
+    return { status: status.code & 0xff };
+  } catch (err) {
+    // The sink failed (e.g. a full disk): the job's output is lost, so is the job.
+    killGroup(child.pid, "SIGKILL");
+    throw err;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+    clearTimeout(killTimer);
+    // Whatever the job left behind in its group goes with it.
+    if (signal?.aborted) killGroup(child.pid, "SIGKILL");
+  }
+}
+
+function killGroup(pid: number, sig: Deno.Signal): void {
+  try {
+    Deno.kill(-pid, sig);
+  } catch {
+    // The group is already gone.
+  }
+}

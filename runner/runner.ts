@@ -1,0 +1,125 @@
+/**
+ * A runner: connects to a manager, runs the jobs it hands out with N
+ * workers, and reports their status and output.
+ *
+ * @module
+ */
+
+import { BufferedReader } from "../protocol/buffered_reader.ts";
+import { DEFAULT_LIMITS, type Limits } from "../protocol/limits.ts";
+import { connectTcp } from "../transport/conn_transport.ts";
+import type { Transport } from "../transport/transport.ts";
+import { logger } from "../util/log.ts";
+import { OutputSpool } from "./output_spool.ts";
+import { runProcess, shellArgv } from "./process_runner.ts";
+import { type JobExecutor, type RunnerEnd, RunnerTextClient } from "./text_client.ts";
+
+/** Options for {@linkcode Runner}. */
+export interface RunnerOptions {
+  /** Manager host. */
+  hostname: string;
+  /** Manager port. */
+  port: number;
+  /** Jobs run at once. */
+  workers: number;
+  /** Name announced to the manager. @default {Deno.hostname()} */
+  name?: string;
+  /** Where outputs spill to disk. @default {a fresh temporary directory} */
+  spoolDir?: string;
+  /** Wire limits. */
+  limits?: Partial<Limits>;
+  /** Grace between SIGTERM and SIGKILL when jobs must end. @default {2000} */
+  killGraceMs?: number;
+  /** Runs inside a manager process (`--local`): connection events are logged at debug level. */
+  embedded?: boolean;
+  /** How to connect (tests and TLS plug in here). @default {TCP} */
+  connect?: (hostname: string, port: number) => Promise<Transport>;
+}
+
+const log = logger("runner");
+
+/**
+ * Runs jobs for a manager until it says there are no more.
+ *
+ * @example
+ * ```ts ignore
+ * const end = await new Runner({ hostname: "127.0.0.1", port: 7707, workers: 4 }).run();
+ * if (end.kind !== "finished") console.error(end.reason);
+ * ```
+ */
+export class Runner {
+  readonly #options: RunnerOptions;
+  readonly #limits: Limits;
+  #client: RunnerTextClient | undefined;
+  #stopped = false;
+
+  /** @param options Where to connect and how many jobs to run at once. */
+  constructor(options: RunnerOptions) {
+    this.#options = options;
+    this.#limits = { ...DEFAULT_LIMITS, ...options.limits };
+  }
+
+  /** Connects and serves until the manager has no more jobs. Never rejects. */
+  async run(): Promise<RunnerEnd> {
+    const { hostname, port } = this.#options;
+    const name = this.#options.name ?? Deno.hostname();
+    let transport: Transport;
+    try {
+      transport = await (this.#options.connect ?? connectTcp)(hostname, port);
+    } catch (err) {
+      const reason = `Cannot connect to the manager at ${hostname}:${port}: ${
+        err instanceof Error ? err.message : err
+      }`;
+      return { kind: "failed", reason, jobs: 0 };
+    }
+    const spoolDir = this.#options.spoolDir ?? await Deno.makeTempDir({ prefix: "vico-runner-" });
+    try {
+      const reader = new BufferedReader(transport, { maxLineBytes: this.#limits.maxLineBytes });
+      this.#client = new RunnerTextClient(transport, reader, {
+        name,
+        workers: this.#options.workers,
+        execute: this.#executor(spoolDir),
+      });
+      if (this.#stopped) this.#client.stop();
+      log[this.#options.embedded ? "debug" : "info"]("Connected to {host}:{port} as {name} with {workers} worker(s)", {
+        host: hostname,
+        port,
+        name,
+        workers: this.#options.workers,
+      });
+      return await this.#client.run();
+    } finally {
+      transport.close();
+      if (this.#options.spoolDir === undefined) await Deno.remove(spoolDir, { recursive: true }).catch(() => {});
+    }
+  }
+
+  /** Takes no new jobs; running ones finish and are reported. */
+  stop(): void {
+    this.#stopped = true;
+    this.#client?.stop();
+  }
+
+  /** Kills running jobs and drops the connection. */
+  abort(reason: string): void {
+    this.#stopped = true;
+    this.#client?.abort(reason);
+  }
+
+  #executor(spoolDir: string): JobExecutor {
+    return async (command, signal) => {
+      const output = new OutputSpool({ dir: spoolDir, maxBytes: this.#limits.maxOutputBytes });
+      try {
+        const { status } = await runProcess(shellArgv(command), {
+          sink: output.write,
+          signal,
+          killGraceMs: this.#options.killGraceMs,
+        });
+        return { status, output };
+      } catch (err) {
+        await output.dispose();
+        throw err;
+      }
+    };
+  }
+}
