@@ -49,7 +49,7 @@ export interface SchedulerEvents {
  * import { Scheduler } from "./scheduler.ts";
  * const s = new Scheduler(new JobQueue(1));
  * const got: number[] = [];
- * const link = { host: "a", assign: (j: number) => got.push(j), release() {} };
+ * const link = { host: "a", peer: "10.0.0.7:5000", assign: (j: number) => got.push(j), release() {} };
  * s.onRunnerJoined(link);
  * s.onJobRequest(link);
  * console.assert(got[0] === 0);
@@ -136,11 +136,17 @@ export class Scheduler {
     return undefined;
   }
 
-  /** A claimed result was recorded: the job is settled. */
-  onJobSettled(link: RunnerLink, job: number, status: number): void {
+  /**
+   * A claimed result was recorded: the job is settled. Only the runner that
+   * holds the job can settle it.
+   *
+   * @returns Whether the job was settled by this call.
+   */
+  onJobSettled(link: RunnerLink, job: number, status: number): boolean {
+    const mine = this.#holding.get(link);
+    if (mine === undefined || !mine.delete(job)) return false;
     this.#claimed.delete(job);
-    this.#holding.get(link)?.delete(job);
-    if (!this.queue.settle(job)) return;
+    if (!this.queue.settle(job)) return false;
     if (status !== 0) this.#failed++;
     this.#settledBy.set(link.host, (this.#settledBy.get(link.host) ?? 0) + 1);
     this.#events.onSettled?.(job, status, link);
@@ -149,6 +155,7 @@ export class Scheduler {
       this.#held.clear();
       this.#resolveDone();
     }
+    return true;
   }
 
   /** A runner is gone (closed, broke protocol, timed out): its jobs go back to the front. */
