@@ -212,13 +212,15 @@ export class RunnerTextClient {
           if (this.#closing) return;
           throw new VicoError("CONNECTION_CLOSED", "Manager closed the connection");
         }
+        // The waiter stays registered until it is resolved, so that a failure
+        // here (ERARO, a malformed line) rejects it in #fail.
         const waiter = this.#waiter;
-        this.#waiter = undefined;
         if (waiter === undefined && !line.startsWith("ERARO")) {
           throw new ProtocolError("Manager sent a line no worker asked for", line);
         }
         const msg = parseManagerLine(line, waiter?.expect ?? "job");
         if (msg.kind === "eraro") throw new VicoError("REFUSED", `Manager dropped this runner: ${msg.reason}`);
+        this.#waiter = undefined;
         waiter!.resolve(msg);
       }
     } catch (err) {

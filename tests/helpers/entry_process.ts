@@ -1,0 +1,185 @@
+/**
+ * Spawns vico's entry points (`manager.ts`, `runner.ts`) as real processes
+ * under `deno run` with exactly the permissions the compiled binaries get
+ * (the `vico` permission set in deno.json), and cleans them up.
+ *
+ * @module
+ */
+
+/** The repository root. */
+export const ROOT = new URL("../../", import.meta.url).pathname;
+
+/** `deno run` flags the compiled binaries are built with (see the `compile` task). */
+export const RUN_FLAGS = ["run", "-q", "-P=vico"];
+
+/** Options for {@linkcode EntryProcess.spawn}. */
+export interface SpawnOptions {
+  /** Working directory. @default {the repository root} */
+  cwd?: string;
+  /** Text to feed on stdin (stdin is closed after it). */
+  stdin?: string;
+  /** Extra environment. */
+  env?: Record<string, string>;
+}
+
+/** A running manager or runner whose output is collected as it comes. */
+export class EntryProcess implements AsyncDisposable {
+  readonly child: Deno.ChildProcess;
+  #stdout = "";
+  #stderr = "";
+  readonly #pumps: Promise<void>;
+  #status: Promise<Deno.CommandStatus>;
+  #watchers: (() => void)[] = [];
+
+  private constructor(child: Deno.ChildProcess, stdin?: string) {
+    this.child = child;
+    const pump = async (stream: ReadableStream<Uint8Array>, into: "out" | "err") => {
+      const dec = new TextDecoder();
+      for await (const chunk of stream) {
+        if (into === "out") this.#stdout += dec.decode(chunk, { stream: true });
+        else this.#stderr += dec.decode(chunk, { stream: true });
+        for (const w of this.#watchers) w();
+      }
+    };
+    this.#pumps = Promise.all([pump(child.stdout, "out"), pump(child.stderr, "err")]).then(() => {});
+    if (stdin !== undefined) {
+      const w = child.stdin.getWriter();
+      w.write(new TextEncoder().encode(stdin)).then(() => w.close()).catch(() => {});
+    }
+    this.#status = child.status;
+  }
+
+  /** Starts `deno run -q -P=vico <entry> <args>`. */
+  static spawn(entry: string, args: string[], options: SpawnOptions = {}): EntryProcess {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [...RUN_FLAGS, ROOT + entry, ...args],
+      cwd: options.cwd ?? ROOT,
+      env: { NO_COLOR: "1", ...options.env },
+      stdin: options.stdin === undefined ? "null" : "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    return new EntryProcess(child, options.stdin);
+  }
+
+  /** Starts an arbitrary program with the same output collection. */
+  static spawnProgram(program: string, args: string[], options: SpawnOptions = {}): EntryProcess {
+    const child = new Deno.Command(program, {
+      args,
+      cwd: options.cwd ?? ROOT,
+      env: { NO_COLOR: "1", ...options.env },
+      stdin: options.stdin === undefined ? "null" : "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    return new EntryProcess(child, options.stdin);
+  }
+
+  /** Process id. */
+  get pid(): number {
+    return this.child.pid;
+  }
+
+  /** Everything written to stdout so far. */
+  get stdout(): string {
+    return this.#stdout;
+  }
+
+  /** Everything written to stderr so far. */
+  get stderr(): string {
+    return this.#stderr;
+  }
+
+  /** Waits until stdout+stderr match `pattern`; rejects after `timeoutMs` or at exit. */
+  waitFor(pattern: RegExp, timeoutMs = 30_000): Promise<RegExpMatchArray> {
+    return new Promise((resolve, reject) => {
+      let timer: ReturnType<typeof setTimeout> | undefined = undefined;
+      const check = () => {
+        const m = (this.#stderr + "\n" + this.#stdout).match(pattern);
+        if (m) {
+          done();
+          resolve(m);
+        }
+      };
+      const done = () => {
+        clearTimeout(timer);
+        this.#watchers = this.#watchers.filter((w) => w !== check);
+      };
+      timer = setTimeout(() => {
+        done();
+        reject(new Error(`Timed out waiting for ${pattern}; stderr so far:\n${this.#stderr}`));
+      }, timeoutMs);
+      this.#pumps.then(() => {
+        if (this.#watchers.includes(check)) {
+          done();
+          reject(new Error(`Process ended before ${pattern}; stderr:\n${this.#stderr}`));
+        }
+      });
+      this.#watchers.push(check);
+      check();
+    });
+  }
+
+  /** Waits for the process to exit and its output to be read. */
+  async exit(timeoutMs = 120_000): Promise<Deno.CommandStatus> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        this.kill("SIGKILL");
+        reject(new Error(`Process did not exit within ${timeoutMs} ms; stderr:\n${this.#stderr}`));
+      }, timeoutMs);
+    });
+    try {
+      const status = await Promise.race([this.#status, timeout]);
+      await this.#pumps;
+      return status;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Sends a signal, ignoring a process that is already gone. */
+  kill(signal: Deno.Signal = "SIGTERM"): void {
+    try {
+      this.child.kill(signal);
+    } catch {
+      // Already exited.
+    }
+  }
+
+  /**
+   * Peak resident memory (VmHWM) in bytes, read from /proc while it runs.
+   * Through `cat`: Deno only lets `--allow-all` read another process's /proc.
+   */
+  peakRss(): number {
+    return peakRssOf(this.pid);
+  }
+
+  /** Kills the process if still running and waits for it. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.kill("SIGKILL");
+    await this.#status;
+    await this.#pumps;
+  }
+}
+
+/** Starts a manager and waits until it listens; returns it and its port. */
+export async function startManager(args: string[], options: SpawnOptions = {}): Promise<
+  { manager: EntryProcess; port: number }
+> {
+  const manager = EntryProcess.spawn("manager.ts", args, options);
+  const m = await manager.waitFor(/ on [^ ]+:(\d+); results in /);
+  return { manager, port: Number(m[1]) };
+}
+
+/** Starts a runner against `127.0.0.1:port`. */
+export function startRunner(port: number, args: string[] = [], options: SpawnOptions = {}): EntryProcess {
+  return EntryProcess.spawn("runner.ts", ["--manager", `127.0.0.1:${port}`, ...args], options);
+}
+
+/** Peak resident memory (VmHWM) of `pid` in bytes, or 0 once it is gone. */
+export function peakRssOf(pid: number): number {
+  const out = new Deno.Command("cat", { args: [`/proc/${pid}/status`], stderr: "null" }).outputSync();
+  const m = new TextDecoder().decode(out.stdout).match(/VmHWM:\s+(\d+) kB/);
+  return m ? Number(m[1]) * 1024 : 0;
+}
