@@ -1,0 +1,40 @@
+/**
+ * Reads a results directory the way a user's script would.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import type { JobRecord } from "../../manager/results_store.ts";
+
+/** All job records of a results directory, in journal order. */
+export function readRecords(resultsDir: string): JobRecord[] {
+  const text = Deno.readTextFileSync(join(resultsDir, "journal.jsonl"));
+  return text.split("\n").filter((l) => l.length > 0).map((l) => JSON.parse(l));
+}
+
+/** The stored output of a record (empty when it has no file). */
+export function readOutput(resultsDir: string, record: JobRecord): Uint8Array {
+  return record.output === null ? new Uint8Array() : Deno.readFileSync(join(resultsDir, record.output));
+}
+
+/** Records by their 1-based line in the job list (asserting one per line). */
+export function byLine(records: JobRecord[]): Map<number, JobRecord> {
+  const map = new Map<number, JobRecord>();
+  for (const r of records) {
+    if (map.has(r.line)) throw new Error(`line ${r.line} recorded twice`);
+    map.set(r.line, r);
+  }
+  return map;
+}
+
+/** A fresh temporary directory removed at disposal. */
+export async function tempDir(): Promise<AsyncDisposable & { path: string }> {
+  const path = await Deno.makeTempDir({ prefix: "vico-test-" });
+  return {
+    path,
+    async [Symbol.asyncDispose]() {
+      await Deno.remove(path, { recursive: true }).catch(() => {});
+    },
+  };
+}

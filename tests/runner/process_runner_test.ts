@@ -1,0 +1,72 @@
+import assert from "node:assert/strict";
+import { runProcess, shellArgv } from "../../runner/process_runner.ts";
+
+async function run(command: string, signal?: AbortSignal) {
+  const chunks: Uint8Array[] = [];
+  const outcome = await runProcess(shellArgv(command), {
+    sink: (c) => {
+      chunks.push(c.slice());
+      return Promise.resolve();
+    },
+    signal,
+    killGraceMs: 300,
+  });
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let off = 0;
+  for (const c of chunks) {
+    out.set(c, off);
+    off += c.length;
+  }
+  return { ...outcome, out };
+}
+
+const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+Deno.test("runProcess() merges stdout and stderr in the order the job wrote them", async () => {
+  for (let i = 0; i < 20; i++) {
+    const { status, out } = await run("for i in 1 2 3 4 5; do echo o$i; echo e$i >&2; done");
+    assert.equal(status, 0);
+    assert.equal(text(out), "o1\ne1\no2\ne2\no3\ne3\no4\ne4\no5\ne5\n");
+  }
+});
+
+Deno.test("runProcess() reports exit codes, 128+N for signals and 127 for a missing command", async () => {
+  assert.equal((await run("exit 3")).status, 3);
+  assert.equal((await run("kill -9 $$")).status, 137);
+  assert.equal((await run("kill -TERM $$")).status, 143);
+  const missing = await run("no-such-command-vico");
+  assert.equal(missing.status, 127);
+  assert.match(text(missing.out), /not found/);
+  const direct = await runProcess(["/no/such/program"], { sink: () => Promise.resolve() });
+  assert.equal(direct.status, 127);
+});
+
+Deno.test("runProcess() passes binary output through untouched", async () => {
+  const { out } = await run("printf '\\000\\377\\303\\050x'");
+  assert.deepEqual(out, new Uint8Array([0, 0xff, 0xc3, 0x28, 0x78]));
+});
+
+Deno.test("runProcess() abort kills the whole process group", async () => {
+  const marker = await Deno.makeTempFile();
+  const ctl = new AbortController();
+  const started = performance.now();
+  const p = run(`(sleep 30; echo late > ${marker}) & sleep 30`, ctl.signal);
+  await new Promise((r) => setTimeout(r, 200));
+  ctl.abort();
+  const { status } = await p;
+  assert.equal(status, 143);
+  assert.ok(performance.now() - started < 5000);
+  await new Promise((r) => setTimeout(r, 200));
+  const ps = new TextDecoder().decode((await new Deno.Command("ps", { args: ["-eo", "args"] }).output()).stdout);
+  assert.ok(!ps.includes(`echo late > ${marker}`), "background child of the job was killed too");
+  await Deno.remove(marker);
+});
+
+Deno.test("runProcess() escalates to SIGKILL when SIGTERM is ignored", async () => {
+  const ctl = new AbortController();
+  const p = run("trap '' TERM; sleep 30", ctl.signal);
+  await new Promise((r) => setTimeout(r, 200));
+  ctl.abort();
+  const { status } = await p;
+  assert.equal(status, 137);
+});
