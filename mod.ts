@@ -1,0 +1,90 @@
+/**
+ * vico: a distributed batch job runner. A manager serves a list of jobs over
+ * TCP; runners on compute nodes pull them, run them as subprocesses and send
+ * back exit status and output.
+ *
+ * This module is the library behind the `manager` and `runner` commands:
+ *
+ * - **Wire protocols** (pure, no I/O): {@linkcode BufferedReader}, the text
+ *   codec ({@linkcode parseRunnerLine}, {@linkcode parseManagerLine}, …) and
+ *   the message types.
+ * - **Manager**: {@linkcode Manager} ties together the job list
+ *   ({@linkcode parseJobList}), the {@linkcode JobQueue}, the
+ *   {@linkcode Scheduler}, the {@linkcode ResultsStore} and one
+ *   {@linkcode ManagerTextSession} per connection.
+ * - **Runner**: {@linkcode Runner} ties together a
+ *   {@linkcode RunnerTextClient} and the process runner
+ *   ({@linkcode runProcess}).
+ *
+ * @example Run a job list on this machine with two local workers
+ * ```ts ignore
+ * import { Manager, parseJobList } from "./mod.ts";
+ *
+ * const jobs = parseJobList(new TextEncoder().encode("echo one\necho two\n"));
+ * const manager = await Manager.start({ jobs, resultsDir: "results", port: 0, local: 2 });
+ * const summary = await manager.finished;
+ * console.log(`${summary.succeeded} of ${summary.jobs} succeeded`);
+ * ```
+ *
+ * @module
+ */
+
+// Wire protocols: pure codecs and the one buffered reader.
+export {
+  BufferedReader,
+  type BufferedReaderOptions,
+  type ByteSource,
+  type ChunkSink,
+} from "./protocol/buffered_reader.ts";
+export { describeBytes, JobListError, ProtocolError, VicoError, type VicoErrorCode } from "./protocol/errors.ts";
+export { DEFAULT_LIMITS, type Limits, SIXTEEN_GIB } from "./protocol/limits.ts";
+export {
+  type FromRunnerText,
+  type RunnerExpectation,
+  TEXT_PROTOCOL_VERSION,
+  TextKeyword,
+  type ToRunnerText,
+} from "./protocol/messages.ts";
+export {
+  encodeLine,
+  formatManagerLine,
+  formatRunnerLine,
+  isAcceptedVersion,
+  parseManagerLine,
+  parseRunnerLine,
+  whyNotCarriable,
+} from "./protocol/text_codec.ts";
+
+// Transport seam.
+export type { Transport, TransportListener } from "./transport/transport.ts";
+export { connectTcp, ConnTransport, listenTcp } from "./transport/conn_transport.ts";
+
+// Manager.
+export { type JobList, parseJobList, type ParseJobListOptions, readJobList } from "./manager/job_list.ts";
+export { jobKey } from "./manager/job_key.ts";
+export { JobQueue, JobState, type JobStateValue } from "./manager/job_queue.ts";
+export { type RunnerLink, Scheduler, type SchedulerEvents } from "./manager/scheduler.ts";
+export { type JobFields, type JobRecord, JOURNAL_FILE, ResultsStore, StagedOutput } from "./manager/results_store.ts";
+export { ManagerTextSession, type ManagerTextState, type TextSessionContext } from "./manager/text_session.ts";
+export { Server, type ServerOptions, type Session, type SessionFactory } from "./manager/server.ts";
+export { DEFAULT_PORT, Manager, type ManagerOptions, type RunSummary } from "./manager/manager.ts";
+
+// Runner.
+export {
+  type OutputSink,
+  type ProcessOutcome,
+  runProcess,
+  type RunProcessOptions,
+  shellArgv,
+  STATUS_CANNOT_START,
+} from "./runner/process_runner.ts";
+export { OutputSpool, type OutputSpoolOptions } from "./runner/output_spool.ts";
+export {
+  type JobExecutor,
+  type JobOutcome,
+  type RunnerEnd,
+  RunnerTextClient,
+  type RunnerTextClientOptions,
+  type RunnerTextState,
+} from "./runner/text_client.ts";
+export { Runner, type RunnerOptions } from "./runner/runner.ts";
