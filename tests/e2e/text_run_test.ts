@@ -236,3 +236,23 @@ Deno.test("manager exits 3 when its port is taken", async () => {
   assert.equal((await manager.exit()).code, 3);
   assert.match(manager.stderr, /already in use/);
 });
+
+Deno.test("manager draws a progress bar with rate and ETA on a terminal, and none when piped", async () => {
+  await using dir = await tempDir();
+  const list = join(dir.path, "jobs.txt");
+  await Deno.writeTextFile(list, "sleep 0.25\n".repeat(12));
+  const cmd = [Deno.execPath(), "run", "-q", "-P=vico", "manager.ts", "--jobs", list, "--local", "3"];
+  // `script` gives the manager a pseudo-terminal as stdout and stderr.
+  const tty = await new Deno.Command("script", {
+    args: ["-qfec", cmd.map((a) => `'${a}'`).join(" "), "/dev/null"],
+    cwd: new URL("../../", import.meta.url).pathname,
+    env: { NO_COLOR: "1" },
+  }).output();
+  assert.equal(tty.code, 0);
+  const screen = dec.decode(tty.stdout);
+  assert.match(screen, /\[#+-*\] \d+\/12 \d+%\s+[\d.]+ jobs\/s\s+ETA \d+s/);
+  assert.match(screen, /\x1b\[2K/, "the bar is redrawn in place");
+  await using piped = EntryProcess.spawn("manager.ts", ["--jobs", list, "--local", "3"]);
+  assert.equal((await piped.exit()).code, 0);
+  assert.doesNotMatch(piped.stderr + piped.stdout, /ETA/);
+});
