@@ -64,6 +64,7 @@ export class BufferedReader {
   #end = 0;
   #eof = false;
   #scratch: Uint8Array | undefined;
+  #filling: Promise<boolean> | undefined;
   readonly #decoder = new TextDecoder("utf-8", { fatal: true });
 
   /**
@@ -218,7 +219,13 @@ export class BufferedReader {
    * (`readLine` bounds that growth by its line limit). Returns false at end
    * of stream.
    */
-  async #fill(): Promise<boolean> {
+  #fill(): Promise<boolean> {
+    // One source read at a time: a read issued while a peek is still waiting
+    // for bytes shares that peek's read instead of racing it.
+    return this.#filling ??= this.#fillOnce().finally(() => (this.#filling = undefined));
+  }
+
+  async #fillOnce(): Promise<boolean> {
     if (this.#eof) return false;
     if (this.#buf.length - this.#end < COMPACT_BELOW && this.#start > 0) {
       this.#buf.copyWithin(0, this.#start, this.#end);

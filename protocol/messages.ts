@@ -65,3 +65,95 @@ export type ToRunnerText =
 
 /** What the runner expects next; it decides how a manager line is read. */
 export type RunnerExpectation = "versio" | "job" | "preta" | "ricevis";
+
+// ---------------------------------------------------------------------------
+// Binary protocol "1.0"
+// ---------------------------------------------------------------------------
+
+/** The binary protocol version a node announces in Join. */
+export const BINARY_PROTOCOL_VERSION = "1.0";
+
+/** Frame type bytes, as the draft and the notes number them. */
+export const FrameType = Object.freeze({
+  /** Positive reply; the reply to Start also carries the node's start time. */
+  ACCEPT: 0x01,
+  /** Negative reply with a reason. */
+  REJECT: 0x02,
+  /** Node asks to join: `version;modules`. */
+  JOIN: 0x03,
+  /** Node leaves after its results. */
+  LEAVE: 0x04,
+  /** Owner asks for the node's status (bare) or node answers (with a value). */
+  STATUS: 0x05,
+  /** Reserved by the draft: never sent, a protocol error when received. */
+  TASK: 0x06,
+  /** Owner: everything is staged; hold until Start. */
+  WAIT: 0x07,
+  /** Owner: start the runs now. */
+  START: 0x08,
+  /** Owner: end the running program. */
+  STOP: 0x09,
+  /** Node: the runs ended, with the last run's exit status. */
+  FINISHED: 0x10,
+  /** Node: one returned file (or the missing marker). */
+  RESULT: 0x11,
+  /** Either side: ending the session, with a reason. */
+  DISCONNECT: 0x12,
+  /** Owner: a file to stage. */
+  FILE: 0x13,
+  /** Owner: a staged program to run, and its log file. */
+  RUN: 0x14,
+  /** Owner: a file to return after the runs. */
+  RET: 0x15,
+});
+
+/** Node status values carried by a Status reply. */
+export const NodeStatus = Object.freeze({
+  /** Joined, nothing staged yet. */
+  IDLE: 0x01,
+  /** Receiving files and controls (the draft's "getting info"). */
+  WAITING_FOR_INPUT: 0x02,
+  /** Staged, waiting for Start. */
+  READY_TO_START: 0x03,
+  /** Running the programs. */
+  WORKING: 0x04,
+  /** The runs ended (numbered by the notes). */
+  FINISHED: 0x05,
+});
+
+/** One of {@linkcode NodeStatus}'s values. */
+export type NodeStatusValue = typeof NodeStatus[keyof typeof NodeStatus];
+
+/** Result length that marks a requested file that does not exist. */
+export const MISSING_FILE_LENGTH = 0xffffffff;
+
+/** The reason an owner gives when it has no task for a node. */
+export const NO_MORE_TASKS = "no more tasks";
+
+/** A frame sent by the owner (manager) to a node (runner). */
+export type ToNode =
+  | { readonly kind: "accept" }
+  | { readonly kind: "reject"; readonly reason: string }
+  | { readonly kind: "statusRequest" }
+  /** Header of a File frame: `size` payload bytes follow. */
+  | { readonly kind: "file"; readonly name: string; readonly size: number }
+  | { readonly kind: "run"; readonly program: string; readonly log: string }
+  | { readonly kind: "ret"; readonly name: string }
+  | { readonly kind: "wait" }
+  | { readonly kind: "start" }
+  | { readonly kind: "stop" }
+  | { readonly kind: "disconnect"; readonly reason: string };
+
+/** A frame sent by a node (runner) to the owner (manager). */
+export type FromNode =
+  | { readonly kind: "join"; readonly version: string; readonly modules: readonly string[] }
+  | { readonly kind: "accept" }
+  /** The Accept that answers Start, with the node's start time. */
+  | { readonly kind: "started"; readonly time: string }
+  | { readonly kind: "reject"; readonly reason: string }
+  | { readonly kind: "status"; readonly value: number }
+  | { readonly kind: "finished"; readonly status: number }
+  /** Header of a Result frame: `size` payload bytes follow, or `missing`. */
+  | { readonly kind: "result"; readonly size: number; readonly missing: boolean }
+  | { readonly kind: "leave" }
+  | { readonly kind: "disconnect"; readonly reason: string };

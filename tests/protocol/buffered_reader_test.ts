@@ -128,3 +128,32 @@ Deno.test({
     await assert.rejects(r3.readU32(), (e) => e instanceof VicoError && e.code === "CONNECTION_CLOSED");
   },
 });
+
+Deno.test({
+  name: "BufferedReader.peekU8() may be pending while a read starts: both share one source read",
+  permissions: "none",
+  async fn() {
+    let reads = 0;
+    let release!: (n: number | null) => void;
+    const r = new BufferedReader({
+      read(p) {
+        reads++;
+        if (reads > 1) return Promise.resolve(null);
+        return new Promise((resolve) => {
+          release = (n) => {
+            if (n !== null) p.set(Uint8Array.of(0x01, 0x00, 0x00, 0x00, 0x02, 0x68, 0x69).subarray(0, n));
+            resolve(n);
+          };
+        });
+      },
+    });
+    const peek = r.peekU8();
+    const first = r.readU8();
+    release(7);
+    assert.equal(await peek, 0x01);
+    assert.equal(await first, 0x01);
+    assert.equal(await r.readU32(), 2);
+    assert.equal(new TextDecoder().decode(await r.readExact(2)), "hi");
+    assert.equal(reads, 1);
+  },
+});
