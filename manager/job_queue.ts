@@ -1,9 +1,10 @@
 /**
  * The job queue: which jobs are pending, running and settled, and how many
  * times each was handed out. Jobs are numbered `0..size-1` (their index in
- * the {@linkcode JobList}). Every operation is O(1) and the whole queue
- * lives in typed arrays, so a million jobs cost a few megabytes and
- * dispatch does not slow down as the queue grows.
+ * the job list) and belong to a class (what a runner must offer to take
+ * them). Pending jobs wait in one double-ended ring per class; `take` looks
+ * only at the head of each class a runner accepts, so dispatch costs
+ * O(classes), never O(jobs), and a million jobs fit in a few megabytes.
  *
  * @module
  */
@@ -20,9 +21,26 @@ export const JobState = Object.freeze(
 /** One of {@linkcode JobState}'s values. */
 export type JobStateValue = typeof JobState[keyof typeof JobState];
 
+/** Options for {@linkcode JobQueue}. */
+export interface JobQueueOptions {
+  /** Class of each job (default: every job in class 0). */
+  classOf?: Uint16Array;
+  /** Number of classes (default: 1 + the largest in `classOf`). */
+  classes?: number;
+  /** Jobs already settled (by an earlier run), which are never queued. */
+  settled?: (job: number) => boolean;
+}
+
+interface Ring {
+  buf: Int32Array;
+  head: number;
+  count: number;
+  unsettled: number;
+}
+
 /**
- * Pending jobs in a double-ended ring (requeued jobs go to the front), plus
- * per-job state and attempt counters.
+ * Pending jobs in double-ended rings per class (requeued jobs go to the
+ * front), plus per-job state and attempt counters.
  *
  * @example
  * ```ts
@@ -36,8 +54,8 @@ export type JobStateValue = typeof JobState[keyof typeof JobState];
 export class JobQueue {
   /** Number of jobs in the run. */
   readonly size: number;
-  readonly #ring: Int32Array;
-  #head = 0;
+  readonly #classOf: Uint16Array | undefined;
+  readonly #rings: Ring[];
   #pending = 0;
   #running = 0;
   #settled = 0;
@@ -46,19 +64,28 @@ export class JobQueue {
 
   /**
    * @param size Number of jobs.
-   * @param initiallySettled Jobs already settled (e.g. by an earlier run), which are never queued.
+   * @param options Classes and jobs settled earlier.
    */
-  constructor(size: number, initiallySettled?: (job: number) => boolean) {
+  constructor(size: number, options: JobQueueOptions = {}) {
     this.size = size;
-    this.#ring = new Int32Array(Math.max(size, 1));
+    const classOf = options.classOf;
+    this.#classOf = classOf;
+    let classes = options.classes ?? 1;
+    if (options.classes === undefined && classOf) { for (const c of classOf) classes = Math.max(classes, c + 1); }
+    const counts = new Int32Array(classes);
+    for (let job = 0; job < size; job++) counts[classOf ? classOf[job] : 0]++;
+    this.#rings = Array.from(counts, (n) => ({ buf: new Int32Array(Math.max(n, 1)), head: 0, count: 0, unsettled: 0 }));
     this.#state = new Uint8Array(size);
     this.#attempts = new Uint16Array(size);
     for (let job = 0; job < size; job++) {
-      if (initiallySettled?.(job)) {
+      if (options.settled?.(job)) {
         this.#state[job] = JobState.SETTLED;
         this.#settled++;
       } else {
-        this.#ring[this.#pending++] = job;
+        const ring = this.#rings[classOf ? classOf[job] : 0];
+        ring.buf[ring.count++] = job;
+        ring.unsettled++;
+        this.#pending++;
       }
     }
   }
@@ -83,6 +110,26 @@ export class JobQueue {
     return this.#settled === this.size;
   }
 
+  /** Number of classes. */
+  get classes(): number {
+    return this.#rings.length;
+  }
+
+  /** The class of `job`. */
+  classOf(job: number): number {
+    return this.#classOf ? this.#classOf[job] : 0;
+  }
+
+  /** Pending jobs of class `cls`. */
+  pendingIn(cls: number): number {
+    return this.#rings[cls].count;
+  }
+
+  /** Jobs of class `cls` not settled yet (pending or running). */
+  unsettledIn(cls: number): number {
+    return this.#rings[cls].unsettled;
+  }
+
   /** The state of `job`. */
   stateOf(job: number): JobStateValue {
     return this.#state[job] as JobStateValue;
@@ -93,11 +140,21 @@ export class JobQueue {
     return this.#attempts[job];
   }
 
-  /** Takes the next pending job and marks it running, or returns -1. */
-  take(): number {
-    if (this.#pending === 0) return -1;
-    const job = this.#ring[this.#head];
-    this.#head = (this.#head + 1) % this.#ring.length;
+  /**
+   * Takes the oldest pending job among the classes `accepts` allows (all
+   * when omitted), marks it running and returns it; -1 if there is none.
+   */
+  take(accepts?: (cls: number) => boolean): number {
+    let best: Ring | undefined;
+    for (let c = 0; c < this.#rings.length; c++) {
+      const ring = this.#rings[c];
+      if (ring.count === 0 || (accepts && !accepts(c))) continue;
+      if (best === undefined || ring.buf[ring.head] < best.buf[best.head]) best = ring;
+    }
+    if (best === undefined) return -1;
+    const job = best.buf[best.head];
+    best.head = (best.head + 1) % best.buf.length;
+    best.count--;
     this.#pending--;
     this.#state[job] = JobState.RUNNING;
     this.#running++;
@@ -105,11 +162,13 @@ export class JobQueue {
     return job;
   }
 
-  /** Puts a running job back at the front of the queue. */
+  /** Puts a running job back at the front of its class. */
   requeue(job: number): void {
     if (this.#state[job] !== JobState.RUNNING) return;
-    this.#head = (this.#head - 1 + this.#ring.length) % this.#ring.length;
-    this.#ring[this.#head] = job;
+    const ring = this.#rings[this.classOf(job)];
+    ring.head = (ring.head - 1 + ring.buf.length) % ring.buf.length;
+    ring.buf[ring.head] = job;
+    ring.count++;
     this.#pending++;
     this.#running--;
     this.#state[job] = JobState.PENDING;
@@ -119,6 +178,7 @@ export class JobQueue {
   settle(job: number): boolean {
     if (this.#state[job] !== JobState.RUNNING) return false;
     this.#state[job] = JobState.SETTLED;
+    this.#rings[this.classOf(job)].unsettled--;
     this.#running--;
     this.#settled++;
     return true;

@@ -13,7 +13,7 @@ import { logger } from "../util/log.ts";
 import { Runner } from "../runner/runner.ts";
 import type { RunnerEnd } from "../runner/text_client.ts";
 import { jobKey } from "./job_key.ts";
-import type { JobList } from "./job_list.ts";
+import { identityOf, type JobList } from "./job_list.ts";
 import { JobQueue } from "./job_queue.ts";
 import { ResultsStore } from "./results_store.ts";
 import { type RunnerLink, Scheduler } from "./scheduler.ts";
@@ -106,20 +106,21 @@ export class Manager {
     const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
     const { jobs } = options;
     const results = await ResultsStore.open(options.resultsDir, { durable: options.durable });
-    const keyOf = (job: number) => jobKey(jobs.commands[job], jobs.occurrences[job]);
+    const keyOf = (job: number) => jobKey(identityOf(jobs, job), jobs.occurrences[job]);
     // Jobs settled by an earlier run on this results directory are not run again.
     let skipped = 0;
     let failedEarlier = 0;
-    const queue = new JobQueue(
-      jobs.commands.length,
-      results.previous.size === 0 ? undefined : (job) => {
+    const queue = new JobQueue(jobs.commands.length, {
+      classOf: jobs.classOf,
+      classes: jobs.classes.length,
+      settled: results.previous.size === 0 ? undefined : (job) => {
         const status = results.previous.get(keyOf(job));
         if (status === undefined) return false;
         skipped++;
         if (status !== 0) failedEarlier++;
         return true;
       },
-    );
+    });
     if (skipped > 0) {
       log.info("Resuming in {dir}: {skipped} job(s) already settled, {left} to run", {
         dir: options.resultsDir,
@@ -128,7 +129,7 @@ export class Manager {
       });
     }
     const localNames = new Set(Array.from({ length: options.local ?? 0 }, (_, i) => `local-${i + 1}`));
-    const scheduler = new Scheduler(queue, {
+    const scheduler = new Scheduler(queue, jobs.classes, {
       onJoined: (link) => {
         const own = localNames.has(link.host) && /^(127\.|\[?::1)/.test(link.peer);
         log[own ? "debug" : "info"]("Runner {host} joined from {peer}", { host: link.host, peer: link.peer });

@@ -4,40 +4,71 @@
  * sockets or wire formats, so it is tested by driving the handlers with
  * recording links.
  *
- * Rules (protocol notes, text protocol):
- * - a request is answered with the next pending job;
- * - with nothing pending but jobs still running elsewhere, a request from a
- *   runner that holds no job is held (a requeued job will still find a
- *   runner); a runner that holds jobs is released at once (holding its
- *   request would deadlock its communication lock);
- * - a runner that is lost gives its jobs back to the front of the queue;
- * - a job settles once: a second result for it is refused.
+ * Rules:
+ * - a request is answered with the oldest pending job the runner can take
+ *   (its class: text runners take plain jobs, binary nodes also bundles
+ *   whose modules they announced);
+ * - with nothing it can take pending but such jobs still running elsewhere,
+ *   a request from a runner that holds no job is held (a requeued job will
+ *   still find a runner); a text runner that holds jobs is released at once
+ *   (holding its request would deadlock its communication lock);
+ * - when no job it could ever take remains, a runner is released (nothing
+ *   left at all) or refused (jobs remain, but none it can take);
+ * - a gang job (K nodes) is handed to K nodes; each stages it and reports
+ *   ready; all K are started together;
+ * - a runner that is lost gives its jobs back to the front of the queue; a
+ *   gang that loses a member is abandoned by all and requeued once;
+ * - a job settles once, and only by a runner holding it.
  *
  * @module
  */
 
+import type { JobClass } from "./job_list.ts";
 import type { JobQueue } from "./job_queue.ts";
 
 /** What the scheduler can tell one connected runner (its outbound side). */
 export interface RunnerLink {
-  /** Name for logs and counts (the runner's announced host name). */
+  /** Name for logs and counts (the runner's announced host name, or its address). */
   readonly host: string;
   /** The runner's address, for logs. */
   readonly peer: string;
-  /** Answers the runner's pending request with `job`. */
-  assign(job: number): void;
-  /** Answers the runner's pending request: there will be no more jobs. */
+  /** Whether this runner can carry jobs of class `cls`. */
+  accepts(cls: JobClass): boolean;
+  /** Answers the pending request with `job`; `rank` numbers gang members from 1. */
+  assign(job: number, rank: number): void;
+  /** Answers the pending request: there is nothing left to do. */
   release(): void;
+  /** Answers the pending request: jobs remain, but none this runner can take. */
+  refuse(reason: string): void;
+  /** Starts the staged task now (gang members are started together). */
+  start?(): void;
+  /** The task this runner holds was abandoned (another gang member was lost). */
+  abandon?(reason: string): void;
 }
 
 /** Notifications for logs, progress display and the summary. */
 export interface SchedulerEvents {
   /** A runner completed its handshake. */
   onJoined?(link: RunnerLink): void;
-  /** A job settled with `status` on `link`. */
+  /** A job settled with `status`, reported by `link`. */
   onSettled?(job: number, status: number, link: RunnerLink): void;
   /** Jobs of a lost runner went back to the queue. */
   onRequeued?(jobs: readonly number[], link: RunnerLink): void;
+}
+
+interface LinkState {
+  /** Per class: can this runner take it. */
+  accepts: boolean[];
+  /** Jobs it holds (a gang job is held by every member). */
+  jobs: Set<number>;
+}
+
+interface Gang {
+  job: number;
+  size: number;
+  cls: number;
+  members: RunnerLink[];
+  ready: Set<RunnerLink>;
 }
 
 /**
@@ -46,10 +77,14 @@ export interface SchedulerEvents {
  * @example
  * ```ts
  * import { JobQueue } from "./job_queue.ts";
+ * import { PLAIN_CLASS } from "./job_list.ts";
  * import { Scheduler } from "./scheduler.ts";
- * const s = new Scheduler(new JobQueue(1));
+ * const s = new Scheduler(new JobQueue(1), [PLAIN_CLASS]);
  * const got: number[] = [];
- * const link = { host: "a", peer: "10.0.0.7:5000", assign: (j: number) => got.push(j), release() {} };
+ * const link = {
+ *   host: "a", peer: "10.0.0.7:5000", accepts: () => true,
+ *   assign: (j: number) => void got.push(j), release() {}, refuse() {},
+ * };
  * s.onRunnerJoined(link);
  * s.onJobRequest(link);
  * console.assert(got[0] === 0);
@@ -60,20 +95,25 @@ export class Scheduler {
   readonly queue: JobQueue;
   /** Resolves when every job is settled. */
   readonly done: Promise<void>;
+  readonly #classes: readonly JobClass[];
   readonly #events: SchedulerEvents;
-  readonly #holding = new Map<RunnerLink, Set<number>>();
+  readonly #links = new Map<RunnerLink, LinkState>();
   readonly #claimed = new Set<number>();
   readonly #held = new Set<RunnerLink>();
+  readonly #gangs = new Map<number, Gang>();
+  readonly #assembling: Gang[] = [];
   readonly #settledBy = new Map<string, number>();
   #failed = 0;
   #resolveDone!: () => void;
 
   /**
    * @param queue The jobs to hand out.
+   * @param classes The job classes `queue` numbers.
    * @param events Optional observers.
    */
-  constructor(queue: JobQueue, events: SchedulerEvents = {}) {
+  constructor(queue: JobQueue, classes: readonly JobClass[], events: SchedulerEvents = {}) {
     this.queue = queue;
+    this.#classes = classes;
     this.#events = events;
     this.done = new Promise((resolve) => (this.#resolveDone = resolve));
     if (queue.finished) this.#resolveDone();
@@ -84,40 +124,103 @@ export class Scheduler {
     return this.#failed;
   }
 
-  /** Settled job counts per runner host. */
+  /** Settled job counts per runner host (a gang job counts for each member). */
   get settledByHost(): ReadonlyMap<string, number> {
     return this.#settledBy;
   }
 
   /** Number of connected runners. */
   get runners(): number {
-    return this.#holding.size;
+    return this.#links.size;
+  }
+
+  /** Classes with unsettled jobs that no connected runner can take. */
+  unservedClasses(): number[] {
+    const out: number[] = [];
+    for (let c = 0; c < this.#classes.length; c++) {
+      if (this.queue.unsettledIn(c) === 0) continue;
+      let served = false;
+      for (const st of this.#links.values()) if ((served = st.accepts[c])) break;
+      if (!served) out.push(c);
+    }
+    return out;
   }
 
   /** A runner connected and completed its handshake. */
   onRunnerJoined(link: RunnerLink): void {
-    this.#holding.set(link, new Set());
+    this.#links.set(link, { accepts: this.#classes.map((c) => link.accepts(c)), jobs: new Set() });
     this.#events.onJoined?.(link);
   }
 
-  /** A runner asks for a job: assign, hold or release it. */
+  /** A runner asks for a job: assign, hold, release or refuse it. */
   onJobRequest(link: RunnerLink): void {
-    const mine = this.#holding.get(link);
-    if (mine === undefined) return;
-    const job = this.queue.take();
+    const st = this.#links.get(link);
+    if (st === undefined) return;
+    for (const gang of this.#assembling) {
+      if (st.accepts[gang.cls] && !gang.members.includes(link)) {
+        this.#joinGang(gang, link, st);
+        return;
+      }
+    }
+    const job = this.queue.take((c) => st.accepts[c]);
     if (job !== -1) {
-      mine.add(job);
-      link.assign(job);
-    } else if (this.queue.running > 0 && mine.size === 0) {
+      const cls = this.queue.classOf(job);
+      const size = this.#classes[cls].nodes;
+      if (size > 1) {
+        const gang: Gang = { job, size, cls, members: [], ready: new Set() };
+        this.#gangs.set(job, gang);
+        this.#assembling.push(gang);
+        this.#joinGang(gang, link, st);
+        for (const held of [...this.#held]) {
+          if (!this.#assembling.includes(gang)) break;
+          const hs = this.#links.get(held)!;
+          if (hs.accepts[cls]) {
+            this.#held.delete(held);
+            this.#joinGang(gang, held, hs);
+          }
+        }
+      } else {
+        st.jobs.add(job);
+        link.assign(job, 1);
+      }
+      return;
+    }
+    let mayCome = false;
+    let remaining = 0;
+    for (let c = 0; c < this.#classes.length; c++) {
+      const unsettled = this.queue.unsettledIn(c);
+      remaining += unsettled;
+      if (st.accepts[c] && unsettled > 0) mayCome = true;
+    }
+    if (mayCome && st.jobs.size === 0) {
       this.#held.add(link);
+    } else if (!mayCome && remaining > 0) {
+      link.refuse(this.#whyNone(st));
     } else {
       link.release();
     }
   }
 
+  #joinGang(gang: Gang, link: RunnerLink, st: LinkState): void {
+    gang.members.push(link);
+    st.jobs.add(gang.job);
+    if (gang.members.length === gang.size) this.#assembling.splice(this.#assembling.indexOf(gang), 1);
+    link.assign(gang.job, gang.members.length);
+  }
+
+  #whyNone(st: LinkState): string {
+    const needs = new Set<string>();
+    for (let c = 0; c < this.#classes.length; c++) {
+      if (this.queue.unsettledIn(c) === 0 || st.accepts[c]) continue;
+      const cls = this.#classes[c];
+      needs.add(cls.modules.length > 0 ? `modules ${cls.modules.join(",")}` : "a binary-protocol node");
+    }
+    return `no remaining task fits this node; they need ${[...needs].join("; ")}`;
+  }
+
   /** The jobs `link` holds right now. */
   jobsOf(link: RunnerLink): ReadonlySet<number> {
-    return this.#holding.get(link) ?? new Set();
+    return this.#links.get(link)?.jobs ?? new Set();
   }
 
   /**
@@ -127,7 +230,7 @@ export class Scheduler {
    * @returns The job, or `undefined` if the runner holds no such job.
    */
   claimResult(link: RunnerLink, matches: (job: number) => boolean): number | undefined {
-    for (const job of this.#holding.get(link) ?? []) {
+    for (const job of this.#links.get(link)?.jobs ?? []) {
       if (!this.#claimed.has(job) && matches(job)) {
         this.#claimed.add(job);
         return job;
@@ -136,43 +239,79 @@ export class Scheduler {
     return undefined;
   }
 
+  /** A runner has staged `job` and waits for Start; gang members start together. */
+  onReadyToStart(link: RunnerLink, job: number): void {
+    if (!this.#links.get(link)?.jobs.has(job)) return;
+    const gang = this.#gangs.get(job);
+    if (gang === undefined) {
+      link.start?.();
+      return;
+    }
+    gang.ready.add(link);
+    if (gang.ready.size === gang.size) { for (const member of gang.members) member.start?.(); }
+  }
+
+  /** The members of the gang running `job` (just the holder for a plain job). */
+  gangOf(job: number): readonly RunnerLink[] | undefined {
+    return this.#gangs.get(job)?.members;
+  }
+
   /**
-   * A claimed result was recorded: the job is settled. Only the runner that
-   * holds the job can settle it.
+   * A result was recorded: the job is settled. Only a runner that holds the
+   * job can settle it; a gang job is settled once for all its members.
    *
    * @returns Whether the job was settled by this call.
    */
   onJobSettled(link: RunnerLink, job: number, status: number): boolean {
-    const mine = this.#holding.get(link);
-    if (mine === undefined || !mine.delete(job)) return false;
+    const st = this.#links.get(link);
+    if (st === undefined || !st.jobs.has(job)) return false;
+    const members = this.#gangs.get(job)?.members ?? [link];
+    this.#gangs.delete(job);
+    for (const m of members) this.#links.get(m)?.jobs.delete(job);
     this.#claimed.delete(job);
     if (!this.queue.settle(job)) return false;
     if (status !== 0) this.#failed++;
-    this.#settledBy.set(link.host, (this.#settledBy.get(link.host) ?? 0) + 1);
+    for (const m of members) this.#settledBy.set(m.host, (this.#settledBy.get(m.host) ?? 0) + 1);
     this.#events.onSettled?.(job, status, link);
-    if (this.queue.finished) {
-      for (const held of this.#held) held.release();
-      this.#held.clear();
-      this.#resolveDone();
-    }
+    this.#reviewHeld();
+    if (this.queue.finished) this.#resolveDone();
     return true;
   }
 
   /** A runner is gone (closed, broke protocol, timed out): its jobs go back to the front. */
   onRunnerLost(link: RunnerLink): void {
-    const mine = this.#holding.get(link);
-    this.#holding.delete(link);
+    const st = this.#links.get(link);
+    this.#links.delete(link);
     this.#held.delete(link);
-    if (mine === undefined || mine.size === 0) return;
-    const jobs = [...mine];
+    if (st === undefined || st.jobs.size === 0) {
+      if (st !== undefined) this.#reviewHeld();
+      return;
+    }
+    const jobs = [...st.jobs];
     // Requeue in reverse so the runner's oldest job ends up first.
     for (let i = jobs.length - 1; i >= 0; i--) {
-      this.#claimed.delete(jobs[i]);
-      this.queue.requeue(jobs[i]);
+      const job = jobs[i];
+      const gang = this.#gangs.get(job);
+      if (gang !== undefined) {
+        this.#gangs.delete(job);
+        const at = this.#assembling.indexOf(gang);
+        if (at !== -1) this.#assembling.splice(at, 1);
+        for (const m of gang.members) {
+          if (m === link) continue;
+          this.#links.get(m)?.jobs.delete(job);
+          m.abandon?.(`gang member ${link.host} (${link.peer}) was lost`);
+        }
+      }
+      this.#claimed.delete(job);
+      this.queue.requeue(job);
     }
     this.#events.onRequeued?.(jobs, link);
+    this.#reviewHeld();
+  }
+
+  /** Gives held runners another look: assign, keep holding, release or refuse. */
+  #reviewHeld(): void {
     for (const held of [...this.#held]) {
-      if (this.queue.pending === 0) break;
       this.#held.delete(held);
       this.onJobRequest(held);
     }

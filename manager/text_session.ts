@@ -16,7 +16,7 @@ import { type FromRunnerText, TEXT_PROTOCOL_VERSION } from "../protocol/messages
 import { encodeLine, formatManagerLine, parseRunnerLine } from "../protocol/text_codec.ts";
 import type { Transport } from "../transport/transport.ts";
 import { logger } from "../util/log.ts";
-import type { JobList } from "./job_list.ts";
+import type { JobClass, JobList } from "./job_list.ts";
 import type { ResultsStore } from "./results_store.ts";
 import type { RunnerLink, Scheduler } from "./scheduler.ts";
 
@@ -79,6 +79,11 @@ export class ManagerTextSession implements RunnerLink {
     return this.#state;
   }
 
+  /** A text runner carries plain command lines only. */
+  accepts(cls: JobClass): boolean {
+    return !cls.binaryOnly;
+  }
+
   /** Scheduler's answer to the pending PETO: a job. */
   assign(job: number): void {
     this.#answer(job);
@@ -86,6 +91,11 @@ export class ManagerTextSession implements RunnerLink {
 
   /** Scheduler's answer to the pending PETO: no more jobs. */
   release(): void {
+    this.#answer(-1);
+  }
+
+  /** Jobs remain, but only for binary nodes: FINO as well. */
+  refuse(): void {
     this.#answer(-1);
   }
 

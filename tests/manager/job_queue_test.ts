@@ -20,7 +20,7 @@ Deno.test({
   name: "JobQueue settles a job once and skips jobs settled earlier",
   permissions: "none",
   fn() {
-    const q = new JobQueue(3, (job) => job === 1);
+    const q = new JobQueue(3, { settled: (job) => job === 1 });
     assert.equal(q.settled, 1);
     assert.equal(q.stateOf(1), JobState.SETTLED);
     const a = q.take();
@@ -46,5 +46,23 @@ Deno.test({
       else q.settle(j);
     }
     assert.equal(q.pending + q.settled, 1_000_000);
+  },
+});
+
+Deno.test({
+  name: "JobQueue.take() picks the oldest pending job among the classes a runner accepts",
+  permissions: "none",
+  fn() {
+    const q = new JobQueue(6, { classOf: Uint16Array.of(0, 1, 0, 2, 1, 0) });
+    assert.equal(q.take((c) => c === 1), 1);
+    assert.equal(q.take((c) => c !== 0), 3);
+    assert.equal(q.take(), 0);
+    q.requeue(1);
+    assert.equal(q.take(), 1, "a requeued job is older than every other head");
+    assert.equal(q.take((c) => c === 2), -1);
+    assert.deepEqual([q.unsettledIn(0), q.unsettledIn(1), q.unsettledIn(2)], [3, 2, 1]);
+    assert.deepEqual([q.pendingIn(0), q.pendingIn(1), q.pendingIn(2)], [2, 1, 0]);
+    q.settle(3);
+    assert.equal(q.unsettledIn(2), 0);
   },
 });
