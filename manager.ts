@@ -11,6 +11,7 @@ import { readJobList } from "./manager/job_list.ts";
 import { DEFAULT_PORT, Manager } from "./manager/manager.ts";
 import { formatSummary, ProgressBar } from "./manager/progress.ts";
 import { complain, ExitCode, intFlag } from "./util/cli.ts";
+import { parseDuration } from "./util/duration.ts";
 import { logger, setupLogging } from "./util/log.ts";
 
 const USAGE = `Usage: manager --jobs FILE|- [options]
@@ -31,6 +32,10 @@ Serves a list of shell jobs to vico runners and records every result.
                        no --port, any free port.
   -l, --local N        Also run N workers in this process: a complete run on
                        this machine, like 'xargs -P N'.
+      --transfer-timeout DURATION
+                       Drop a runner whose output stalls this long in the
+                       middle of a result (its job is handed out again).
+                       Default: 60s.
       --no-progress    No progress bar (it is only drawn on a terminal anyway).
   -q, --quiet          Log only warnings and errors.
   -v, --verbose        Log debugging detail.
@@ -43,6 +48,8 @@ Exit status:
   1  at least one job exited non-zero (see the journal)
   2  usage error or invalid job list (nothing ran)
   3  could not start (port in use, results directory unusable)
+  130/143  stopped by SIGINT/SIGTERM before every job settled (run again
+     on the same results directory to finish)
 `;
 
 /** Runs the manager command line; returns the exit code. */
@@ -57,6 +64,7 @@ export async function main(args: string[]): Promise<number> {
         host: { type: "string" },
         port: { type: "string", short: "p" },
         local: { type: "string", short: "l" },
+        "transfer-timeout": { type: "string" },
         "no-progress": { type: "boolean" },
         quiet: { type: "boolean", short: "q" },
         verbose: { type: "boolean", short: "v" },
@@ -75,12 +83,15 @@ export async function main(args: string[]): Promise<number> {
   await setupLogging({ level: flags.quiet ? "warning" : flags.verbose ? "debug" : "info" });
   const log = logger("manager");
 
-  let local: number, port: number;
+  let local: number, port: number, transferIdleTimeoutMs: number | undefined;
   try {
     if (flags.jobs === undefined) throw new VicoError("USAGE", "--jobs FILE is required ('-' for standard input)");
     local = intFlag("local", flags.local, 0);
     port = intFlag("port", flags.port, local > 0 ? 0 : DEFAULT_PORT);
     if (port > 65535) throw new VicoError("USAGE", `--port ${port} is out of range`);
+    transferIdleTimeoutMs = flags["transfer-timeout"] === undefined
+      ? undefined
+      : parseDuration(flags["transfer-timeout"]);
   } catch (err) {
     return complain("manager", `${(err as Error).message}\n\n${USAGE}`, ExitCode.USAGE);
   }
@@ -105,6 +116,7 @@ export async function main(args: string[]): Promise<number> {
       hostname: flags.host ?? "127.0.0.1",
       port,
       local,
+      transferIdleTimeoutMs,
       onSettled: (_job, status) => progress?.tick(status !== 0),
     });
   } catch (err) {
@@ -126,9 +138,23 @@ export async function main(args: string[]): Promise<number> {
     log.info("Start runners with: runner --manager {host}:{port} --workers N", { host: hostname, port: bound });
   }
 
+  // SIGINT/SIGTERM: stop now. Unsettled jobs stay in the journal's "to do"
+  // and run on the next start on the same results directory.
+  let stoppedBy: Deno.Signal | undefined;
+  const handlers = (["SIGINT", "SIGTERM"] as const).map((sig) => {
+    const handler = () => {
+      stoppedBy ??= sig;
+      log.warn("{sig}: stopping; unsettled jobs will run when started again on {dir}", { sig, dir: resultsDir });
+      manager.close();
+    };
+    Deno.addSignalListener(sig, handler);
+    return [sig, handler] as const;
+  });
   const summary = await manager.finished;
+  for (const [sig, handler] of handlers) Deno.removeSignalListener(sig, handler);
   progress?.stop();
   console.log(formatSummary(summary).trimEnd());
+  if (summary.stopped) return 128 + (stoppedBy === "SIGINT" ? 2 : 15);
   return summary.failed === 0 ? ExitCode.OK : ExitCode.FAILED;
 }
 

@@ -10,6 +10,7 @@ import { DEFAULT_PORT } from "./manager/manager.ts";
 import { Runner } from "./runner/runner.ts";
 import { complain, ExitCode, intFlag, parseHostPort } from "./util/cli.ts";
 import { logger, setupLogging } from "./util/log.ts";
+import { parseSize } from "./util/size.ts";
 
 const USAGE = `Usage: runner --manager HOST[:PORT] [options]
 
@@ -21,16 +22,24 @@ and the output (stdout and stderr merged).
   -w, --workers N            Jobs to run at once. Default: 1.
   -n, --name NAME            Name announced to the manager. Default: this
                              machine's host name.
+      --max-output SIZE      Largest output a job may write (e.g. 500M, 16G).
+                             A job that writes more is killed and reported with
+                             status 125 and a note. Default: 16G.
   -q, --quiet                Log only warnings and errors.
   -v, --verbose              Log debugging detail (every job).
   -h, --help                 Show this help.
 
+Signals: the first SIGINT or SIGTERM stops taking jobs and lets running ones
+finish and be reported; a second one kills them.
+
 Exit status:
-  0  the manager had no more jobs (clean FINO)
+  0  the manager had no more jobs (clean FINO), or stopped by a signal after
+     its running jobs were reported
   1  the connection was lost, or the manager dropped this runner, or broke
      the protocol; running jobs were killed
   2  usage error
   3  the manager speaks a protocol version this runner does not
+  130/143  a second SIGINT/SIGTERM killed running jobs
 `;
 
 /** Runs the runner command line; returns the exit code. */
@@ -43,6 +52,7 @@ export async function main(args: string[]): Promise<number> {
         manager: { type: "string", short: "m" },
         workers: { type: "string", short: "w" },
         name: { type: "string", short: "n" },
+        "max-output": { type: "string" },
         quiet: { type: "boolean", short: "q" },
         verbose: { type: "boolean", short: "v" },
         help: { type: "boolean", short: "h" },
@@ -57,11 +67,12 @@ export async function main(args: string[]): Promise<number> {
     console.log(USAGE);
     return ExitCode.OK;
   }
-  let address, workers;
+  let address, workers, maxOutput;
   try {
     if (flags.manager === undefined) throw new VicoError("USAGE", "--manager HOST[:PORT] is required");
     address = parseHostPort(flags.manager, DEFAULT_PORT);
     workers = intFlag("workers", flags.workers, 1, 1);
+    maxOutput = flags["max-output"] === undefined ? undefined : parseSize(flags["max-output"]);
     if (flags.name !== undefined && (flags.name === "" || /[\r\n]/.test(flags.name))) {
       throw new VicoError("USAGE", "--name must be non-empty and on one line");
     }
@@ -71,11 +82,41 @@ export async function main(args: string[]): Promise<number> {
   await setupLogging({ level: flags.quiet ? "warning" : flags.verbose ? "debug" : "info" });
   const log = logger("runner");
 
-  const runner = new Runner({ ...address, workers, name: flags.name });
+  const runner = new Runner({
+    ...address,
+    workers,
+    name: flags.name,
+    limits: maxOutput === undefined ? undefined : { maxOutputBytes: maxOutput },
+  });
+  // First SIGINT/SIGTERM: MASTERSTOP (finish and report running jobs, take
+  // no new ones). A second one kills the running jobs.
+  let killedBy: Deno.Signal | undefined;
+  let signals = 0;
+  const handlers = (["SIGINT", "SIGTERM"] as const).map((sig) => {
+    const handler = () => {
+      if (++signals === 1) {
+        log.warn("{sig}: taking no new jobs; running jobs finish and are reported (send it again to kill them)", {
+          sig,
+        });
+        runner.stop();
+      } else {
+        log.warn("{sig} again: killing running jobs", { sig });
+        killedBy = sig;
+        runner.abort(`stopped by ${sig}`);
+      }
+    };
+    Deno.addSignalListener(sig, handler);
+    return [sig, handler] as const;
+  });
   const end = await runner.run();
+  for (const [sig, handler] of handlers) Deno.removeSignalListener(sig, handler);
+  if (killedBy !== undefined) return 128 + (killedBy === "SIGINT" ? 2 : 15);
   switch (end.kind) {
     case "finished":
       log.info("Manager has no more jobs; ran {jobs} job(s)", { jobs: end.jobs });
+      return ExitCode.OK;
+    case "stopped":
+      log.info("Stopped; ran {jobs} job(s)", { jobs: end.jobs });
       return ExitCode.OK;
     case "refused":
       log.error("{reason}", { reason: end.reason });

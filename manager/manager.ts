@@ -12,13 +12,14 @@ import type { TransportListener } from "../transport/transport.ts";
 import { logger } from "../util/log.ts";
 import { Runner } from "../runner/runner.ts";
 import type { RunnerEnd } from "../runner/text_client.ts";
+import { FleetWatch } from "./fleet_watch.ts";
 import { jobKey } from "./job_key.ts";
 import { identityOf, type JobList } from "./job_list.ts";
 import { JobQueue } from "./job_queue.ts";
 import { ResultsStore } from "./results_store.ts";
 import { type RunnerLink, Scheduler } from "./scheduler.ts";
 import { Server } from "./server.ts";
-import { ManagerTextSession } from "./text_session.ts";
+import { ManagerTextSession, type TextSessionContext } from "./text_session.ts";
 
 /** The port a manager listens on unless told otherwise. */
 export const DEFAULT_PORT = 7707;
@@ -41,13 +42,17 @@ export interface ManagerOptions {
   durable?: boolean;
   /** How long after the last result to wait for runners to close cleanly. @default {5000} */
   drainTimeoutMs?: number;
-  /** How long a connection may take to hail. @default {30000} */
+  /** How long a connection has, from accept, to complete its handshake. @default {30000} */
   handshakeTimeoutMs?: number;
+  /** Most connections mid-handshake at once. @default {256} */
+  maxHandshaking?: number;
+  /** A runner whose output stalls this long mid-result is dropped. @default {60000} */
+  transferIdleTimeoutMs?: number;
   /** Called when a job settles (for progress display). */
   onSettled?: (job: number, status: number, host: string) => void;
 }
 
-/** What a finished run did. */
+/** What a finished (or stopped) run did. */
 export interface RunSummary {
   /** Jobs in the list. */
   jobs: number;
@@ -57,6 +62,10 @@ export interface RunSummary {
   succeeded: number;
   /** Jobs of the list that exited non-zero (this run or earlier). */
   failed: number;
+  /** Jobs not settled: only when the run was stopped. */
+  unsettled: number;
+  /** Whether {@linkcode Manager.close} ended the run before every job settled. */
+  stopped: boolean;
   /** Wall time from start to the last result, in milliseconds. */
   elapsedMs: number;
   /** Settled jobs per runner host, most first. */
@@ -73,7 +82,7 @@ function localTarget(hostname: string): string {
 }
 
 /**
- * Serves jobs until every one is settled.
+ * Serves jobs until every one is settled, or until {@linkcode close}.
  *
  * @example
  * ```ts ignore
@@ -84,21 +93,16 @@ function localTarget(hostname: string): string {
 export class Manager {
   /** Where the manager listens. */
   readonly address: { hostname: string; port: number };
-  /** Resolves with the summary once every job is settled and runners are gone. */
+  /** Resolves with the summary once every job is settled (or the run is closed) and runners are gone. */
   readonly finished: Promise<RunSummary>;
-  readonly #listener: TransportListener;
-  readonly #server: Server;
   readonly #localRunners: Runner[] = [];
+  readonly #stopRequested: Promise<void>;
+  #requestStop!: () => void;
 
-  private constructor(
-    listener: TransportListener,
-    server: Server,
-    finished: (self: Manager) => Promise<RunSummary>,
-  ) {
-    this.#listener = listener;
-    this.#server = server;
-    this.address = listener.address;
-    this.finished = finished(this);
+  private constructor(address: { hostname: string; port: number }, run: (self: Manager) => Promise<RunSummary>) {
+    this.address = address;
+    this.#stopRequested = new Promise<void>((resolve) => (this.#requestStop = resolve));
+    this.finished = run(this);
   }
 
   /** Opens the results directory, listens, and starts serving. */
@@ -129,8 +133,10 @@ export class Manager {
       });
     }
     const localNames = new Set(Array.from({ length: options.local ?? 0 }, (_, i) => `local-${i + 1}`));
-    const scheduler = new Scheduler(queue, jobs.classes, {
+    let watch: FleetWatch | undefined = undefined;
+    const scheduler: Scheduler = new Scheduler(queue, jobs.classes, {
       onJoined: (link) => {
+        watch?.onJoined(link);
         const own = localNames.has(link.host) && /^(127\.|\[?::1)/.test(link.peer);
         log[own ? "debug" : "info"]("Runner {host} joined from {peer}", { host: link.host, peer: link.peer });
       },
@@ -138,13 +144,14 @@ export class Manager {
       onRequeued: (requeued, link) =>
         log.warn("{count} job(s) of runner {host} go back to the queue", { count: requeued.length, host: link.host }),
     });
-    const context = {
+    watch = new FleetWatch(jobs.classes, queue, scheduler);
+    const context: TextSessionContext = {
       scheduler,
       results,
       jobs,
       limits,
       keyOf,
-      handshakeTimeoutMs: options.handshakeTimeoutMs ?? 30_000,
+      transferIdleTimeoutMs: options.transferIdleTimeoutMs ?? 60_000,
     };
     let listener: TransportListener;
     try {
@@ -154,28 +161,43 @@ export class Manager {
       throw err;
     }
     const server = new Server(listener, {
-      text: (transport, reader) => new ManagerTextSession(transport, reader, context),
-    }, { limits, firstByteTimeoutMs: context.handshakeTimeoutMs });
+      text: (transport, reader, handshake) => new ManagerTextSession(transport, reader, context, handshake),
+    }, {
+      limits,
+      handshakeTimeoutMs: options.handshakeTimeoutMs ?? 30_000,
+      maxHandshaking: options.maxHandshaking ?? 256,
+    });
     const started = performance.now();
+    watch.announce();
 
-    return new Manager(listener, server, async (self) => {
+    return new Manager(listener.address, async (self) => {
       const serving = server.serve();
       const locals = self.#startLocalRunners(queue.finished ? 0 : options.local ?? 0);
-      await scheduler.done;
+      const watchdog = setInterval(() => watch.check(), 5000);
+      const stopped = await Promise.race([scheduler.done.then(() => false), self.#stopRequested.then(() => true)]);
       const elapsedMs = performance.now() - started;
+      clearInterval(watchdog);
       server.close();
-      await server.drain(options.drainTimeoutMs ?? 5000);
+      if (stopped) {
+        for (const runner of self.#localRunners) runner.abort("the manager is stopping");
+        await server.drain(0);
+      } else {
+        await server.drain(options.drainTimeoutMs ?? 5000);
+      }
       await serving;
       for (const end of await Promise.all(locals)) {
-        if (end.kind !== "finished") log.warn("Local runner ended: {reason}", { reason: end.reason });
+        if (end.kind === "failed" && !stopped) log.warn("Local runner ended: {reason}", { reason: end.reason });
       }
       await results.close();
       const failed = scheduler.failed + failedEarlier;
+      const unsettled = queue.size - queue.settled;
       return {
         jobs: queue.size,
         skipped,
-        succeeded: queue.size - failed,
+        succeeded: queue.settled - failed,
         failed,
+        unsettled,
+        stopped: unsettled > 0,
         elapsedMs,
         byHost: [...scheduler.settledByHost].sort((a, b) => b[1] - a[1]),
         resultsDir: options.resultsDir,
@@ -200,10 +222,13 @@ export class Manager {
     return ends;
   }
 
-  /** Stops listening and drops every runner (their jobs stay unsettled). */
+  /**
+   * Ends the run now: stops listening, drops every runner (their jobs stay
+   * unsettled and run on a later run on the same results directory) and
+   * kills the jobs of local workers. {@linkcode finished} then resolves with
+   * `stopped: true`.
+   */
   close(): void {
-    for (const runner of this.#localRunners) runner.abort("manager is closing");
-    this.#server.close();
-    this.#listener.close();
+    this.#requestStop();
   }
 }

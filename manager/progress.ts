@@ -80,6 +80,9 @@ export function formatSummary(summary: RunSummary): string {
     `of ${summary.jobs} in the list ${summary.succeeded} succeeded, ${summary.failed} failed`,
   ];
   if (summary.skipped > 0) lines.push(`  ${summary.skipped} job(s) were settled by an earlier run and not run again`);
+  if (summary.stopped) {
+    lines.push(`  stopped with ${summary.unsettled} job(s) unsettled: run again on the same results to finish them`);
+  }
   const hosts = summary.byHost;
   const shown = hosts.slice(0, 10);
   for (const [host, count] of shown) lines.push(`  ${host.padEnd(24)} ${String(count).padStart(8)} job(s)`);

@@ -133,13 +133,22 @@ export class ResultsStore {
   #waiters: { resolve: () => void; reject: (e: unknown) => void }[] = [];
   #flushing: Promise<void> | undefined;
   #dirDirty = false;
+  /** Journal length up to its last complete, durable batch. */
+  #goodLength: number;
 
   /** Status of every job settled by earlier runs, by key. */
   readonly previous: ReadonlyMap<string, number>;
 
-  private constructor(dir: string, journal: Deno.FsFile, durable: boolean, previous: Map<string, number>) {
+  private constructor(
+    dir: string,
+    journal: Deno.FsFile,
+    durable: boolean,
+    previous: Map<string, number>,
+    length: number,
+  ) {
     this.dir = dir;
     this.previous = previous;
+    this.#goodLength = length;
     this.#journal = journal;
     this.#durable = durable;
   }
@@ -161,7 +170,11 @@ export class ResultsStore {
     const journalPath = join(dir, JOURNAL_FILE);
     const previous = await readJournal(journalPath);
     const journal = await Deno.open(journalPath, { append: true, create: true });
-    return new ResultsStore(dir, journal, options.durable ?? true, previous);
+    const durable = options.durable ?? true;
+    // The journal's own directory entry (new or just cut) must be durable too.
+    if (durable) await syncDir(dir);
+    const length = (await journal.stat()).size;
+    return new ResultsStore(dir, journal, durable, previous, length);
   }
 
   /** Starts receiving one output. */
@@ -176,7 +189,13 @@ export class ResultsStore {
   async commit(fields: JobFields, output: StagedOutput): Promise<JobRecord> {
     const size = output.size;
     const relative = size > 0 ? `${OUT_DIR}/${fields.key}.out` : null;
-    const sha256 = await output.publish(relative === null ? "" : join(this.dir, relative));
+    let sha256: string;
+    try {
+      sha256 = await output.publish(relative === null ? "" : join(this.dir, relative));
+    } catch (err) {
+      await output.discard();
+      throw err;
+    }
     if (relative !== null) this.#dirDirty = true;
     const record: JobRecord = { type: "job", ...fields, size, sha256, output: relative };
     await this.#append(JSON.stringify(record) + "\n");
@@ -209,10 +228,15 @@ export class ResultsStore {
           this.#dirDirty = false;
           await syncDir(join(this.dir, OUT_DIR));
         }
-        await writeAll(this.#journal, encoder.encode(lines.join("")));
+        const bytes = encoder.encode(lines.join(""));
+        await writeAll(this.#journal, bytes);
         if (this.#durable) await this.#journal.syncData();
+        this.#goodLength += bytes.length;
         for (const w of waiters) w.resolve();
       } catch (err) {
+        // A partial write must not glue the next batch onto a torn record:
+        // cut the journal back to its last good length (best effort).
+        await this.#journal.truncate(this.#goodLength).catch(() => {});
         for (const w of waiters) w.reject(err);
       }
     }

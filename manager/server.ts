@@ -10,7 +10,7 @@
 import { BufferedReader } from "../protocol/buffered_reader.ts";
 import type { Limits } from "../protocol/limits.ts";
 import type { Transport, TransportListener } from "../transport/transport.ts";
-import { logger } from "../util/log.ts";
+import { logger, LogRateLimit } from "../util/log.ts";
 
 /** First byte of a text-protocol hail (`S` of `SALUTON`). */
 export const TEXT_FIRST_BYTE = 0x53;
@@ -25,23 +25,38 @@ export interface Session {
   close(): void;
 }
 
+/**
+ * The window a new connection has to complete its handshake. The session
+ * calls `done()` once the peer is known; a connection still in its window
+ * at `deadline` is closed.
+ */
+export interface HandshakeWindow {
+  /** `Date.now()` by which the handshake must be complete. */
+  readonly deadline: number;
+  /** The handshake completed (or the session ended). */
+  done(): void;
+}
+
 /** Makes a session for a connection, given the protocol its first byte chose. */
 export interface SessionFactory {
   /** A text-protocol runner. */
-  text(transport: Transport, reader: BufferedReader): Session;
+  text(transport: Transport, reader: BufferedReader, handshake: HandshakeWindow): Session;
   /** A binary-protocol node, if this manager serves them. */
-  binary?(transport: Transport, reader: BufferedReader): Session;
+  binary?(transport: Transport, reader: BufferedReader, handshake: HandshakeWindow): Session;
 }
 
 /** Options for {@linkcode Server}. */
 export interface ServerOptions {
   /** Wire limits (the reader's line limit comes from here). */
   limits: Limits;
-  /** How long a new connection may stay silent before its first byte. */
-  firstByteTimeoutMs: number;
+  /** How long a new connection has, from accept, to complete its handshake. */
+  handshakeTimeoutMs: number;
+  /** Most connections that have not completed a handshake; more are closed at once. */
+  maxHandshaking: number;
 }
 
 const log = logger("manager");
+const refusals = new LogRateLimit(5, 10_000);
 
 /** Serves sessions on a listener. */
 export class Server {
@@ -50,6 +65,9 @@ export class Server {
   readonly #options: ServerOptions;
   readonly #live = new Map<Session, Promise<void>>();
   readonly #pending = new Set<Transport>();
+  /** Connections within their handshake window, oldest first. */
+  readonly #handshaking = new Map<Transport, () => void>();
+  #evicted = 0;
   #closed = false;
 
   /**
@@ -80,25 +98,55 @@ export class Server {
   }
 
   async #start(transport: Transport): Promise<void> {
+    if (this.#handshaking.size >= this.#options.maxHandshaking) {
+      // Too many connections that have not said who they are: a flood or a
+      // slowloris. Evict the oldest rather than refuse the newest, so an
+      // honest runner (which completes its handshake in a millisecond)
+      // still gets in.
+      const [oldest, evict] = this.#handshaking.entries().next().value!;
+      evict();
+      oldest.close();
+      if (this.#evicted++ === 0) {
+        log.warn("More than {max} connections are mid-handshake; closing the oldest ones", {
+          max: this.#options.maxHandshaking,
+        });
+      }
+    }
+    const timer = setTimeout(() => transport.close(), this.#options.handshakeTimeoutMs);
+    const done = () => {
+      if (!this.#handshaking.delete(transport)) return;
+      clearTimeout(timer);
+      if (this.#handshaking.size === 0 && this.#evicted > 0) {
+        log.info("Handshake flood over: {n} connection(s) were closed unfinished", { n: this.#evicted });
+        this.#evicted = 0;
+      }
+    };
+    this.#handshaking.set(transport, done);
+    const handshake: HandshakeWindow = { deadline: Date.now() + this.#options.handshakeTimeoutMs, done };
     this.#pending.add(transport);
-    const reader = new BufferedReader(transport, { maxLineBytes: this.#options.limits.maxLineBytes });
-    const timer = setTimeout(() => transport.close(), this.#options.firstByteTimeoutMs);
+    // Start small: a connection that never sends a line costs 4 KiB, not 64.
+    const reader = new BufferedReader(transport, {
+      bufferSize: 4096,
+      maxLineBytes: this.#options.limits.maxLineBytes,
+    });
     let first: number | null = null;
     try {
       first = await reader.peekU8();
     } catch {
       first = null;
     } finally {
-      clearTimeout(timer);
       this.#pending.delete(transport);
     }
     let session: Session | undefined;
     if (first === TEXT_FIRST_BYTE) {
-      session = this.#factory.text(transport, reader);
+      session = this.#factory.text(transport, reader, handshake);
     } else if (first === BINARY_FIRST_BYTE && this.#factory.binary) {
-      session = this.#factory.binary(transport, reader);
+      session = this.#factory.binary(transport, reader, handshake);
     } else {
-      if (first !== null) {
+      handshake.done();
+      const gate = refusals.allow();
+      if (gate.suppressed > 0) log.warn("{n} more refused connection(s) were not logged", { n: gate.suppressed });
+      if (first !== null && gate.log) {
         log.warn("Refusing connection from {peer}: first byte 0x{byte} starts no known protocol", {
           peer: transport.peer,
           byte: first.toString(16).padStart(2, "0"),
@@ -108,11 +156,15 @@ export class Server {
       return;
     }
     if (this.#closed) {
+      handshake.done();
       transport.close();
       return;
     }
-    const done = session.run().finally(() => this.#live.delete(session));
-    this.#live.set(session, done);
+    const ended = session.run().finally(() => {
+      handshake.done();
+      this.#live.delete(session);
+    });
+    this.#live.set(session, ended);
   }
 
   /** Stops accepting new connections. Live sessions go on. */

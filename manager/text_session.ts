@@ -15,10 +15,11 @@ import type { Limits } from "../protocol/limits.ts";
 import { type FromRunnerText, TEXT_PROTOCOL_VERSION } from "../protocol/messages.ts";
 import { encodeLine, formatManagerLine, parseRunnerLine } from "../protocol/text_codec.ts";
 import type { Transport } from "../transport/transport.ts";
-import { logger } from "../util/log.ts";
+import { logger, LogRateLimit } from "../util/log.ts";
 import type { JobClass, JobList } from "./job_list.ts";
 import type { ResultsStore } from "./results_store.ts";
 import type { RunnerLink, Scheduler } from "./scheduler.ts";
+import type { HandshakeWindow } from "./server.ts";
 
 /** The draft's server states (plus Closed, after the connection ends). */
 export type ManagerTextState = "Accept" | "Wait" | "SendJob" | "ProcessJob" | "WaitClose" | "Closed";
@@ -35,11 +36,12 @@ export interface TextSessionContext {
   keyOf(job: number): string;
   /** Wire limits. */
   readonly limits: Limits;
-  /** How long a new connection may take to hail and acknowledge. */
-  readonly handshakeTimeoutMs: number;
+  /** A runner sending output that makes no progress for this long is dropped. */
+  readonly transferIdleTimeoutMs: number;
 }
 
 const log = logger("manager");
+const handshakeFailures = new LogRateLimit(5, 10_000);
 const FINO = encodeLine(formatManagerLine({ kind: "fino" }));
 const PRETA = encodeLine(formatManagerLine({ kind: "preta" }));
 const RICEVIS = encodeLine(formatManagerLine({ kind: "ricevis" }));
@@ -57,6 +59,7 @@ export class ManagerTextSession implements RunnerLink {
   readonly #transport: Transport;
   readonly #reader: BufferedReader;
   readonly #ctx: TextSessionContext;
+  readonly #handshake: HandshakeWindow;
   #state: ManagerTextState = "Accept";
   #joined = false;
   #reply: Reply | undefined;
@@ -67,10 +70,11 @@ export class ManagerTextSession implements RunnerLink {
    * @param reader The connection's reader (the server already peeked at it).
    * @param ctx The manager around this session.
    */
-  constructor(transport: Transport, reader: BufferedReader, ctx: TextSessionContext) {
+  constructor(transport: Transport, reader: BufferedReader, ctx: TextSessionContext, handshake: HandshakeWindow) {
     this.#transport = transport;
     this.#reader = reader;
     this.#ctx = ctx;
+    this.#handshake = handshake;
     this.peer = transport.peer;
   }
 
@@ -127,17 +131,14 @@ export class ManagerTextSession implements RunnerLink {
   }
 
   async #accept(): Promise<void> {
-    const timer = setTimeout(() => this.#transport.close(), this.#ctx.handshakeTimeoutMs);
-    try {
-      const hail = await this.#next();
-      if (hail.kind !== "hail") throw new ProtocolError("Expected the hail SALUTON; MI <HOSTNAME>", hail.kind);
-      this.host = hail.host;
-      await this.#transport.write(VERSIO);
-      const ack = await this.#next();
-      if (ack.kind !== "komprenas") throw new ProtocolError("Expected KOMPRENAS after VERSIO", ack.kind);
-    } finally {
-      clearTimeout(timer);
-    }
+    // The server closes the connection if this does not finish in its window.
+    const hail = await this.#next();
+    if (hail.kind !== "hail") throw new ProtocolError("Expected the hail SALUTON; MI <HOSTNAME>", hail.kind);
+    this.host = hail.host;
+    await this.#transport.write(VERSIO);
+    const ack = await this.#next();
+    if (ack.kind !== "komprenas") throw new ProtocolError("Expected KOMPRENAS after VERSIO", ack.kind);
+    this.#handshake.done();
     this.#joined = true;
     this.#ctx.scheduler.onRunnerJoined(this);
     this.#state = "Wait";
@@ -195,9 +196,21 @@ export class ManagerTextSession implements RunnerLink {
   }
 
   #requestJob(): Promise<number> {
-    return new Promise<number>((resolve) => {
+    return new Promise<number>((resolve, reject) => {
       this.#reply = resolve;
       this.#ctx.scheduler.onJobRequest(this);
+      if (this.#reply !== resolve) return;
+      // Held: the runner sends nothing until answered, so any byte or the end
+      // of the stream means it is gone (or broken); never hand it a job then.
+      this.#reader.peekU8().then((byte) => {
+        if (this.#reply !== resolve) return;
+        this.#reply = undefined;
+        reject(
+          byte === null
+            ? new VicoError("CONNECTION_CLOSED", "Runner closed the connection while waiting for a job")
+            : new ProtocolError("Runner sent data while waiting for a job"),
+        );
+      }, reject);
     });
   }
 
@@ -212,11 +225,31 @@ export class ManagerTextSession implements RunnerLink {
     }
     await this.#transport.write(PRETA);
     const output = results.stageOutput();
+    // A runner that stops sending mid-output would hold its job forever.
+    const idleMs = this.#ctx.transferIdleTimeoutMs;
+    let lastProgress = performance.now();
+    let stalled = false;
+    const watchdog = setInterval(() => {
+      if (performance.now() - lastProgress < idleMs) return;
+      stalled = true;
+      this.#transport.close();
+    }, Math.max(10, idleMs / 4));
     try {
-      await this.#reader.pipeExact(msg.size, (chunk) => output.write(chunk));
+      await this.#reader.pipeExact(msg.size, (chunk) => {
+        lastProgress = performance.now();
+        return output.write(chunk);
+      });
     } catch (err) {
       await output.discard();
+      if (stalled) {
+        throw new VicoError(
+          "CONNECTION_CLOSED",
+          `Runner sent no output for ${idleMs / 1000}s in the middle of a result`,
+        );
+      }
       throw err;
+    } finally {
+      clearInterval(watchdog);
     }
     await results.commit({
       key: this.#ctx.keyOf(job),
@@ -243,13 +276,20 @@ export class ManagerTextSession implements RunnerLink {
     const who = this.host ? `${this.host} (${this.#transport.peer})` : this.#transport.peer;
     const held = this.#joined ? this.#ctx.scheduler.jobsOf(this).size : 0;
     const jobs = held > 0 ? `; ${held} job(s) go back to the queue` : "";
+    // Connections that never completed a handshake may be a flood: their
+    // reasons are logged at a bounded rate.
+    const unjoined = !this.#joined;
+    const gate = unjoined ? handshakeFailures.allow() : { log: true, suppressed: 0 };
+    if (gate.suppressed > 0) log.warn("{n} more failed handshake(s) were not logged", { n: gate.suppressed });
     if (err instanceof ProtocolError) {
-      log.warn("Dropping runner {who} in state {state}: {reason}{jobs}", {
-        who,
-        state: this.#state,
-        reason: err.message,
-        jobs,
-      });
+      if (gate.log) {
+        log.warn("Dropping runner {who} in state {state}: {reason}{jobs}", {
+          who,
+          state: this.#state,
+          reason: err.message,
+          jobs,
+        });
+      }
       // Tell the runner why, best effort: it may already be gone or not reading.
       const eraro = encodeLine(formatManagerLine({ kind: "eraro", reason: err.message }));
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -259,6 +299,7 @@ export class ManagerTextSession implements RunnerLink {
       ]);
       clearTimeout(timer);
     } else if (err instanceof VicoError && err.code === "CONNECTION_CLOSED") {
+      if (!gate.log) return;
       const level = held > 0 || this.#state !== "WaitClose" ? "warn" : "info";
       log[level]("Lost runner {who} in state {state}: {reason}{jobs}", {
         who,

@@ -63,7 +63,6 @@ export class BufferedReader {
   #start = 0;
   #end = 0;
   #eof = false;
-  #scratch: Uint8Array | undefined;
   #filling: Promise<boolean> | undefined;
   readonly #decoder = new TextDecoder("utf-8", { fatal: true });
 
@@ -95,10 +94,9 @@ export class BufferedReader {
   async readLine(): Promise<string | null> {
     let scanFrom = this.#start;
     while (true) {
-      // indexOf scans the whole backing array; a hit at or past #end is stale
-      // data, which means there is no terminator in the live bytes.
-      const nl = this.#buf.indexOf(LF, scanFrom);
-      if (nl !== -1 && nl < this.#end) {
+      const hit = this.#buf.subarray(scanFrom, this.#end).indexOf(LF);
+      const nl = hit === -1 ? -1 : scanFrom + hit;
+      if (nl !== -1) {
         let lineEnd = nl;
         if (lineEnd > this.#start && this.#buf[lineEnd - 1] === CR) lineEnd--;
         const bytes = this.#buf.subarray(this.#start, lineEnd);
@@ -191,14 +189,16 @@ export class BufferedReader {
       left -= take;
       await sink(chunk);
     }
+    if (left === 0) return;
     // Past the buffer, read straight into a large scratch chunk, never
-    // asking the source for more than the payload's remaining bytes.
-    const scratch = left > 0 ? (this.#scratch ??= new Uint8Array(this.#pipeChunk)) : undefined;
+    // asking the source for more than the payload's remaining bytes. The
+    // chunk is dropped afterwards: idle connections keep only their buffer.
+    const scratch = new Uint8Array(Math.min(this.#pipeChunk, left));
     while (left > 0) {
-      const r = await this.#source.read(scratch!.subarray(0, Math.min(left, scratch!.length)));
+      const r = await this.#source.read(scratch.subarray(0, Math.min(left, scratch.length)));
       if (r === null) this.#closedEarly(n - left, n);
       left -= r;
-      await sink(scratch!.subarray(0, r));
+      await sink(scratch.subarray(0, r));
     }
   }
 

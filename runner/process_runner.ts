@@ -35,6 +35,13 @@ export interface ProcessOutcome {
 /** Status for a command that could not be started (shell convention). */
 export const STATUS_CANNOT_START = 127;
 
+/**
+ * Status for a job the runner had to give up on: its output could not be
+ * kept (over the size limit, or the spool failed). Like `timeout`'s 125,
+ * it marks a failure of the tool around the job rather than of the job.
+ */
+export const STATUS_RUNNER_FAILURE = 125;
+
 const SIGNAL_NUMBERS: Record<string, number> = {
   SIGHUP: 1,
   SIGINT: 2,

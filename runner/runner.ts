@@ -11,7 +11,7 @@ import { connectTcp } from "../transport/conn_transport.ts";
 import type { Transport } from "../transport/transport.ts";
 import { logger } from "../util/log.ts";
 import { OutputSpool } from "./output_spool.ts";
-import { runProcess, shellArgv } from "./process_runner.ts";
+import { runProcess, shellArgv, STATUS_RUNNER_FAILURE } from "./process_runner.ts";
 import { type JobExecutor, type RunnerEnd, RunnerTextClient } from "./text_client.ts";
 
 /** Options for {@linkcode Runner}. */
@@ -61,6 +61,7 @@ export class Runner {
 
   /** Connects and serves until the manager has no more jobs. Never rejects. */
   async run(): Promise<RunnerEnd> {
+    if (this.#stopped) return { kind: "stopped", jobs: 0 };
     const { hostname, port } = this.#options;
     const name = this.#options.name ?? Deno.hostname();
     let transport: Transport;
@@ -72,7 +73,13 @@ export class Runner {
       }`;
       return { kind: "failed", reason, jobs: 0 };
     }
-    const spoolDir = this.#options.spoolDir ?? await Deno.makeTempDir({ prefix: "vico-runner-" });
+    let spoolDir: string;
+    try {
+      spoolDir = this.#options.spoolDir ?? await Deno.makeTempDir({ prefix: "vico-runner-" });
+    } catch (err) {
+      transport.close();
+      return { kind: "failed", reason: `Cannot create a spool directory: ${(err as Error).message}`, jobs: 0 };
+    }
     try {
       const reader = new BufferedReader(transport, { maxLineBytes: this.#limits.maxLineBytes });
       this.#client = new RunnerTextClient(transport, reader, {
@@ -117,8 +124,15 @@ export class Runner {
         });
         return { status, output };
       } catch (err) {
+        // The job's output could not be kept (over the limit, or the spool
+        // failed): the job fails on its own, with a note saying why, and
+        // the session goes on.
         await output.dispose();
-        throw err;
+        const reason = err instanceof Error ? err.message : String(err);
+        log.warn("Job {job} failed in the runner: {reason}", { job: command, reason });
+        const note = new OutputSpool({ dir: spoolDir });
+        await note.write(new TextEncoder().encode(`vico runner: ${reason}; the job was killed\n`));
+        return { status: STATUS_RUNNER_FAILURE, output: note };
       }
     };
   }

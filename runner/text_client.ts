@@ -54,6 +54,7 @@ export interface RunnerTextClientOptions {
 /** How a runner session ended. */
 export type RunnerEnd =
   | { readonly kind: "finished"; readonly jobs: number }
+  | { readonly kind: "stopped"; readonly jobs: number }
   | { readonly kind: "refused"; readonly reason: string }
   | { readonly kind: "failed"; readonly reason: string; readonly jobs: number };
 
@@ -64,6 +65,8 @@ interface Waiter {
 }
 
 const log = logger("runner");
+/** Rejects the reply a worker waits for when the runner stops gracefully. */
+const STOPPED = new Error("runner stopped");
 const PETO = encodeLine(formatRunnerLine({ kind: "peto" }));
 const KOMPRENAS = encodeLine(formatRunnerLine({ kind: "komprenas" }));
 const FINO_ANKAU = encodeLine(formatRunnerLine({ kind: "finoAnkau" }));
@@ -83,6 +86,9 @@ export class RunnerTextClient {
   #closing = false;
   #inWaitClose = 0;
   #jobsDone = 0;
+  /** Jobs received and not yet reported. */
+  #running = 0;
+  #stopping = false;
 
   /**
    * @param transport Connection to the manager.
@@ -100,9 +106,23 @@ export class RunnerTextClient {
     return this.#state;
   }
 
-  /** Raises MASTERSTOP: workers take no new job; running ones finish and report. */
+  /**
+   * Raises MASTERSTOP: workers take no new job; running ones finish and are
+   * reported; then the connection closes and the session ends as "stopped".
+   */
   stop(): void {
     this.#masterStop = true;
+    this.#stopping = true;
+    if (this.#running === 0) this.#endStopped();
+  }
+
+  /** Closes after a stop once nothing is left to report; a worker waiting for a reply is let go. */
+  #endStopped(): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    this.#waiter?.reject(STOPPED);
+    this.#waiter = undefined;
+    this.#transport.close();
   }
 
   /** Ends the session now: running jobs are killed and the session fails. */
@@ -112,6 +132,7 @@ export class RunnerTextClient {
 
   /** Runs the session to its end. Never rejects. */
   async run(): Promise<RunnerEnd> {
+    if (this.#closing) return { kind: "stopped", jobs: 0 };
     const pump = this.#pump();
     try {
       const versio = await this.#request(
@@ -137,7 +158,7 @@ export class RunnerTextClient {
     if (this.#failure !== undefined) {
       return { kind: "failed", reason: describe(this.#failure), jobs: this.#jobsDone };
     }
-    return { kind: "finished", jobs: this.#jobsDone };
+    return { kind: this.#stopping && !this.#finoReceived ? "stopped" : "finished", jobs: this.#jobsDone };
   }
 
   async #worker(id: number): Promise<void> {
@@ -154,17 +175,23 @@ export class RunnerTextClient {
         }
         if (reply.kind !== "job") throw new ProtocolError("Expected a job or FINO", reply.kind);
         log.debug("Worker {id} runs {job}", { id, job: reply.name });
-        const { status, output } = await this.#options.execute(reply.name, this.#abort.signal);
+        this.#running++;
         try {
-          if (this.#failure !== undefined) break;
-          await this.#lock.run(() => this.#report(reply.name, status, output));
-          this.#jobsDone++;
+          const { status, output } = await this.#options.execute(reply.name, this.#abort.signal);
+          try {
+            if (this.#failure !== undefined) break;
+            await this.#lock.run(() => this.#report(reply.name, status, output));
+            this.#jobsDone++;
+          } finally {
+            await output.dispose();
+          }
         } finally {
-          await output.dispose();
+          this.#running--;
+          if (this.#stopping && this.#running === 0) this.#endStopped();
         }
       }
     } catch (err) {
-      this.#fail(err);
+      if (err !== STOPPED) this.#fail(err);
     }
     await this.#waitClose();
   }
@@ -183,7 +210,7 @@ export class RunnerTextClient {
     this.#inWaitClose++;
     if (this.#inWaitClose < this.#options.workers || this.#failure !== undefined) return;
     this.#state = "WaitClose";
-    if (this.#finoReceived) {
+    if (this.#finoReceived && !this.#closing) {
       try {
         await this.#lock.run(() => this.#transport.write(FINO_ANKAU));
       } catch (err) {
@@ -215,13 +242,11 @@ export class RunnerTextClient {
         // The waiter stays registered until it is resolved, so that a failure
         // here (ERARO, a malformed line) rejects it in #fail.
         const waiter = this.#waiter;
-        if (waiter === undefined && !line.startsWith("ERARO")) {
-          throw new ProtocolError("Manager sent a line no worker asked for", line);
-        }
         const msg = parseManagerLine(line, waiter?.expect ?? "job");
         if (msg.kind === "eraro") throw new VicoError("REFUSED", `Manager dropped this runner: ${msg.reason}`);
+        if (waiter === undefined) throw new ProtocolError("Manager sent a line no worker asked for", line);
         this.#waiter = undefined;
-        waiter!.resolve(msg);
+        waiter.resolve(msg);
       }
     } catch (err) {
       if (!this.#closing) this.#fail(err);

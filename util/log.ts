@@ -86,3 +86,41 @@ export async function setupLogging(options: LoggingOptions = {}): Promise<void> 
 export async function resetLogging(): Promise<void> {
   await reset();
 }
+
+/**
+ * Lets through at most `limit` events per `windowMs` and counts the rest, so
+ * that a flood of bad peers cannot flood the log.
+ */
+export class LogRateLimit {
+  readonly #limit: number;
+  readonly #windowMs: number;
+  #windowStart = 0;
+  #count = 0;
+  #suppressed = 0;
+
+  /**
+   * @param limit Events let through per window.
+   * @param windowMs Window length.
+   */
+  constructor(limit: number, windowMs: number) {
+    this.#limit = limit;
+    this.#windowMs = windowMs;
+  }
+
+  /**
+   * Whether to log this event; `suppressed` is how many were held back in the
+   * previous window (report it once).
+   */
+  allow(now = Date.now()): { log: boolean; suppressed: number } {
+    let suppressed = 0;
+    if (now - this.#windowStart >= this.#windowMs) {
+      suppressed = this.#suppressed;
+      this.#windowStart = now;
+      this.#count = 0;
+      this.#suppressed = 0;
+    }
+    if (this.#count++ < this.#limit) return { log: true, suppressed };
+    this.#suppressed++;
+    return { log: false, suppressed };
+  }
+}

@@ -93,3 +93,36 @@ Deno.test("ResultsStore.open() refuses a journal damaged before its last line", 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("ResultsStore cuts a torn batch after a failed write, so later records stay readable", async () => {
+  const dir = await Deno.makeTempDir();
+  const original = Deno.FsFile.prototype.write;
+  try {
+    const store = await ResultsStore.open(dir);
+    await store.commit(fields("k-1"), store.stageOutput());
+    // The next journal write puts out 40 bytes, then the disk "fills up".
+    let failNext = true;
+    Deno.FsFile.prototype.write = async function (this: Deno.FsFile, p: Uint8Array) {
+      if (failNext) {
+        failNext = false;
+        await original.call(this, p.subarray(0, 40));
+        throw new Deno.errors.WriteZero("No space left on device (simulated)");
+      }
+      return original.call(this, p);
+    };
+    await assert.rejects(store.commit(fields("k-2"), store.stageOutput()), /No space left/);
+    Deno.FsFile.prototype.write = original;
+    await store.commit(fields("k-3"), store.stageOutput());
+    await store.close();
+    const reopened = await ResultsStore.open(dir);
+    assert.deepEqual(
+      [...reopened.previous.keys()],
+      ["k-1", "k-3"],
+      "the acknowledged record after the failure survives",
+    );
+    await reopened.close();
+  } finally {
+    Deno.FsFile.prototype.write = original;
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,177 @@
+/**
+ * Failure handling of the real processes: oversized outputs, signals,
+ * stalled transfers, connection floods.
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { EntryProcess, startManager, startRunner } from "../helpers/entry_process.ts";
+import { byLine, readOutput, readRecords, tempDir } from "../helpers/journal.ts";
+import { LinePeer, LineServer } from "../helpers/line_peer.ts";
+
+const dec = new TextDecoder();
+const ps = () => dec.decode(new Deno.Command("ps", { args: ["-eo", "args"] }).outputSync().stdout);
+
+Deno.test("runner --max-output: a job writing more fails alone with status 125; the others go on", async () => {
+  await using dir = await tempDir();
+  const list = join(dir.path, "jobs.txt");
+  await Deno.writeTextFile(list, "sleep 0.5; echo slow-a\nhead -c 5000 /dev/zero\nsleep 0.5; echo slow-b\n");
+  const results = join(dir.path, "res");
+  const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
+  await using _m = manager;
+  await using runner = startRunner(port, ["--workers", "2", "--max-output", "1000"]);
+  const [ms, rs] = await Promise.all([manager.exit(), runner.exit()]);
+  assert.equal(rs.code, 0, runner.stderr);
+  assert.equal(ms.code, 1);
+  const recs = byLine(readRecords(results));
+  assert.equal(recs.get(2)!.status, 125);
+  assert.match(
+    dec.decode(readOutput(results, recs.get(2)!)),
+    /Output exceeds the limit of 1000 bytes; the job was killed/,
+  );
+  assert.equal(dec.decode(readOutput(results, recs.get(1)!)), "slow-a\n");
+  assert.equal(dec.decode(readOutput(results, recs.get(3)!)), "slow-b\n");
+});
+
+Deno.test("runner: SIGTERM finishes and reports running jobs, takes no new ones, exits 0", async () => {
+  await using dir = await tempDir();
+  const list = join(dir.path, "jobs.txt");
+  await Deno.writeTextFile(list, "sleep 1; echo first\nsleep 1; echo second\necho third\n");
+  const results = join(dir.path, "res");
+  const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
+  await using _m = manager;
+  await using runner = startRunner(port, ["--workers", "2", "--name", "leaving"]);
+  await manager.waitFor(/Runner leaving joined/);
+  await new Promise((r) => setTimeout(r, 300));
+  runner.kill("SIGTERM");
+  assert.equal((await runner.exit()).code, 0, runner.stderr);
+  assert.match(runner.stderr, /SIGTERM: taking no new jobs/);
+  assert.deepEqual(readRecords(results).map((r) => r.command).sort(), ["sleep 1; echo first", "sleep 1; echo second"]);
+  await using other = startRunner(port, ["--name", "other"]);
+  const [ms] = await Promise.all([manager.exit(), other.exit()]);
+  assert.equal(ms.code, 0);
+  assert.equal(readRecords(results).length, 3, "the third job ran on the other runner; nothing twice");
+});
+
+Deno.test("runner: a second SIGTERM kills running jobs (no orphans); the manager requeues them", async () => {
+  await using dir = await tempDir();
+  const list = join(dir.path, "jobs.txt");
+  await Deno.writeTextFile(list, "sleep 289.3; echo never\n");
+  const results = join(dir.path, "res");
+  const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
+  await using _m = manager;
+  await using runner = startRunner(port, ["--name", "doomed"]);
+  await manager.waitFor(/Runner doomed joined/);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.match(ps(), /sleep 289\.3/);
+  runner.kill("SIGTERM");
+  await runner.waitFor(/taking no new jobs/);
+  runner.kill("SIGTERM");
+  assert.equal((await runner.exit()).code, 143);
+  assert.doesNotMatch(ps(), /sleep 289\.3/);
+  await manager.waitFor(/1 job\(s\) of runner doomed go back to the queue/);
+  manager.kill("SIGTERM");
+  assert.equal((await manager.exit()).code, 143);
+});
+
+Deno.test("manager --local: SIGTERM kills local jobs, exits 143; a rerun finishes what was left", async () => {
+  await using dir = await tempDir();
+  const list = join(dir.path, "jobs.txt");
+  await Deno.writeTextFile(list, "echo quick\nsleep 288.7; echo slow\n");
+  const results = join(dir.path, "res");
+  await using first = EntryProcess.spawn("manager.ts", ["--jobs", list, "--results", results, "--local", "2"]);
+  await first.waitFor(/Serving 2 job/);
+  for (let i = 0; i < 50 && !/sleep 288\.7/.test(ps()); i++) await new Promise((r) => setTimeout(r, 100));
+  first.kill("SIGTERM");
+  assert.equal((await first.exit()).code, 143, first.stderr);
+  assert.match(first.stdout, /stopped with 1 job\(s\) unsettled/);
+  assert.doesNotMatch(ps(), /sleep 288\.7/, "the local job was killed with the manager");
+  assert.deepEqual(readRecords(results).map((r) => r.command), ["echo quick"]);
+  await Deno.writeTextFile(list, "echo quick\nsleep 0.1; echo slow\n");
+  await using second = EntryProcess.spawn("manager.ts", ["--jobs", list, "--results", results, "--local", "2"]);
+  assert.equal((await second.exit()).code, 0, second.stderr);
+  assert.deepEqual(readRecords(results).map((r) => r.command), ["echo quick", "sleep 0.1; echo slow"]);
+});
+
+Deno.test("manager --transfer-timeout: a runner that stalls mid-output is dropped; its job runs elsewhere", async () => {
+  await using dir = await tempDir();
+  const list = join(dir.path, "jobs.txt");
+  await Deno.writeTextFile(list, "echo payload\n");
+  const results = join(dir.path, "res");
+  const { manager, port } = await startManager([
+    "--jobs",
+    list,
+    "--results",
+    results,
+    "--port",
+    "0",
+    "--transfer-timeout",
+    "1s",
+  ]);
+  await using _m = manager;
+  using staller = await LinePeer.connect(port);
+  await staller.hail("staller");
+  await staller.line("PETO");
+  const job = await staller.read();
+  await staller.line(`REZULTO ${job} 0 100`);
+  assert.equal(await staller.read(), "PRETA");
+  await staller.send("ten bytes.");
+  await manager.waitFor(/Lost runner staller .*no output for 1s/, 10_000);
+  await using honest = startRunner(port, ["--name", "honest"]);
+  const [ms] = await Promise.all([manager.exit(), honest.exit()]);
+  assert.equal(ms.code, 0);
+  const [rec] = readRecords(results);
+  assert.equal(rec.host, "honest");
+  assert.equal(rec.attempt, 2);
+});
+
+Deno.test("manager: a flood of connections that never hail neither starves runners nor eats memory", async () => {
+  await using dir = await tempDir();
+  const list = join(dir.path, "jobs.txt");
+  await Deno.writeTextFile(list, Array.from({ length: 20 }, (_, i) => `echo ${i}`).join("\n"));
+  const results = join(dir.path, "res");
+  const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
+  await using _m = manager;
+  const junk = "S" + "x".repeat(65_535);
+  const flood: Deno.TcpConn[] = [];
+  for (let i = 0; i < 600; i++) {
+    try {
+      const c = await Deno.connect({ hostname: "127.0.0.1", port });
+      flood.push(c);
+      c.write(new TextEncoder().encode(junk)).catch(() => {});
+    } catch {
+      // Refused: fine.
+    }
+  }
+  await new Promise((r) => setTimeout(r, 500));
+  const rss = manager.peakRss();
+  await using runner = startRunner(port, ["--workers", "2"]);
+  const [ms, rs] = await Promise.all([manager.exit(), runner.exit()]);
+  for (const c of flood) {
+    try {
+      c.close();
+    } catch {
+      // Closed by the manager.
+    }
+  }
+  assert.equal(rs.code, 0, runner.stderr);
+  assert.equal(ms.code, 0);
+  assert.equal(readRecords(results).length, 20);
+  assert.match(manager.stderr, /connections are mid-handshake; closing the oldest ones/);
+  assert.ok(manager.stderr.split("\n").length < 100, "failed handshakes are logged at a bounded rate");
+  assert.ok(rss < 200 * 1024 * 1024, `manager peak RSS ${(rss / 1048576).toFixed(0)} MB under the flood`);
+});
+
+Deno.test("runner: a stray ERARO-like line while no worker waits is a protocol error, not a crash", async () => {
+  using server = new LineServer();
+  await using runner = startRunner(server.port);
+  using m = await server.accept();
+  await m.read();
+  await m.line("VERSIO 1.1");
+  await m.read();
+  await m.read();
+  await m.line("sleep 5");
+  await m.line("ERAROx");
+  assert.equal((await runner.exit()).code, 1);
+  assert.match(runner.stderr, /Manager sent a line no worker asked for: "ERAROx"/);
+});
