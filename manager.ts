@@ -20,7 +20,11 @@ Serves a list of shell jobs to vico runners and records every result.
 
   -j, --jobs FILE      Job list: one shell command line per line; '-' reads
                        standard input. Blank lines and lines starting with '#'
-                       are skipped.
+                       are skipped. A .jsonl file is a list of task bundles
+                       (files to stage, programs, files to return, modules,
+                       gang size, timeout): see examples/tasks.jsonl.
+      --format text|jsonl
+                       Job list format, when the extension does not say.
   -r, --results DIR    Results directory (journal.jsonl plus out/). Default:
                        next to the job file, named after it without its
                        extension plus '.results' (jobs.txt -> jobs.results);
@@ -42,6 +46,8 @@ Serves a list of shell jobs to vico runners and records every result.
   -h, --help           Show this help.
 
 Runners join with:  runner --manager HOST:PORT --workers N
+Binary nodes with:  runner --manager HOST:PORT --workers N --protocol binary
+(text runners and binary nodes share the one port).
 
 Exit status:
   0  every job in the list exited 0
@@ -60,6 +66,7 @@ export async function main(args: string[]): Promise<number> {
       args,
       options: {
         jobs: { type: "string", short: "j" },
+        format: { type: "string" },
         results: { type: "string", short: "r" },
         host: { type: "string" },
         port: { type: "string", short: "p" },
@@ -96,9 +103,12 @@ export async function main(args: string[]): Promise<number> {
     return complain("manager", `${(err as Error).message}\n\n${USAGE}`, ExitCode.USAGE);
   }
 
+  if (flags.format !== undefined && flags.format !== "text" && flags.format !== "jsonl") {
+    return complain("manager", `--format must be text or jsonl, got ${JSON.stringify(flags.format)}`, ExitCode.USAGE);
+  }
   let jobs;
   try {
-    jobs = await readJobList(flags.jobs);
+    jobs = await readJobList(flags.jobs, { format: flags.format as "text" | "jsonl" | undefined });
   } catch (err) {
     if (err instanceof JobListError) return complain("manager", `${flags.jobs}: ${err.message}`, ExitCode.USAGE);
     return complain("manager", `cannot read job list ${flags.jobs}: ${(err as Error).message}`, ExitCode.USAGE);

@@ -14,9 +14,14 @@ import { parseSize } from "./util/size.ts";
 
 const USAGE = `Usage: runner --manager HOST[:PORT] [options]
 
-Joins a vico manager and runs the jobs it hands out, each as
-'/bin/sh -c <job>' in its own process group, sending back the exit status
-and the output (stdout and stderr merged).
+Joins a vico manager and runs the jobs it hands out, each in its own process
+group, sending back the exit status and the output (stdout and stderr merged).
+
+With the text protocol (the default) jobs are shell command lines, run as
+'/bin/sh -c <job>', N at a time over one connection. With --protocol binary
+the runner is a node: N sessions, each staging one task's files into a fresh
+directory, running its programs, returning the files asked for, and joining
+again for the next task.
 
   -m, --manager HOST[:PORT]  The manager (port ${DEFAULT_PORT} if omitted).
   -w, --workers N            Jobs to run at once. Default: 1.
@@ -25,6 +30,12 @@ and the output (stdout and stderr merged).
       --max-output SIZE      Largest output a job may write (e.g. 500M, 16G).
                              A job that writes more is killed and reported with
                              status 125 and a note. Default: 16G.
+  -P, --protocol text|binary Protocol to speak. Default: text.
+      --modules A,B,...      Binary: modules this node offers; it is given
+                             only tasks whose modules it has.
+      --work-dir DIR         Binary: where task directories are made.
+                             Default: a fresh temporary directory.
+      --keep-task-dirs       Binary: keep each task's directory (debugging).
   -q, --quiet                Log only warnings and errors.
   -v, --verbose              Log debugging detail (every job).
   -h, --help                 Show this help.
@@ -38,7 +49,8 @@ Exit status:
   1  the connection was lost, or the manager dropped this runner, or broke
      the protocol; running jobs were killed
   2  usage error
-  3  the manager speaks a protocol version this runner does not
+  3  the manager refused this runner (a protocol version it does not
+     speak, or no remaining task fits this node's modules)
   130/143  a second SIGINT/SIGTERM killed running jobs
 `;
 
@@ -53,6 +65,10 @@ export async function main(args: string[]): Promise<number> {
         workers: { type: "string", short: "w" },
         name: { type: "string", short: "n" },
         "max-output": { type: "string" },
+        protocol: { type: "string", short: "P" },
+        modules: { type: "string" },
+        "work-dir": { type: "string" },
+        "keep-task-dirs": { type: "boolean" },
         quiet: { type: "boolean", short: "q" },
         verbose: { type: "boolean", short: "v" },
         help: { type: "boolean", short: "h" },
@@ -67,12 +83,25 @@ export async function main(args: string[]): Promise<number> {
     console.log(USAGE);
     return ExitCode.OK;
   }
-  let address, workers, maxOutput;
+  let address, workers, maxOutput, protocol: "text" | "binary", modules: string[] | undefined;
   try {
     if (flags.manager === undefined) throw new VicoError("USAGE", "--manager HOST[:PORT] is required");
     address = parseHostPort(flags.manager, DEFAULT_PORT);
     workers = intFlag("workers", flags.workers, 1, 1);
     maxOutput = flags["max-output"] === undefined ? undefined : parseSize(flags["max-output"]);
+    protocol = (flags.protocol ?? "text") as "text" | "binary";
+    if (protocol !== "text" && protocol !== "binary") {
+      throw new VicoError("USAGE", `--protocol must be text or binary, got ${JSON.stringify(flags.protocol)}`);
+    }
+    modules = flags.modules?.split(",").map((m) => m.trim()).filter((m) => m.length > 0);
+    if (protocol === "text" && (modules !== undefined || flags["work-dir"] || flags["keep-task-dirs"])) {
+      throw new VicoError("USAGE", "--modules, --work-dir and --keep-task-dirs need --protocol binary");
+    }
+    for (const m of modules ?? []) {
+      if (!/^[A-Za-z0-9][A-Za-z0-9._+\-]*$/.test(m)) {
+        throw new VicoError("USAGE", `Bad module name ${JSON.stringify(m)}`);
+      }
+    }
     if (flags.name !== undefined && (flags.name === "" || /[\r\n]/.test(flags.name))) {
       throw new VicoError("USAGE", "--name must be non-empty and on one line");
     }
@@ -87,6 +116,10 @@ export async function main(args: string[]): Promise<number> {
     workers,
     name: flags.name,
     limits: maxOutput === undefined ? undefined : { maxOutputBytes: maxOutput },
+    protocol,
+    modules,
+    workDir: flags["work-dir"],
+    keepTaskDirs: flags["keep-task-dirs"],
   });
   // First SIGINT/SIGTERM: MASTERSTOP (finish and report running jobs, take
   // no new ones). A second one kills the running jobs.

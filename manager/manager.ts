@@ -19,6 +19,8 @@ import { JobQueue } from "./job_queue.ts";
 import { ResultsStore } from "./results_store.ts";
 import { type RunnerLink, Scheduler } from "./scheduler.ts";
 import { Server } from "./server.ts";
+import { OwnerSession, type OwnerSessionContext } from "./owner_session.ts";
+import { TaskRecorder } from "./task_recorder.ts";
 import { ManagerTextSession, type TextSessionContext } from "./text_session.ts";
 
 /** The port a manager listens on unless told otherwise. */
@@ -134,11 +136,22 @@ export class Manager {
     }
     const localNames = new Set(Array.from({ length: options.local ?? 0 }, (_, i) => `local-${i + 1}`));
     let watch: FleetWatch | undefined = undefined;
+    const nodesSeen = new Set<string>();
     const scheduler: Scheduler = new Scheduler(queue, jobs.classes, {
       onJoined: (link) => {
         watch?.onJoined(link);
         const own = localNames.has(link.host) && /^(127\.|\[?::1)/.test(link.peer);
-        log[own ? "debug" : "info"]("Runner {host} joined from {peer}", { host: link.host, peer: link.peer });
+        if (link instanceof OwnerSession) {
+          // A binary node joins once per task: say so the first time only.
+          const first = !nodesSeen.has(link.host);
+          nodesSeen.add(link.host);
+          log[first ? "info" : "debug"]("Node {host} joined (modules: {modules})", {
+            host: link.host,
+            modules: link.modules.join(",") || "none",
+          });
+        } else {
+          log[own ? "debug" : "info"]("Runner {host} joined from {peer}", { host: link.host, peer: link.peer });
+        }
       },
       onSettled: (job, status, link: RunnerLink) => options.onSettled?.(job, status, link.host),
       onRequeued: (requeued, link) =>
@@ -160,8 +173,17 @@ export class Manager {
       await results.close();
       throw err;
     }
+    const owners: OwnerSessionContext = {
+      scheduler,
+      results,
+      jobs,
+      limits,
+      transferIdleTimeoutMs: context.transferIdleTimeoutMs,
+      recorder: new TaskRecorder(scheduler, results, jobs, keyOf),
+    };
     const server = new Server(listener, {
       text: (transport, reader, handshake) => new ManagerTextSession(transport, reader, context, handshake),
+      binary: (transport, reader, handshake) => new OwnerSession(transport, reader, owners, handshake),
     }, {
       limits,
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? 30_000,
@@ -172,7 +194,7 @@ export class Manager {
 
     return new Manager(listener.address, async (self) => {
       const serving = server.serve();
-      const locals = self.#startLocalRunners(queue.finished ? 0 : options.local ?? 0);
+      const locals = self.#startLocalRunners(queue.finished ? 0 : options.local ?? 0, jobs);
       const watchdog = setInterval(() => watch.check(), 5000);
       const stopped = await Promise.race([scheduler.done.then(() => false), self.#stopRequested.then(() => true)]);
       const elapsedMs = performance.now() - started;
@@ -205,8 +227,22 @@ export class Manager {
     });
   }
 
-  #startLocalRunners(count: number): Promise<RunnerEnd>[] {
+  #startLocalRunners(count: number, jobs: JobList): Promise<RunnerEnd>[] {
     const ends: Promise<RunnerEnd>[] = [];
+    if (count > 0 && jobs.classes.some((c) => c.binaryOnly)) {
+      // Task bundles need binary nodes. Running locally means this machine is
+      // taken to offer every module the list asks for.
+      const runner = new Runner({
+        hostname: localTarget(this.address.hostname),
+        port: this.address.port,
+        workers: count,
+        protocol: "binary",
+        modules: [...new Set(jobs.classes.flatMap((c) => c.modules))],
+        embedded: true,
+      });
+      this.#localRunners.push(runner);
+      return [runner.run()];
+    }
     for (let i = 1; i <= count; i++) {
       // One connection per worker: a worker never waits for another's reply.
       const runner = new Runner({

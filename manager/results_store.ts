@@ -16,9 +16,10 @@
  */
 
 import { createHash, type Hash } from "node:crypto";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { writeAll } from "../util/write_all.ts";
 import { VicoError } from "../protocol/errors.ts";
+import { whyBadTaskPath } from "../protocol/task_path.ts";
 
 /** One settled job, as stored in `journal.jsonl`. */
 export interface JobRecord {
@@ -46,14 +47,59 @@ export interface JobRecord {
   sha256: string;
   /** Output file relative to the results directory, or `null` when empty. */
   output: string | null;
+  /** The bundle's `name`, if it has one. */
+  name?: string;
+  /** Files returned by a task bundle. */
+  files?: FileRecord[];
+  /** The binary node(s) that ran it. */
+  nodes?: NodeRecord[];
+}
+
+/** A file a task returned, as stored. */
+export interface FileRecord {
+  /** Its name in the task. */
+  name: string;
+  /** Gang member (from 1) that returned it; absent for single-node tasks. */
+  node?: number;
+  /** Where it is stored, relative to the results directory; `null` when missing. */
+  path: string | null;
+  /** Size in bytes (0 when missing). */
+  size: number;
+  /** SHA-256, hex (absent when missing). */
+  sha256?: string;
+  /** The node reported that the file did not exist. */
+  missing?: true;
+}
+
+/** One node's part in a task run on binary nodes. */
+export interface NodeRecord {
+  /** The node's address. */
+  host: string;
+  /** Gang rank, from 1. */
+  rank: number;
+  /** Exit status it reported in Finished. */
+  status: number;
+  /** Start time the node reported in its reply to Start (its own clock). */
+  started: string;
 }
 
 /** The fields of a {@linkcode JobRecord} the caller provides. */
-export type JobFields = Omit<JobRecord, "type" | "size" | "sha256" | "output">;
+export type JobFields = Omit<JobRecord, "type" | "size" | "sha256" | "output" | "files">;
+
+/** A returned file as received: its bytes, or missing. */
+export interface ReturnedFile {
+  /** Its name in the task. */
+  name: string;
+  /** Gang member (from 1), for gangs. */
+  node?: number;
+  /** The bytes; `undefined` when the node reported the file missing. */
+  staged?: StagedOutput;
+}
 
 /** Name of the journal inside a results directory. */
 export const JOURNAL_FILE = "journal.jsonl";
 const OUT_DIR = "out";
+const FILES_DIR = "files";
 const TMP_DIR = "tmp";
 const encoder = new TextEncoder();
 
@@ -89,9 +135,17 @@ export class StagedOutput {
     await writeAll(this.#file, chunk);
   }
 
-  /** Makes the bytes durable and moves them to `finalPath` (if any were written); returns the SHA-256. */
-  async publish(finalPath: string): Promise<string> {
+  /**
+   * Makes the bytes durable and moves them to `finalPath`; returns the
+   * SHA-256. Nothing is written for empty output unless `always` (a returned
+   * file exists even when empty).
+   */
+  async publish(finalPath: string, always = false): Promise<string> {
     const sha256 = this.#hash.digest("hex");
+    if (this.#file === undefined && always) {
+      this.#tmpPath = join(this.#tmpDir, `${Deno.pid}-${++tmpCounter}.part`);
+      this.#file = await Deno.open(this.#tmpPath, { write: true, createNew: true });
+    }
     if (this.#file !== undefined) {
       await this.#file.sync();
       this.#file.close();
@@ -132,7 +186,8 @@ export class ResultsStore {
   #batch: string[] = [];
   #waiters: { resolve: () => void; reject: (e: unknown) => void }[] = [];
   #flushing: Promise<void> | undefined;
-  #dirDirty = false;
+  /** Directories that got a new entry since the last journal flush. */
+  #dirty = new Set<string>();
   /** Journal length up to its last complete, durable batch. */
   #goodLength: number;
 
@@ -184,22 +239,50 @@ export class ResultsStore {
 
   /**
    * Commits one result: publishes its output under `out/<key>.out` (when
-   * not empty) and appends its record. Resolves once the record is durable.
+   * not empty) and its returned files under `files/<key>/` (per gang member
+   * under `node-<n>/`), then appends its one record. Resolves once the
+   * record is durable. On failure every staged file is discarded.
    */
-  async commit(fields: JobFields, output: StagedOutput): Promise<JobRecord> {
-    const size = output.size;
-    const relative = size > 0 ? `${OUT_DIR}/${fields.key}.out` : null;
-    let sha256: string;
+  async commit(fields: JobFields, output?: StagedOutput, returned: ReturnedFile[] = []): Promise<JobRecord> {
+    const empty = output ?? this.stageOutput();
     try {
-      sha256 = await output.publish(relative === null ? "" : join(this.dir, relative));
+      const size = empty.size;
+      const relative = size > 0 ? `${OUT_DIR}/${fields.key}.out` : null;
+      const sha256 = await empty.publish(relative === null ? "" : join(this.dir, relative));
+      if (relative !== null) this.#dirty.add(join(this.dir, OUT_DIR));
+      const record: JobRecord = { type: "job", ...fields, size, sha256, output: relative };
+      if (returned.length > 0) record.files = await this.#publishFiles(fields.key, returned);
+      await this.#append(JSON.stringify(record) + "\n");
+      return record;
     } catch (err) {
-      await output.discard();
+      await empty.discard();
+      for (const f of returned) await f.staged?.discard();
       throw err;
     }
-    if (relative !== null) this.#dirDirty = true;
-    const record: JobRecord = { type: "job", ...fields, size, sha256, output: relative };
-    await this.#append(JSON.stringify(record) + "\n");
-    return record;
+  }
+
+  async #publishFiles(key: string, returned: ReturnedFile[]): Promise<FileRecord[]> {
+    const records: FileRecord[] = [];
+    for (const f of returned) {
+      // Names come from the manager's own validated task list; check again:
+      // whatever arrives, nothing is written outside the results directory.
+      const why = whyBadTaskPath(f.name);
+      if (why !== undefined) throw new VicoError("REFUSED", `Refusing to store returned file: ${why}`);
+      const base = f.node === undefined ? [FILES_DIR, key] : [FILES_DIR, key, `node-${f.node}`];
+      const node = f.node === undefined ? {} : { node: f.node };
+      if (f.staged === undefined) {
+        records.push({ name: f.name, ...node, path: null, size: 0, missing: true });
+        continue;
+      }
+      const relative = [...base, f.name].join("/");
+      const target = join(this.dir, relative);
+      await Deno.mkdir(dirname(target), { recursive: true });
+      const size = f.staged.size;
+      const sha256 = await f.staged.publish(target, true);
+      this.#dirty.add(dirname(target));
+      records.push({ name: f.name, ...node, path: relative, size, sha256 });
+    }
+    return records;
   }
 
   /** Waits for pending records and closes the journal. */
@@ -224,9 +307,10 @@ export class ResultsStore {
       this.#batch = [];
       this.#waiters = [];
       try {
-        if (this.#dirDirty && this.#durable) {
-          this.#dirDirty = false;
-          await syncDir(join(this.dir, OUT_DIR));
+        if (this.#dirty.size > 0) {
+          const dirs = [...this.#dirty];
+          this.#dirty.clear();
+          if (this.#durable) { for (const d of dirs) await syncDir(d); }
         }
         const bytes = encoder.encode(lines.join(""));
         await writeAll(this.#journal, bytes);

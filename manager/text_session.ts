@@ -16,6 +16,7 @@ import { type FromRunnerText, TEXT_PROTOCOL_VERSION } from "../protocol/messages
 import { encodeLine, formatManagerLine, parseRunnerLine } from "../protocol/text_codec.ts";
 import type { Transport } from "../transport/transport.ts";
 import { logger, LogRateLimit } from "../util/log.ts";
+import { settlesWithin } from "../util/timeout.ts";
 import type { JobClass, JobList } from "./job_list.ts";
 import type { ResultsStore } from "./results_store.ts";
 import type { RunnerLink, Scheduler } from "./scheduler.ts";
@@ -292,12 +293,7 @@ export class ManagerTextSession implements RunnerLink {
       }
       // Tell the runner why, best effort: it may already be gone or not reading.
       const eraro = encodeLine(formatManagerLine({ kind: "eraro", reason: err.message }));
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        this.#transport.write(eraro).catch(() => {}),
-        new Promise((r) => (timer = setTimeout(r, 1000))),
-      ]);
-      clearTimeout(timer);
+      await settlesWithin(this.#transport.write(eraro), 1000);
     } else if (err instanceof VicoError && err.code === "CONNECTION_CLOSED") {
       if (!gate.log) return;
       const level = held > 0 || this.#state !== "WaitClose" ? "warn" : "info";

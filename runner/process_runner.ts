@@ -20,6 +20,8 @@ export interface RunProcessOptions {
   signal?: AbortSignal;
   /** Grace between SIGTERM and SIGKILL. @default {2000} */
   killGraceMs?: number;
+  /** Kill whatever is left in the process group once the process exits. @default {false} */
+  killGroupOnExit?: boolean;
 }
 
 /** How a process ended. */
@@ -69,6 +71,16 @@ const SIGNAL_NUMBERS: Record<string, number> = {
  */
 export function shellArgv(command: string): string[] {
   return ["/bin/sh", "-c", `exec 2>&1\n${command}`];
+}
+
+/**
+ * The argv that runs a program file with its stderr on its stdout pipe
+ * (order kept, as for {@linkcode shellArgv}). A file that starts with `#!`
+ * is executed directly; any other file is run by `/bin/sh`, as shells do.
+ */
+export function programArgv(path: string, hasShebang: boolean): string[] {
+  const argv = hasShebang ? [path] : ["/bin/sh", path];
+  return ["/bin/sh", "-c", 'exec "$@" 2>&1', "sh", ...argv];
 }
 
 /**
@@ -133,7 +145,7 @@ export async function runProcess(argv: string[], options: RunProcessOptions): Pr
     signal?.removeEventListener("abort", onAbort);
     clearTimeout(killTimer);
     // Whatever the job left behind in its group goes with it.
-    if (signal?.aborted) killGroup(child.pid, "SIGKILL");
+    if (signal?.aborted || options.killGroupOnExit) killGroup(child.pid, "SIGKILL");
   }
 }
 

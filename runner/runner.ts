@@ -10,6 +10,7 @@ import { DEFAULT_LIMITS, type Limits } from "../protocol/limits.ts";
 import { connectTcp } from "../transport/conn_transport.ts";
 import type { Transport } from "../transport/transport.ts";
 import { logger } from "../util/log.ts";
+import { NodeSession } from "./node_session.ts";
 import { OutputSpool } from "./output_spool.ts";
 import { runProcess, shellArgv, STATUS_RUNNER_FAILURE } from "./process_runner.ts";
 import { type JobExecutor, type RunnerEnd, RunnerTextClient } from "./text_client.ts";
@@ -30,6 +31,14 @@ export interface RunnerOptions {
   limits?: Partial<Limits>;
   /** Grace between SIGTERM and SIGKILL when jobs must end. @default {2000} */
   killGraceMs?: number;
+  /** Protocol to speak. @default {"text"} */
+  protocol?: "text" | "binary";
+  /** Binary: modules announced in Join. */
+  modules?: readonly string[];
+  /** Binary: where per-task directories are made. @default {a fresh temporary directory} */
+  workDir?: string;
+  /** Binary: keep task directories after their session (debugging). */
+  keepTaskDirs?: boolean;
   /** Runs inside a manager process (`--local`): connection events are logged at debug level. */
   embedded?: boolean;
   /** How to connect (tests and TLS plug in here). @default {TCP} */
@@ -51,6 +60,7 @@ export class Runner {
   readonly #options: RunnerOptions;
   readonly #limits: Limits;
   #client: RunnerTextClient | undefined;
+  readonly #nodeSessions = new Set<NodeSession>();
   #stopped = false;
 
   /** @param options Where to connect and how many jobs to run at once. */
@@ -62,6 +72,7 @@ export class Runner {
   /** Connects and serves until the manager has no more jobs. Never rejects. */
   async run(): Promise<RunnerEnd> {
     if (this.#stopped) return { kind: "stopped", jobs: 0 };
+    if (this.#options.protocol === "binary") return await this.#runNodes();
     const { hostname, port } = this.#options;
     const name = this.#options.name ?? Deno.hostname();
     let transport: Transport;
@@ -105,12 +116,81 @@ export class Runner {
   stop(): void {
     this.#stopped = true;
     this.#client?.stop();
+    // Binary sessions waiting for a task have nothing to finish.
+    for (const session of this.#nodeSessions) if (session.state === "Joining") session.abort();
   }
 
   /** Kills running jobs and drops the connection. */
   abort(reason: string): void {
     this.#stopped = true;
     this.#client?.abort(reason);
+    for (const session of this.#nodeSessions) session.abort();
+  }
+
+  /** Binary protocol: N node sessions, each one task at a time, joining again after each. */
+  async #runNodes(): Promise<RunnerEnd> {
+    const workDir = this.#options.workDir ?? await Deno.makeTempDir({ prefix: "vico-node-" });
+    try {
+      const ends = await Promise.all(
+        Array.from({ length: this.#options.workers }, (_, i) => this.#nodeLoop(i + 1, workDir)),
+      );
+      const jobs = ends.reduce((n, e) => n + ("jobs" in e ? e.jobs : 0), 0);
+      const failed = ends.find((e) => e.kind === "failed");
+      if (failed !== undefined) return { ...failed, jobs } as RunnerEnd;
+      const refused = ends.find((e) => e.kind === "refused");
+      if (refused !== undefined) return refused;
+      return { kind: ends.some((e) => e.kind === "stopped") ? "stopped" : "finished", jobs };
+    } finally {
+      if (this.#options.workDir === undefined && !this.#options.keepTaskDirs) {
+        await Deno.remove(workDir, { recursive: true }).catch(() => {});
+      }
+    }
+  }
+
+  async #nodeLoop(id: number, workDir: string): Promise<RunnerEnd> {
+    const { hostname, port } = this.#options;
+    let tasks = 0;
+    while (!this.#stopped) {
+      let transport: Transport;
+      try {
+        transport = await (this.#options.connect ?? connectTcp)(hostname, port);
+      } catch (err) {
+        // Refused after some tasks: the owner's run is over (protocol notes).
+        if (tasks > 0) return { kind: "finished", jobs: tasks };
+        const reason = `Cannot connect to the manager at ${hostname}:${port}: ${
+          err instanceof Error ? err.message : err
+        }`;
+        return { kind: "failed", reason, jobs: 0 };
+      }
+      const session = new NodeSession(
+        transport,
+        new BufferedReader(transport, { maxLineBytes: this.#limits.maxLineBytes }),
+        {
+          modules: this.#options.modules ?? [],
+          workDir,
+          keepTaskDirs: this.#options.keepTaskDirs,
+          killGraceMs: this.#options.killGraceMs,
+          limits: this.#limits,
+        },
+      );
+      this.#nodeSessions.add(session);
+      const end = await session.run();
+      this.#nodeSessions.delete(session);
+      switch (end.kind) {
+        case "done":
+          tasks++;
+          log.debug("Node {id} finished a task with status {status}", { id, status: end.status });
+          continue;
+        case "noMoreTasks":
+          return { kind: "finished", jobs: tasks };
+        case "refused":
+          return { kind: "refused", reason: `Manager refused this node: ${end.reason}` };
+        case "failed":
+          if (this.#stopped) return { kind: "stopped", jobs: tasks };
+          return { kind: "failed", reason: end.reason, jobs: tasks };
+      }
+    }
+    return { kind: "stopped", jobs: tasks };
   }
 
   #executor(spoolDir: string): JobExecutor {

@@ -251,7 +251,7 @@ Deno.test("manager draws a progress bar with rate and ETA on a terminal, and non
   assert.equal(tty.code, 0);
   const screen = dec.decode(tty.stdout);
   assert.match(screen, /\[#+-*\] \d+\/12 \d+%\s+[\d.]+ jobs\/s\s+ETA \d+s/);
-  assert.match(screen, /\x1b\[2K/, "the bar is redrawn in place");
+  assert.ok(screen.includes("\x1b[2K"), "the bar is redrawn in place");
   await using piped = EntryProcess.spawn("manager.ts", ["--jobs", list, "--local", "3"]);
   assert.equal((await piped.exit()).code, 0);
   assert.doesNotMatch(piped.stderr + piped.stdout, /ETA/);

@@ -8,7 +8,6 @@ import {
   readFromNode,
   readToNode,
 } from "../../protocol/binary_codec.ts";
-import { ProtocolError } from "../../protocol/errors.ts";
 import { DEFAULT_LIMITS } from "../../protocol/limits.ts";
 import type { FromNode, ToNode } from "../../protocol/messages.ts";
 import { whyBadTaskPath } from "../../protocol/task_path.ts";

@@ -1,0 +1,471 @@
+/**
+ * The manager's side of one binary-protocol connection (the draft's
+ * "owner"). Its states follow the node's statuses:
+ *
+ * Joining → Idle → WaitingForInput (staging files and controls) →
+ * ReadyToStart (after Wait; gang members are held here until all are ready)
+ * → Working (after Start) → Finished (receiving results) → Leaving → Closed.
+ *
+ * One session carries one task. A session that fails (protocol error, lost
+ * node, a node that rejects part of its task) gives its task back to the
+ * scheduler and never throws to its caller.
+ *
+ * @module
+ */
+
+import type { BufferedReader } from "../protocol/buffered_reader.ts";
+import { encodeToNode, isAcceptedBinaryVersion, readFromNode } from "../protocol/binary_codec.ts";
+import { ProtocolError, VicoError } from "../protocol/errors.ts";
+import type { Limits } from "../protocol/limits.ts";
+import { type FromNode, NO_MORE_TASKS, NodeStatus, type ToNode } from "../protocol/messages.ts";
+import type { Transport } from "../transport/transport.ts";
+import { logger, LogRateLimit } from "../util/log.ts";
+import { Mutex } from "../util/mutex.ts";
+import { settlesWithin } from "../util/timeout.ts";
+import { type JobClass, type JobList, taskOf } from "./job_list.ts";
+import type { ResultsStore, ReturnedFile, StagedOutput } from "./results_store.ts";
+import type { RunnerLink, Scheduler } from "./scheduler.ts";
+import type { HandshakeWindow, Session } from "./server.ts";
+import type { TaskBundle } from "./task_bundle.ts";
+import type { TaskRecorder } from "./task_recorder.ts";
+
+/** Owner states, after the node statuses of the draft. */
+export type OwnerState =
+  | "Joining"
+  | "Idle"
+  | "WaitingForInput"
+  | "ReadyToStart"
+  | "Working"
+  | "Finished"
+  | "Leaving"
+  | "Closed";
+
+/** What an owner session needs from the manager around it. */
+export interface OwnerSessionContext {
+  /** Hands out tasks. */
+  readonly scheduler: Scheduler;
+  /** Stores results. */
+  readonly results: ResultsStore;
+  /** Commits tasks (gangs once for all members). */
+  readonly recorder: TaskRecorder;
+  /** The job list. */
+  readonly jobs: JobList;
+  /** Wire limits. */
+  readonly limits: Limits;
+  /** A node whose result stalls this long mid-transfer is dropped. */
+  readonly transferIdleTimeoutMs: number;
+}
+
+type Assignment =
+  | { kind: "task"; job: number; rank: number }
+  | { kind: "release" }
+  | { kind: "refuse"; reason: string };
+
+const log = logger("manager");
+const handshakeFailures = new LogRateLimit(5, 10_000);
+
+/** The node turned down part of its task; the task goes back to the queue. */
+class TaskRefusedError extends Error {}
+
+/** One binary node connection, one task. */
+export class OwnerSession implements RunnerLink, Session {
+  /** The node's address (Join names no host). */
+  host: string;
+  /** The node's address and port. */
+  readonly peer: string;
+  readonly #transport: Transport;
+  readonly #reader: BufferedReader;
+  readonly #ctx: OwnerSessionContext;
+  readonly #handshake: HandshakeWindow;
+  readonly #writeLock = new Mutex();
+  #state: OwnerState = "Joining";
+  #modules = new Set<string>();
+  #joined = false;
+  #reply: ((a: Assignment) => void) | undefined;
+  #startNow!: () => void;
+  #abandonStart!: (err: Error) => void;
+  readonly #started = new Promise<void>((resolve, reject) => {
+    this.#startNow = resolve;
+    this.#abandonStart = reject;
+  });
+  #abandoned: string | undefined;
+  #stopPending = false;
+  #job = -1;
+
+  /**
+   * @param transport The connection.
+   * @param reader Its reader (the server peeked at its first byte).
+   * @param ctx The manager around this session.
+   * @param handshake The window the Join must arrive in.
+   */
+  constructor(transport: Transport, reader: BufferedReader, ctx: OwnerSessionContext, handshake: HandshakeWindow) {
+    this.#transport = transport;
+    this.#reader = reader;
+    this.#ctx = ctx;
+    this.#handshake = handshake;
+    this.peer = transport.peer;
+    this.host = transport.peer.replace(/:\d+$/, "");
+    this.#started.catch(() => {});
+  }
+
+  /** Current state. */
+  get state(): OwnerState {
+    return this.#state;
+  }
+
+  /** Modules the node announced in Join. */
+  get modules(): string[] {
+    return [...this.#modules];
+  }
+
+  /** A node takes any task whose modules it announced. */
+  accepts(cls: JobClass): boolean {
+    return cls.modules.every((m) => this.#modules.has(m));
+  }
+
+  /** Scheduler: this node's task. */
+  assign(job: number, rank: number): void {
+    this.#answer({ kind: "task", job, rank });
+  }
+
+  /** Scheduler: nothing left. */
+  release(): void {
+    this.#answer({ kind: "release" });
+  }
+
+  /** Scheduler: tasks remain, none for this node. */
+  refuse(reason: string): void {
+    this.#answer({ kind: "refuse", reason });
+  }
+
+  /** Scheduler: start now (all gang members are ready). */
+  start(): void {
+    this.#startNow();
+  }
+
+  /** Scheduler: the gang lost a member; this node's part is void. */
+  abandon(reason: string): void {
+    this.#abandoned = reason;
+    this.#abandonStart(new Error(reason));
+    // A member already waiting for the gang's commit is let go too.
+    if (this.#job >= 0) this.#ctx.recorder.abandon(this.#job, reason);
+    this.#send({ kind: "disconnect", reason: `task abandoned: ${reason}` }).catch(() => {}).finally(() =>
+      this.#transport.close()
+    );
+  }
+
+  /** Ends the connection now. */
+  close(): void {
+    this.#transport.close();
+  }
+
+  #answer(a: Assignment): void {
+    const reply = this.#reply;
+    this.#reply = undefined;
+    reply?.(a);
+  }
+
+  /** Serves the connection until it closes. Never rejects. */
+  async run(): Promise<void> {
+    let job = -1;
+    try {
+      if (!await this.#join()) return;
+      const a = await this.#request();
+      if (a.kind === "release") {
+        await this.#send({ kind: "disconnect", reason: NO_MORE_TASKS });
+      } else if (a.kind === "refuse") {
+        log.info("Refusing node {peer} (modules {modules}): {reason}", {
+          peer: this.peer,
+          modules: [...this.#modules].join(",") || "none",
+          reason: a.reason,
+        });
+        await this.#send({ kind: "reject", reason: a.reason });
+      } else {
+        job = this.#job = a.job;
+        await this.#serveTask(a.job, a.rank);
+      }
+    } catch (err) {
+      await this.#report(err, job);
+    } finally {
+      this.#state = "Closed";
+      if (this.#joined) this.#ctx.scheduler.onRunnerLost(this);
+      this.#transport.close();
+    }
+  }
+
+  /** Reads Join; false when the node was turned away. */
+  async #join(): Promise<boolean> {
+    const join = await this.#next();
+    if (join.kind !== "join") throw new ProtocolError("Expected Join", join.kind);
+    if (!isAcceptedBinaryVersion(join.version)) {
+      await this.#send({ kind: "reject", reason: `unsupported version ${join.version}; this owner speaks 1.x` });
+      return false;
+    }
+    this.#modules = new Set(join.modules);
+    this.#handshake.done();
+    this.#joined = true;
+    this.#ctx.scheduler.onRunnerJoined(this);
+    return true;
+  }
+
+  #request(): Promise<Assignment> {
+    return new Promise<Assignment>((resolve, reject) => {
+      this.#reply = resolve;
+      this.#ctx.scheduler.onJobRequest(this);
+      if (this.#reply !== resolve) return;
+      // Held: a node waiting for its Join's answer sends nothing; a byte or
+      // the end of the stream means it left (or broke).
+      this.#reader.peekU8().then((byte) => {
+        if (this.#reply !== resolve) return;
+        this.#reply = undefined;
+        reject(
+          byte === null
+            ? new VicoError("CONNECTION_CLOSED", "Node closed the connection while waiting for a task")
+            : new ProtocolError("Node sent a frame while waiting for a task"),
+        );
+      }, reject);
+    });
+  }
+
+  async #serveTask(job: number, rank: number): Promise<void> {
+    const { jobs } = this.#ctx;
+    const task = taskOf(jobs, job);
+    const handedOutAt = new Date().toISOString();
+    log.debug("Node {peer} takes job {line}{rank}", {
+      peer: this.peer,
+      line: jobs.lines[job],
+      rank: task.nodes > 1 ? ` as member ${rank} of ${task.nodes}` : "",
+    });
+    await this.#send({ kind: "accept" });
+    this.#state = "Idle";
+    await this.#send({ kind: "statusRequest" });
+    const status = await this.#next();
+    if (status.kind !== "status") throw new ProtocolError("Expected a Status reply", status.kind);
+    if (status.value !== NodeStatus.IDLE) throw new ProtocolError(`Node reports status ${status.value}, not idle`);
+
+    this.#state = "WaitingForInput";
+    await this.#stage(task);
+    await this.#send({ kind: "wait" });
+    this.#state = "ReadyToStart";
+    this.#ctx.scheduler.onReadyToStart(this, job);
+    await this.#waitForStart();
+
+    await this.#send({ kind: "start" });
+    const reply = await this.#next(true);
+    if (reply.kind === "reject") throw new TaskRefusedError(`node refused Start: ${reply.reason}`);
+    if (reply.kind !== "started") throw new ProtocolError("Expected Accept with the start time", reply.kind);
+    this.#state = "Working";
+    const timer = task.timeoutMs === undefined ? undefined : setTimeout(() => this.#timeout(task), task.timeoutMs);
+    let finished: Extract<FromNode, { kind: "finished" }>;
+    try {
+      finished = await this.#untilFinished();
+    } finally {
+      clearTimeout(timer);
+    }
+    await this.#send({ kind: "accept" });
+    this.#state = "Finished";
+
+    let output: StagedOutput | undefined;
+    const returned: ReturnedFile[] = [];
+    try {
+      for (const name of task.rets) {
+        const staged = await this.#receiveResult();
+        if (name === task.outputLog) output = staged;
+        else returned.push({ name, staged });
+      }
+      const leave = await this.#nextSkippingStopReply();
+      if (leave.kind !== "leave") throw new ProtocolError("Expected Leave after the results", leave.kind);
+    } catch (err) {
+      await output?.discard();
+      for (const f of returned) await f.staged?.discard();
+      throw err;
+    }
+    this.#state = "Leaving";
+    await this.#ctx.recorder.record(job, {
+      link: this,
+      rank,
+      status: finished.status,
+      started: reply.time,
+      handedOutAt,
+      output,
+      returned,
+    });
+    await this.#send({ kind: "accept" });
+  }
+
+  /** Sends every input, inline script, Run and Ret, each answered by Accept or Reject. */
+  async #stage(task: TaskBundle): Promise<void> {
+    for (const input of task.inputs) {
+      await this.#sendFile(input.name, input.src);
+      await this.#expectAccept(`file ${input.name}`);
+    }
+    for (const file of task.inline) {
+      await this.#writeLock.run(async () => {
+        await this.#transport.write(encodeToNode({ kind: "file", name: file.name, size: file.bytes.length }));
+        await this.#transport.write(file.bytes);
+      });
+      await this.#expectAccept(`file ${file.name}`);
+    }
+    for (const run of task.runs) {
+      await this.#send({ kind: "run", program: run.program, log: run.log });
+      await this.#expectAccept(`run ${run.program}`);
+    }
+    for (const name of task.rets) {
+      await this.#send({ kind: "ret", name });
+      await this.#expectAccept(`return of ${name}`);
+    }
+  }
+
+  async #sendFile(name: string, src: string): Promise<void> {
+    using file = await Deno.open(src, { read: true });
+    const size = (await file.stat()).size;
+    await this.#writeLock.run(async () => {
+      await this.#transport.write(encodeToNode({ kind: "file", name, size }));
+      const buf = new Uint8Array(Math.min(1 << 20, Math.max(size, 1)));
+      let left = size;
+      while (left > 0) {
+        const n = await file.read(buf.subarray(0, Math.min(left, buf.length)));
+        if (n === null) throw new Error(`Input ${src} shrank while being sent`);
+        left -= n;
+        await this.#transport.write(buf.subarray(0, n));
+      }
+    });
+  }
+
+  async #expectAccept(what: string): Promise<void> {
+    const reply = await this.#next();
+    if (reply.kind === "accept") return;
+    if (reply.kind === "reject") throw new TaskRefusedError(`node rejected the ${what}: ${reply.reason}`);
+    throw new ProtocolError(`Expected Accept or Reject for the ${what}`, reply.kind);
+  }
+
+  /** Holds at ReadyToStart until the scheduler says start, watching the node meanwhile. */
+  async #waitForStart(): Promise<void> {
+    let watching = true;
+    const left = this.#reader.peekU8().then((byte) => {
+      if (!watching) return;
+      throw byte === null
+        ? new VicoError("CONNECTION_CLOSED", "Node closed the connection while waiting for Start")
+        : new ProtocolError("Node sent a frame while waiting for Start");
+    });
+    try {
+      await Promise.race([this.#started, left]);
+    } finally {
+      watching = false;
+      left.catch(() => {});
+    }
+  }
+
+  #timeout(task: TaskBundle): void {
+    if (this.#state !== "Working") return;
+    log.warn("Task {task} on {peer} ran out of its {s}s: sending Stop", {
+      task: task.label,
+      peer: this.peer,
+      s: task.timeoutMs! / 1000,
+    });
+    this.#stopPending = true;
+    this.#send({ kind: "stop" }).catch(() => {});
+  }
+
+  async #untilFinished(): Promise<Extract<FromNode, { kind: "finished" }>> {
+    while (true) {
+      const frame = await this.#nextSkippingStopReply();
+      if (frame.kind === "finished") return frame;
+      if (frame.kind === "status") continue;
+      throw new ProtocolError("Unexpected frame while the node works", frame.kind);
+    }
+  }
+
+  /** Reads a Result; its bytes stream into a staged file (or it is missing). */
+  async #receiveResult(): Promise<StagedOutput | undefined> {
+    const frame = await this.#nextSkippingStopReply();
+    if (frame.kind !== "result") throw new ProtocolError("Expected a Result", frame.kind);
+    if (frame.missing) return undefined;
+    const staged = this.#ctx.results.stageOutput();
+    const idleMs = this.#ctx.transferIdleTimeoutMs;
+    let last = performance.now();
+    let stalled = false;
+    const watchdog = setInterval(() => {
+      if (performance.now() - last < idleMs) return;
+      stalled = true;
+      this.#transport.close();
+    }, Math.max(10, idleMs / 4));
+    try {
+      await this.#reader.pipeExact(frame.size, (chunk) => {
+        last = performance.now();
+        return staged.write(chunk);
+      });
+      return staged;
+    } catch (err) {
+      await staged.discard();
+      if (stalled) throw new VicoError("CONNECTION_CLOSED", `Node sent nothing for ${idleMs / 1000}s mid-result`);
+      throw err;
+    } finally {
+      clearInterval(watchdog);
+    }
+  }
+
+  /** Reads the next frame; a late answer to our Stop may come first and is consumed. */
+  async #nextSkippingStopReply(): Promise<FromNode> {
+    while (true) {
+      const frame = await this.#next();
+      if (this.#stopPending && (frame.kind === "accept" || frame.kind === "reject")) {
+        this.#stopPending = false;
+        continue;
+      }
+      return frame;
+    }
+  }
+
+  async #next(startReply = false): Promise<FromNode> {
+    const frame = await readFromNode(this.#reader, this.#ctx.limits, startReply);
+    if (frame === null) throw new VicoError("CONNECTION_CLOSED", `Node closed the connection in state ${this.#state}`);
+    if (frame.kind === "disconnect") {
+      throw new VicoError("CONNECTION_CLOSED", `Node disconnected in state ${this.#state}: ${frame.reason}`);
+    }
+    return frame;
+  }
+
+  #send(msg: ToNode): Promise<void> {
+    return this.#writeLock.run(() => this.#transport.write(encodeToNode(msg)));
+  }
+
+  async #report(err: unknown, job: number): Promise<void> {
+    const held = job >= 0 && this.#ctx.scheduler.jobsOf(this).has(job);
+    const back = held ? "; its task goes back to the queue" : "";
+    const reason = err instanceof Error ? err.message : String(err);
+    if (this.#abandoned !== undefined) {
+      log.info("Node {peer} left its gang task: {why}", { peer: this.peer, why: this.#abandoned });
+      await this.#ctx.recorder.abandon(job, this.#abandoned);
+      return;
+    }
+    if (!this.#joined) {
+      const gate = handshakeFailures.allow();
+      if (gate.suppressed > 0) log.warn("{n} more failed Join(s) were not logged", { n: gate.suppressed });
+      if (!gate.log) return;
+    }
+    if (err instanceof ProtocolError || err instanceof TaskRefusedError) {
+      log.warn("Dropping node {peer} in state {state}: {reason}{back}", {
+        peer: this.peer,
+        state: this.#state,
+        reason,
+        back,
+      });
+      await settlesWithin(this.#send({ kind: "disconnect", reason }), 1000);
+    } else if (err instanceof VicoError && err.code === "CONNECTION_CLOSED") {
+      log.warn("Lost node {peer} in state {state}: {reason}{back}", {
+        peer: this.peer,
+        state: this.#state,
+        reason,
+        back,
+      });
+    } else {
+      log.error("Node {peer} failed in state {state}: {reason}{back}", {
+        peer: this.peer,
+        state: this.#state,
+        reason,
+        back,
+      });
+    }
+  }
+}

@@ -1,0 +1,377 @@
+/**
+ * The runner's side of the binary protocol (the draft's "node"): one session
+ * carries one task. Its states are the draft's node statuses:
+ *
+ * Joining → Idle → WaitingForInput → ReadyToStart → Working → Finished →
+ * Leaving, answering Status in every state with the current value.
+ *
+ * Files stream to disk inside a fresh task directory; names that would leave
+ * it are rejected with a reason. After Start the runs execute in the
+ * background while the session keeps reading (Status, Stop, Disconnect).
+ *
+ * @module
+ */
+
+import type { BufferedReader } from "../protocol/buffered_reader.ts";
+import { encodeFromNode, MAX_FRAME_PAYLOAD, readToNode } from "../protocol/binary_codec.ts";
+import { ProtocolError, VicoError } from "../protocol/errors.ts";
+import type { Limits } from "../protocol/limits.ts";
+import {
+  BINARY_PROTOCOL_VERSION,
+  type FromNode,
+  NO_MORE_TASKS,
+  NodeStatus,
+  type NodeStatusValue,
+  type ToNode,
+} from "../protocol/messages.ts";
+import type { Transport } from "../transport/transport.ts";
+import { logger } from "../util/log.ts";
+import { Mutex } from "../util/mutex.ts";
+import { writeAll } from "../util/write_all.ts";
+import { programArgv, runProcess } from "./process_runner.ts";
+import { TaskDir, TaskPathError } from "./task_dir.ts";
+
+/** Node states, after the draft's node statuses. */
+export type NodeState =
+  | "Joining"
+  | "Idle"
+  | "WaitingForInput"
+  | "ReadyToStart"
+  | "Working"
+  | "Finished"
+  | "Leaving"
+  | "Closed";
+
+/** The Status value each state reports. */
+export const STATUS_OF_STATE: Readonly<Record<NodeState, NodeStatusValue>> = Object.freeze({
+  Joining: NodeStatus.IDLE,
+  Idle: NodeStatus.IDLE,
+  WaitingForInput: NodeStatus.WAITING_FOR_INPUT,
+  ReadyToStart: NodeStatus.READY_TO_START,
+  Working: NodeStatus.WORKING,
+  Finished: NodeStatus.FINISHED,
+  Leaving: NodeStatus.FINISHED,
+  Closed: NodeStatus.FINISHED,
+});
+
+/** How a node session ended. */
+export type NodeSessionEnd =
+  | { readonly kind: "done"; readonly status: number }
+  | { readonly kind: "noMoreTasks" }
+  | { readonly kind: "refused"; readonly reason: string }
+  | { readonly kind: "failed"; readonly reason: string };
+
+/** Options for {@linkcode NodeSession}. */
+export interface NodeSessionOptions {
+  /** Modules announced in Join. */
+  modules: readonly string[];
+  /** Where task directories are made. */
+  workDir: string;
+  /** Keep the task directory after the session (debugging). */
+  keepTaskDirs?: boolean;
+  /** Grace between SIGTERM and SIGKILL on Stop. @default {2000} */
+  killGraceMs?: number;
+  /** Wire limits. */
+  limits: Limits;
+}
+
+interface Run {
+  program: string;
+  log: string;
+}
+
+const log = logger("runner");
+
+/** One task, from Join to Leave. */
+export class NodeSession {
+  readonly #transport: Transport;
+  readonly #reader: BufferedReader;
+  readonly #options: NodeSessionOptions;
+  readonly #writeLock = new Mutex();
+  readonly #stop = new AbortController();
+  #state: NodeState = "Joining";
+  #task: TaskDir | undefined;
+  readonly #staged = new Set<string>();
+  readonly #runs: Run[] = [];
+  readonly #rets: string[] = [];
+  #logs = new Map<string, Deno.FsFile>();
+  #running: Promise<void> | undefined;
+  #status = 0;
+
+  /**
+   * @param transport Connection to the owner.
+   * @param reader Reader over it.
+   * @param options Modules, work directory, limits.
+   */
+  constructor(transport: Transport, reader: BufferedReader, options: NodeSessionOptions) {
+    this.#transport = transport;
+    this.#reader = reader;
+    this.#options = options;
+  }
+
+  /** Current state. */
+  get state(): NodeState {
+    return this.#state;
+  }
+
+  /** Ends the session now: the running program is stopped, the task directory removed. */
+  abort(): void {
+    this.#stop.abort();
+    this.#transport.close();
+  }
+
+  /** Runs the session to its end. Never rejects. */
+  async run(): Promise<NodeSessionEnd> {
+    try {
+      await this.#send({ kind: "join", version: BINARY_PROTOCOL_VERSION, modules: this.#options.modules });
+      while (true) {
+        const frame = await readToNode(this.#reader, this.#options.limits);
+        if (frame === null) {
+          // The owner closed without a word: before a task that is the end
+          // of its run; in the middle of one, the task is lost.
+          if (this.#state === "Joining") return { kind: "noMoreTasks" };
+          throw new VicoError("CONNECTION_CLOSED", `Owner closed the connection in state ${this.#state}`);
+        }
+        const end = await this.#handle(frame);
+        if (end !== undefined) return end;
+      }
+    } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      if (err instanceof ProtocolError) {
+        await this.#send({ kind: "disconnect", reason }).catch(() => {});
+      }
+      return { kind: "failed", reason };
+    } finally {
+      this.#state = "Closed";
+      this.#stop.abort();
+      await this.#running?.catch(() => {});
+      for (const file of this.#logs.values()) file.close();
+      this.#logs.clear();
+      this.#transport.close();
+      if (this.#task !== undefined && !this.#options.keepTaskDirs) await this.#task.remove();
+    }
+  }
+
+  async #handle(frame: ToNode): Promise<NodeSessionEnd | undefined> {
+    if (frame.kind === "statusRequest") {
+      await this.#send({ kind: "status", value: STATUS_OF_STATE[this.#state] });
+      return;
+    }
+    if (frame.kind === "disconnect") {
+      if (this.#state === "Joining" && frame.reason === NO_MORE_TASKS) return { kind: "noMoreTasks" };
+      return { kind: "failed", reason: `Owner disconnected in state ${this.#state}: ${frame.reason}` };
+    }
+    switch (this.#state) {
+      case "Joining":
+        if (frame.kind === "accept") {
+          this.#task = await TaskDir.create(this.#options.workDir);
+          this.#state = "Idle";
+          return;
+        }
+        if (frame.kind === "reject") return { kind: "refused", reason: frame.reason };
+        break;
+      case "Idle":
+      case "WaitingForInput":
+        switch (frame.kind) {
+          case "file":
+            this.#state = "WaitingForInput";
+            await this.#receiveFile(frame.name, frame.size);
+            return;
+          case "run":
+            this.#state = "WaitingForInput";
+            await this.#reply(this.#acceptRun(frame.program, frame.log));
+            return;
+          case "ret":
+            this.#state = "WaitingForInput";
+            await this.#reply(this.#acceptRet(frame.name));
+            return;
+          case "wait":
+            this.#state = "ReadyToStart";
+            return;
+          case "start":
+            await this.#send({ kind: "reject", reason: "not ready to start: no Wait received" });
+            return;
+          case "stop":
+            await this.#send({ kind: "reject", reason: "nothing is running" });
+            return;
+        }
+        break;
+      case "ReadyToStart":
+        if (frame.kind === "start") {
+          await this.#start();
+          return;
+        }
+        if (frame.kind === "stop") {
+          await this.#send({ kind: "reject", reason: "nothing is running" });
+          return;
+        }
+        break;
+      case "Working":
+        if (frame.kind === "stop") {
+          // Answer first, then end the run; Finished follows as usual.
+          await this.#send({ kind: "accept" });
+          this.#stop.abort();
+          return;
+        }
+        break;
+      case "Finished":
+        if (frame.kind === "accept") {
+          await this.#sendResults();
+          this.#state = "Leaving";
+          await this.#send({ kind: "leave" });
+          return;
+        }
+        if (frame.kind === "stop") {
+          await this.#send({ kind: "reject", reason: "the run has finished" });
+          return;
+        }
+        break;
+      case "Leaving":
+        if (frame.kind === "accept") return { kind: "done", status: this.#status };
+        break;
+    }
+    throw new ProtocolError(`Frame ${frame.kind} is not valid in state ${this.#state}`);
+  }
+
+  async #receiveFile(name: string, size: number): Promise<void> {
+    let file: Deno.FsFile | undefined;
+    let reason: string | undefined;
+    try {
+      file = await this.#task!.openForWriting(name);
+    } catch (err) {
+      reason = err instanceof TaskPathError ? err.message : `cannot write ${JSON.stringify(name)}: ${err}`;
+    }
+    // The payload is on the wire either way: store it, or read past it.
+    let writeError: string | undefined;
+    await this.#reader.pipeExact(size, async (chunk) => {
+      if (file === undefined || writeError !== undefined) return;
+      try {
+        await writeAll(file, chunk);
+      } catch (err) {
+        writeError = `cannot write ${JSON.stringify(name)}: ${(err as Error).message}`;
+      }
+    });
+    file?.close();
+    reason ??= writeError;
+    if (reason === undefined) this.#staged.add(name);
+    await this.#reply(reason);
+  }
+
+  #acceptRun(program: string, logName: string): string | undefined {
+    try {
+      this.#task!.resolve(program);
+      this.#task!.resolve(logName);
+    } catch (err) {
+      return (err as Error).message;
+    }
+    if (!this.#staged.has(program)) {
+      return `program ${JSON.stringify(program)} was not staged with File in this session`;
+    }
+    if (this.#staged.has(logName)) return `log ${JSON.stringify(logName)} would overwrite a staged file`;
+    this.#runs.push({ program, log: logName });
+    return undefined;
+  }
+
+  #acceptRet(name: string): string | undefined {
+    try {
+      this.#task!.resolve(name);
+    } catch (err) {
+      return (err as Error).message;
+    }
+    this.#rets.push(name);
+    return undefined;
+  }
+
+  async #start(): Promise<void> {
+    // Logs are opened before any program of this task runs, so a run cannot
+    // plant a link where a later log goes.
+    try {
+      for (const run of this.#runs) {
+        if (!this.#logs.has(run.log)) this.#logs.set(run.log, await this.#task!.openForWriting(run.log));
+        await this.#task!.makeExecutable(run.program);
+      }
+    } catch (err) {
+      await this.#send({ kind: "reject", reason: `cannot start: ${(err as Error).message}` });
+      return;
+    }
+    this.#state = "Working";
+    await this.#send({ kind: "started", time: new Date().toISOString() });
+    this.#running = this.#execute().then(async (status) => {
+      this.#status = status;
+      if (this.#state !== "Working") return;
+      this.#state = "Finished";
+      await this.#send({ kind: "finished", status });
+    });
+    this.#running.catch((err) => {
+      log.warn("Could not report the end of a task: {reason}", { reason: (err as Error).message });
+      this.#transport.close();
+    });
+  }
+
+  /** Runs the programs in order; the first non-zero status stops the rest. */
+  async #execute(): Promise<number> {
+    let status = 0;
+    for (const run of this.#runs) {
+      if (this.#stop.signal.aborted) break;
+      const logFile = this.#logs.get(run.log)!;
+      const argv = programArgv(this.#task!.resolve(run.program), await this.#task!.hasShebang(run.program));
+      const outcome = await runProcess(argv, {
+        cwd: this.#task!.path,
+        sink: (chunk) => writeAll(logFile, chunk),
+        signal: this.#stop.signal,
+        killGraceMs: this.#options.killGraceMs,
+        killGroupOnExit: true,
+      });
+      status = outcome.status;
+      if (status !== 0) break;
+    }
+    return status;
+  }
+
+  async #sendResults(): Promise<void> {
+    for (const file of this.#logs.values()) file.close();
+    this.#logs.clear();
+    const limit = Math.min(this.#options.limits.maxFileBytes, MAX_FRAME_PAYLOAD);
+    for (const name of this.#rets) {
+      const opened = await this.#task!.openForReading(name);
+      if (opened !== undefined && opened.size > limit) {
+        log.warn("Returned file {name} has {size} bytes, over the limit of {limit}: sent as missing", {
+          name,
+          size: opened.size,
+          limit,
+        });
+        opened.file.close();
+        await this.#send({ kind: "result", size: 0, missing: true });
+        continue;
+      }
+      if (opened === undefined) {
+        await this.#send({ kind: "result", size: 0, missing: true });
+        continue;
+      }
+      try {
+        // The whole frame goes out under one lock: no Status reply inside it.
+        await this.#writeLock.run(async () => {
+          await this.#transport.write(encodeFromNode({ kind: "result", size: opened.size, missing: false }));
+          const buf = new Uint8Array(Math.min(1 << 20, Math.max(opened.size, 1)));
+          let left = opened.size;
+          while (left > 0) {
+            const n = await opened.file.read(buf.subarray(0, Math.min(left, buf.length)));
+            if (n === null) throw new Error(`${name} shrank while being sent`);
+            left -= n;
+            await this.#transport.write(buf.subarray(0, n));
+          }
+        });
+      } finally {
+        opened.file.close();
+      }
+    }
+  }
+
+  #reply(reason: string | undefined): Promise<void> {
+    return this.#send(reason === undefined ? { kind: "accept" } : { kind: "reject", reason });
+  }
+
+  #send(msg: FromNode): Promise<void> {
+    return this.#writeLock.run(() => this.#transport.write(encodeFromNode(msg)));
+  }
+}
