@@ -49,8 +49,9 @@ Exit status:
   1  the connection was lost, or the manager dropped this runner, or broke
      the protocol; running jobs were killed
   2  usage error
-  3  the manager refused this runner (a protocol version it does not
-     speak, or no remaining task fits this node's modules)
+  3  the manager refused this runner before it ran anything (a protocol
+     version it does not speak, or no remaining task fits this node's
+     modules; a node that has done work and is then refused exits 0)
   130/143  a second SIGINT/SIGTERM killed running jobs
 `;
 

@@ -199,11 +199,11 @@ export class Manager {
       const stopped = await Promise.race([scheduler.done.then(() => false), self.#stopRequested.then(() => true)]);
       const elapsedMs = performance.now() - started;
       clearInterval(watchdog);
-      server.close();
       if (stopped) {
         for (const runner of self.#localRunners) runner.abort("the manager is stopping");
         await server.drain(0);
       } else {
+        // Runners finish their goodbyes; late joiners hear "no more tasks".
         await server.drain(options.drainTimeoutMs ?? 5000);
       }
       await serving;

@@ -63,7 +63,7 @@ export class Server {
   readonly #listener: TransportListener;
   readonly #factory: SessionFactory;
   readonly #options: ServerOptions;
-  readonly #live = new Map<Session, Promise<void>>();
+  readonly #live = new Map<Session, { transport: Transport; ended: Promise<void> }>();
   readonly #pending = new Set<Transport>();
   /** Connections within their handshake window, oldest first. */
   readonly #handshaking = new Map<Transport, () => void>();
@@ -164,7 +164,7 @@ export class Server {
       handshake.done();
       this.#live.delete(session);
     });
-    this.#live.set(session, ended);
+    this.#live.set(session, { transport, ended });
   }
 
   /** Stops accepting new connections. Live sessions go on. */
@@ -175,15 +175,17 @@ export class Server {
   }
 
   /**
-   * Waits up to `timeoutMs` for live sessions to end on their own, then
-   * closes the rest.
+   * Waits up to `timeoutMs` for the sessions of peers that completed their
+   * handshake to end on their own, still accepting new connections
+   * meanwhile (late runners are told there is nothing left). Then stops
+   * listening and closes every connection that remains.
    */
   async drain(timeoutMs: number): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const all = Promise.all(this.#live.values());
-    await Promise.race([all, new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);
-    clearTimeout(timer);
+    const deadline = performance.now() + timeoutMs;
+    const joined = () => [...this.#live.entries()].filter(([, e]) => !this.#handshaking.has(e.transport)).length;
+    while (joined() > 0 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    this.close();
     for (const session of this.#live.keys()) session.close();
-    await Promise.all(this.#live.values());
+    await Promise.all([...this.#live.values()].map((e) => e.ended));
   }
 }

@@ -58,6 +58,8 @@ export const STATUS_OF_STATE: Readonly<Record<NodeState, NodeStatusValue>> = Obj
 export type NodeSessionEnd =
   | { readonly kind: "done"; readonly status: number }
   | { readonly kind: "noMoreTasks" }
+  /** The connection ended (closed or reset) before the Join was answered. */
+  | { readonly kind: "ownerGone"; readonly reason: string }
   | { readonly kind: "refused"; readonly reason: string }
   | { readonly kind: "failed"; readonly reason: string };
 
@@ -127,9 +129,6 @@ export class NodeSession {
       while (true) {
         const frame = await readToNode(this.#reader, this.#options.limits);
         if (frame === null) {
-          // The owner closed without a word: before a task that is the end
-          // of its run; in the middle of one, the task is lost.
-          if (this.#state === "Joining") return { kind: "noMoreTasks" };
           throw new VicoError("CONNECTION_CLOSED", `Owner closed the connection in state ${this.#state}`);
         }
         const end = await this.#handle(frame);
@@ -137,6 +136,9 @@ export class NodeSession {
       }
     } catch (err) {
       const reason = err instanceof Error ? err.message : String(err);
+      // Closed or reset before the Join was answered: the owner is gone (its
+      // run ended, or it died); the caller decides what that means.
+      if (this.#state === "Joining" && !(err instanceof ProtocolError)) return { kind: "ownerGone", reason };
       if (err instanceof ProtocolError) {
         await this.#send({ kind: "disconnect", reason }).catch(() => {});
       }

@@ -61,6 +61,7 @@ export class Runner {
   readonly #limits: Limits;
   #client: RunnerTextClient | undefined;
   readonly #nodeSessions = new Set<NodeSession>();
+  #tasksDone = 0;
   #stopped = false;
 
   /** @param options Where to connect and how many jobs to run at once. */
@@ -134,11 +135,15 @@ export class Runner {
       const ends = await Promise.all(
         Array.from({ length: this.#options.workers }, (_, i) => this.#nodeLoop(i + 1, workDir)),
       );
-      const jobs = ends.reduce((n, e) => n + ("jobs" in e ? e.jobs : 0), 0);
+      const jobs = this.#tasksDone;
       const failed = ends.find((e) => e.kind === "failed");
       if (failed !== undefined) return { ...failed, jobs } as RunnerEnd;
+      // A Reject after this node did work means nothing is left that it can
+      // take (the rest needs other modules): a normal end. A Reject before
+      // any task means it could never work here.
       const refused = ends.find((e) => e.kind === "refused");
-      if (refused !== undefined) return refused;
+      if (refused !== undefined && jobs === 0) return refused;
+      if (refused !== undefined) log.info("{reason}", { reason: refused.reason });
       return { kind: ends.some((e) => e.kind === "stopped") ? "stopped" : "finished", jobs };
     } finally {
       if (this.#options.workDir === undefined && !this.#options.keepTaskDirs) {
@@ -179,10 +184,19 @@ export class Runner {
       switch (end.kind) {
         case "done":
           tasks++;
+          this.#tasksDone++;
           log.debug("Node {id} finished a task with status {status}", { id, status: end.status });
           continue;
         case "noMoreTasks":
           return { kind: "finished", jobs: tasks };
+        case "ownerGone":
+          // As with a closed port: after tasks, the owner's run is over.
+          if (tasks > 0 || this.#stopped) return { kind: "finished", jobs: tasks };
+          return {
+            kind: "failed",
+            reason: `Manager closed the connection before answering Join: ${end.reason}`,
+            jobs: 0,
+          };
         case "refused":
           return { kind: "refused", reason: `Manager refused this node: ${end.reason}` };
         case "failed":
