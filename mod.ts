@@ -6,14 +6,18 @@
  * This module is the library behind the `manager` and `runner` commands:
  *
  * - **Wire protocols** (pure, no I/O): {@linkcode BufferedReader}, the text
- *   codec ({@linkcode parseRunnerLine}, {@linkcode parseManagerLine}, …) and
- *   the message types.
+ *   codec ({@linkcode parseRunnerLine}, {@linkcode parseManagerLine}, …), the
+ *   binary codec ({@linkcode readToNode}, {@linkcode readFromNode},
+ *   {@linkcode encodeToNode}, {@linkcode encodeFromNode}) and the message
+ *   types.
  * - **Manager**: {@linkcode Manager} ties together the job list
  *   ({@linkcode parseJobList}), the {@linkcode JobQueue}, the
- *   {@linkcode Scheduler}, the {@linkcode ResultsStore} and one
- *   {@linkcode ManagerTextSession} per connection.
+ *   {@linkcode Scheduler}, the {@linkcode ResultsStore} and one session per
+ *   connection: {@linkcode ManagerTextSession} for text runners,
+ *   {@linkcode OwnerSession} for binary nodes.
  * - **Runner**: {@linkcode Runner} ties together a
- *   {@linkcode RunnerTextClient} and the process runner
+ *   {@linkcode RunnerTextClient} (or N {@linkcode NodeSession}s for the binary
+ *   protocol, each in a {@linkcode TaskDir}) and the process runner
  *   ({@linkcode runProcess}).
  *
  * @example Run a job list on this machine with two local workers
@@ -46,6 +50,26 @@ export {
   type ToRunnerText,
 } from "./protocol/messages.ts";
 export {
+  BINARY_PROTOCOL_VERSION,
+  FrameType,
+  type FromNode,
+  MISSING_FILE_LENGTH,
+  NO_MORE_TASKS,
+  NodeStatus,
+  type NodeStatusValue,
+  type ToNode,
+} from "./protocol/messages.ts";
+export {
+  encodeFromNode,
+  encodeToNode,
+  type FrameLimits,
+  isAcceptedBinaryVersion,
+  MAX_FRAME_PAYLOAD,
+  readFromNode,
+  readToNode,
+} from "./protocol/binary_codec.ts";
+export { whyBadTaskPath } from "./protocol/task_path.ts";
+export {
   encodeLine,
   formatManagerLine,
   formatRunnerLine,
@@ -60,24 +84,74 @@ export type { Transport, TransportListener } from "./transport/transport.ts";
 export { connectTcp, ConnTransport, listenTcp } from "./transport/conn_transport.ts";
 
 // Manager.
-export { type JobList, parseJobList, type ParseJobListOptions, readJobList } from "./manager/job_list.ts";
+export {
+  formatOf,
+  identityOf,
+  type JobClass,
+  type JobList,
+  parseJobList,
+  type ParseJobListOptions,
+  parseTaskList,
+  PLAIN_CLASS,
+  readJobList,
+  taskOf,
+} from "./manager/job_list.ts";
+export {
+  COMMAND_LOG,
+  COMMAND_SCRIPT,
+  commandTask,
+  type InlineFile,
+  type InputFile,
+  type ParsedTask,
+  parseTaskSpec,
+  type TaskBundle,
+  type TaskRun,
+} from "./manager/task_bundle.ts";
+export { type NodePart, TaskRecorder } from "./manager/task_recorder.ts";
+export { OwnerSession, type OwnerSessionContext, type OwnerState } from "./manager/owner_session.ts";
+export { describeClass, FleetWatch } from "./manager/fleet_watch.ts";
 export { jobKey } from "./manager/job_key.ts";
 export { JobQueue, JobState, type JobStateValue } from "./manager/job_queue.ts";
 export { type RunnerLink, Scheduler, type SchedulerEvents } from "./manager/scheduler.ts";
-export { type JobFields, type JobRecord, JOURNAL_FILE, ResultsStore, StagedOutput } from "./manager/results_store.ts";
+export {
+  type FileRecord,
+  type JobFields,
+  type JobRecord,
+  JOURNAL_FILE,
+  type NodeRecord,
+  ResultsStore,
+  type ReturnedFile,
+  StagedOutput,
+} from "./manager/results_store.ts";
 export { ManagerTextSession, type ManagerTextState, type TextSessionContext } from "./manager/text_session.ts";
-export { Server, type ServerOptions, type Session, type SessionFactory } from "./manager/server.ts";
+export {
+  type HandshakeWindow,
+  Server,
+  type ServerOptions,
+  type Session,
+  type SessionFactory,
+} from "./manager/server.ts";
 export { DEFAULT_PORT, Manager, type ManagerOptions, type RunSummary } from "./manager/manager.ts";
 
 // Runner.
 export {
   type OutputSink,
   type ProcessOutcome,
+  programArgv,
   runProcess,
   type RunProcessOptions,
   shellArgv,
   STATUS_CANNOT_START,
+  STATUS_RUNNER_FAILURE,
 } from "./runner/process_runner.ts";
+export { TaskDir, TaskPathError } from "./runner/task_dir.ts";
+export {
+  NodeSession,
+  type NodeSessionEnd,
+  type NodeSessionOptions,
+  type NodeState,
+  STATUS_OF_STATE,
+} from "./runner/node_session.ts";
 export { OutputSpool, type OutputSpoolOptions } from "./runner/output_spool.ts";
 export {
   type JobExecutor,

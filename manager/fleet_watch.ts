@@ -58,13 +58,13 @@ export class FleetWatch {
   }
 
   /** A runner joined: remember what it can take. */
-  onJoined(link: RunnerLink, now = Date.now()): void {
+  onJoined(link: RunnerLink, now: number = Date.now()): void {
     const accepts = this.#classes.map((c) => link.accepts(c));
     this.#seen.set(accepts.map((a) => (a ? "1" : "0")).join(""), { accepts, at: now });
   }
 
   /** Periodic check; returns what it warned about (for tests). */
-  check(now = Date.now()): string[] {
+  check(now: number = Date.now()): string[] {
     const warnings: string[] = [];
     if (this.#queue.pending > 0 && this.#scheduler.runners === 0) {
       this.#emptySince ??= now;

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { whyBadTaskPath } from "../protocol/task_path.ts";
 
 /** A name the task directory refuses, with the reason to send back. */
@@ -124,11 +124,6 @@ export class TaskDir {
   /** Removes the directory and everything in it. */
   async remove(): Promise<void> {
     await Deno.remove(this.path, { recursive: true }).catch(() => {});
-  }
-
-  /** The directory that holds `name`'s file (for messages). */
-  parentOf(name: string): string {
-    return dirname(this.resolve(name));
   }
 }
 
