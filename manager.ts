@@ -10,13 +10,17 @@ import { JobListError, VicoError } from "./protocol/errors.ts";
 import { readJobList } from "./manager/job_list.ts";
 import { DEFAULT_PORT, Manager } from "./manager/manager.ts";
 import { formatSummary, ProgressBar } from "./manager/progress.ts";
+import { verifyResults } from "./manager/verify.ts";
 import { complain, ExitCode, intFlag } from "./util/cli.ts";
 import { parseDuration } from "./util/duration.ts";
 import { logger, setupLogging } from "./util/log.ts";
 
 const USAGE = `Usage: manager --jobs FILE|- [options]
+       manager verify RESULTS_DIR
 
 Serves a list of shell jobs to vico runners and records every result.
+'manager verify' re-hashes every stored output and returned file of a
+results directory against its journal (exit 1 on any mismatch).
 
   -j, --jobs FILE      Job list: one shell command line per line; '-' reads
                        standard input. Blank lines and lines starting with '#'
@@ -29,13 +33,23 @@ Serves a list of shell jobs to vico runners and records every result.
                        next to the job file, named after it without its
                        extension plus '.results' (jobs.txt -> jobs.results);
                        ./vico-results for standard input. Running again on the
-                       same directory skips the jobs it has already settled.
+                       same directory skips the jobs it has already settled
+                       (matched by content, not line number).
+      --fresh          Start a new run: an existing results directory is
+                       moved aside (to DIR.<date>) first.
       --host HOST      Address to listen on. Default 127.0.0.1 (this machine
                        only); use 0.0.0.0 to accept runners from other hosts.
   -p, --port PORT      Port to listen on. Default ${DEFAULT_PORT}; with --local and
                        no --port, any free port.
   -l, --local N        Also run N workers in this process: a complete run on
                        this machine, like 'xargs -P N'.
+      --retries N      Try a job that exits non-zero up to N more times
+                       (each failed attempt is kept in the journal). Default 0.
+      --max-attempts N Give a job up as lost after its runner vanished N
+                       times. Default 3.
+      --stop-timeout DURATION
+                       On SIGINT/SIGTERM, how long to wait for running jobs
+                       to report before stopping. Default 30s.
       --transfer-timeout DURATION
                        Drop a runner whose output stalls this long in the
                        middle of a result (its job is handed out again).
@@ -49,6 +63,10 @@ Runners join with:  runner --manager HOST:PORT --workers N
 Binary nodes with:  runner --manager HOST:PORT --workers N --protocol binary
 (text runners and binary nodes share the one port).
 
+Signals: the first SIGINT/SIGTERM stops handing out jobs and waits for the
+running ones (up to --stop-timeout); a second one stops at once. Either way
+the journal is consistent and a restart on the same results finishes the rest.
+
 Exit status:
   0  every job in the list exited 0
   1  at least one job exited non-zero (see the journal)
@@ -60,6 +78,7 @@ Exit status:
 
 /** Runs the manager command line; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
+  if (args[0] === "verify") return await verifyMain(args.slice(1));
   let flags;
   try {
     flags = parseArgs({
@@ -72,6 +91,10 @@ export async function main(args: string[]): Promise<number> {
         port: { type: "string", short: "p" },
         local: { type: "string", short: "l" },
         "transfer-timeout": { type: "string" },
+        "stop-timeout": { type: "string" },
+        retries: { type: "string" },
+        "max-attempts": { type: "string" },
+        fresh: { type: "boolean" },
         "no-progress": { type: "boolean" },
         quiet: { type: "boolean", short: "q" },
         verbose: { type: "boolean", short: "v" },
@@ -90,7 +113,8 @@ export async function main(args: string[]): Promise<number> {
   await setupLogging({ level: flags.quiet ? "warning" : flags.verbose ? "debug" : "info" });
   const log = logger("manager");
 
-  let local: number, port: number, transferIdleTimeoutMs: number | undefined;
+  let local: number, port: number, transferIdleTimeoutMs: number | undefined, stopTimeoutMs: number | undefined;
+  let retries: number, maxAttempts: number;
   try {
     if (flags.jobs === undefined) throw new VicoError("USAGE", "--jobs FILE is required ('-' for standard input)");
     local = intFlag("local", flags.local, 0);
@@ -99,6 +123,10 @@ export async function main(args: string[]): Promise<number> {
     transferIdleTimeoutMs = flags["transfer-timeout"] === undefined
       ? undefined
       : parseDuration(flags["transfer-timeout"]);
+    stopTimeoutMs = flags["stop-timeout"] === undefined ? undefined : parseDuration(flags["stop-timeout"]);
+    retries = intFlag("retries", flags.retries, 0);
+    maxAttempts = intFlag("max-attempts", flags["max-attempts"], 3, 1);
+    if (retries > 250) throw new VicoError("USAGE", "--retries is at most 250");
   } catch (err) {
     return complain("manager", `${(err as Error).message}\n\n${USAGE}`, ExitCode.USAGE);
   }
@@ -114,6 +142,10 @@ export async function main(args: string[]): Promise<number> {
     return complain("manager", `cannot read job list ${flags.jobs}: ${(err as Error).message}`, ExitCode.USAGE);
   }
   const resultsDir = flags.results ?? defaultResultsDir(flags.jobs);
+  if (flags.fresh) {
+    const moved = await setAside(resultsDir);
+    if (moved !== undefined) log.info("Earlier results in {dir} moved to {moved}", { dir: resultsDir, moved });
+  }
 
   const progress = !flags["no-progress"] && !flags.quiet && Deno.stderr.isTerminal()
     ? new ProgressBar(jobs.commands.length)
@@ -126,6 +158,9 @@ export async function main(args: string[]): Promise<number> {
       hostname: flags.host ?? "127.0.0.1",
       port,
       local,
+      retries,
+      maxAttempts,
+      stopTimeoutMs,
       transferIdleTimeoutMs,
       onSettled: (_job, status) => progress?.tick(status !== 0),
     });
@@ -148,14 +183,25 @@ export async function main(args: string[]): Promise<number> {
     log.info("Start runners with: runner --manager {host}:{port} --workers N", { host: hostname, port: bound });
   }
 
-  // SIGINT/SIGTERM: stop now. Unsettled jobs stay in the journal's "to do"
-  // and run on the next start on the same results directory.
+  // First SIGINT/SIGTERM: no new jobs, wait for running ones; second: now.
+  // Unsettled jobs run on the next start on the same results directory.
   let stoppedBy: Deno.Signal | undefined;
   const handlers = (["SIGINT", "SIGTERM"] as const).map((sig) => {
     const handler = () => {
-      stoppedBy ??= sig;
-      log.warn("{sig}: stopping; unsettled jobs will run when started again on {dir}", { sig, dir: resultsDir });
-      manager.close();
+      if (stoppedBy === undefined) {
+        stoppedBy = sig;
+        log.warn(
+          "{sig}: stopping (send it again to stop at once); unsettled jobs will run when started again on {dir}",
+          {
+            sig,
+            dir: resultsDir,
+          },
+        );
+        manager.stop();
+      } else {
+        log.warn("{sig} again: stopping now", { sig });
+        manager.close();
+      }
     };
     Deno.addSignalListener(sig, handler);
     return [sig, handler] as const;
@@ -166,6 +212,50 @@ export async function main(args: string[]): Promise<number> {
   console.log(formatSummary(summary).trimEnd());
   if (summary.stopped) return 128 + (stoppedBy === "SIGINT" ? 2 : 15);
   return summary.failed === 0 ? ExitCode.OK : ExitCode.FAILED;
+}
+
+/** Moves an existing results directory aside; returns where it went. */
+async function setAside(dir: string): Promise<string | undefined> {
+  const exists = await Deno.stat(dir).then(() => true, () => false);
+  if (!exists) return undefined;
+  const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+  const target = `${dir}.${stamp}`;
+  await Deno.rename(dir, target);
+  return target;
+}
+
+const VERIFY_USAGE = `Usage: manager verify RESULTS_DIR
+
+Re-hashes every output and returned file a results directory's journal
+records and reports any file that is missing, of another size, or of another
+SHA-256. Exit 0 when everything matches, 1 otherwise, 2 on usage errors.
+`;
+
+/** `manager verify RESULTS_DIR`. */
+async function verifyMain(args: string[]): Promise<number> {
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(VERIFY_USAGE);
+    return ExitCode.OK;
+  }
+  if (args.length !== 1) {
+    return complain("manager verify", `expected one RESULTS_DIR\n\n${VERIFY_USAGE}`, ExitCode.USAGE);
+  }
+  let report;
+  try {
+    report = await verifyResults(args[0]);
+  } catch (err) {
+    return complain("manager verify", `cannot read ${args[0]}: ${(err as Error).message}`, ExitCode.USAGE);
+  }
+  for (const p of report.problems) console.log(`${p.path}: ${p.problem} (journal line ${p.line})`);
+  if (report.tornTail) {
+    console.log("journal: the last record is torn (a crash while writing it); it is dropped on restart");
+  }
+  const mb = (report.bytes / 1048576).toFixed(1);
+  console.log(
+    `verify: ${report.records} record(s), ${report.files} file(s), ${mb} MB checked: ` +
+      (report.problems.length === 0 ? "all match" : `${report.problems.length} problem(s)`),
+  );
+  return report.problems.length === 0 ? ExitCode.OK : ExitCode.FAILED;
 }
 
 /** `dir/jobs.txt` → `dir/jobs.results`; standard input → `vico-results`. */

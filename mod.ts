@@ -107,7 +107,8 @@ export {
   type TaskBundle,
   type TaskRun,
 } from "./manager/task_bundle.ts";
-export { type NodePart, TaskRecorder } from "./manager/task_recorder.ts";
+export { type Delivery, ResultRecorder, type ResultRecorderOptions } from "./manager/result_recorder.ts";
+export { planResume, type ResumePlan } from "./manager/resume.ts";
 export { OwnerSession, type OwnerSessionContext, type OwnerState } from "./manager/owner_session.ts";
 export { describeClass, FleetWatch } from "./manager/fleet_watch.ts";
 export { jobKey } from "./manager/job_key.ts";

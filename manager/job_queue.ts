@@ -61,6 +61,8 @@ export class JobQueue {
   #settled = 0;
   readonly #state: Uint8Array;
   readonly #attempts: Uint16Array;
+  readonly #failures: Uint8Array;
+  readonly #losses: Uint8Array;
 
   /**
    * @param size Number of jobs.
@@ -77,6 +79,8 @@ export class JobQueue {
     this.#rings = Array.from(counts, (n) => ({ buf: new Int32Array(Math.max(n, 1)), head: 0, count: 0, unsettled: 0 }));
     this.#state = new Uint8Array(size);
     this.#attempts = new Uint16Array(size);
+    this.#failures = new Uint8Array(size);
+    this.#losses = new Uint8Array(size);
     for (let job = 0; job < size; job++) {
       if (options.settled?.(job)) {
         this.#state[job] = JobState.SETTLED;
@@ -138,6 +142,41 @@ export class JobQueue {
   /** How many times `job` has been handed out. */
   attempts(job: number): number {
     return this.#attempts[job];
+  }
+
+  /** How many times `job` exited non-zero and was put back to be tried again. */
+  failures(job: number): number {
+    return this.#failures[job];
+  }
+
+  /** How many times the runner holding `job` was lost. */
+  losses(job: number): number {
+    return this.#losses[job];
+  }
+
+  /** Counts a loss of `job`'s runner. */
+  noteLoss(job: number): void {
+    if (this.#losses[job] < 0xff) this.#losses[job]++;
+  }
+
+  /**
+   * Puts a running job that failed at the back of its class, to be tried
+   * again after the others, and counts the failure.
+   */
+  retry(job: number): void {
+    if (this.#state[job] !== JobState.RUNNING) return;
+    const ring = this.#rings[this.classOf(job)];
+    ring.buf[(ring.head + ring.count) % ring.buf.length] = job;
+    ring.count++;
+    this.#pending++;
+    this.#running--;
+    this.#state[job] = JobState.PENDING;
+    if (this.#failures[job] < 0xff) this.#failures[job]++;
+  }
+
+  /** Takes back one hand-out of `job` that should not count (the runner was not to blame). */
+  refund(job: number): void {
+    if (this.#attempts[job] > 0) this.#attempts[job]--;
   }
 
   /**

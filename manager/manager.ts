@@ -16,11 +16,12 @@ import { FleetWatch } from "./fleet_watch.ts";
 import { jobKey } from "./job_key.ts";
 import { identityOf, type JobList } from "./job_list.ts";
 import { JobQueue } from "./job_queue.ts";
+import { OwnerSession, type OwnerSessionContext } from "./owner_session.ts";
+import { ResultRecorder } from "./result_recorder.ts";
 import { ResultsStore } from "./results_store.ts";
+import { planResume, type ResumePlan } from "./resume.ts";
 import { type RunnerLink, Scheduler } from "./scheduler.ts";
 import { Server } from "./server.ts";
-import { OwnerSession, type OwnerSessionContext } from "./owner_session.ts";
-import { TaskRecorder } from "./task_recorder.ts";
 import { ManagerTextSession, type TextSessionContext } from "./text_session.ts";
 
 /** The port a manager listens on unless told otherwise. */
@@ -42,8 +43,14 @@ export interface ManagerOptions {
   limits?: Partial<Limits>;
   /** fsync outputs and journal before acknowledging. @default {true} */
   durable?: boolean;
+  /** Times a job that exits non-zero is tried again. @default {0} */
+  retries?: number;
+  /** Times a job's runner may be lost before the job is recorded as lost. @default {3} */
+  maxAttempts?: number;
   /** How long after the last result to wait for runners to close cleanly. @default {5000} */
   drainTimeoutMs?: number;
+  /** How long {@linkcode Manager.stop} waits for jobs already out. @default {30000} */
+  stopTimeoutMs?: number;
   /** How long a connection has, from accept, to complete its handshake. @default {30000} */
   handshakeTimeoutMs?: number;
   /** Most connections mid-handshake at once. @default {256} */
@@ -62,11 +69,11 @@ export interface RunSummary {
   skipped: number;
   /** Jobs of the list that exited 0 (this run or earlier). */
   succeeded: number;
-  /** Jobs of the list that exited non-zero (this run or earlier). */
+  /** Jobs of the list that exited non-zero or were lost (this run or earlier). */
   failed: number;
   /** Jobs not settled: only when the run was stopped. */
   unsettled: number;
-  /** Whether {@linkcode Manager.close} ended the run before every job settled. */
+  /** Whether the run ended before every job settled. */
   stopped: boolean;
   /** Wall time from start to the last result, in milliseconds. */
   elapsedMs: number;
@@ -83,8 +90,16 @@ function localTarget(hostname: string): string {
   return hostname === "0.0.0.0" ? "127.0.0.1" : hostname === "::" ? "::1" : hostname;
 }
 
+function describeResume(plan: ResumePlan, dir: string): void {
+  if (plan.skipped === 0 && plan.gone === 0 && plan.unfinished === 0) return;
+  const parts = [`${plan.skipped} settled earlier (not run again)`, `${plan.toRun} to run`];
+  if (plan.unfinished > 0) parts.push(`${plan.unfinished} of them handed out before and never settled`);
+  if (plan.gone > 0) parts.push(`${plan.gone} settled record(s) belong to jobs no longer in the list`);
+  log.info("Resuming in {dir}: {parts}", { dir, parts: parts.join("; ") });
+}
+
 /**
- * Serves jobs until every one is settled, or until {@linkcode close}.
+ * Serves jobs until every one is settled, or until it is stopped.
  *
  * @example
  * ```ts ignore
@@ -95,15 +110,18 @@ function localTarget(hostname: string): string {
 export class Manager {
   /** Where the manager listens. */
   readonly address: { hostname: string; port: number };
-  /** Resolves with the summary once every job is settled (or the run is closed) and runners are gone. */
+  /** Resolves with the summary once every job is settled (or the run is stopped) and runners are gone. */
   readonly finished: Promise<RunSummary>;
   readonly #localRunners: Runner[] = [];
-  readonly #stopRequested: Promise<void>;
+  readonly #stopRequested: Promise<"graceful">;
+  readonly #closeRequested: Promise<"now">;
   #requestStop!: () => void;
+  #requestClose!: () => void;
 
   private constructor(address: { hostname: string; port: number }, run: (self: Manager) => Promise<RunSummary>) {
     this.address = address;
-    this.#stopRequested = new Promise<void>((resolve) => (this.#requestStop = resolve));
+    this.#stopRequested = new Promise((resolve) => (this.#requestStop = () => resolve("graceful")));
+    this.#closeRequested = new Promise((resolve) => (this.#requestClose = () => resolve("now")));
     this.finished = run(this);
   }
 
@@ -114,29 +132,17 @@ export class Manager {
     const results = await ResultsStore.open(options.resultsDir, { durable: options.durable });
     const keyOf = (job: number) => jobKey(identityOf(jobs, job), jobs.occurrences[job]);
     // Jobs settled by an earlier run on this results directory are not run again.
-    let skipped = 0;
-    let failedEarlier = 0;
+    const plan = planResume(jobs.commands.length, results.previous, keyOf);
+    describeResume(plan, options.resultsDir);
     const queue = new JobQueue(jobs.commands.length, {
       classOf: jobs.classOf,
       classes: jobs.classes.length,
-      settled: results.previous.size === 0 ? undefined : (job) => {
-        const status = results.previous.get(keyOf(job));
-        if (status === undefined) return false;
-        skipped++;
-        if (status !== 0) failedEarlier++;
-        return true;
-      },
+      settled: plan.skipped === 0 ? undefined : (job) => plan.settled[job] === 1,
     });
-    if (skipped > 0) {
-      log.info("Resuming in {dir}: {skipped} job(s) already settled, {left} to run", {
-        dir: options.resultsDir,
-        skipped,
-        left: queue.pending,
-      });
-    }
     const localNames = new Set(Array.from({ length: options.local ?? 0 }, (_, i) => `local-${i + 1}`));
-    let watch: FleetWatch | undefined = undefined;
     const nodesSeen = new Set<string>();
+    let watch: FleetWatch | undefined = undefined;
+    let recorder: ResultRecorder | undefined = undefined;
     const scheduler: Scheduler = new Scheduler(queue, jobs.classes, {
       onJoined: (link) => {
         watch?.onJoined(link);
@@ -156,16 +162,25 @@ export class Manager {
       onSettled: (job, status, link: RunnerLink) => options.onSettled?.(job, status, link.host),
       onRequeued: (requeued, link) =>
         log.warn("{count} job(s) of runner {host} go back to the queue", { count: requeued.length, host: link.host }),
-    });
+      onLost: (job, reason, link) => {
+        log.error("Job at line {line} is given up as lost: {reason}", { line: jobs.lines[job], reason });
+        recorder!.lost(job, reason, link).then(
+          () => options.onSettled?.(job, 255, link.host),
+          (err) => log.error("Could not record lost job: {err}", { err: (err as Error).message }),
+        );
+      },
+    }, { maxAttempts: options.maxAttempts });
+    recorder = new ResultRecorder(scheduler, results, jobs, keyOf, { retries: options.retries });
     watch = new FleetWatch(jobs.classes, queue, scheduler);
     const context: TextSessionContext = {
       scheduler,
       results,
+      recorder,
       jobs,
       limits,
-      keyOf,
       transferIdleTimeoutMs: options.transferIdleTimeoutMs ?? 60_000,
     };
+    const owners: OwnerSessionContext = { ...context };
     let listener: TransportListener;
     try {
       listener = listenTcp(options.hostname ?? "127.0.0.1", options.port ?? DEFAULT_PORT);
@@ -173,14 +188,13 @@ export class Manager {
       await results.close();
       throw err;
     }
-    const owners: OwnerSessionContext = {
-      scheduler,
-      results,
-      jobs,
-      limits,
-      transferIdleTimeoutMs: context.transferIdleTimeoutMs,
-      recorder: new TaskRecorder(scheduler, results, jobs, keyOf),
-    };
+    results.note({
+      type: "run",
+      started: new Date().toISOString(),
+      source: jobs.source,
+      jobs: jobs.commands.length,
+      pid: Deno.pid,
+    });
     const server = new Server(listener, {
       text: (transport, reader, handshake) => new ManagerTextSession(transport, reader, context, handshake),
       binary: (transport, reader, handshake) => new OwnerSession(transport, reader, owners, handshake),
@@ -196,26 +210,44 @@ export class Manager {
       const serving = server.serve();
       const locals = self.#startLocalRunners(queue.finished ? 0 : options.local ?? 0, jobs);
       const watchdog = setInterval(() => watch.check(), 5000);
-      const stopped = await Promise.race([scheduler.done.then(() => false), self.#stopRequested.then(() => true)]);
+      let how = await Promise.race([
+        scheduler.done.then(() => "done" as const),
+        self.#stopRequested,
+        self.#closeRequested,
+      ]);
+      if (how === "graceful") {
+        // No new jobs; the ones out may still report, until the stop timeout
+        // or a second request to end now.
+        scheduler.stopDispatch();
+        log.info("Stopping: no new jobs; waiting up to {s}s for {n} job(s) still running", {
+          s: (options.stopTimeoutMs ?? 30_000) / 1000,
+          n: queue.running,
+        });
+        const deadline = performance.now() + (options.stopTimeoutMs ?? 30_000);
+        let now = false;
+        self.#closeRequested.then(() => (now = true));
+        while (queue.running > 0 && !now && performance.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+        how = queue.finished ? "done" : "now";
+      }
       const elapsedMs = performance.now() - started;
       clearInterval(watchdog);
-      if (stopped) {
+      if (how === "now") {
         for (const runner of self.#localRunners) runner.abort("the manager is stopping");
         await server.drain(0);
       } else {
-        // Runners finish their goodbyes; late joiners hear "no more tasks".
+        // Runners finish their goodbyes; late joiners hear there is nothing left.
         await server.drain(options.drainTimeoutMs ?? 5000);
       }
       await serving;
       for (const end of await Promise.all(locals)) {
-        if (end.kind === "failed" && !stopped) log.warn("Local runner ended: {reason}", { reason: end.reason });
+        if (end.kind === "failed" && how === "done") log.warn("Local runner ended: {reason}", { reason: end.reason });
       }
       await results.close();
-      const failed = scheduler.failed + failedEarlier;
+      const failed = scheduler.failed + plan.failedEarlier;
       const unsettled = queue.size - queue.settled;
       return {
         jobs: queue.size,
-        skipped,
+        skipped: plan.skipped,
         succeeded: queue.settled - failed,
         failed,
         unsettled,
@@ -259,12 +291,21 @@ export class Manager {
   }
 
   /**
+   * Stops gracefully: no new jobs are handed out; jobs already out may still
+   * report, up to the stop timeout; then the run ends. Unsettled jobs run on
+   * a later start on the same results directory.
+   */
+  stop(): void {
+    this.#requestStop();
+  }
+
+  /**
    * Ends the run now: stops listening, drops every runner (their jobs stay
-   * unsettled and run on a later run on the same results directory) and
-   * kills the jobs of local workers. {@linkcode finished} then resolves with
-   * `stopped: true`.
+   * unsettled and run on a later start on the same results directory) and
+   * kills the jobs of local workers. After {@linkcode stop}, cuts its wait
+   * short.
    */
   close(): void {
-    this.#requestStop();
+    this.#requestClose();
   }
 }

@@ -27,7 +27,7 @@ import type { ResultsStore, ReturnedFile, StagedOutput } from "./results_store.t
 import type { RunnerLink, Scheduler } from "./scheduler.ts";
 import type { HandshakeWindow, Session } from "./server.ts";
 import type { TaskBundle } from "./task_bundle.ts";
-import type { TaskRecorder } from "./task_recorder.ts";
+import type { ResultRecorder } from "./result_recorder.ts";
 
 /** Owner states, after the node statuses of the draft. */
 export type OwnerState =
@@ -46,8 +46,8 @@ export interface OwnerSessionContext {
   readonly scheduler: Scheduler;
   /** Stores results. */
   readonly results: ResultsStore;
-  /** Commits tasks (gangs once for all members). */
-  readonly recorder: TaskRecorder;
+  /** Records results (gangs once for all members). */
+  readonly recorder: ResultRecorder;
   /** The job list. */
   readonly jobs: JobList;
   /** Wire limits. */

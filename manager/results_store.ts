@@ -31,8 +31,8 @@ export interface JobRecord {
   line: number;
   /** The command line. */
   command: string;
-  /** Exit status, 0-255 (128+N for signal N, 127 could not start). */
-  status: number;
+  /** Exit status, 0-255 (128+N for signal N, 127 could not start); `null` when lost. */
+  status: number | null;
   /** Host name the runner announced. */
   host: string;
   /** When the manager handed the job out (ISO-8601 UTC). */
@@ -53,6 +53,57 @@ export interface JobRecord {
   files?: FileRecord[];
   /** The binary node(s) that ran it. */
   nodes?: NodeRecord[];
+  /** Why the job was given up as lost (its runners kept vanishing). */
+  lost?: string;
+}
+
+/** An attempt that failed and will be tried again (`--retries`); not a settlement. */
+export interface AttemptRecord extends Omit<JobRecord, "type" | "status" | "lost" | "files" | "nodes"> {
+  /** Record type. */
+  type: "attempt";
+  /** Its exit status. */
+  status: number;
+}
+
+/** A job handed to an identified runner (one that can come back after a manager restart). */
+export interface AssignRecord {
+  /** Record type. */
+  type: "assign";
+  /** The job's key. */
+  key: string;
+  /** The runner's stable id. */
+  runner: string;
+  /** Its host name. */
+  host: string;
+  /** When (ISO-8601 UTC). */
+  at: string;
+}
+
+/** A manager run started on this results directory. */
+export interface RunRecord {
+  /** Record type. */
+  type: "run";
+  /** When (ISO-8601 UTC). */
+  started: string;
+  /** The job list. */
+  source: string;
+  /** Jobs in the list. */
+  jobs: number;
+  /** Manager process id. */
+  pid: number;
+}
+
+/** Any journal record. */
+export type JournalRecord = JobRecord | AttemptRecord | AssignRecord | RunRecord;
+
+/** What earlier runs left in a journal. */
+export interface JournalState {
+  /** Settled jobs: key → status (`null`: lost). */
+  settled: Map<string, number | null>;
+  /** Unsettled jobs last handed to an identified runner: key → that runner. */
+  assigned: Map<string, { runner: string; host: string; at: string }>;
+  /** Manager runs recorded. */
+  runs: number;
 }
 
 /** A file a task returned, as stored. */
@@ -84,7 +135,7 @@ export interface NodeRecord {
 }
 
 /** The fields of a {@linkcode JobRecord} the caller provides. */
-export type JobFields = Omit<JobRecord, "type" | "size" | "sha256" | "output" | "files">;
+export type JobFields = Omit<JobRecord, "type" | "size" | "sha256" | "output" | "files" | "lost">;
 
 /** A returned file as received: its bytes, or missing. */
 export interface ReturnedFile {
@@ -191,14 +242,14 @@ export class ResultsStore {
   /** Journal length up to its last complete, durable batch. */
   #goodLength: number;
 
-  /** Status of every job settled by earlier runs, by key. */
-  readonly previous: ReadonlyMap<string, number>;
+  /** What earlier runs on this directory recorded. */
+  readonly previous: JournalState;
 
   private constructor(
     dir: string,
     journal: Deno.FsFile,
     durable: boolean,
-    previous: Map<string, number>,
+    previous: JournalState,
     length: number,
   ) {
     this.dir = dir;
@@ -244,21 +295,62 @@ export class ResultsStore {
    * record is durable. On failure every staged file is discarded.
    */
   async commit(fields: JobFields, output?: StagedOutput, returned: ReturnedFile[] = []): Promise<JobRecord> {
-    const empty = output ?? this.stageOutput();
+    const staged = output ?? this.stageOutput();
     try {
-      const size = empty.size;
-      const relative = size > 0 ? `${OUT_DIR}/${fields.key}.out` : null;
-      const sha256 = await empty.publish(relative === null ? "" : join(this.dir, relative));
-      if (relative !== null) this.#dirty.add(join(this.dir, OUT_DIR));
-      const record: JobRecord = { type: "job", ...fields, size, sha256, output: relative };
+      const published = await this.#publishOutput(`${fields.key}.out`, staged);
+      const record: JobRecord = { type: "job", ...fields, ...published };
       if (returned.length > 0) record.files = await this.#publishFiles(fields.key, returned);
-      await this.#append(JSON.stringify(record) + "\n");
+      await this.#append(record);
       return record;
     } catch (err) {
-      await empty.discard();
+      await staged.discard();
       for (const f of returned) await f.staged?.discard();
       throw err;
     }
+  }
+
+  /**
+   * Records an attempt that failed and will be tried again; its output is
+   * kept as `out/<key>~<attempt>.out`. Not a settlement.
+   */
+  async commitAttempt(fields: JobFields & { status: number }, output: StagedOutput): Promise<AttemptRecord> {
+    try {
+      const published = await this.#publishOutput(`${fields.key}~${fields.attempt}.out`, output);
+      const record: AttemptRecord = { type: "attempt", ...fields, ...published };
+      await this.#append(record);
+      return record;
+    } catch (err) {
+      await output.discard();
+      throw err;
+    }
+  }
+
+  /** Settles a job as lost: no runner ever reported it. */
+  async commitLost(fields: Omit<JobFields, "status">, reason: string): Promise<JobRecord> {
+    const empty = this.stageOutput();
+    const published = await this.#publishOutput("", empty);
+    const record: JobRecord = { type: "job", ...fields, status: null, ...published, lost: reason };
+    await this.#append(record);
+    return record;
+  }
+
+  /**
+   * Appends a bookkeeping record (an assignment, a run start). It is
+   * written with the next batch; callers need not wait.
+   */
+  note(record: AssignRecord | RunRecord): Promise<void> {
+    return this.#append(record);
+  }
+
+  async #publishOutput(
+    name: string,
+    staged: StagedOutput,
+  ): Promise<{ size: number; sha256: string; output: string | null }> {
+    const size = staged.size;
+    const relative = size > 0 ? `${OUT_DIR}/${name}` : null;
+    const sha256 = await staged.publish(relative === null ? "" : join(this.dir, relative));
+    if (relative !== null) this.#dirty.add(join(this.dir, OUT_DIR));
+    return { size, sha256, output: relative };
   }
 
   async #publishFiles(key: string, returned: ReturnedFile[]): Promise<FileRecord[]> {
@@ -291,9 +383,9 @@ export class ResultsStore {
     this.#journal.close();
   }
 
-  #append(line: string): Promise<void> {
+  #append(record: JournalRecord): Promise<void> {
     const done = new Promise<void>((resolve, reject) => this.#waiters.push({ resolve, reject }));
-    this.#batch.push(line);
+    this.#batch.push(JSON.stringify(record) + "\n");
     this.#flushing ??= this.#flush();
     return done;
   }
@@ -329,17 +421,17 @@ export class ResultsStore {
 }
 
 /**
- * Reads the settled records of a journal: key → status. A last line without
- * its newline, or that does not parse, is a record torn by a crash: it is
- * cut off so the next append starts on a clean line.
+ * Reads what a journal recorded. A last line without its newline, or that
+ * does not parse, is a record torn by a crash: it is cut off so the next
+ * append starts on a clean line. Damage before the last line is refused.
  */
-async function readJournal(path: string): Promise<Map<string, number>> {
-  const settled = new Map<string, number>();
+async function readJournal(path: string): Promise<JournalState> {
+  const state: JournalState = { settled: new Map(), assigned: new Map(), runs: 0 };
   let bytes: Uint8Array;
   try {
     bytes = await Deno.readFile(path);
   } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return settled;
+    if (err instanceof Deno.errors.NotFound) return state;
     throw err;
   }
   const decoder = new TextDecoder("utf-8", { fatal: true });
@@ -348,7 +440,7 @@ async function readJournal(path: string): Promise<Map<string, number>> {
   while (at < bytes.length) {
     lineNo++;
     const nl = bytes.indexOf(0x0a, at);
-    let record: Partial<JobRecord> | undefined;
+    let record: Partial<JournalRecord> | undefined;
     try {
       record = nl === -1 ? undefined : JSON.parse(decoder.decode(bytes.subarray(at, nl)));
     } catch {
@@ -361,12 +453,30 @@ async function readJournal(path: string): Promise<Map<string, number>> {
       await Deno.truncate(path, at);
       break;
     }
-    if (record.type === "job" && typeof record.key === "string" && typeof record.status === "number") {
-      settled.set(record.key, record.status);
-    }
+    applyRecord(state, record);
     at = nl + 1;
   }
-  return settled;
+  return state;
+}
+
+/** Folds one journal record into the state. */
+function applyRecord(state: JournalState, record: Partial<JournalRecord>): void {
+  switch (record.type) {
+    case "job":
+      if (typeof record.key === "string" && (typeof record.status === "number" || record.status === null)) {
+        state.settled.set(record.key, record.status);
+        state.assigned.delete(record.key);
+      }
+      break;
+    case "assign":
+      if (typeof record.key === "string" && typeof record.runner === "string" && !state.settled.has(record.key)) {
+        state.assigned.set(record.key, { runner: record.runner, host: String(record.host), at: String(record.at) });
+      }
+      break;
+    case "run":
+      state.runs++;
+      break;
+  }
 }
 
 async function syncDir(path: string): Promise<void> {

@@ -54,6 +54,17 @@ export interface SchedulerEvents {
   onSettled?(job: number, status: number, link: RunnerLink): void;
   /** Jobs of a lost runner went back to the queue. */
   onRequeued?(jobs: readonly number[], link: RunnerLink): void;
+  /**
+   * A job's runners were lost too many times: it is given up. The listener
+   * records it and then calls {@linkcode Scheduler.settleLost}.
+   */
+  onLost?(job: number, reason: string, link: RunnerLink): void;
+}
+
+/** Options for {@linkcode Scheduler}. */
+export interface SchedulerOptions {
+  /** Losses of a job's runner after which the job is given up as lost. @default {3} */
+  maxAttempts?: number;
 }
 
 interface LinkState {
@@ -103,18 +114,29 @@ export class Scheduler {
   readonly #gangs = new Map<number, Gang>();
   readonly #assembling: Gang[] = [];
   readonly #settledBy = new Map<string, number>();
+  /** Jobs given up as lost, waiting to be recorded. */
+  readonly #lost = new Set<number>();
+  readonly #maxAttempts: number;
   #failed = 0;
+  #stopping = false;
   #resolveDone!: () => void;
 
   /**
    * @param queue The jobs to hand out.
    * @param classes The job classes `queue` numbers.
    * @param events Optional observers.
+   * @param options Limits.
    */
-  constructor(queue: JobQueue, classes: readonly JobClass[], events: SchedulerEvents = {}) {
+  constructor(
+    queue: JobQueue,
+    classes: readonly JobClass[],
+    events: SchedulerEvents = {},
+    options: SchedulerOptions = {},
+  ) {
     this.queue = queue;
     this.#classes = classes;
     this.#events = events;
+    this.#maxAttempts = options.maxAttempts ?? 3;
     this.done = new Promise((resolve) => (this.#resolveDone = resolve));
     if (queue.finished) this.#resolveDone();
   }
@@ -152,10 +174,28 @@ export class Scheduler {
     this.#events.onJoined?.(link);
   }
 
+  /** Whether dispatch has been stopped (the manager is shutting down). */
+  get stopping(): boolean {
+    return this.#stopping;
+  }
+
+  /**
+   * Stops handing out jobs: every request from now on, and every held one,
+   * is released. Jobs already out finish and are recorded as usual.
+   */
+  stopDispatch(): void {
+    this.#stopping = true;
+    this.#reviewHeld();
+  }
+
   /** A runner asks for a job: assign, hold, release or refuse it. */
   onJobRequest(link: RunnerLink): void {
     const st = this.#links.get(link);
     if (st === undefined) return;
+    if (this.#stopping) {
+      link.release();
+      return;
+    }
     for (const gang of this.#assembling) {
       if (st.accepts[gang.cls] && !gang.members.includes(link)) {
         this.#joinGang(gang, link, st);
@@ -263,19 +303,48 @@ export class Scheduler {
    * @returns Whether the job was settled by this call.
    */
   onJobSettled(link: RunnerLink, job: number, status: number): boolean {
+    const members = this.#release(link, job);
+    if (members === undefined || !this.queue.settle(job)) return false;
+    if (status !== 0) this.#failed++;
+    for (const m of members) this.#settledBy.set(m.host, (this.#settledBy.get(m.host) ?? 0) + 1);
+    this.#events.onSettled?.(job, status, link);
+    this.#afterSettle();
+    return true;
+  }
+
+  /**
+   * A job failed and will be tried again (`--retries`): it goes to the back
+   * of the queue. Only a runner that holds it can say so.
+   */
+  onJobRetry(link: RunnerLink, job: number): boolean {
+    if (this.#release(link, job) === undefined) return false;
+    this.queue.retry(job);
+    this.#reviewHeld();
+    return true;
+  }
+
+  /** A job given up as lost (see {@linkcode SchedulerEvents.onLost}) was recorded. */
+  settleLost(job: number): boolean {
+    if (!this.#lost.delete(job) || !this.queue.settle(job)) return false;
+    this.#failed++;
+    this.#afterSettle();
+    return true;
+  }
+
+  /** Takes `job` off `link` (and its gang); the members that held it, or undefined. */
+  #release(link: RunnerLink, job: number): RunnerLink[] | undefined {
     const st = this.#links.get(link);
-    if (st === undefined || !st.jobs.has(job)) return false;
+    if (st === undefined || !st.jobs.has(job)) return undefined;
     const members = this.#gangs.get(job)?.members ?? [link];
     this.#gangs.delete(job);
     for (const m of members) this.#links.get(m)?.jobs.delete(job);
     this.#claimed.delete(job);
-    if (!this.queue.settle(job)) return false;
-    if (status !== 0) this.#failed++;
-    for (const m of members) this.#settledBy.set(m.host, (this.#settledBy.get(m.host) ?? 0) + 1);
-    this.#events.onSettled?.(job, status, link);
+    return members;
+  }
+
+  #afterSettle(): void {
     this.#reviewHeld();
     if (this.queue.finished) this.#resolveDone();
-    return true;
   }
 
   /** A runner is gone (closed, broke protocol, timed out): its jobs go back to the front. */
@@ -303,9 +372,20 @@ export class Scheduler {
         }
       }
       this.#claimed.delete(job);
-      this.queue.requeue(job);
+      this.queue.noteLoss(job);
+      if (this.queue.losses(job) >= this.#maxAttempts) {
+        this.#lost.add(job);
+        this.#events.onLost?.(
+          job,
+          `its runner was lost ${this.queue.losses(job)} time(s); last ${link.host} (${link.peer})`,
+          link,
+        );
+      } else {
+        this.queue.requeue(job);
+      }
     }
-    this.#events.onRequeued?.(jobs, link);
+    const requeued = jobs.filter((j) => !this.#lost.has(j));
+    if (requeued.length > 0) this.#events.onRequeued?.(requeued, link);
     this.#reviewHeld();
   }
 

@@ -18,6 +18,7 @@ import type { Transport } from "../transport/transport.ts";
 import { logger, LogRateLimit } from "../util/log.ts";
 import { settlesWithin } from "../util/timeout.ts";
 import type { JobClass, JobList } from "./job_list.ts";
+import type { ResultRecorder } from "./result_recorder.ts";
 import type { ResultsStore } from "./results_store.ts";
 import type { RunnerLink, Scheduler } from "./scheduler.ts";
 import type { HandshakeWindow } from "./server.ts";
@@ -33,8 +34,8 @@ export interface TextSessionContext {
   readonly results: ResultsStore;
   /** The job list (job `i` is `commands[i]`). */
   readonly jobs: JobList;
-  /** Content key of job `i`. */
-  keyOf(job: number): string;
+  /** Records results. */
+  readonly recorder: ResultRecorder;
   /** Wire limits. */
   readonly limits: Limits;
   /** A runner sending output that makes no progress for this long is dropped. */
@@ -252,18 +253,15 @@ export class ManagerTextSession implements RunnerLink {
     } finally {
       clearInterval(watchdog);
     }
-    await results.commit({
-      key: this.#ctx.keyOf(job),
-      line: jobs.lines[job],
-      command: jobs.commands[job],
+    await this.#ctx.recorder.record(job, {
+      link: this,
+      rank: 1,
       status: msg.status,
-      host: this.host,
-      start: this.#handedOutAt.get(job) ?? new Date().toISOString(),
-      end: new Date().toISOString(),
-      attempt: scheduler.queue.attempts(job),
-    }, output);
+      handedOutAt: this.#handedOutAt.get(job) ?? new Date().toISOString(),
+      output,
+      returned: [],
+    });
     this.#handedOutAt.delete(job);
-    scheduler.onJobSettled(this, job, msg.status);
     await this.#transport.write(RICEVIS);
   }
 

@@ -93,7 +93,17 @@ Deno.test("owner: a node that rejects part of its task or breaks protocol is dro
   const list = join(dir.path, "jobs.txt");
   await Deno.writeTextFile(list, "echo finally\n");
   const results = join(dir.path, "res");
-  const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
+  // Three bad nodes in a row: allow more losses than the default 3.
+  const { manager, port } = await startManager([
+    "--jobs",
+    list,
+    "--results",
+    results,
+    "--port",
+    "0",
+    "--max-attempts",
+    "5",
+  ]);
   await using _m = manager;
   // 1. Rejects the staged script.
   {

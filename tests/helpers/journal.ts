@@ -5,12 +5,17 @@
  */
 
 import { join } from "node:path";
-import type { JobRecord } from "../../manager/results_store.ts";
+import type { JobRecord, JournalRecord } from "../../manager/results_store.ts";
 
-/** All job records of a results directory, in journal order. */
-export function readRecords(resultsDir: string): JobRecord[] {
+/** Every record of a results directory's journal, in order. */
+export function readJournal(resultsDir: string): JournalRecord[] {
   const text = Deno.readTextFileSync(join(resultsDir, "journal.jsonl"));
   return text.split("\n").filter((l) => l.length > 0).map((l) => JSON.parse(l));
+}
+
+/** The settled-job records of a results directory, in journal order. */
+export function readRecords(resultsDir: string): JobRecord[] {
+  return readJournal(resultsDir).filter((r): r is JobRecord => r.type === "job");
 }
 
 /** The stored output of a record (empty when it has no file). */

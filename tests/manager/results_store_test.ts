@@ -73,7 +73,7 @@ Deno.test("ResultsStore.open() reads back settled jobs and cuts off a torn last 
     await Deno.writeTextFile(join(dir, "tmp", "123-1.part"), "half written");
 
     const again = await ResultsStore.open(dir);
-    assert.deepEqual([...again.previous], [["a-1", 3]]);
+    assert.deepEqual([...again.previous.settled], [["a-1", 3]]);
     assert.equal((await Deno.readFile(path)).length, before, "torn record cut off");
     assert.deepEqual([...Deno.readDirSync(join(dir, "tmp"))], [], "leftover temporary output removed");
     await again.commit(fields("c-1"), again.stageOutput());
@@ -116,7 +116,7 @@ Deno.test("ResultsStore cuts a torn batch after a failed write, so later records
     await store.close();
     const reopened = await ResultsStore.open(dir);
     assert.deepEqual(
-      [...reopened.previous.keys()],
+      [...reopened.previous.settled.keys()],
       ["k-1", "k-3"],
       "the acknowledged record after the failure survives",
     );

@@ -1,0 +1,175 @@
+/**
+ * The one place a result turns into a record. Both session kinds hand over
+ * what a runner delivered; the recorder decides what it becomes:
+ *
+ * - a settled job (the result is committed and the scheduler told), or
+ * - with `--retries`, a failed attempt kept as an `attempt` record while the
+ *   job goes back to the queue;
+ *
+ * and records jobs given up as lost. A gang's K deliveries are collected
+ * and committed together as one record; each member waits for that commit
+ * before acknowledging its node.
+ *
+ * @module
+ */
+
+import { type JobList, taskOf } from "./job_list.ts";
+import type { JobFields, ResultsStore, ReturnedFile, StagedOutput } from "./results_store.ts";
+import type { RunnerLink, Scheduler } from "./scheduler.ts";
+
+/** What one runner (or one gang member) delivered for a job. */
+export interface Delivery {
+  /** The session that delivered it. */
+  link: RunnerLink;
+  /** Gang rank, from 1 (1 for a single runner). */
+  rank: number;
+  /** Exit status. */
+  status: number;
+  /** When the manager handed the job out (ISO-8601 UTC). */
+  handedOutAt: string;
+  /** The node's own start time, for binary tasks. */
+  started?: string;
+  /** The job's output (a plain job's, or a task's command log). */
+  output?: StagedOutput;
+  /** Other returned files, in Ret order. */
+  returned: ReturnedFile[];
+}
+
+/** Options for {@linkcode ResultRecorder}. */
+export interface ResultRecorderOptions {
+  /** Times a job that exits non-zero is tried again. @default {0} */
+  retries?: number;
+}
+
+interface Pending {
+  parts: Map<number, Delivery>;
+  waiters: { resolve(): void; reject(err: unknown): void }[];
+}
+
+/** Records results, one settlement per job. */
+export class ResultRecorder {
+  readonly #scheduler: Scheduler;
+  readonly #results: ResultsStore;
+  readonly #jobs: JobList;
+  readonly #keyOf: (job: number) => string;
+  readonly #retries: number;
+  readonly #pending = new Map<number, Pending>();
+
+  /**
+   * @param scheduler Settles and requeues jobs.
+   * @param results Where results go.
+   * @param jobs The job list.
+   * @param keyOf Content key of a job.
+   * @param options Retry policy.
+   */
+  constructor(
+    scheduler: Scheduler,
+    results: ResultsStore,
+    jobs: JobList,
+    keyOf: (job: number) => string,
+    options: ResultRecorderOptions = {},
+  ) {
+    this.#scheduler = scheduler;
+    this.#results = results;
+    this.#jobs = jobs;
+    this.#keyOf = keyOf;
+    this.#retries = options.retries ?? 0;
+  }
+
+  /**
+   * Records one delivery for `job`. Resolves once the job's record (or its
+   * attempt record) is durable; rejects if its gang was abandoned or the
+   * commit failed (the job then stays with its runner, which is dropped).
+   */
+  record(job: number, delivery: Delivery): Promise<void> {
+    const size = this.#jobs.bundles?.[job]?.nodes ?? 1;
+    let pending = this.#pending.get(job);
+    if (pending === undefined) this.#pending.set(job, pending = { parts: new Map(), waiters: [] });
+    pending.parts.set(delivery.rank, delivery);
+    const done = new Promise<void>((resolve, reject) => pending.waiters.push({ resolve, reject }));
+    if (pending.parts.size === size) {
+      this.#pending.delete(job);
+      const parts = [...pending.parts.values()].sort((a, b) => a.rank - b.rank);
+      this.#commit(job, parts).then(
+        () => pending.waiters.forEach((w) => w.resolve()),
+        (err) => pending.waiters.forEach((w) => w.reject(err)),
+      );
+    }
+    return done;
+  }
+
+  /** Drops the deliveries received for an abandoned gang job. */
+  async abandon(job: number, reason: string): Promise<void> {
+    const pending = this.#pending.get(job);
+    if (pending === undefined) return;
+    this.#pending.delete(job);
+    for (const part of pending.parts.values()) await discard(part);
+    for (const w of pending.waiters) w.reject(new Error(`gang abandoned: ${reason}`));
+  }
+
+  /** Records a job given up as lost, then settles it. */
+  async lost(job: number, reason: string, link: RunnerLink): Promise<void> {
+    const now = new Date().toISOString();
+    await this.#results.commitLost({ ...this.#fields(job, link.host, now) }, reason);
+    this.#scheduler.settleLost(job);
+  }
+
+  #fields(job: number, host: string, start: string): Omit<JobFields, "status"> {
+    const jobs = this.#jobs;
+    const name = jobs.bundles?.[job]?.name;
+    return {
+      key: this.#keyOf(job),
+      line: jobs.lines[job],
+      command: jobs.commands[job],
+      host,
+      start,
+      end: new Date().toISOString(),
+      attempt: this.#scheduler.queue.attempts(job),
+      ...(name !== undefined ? { name } : {}),
+    };
+  }
+
+  async #commit(job: number, parts: Delivery[]): Promise<void> {
+    const gang = parts.length > 1;
+    const status = parts.find((p) => p.status !== 0)?.status ?? 0;
+    const link = parts[0].link;
+    const fields: JobFields = {
+      ...this.#fields(job, parts.map((p) => p.link.host).join(","), parts[0].handedOutAt),
+      status,
+    };
+    const queue = this.#scheduler.queue;
+    if (status !== 0 && queue.failures(job) < this.#retries) {
+      // Keep what this attempt said, then try again later.
+      for (const part of parts.slice(1)) await discard(part);
+      for (const f of parts[0].returned) await f.staged?.discard();
+      await this.#results.commitAttempt({ ...fields, status }, parts[0].output ?? this.#results.stageOutput());
+      this.#scheduler.onJobRetry(link, job);
+      return;
+    }
+    const bundle = this.#jobs.bundles?.[job];
+    if (bundle !== undefined) {
+      fields.nodes = parts.map((p) => ({
+        host: p.link.host,
+        rank: p.rank,
+        status: p.status,
+        started: p.started ?? "",
+      }));
+    }
+    const outputLog = gang ? taskOf(this.#jobs, job).outputLog : undefined;
+    const returned = gang
+      ? parts.flatMap((p) =>
+        [
+          ...(p.output && outputLog ? [{ name: outputLog, staged: p.output }] : []),
+          ...p.returned,
+        ].map((f) => ({ ...f, node: p.rank }))
+      )
+      : parts[0].returned;
+    await this.#results.commit(fields, gang ? undefined : parts[0].output, returned);
+    this.#scheduler.onJobSettled(link, job, status);
+  }
+}
+
+async function discard(part: Delivery): Promise<void> {
+  await part.output?.discard();
+  for (const f of part.returned) await f.staged?.discard();
+}

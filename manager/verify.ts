@@ -1,0 +1,96 @@
+/**
+ * `manager verify`: re-reads a results directory and checks that every file
+ * a journal record points to exists with the recorded size and SHA-256.
+ * Read-only: a torn last record is reported, not cut.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import { JOURNAL_FILE, type JournalRecord } from "./results_store.ts";
+
+/** One thing wrong in a results directory. */
+export interface VerifyProblem {
+  /** Journal line of the record. */
+  line: number;
+  /** The file (relative to the results directory), or the journal itself. */
+  path: string;
+  /** What is wrong. */
+  problem: string;
+}
+
+/** What {@linkcode verifyResults} found. */
+export interface VerifyReport {
+  /** Job and attempt records read. */
+  records: number;
+  /** Files checked. */
+  files: number;
+  /** Bytes hashed. */
+  bytes: number;
+  /** Everything that does not match. */
+  problems: VerifyProblem[];
+  /** The last line was torn (a crash mid-append); the manager cuts it on its next start. */
+  tornTail: boolean;
+}
+
+/** Checks every stored output and returned file of a results directory against its journal. */
+export async function verifyResults(dir: string): Promise<VerifyReport> {
+  const report: VerifyReport = { records: 0, files: 0, bytes: 0, problems: [], tornTail: false };
+  const text = await Deno.readTextFile(join(dir, JOURNAL_FILE));
+  const lines = text.split("\n");
+  const last = lines.length - 1;
+  for (let i = 0; i < lines.length; i++) {
+    if (lines[i] === "") continue;
+    let record: JournalRecord;
+    try {
+      record = JSON.parse(lines[i]);
+    } catch {
+      if (i === last) report.tornTail = true;
+      else report.problems.push({ line: i + 1, path: JOURNAL_FILE, problem: "record does not parse" });
+      continue;
+    }
+    if (i === last) {
+      // No newline after it: the manager cuts it on its next start.
+      report.tornTail = true;
+      continue;
+    }
+    if (record.type !== "job" && record.type !== "attempt") continue;
+    report.records++;
+    const files: { path: string | null; size: number; sha256?: string; missing?: true }[] = [
+      { path: record.output, size: record.size, sha256: record.sha256 },
+    ];
+    if (record.type === "job") files.push(...(record.files ?? []));
+    for (const f of files) {
+      if (f.missing || f.path === null) continue;
+      report.files++;
+      const problem = await check(join(dir, f.path), f.size, f.sha256, report);
+      if (problem !== undefined) report.problems.push({ line: i + 1, path: f.path, problem });
+    }
+  }
+  return report;
+}
+
+async function check(path: string, size: number, sha256: string | undefined, report: VerifyReport) {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch {
+    return "missing";
+  }
+  const hash = createHash("sha256");
+  let bytes = 0;
+  try {
+    for await (const chunk of file.readable) {
+      hash.update(chunk);
+      bytes += chunk.length;
+    }
+  } catch (err) {
+    return `unreadable: ${(err as Error).message}`;
+  }
+  report.bytes += bytes;
+  if (bytes !== size) return `size ${bytes}, recorded ${size}`;
+  const digest = hash.digest("hex");
+  if (sha256 !== undefined && digest !== sha256) return `SHA-256 ${digest}, recorded ${sha256}`;
+  return undefined;
+}
