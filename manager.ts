@@ -43,6 +43,16 @@ results directory against its journal (exit 1 on any mismatch).
                        no --port, any free port.
   -l, --local N        Also run N workers in this process: a complete run on
                        this machine, like 'xargs -P N'.
+      --timeout DURATION
+                       Time limit for each job: its process group is ended
+                       (SIGTERM, then SIGKILL) and its status is that of the
+                       signal. Enforced by vico runners and binary nodes; a
+                       task bundle may set its own.
+      --lease DURATION How long the jobs of a vanished vico runner wait for it
+                       to come back (its jobs keep running) before they go to
+                       others. Default 2m.
+      --pulse DURATION Liveness interval: a vico runner or binary node silent
+                       for three of them is taken for lost. Default 10s.
       --retries N      Try a job that exits non-zero up to N more times
                        (each failed attempt is kept in the journal). Default 0.
       --max-attempts N Give a job up as lost after its runner vanished N
@@ -91,6 +101,9 @@ export async function main(args: string[]): Promise<number> {
         port: { type: "string", short: "p" },
         local: { type: "string", short: "l" },
         "transfer-timeout": { type: "string" },
+        timeout: { type: "string" },
+        lease: { type: "string" },
+        pulse: { type: "string" },
         "stop-timeout": { type: "string" },
         retries: { type: "string" },
         "max-attempts": { type: "string" },
@@ -115,6 +128,7 @@ export async function main(args: string[]): Promise<number> {
 
   let local: number, port: number, transferIdleTimeoutMs: number | undefined, stopTimeoutMs: number | undefined;
   let retries: number, maxAttempts: number;
+  let jobTimeoutMs: number | undefined, leaseMs: number | undefined, pulseSec: number | undefined;
   try {
     if (flags.jobs === undefined) throw new VicoError("USAGE", "--jobs FILE is required ('-' for standard input)");
     local = intFlag("local", flags.local, 0);
@@ -125,6 +139,9 @@ export async function main(args: string[]): Promise<number> {
       : parseDuration(flags["transfer-timeout"]);
     stopTimeoutMs = flags["stop-timeout"] === undefined ? undefined : parseDuration(flags["stop-timeout"]);
     retries = intFlag("retries", flags.retries, 0);
+    jobTimeoutMs = flags.timeout === undefined ? undefined : parseDuration(flags.timeout);
+    leaseMs = flags.lease === undefined ? undefined : parseDuration(flags.lease);
+    pulseSec = flags.pulse === undefined ? undefined : Math.max(1, Math.round(parseDuration(flags.pulse) / 1000));
     maxAttempts = intFlag("max-attempts", flags["max-attempts"], 3, 1);
     if (retries > 250) throw new VicoError("USAGE", "--retries is at most 250");
   } catch (err) {
@@ -160,6 +177,9 @@ export async function main(args: string[]): Promise<number> {
       local,
       retries,
       maxAttempts,
+      jobTimeoutMs,
+      leaseMs,
+      pulseSec,
       stopTimeoutMs,
       transferIdleTimeoutMs,
       onSettled: (_job, status) => progress?.tick(status !== 0),

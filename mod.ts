@@ -70,6 +70,16 @@ export {
 } from "./protocol/binary_codec.ts";
 export { whyBadTaskPath } from "./protocol/task_path.ts";
 export {
+  type ClientHello,
+  EXTENSION_FIRST_BYTE,
+  formatClientHello,
+  formatServerHello,
+  parseClientHello,
+  parseServerHello,
+  PULSE_LINE,
+  type ServerHello,
+} from "./protocol/vico_extension.ts";
+export {
   encodeLine,
   formatManagerLine,
   formatRunnerLine,
@@ -155,11 +165,11 @@ export {
 } from "./runner/node_session.ts";
 export { OutputSpool, type OutputSpoolOptions } from "./runner/output_spool.ts";
 export {
-  type JobExecutor,
-  type JobOutcome,
-  type RunnerEnd,
+  type ConnectionEnd,
+  type OpenResult,
   RunnerTextClient,
   type RunnerTextClientOptions,
   type RunnerTextState,
 } from "./runner/text_client.ts";
-export { Runner, type RunnerOptions } from "./runner/runner.ts";
+export { defaultStateDir, RunnerState, type StoredResult } from "./runner/runner_state.ts";
+export { Runner, type RunnerEnd, type RunnerOptions } from "./runner/runner.ts";

@@ -10,6 +10,7 @@ import { DEFAULT_PORT } from "./manager/manager.ts";
 import { Runner } from "./runner/runner.ts";
 import { complain, ExitCode, intFlag, parseHostPort } from "./util/cli.ts";
 import { logger, setupLogging } from "./util/log.ts";
+import { parseDuration } from "./util/duration.ts";
 import { parseSize } from "./util/size.ts";
 
 const USAGE = `Usage: runner --manager HOST[:PORT] [options]
@@ -30,6 +31,20 @@ again for the next task.
       --max-output SIZE      Largest output a job may write (e.g. 500M, 16G).
                              A job that writes more is killed and reported with
                              status 125 and a note. Default: 16G.
+      --persist              Run as a service: keep running when the manager
+                             goes away or has no jobs (reconnecting with
+                             backoff); running jobs carry on, and results that
+                             finish meanwhile are kept on disk and delivered
+                             when a manager is back.
+      --state-dir DIR        Where --persist keeps the runner's id and its
+                             undelivered results. Default:
+                             $XDG_STATE_HOME/vico/runner or ~/.local/state/vico/runner.
+      --retry-max DURATION   With --persist, the longest wait between attempts
+                             to reach the manager (backoff doubles from 0.5s,
+                             with jitter), and the wait before asking again
+                             after the manager had no more jobs. Default: 30s.
+      --plain                Do not offer the vico extension (identity, pulses,
+                             timeouts); speak only the draft's protocol.
   -P, --protocol text|binary Protocol to speak. Default: text.
       --modules A,B,...      Binary: modules this node offers; it is given
                              only tasks whose modules it has.
@@ -70,6 +85,10 @@ export async function main(args: string[]): Promise<number> {
         modules: { type: "string" },
         "work-dir": { type: "string" },
         "keep-task-dirs": { type: "boolean" },
+        persist: { type: "boolean" },
+        "retry-max": { type: "string" },
+        "state-dir": { type: "string" },
+        plain: { type: "boolean" },
         quiet: { type: "boolean", short: "q" },
         verbose: { type: "boolean", short: "v" },
         help: { type: "boolean", short: "h" },
@@ -121,6 +140,12 @@ export async function main(args: string[]): Promise<number> {
     modules,
     workDir: flags["work-dir"],
     keepTaskDirs: flags["keep-task-dirs"],
+    persist: flags.persist,
+    backoff: flags["retry-max"] === undefined
+      ? undefined
+      : { initialMs: 500, maxMs: Math.max(500, parseDuration(flags["retry-max"])) },
+    stateDir: flags["state-dir"],
+    extension: !flags.plain,
   });
   // First SIGINT/SIGTERM: MASTERSTOP (finish and report running jobs, take
   // no new ones). A second one kills the running jobs.

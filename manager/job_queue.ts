@@ -29,6 +29,8 @@ export interface JobQueueOptions {
   classes?: number;
   /** Jobs already settled (by an earlier run), which are never queued. */
   settled?: (job: number) => boolean;
+  /** Jobs that start out running (leased to a runner of an earlier run), not queued. */
+  running?: (job: number) => boolean;
 }
 
 interface Ring {
@@ -85,6 +87,11 @@ export class JobQueue {
       if (options.settled?.(job)) {
         this.#state[job] = JobState.SETTLED;
         this.#settled++;
+      } else if (options.running?.(job)) {
+        this.#state[job] = JobState.RUNNING;
+        this.#rings[classOf ? classOf[job] : 0].unsettled++;
+        this.#running++;
+        this.#attempts[job] = 1;
       } else {
         const ring = this.#rings[classOf ? classOf[job] : 0];
         ring.buf[ring.count++] = job;
@@ -199,6 +206,26 @@ export class JobQueue {
     this.#running++;
     if (this.#attempts[job] < 0xffff) this.#attempts[job]++;
     return job;
+  }
+
+  /**
+   * Takes a particular pending job out of the queue and marks it running (a
+   * returning runner says it holds it). O(jobs of its class): for rare use.
+   */
+  claim(job: number): boolean {
+    if (this.#state[job] !== JobState.PENDING) return false;
+    const ring = this.#rings[this.classOf(job)];
+    const len = ring.buf.length;
+    let i = 0;
+    while (i < ring.count && ring.buf[(ring.head + i) % len] !== job) i++;
+    if (i === ring.count) return false;
+    for (; i < ring.count - 1; i++) ring.buf[(ring.head + i) % len] = ring.buf[(ring.head + i + 1) % len];
+    ring.count--;
+    this.#pending--;
+    this.#state[job] = JobState.RUNNING;
+    this.#running++;
+    if (this.#attempts[job] < 0xffff) this.#attempts[job]++;
+    return true;
   }
 
   /** Puts a running job back at the front of its class. */

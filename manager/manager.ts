@@ -10,8 +10,7 @@ import { DEFAULT_LIMITS, type Limits } from "../protocol/limits.ts";
 import { listenTcp } from "../transport/conn_transport.ts";
 import type { TransportListener } from "../transport/transport.ts";
 import { logger } from "../util/log.ts";
-import { Runner } from "../runner/runner.ts";
-import type { RunnerEnd } from "../runner/text_client.ts";
+import { Runner, type RunnerEnd } from "../runner/runner.ts";
 import { FleetWatch } from "./fleet_watch.ts";
 import { jobKey } from "./job_key.ts";
 import { identityOf, type JobList } from "./job_list.ts";
@@ -47,6 +46,14 @@ export interface ManagerOptions {
   retries?: number;
   /** Times a job's runner may be lost before the job is recorded as lost. @default {3} */
   maxAttempts?: number;
+  /** Time limit for each job (text runners with the vico extension, binary nodes). */
+  jobTimeoutMs?: number;
+  /** Seconds between liveness pulses (vico runners) and Status probes (binary nodes). @default {10} */
+  pulseSec?: number;
+  /** How long a lost identified runner's jobs wait for it, in ms. @default {120000} */
+  leaseMs?: number;
+  /** A plain runner holding nothing and silent this long is dropped. @default {300000} */
+  idleTimeoutMs?: number;
   /** How long after the last result to wait for runners to close cleanly. @default {5000} */
   drainTimeoutMs?: number;
   /** How long {@linkcode Manager.stop} waits for jobs already out. @default {30000} */
@@ -138,7 +145,11 @@ export class Manager {
       classOf: jobs.classOf,
       classes: jobs.classes.length,
       settled: plan.skipped === 0 ? undefined : (job) => plan.settled[job] === 1,
+      // Jobs an identified runner held when the last run stopped wait for it.
+      running: plan.heldBy.size === 0 ? undefined : (job) => plan.heldBy.has(job),
     });
+    const leaseMs = options.leaseMs ?? 120_000;
+    const leaseTimers = new Map<string, ReturnType<typeof setTimeout>>();
     const localNames = new Set(Array.from({ length: options.local ?? 0 }, (_, i) => `local-${i + 1}`));
     const nodesSeen = new Set<string>();
     let watch: FleetWatch | undefined = undefined;
@@ -162,6 +173,32 @@ export class Manager {
       onSettled: (job, status, link: RunnerLink) => options.onSettled?.(job, status, link.host),
       onRequeued: (requeued, link) =>
         log.warn("{count} job(s) of runner {host} go back to the queue", { count: requeued.length, host: link.host }),
+      onAssigned: (job, link) => {
+        if (link.runnerId === undefined) return;
+        results.note({
+          type: "assign",
+          key: keyOf(job),
+          runner: link.runnerId,
+          host: link.host,
+          at: new Date().toISOString(),
+        })
+          .catch(() => {});
+      },
+      onLeased: (runnerId, held, ms) => {
+        log.warn("Runner {id} is gone holding {n} job(s); they wait {s}s for it to come back", {
+          id: runnerId,
+          n: held.length,
+          s: ms / 1000,
+        });
+        clearTimeout(leaseTimers.get(runnerId));
+        leaseTimers.set(
+          runnerId,
+          setTimeout(() => {
+            leaseTimers.delete(runnerId);
+            scheduler.expireLease(runnerId);
+          }, ms),
+        );
+      },
       onLost: (job, reason, link) => {
         log.error("Job at line {line} is given up as lost: {reason}", { line: jobs.lines[job], reason });
         recorder!.lost(job, reason, link).then(
@@ -169,7 +206,8 @@ export class Manager {
           (err) => log.error("Could not record lost job: {err}", { err: (err as Error).message }),
         );
       },
-    }, { maxAttempts: options.maxAttempts });
+    }, { maxAttempts: options.maxAttempts, leaseMs, nameOf: (job) => jobs.commands[job] });
+    if (plan.heldBy.size > 0) scheduler.restoreLeases(plan.heldBy);
     recorder = new ResultRecorder(scheduler, results, jobs, keyOf, { retries: options.retries });
     watch = new FleetWatch(jobs.classes, queue, scheduler);
     const context: TextSessionContext = {
@@ -179,8 +217,15 @@ export class Manager {
       jobs,
       limits,
       transferIdleTimeoutMs: options.transferIdleTimeoutMs ?? 60_000,
+      idleTimeoutMs: options.idleTimeoutMs ?? 300_000,
+      jobTimeout: options.jobTimeoutMs !== undefined,
     };
-    const owners: OwnerSessionContext = { ...context };
+    const pulseSec = options.pulseSec ?? 10;
+    const owners: OwnerSessionContext = {
+      ...context,
+      pulseMs: pulseSec * 1000,
+      defaultTimeoutMs: options.jobTimeoutMs,
+    };
     let listener: TransportListener;
     try {
       listener = listenTcp(options.hostname ?? "127.0.0.1", options.port ?? DEFAULT_PORT);
@@ -196,12 +241,20 @@ export class Manager {
       pid: Deno.pid,
     });
     const server = new Server(listener, {
-      text: (transport, reader, handshake) => new ManagerTextSession(transport, reader, context, handshake),
-      binary: (transport, reader, handshake) => new OwnerSession(transport, reader, owners, handshake),
+      text: (transport, reader, handshake, extension) =>
+        new ManagerTextSession(transport, reader, context, handshake, extension),
+      binary: (transport, reader, handshake, extension) =>
+        new OwnerSession(transport, reader, owners, handshake, extension),
     }, {
       limits,
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? 30_000,
       maxHandshaking: options.maxHandshaking ?? 256,
+      extensionAnswer: {
+        kind: "ok",
+        pulse: pulseSec,
+        timeoutMs: options.jobTimeoutMs,
+        lease: Math.round(leaseMs / 1000),
+      },
     });
     const started = performance.now();
     watch.announce();
@@ -231,6 +284,7 @@ export class Manager {
       }
       const elapsedMs = performance.now() - started;
       clearInterval(watchdog);
+      for (const timer of leaseTimers.values()) clearTimeout(timer);
       if (how === "now") {
         for (const runner of self.#localRunners) runner.abort("the manager is stopping");
         await server.drain(0);

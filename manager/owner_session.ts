@@ -25,7 +25,7 @@ import { settlesWithin } from "../util/timeout.ts";
 import { type JobClass, type JobList, taskOf } from "./job_list.ts";
 import type { ResultsStore, ReturnedFile, StagedOutput } from "./results_store.ts";
 import type { RunnerLink, Scheduler } from "./scheduler.ts";
-import type { HandshakeWindow, Session } from "./server.ts";
+import type { Extension, HandshakeWindow, Session } from "./server.ts";
 import type { TaskBundle } from "./task_bundle.ts";
 import type { ResultRecorder } from "./result_recorder.ts";
 
@@ -54,6 +54,10 @@ export interface OwnerSessionContext {
   readonly limits: Limits;
   /** A node whose result stalls this long mid-transfer is dropped. */
   readonly transferIdleTimeoutMs: number;
+  /** How often a waiting or working node is sent Status; three silent intervals drop it (0: never). */
+  readonly pulseMs: number;
+  /** Time limit for tasks that set none. */
+  readonly defaultTimeoutMs?: number;
 }
 
 type Assignment =
@@ -90,6 +94,8 @@ export class OwnerSession implements RunnerLink, Session {
   });
   #abandoned: string | undefined;
   #stopPending = false;
+  #lastHeard = performance.now();
+  #dropReason: string | undefined;
   #job = -1;
 
   /**
@@ -98,7 +104,13 @@ export class OwnerSession implements RunnerLink, Session {
    * @param ctx The manager around this session.
    * @param handshake The window the Join must arrive in.
    */
-  constructor(transport: Transport, reader: BufferedReader, ctx: OwnerSessionContext, handshake: HandshakeWindow) {
+  constructor(
+    transport: Transport,
+    reader: BufferedReader,
+    ctx: OwnerSessionContext,
+    handshake: HandshakeWindow,
+    _extension?: Extension,
+  ) {
     this.#transport = transport;
     this.#reader = reader;
     this.#ctx = ctx;
@@ -168,6 +180,7 @@ export class OwnerSession implements RunnerLink, Session {
   /** Serves the connection until it closes. Never rejects. */
   async run(): Promise<void> {
     let job = -1;
+    const prober = this.#ctx.pulseMs > 0 ? setInterval(() => this.#probe(), this.#ctx.pulseMs) : undefined;
     try {
       if (!await this.#join()) return;
       const a = await this.#request();
@@ -187,10 +200,27 @@ export class OwnerSession implements RunnerLink, Session {
     } catch (err) {
       await this.#report(err, job);
     } finally {
+      clearInterval(prober);
       this.#state = "Closed";
       if (this.#joined) this.#ctx.scheduler.onRunnerLost(this);
       this.#transport.close();
     }
+  }
+
+  /**
+   * Liveness: while the node waits (held at Join or at Wait) or works, it is
+   * sent Status every pulse; a node silent for three pulses is dropped (a
+   * vanished or paused node answers nothing).
+   */
+  #probe(): void {
+    if (!this.#joined || !["Joining", "ReadyToStart", "Working"].includes(this.#state)) return;
+    const silent = performance.now() - this.#lastHeard;
+    if (silent > 3 * this.#ctx.pulseMs) {
+      this.#dropReason = `Node silent for ${Math.round(silent / 1000)}s (no Status reply)`;
+      this.#transport.close();
+      return;
+    }
+    this.#send({ kind: "statusRequest" }).catch(() => {});
   }
 
   /** Reads Join; false when the node was turned away. */
@@ -208,23 +238,37 @@ export class OwnerSession implements RunnerLink, Session {
     return true;
   }
 
-  #request(): Promise<Assignment> {
-    return new Promise<Assignment>((resolve, reject) => {
-      this.#reply = resolve;
-      this.#ctx.scheduler.onJobRequest(this);
-      if (this.#reply !== resolve) return;
-      // Held: a node waiting for its Join's answer sends nothing; a byte or
-      // the end of the stream means it left (or broke).
-      this.#reader.peekU8().then((byte) => {
-        if (this.#reply !== resolve) return;
-        this.#reply = undefined;
-        reject(
-          byte === null
-            ? new VicoError("CONNECTION_CLOSED", "Node closed the connection while waiting for a task")
-            : new ProtocolError("Node sent a frame while waiting for a task"),
+  async #request(): Promise<Assignment> {
+    let answered: Assignment | undefined;
+    this.#reply = (a) => (answered = a);
+    this.#ctx.scheduler.onJobRequest(this);
+    if (answered !== undefined) return answered;
+    const assigned = new Promise<Assignment>((resolve) => (this.#reply = resolve));
+    try {
+      return await this.#waitHeld(assigned, "a task");
+    } finally {
+      this.#reply = undefined;
+    }
+  }
+
+  /**
+   * Waits for `signal` while the node may only answer our Status probes: any
+   * other frame, or the end of the stream, means it left (or broke).
+   */
+  async #waitHeld<T>(signal: Promise<T>, what: string): Promise<T> {
+    while (true) {
+      const peek = this.#reader.peekU8();
+      const got = await Promise.race([signal.then((value) => ({ value })), peek.then((byte) => ({ byte }))]);
+      if ("value" in got) return got.value;
+      if (got.byte === null) {
+        throw new VicoError(
+          "CONNECTION_CLOSED",
+          this.#dropReason ?? `Node closed the connection while waiting for ${what}`,
         );
-      }, reject);
-    });
+      }
+      const frame = await this.#frame();
+      if (frame.kind !== "status") throw new ProtocolError(`Node sent a frame while waiting for ${what}`, frame.kind);
+    }
   }
 
   async #serveTask(job: number, rank: number): Promise<void> {
@@ -239,7 +283,7 @@ export class OwnerSession implements RunnerLink, Session {
     await this.#send({ kind: "accept" });
     this.#state = "Idle";
     await this.#send({ kind: "statusRequest" });
-    const status = await this.#next();
+    const status = await this.#frame();
     if (status.kind !== "status") throw new ProtocolError("Expected a Status reply", status.kind);
     if (status.value !== NodeStatus.IDLE) throw new ProtocolError(`Node reports status ${status.value}, not idle`);
 
@@ -255,7 +299,8 @@ export class OwnerSession implements RunnerLink, Session {
     if (reply.kind === "reject") throw new TaskRefusedError(`node refused Start: ${reply.reason}`);
     if (reply.kind !== "started") throw new ProtocolError("Expected Accept with the start time", reply.kind);
     this.#state = "Working";
-    const timer = task.timeoutMs === undefined ? undefined : setTimeout(() => this.#timeout(task), task.timeoutMs);
+    const limit = task.timeoutMs ?? this.#ctx.defaultTimeoutMs;
+    const timer = limit === undefined ? undefined : setTimeout(() => this.#timeout(task, limit), limit);
     let finished: Extract<FromNode, { kind: "finished" }>;
     try {
       finished = await this.#untilFinished();
@@ -341,39 +386,24 @@ export class OwnerSession implements RunnerLink, Session {
 
   /** Holds at ReadyToStart until the scheduler says start, watching the node meanwhile. */
   async #waitForStart(): Promise<void> {
-    let watching = true;
-    const left = this.#reader.peekU8().then((byte) => {
-      if (!watching) return;
-      throw byte === null
-        ? new VicoError("CONNECTION_CLOSED", "Node closed the connection while waiting for Start")
-        : new ProtocolError("Node sent a frame while waiting for Start");
-    });
-    try {
-      await Promise.race([this.#started, left]);
-    } finally {
-      watching = false;
-      left.catch(() => {});
-    }
+    await this.#waitHeld(this.#started, "Start");
   }
 
-  #timeout(task: TaskBundle): void {
+  #timeout(task: TaskBundle, limit: number): void {
     if (this.#state !== "Working") return;
     log.warn("Task {task} on {peer} ran out of its {s}s: sending Stop", {
       task: task.label,
       peer: this.peer,
-      s: task.timeoutMs! / 1000,
+      s: limit / 1000,
     });
     this.#stopPending = true;
     this.#send({ kind: "stop" }).catch(() => {});
   }
 
   async #untilFinished(): Promise<Extract<FromNode, { kind: "finished" }>> {
-    while (true) {
-      const frame = await this.#nextSkippingStopReply();
-      if (frame.kind === "finished") return frame;
-      if (frame.kind === "status") continue;
-      throw new ProtocolError("Unexpected frame while the node works", frame.kind);
-    }
+    const frame = await this.#nextSkippingStopReply();
+    if (frame.kind === "finished") return frame;
+    throw new ProtocolError("Unexpected frame while the node works", frame.kind);
   }
 
   /** Reads a Result; its bytes stream into a staged file (or it is missing). */
@@ -405,7 +435,7 @@ export class OwnerSession implements RunnerLink, Session {
     }
   }
 
-  /** Reads the next frame; a late answer to our Stop may come first and is consumed. */
+  /** Reads the next frame; late answers to our Stop or Status probes may come first and are consumed. */
   async #nextSkippingStopReply(): Promise<FromNode> {
     while (true) {
       const frame = await this.#next();
@@ -417,9 +447,24 @@ export class OwnerSession implements RunnerLink, Session {
     }
   }
 
+  /** The next frame that is not a Status reply (probe answers can come at any time). */
   async #next(startReply = false): Promise<FromNode> {
+    while (true) {
+      const frame = await this.#frame(startReply);
+      if (frame.kind !== "status") return frame;
+    }
+  }
+
+  /** The next frame, whatever it is. */
+  async #frame(startReply = false): Promise<FromNode> {
     const frame = await readFromNode(this.#reader, this.#ctx.limits, startReply);
-    if (frame === null) throw new VicoError("CONNECTION_CLOSED", `Node closed the connection in state ${this.#state}`);
+    this.#lastHeard = performance.now();
+    if (frame === null) {
+      throw new VicoError(
+        "CONNECTION_CLOSED",
+        this.#dropReason ?? `Node closed the connection in state ${this.#state}`,
+      );
+    }
     if (frame.kind === "disconnect") {
       throw new VicoError("CONNECTION_CLOSED", `Node disconnected in state ${this.#state}: ${frame.reason}`);
     }

@@ -16,6 +16,10 @@
 import { type JobList, taskOf } from "./job_list.ts";
 import type { JobFields, ResultsStore, ReturnedFile, StagedOutput } from "./results_store.ts";
 import type { RunnerLink, Scheduler } from "./scheduler.ts";
+import { JobState } from "./job_queue.ts";
+import { logger } from "../util/log.ts";
+
+const log = logger("manager");
 
 /** What one runner (or one gang member) delivered for a job. */
 export interface Delivery {
@@ -54,6 +58,7 @@ export class ResultRecorder {
   readonly #keyOf: (job: number) => string;
   readonly #retries: number;
   readonly #pending = new Map<number, Pending>();
+  readonly #committing = new Set<number>();
 
   /**
    * @param scheduler Settles and requeues jobs.
@@ -83,6 +88,17 @@ export class ResultRecorder {
    */
   record(job: number, delivery: Delivery): Promise<void> {
     const size = this.#jobs.bundles?.[job]?.nodes ?? 1;
+    if (size === 1 && (this.#scheduler.queue.stateOf(job) === JobState.SETTLED || this.#committing.has(job))) {
+      // Two runners ran it (a lease ran out, then the first came back): the
+      // first result recorded wins; this one is acknowledged and dropped.
+      this.#scheduler.drop(delivery.link, job);
+      log.info("Job at line {line} was already recorded; the result from {host} is discarded", {
+        line: this.#jobs.lines[job],
+        host: delivery.link.host,
+      });
+      return discard(delivery);
+    }
+    this.#committing.add(job);
     let pending = this.#pending.get(job);
     if (pending === undefined) this.#pending.set(job, pending = { parts: new Map(), waiters: [] });
     pending.parts.set(delivery.rank, delivery);
@@ -90,7 +106,7 @@ export class ResultRecorder {
     if (pending.parts.size === size) {
       this.#pending.delete(job);
       const parts = [...pending.parts.values()].sort((a, b) => a.rank - b.rank);
-      this.#commit(job, parts).then(
+      this.#commit(job, parts).finally(() => this.#committing.delete(job)).then(
         () => pending.waiters.forEach((w) => w.resolve()),
         (err) => pending.waiters.forEach((w) => w.reject(err)),
       );

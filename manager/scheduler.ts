@@ -24,7 +24,7 @@
  */
 
 import type { JobClass } from "./job_list.ts";
-import type { JobQueue } from "./job_queue.ts";
+import { type JobQueue, JobState } from "./job_queue.ts";
 
 /** What the scheduler can tell one connected runner (its outbound side). */
 export interface RunnerLink {
@@ -32,6 +32,8 @@ export interface RunnerLink {
   readonly host: string;
   /** The runner's address, for logs. */
   readonly peer: string;
+  /** A stable identity, for runners that can come back after being lost (the vico extension). */
+  readonly runnerId?: string;
   /** Whether this runner can carry jobs of class `cls`. */
   accepts(cls: JobClass): boolean;
   /** Answers the pending request with `job`; `rank` numbers gang members from 1. */
@@ -59,13 +61,31 @@ export interface SchedulerEvents {
    * records it and then calls {@linkcode Scheduler.settleLost}.
    */
   onLost?(job: number, reason: string, link: RunnerLink): void;
+  /** A job was handed to a runner. */
+  onAssigned?(job: number, link: RunnerLink): void;
+  /**
+   * An identified runner was lost holding jobs: they wait for it for
+   * `ms` milliseconds; the listener calls {@linkcode Scheduler.expireLease}
+   * when that time is up.
+   */
+  onLeased?(runnerId: string, jobs: readonly number[], ms: number): void;
 }
 
 /** Options for {@linkcode Scheduler}. */
 export interface SchedulerOptions {
   /** Losses of a job's runner after which the job is given up as lost. @default {3} */
   maxAttempts?: number;
+  /** How long an identified runner's jobs wait for it after it is lost, in ms (0: not at all). @default {0} */
+  leaseMs?: number;
+  /** The command line (text name) of a job, to match what returning runners hold. */
+  nameOf?: (job: number) => string;
 }
+
+/** What a result for a job the runner does not hold turns out to be. */
+export type Adoption =
+  | { readonly kind: "adopted"; readonly job: number }
+  | { readonly kind: "settled" }
+  | { readonly kind: "unknown" };
 
 interface LinkState {
   /** Per class: can this runner take it. */
@@ -117,6 +137,11 @@ export class Scheduler {
   /** Jobs given up as lost, waiting to be recorded. */
   readonly #lost = new Set<number>();
   readonly #maxAttempts: number;
+  readonly #leaseMs: number;
+  readonly #nameOf: (job: number) => string;
+  /** Jobs of lost identified runners, waiting for them: runner id → jobs. */
+  readonly #leases = new Map<string, Set<number>>();
+  #byName: Map<string, number[]> | undefined;
   #failed = 0;
   #stopping = false;
   #resolveDone!: () => void;
@@ -137,6 +162,8 @@ export class Scheduler {
     this.#classes = classes;
     this.#events = events;
     this.#maxAttempts = options.maxAttempts ?? 3;
+    this.#leaseMs = options.leaseMs ?? 0;
+    this.#nameOf = options.nameOf ?? String;
     this.done = new Promise((resolve) => (this.#resolveDone = resolve));
     if (queue.finished) this.#resolveDone();
   }
@@ -168,10 +195,110 @@ export class Scheduler {
     return out;
   }
 
-  /** A runner connected and completed its handshake. */
-  onRunnerJoined(link: RunnerLink): void {
-    this.#links.set(link, { accepts: this.#classes.map((c) => link.accepts(c)), jobs: new Set() });
+  /**
+   * A runner connected and completed its handshake. An identified runner
+   * that comes back names the jobs it still holds: those it held before are
+   * its again; those it held before and does not name are lost.
+   */
+  onRunnerJoined(link: RunnerLink, holds: readonly string[] = []): void {
+    const st: LinkState = { accepts: this.#classes.map((c) => link.accepts(c)), jobs: new Set() };
+    this.#links.set(link, st);
+    if (link.runnerId !== undefined) {
+      const lease = this.#leases.get(link.runnerId) ?? new Set<number>();
+      this.#leases.delete(link.runnerId);
+      for (const name of holds) {
+        let job = [...lease].find((j) => this.#nameOf(j) === name);
+        if (job !== undefined) lease.delete(job);
+        else job = this.#jobsNamed(name).find((j) => this.queue.stateOf(j) === JobState.PENDING && this.queue.claim(j));
+        if (job !== undefined) st.jobs.add(job);
+      }
+      if (lease.size > 0) this.#giveUp([...lease], link, "its runner came back without it");
+    }
     this.#events.onJoined?.(link);
+  }
+
+  /** Jobs of earlier runs last held by identified runners: they wait for them (a restart). */
+  restoreLeases(heldBy: ReadonlyMap<number, { runner: string }>): void {
+    for (const [job, { runner }] of heldBy) {
+      let lease = this.#leases.get(runner);
+      if (lease === undefined) this.#leases.set(runner, lease = new Set());
+      lease.add(job);
+    }
+    for (const [runner, jobs] of this.#leases) this.#events.onLeased?.(runner, [...jobs], this.#leaseMs);
+  }
+
+  /** A lost runner's lease ran out: its jobs go back to the queue (or are given up). */
+  expireLease(runnerId: string): void {
+    const lease = this.#leases.get(runnerId);
+    if (lease === undefined) return;
+    this.#leases.delete(runnerId);
+    const link = { host: runnerId, peer: "(gone)" } as RunnerLink;
+    this.#giveUp([...lease], link, `runner ${runnerId} did not come back in time`);
+  }
+
+  /** Jobs held for lost identified runners right now. */
+  get leased(): number {
+    let n = 0;
+    for (const jobs of this.#leases.values()) n += jobs.size;
+    return n;
+  }
+
+  /**
+   * An identified runner reports a job it does not hold (it ran it for an
+   * earlier connection or an earlier manager run). Adopts an unsettled job
+   * of that name; the first result recorded for a job wins.
+   */
+  adoptResult(link: RunnerLink, name: string): Adoption {
+    const st = this.#links.get(link);
+    const named = this.#jobsNamed(name);
+    if (st === undefined || named.length === 0) return { kind: "unknown" };
+    const open = named.filter((j) => this.queue.stateOf(j) !== JobState.SETTLED && !st.jobs.has(j));
+    const mine = link.runnerId === undefined ? undefined : this.#leases.get(link.runnerId);
+    const job = open.find((j) => mine?.has(j)) ??
+      open.find((j) => this.queue.stateOf(j) === JobState.PENDING && this.queue.claim(j)) ??
+      open[0];
+    if (job === undefined) return { kind: "settled" };
+    for (const lease of this.#leases.values()) lease.delete(job);
+    st.jobs.add(job);
+    return { kind: "adopted", job };
+  }
+
+  /** Forgets that `link` holds `job` (its late duplicate result was discarded). */
+  drop(link: RunnerLink, job: number): void {
+    this.#links.get(link)?.jobs.delete(job);
+    this.#claimed.delete(job);
+  }
+
+  #jobsNamed(name: string): number[] {
+    if (this.#byName === undefined) {
+      this.#byName = new Map();
+      for (let j = 0; j < this.queue.size; j++) {
+        const n = this.#nameOf(j);
+        const list = this.#byName.get(n);
+        if (list === undefined) this.#byName.set(n, [j]);
+        else list.push(j);
+      }
+    }
+    return this.#byName.get(name) ?? [];
+  }
+
+  /** Counts a loss for each job and requeues it, or gives it up as lost. */
+  #giveUp(jobs: number[], link: RunnerLink, why: string): void {
+    const requeued: number[] = [];
+    for (let i = jobs.length - 1; i >= 0; i--) {
+      const job = jobs[i];
+      if (this.queue.stateOf(job) !== JobState.RUNNING) continue;
+      this.queue.noteLoss(job);
+      if (this.queue.losses(job) >= this.#maxAttempts) {
+        this.#lost.add(job);
+        this.#events.onLost?.(job, `${why}; lost ${this.queue.losses(job)} time(s)`, link);
+      } else {
+        this.queue.requeue(job);
+        requeued.unshift(job);
+      }
+    }
+    if (requeued.length > 0) this.#events.onRequeued?.(requeued, link);
+    this.#reviewHeld();
   }
 
   /** Whether dispatch has been stopped (the manager is shutting down). */
@@ -221,6 +348,7 @@ export class Scheduler {
         }
       } else {
         st.jobs.add(job);
+        this.#events.onAssigned?.(job, link);
         link.assign(job, 1);
       }
       return;
@@ -244,6 +372,7 @@ export class Scheduler {
   #joinGang(gang: Gang, link: RunnerLink, st: LinkState): void {
     gang.members.push(link);
     st.jobs.add(gang.job);
+    this.#events.onAssigned?.(gang.job, link);
     if (gang.members.length === gang.size) this.#assembling.splice(this.#assembling.indexOf(gang), 1);
     link.assign(gang.job, gang.members.length);
   }
@@ -347,7 +476,11 @@ export class Scheduler {
     if (this.queue.finished) this.#resolveDone();
   }
 
-  /** A runner is gone (closed, broke protocol, timed out): its jobs go back to the front. */
+  /**
+   * A runner is gone (closed, broke protocol, timed out): its jobs go back to
+   * the front. An identified runner's jobs wait for it for the lease time
+   * first: it may only have lost its connection.
+   */
   onRunnerLost(link: RunnerLink): void {
     const st = this.#links.get(link);
     this.#links.delete(link);
@@ -356,7 +489,20 @@ export class Scheduler {
       if (st !== undefined) this.#reviewHeld();
       return;
     }
-    const jobs = [...st.jobs];
+    const jobs = [...st.jobs].filter((j) => this.queue.stateOf(j) === JobState.RUNNING);
+    if (
+      link.runnerId !== undefined && this.#leaseMs > 0 && !this.#stopping && jobs.every((j) => !this.#gangs.has(j))
+    ) {
+      let lease = this.#leases.get(link.runnerId);
+      if (lease === undefined) this.#leases.set(link.runnerId, lease = new Set());
+      for (const job of jobs) {
+        this.#claimed.delete(job);
+        lease.add(job);
+      }
+      if (jobs.length > 0) this.#events.onLeased?.(link.runnerId, jobs, this.#leaseMs);
+      this.#reviewHeld();
+      return;
+    }
     // Requeue in reverse so the runner's oldest job ends up first.
     for (let i = jobs.length - 1; i >= 0; i--) {
       const job = jobs[i];
@@ -372,21 +518,8 @@ export class Scheduler {
         }
       }
       this.#claimed.delete(job);
-      this.queue.noteLoss(job);
-      if (this.queue.losses(job) >= this.#maxAttempts) {
-        this.#lost.add(job);
-        this.#events.onLost?.(
-          job,
-          `its runner was lost ${this.queue.losses(job)} time(s); last ${link.host} (${link.peer})`,
-          link,
-        );
-      } else {
-        this.queue.requeue(job);
-      }
     }
-    const requeued = jobs.filter((j) => !this.#lost.has(j));
-    if (requeued.length > 0) this.#events.onRequeued?.(requeued, link);
-    this.#reviewHeld();
+    this.#giveUp(jobs, link, `its runner ${link.host} (${link.peer}) was lost`);
   }
 
   /** Gives held runners another look: assign, keep holding, release or refuse. */

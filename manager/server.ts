@@ -8,9 +8,20 @@
  */
 
 import { BufferedReader } from "../protocol/buffered_reader.ts";
+import { ProtocolError } from "../protocol/errors.ts";
 import type { Limits } from "../protocol/limits.ts";
+import { encodeLine } from "../protocol/text_codec.ts";
+import {
+  type ClientHello,
+  EXTENSION_FIRST_BYTE,
+  EXTENSION_PREFIX,
+  formatServerHello,
+  parseClientHello,
+  type ServerHello,
+} from "../protocol/vico_extension.ts";
 import type { Transport, TransportListener } from "../transport/transport.ts";
 import { logger, LogRateLimit } from "../util/log.ts";
+import { settlesWithin } from "../util/timeout.ts";
 
 /** First byte of a text-protocol hail (`S` of `SALUTON`). */
 export const TEXT_FIRST_BYTE = 0x53;
@@ -37,12 +48,22 @@ export interface HandshakeWindow {
   done(): void;
 }
 
+/** What a vico peer said in the extension's hello (absent for a plain peer). */
+export interface Extension {
+  /** The hello. */
+  readonly hello: ClientHello;
+  /** Command lines of the jobs the runner says it still holds. */
+  readonly holds: readonly string[];
+  /** What the manager answered. */
+  readonly answer: Extract<ServerHello, { kind: "ok" }>;
+}
+
 /** Makes a session for a connection, given the protocol its first byte chose. */
 export interface SessionFactory {
   /** A text-protocol runner. */
-  text(transport: Transport, reader: BufferedReader, handshake: HandshakeWindow): Session;
+  text(transport: Transport, reader: BufferedReader, handshake: HandshakeWindow, extension?: Extension): Session;
   /** A binary-protocol node, if this manager serves them. */
-  binary?(transport: Transport, reader: BufferedReader, handshake: HandshakeWindow): Session;
+  binary?(transport: Transport, reader: BufferedReader, handshake: HandshakeWindow, extension?: Extension): Session;
 }
 
 /** Options for {@linkcode Server}. */
@@ -53,6 +74,8 @@ export interface ServerOptions {
   handshakeTimeoutMs: number;
   /** Most connections that have not completed a handshake; more are closed at once. */
   maxHandshaking: number;
+  /** What the manager answers a vico peer's hello. @default {{ kind: "ok" }} */
+  extensionAnswer?: Extract<ServerHello, { kind: "ok" }>;
 }
 
 const log = logger("manager");
@@ -130,18 +153,35 @@ export class Server {
       maxLineBytes: this.#options.limits.maxLineBytes,
     });
     let first: number | null = null;
+    let extension: Extension | undefined;
     try {
       first = await reader.peekU8();
-    } catch {
+      if (first === EXTENSION_FIRST_BYTE) {
+        extension = await this.#negotiate(transport, reader);
+        first = await reader.peekU8();
+        const expected = extension.hello.proto === "text" ? TEXT_FIRST_BYTE : BINARY_FIRST_BYTE;
+        if (first !== expected && first !== null) {
+          throw new ProtocolError(`The hello said proto=${extension.hello.proto}, then another protocol began`);
+        }
+      }
+    } catch (err) {
+      const gate = refusals.allow();
+      if (gate.log && err instanceof ProtocolError) {
+        log.warn("Refusing connection from {peer}: {reason}", { peer: transport.peer, reason: err.message });
+        await settlesWithin(
+          transport.write(encodeLine(`${EXTENSION_PREFIX}no ${err.message.replace(/[\r\n]+/g, " ")}`)),
+          1000,
+        );
+      }
       first = null;
     } finally {
       this.#pending.delete(transport);
     }
     let session: Session | undefined;
     if (first === TEXT_FIRST_BYTE) {
-      session = this.#factory.text(transport, reader, handshake);
+      session = this.#factory.text(transport, reader, handshake, extension);
     } else if (first === BINARY_FIRST_BYTE && this.#factory.binary) {
-      session = this.#factory.binary(transport, reader, handshake);
+      session = this.#factory.binary(transport, reader, handshake, extension);
     } else {
       handshake.done();
       const gate = refusals.allow();
@@ -165,6 +205,22 @@ export class Server {
       this.#live.delete(session);
     });
     this.#live.set(session, { transport, ended });
+  }
+
+  /** Reads a vico peer's hello (and its held-job lines) and answers it. */
+  async #negotiate(transport: Transport, reader: BufferedReader): Promise<Extension> {
+    const line = await reader.readLine();
+    if (line === null) throw new ProtocolError("Connection closed during the extension's hello");
+    const hello = parseClientHello(line);
+    const holds: string[] = [];
+    for (let i = 0; i < hello.holds; i++) {
+      const held = await reader.readLine();
+      if (held === null) throw new ProtocolError("Connection closed while announcing held jobs");
+      holds.push(held);
+    }
+    const answer = this.#options.extensionAnswer ?? { kind: "ok" as const };
+    await transport.write(encodeLine(formatServerHello(answer)));
+    return { hello, holds, answer };
   }
 
   /** Stops accepting new connections. Live sessions go on. */

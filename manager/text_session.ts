@@ -3,8 +3,13 @@
  * state machine: Accept → Wait ⇄ SendJob / ProcessJob → WaitClose.
  *
  * One session per connection; a session that fails (protocol error, closed
- * socket, full disk) drops its runner with a reason and hands its jobs back
- * to the scheduler. It never throws to its caller.
+ * socket, silent runner, full disk) drops its runner with a reason and hands
+ * its jobs back to the scheduler. It never throws to its caller.
+ *
+ * With the vico extension the runner has a stable id (a restarted manager
+ * waits for it, and it may report jobs it ran for an earlier connection),
+ * both sides send `PULSO` lines, and a runner silent for three pulses is
+ * taken for lost.
  *
  * @module
  */
@@ -14,6 +19,7 @@ import { ProtocolError, VicoError } from "../protocol/errors.ts";
 import type { Limits } from "../protocol/limits.ts";
 import { type FromRunnerText, TEXT_PROTOCOL_VERSION } from "../protocol/messages.ts";
 import { encodeLine, formatManagerLine, parseRunnerLine } from "../protocol/text_codec.ts";
+import { PULSE_LINE } from "../protocol/vico_extension.ts";
 import type { Transport } from "../transport/transport.ts";
 import { logger, LogRateLimit } from "../util/log.ts";
 import { settlesWithin } from "../util/timeout.ts";
@@ -21,7 +27,7 @@ import type { JobClass, JobList } from "./job_list.ts";
 import type { ResultRecorder } from "./result_recorder.ts";
 import type { ResultsStore } from "./results_store.ts";
 import type { RunnerLink, Scheduler } from "./scheduler.ts";
-import type { HandshakeWindow } from "./server.ts";
+import type { Extension, HandshakeWindow } from "./server.ts";
 
 /** The draft's server states (plus Closed, after the connection ends). */
 export type ManagerTextState = "Accept" | "Wait" | "SendJob" | "ProcessJob" | "WaitClose" | "Closed";
@@ -32,14 +38,18 @@ export interface TextSessionContext {
   readonly scheduler: Scheduler;
   /** Stores results. */
   readonly results: ResultsStore;
-  /** The job list (job `i` is `commands[i]`). */
-  readonly jobs: JobList;
   /** Records results. */
   readonly recorder: ResultRecorder;
+  /** The job list (job `i` is `commands[i]`). */
+  readonly jobs: JobList;
   /** Wire limits. */
   readonly limits: Limits;
   /** A runner sending output that makes no progress for this long is dropped. */
   readonly transferIdleTimeoutMs: number;
+  /** A plain runner that holds nothing and sends nothing for this long is dropped. */
+  readonly idleTimeoutMs: number;
+  /** Whether `--timeout` is set (plain runners cannot enforce it: they are warned about). */
+  readonly jobTimeout: boolean;
 }
 
 const log = logger("manager");
@@ -48,9 +58,9 @@ const FINO = encodeLine(formatManagerLine({ kind: "fino" }));
 const PRETA = encodeLine(formatManagerLine({ kind: "preta" }));
 const RICEVIS = encodeLine(formatManagerLine({ kind: "ricevis" }));
 const VERSIO = encodeLine(formatManagerLine({ kind: "versio", version: TEXT_PROTOCOL_VERSION }));
+const PULSE = encodeLine(PULSE_LINE);
 
-/** Reply to a pending job request: a job number, or -1 for FINO. */
-type Reply = (job: number) => void;
+type RezultoMsg = Extract<FromRunnerText, { kind: "rezulto" }>;
 
 /** One runner connection speaking the text protocol. */
 export class ManagerTextSession implements RunnerLink {
@@ -58,26 +68,45 @@ export class ManagerTextSession implements RunnerLink {
   host = "";
   /** The runner's address. */
   readonly peer: string;
+  /** The runner's stable id (vico extension), if it has one. */
+  readonly runnerId?: string;
   readonly #transport: Transport;
   readonly #reader: BufferedReader;
   readonly #ctx: TextSessionContext;
   readonly #handshake: HandshakeWindow;
+  readonly #extension: Extension | undefined;
+  readonly #pulseMs: number;
   #state: ManagerTextState = "Accept";
   #joined = false;
-  #reply: Reply | undefined;
+  #reply: ((job: number) => void) | undefined;
+  /** A line read that is still to be consumed (read while waiting for a job). */
+  #pendingLine: Promise<string | null> | undefined;
+  #lastHeard = performance.now();
+  #dropReason: string | undefined;
   readonly #handedOutAt = new Map<number, string>();
 
   /**
    * @param transport The connection.
    * @param reader The connection's reader (the server already peeked at it).
    * @param ctx The manager around this session.
+   * @param handshake The window the hail must arrive in.
+   * @param extension What a vico runner said in the extension's hello.
    */
-  constructor(transport: Transport, reader: BufferedReader, ctx: TextSessionContext, handshake: HandshakeWindow) {
+  constructor(
+    transport: Transport,
+    reader: BufferedReader,
+    ctx: TextSessionContext,
+    handshake: HandshakeWindow,
+    extension?: Extension,
+  ) {
     this.#transport = transport;
     this.#reader = reader;
     this.#ctx = ctx;
     this.#handshake = handshake;
+    this.#extension = extension;
     this.peer = transport.peer;
+    this.runnerId = extension?.hello.id;
+    this.#pulseMs = (extension?.answer.pulse ?? 0) * 1000;
   }
 
   /** Current state. */
@@ -114,6 +143,7 @@ export class ManagerTextSession implements RunnerLink {
   /** Serves the connection until it closes. Never rejects. */
   async run(): Promise<void> {
     const peer = this.#transport.peer;
+    const watchdog = setInterval(() => this.#watch(), Math.max(50, Math.min(this.#pulseMs || 5000, 5000)));
     try {
       await this.#accept();
       log.debug("Runner {host} joined from {peer}", { host: this.host, peer });
@@ -121,6 +151,7 @@ export class ManagerTextSession implements RunnerLink {
     } catch (err) {
       await this.#reportFailure(err);
     } finally {
+      clearInterval(watchdog);
       this.#state = "Closed";
       if (this.#joined) this.#ctx.scheduler.onRunnerLost(this);
       this.#transport.close();
@@ -130,6 +161,22 @@ export class ManagerTextSession implements RunnerLink {
   /** Closes the connection (the session then ends and gives its jobs back). */
   close(): void {
     this.#transport.close();
+  }
+
+  /** Drops a runner that went silent (no pulse), or a plain one idle too long. */
+  #watch(): void {
+    if (!this.#joined || this.#state === "ProcessJob") return; // a transfer has its own progress timeout
+    const silent = performance.now() - this.#lastHeard;
+    if (this.#pulseMs > 0 && silent > 3 * this.#pulseMs) {
+      this.#dropReason = `Runner silent for ${Math.round(silent / 1000)}s (no pulse)`;
+      this.#transport.close();
+    } else if (
+      this.#pulseMs === 0 && this.#state === "Wait" && silent > this.#ctx.idleTimeoutMs &&
+      this.#ctx.scheduler.jobsOf(this).size === 0
+    ) {
+      this.#dropReason = `Runner idle for ${Math.round(silent / 1000)}s holding no job`;
+      this.#transport.close();
+    }
   }
 
   async #accept(): Promise<void> {
@@ -142,14 +189,19 @@ export class ManagerTextSession implements RunnerLink {
     if (ack.kind !== "komprenas") throw new ProtocolError("Expected KOMPRENAS after VERSIO", ack.kind);
     this.#handshake.done();
     this.#joined = true;
-    this.#ctx.scheduler.onRunnerJoined(this);
+    this.#ctx.scheduler.onRunnerJoined(this, this.#extension?.holds ?? []);
+    if (this.#ctx.jobTimeout && this.#extension === undefined) {
+      log.warn("Runner {host} speaks the plain protocol: --timeout cannot be enforced on its jobs", {
+        host: this.host,
+      });
+    }
     this.#state = "Wait";
   }
 
   /** Runs states Wait to WaitClose; true when the runner said FINO ANKAU. */
   async #serve(): Promise<boolean> {
     let from: "Wait" | "WaitClose" = "Wait";
-    let result: Extract<FromRunnerText, { kind: "rezulto" }> | undefined;
+    let result: RezultoMsg | undefined;
     while (true) {
       switch (this.#state) {
         case "Wait": {
@@ -197,29 +249,43 @@ export class ManagerTextSession implements RunnerLink {
     }
   }
 
-  #requestJob(): Promise<number> {
-    return new Promise<number>((resolve, reject) => {
-      this.#reply = resolve;
-      this.#ctx.scheduler.onJobRequest(this);
-      if (this.#reply !== resolve) return;
-      // Held: the runner sends nothing until answered, so any byte or the end
-      // of the stream means it is gone (or broken); never hand it a job then.
-      this.#reader.peekU8().then((byte) => {
-        if (this.#reply !== resolve) return;
+  /** SendJob: asks the scheduler; while it holds the request, watches the runner (pulses, or leaving). */
+  async #requestJob(): Promise<number> {
+    let answered: number | undefined;
+    this.#reply = (job) => (answered = job);
+    this.#ctx.scheduler.onJobRequest(this);
+    if (answered !== undefined) return answered;
+    const assigned = new Promise<number>((resolve) => (this.#reply = resolve));
+    // Held: the runner sends nothing but pulses until answered.
+    while (true) {
+      this.#pendingLine ??= this.#readLine();
+      const got = await Promise.race([assigned.then((job) => ({ job })), this.#pendingLine.then((line) => ({ line }))]);
+      if ("job" in got) return got.job;
+      this.#pendingLine = undefined;
+      if (got.line === null) {
         this.#reply = undefined;
-        reject(
-          byte === null
-            ? new VicoError("CONNECTION_CLOSED", "Runner closed the connection while waiting for a job")
-            : new ProtocolError("Runner sent data while waiting for a job"),
-        );
-      }, reject);
-    });
+        throw new VicoError("CONNECTION_CLOSED", "Runner closed the connection while waiting for a job");
+      }
+      if (this.#pulseMs > 0 && got.line === PULSE_LINE) {
+        await this.#transport.write(PULSE);
+        continue;
+      }
+      this.#reply = undefined;
+      throw new ProtocolError("Runner sent a line while waiting for a job", got.line);
+    }
   }
 
-  async #processJob(msg: Extract<FromRunnerText, { kind: "rezulto" }>): Promise<void> {
+  async #processJob(msg: RezultoMsg): Promise<void> {
     const { scheduler, results, jobs, limits } = this.#ctx;
-    const job = scheduler.claimResult(this, (j) => jobs.commands[j] === msg.job);
-    if (job === undefined) {
+    let job = scheduler.claimResult(this, (j) => jobs.commands[j] === msg.job);
+    let duplicate = false;
+    if (job === undefined && this.runnerId !== undefined) {
+      // A returning runner reports a job it ran for an earlier connection.
+      const adoption = scheduler.adoptResult(this, msg.job);
+      if (adoption.kind === "adopted") job = scheduler.claimResult(this, (j) => j === adoption.job);
+      duplicate = adoption.kind === "settled";
+    }
+    if (job === undefined && !duplicate) {
       throw new ProtocolError("REZULTO for a job this runner does not hold", msg.job);
     }
     if (msg.size > limits.maxOutputBytes) {
@@ -229,17 +295,16 @@ export class ManagerTextSession implements RunnerLink {
     const output = results.stageOutput();
     // A runner that stops sending mid-output would hold its job forever.
     const idleMs = this.#ctx.transferIdleTimeoutMs;
-    let lastProgress = performance.now();
     let stalled = false;
     const watchdog = setInterval(() => {
-      if (performance.now() - lastProgress < idleMs) return;
+      if (performance.now() - this.#lastHeard < idleMs) return;
       stalled = true;
       this.#transport.close();
     }, Math.max(10, idleMs / 4));
     try {
       await this.#reader.pipeExact(msg.size, (chunk) => {
-        lastProgress = performance.now();
-        return output.write(chunk);
+        this.#lastHeard = performance.now();
+        return duplicate ? undefined : output.write(chunk);
       });
     } catch (err) {
       await output.discard();
@@ -253,33 +318,61 @@ export class ManagerTextSession implements RunnerLink {
     } finally {
       clearInterval(watchdog);
     }
-    await this.#ctx.recorder.record(job, {
-      link: this,
-      rank: 1,
-      status: msg.status,
-      handedOutAt: this.#handedOutAt.get(job) ?? new Date().toISOString(),
-      output,
-      returned: [],
-    });
-    this.#handedOutAt.delete(job);
+    if (duplicate) {
+      await output.discard();
+      log.info("Runner {host} reported {job} again after it was recorded: acknowledged and discarded", {
+        host: this.host,
+        job: msg.job,
+      });
+    } else {
+      await this.#ctx.recorder.record(job!, {
+        link: this,
+        rank: 1,
+        status: msg.status,
+        handedOutAt: this.#handedOutAt.get(job!) ?? new Date().toISOString(),
+        output,
+        returned: [],
+      });
+      this.#handedOutAt.delete(job!);
+    }
     await this.#transport.write(RICEVIS);
   }
 
+  #readLine(): Promise<string | null> {
+    return this.#reader.readLine().then((line) => {
+      this.#lastHeard = performance.now();
+      return line;
+    });
+  }
+
+  /** The next runner message; pulses are answered and skipped. */
   async #next(): Promise<FromRunnerText> {
-    const line = await this.#reader.readLine();
-    if (line === null) throw new VicoError("CONNECTION_CLOSED", "Runner closed the connection");
-    return parseRunnerLine(line);
+    while (true) {
+      const pending = this.#pendingLine;
+      this.#pendingLine = undefined;
+      const line = await (pending ?? this.#readLine());
+      if (line === null) throw new VicoError("CONNECTION_CLOSED", this.#dropReason ?? "Runner closed the connection");
+      if (this.#pulseMs > 0 && line === PULSE_LINE) {
+        await this.#transport.write(PULSE);
+        continue;
+      }
+      return parseRunnerLine(line);
+    }
   }
 
   async #reportFailure(err: unknown): Promise<void> {
     const who = this.host ? `${this.host} (${this.#transport.peer})` : this.#transport.peer;
     const held = this.#joined ? this.#ctx.scheduler.jobsOf(this).size : 0;
-    const jobs = held > 0 ? `; ${held} job(s) go back to the queue` : "";
+    const jobs = held === 0
+      ? ""
+      : this.runnerId !== undefined
+      ? `; its ${held} job(s) wait for it to come back`
+      : `; ${held} job(s) go back to the queue`;
     // Connections that never completed a handshake may be a flood: their
     // reasons are logged at a bounded rate.
-    const unjoined = !this.#joined;
-    const gate = unjoined ? handshakeFailures.allow() : { log: true, suppressed: 0 };
+    const gate = this.#joined ? { log: true, suppressed: 0 } : handshakeFailures.allow();
     if (gate.suppressed > 0) log.warn("{n} more failed handshake(s) were not logged", { n: gate.suppressed });
+    if (this.#dropReason !== undefined) err = new VicoError("CONNECTION_CLOSED", this.#dropReason);
     if (err instanceof ProtocolError) {
       if (gate.log) {
         log.warn("Dropping runner {who} in state {state}: {reason}{jobs}", {

@@ -22,6 +22,8 @@ export interface RunProcessOptions {
   killGraceMs?: number;
   /** Kill whatever is left in the process group once the process exits. @default {false} */
   killGroupOnExit?: boolean;
+  /** End the process group (as for an abort) after this many milliseconds. */
+  timeoutMs?: number;
 }
 
 /** How a process ended. */
@@ -32,6 +34,8 @@ export interface ProcessOutcome {
   signal?: string;
   /** Why it could not start, if it could not. */
   error?: string;
+  /** It ran past its time limit and was ended. */
+  timedOut?: boolean;
 }
 
 /** Status for a command that could not be started (shell convention). */
@@ -115,11 +119,19 @@ export async function runProcess(argv: string[], options: RunProcessOptions): Pr
   }
 
   let killTimer: ReturnType<typeof setTimeout> | undefined;
+  let ending = false;
   const onAbort = () => {
+    if (ending) return;
+    ending = true;
     killGroup(child.pid, "SIGTERM");
     killTimer = setTimeout(() => killGroup(child.pid, "SIGKILL"), options.killGraceMs ?? 2000);
   };
   signal?.addEventListener("abort", onAbort, { once: true });
+  let timedOut = false;
+  const deadline = options.timeoutMs === undefined ? undefined : setTimeout(() => {
+    timedOut = true;
+    onAbort();
+  }, options.timeoutMs);
 
   // Chunks from both pipes go to the sink one at a time, in arrival order.
   let tail = Promise.resolve();
@@ -132,11 +144,12 @@ export async function runProcess(argv: string[], options: RunProcessOptions): Pr
   try {
     const [status] = await Promise.all([child.status, pump(child.stdout), pump(child.stderr)]);
     await tail;
+    const more = timedOut ? { timedOut } : {};
     if (status.signal !== null) {
       const n = SIGNAL_NUMBERS[status.signal] ?? status.code - 128;
-      return { status: (128 + n) & 0xff, signal: status.signal };
+      return { status: (128 + n) & 0xff, signal: status.signal, ...more };
     }
-    return { status: status.code & 0xff };
+    return { status: status.code & 0xff, ...more };
   } catch (err) {
     // The sink failed (e.g. a full disk): the job's output is lost, so is the job.
     killGroup(child.pid, "SIGKILL");
@@ -144,8 +157,9 @@ export async function runProcess(argv: string[], options: RunProcessOptions): Pr
   } finally {
     signal?.removeEventListener("abort", onAbort);
     clearTimeout(killTimer);
+    clearTimeout(deadline);
     // Whatever the job left behind in its group goes with it.
-    if (signal?.aborted || options.killGroupOnExit) killGroup(child.pid, "SIGKILL");
+    if (ending || options.killGroupOnExit) killGroup(child.pid, "SIGKILL");
   }
 }
 

@@ -2,6 +2,17 @@
  * A runner: connects to a manager, runs the jobs it hands out with N
  * workers, and reports their status and output.
  *
+ * Text protocol: N long-lived workers (the draft's WorkerLoop) share one
+ * connection at a time; a connection loop keeps it open. Without
+ * `persist`, losing the manager kills the running jobs and ends the
+ * runner. With `persist` the runner is a service: jobs keep running while
+ * the manager is gone, their results wait in the state directory, and the
+ * runner reconnects (exponential backoff with jitter), announces what it
+ * holds, delivers what finished, and carries on; an empty queue only means
+ * waiting for the next one.
+ *
+ * Binary protocol: N node sessions, one task each, joining again after each.
+ *
  * @module
  */
 
@@ -13,7 +24,8 @@ import { logger } from "../util/log.ts";
 import { NodeSession } from "./node_session.ts";
 import { OutputSpool } from "./output_spool.ts";
 import { runProcess, shellArgv, STATUS_RUNNER_FAILURE } from "./process_runner.ts";
-import { type JobExecutor, type RunnerEnd, RunnerTextClient } from "./text_client.ts";
+import { defaultStateDir, RunnerState, type Streamable } from "./runner_state.ts";
+import { type ConnectionEnd, RunnerTextClient, STOPPED } from "./text_client.ts";
 
 /** Options for {@linkcode Runner}. */
 export interface RunnerOptions {
@@ -39,103 +51,359 @@ export interface RunnerOptions {
   workDir?: string;
   /** Binary: keep task directories after their session (debugging). */
   keepTaskDirs?: boolean;
+  /** Keep running across manager restarts and empty queues; keep jobs running while the manager is gone. */
+  persist?: boolean;
+  /** Where a persistent runner keeps its id and undelivered results. @default {defaultStateDir()} */
+  stateDir?: string;
+  /** Speak the vico extension (falls back to the plain protocol for a manager without it). @default {true} */
+  extension?: boolean;
+  /** Reconnect backoff, first and longest wait in milliseconds. @default {{ initialMs: 500, maxMs: 30000 }} */
+  backoff?: { initialMs: number; maxMs: number };
   /** Runs inside a manager process (`--local`): connection events are logged at debug level. */
   embedded?: boolean;
   /** How to connect (tests and TLS plug in here). @default {TCP} */
   connect?: (hostname: string, port: number) => Promise<Transport>;
 }
 
+/** How a runner ended. */
+export type RunnerEnd =
+  | { readonly kind: "finished"; readonly jobs: number }
+  | { readonly kind: "stopped"; readonly jobs: number }
+  | { readonly kind: "refused"; readonly reason: string }
+  | { readonly kind: "failed"; readonly reason: string; readonly jobs: number };
+
+interface Finished {
+  command: string;
+  status: number;
+  output: Streamable & { dispose(): Promise<void> };
+}
+
 const log = logger("runner");
 
 /**
- * Runs jobs for a manager until it says there are no more.
+ * Runs jobs for a manager until it says there are no more (or forever, with
+ * `persist`).
  *
  * @example
  * ```ts ignore
  * const end = await new Runner({ hostname: "127.0.0.1", port: 7707, workers: 4 }).run();
- * if (end.kind !== "finished") console.error(end.reason);
+ * if (end.kind !== "finished") console.error(end.kind);
  * ```
  */
 export class Runner {
   readonly #options: RunnerOptions;
   readonly #limits: Limits;
-  #client: RunnerTextClient | undefined;
+  readonly #jobsAbort = new AbortController();
   readonly #nodeSessions = new Set<NodeSession>();
-  #tasksDone = 0;
-  #stopped = false;
+  #stopping = false;
+  #wake: () => void = () => {};
+  #wakeup: Promise<void> = Promise.resolve();
+  // Text mode.
+  #client: RunnerTextClient | undefined;
+  #clientWaiters: (() => void)[] = [];
+  #done: RunnerEnd | undefined;
+  #jobTimeoutMs: number | undefined;
+  readonly #running = new Map<number, string>();
+  #jobsDone = 0;
 
   /** @param options Where to connect and how many jobs to run at once. */
   constructor(options: RunnerOptions) {
     this.#options = options;
     this.#limits = { ...DEFAULT_LIMITS, ...options.limits };
+    this.#newWakeup();
   }
 
-  /** Connects and serves until the manager has no more jobs. Never rejects. */
+  /** Serves until the manager has no more jobs (or until stopped). Never rejects. */
   async run(): Promise<RunnerEnd> {
-    if (this.#stopped) return { kind: "stopped", jobs: 0 };
+    if (this.#stopping) return { kind: "stopped", jobs: 0 };
     if (this.#options.protocol === "binary") return await this.#runNodes();
-    const { hostname, port } = this.#options;
-    const name = this.#options.name ?? Deno.hostname();
-    let transport: Transport;
-    try {
-      transport = await (this.#options.connect ?? connectTcp)(hostname, port);
-    } catch (err) {
-      const reason = `Cannot connect to the manager at ${hostname}:${port}: ${
-        err instanceof Error ? err.message : err
-      }`;
-      return { kind: "failed", reason, jobs: 0 };
-    }
-    let spoolDir: string;
-    try {
-      spoolDir = this.#options.spoolDir ?? await Deno.makeTempDir({ prefix: "vico-runner-" });
-    } catch (err) {
-      transport.close();
-      return { kind: "failed", reason: `Cannot create a spool directory: ${(err as Error).message}`, jobs: 0 };
-    }
-    try {
-      const reader = new BufferedReader(transport, { maxLineBytes: this.#limits.maxLineBytes });
-      this.#client = new RunnerTextClient(transport, reader, {
-        name,
-        workers: this.#options.workers,
-        execute: this.#executor(spoolDir),
-      });
-      if (this.#stopped) this.#client.stop();
-      log[this.#options.embedded ? "debug" : "info"]("Connected to {host}:{port} as {name} with {workers} worker(s)", {
-        host: hostname,
-        port,
-        name,
-        workers: this.#options.workers,
-      });
-      return await this.#client.run();
-    } finally {
-      transport.close();
-      if (this.#options.spoolDir === undefined) await Deno.remove(spoolDir, { recursive: true }).catch(() => {});
-    }
+    return await this.#runText();
   }
 
-  /** Takes no new jobs; running ones finish and are reported. */
+  /** Takes no new jobs; running ones finish and are reported (or kept, while disconnected). */
   stop(): void {
-    this.#stopped = true;
+    this.#stopping = true;
     this.#client?.stop();
+    this.#wake();
     // Binary sessions waiting for a task have nothing to finish.
     for (const session of this.#nodeSessions) if (session.state === "Joining") session.abort();
   }
 
   /** Kills running jobs and drops the connection. */
   abort(reason: string): void {
-    this.#stopped = true;
+    this.#stopping = true;
+    this.#jobsAbort.abort();
     this.#client?.abort(reason);
+    this.#finish({ kind: "stopped", jobs: this.#jobsDone });
     for (const session of this.#nodeSessions) session.abort();
   }
 
-  /** Binary protocol: N node sessions, each one task at a time, joining again after each. */
+  #newWakeup(): void {
+    this.#wakeup = new Promise((resolve) => (this.#wake = resolve));
+  }
+
+  /** Sleeps up to `ms`, or until stop/abort. */
+  async #sleep(ms: number): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([this.#wakeup, new Promise((r) => (timer = setTimeout(r, ms)))]);
+    clearTimeout(timer);
+  }
+
+  // ---------------------------------------------------------------------------
+  // Text protocol
+  // ---------------------------------------------------------------------------
+
+  async #runText(): Promise<RunnerEnd> {
+    const persist = this.#options.persist ?? false;
+    let state: RunnerState | undefined;
+    let spoolDir: string;
+    try {
+      if (persist) state = await RunnerState.open(this.#options.stateDir ?? defaultStateDir());
+      spoolDir = this.#options.spoolDir ?? await Deno.makeTempDir({ prefix: "vico-runner-" });
+    } catch (err) {
+      return { kind: "failed", reason: `Cannot prepare the runner: ${(err as Error).message}`, jobs: 0 };
+    }
+    try {
+      const workers = Array.from({ length: this.#options.workers }, (_, i) => this.#textWorker(i, spoolDir, state));
+      await this.#connectionLoop(state);
+      await Promise.all(workers);
+      return this.#done!;
+    } finally {
+      if (this.#options.spoolDir === undefined) await Deno.remove(spoolDir, { recursive: true }).catch(() => {});
+    }
+  }
+
+  #finish(end: RunnerEnd): void {
+    this.#done ??= end;
+    for (const w of this.#clientWaiters.splice(0)) w();
+    this.#wake();
+  }
+
+  /** The live client, waiting for one if there is none; undefined once the runner is done. */
+  async #nextClient(): Promise<RunnerTextClient | undefined> {
+    while (this.#done === undefined) {
+      if (this.#client !== undefined && !this.#client.closed) return this.#client;
+      await new Promise<void>((resolve) => this.#clientWaiters.push(resolve));
+    }
+    return undefined;
+  }
+
+  async #connectionLoop(state: RunnerState | undefined): Promise<void> {
+    const persist = state !== undefined;
+    const { hostname, port } = this.#options;
+    const backoff = this.#options.backoff ?? { initialMs: 500, maxMs: 30_000 };
+    let wait = backoff.initialMs;
+    let extension = this.#options.extension ?? true;
+    let everConnected = false;
+    let down: string | undefined;
+    const quietly = this.#options.embedded ? "debug" : "info";
+    const retry = async (why: string) => {
+      if (down !== why) log.warn("{why}; retrying", { why });
+      down = why;
+      // Full jitter keeps a fleet from reconnecting in lockstep.
+      await this.#sleep(wait / 2 + Math.random() * wait / 2);
+      wait = Math.min(wait * 2, backoff.maxMs);
+    };
+    while (this.#done === undefined) {
+      // Stopping waits for running jobs only: kept results are on disk and go
+      // out on the next start.
+      if (this.#stopping && this.#running.size === 0) {
+        this.#finish({ kind: "stopped", jobs: this.#jobsDone });
+        break;
+      }
+      let transport: Transport;
+      try {
+        transport = await (this.#options.connect ?? connectTcp)(hostname, port);
+      } catch (err) {
+        const reason = `Cannot connect to the manager at ${hostname}:${port}: ${(err as Error).message}`;
+        if (!persist) {
+          this.#finish({ kind: "failed", reason, jobs: this.#jobsDone });
+          break;
+        }
+        await retry(reason);
+        continue;
+      }
+      const holds = [...this.#running.values(), ...(state ? (await state.pending()).map((r) => r.command) : [])];
+      const client = new RunnerTextClient(
+        transport,
+        new BufferedReader(transport, { maxLineBytes: this.#limits.maxLineBytes }),
+        {
+          name: this.#options.name ?? Deno.hostname(),
+          workers: this.#options.workers,
+          extension: extension ? { id: state?.id, holds } : undefined,
+        },
+      );
+      const opened = await client.open();
+      if (opened.kind === "noExtension") {
+        log.info("The manager does not speak the vico extension; using the plain protocol");
+        extension = false;
+        continue;
+      }
+      if (opened.kind === "refused") {
+        this.#finish({ kind: "refused", reason: opened.reason });
+        break;
+      }
+      if (opened.kind === "failed") {
+        if (!persist) {
+          this.#finish({ kind: "failed", reason: opened.reason, jobs: this.#jobsDone });
+          break;
+        }
+        await retry(opened.reason);
+        continue;
+      }
+      log[everConnected && down === undefined ? "debug" : quietly](
+        "Connected to {host}:{port} as {name} with {workers} worker(s){ext}",
+        {
+          host: hostname,
+          port,
+          name: this.#options.name ?? Deno.hostname(),
+          workers: this.#options.workers,
+          ext: opened.extension ? ` (pulse ${opened.pulseSec}s${state ? `, id ${state.id}` : ""})` : "",
+        },
+      );
+      everConnected = true;
+      down = undefined;
+      wait = backoff.initialMs;
+      this.#jobTimeoutMs = opened.timeoutMs;
+      // Results kept while the manager was away go first: REZULTO before PETO.
+      if (state !== undefined) {
+        for (const stored of await state.pending()) {
+          try {
+            await client.report(stored.command, stored.status, stored);
+            await stored.dispose();
+            this.#jobsDone++;
+          } catch {
+            break;
+          }
+        }
+      }
+      this.#client = client;
+      for (const w of this.#clientWaiters.splice(0)) w();
+      if (this.#stopping) client.stop();
+      const end: ConnectionEnd = await client.ended;
+      await client.finished();
+      this.#client = undefined;
+      if (end.kind === "goodbye") {
+        if (!persist || this.#stopping) {
+          this.#finish({ kind: "finished", jobs: this.#jobsDone });
+          break;
+        }
+        log[quietly]("The manager has no more jobs; waiting for more");
+        await this.#sleep(backoff.maxMs);
+        continue;
+      }
+      if (end.kind === "stopped") {
+        this.#finish({ kind: "stopped", jobs: this.#jobsDone });
+        break;
+      }
+      if (!persist) {
+        // Without --persist, jobs do not outlive their manager's connection.
+        this.#jobsAbort.abort();
+        this.#finish({ kind: "failed", reason: end.reason, jobs: this.#jobsDone });
+        break;
+      }
+      await retry(`Lost the manager: ${end.reason}; ${this.#running.size} job(s) keep running`);
+    }
+    for (const w of this.#clientWaiters.splice(0)) w();
+  }
+
+  /** One worker: the draft's WorkerLoop, across connections. */
+  async #textWorker(id: number, spoolDir: string, state: RunnerState | undefined): Promise<void> {
+    let finished: Finished | undefined;
+    while (true) {
+      if (finished !== undefined) {
+        finished = await this.#deliver(finished, state);
+        continue;
+      }
+      const client = await this.#nextClient();
+      if (client === undefined) return;
+      if (this.#stopping || client.finoReceived) {
+        await client.arriveWaitClose();
+        continue;
+      }
+      let job: string | null;
+      try {
+        job = await client.request();
+      } catch (err) {
+        if (err === STOPPED) await client.arriveWaitClose();
+        continue;
+      }
+      if (job === null) {
+        await client.arriveWaitClose();
+        continue;
+      }
+      log.debug("Worker {id} runs {job}", { id, job });
+      this.#running.set(id, job);
+      try {
+        finished = { command: job, ...await this.#execute(job, spoolDir) };
+      } finally {
+        this.#running.delete(id);
+      }
+    }
+  }
+
+  /** Reports a finished job on the live connection, or keeps it (persist); returns what is still to deliver. */
+  async #deliver(result: Finished, state: RunnerState | undefined): Promise<Finished | undefined> {
+    const client = this.#client;
+    if (client !== undefined && !client.closed) {
+      try {
+        await client.report(result.command, result.status, result.output);
+        this.#jobsDone++;
+        await result.output.dispose();
+        return undefined;
+      } catch {
+        // Lost mid-report: keep it (persist) or let the manager run it again.
+      }
+    }
+    if (state !== undefined) {
+      try {
+        await state.store(result.command, result.status, result.output);
+        log.info("Kept the result of {job} until a manager takes it", { job: result.command });
+      } catch (err) {
+        log.error("Could not keep the result of {job}: {err}", { job: result.command, err: (err as Error).message });
+      }
+    }
+    await result.output.dispose();
+    return undefined;
+  }
+
+  async #execute(command: string, spoolDir: string): Promise<Omit<Finished, "command">> {
+    const output = new OutputSpool({ dir: spoolDir, maxBytes: this.#limits.maxOutputBytes });
+    try {
+      const outcome = await runProcess(shellArgv(command), {
+        sink: output.write,
+        signal: this.#jobsAbort.signal,
+        killGraceMs: this.#options.killGraceMs,
+        timeoutMs: this.#jobTimeoutMs,
+      });
+      if (outcome.timedOut) {
+        log.warn("Job {job} ran past its {s}s limit and was stopped", { job: command, s: this.#jobTimeoutMs! / 1000 });
+      }
+      return { status: outcome.status, output };
+    } catch (err) {
+      // The job's output could not be kept (over the limit, or the spool
+      // failed): the job fails on its own, with a note saying why.
+      await output.dispose();
+      const reason = err instanceof Error ? err.message : String(err);
+      log.warn("Job {job} failed in the runner: {reason}", { job: command, reason });
+      const note = new OutputSpool({ dir: spoolDir });
+      await note.write(new TextEncoder().encode(`vico runner: ${reason}; the job was killed\n`));
+      return { status: STATUS_RUNNER_FAILURE, output: note };
+    }
+  }
+
+  // ---------------------------------------------------------------------------
+  // Binary protocol
+  // ---------------------------------------------------------------------------
+
+  /** N node sessions, each one task at a time, joining again after each. */
   async #runNodes(): Promise<RunnerEnd> {
     const workDir = this.#options.workDir ?? await Deno.makeTempDir({ prefix: "vico-node-" });
     try {
       const ends = await Promise.all(
         Array.from({ length: this.#options.workers }, (_, i) => this.#nodeLoop(i + 1, workDir)),
       );
-      const jobs = this.#tasksDone;
+      const jobs = this.#jobsDone;
       const failed = ends.find((e) => e.kind === "failed");
       if (failed !== undefined) return { ...failed, jobs } as RunnerEnd;
       // A Reject after this node did work means nothing is left that it can
@@ -154,17 +422,29 @@ export class Runner {
 
   async #nodeLoop(id: number, workDir: string): Promise<RunnerEnd> {
     const { hostname, port } = this.#options;
+    const persist = this.#options.persist ?? false;
+    const backoff = this.#options.backoff ?? { initialMs: 500, maxMs: 30_000 };
+    let wait = backoff.initialMs;
     let tasks = 0;
-    while (!this.#stopped) {
+    let down: string | undefined;
+    const retry = async (why: string) => {
+      if (down !== why) log.warn("Node {id}: {why}; retrying", { id, why });
+      down = why;
+      await this.#sleep(wait / 2 + Math.random() * wait / 2);
+      wait = Math.min(wait * 2, backoff.maxMs);
+    };
+    while (!this.#stopping) {
       let transport: Transport;
       try {
         transport = await (this.#options.connect ?? connectTcp)(hostname, port);
       } catch (err) {
+        const reason = `Cannot connect to the manager at ${hostname}:${port}: ${(err as Error).message}`;
+        if (persist) {
+          await retry(reason);
+          continue;
+        }
         // Refused after some tasks: the owner's run is over (protocol notes).
         if (tasks > 0) return { kind: "finished", jobs: tasks };
-        const reason = `Cannot connect to the manager at ${hostname}:${port}: ${
-          err instanceof Error ? err.message : err
-        }`;
         return { kind: "failed", reason, jobs: 0 };
       }
       const session = new NodeSession(
@@ -181,17 +461,30 @@ export class Runner {
       this.#nodeSessions.add(session);
       const end = await session.run();
       this.#nodeSessions.delete(session);
+      if (end.kind === "done") {
+        tasks++;
+        this.#jobsDone++;
+        down = undefined;
+        wait = backoff.initialMs;
+        log.debug("Node {id} finished a task with status {status}", { id, status: end.status });
+        continue;
+      }
+      if (persist && !this.#stopping) {
+        // A service: an empty queue or a lost manager only means waiting.
+        if (end.kind === "noMoreTasks") {
+          down = undefined;
+          await this.#sleep(backoff.maxMs);
+        } else {
+          await retry(end.kind === "refused" ? `Refused: ${end.reason}` : `Lost the manager: ${end.reason}`);
+        }
+        continue;
+      }
       switch (end.kind) {
-        case "done":
-          tasks++;
-          this.#tasksDone++;
-          log.debug("Node {id} finished a task with status {status}", { id, status: end.status });
-          continue;
         case "noMoreTasks":
           return { kind: "finished", jobs: tasks };
         case "ownerGone":
           // As with a closed port: after tasks, the owner's run is over.
-          if (tasks > 0 || this.#stopped) return { kind: "finished", jobs: tasks };
+          if (tasks > 0 || this.#stopping) return { kind: "finished", jobs: tasks };
           return {
             kind: "failed",
             reason: `Manager closed the connection before answering Join: ${end.reason}`,
@@ -200,34 +493,10 @@ export class Runner {
         case "refused":
           return { kind: "refused", reason: `Manager refused this node: ${end.reason}` };
         case "failed":
-          if (this.#stopped) return { kind: "stopped", jobs: tasks };
+          if (this.#stopping) return { kind: "stopped", jobs: tasks };
           return { kind: "failed", reason: end.reason, jobs: tasks };
       }
     }
     return { kind: "stopped", jobs: tasks };
-  }
-
-  #executor(spoolDir: string): JobExecutor {
-    return async (command, signal) => {
-      const output = new OutputSpool({ dir: spoolDir, maxBytes: this.#limits.maxOutputBytes });
-      try {
-        const { status } = await runProcess(shellArgv(command), {
-          sink: output.write,
-          signal,
-          killGraceMs: this.#options.killGraceMs,
-        });
-        return { status, output };
-      } catch (err) {
-        // The job's output could not be kept (over the limit, or the spool
-        // failed): the job fails on its own, with a note saying why, and
-        // the session goes on.
-        await output.dispose();
-        const reason = err instanceof Error ? err.message : String(err);
-        log.warn("Job {job} failed in the runner: {reason}", { job: command, reason });
-        const note = new OutputSpool({ dir: spoolDir });
-        await note.write(new TextEncoder().encode(`vico runner: ${reason}; the job was killed\n`));
-        return { status: STATUS_RUNNER_FAILURE, output: note };
-      }
-    };
   }
 }

@@ -1,13 +1,15 @@
 /**
- * The runner's side of the text protocol, as the draft's client states:
- * Initialization (hail, version, KOMPRENAS), then N workers in WorkerLoop
- * sharing the one connection under a communication lock, each ending in
- * WaitClose; the last one answers `FINO ANKAU`.
+ * One text-protocol connection from a runner to its manager: the draft's
+ * Initialization (hail, version, KOMPRENAS; after the vico extension's hello
+ * when both sides speak it), the communication lock the workers share, and
+ * WaitClose, where the last worker answers `FINO ANKAU`. The workers
+ * themselves (WorkerLoop) live in the {@linkcode Runner}, so that with
+ * `--persist` they and their jobs outlive a connection.
  *
  * One pump reads every line the manager sends and hands it to the single
  * worker waiting for a reply (the lock guarantees there is at most one). A
- * line that nobody waits for, an `ERARO`, or the end of the connection ends
- * the session: running jobs are killed and the runner reports a failure.
+ * line that nobody waits for, an `ERARO`, the end of the connection, or (with
+ * pulses) a silent manager ends the connection; every pending call fails.
  *
  * @module
  */
@@ -16,60 +18,53 @@ import type { BufferedReader } from "../protocol/buffered_reader.ts";
 import { ProtocolError, VicoError } from "../protocol/errors.ts";
 import type { RunnerExpectation, ToRunnerText } from "../protocol/messages.ts";
 import { encodeLine, formatRunnerLine, isAcceptedVersion, parseManagerLine } from "../protocol/text_codec.ts";
+import { EXTENSION_PREFIX, formatClientHello, parseServerHello, PULSE_LINE } from "../protocol/vico_extension.ts";
 import type { Transport } from "../transport/transport.ts";
-import { logger } from "../util/log.ts";
 import { Mutex } from "../util/mutex.ts";
+import type { Streamable } from "./runner_state.ts";
 
 /** The draft's client states (plus Closed). */
 export type RunnerTextState = "Initialization" | "WorkerLoop" | "WaitClose" | "Closed";
-
-/** A finished job: its status and its output, ready to stream. */
-export interface JobOutcome {
-  /** Exit status 0-255. */
-  status: number;
-  /** The output. */
-  output: {
-    /** Size in bytes. */
-    readonly size: number;
-    /** Streams the bytes. */
-    pipeTo(sink: (chunk: Uint8Array) => Promise<void>): Promise<void>;
-    /** Frees it once sent. */
-    dispose(): Promise<void>;
-  };
-}
-
-/** Runs one job to completion. Aborting `signal` must end it promptly. */
-export type JobExecutor = (command: string, signal: AbortSignal) => Promise<JobOutcome>;
 
 /** Options for {@linkcode RunnerTextClient}. */
 export interface RunnerTextClientOptions {
   /** Name announced in the hail. */
   name: string;
-  /** Workers sharing the connection. */
+  /** Workers sharing the connection (the last of them answers FINO ANKAU). */
   workers: number;
-  /** Runs jobs. */
-  execute: JobExecutor;
+  /** Speak the vico extension first: identity, pulses, held jobs. */
+  extension?: { id?: string; holds: readonly string[] };
 }
 
-/** How a runner session ended. */
-export type RunnerEnd =
-  | { readonly kind: "finished"; readonly jobs: number }
-  | { readonly kind: "stopped"; readonly jobs: number }
+/** How opening a connection went. */
+export type OpenResult =
+  | { readonly kind: "open"; readonly extension: boolean; readonly pulseSec: number; readonly timeoutMs?: number }
+  /** The manager refused this runner (another version, or the extension said no). */
   | { readonly kind: "refused"; readonly reason: string }
-  | { readonly kind: "failed"; readonly reason: string; readonly jobs: number };
+  /** The manager closed on the extension's hello without a word: it only knows the drafts. */
+  | { readonly kind: "noExtension" }
+  | { readonly kind: "failed"; readonly reason: string };
 
+/** How a connection ended. */
+export type ConnectionEnd =
+  | { readonly kind: "goodbye" }
+  | { readonly kind: "stopped" }
+  | { readonly kind: "failed"; readonly reason: string; readonly error: unknown };
+
+/** A worker waiting for the manager's next line: parsed as `expect`, or raw (the extension's answer). */
 interface Waiter {
-  expect: RunnerExpectation;
-  resolve(msg: ToRunnerText): void;
+  expect: RunnerExpectation | "raw";
+  resolve(reply: ToRunnerText | string): void;
   reject(err: unknown): void;
 }
 
-const log = logger("runner");
 /** Rejects the reply a worker waits for when the runner stops gracefully. */
-const STOPPED = new Error("runner stopped");
+export const STOPPED: Error = new Error("runner stopped");
+
 const PETO = encodeLine(formatRunnerLine({ kind: "peto" }));
 const KOMPRENAS = encodeLine(formatRunnerLine({ kind: "komprenas" }));
 const FINO_ANKAU = encodeLine(formatRunnerLine({ kind: "finoAnkau" }));
+const PULSE = encodeLine(PULSE_LINE);
 
 /** One connection to a manager, shared by N workers. */
 export class RunnerTextClient {
@@ -77,161 +72,205 @@ export class RunnerTextClient {
   readonly #reader: BufferedReader;
   readonly #options: RunnerTextClientOptions;
   readonly #lock = new Mutex();
-  readonly #abort = new AbortController();
+  readonly #writeLock = new Mutex();
   #state: RunnerTextState = "Initialization";
   #waiter: Waiter | undefined;
-  #masterStop = false;
   #finoReceived = false;
-  #failure: unknown;
-  #closing = false;
-  #inWaitClose = 0;
-  #jobsDone = 0;
-  /** Jobs received and not yet reported. */
-  #running = 0;
   #stopping = false;
+  #closing = false;
+  #arrived = 0;
+  #reporting = 0;
+  #pulseSec = 0;
+  #lastHeard = performance.now();
+  #heardAnything = false;
+  #pulseTimer: ReturnType<typeof setInterval> | undefined;
+  #pump: Promise<void> | undefined;
+  #resolveEnded!: (end: ConnectionEnd) => void;
+  /** Settles once when the connection is over. */
+  readonly ended: Promise<ConnectionEnd>;
 
   /**
    * @param transport Connection to the manager.
    * @param reader Reader over that connection.
-   * @param options Name, workers and job execution.
+   * @param options Name, workers, extension.
    */
   constructor(transport: Transport, reader: BufferedReader, options: RunnerTextClientOptions) {
     this.#transport = transport;
     this.#reader = reader;
     this.#options = options;
+    this.ended = new Promise((resolve) => (this.#resolveEnded = resolve));
   }
 
-  /** Current state of the session. */
+  /** Current state. */
   get state(): RunnerTextState {
     return this.#state;
   }
 
-  /**
-   * Raises MASTERSTOP: workers take no new job; running ones finish and are
-   * reported; then the connection closes and the session ends as "stopped".
-   */
-  stop(): void {
-    this.#masterStop = true;
-    this.#stopping = true;
-    if (this.#running === 0) this.#endStopped();
+  /** Whether the manager said FINO on this connection (MASTERSTOP). */
+  get finoReceived(): boolean {
+    return this.#finoReceived;
   }
 
-  /** Closes after a stop once nothing is left to report; a worker waiting for a reply is let go. */
-  #endStopped(): void {
-    if (this.#closing) return;
-    this.#closing = true;
-    this.#waiter?.reject(STOPPED);
-    this.#waiter = undefined;
-    this.#transport.close();
+  /** Whether the connection is over. */
+  get closed(): boolean {
+    return this.#closing;
   }
 
-  /** Ends the session now: running jobs are killed and the session fails. */
-  abort(reason: string): void {
-    this.#fail(new VicoError("CONNECTION_CLOSED", reason));
-  }
-
-  /** Runs the session to its end. Never rejects. */
-  async run(): Promise<RunnerEnd> {
-    if (this.#closing) return { kind: "stopped", jobs: 0 };
-    const pump = this.#pump();
+  /** Initialization: the extension's hello (if any), hail, VERSIO, KOMPRENAS. */
+  async open(): Promise<OpenResult> {
+    this.#pump = this.#runPump();
+    const ext = this.#options.extension;
+    let pulseSec = 0;
+    let timeoutMs: number | undefined;
     try {
+      if (ext !== undefined) {
+        const hello = formatClientHello({ proto: "text", id: ext.id, want: ["pulse"], holds: ext.holds.length });
+        const lines = [hello, ...ext.holds].map((l) => l + "\n").join("");
+        const reply = await this.#requestRaw(new TextEncoder().encode(lines)).catch((err) => {
+          // Closed without a word: a manager that only knows the drafts.
+          if (err instanceof VicoError && err.code === "CONNECTION_CLOSED" && !this.#heardAnything) return undefined;
+          throw err;
+        });
+        // A manager that only knows the drafts closes, or answers with
+        // something else (an ERARO for a bad hail): connect again without it.
+        if (reply === undefined || !reply.startsWith(EXTENSION_PREFIX)) {
+          this.#end({ kind: "stopped" });
+          return { kind: "noExtension" };
+        }
+        const answer = parseServerHello(reply);
+        if (answer.kind === "no") {
+          this.#end({ kind: "stopped" });
+          return { kind: "refused", reason: `Manager refused this runner: ${answer.reason}` };
+        }
+        pulseSec = answer.pulse ?? 0;
+        timeoutMs = answer.timeoutMs;
+      }
       const versio = await this.#request(
         encodeLine(formatRunnerLine({ kind: "hail", host: this.#options.name })),
         "versio",
       );
       if (versio.kind !== "versio" || !isAcceptedVersion(versio.version)) {
         const version = versio.kind === "versio" ? versio.version : "?";
-        this.#close();
+        this.#end({ kind: "stopped" });
         return { kind: "refused", reason: `Manager speaks protocol version ${version}; this runner speaks 1.x` };
       }
-      await this.#transport.write(KOMPRENAS);
-      this.#state = "WorkerLoop";
-      const workers = [];
-      for (let i = 0; i < this.#options.workers; i++) workers.push(this.#worker(i + 1));
-      await Promise.all(workers);
+      await this.#write(KOMPRENAS);
     } catch (err) {
       this.#fail(err);
+      return { kind: "failed", reason: describe(err) };
     }
-    this.#state = "Closed";
-    this.#close();
-    await pump;
-    if (this.#failure !== undefined) {
-      return { kind: "failed", reason: describe(this.#failure), jobs: this.#jobsDone };
-    }
-    return { kind: this.#stopping && !this.#finoReceived ? "stopped" : "finished", jobs: this.#jobsDone };
+    this.#state = "WorkerLoop";
+    this.#pulseSec = pulseSec;
+    if (pulseSec > 0) this.#startPulses(pulseSec);
+    return { kind: "open", extension: ext !== undefined, pulseSec, timeoutMs };
   }
 
-  async #worker(id: number): Promise<void> {
-    try {
-      while (!this.#masterStop && this.#failure === undefined) {
-        const reply = await this.#lock.run(() =>
-          this.#masterStop || this.#failure !== undefined ? Promise.resolve(undefined) : this.#request(PETO, "job")
-        );
-        if (reply === undefined) break;
-        if (reply.kind === "fino") {
-          this.#finoReceived = true;
-          this.#masterStop = true;
-          break;
-        }
-        if (reply.kind !== "job") throw new ProtocolError("Expected a job or FINO", reply.kind);
-        log.debug("Worker {id} runs {job}", { id, job: reply.name });
-        this.#running++;
-        try {
-          const { status, output } = await this.#options.execute(reply.name, this.#abort.signal);
-          try {
-            if (this.#failure !== undefined) break;
-            await this.#lock.run(() => this.#report(reply.name, status, output));
-            this.#jobsDone++;
-          } finally {
-            await output.dispose();
-          }
-        } finally {
-          this.#running--;
-          if (this.#stopping && this.#running === 0) this.#endStopped();
-        }
+  /** WorkerLoop: asks for a job under the lock. Resolves with the job, or `null` for FINO. */
+  request(): Promise<string | null> {
+    return this.#lock.run(async () => {
+      if (this.#finoReceived || this.#stopping) return null;
+      const reply = await this.#request(PETO, "job");
+      if (reply.kind === "fino") {
+        this.#finoReceived = true;
+        return null;
       }
-    } catch (err) {
-      if (err !== STOPPED) this.#fail(err);
-    }
-    await this.#waitClose();
+      if (reply.kind !== "job") throw new ProtocolError("Expected a job or FINO", reply.kind);
+      return reply.name;
+    });
   }
 
-  async #report(job: string, status: number, output: JobOutcome["output"]): Promise<void> {
-    const rezulto = formatRunnerLine({ kind: "rezulto", job, status, size: output.size });
-    await this.#request(encodeLine(rezulto), "preta");
-    // RICEVIS can only come after every output byte: wait for it from now on.
-    const ricevis = this.#expect("ricevis");
-    ricevis.catch(() => {});
-    await output.pipeTo((chunk) => this.#transport.write(chunk));
-    await ricevis;
-  }
-
-  async #waitClose(): Promise<void> {
-    this.#inWaitClose++;
-    if (this.#inWaitClose < this.#options.workers || this.#failure !== undefined) return;
-    this.#state = "WaitClose";
-    if (this.#finoReceived && !this.#closing) {
+  /** WorkerLoop: reports a finished job under the lock: REZULTO, PRETA, the output, RICEVIS. */
+  report(job: string, status: number, output: Streamable): Promise<void> {
+    return this.#lock.run(async () => {
+      this.#reporting++;
       try {
-        await this.#lock.run(() => this.#transport.write(FINO_ANKAU));
-      } catch (err) {
-        this.#fail(err);
+        const rezulto = formatRunnerLine({ kind: "rezulto", job, status, size: output.size });
+        await this.#request(encodeLine(rezulto), "preta");
+        // RICEVIS can only come after every output byte: wait for it from now on.
+        const ricevis = this.#expect("ricevis");
+        ricevis.catch(() => {});
+        await this.#writeLock.run(() => output.pipeTo((chunk) => this.#transport.write(chunk)));
+        await ricevis;
+      } finally {
+        this.#reporting--;
+      }
+    });
+  }
+
+  /**
+   * WaitClose: a worker is done with this connection. The last of the N
+   * answers FINO ANKAU (after a FINO) and closes. Resolves when the
+   * connection is over.
+   */
+  async arriveWaitClose(): Promise<ConnectionEnd> {
+    if (++this.#arrived >= this.#options.workers && !this.#closing) {
+      this.#state = "WaitClose";
+      if (this.#finoReceived) {
+        try {
+          await this.#lock.run(() => this.#write(FINO_ANKAU));
+          this.#end({ kind: "goodbye" });
+        } catch (err) {
+          this.#fail(err);
+        }
+      } else {
+        this.#end({ kind: "stopped" });
       }
     }
-    this.#close();
+    return await this.ended;
+  }
+
+  /** Raises MASTERSTOP on this connection: no new PETO; a worker waiting for a job's reply is let go. */
+  stop(): void {
+    this.#stopping = true;
+    const waiter = this.#waiter;
+    if (waiter?.expect === "job") {
+      this.#waiter = undefined;
+      waiter.reject(STOPPED);
+    }
+  }
+
+  /** Ends the connection now (calls in flight fail). */
+  abort(reason: string): void {
+    this.#fail(new VicoError("CONNECTION_CLOSED", reason));
   }
 
   #request(line: Uint8Array, expect: RunnerExpectation): Promise<ToRunnerText> {
     const reply = this.#expect(expect);
-    this.#transport.write(line).catch((err) => this.#fail(err));
+    this.#write(line).catch((err) => this.#fail(err));
+    return reply;
+  }
+
+  #requestRaw(lines: Uint8Array): Promise<string> {
+    const reply = this.#await("raw") as Promise<string>;
+    this.#write(lines).catch((err) => this.#fail(err));
     return reply;
   }
 
   #expect(expect: RunnerExpectation): Promise<ToRunnerText> {
-    if (this.#failure !== undefined) return Promise.reject(this.#failure);
+    return this.#await(expect) as Promise<ToRunnerText>;
+  }
+
+  #await(expect: Waiter["expect"]): Promise<ToRunnerText | string> {
+    if (this.#closing) return Promise.reject(new VicoError("CONNECTION_CLOSED", "Connection is closed"));
     return new Promise((resolve, reject) => (this.#waiter = { expect, resolve, reject }));
   }
 
-  async #pump(): Promise<void> {
+  #write(bytes: Uint8Array): Promise<void> {
+    return this.#writeLock.run(() => this.#transport.write(bytes));
+  }
+
+  #startPulses(sec: number): void {
+    this.#pulseTimer = setInterval(() => {
+      if (performance.now() - this.#lastHeard > sec * 4000) {
+        this.#fail(new VicoError("CONNECTION_CLOSED", `Manager silent for ${sec * 4}s (no pulse)`));
+        return;
+      }
+      // Never between a REZULTO and the end of its output: the manager reads raw bytes then.
+      if (this.#reporting === 0) this.#write(PULSE).catch((err) => this.#fail(err));
+    }, sec * 1000);
+  }
+
+  async #runPump(): Promise<void> {
     try {
       while (true) {
         const line = await this.#reader.readLine();
@@ -239,9 +278,17 @@ export class RunnerTextClient {
           if (this.#closing) return;
           throw new VicoError("CONNECTION_CLOSED", "Manager closed the connection");
         }
+        this.#heardAnything = true;
+        this.#lastHeard = performance.now();
+        if (this.#pulseSec > 0 && line === PULSE_LINE) continue;
+        const waiter = this.#waiter;
+        if (waiter?.expect === "raw") {
+          this.#waiter = undefined;
+          waiter.resolve(line);
+          continue;
+        }
         // The waiter stays registered until it is resolved, so that a failure
         // here (ERARO, a malformed line) rejects it in #fail.
-        const waiter = this.#waiter;
         const msg = parseManagerLine(line, waiter?.expect ?? "job");
         if (msg.kind === "eraro") throw new VicoError("REFUSED", `Manager dropped this runner: ${msg.reason}`);
         if (waiter === undefined) throw new ProtocolError("Manager sent a line no worker asked for", line);
@@ -249,23 +296,29 @@ export class RunnerTextClient {
         waiter.resolve(msg);
       }
     } catch (err) {
-      if (!this.#closing) this.#fail(err);
+      this.#fail(err);
     }
   }
 
   #fail(err: unknown): void {
-    if (this.#failure !== undefined || this.#closing) return;
-    this.#failure = err;
-    this.#masterStop = true;
-    this.#waiter?.reject(err);
-    this.#waiter = undefined;
-    this.#abort.abort();
-    this.#close();
+    this.#end({ kind: "failed", reason: describe(err), error: err });
   }
 
-  #close(): void {
+  #end(end: ConnectionEnd): void {
+    if (this.#closing) return;
     this.#closing = true;
+    this.#state = "Closed";
+    clearInterval(this.#pulseTimer);
+    const waiter = this.#waiter;
+    this.#waiter = undefined;
+    waiter?.reject(end.kind === "failed" ? end.error : new VicoError("CONNECTION_CLOSED", "Connection is closed"));
     this.#transport.close();
+    this.#resolveEnded(end);
+  }
+
+  /** Waits for the pump to stop (after the connection ended). */
+  async finished(): Promise<void> {
+    await this.#pump;
   }
 }
 

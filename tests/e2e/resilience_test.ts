@@ -164,7 +164,7 @@ Deno.test("manager: a flood of connections that never hail neither starves runne
 
 Deno.test("runner: a stray ERARO-like line while no worker waits is a protocol error, not a crash", async () => {
   using server = new LineServer();
-  await using runner = startRunner(server.port);
+  await using runner = startRunner(server.port, ["--plain"]);
   using m = await server.accept();
   await m.read();
   await m.line("VERSIO 1.1");

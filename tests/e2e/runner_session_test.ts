@@ -1,6 +1,8 @@
 /**
  * The real `runner.ts` process against scripted managers on loopback: the
- * client states of the draft, byte by byte.
+ * client states of the draft, byte by byte. These managers speak only the
+ * draft, so the runners are started with --plain (the vico extension and its
+ * fallback are tested in extension_test.ts).
  */
 
 import assert from "node:assert/strict";
@@ -9,7 +11,7 @@ import { LineServer } from "../helpers/line_peer.ts";
 
 Deno.test("runner: FINO to the first PETO; the last worker answers FINO ANKAU once, exit 0", async () => {
   using server = new LineServer();
-  await using runner = startRunner(server.port, ["--workers", "3", "--name", "n1"]);
+  await using runner = startRunner(server.port, ["--plain", "--workers", "3", "--name", "n1"]);
   using m = await server.accept();
   assert.equal(await m.read(), "SALUTON; MI n1");
   await m.line("VERSIO 1.1");
@@ -22,7 +24,7 @@ Deno.test("runner: FINO to the first PETO; the last worker answers FINO ANKAU on
 
 Deno.test("runner: workers still running after FINO report first, then FINO ANKAU", async () => {
   using server = new LineServer();
-  await using runner = startRunner(server.port, ["--workers", "2"]);
+  await using runner = startRunner(server.port, ["--plain", "--workers", "2"]);
   using m = await server.accept();
   await m.read();
   await m.line("VERSIO 1.3");
@@ -41,7 +43,7 @@ Deno.test("runner: workers still running after FINO report first, then FINO ANKA
 
 Deno.test("runner --workers 3: three jobs in flight before any result", async () => {
   using server = new LineServer();
-  await using runner = startRunner(server.port, ["--workers", "3"]);
+  await using runner = startRunner(server.port, ["--plain", "--workers", "3"]);
   using m = await server.accept();
   await m.read();
   await m.line("VERSIO 1.1");
@@ -71,7 +73,7 @@ Deno.test("runner --workers 3: three jobs in flight before any result", async ()
 
 Deno.test("runner: a version it does not speak ends it with exit 3", async () => {
   using server = new LineServer();
-  await using runner = startRunner(server.port);
+  await using runner = startRunner(server.port, ["--plain"]);
   using m = await server.accept();
   await m.read();
   await m.line("VERSIO 2.0");
@@ -82,7 +84,7 @@ Deno.test("runner: a version it does not speak ends it with exit 3", async () =>
 
 Deno.test("runner: ERARO from the manager is a disconnect with its reason, exit 1", async () => {
   using server = new LineServer();
-  await using runner = startRunner(server.port);
+  await using runner = startRunner(server.port, ["--plain"]);
   using m = await server.accept();
   await m.read();
   await m.line("VERSIO 1.1");
@@ -95,7 +97,7 @@ Deno.test("runner: ERARO from the manager is a disconnect with its reason, exit 
 
 Deno.test("runner: losing the manager kills running jobs (no orphans) and exits 1", async () => {
   using server = new LineServer();
-  await using runner = startRunner(server.port, ["--workers", "2"]);
+  await using runner = startRunner(server.port, ["--plain", "--workers", "2"]);
   const m = await server.accept();
   await m.read();
   await m.line("VERSIO 1.1");
@@ -117,7 +119,7 @@ Deno.test("runner: losing the manager kills running jobs (no orphans) and exits 
 
 Deno.test("runner: a line nobody asked for is a protocol error, exit 1", async () => {
   using server = new LineServer();
-  await using runner = startRunner(server.port);
+  await using runner = startRunner(server.port, ["--plain"]);
   using m = await server.accept();
   await m.read();
   await m.line("VERSIO 1.1");
@@ -133,7 +135,7 @@ Deno.test("runner: cannot reach the manager, exit 1 with the address", async () 
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = l.addr.port;
   l.close();
-  await using runner = startRunner(port);
+  await using runner = startRunner(port, ["--plain"]);
   assert.equal((await runner.exit()).code, 1);
   assert.match(runner.stderr, new RegExp(`Cannot connect to the manager at 127\\.0\\.0\\.1:${port}`));
 });

@@ -1,0 +1,148 @@
+/**
+ * The vico extension: a short exchange of lines that vico peers put before
+ * either protocol, on the same connection, to agree on what the drafts
+ * cannot carry: a runner's stable identity (so a restarted manager can wait
+ * for it), liveness pulses, a job timeout, and the jobs a returning runner
+ * still holds. Issue 6 adds authentication to the same exchange.
+ *
+ * It starts with the byte `V` (0x56), which is neither a text hail's `S`
+ * nor a binary Join's 0x03, so a peer that only knows the drafts refuses it
+ * and closes (the protocol notes say so), and a vico runner then connects
+ * again without it. Byte for byte (each line ends with `\n`):
+ *
+ * ```
+ * runner:  VICO/1 hello proto=<text|binary> [id=<id>] [want=<f,f>] [holds=<n>]
+ * runner:  <n lines, each the command line of a job it still holds>
+ * manager: VICO/1 ok [pulse=<seconds>] [timeout=<ms>] [lease=<seconds>]
+ *      or: VICO/1 no <reason>
+ * ```
+ *
+ * then the chosen protocol begins as the drafts say (hail, or Join).
+ * Pure: no I/O.
+ *
+ * @module
+ */
+
+import { ProtocolError } from "./errors.ts";
+
+/** First byte of the extension (`V`). */
+export const EXTENSION_FIRST_BYTE = 0x56;
+/** Prefix of every extension line. */
+export const EXTENSION_PREFIX = "VICO/1 ";
+/** The liveness line either side sends when the `pulse` feature is on. */
+export const PULSE_LINE = "PULSO";
+/** Most held jobs a runner may announce. */
+export const MAX_HOLDS = 10_000;
+
+/** What a runner says about itself. */
+export interface ClientHello {
+  /** The protocol that follows. */
+  readonly proto: "text" | "binary";
+  /** Stable runner identity (persists across restarts of the runner and the manager). */
+  readonly id?: string;
+  /** Features it wants (`pulse`, …). */
+  readonly want: readonly string[];
+  /** Number of held-job lines that follow. */
+  readonly holds: number;
+}
+
+/** The manager's answer. */
+export type ServerHello =
+  | {
+    readonly kind: "ok";
+    /** Seconds between pulses (0 or absent: no pulses). */
+    readonly pulse?: number;
+    /** Time limit for each text job, in milliseconds. */
+    readonly timeoutMs?: number;
+    /** How long the manager keeps a lost runner's jobs for it, in seconds. */
+    readonly lease?: number;
+  }
+  | { readonly kind: "no"; readonly reason: string };
+
+const ID = /^[A-Za-z0-9._-]{1,64}$/;
+const FEATURE = /^[a-z][a-z0-9-]{0,31}$/;
+
+function fields(rest: string, line: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const token of rest.split(" ")) {
+    if (token === "") continue;
+    const eq = token.indexOf("=");
+    if (eq <= 0) throw new ProtocolError("Extension field is not key=value", line);
+    const key = token.slice(0, eq);
+    if (out.has(key)) throw new ProtocolError(`Extension field ${key} is repeated`, line);
+    out.set(key, token.slice(eq + 1));
+  }
+  return out;
+}
+
+function whole(text: string | undefined, what: string, line: string, max: number): number | undefined {
+  if (text === undefined) return undefined;
+  if (!/^[0-9]{1,9}$/.test(text) || Number(text) > max) {
+    throw new ProtocolError(`Extension ${what} is not a whole number up to ${max}`, line);
+  }
+  return Number(text);
+}
+
+/**
+ * Parses the runner's hello line.
+ *
+ * @example
+ * ```ts
+ * import { parseClientHello } from "./vico_extension.ts";
+ * const h = parseClientHello("VICO/1 hello proto=text id=node7-a1 want=pulse holds=2");
+ * console.assert(h.proto === "text" && h.id === "node7-a1" && h.holds === 2);
+ * ```
+ * @throws {ProtocolError} On anything but a well-formed hello.
+ */
+export function parseClientHello(line: string): ClientHello {
+  const head = EXTENSION_PREFIX + "hello";
+  if (line !== head && !line.startsWith(head + " ")) throw new ProtocolError("Expected VICO/1 hello", line);
+  const f = fields(line.slice(head.length), line);
+  const proto = f.get("proto");
+  if (proto !== "text" && proto !== "binary") throw new ProtocolError("Extension proto must be text or binary", line);
+  const id = f.get("id");
+  if (id !== undefined && !ID.test(id)) throw new ProtocolError("Extension id must be 1-64 of A-Z a-z 0-9 . _ -", line);
+  const want = (f.get("want") ?? "").split(",").filter((w) => w.length > 0);
+  for (const w of want) if (!FEATURE.test(w)) throw new ProtocolError("Extension feature name is malformed", line);
+  const holds = whole(f.get("holds"), "holds", line, MAX_HOLDS) ?? 0;
+  return { proto, id, want, holds };
+}
+
+/** Formats the runner's hello line (without its held-job lines). */
+export function formatClientHello(h: ClientHello): string {
+  const parts = [EXTENSION_PREFIX + "hello", `proto=${h.proto}`];
+  if (h.id !== undefined) parts.push(`id=${h.id}`);
+  if (h.want.length > 0) parts.push(`want=${h.want.join(",")}`);
+  if (h.holds > 0) parts.push(`holds=${h.holds}`);
+  return parts.join(" ");
+}
+
+/**
+ * Parses the manager's answer.
+ *
+ * @throws {ProtocolError} On anything but `VICO/1 ok …` or `VICO/1 no …`.
+ */
+export function parseServerHello(line: string): ServerHello {
+  if (line.startsWith(EXTENSION_PREFIX + "no")) {
+    return { kind: "no", reason: line.slice((EXTENSION_PREFIX + "no").length).trim() || "refused" };
+  }
+  const head = EXTENSION_PREFIX + "ok";
+  if (line !== head && !line.startsWith(head + " ")) throw new ProtocolError("Expected VICO/1 ok or no", line);
+  const f = fields(line.slice(head.length), line);
+  return {
+    kind: "ok",
+    pulse: whole(f.get("pulse"), "pulse", line, 86_400),
+    timeoutMs: whole(f.get("timeout"), "timeout", line, 999_999_999),
+    lease: whole(f.get("lease"), "lease", line, 86_400),
+  };
+}
+
+/** Formats the manager's answer. */
+export function formatServerHello(h: ServerHello): string {
+  if (h.kind === "no") return `${EXTENSION_PREFIX}no ${h.reason.replace(/[\r\n]+/g, " ")}`;
+  const parts = [EXTENSION_PREFIX + "ok"];
+  if (h.pulse) parts.push(`pulse=${h.pulse}`);
+  if (h.timeoutMs) parts.push(`timeout=${Math.round(h.timeoutMs)}`);
+  if (h.lease) parts.push(`lease=${h.lease}`);
+  return parts.join(" ");
+}

@@ -1,0 +1,146 @@
+/**
+ * A persistent runner's state directory: its stable identity, and the
+ * results of jobs that finished while no manager could take them. A result
+ * lives here (fsynced) until a manager acknowledges it, so neither a
+ * manager restart nor a runner restart loses finished work.
+ *
+ * ```
+ * STATE_DIR/
+ *   id                     the runner's id (made once)
+ *   pending/<n>.json       {"command": …, "status": …} of an undelivered result
+ *   pending/<n>.out        its output
+ * ```
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { writeAll } from "../util/write_all.ts";
+
+/** An undelivered result, readable like a job's spooled output. */
+export interface StoredResult {
+  /** The job's command line. */
+  readonly command: string;
+  /** Its exit status. */
+  readonly status: number;
+  /** Output size. */
+  readonly size: number;
+  /** Streams the output. */
+  pipeTo(sink: (chunk: Uint8Array) => Promise<void>): Promise<void>;
+  /** Forgets it (after the manager acknowledged it). */
+  dispose(): Promise<void>;
+}
+
+/** Something with bytes to stream, like an output spool. */
+export interface Streamable {
+  /** Size in bytes. */
+  readonly size: number;
+  /** Streams the bytes. */
+  pipeTo(sink: (chunk: Uint8Array) => Promise<void>): Promise<void>;
+}
+
+/** The default state directory: `$XDG_STATE_HOME/vico/runner`, or `~/.local/state/vico/runner`. */
+export function defaultStateDir(): string {
+  const xdg = Deno.env.get("XDG_STATE_HOME");
+  const home = Deno.env.get("HOME") ?? ".";
+  return join(xdg ?? join(home, ".local", "state"), "vico", "runner");
+}
+
+/** A runner's state directory. */
+export class RunnerState {
+  /** The directory. */
+  readonly dir: string;
+  /** The runner's stable id. */
+  readonly id: string;
+  #seq = 0;
+
+  private constructor(dir: string, id: string, seq: number) {
+    this.dir = dir;
+    this.id = id;
+    this.#seq = seq;
+  }
+
+  /** Opens (creating) a state directory; makes an id the first time. */
+  static async open(dir: string): Promise<RunnerState> {
+    await Deno.mkdir(join(dir, "pending"), { recursive: true, mode: 0o700 });
+    const idPath = join(dir, "id");
+    let id: string;
+    try {
+      id = (await Deno.readTextFile(idPath)).trim();
+    } catch {
+      id = `${Deno.hostname().replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 40)}-${crypto.randomUUID().slice(0, 8)}`;
+      await Deno.writeTextFile(idPath + ".tmp", id + "\n");
+      await Deno.rename(idPath + ".tmp", idPath);
+    }
+    let seq = 0;
+    for (const entry of Deno.readDirSync(join(dir, "pending"))) {
+      const n = parseInt(entry.name, 10);
+      if (Number.isFinite(n)) seq = Math.max(seq, n);
+    }
+    return new RunnerState(dir, id, seq);
+  }
+
+  /** Keeps a finished job's result until a manager takes it. Durable when this resolves. */
+  async store(command: string, status: number, output: Streamable): Promise<void> {
+    const n = ++this.#seq;
+    const base = join(this.dir, "pending", String(n).padStart(8, "0"));
+    const file = await Deno.open(base + ".out.tmp", { write: true, createNew: true });
+    try {
+      await output.pipeTo((chunk) => writeAll(file, chunk));
+      await file.sync();
+    } finally {
+      file.close();
+    }
+    await Deno.rename(base + ".out.tmp", base + ".out");
+    // The .json marks the result complete: written last, under a temporary name.
+    await Deno.writeTextFile(base + ".json.tmp", JSON.stringify({ command, status }));
+    const json = await Deno.open(base + ".json.tmp", { read: true, write: true });
+    await json.sync();
+    json.close();
+    await Deno.rename(base + ".json.tmp", base + ".json");
+  }
+
+  /** The undelivered results, oldest first. Half-written ones are dropped. */
+  async pending(): Promise<StoredResult[]> {
+    const dir = join(this.dir, "pending");
+    const names = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+    const out: StoredResult[] = [];
+    for (const name of names) {
+      if (name.endsWith(".tmp")) {
+        await Deno.remove(join(dir, name)).catch(() => {});
+        continue;
+      }
+      if (!name.endsWith(".json")) continue;
+      const base = join(dir, name.slice(0, -".json".length));
+      let meta: { command: string; status: number };
+      let size: number;
+      try {
+        meta = JSON.parse(await Deno.readTextFile(base + ".json"));
+        size = (await Deno.stat(base + ".out")).size;
+      } catch {
+        continue;
+      }
+      out.push({
+        command: meta.command,
+        status: meta.status,
+        size,
+        async pipeTo(sink) {
+          using file = await Deno.open(base + ".out", { read: true });
+          const buf = new Uint8Array(1 << 20);
+          let left = size;
+          while (left > 0) {
+            const n = await file.read(buf.subarray(0, Math.min(left, buf.length)));
+            if (n === null) throw new Error(`${base}.out is shorter than ${size} bytes`);
+            left -= n;
+            await sink(buf.subarray(0, n));
+          }
+        },
+        async dispose() {
+          await Deno.remove(base + ".json").catch(() => {});
+          await Deno.remove(base + ".out").catch(() => {});
+        },
+      });
+    }
+    return out;
+  }
+}

@@ -1,0 +1,141 @@
+/**
+ * The vico extension in practice: negotiation and fallback, pulses that
+ * notice a paused (SIGSTOP) runner or node, and job timeouts.
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { startManager, startRunner } from "../helpers/entry_process.ts";
+import { readOutput, readRecords, tempDir } from "../helpers/journal.ts";
+import { LineServer } from "../helpers/line_peer.ts";
+
+const dec = new TextDecoder();
+
+Deno.test("runner: speaks the vico hello first, and falls back to the plain protocol when the manager refuses it", async () => {
+  using server = new LineServer();
+  await using runner = startRunner(server.port, ["--name", "n"]);
+  {
+    using first = await server.accept();
+    assert.equal(await first.read(), "VICO/1 hello proto=text want=pulse");
+    // A manager that only knows the drafts: closes on an unknown first byte.
+  }
+  using plain = await server.accept();
+  assert.equal(await plain.read(), "SALUTON; MI n");
+  await plain.line("VERSIO 1.1");
+  assert.equal(await plain.read(), "KOMPRENAS");
+  assert.equal(await plain.read(), "PETO");
+  await plain.line("FINO");
+  assert.deepEqual(await plain.rest(), ["FINO ANKAU"]);
+  assert.equal((await runner.exit()).code, 0, runner.stderr);
+  assert.match(runner.stderr, /does not speak the vico extension; using the plain protocol/);
+});
+
+Deno.test("manager: a paused runner (SIGSTOP) is noticed by its missing pulses and its jobs go to another", async () => {
+  await using dir = await tempDir();
+  const list = join(dir.path, "jobs.txt");
+  await Deno.writeTextFile(list, "sleep 0.5; echo one\nsleep 0.5; echo two\n");
+  const results = join(dir.path, "res");
+  const { manager, port } = await startManager([
+    "--jobs",
+    list,
+    "--results",
+    results,
+    "--port",
+    "0",
+    "--pulse",
+    "1s",
+  ]);
+  await using _m = manager;
+  await using paused = startRunner(port, ["--workers", "2", "--name", "paused"]);
+  await manager.waitFor(/Runner paused joined/);
+  await new Promise((r) => setTimeout(r, 200));
+  paused.kill("SIGSTOP");
+  const t0 = performance.now();
+  await manager.waitFor(/Lost runner paused .*silent for \d+s \(no pulse\)/, 15_000);
+  const noticed = performance.now() - t0;
+  assert.ok(noticed < 6000, `noticed after ${noticed.toFixed(0)} ms (3 pulses of 1 s, checked every second)`);
+  await using other = startRunner(port, ["--name", "other"]);
+  const [ms] = await Promise.all([manager.exit(), other.exit()]);
+  assert.equal(ms.code, 0);
+  assert.deepEqual(readRecords(results).map((r) => r.host), ["other", "other"]);
+  paused.kill("SIGKILL");
+});
+
+Deno.test("manager: a paused binary node is noticed by its unanswered Status probes", async () => {
+  await using dir = await tempDir();
+  await using work = await tempDir();
+  const list = join(dir.path, "tasks.jsonl");
+  await Deno.writeTextFile(list, JSON.stringify({ command: "sleep 1; echo done", return: [] }) + "\n");
+  const results = join(dir.path, "res");
+  const { manager, port } = await startManager([
+    "--jobs",
+    list,
+    "--results",
+    results,
+    "--port",
+    "0",
+    "--pulse",
+    "1s",
+  ]);
+  await using _m = manager;
+  await using paused = startRunner(port, ["--protocol", "binary", "--work-dir", work.path]);
+  await manager.waitFor(/Node 127\.0\.0\.1 joined/);
+  await new Promise((r) => setTimeout(r, 300));
+  paused.kill("SIGSTOP");
+  await manager.waitFor(/Lost node .*Node silent for \d+s \(no Status reply\)/, 15_000);
+  await using other = startRunner(port, ["--protocol", "binary", "--work-dir", work.path]);
+  const [ms] = await Promise.all([manager.exit(), other.exit()]);
+  assert.equal(ms.code, 0);
+  const [rec] = readRecords(results);
+  assert.equal(rec.attempt, 2);
+  assert.equal(dec.decode(readOutput(results, rec)), "done\n");
+  paused.kill("SIGKILL");
+});
+
+Deno.test("manager --timeout: a vico runner ends a job that runs too long (status as for the signal)", async () => {
+  await using dir = await tempDir();
+  const list = join(dir.path, "jobs.txt");
+  await Deno.writeTextFile(list, "echo begun; sleep 281.4; echo never\necho quick\n");
+  const results = join(dir.path, "res");
+  const { manager, port } = await startManager([
+    "--jobs",
+    list,
+    "--results",
+    results,
+    "--port",
+    "0",
+    "--timeout",
+    "700ms",
+  ]);
+  await using _m = manager;
+  await using runner = startRunner(port, ["--workers", "2"]);
+  const [ms] = await Promise.all([manager.exit(), runner.exit()]);
+  assert.equal(ms.code, 1);
+  const [slow, quick] = readRecords(results).sort((a, b) => a.line - b.line);
+  assert.equal(slow.status, 143);
+  assert.equal(dec.decode(readOutput(results, slow)), "begun\n");
+  assert.equal(quick.status, 0);
+  assert.match(runner.stderr, /ran past its 0\.7s limit and was stopped/);
+});
+
+Deno.test("manager --timeout: a plain runner is warned about, and its jobs run unlimited", async () => {
+  await using dir = await tempDir();
+  const list = join(dir.path, "jobs.txt");
+  await Deno.writeTextFile(list, "sleep 0.3; echo ok\n");
+  const results = join(dir.path, "res");
+  const { manager, port } = await startManager([
+    "--jobs",
+    list,
+    "--results",
+    results,
+    "--port",
+    "0",
+    "--timeout",
+    "100ms",
+  ]);
+  await using _m = manager;
+  await using runner = startRunner(port, ["--plain", "--name", "old"]);
+  const [ms] = await Promise.all([manager.exit(), runner.exit()]);
+  assert.equal(ms.code, 0);
+  assert.match(manager.stderr, /Runner old speaks the plain protocol: --timeout cannot be enforced/);
+});

@@ -1,0 +1,129 @@
+/**
+ * `runner --persist`: a runner that outlives its manager. Jobs keep running
+ * while the manager is gone; results wait in the runner's state directory;
+ * a restarted manager waits (a lease) for the runner, which announces what
+ * it holds and delivers what finished.
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { EntryProcess, startManager, startRunner } from "../helpers/entry_process.ts";
+import { byLine, readJournal, readOutput, readRecords, tempDir } from "../helpers/journal.ts";
+
+const dec = new TextDecoder();
+
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = l.addr.port;
+  l.close();
+  return port;
+}
+
+Deno.test("runner --persist: jobs run on through a manager crash; the restarted manager takes their results, nothing twice", async () => {
+  await using dir = await tempDir();
+  await using state = await tempDir();
+  const marks = join(dir.path, "marks");
+  await Deno.mkdir(marks);
+  const list = join(dir.path, "jobs.txt");
+  const jobs = Array.from(
+    { length: 6 },
+    (_, i) => `echo run >> ${marks}/${i}; sleep ${i < 2 ? 2 : 0.1}; echo out-${i}`,
+  );
+  await Deno.writeTextFile(list, jobs.join("\n"));
+  const results = join(dir.path, "res");
+  const port = freePort();
+  const args = ["--jobs", list, "--results", results, "--port", String(port), "--pulse", "1s", "--lease", "20s"];
+  const first = EntryProcess.spawn("manager.ts", args);
+  await using _first = first;
+  await first.waitFor(/Serving 6 job/);
+  await using runner = startRunner(port, ["--persist", "--state-dir", state.path, "--workers", "2", "--name", "svc"]);
+  await first.waitFor(/Runner svc joined/);
+  await new Promise((r) => setTimeout(r, 500)); // the two slow jobs are running
+  first.kill("SIGKILL");
+  await first.exit();
+  await runner.waitFor(/Lost the manager: .*2 job\(s\) keep running; retrying/);
+  // The slow jobs finish while no manager exists: their results go to disk.
+  await runner.waitFor(/Kept the result of .*sleep 2/, 10_000);
+  await runner.waitFor(/Kept the result of .*sleep 2.*\n[^]*Kept the result of .*sleep 2/, 10_000);
+  const second = EntryProcess.spawn("manager.ts", args);
+  await using _second = second;
+  const ms = await second.exit(60_000);
+  assert.equal(ms.code, 0, second.stderr);
+  const recs = byLine(readRecords(results));
+  assert.equal(recs.size, 6, "every job recorded");
+  assert.equal(readRecords(results).length, 6, "and only once");
+  for (let i = 0; i < 6; i++) {
+    assert.equal(dec.decode(readOutput(results, recs.get(i + 1)!)), `out-${i}\n`);
+    assert.equal(Deno.readTextFileSync(join(marks, String(i))), "run\n", `job ${i} ran exactly once`);
+  }
+  assert.match(second.stderr, /Runner svc joined/);
+  const assigns = readJournal(results).filter((r) => r.type === "assign");
+  assert.ok(assigns.length >= 2, "the first run recorded which runner held what");
+  runner.kill("SIGTERM");
+  assert.equal((await runner.exit()).code, 0, runner.stderr);
+});
+
+Deno.test("runner --persist: a lease that runs out hands the jobs to others; the late result is discarded", async () => {
+  await using dir = await tempDir();
+  await using state = await tempDir();
+  const list = join(dir.path, "jobs.txt");
+  // The second job keeps the manager up until the paused runner is back.
+  await Deno.writeTextFile(list, "sleep 1.5; echo slow\nsleep 8; echo keeper\n");
+  const results = join(dir.path, "res");
+  const port = freePort();
+  const { manager } = await startManager([
+    "--jobs",
+    list,
+    "--results",
+    results,
+    "--port",
+    String(port),
+    "--pulse",
+    "1s",
+    "--lease",
+    "1s",
+  ]);
+  await using _m = manager;
+  // A persistent runner that goes silent (paused: like a network partition),
+  // then comes back with the result it finished meanwhile.
+  await using svc = startRunner(port, ["--persist", "--state-dir", state.path, "--name", "svc"]);
+  await manager.waitFor(/Runner svc joined/);
+  await new Promise((r) => setTimeout(r, 200));
+  svc.kill("SIGSTOP");
+  await manager.waitFor(/Runner .* is gone holding 1 job\(s\); they wait 1s/, 15_000);
+  await manager.waitFor(/1 job\(s\) of runner .* go back to the queue/, 15_000);
+  await using other = startRunner(port, ["--name", "other", "--workers", "2"]);
+  await manager.waitFor(/Runner other joined/);
+  svc.kill("SIGCONT");
+  const [ms] = await Promise.all([manager.exit(60_000), other.exit()]);
+  assert.equal(ms.code, 0, manager.stderr);
+  const records = readRecords(results);
+  assert.equal(records.length, 2, "each job recorded once");
+  assert.match(
+    manager.stderr,
+    /reported sleep 1\.5; echo slow again after it was recorded: acknowledged and discarded|was already recorded; the result from \S+ is discarded/,
+  );
+  svc.kill("SIGTERM");
+  assert.equal((await svc.exit()).code, 0, svc.stderr);
+});
+
+Deno.test("runner --persist: outlives an empty queue and takes the next manager's jobs", async () => {
+  await using dir = await tempDir();
+  await using state = await tempDir();
+  const port = freePort();
+  await using svc = startRunner(port, ["--persist", "--state-dir", state.path, "--name", "svc", "--retry-max", "1s"]);
+  await svc.waitFor(/Cannot connect to the manager .*; retrying/);
+  for (const round of [1, 2]) {
+    const list = join(dir.path, `jobs${round}.txt`);
+    await Deno.writeTextFile(list, `echo round ${round}\n`);
+    const results = join(dir.path, `res${round}`);
+    const manager = EntryProcess.spawn("manager.ts", ["--jobs", list, "--results", results, "--port", String(port)]);
+    await using _m = manager;
+    assert.equal((await manager.exit(60_000)).code, 0, manager.stderr);
+    assert.equal(dec.decode(readOutput(results, readRecords(results)[0])), `round ${round}\n`);
+  }
+  assert.equal(svc.child.pid > 0, true);
+  svc.kill("SIGTERM");
+  assert.equal((await svc.exit()).code, 0);
+  assert.equal([...svc.stderr.matchAll(/Cannot connect to the manager/g)].length, 1, "said once while down");
+});
