@@ -53,6 +53,17 @@ results directory against its journal (exit 1 on any mismatch).
                        others. Default 2m.
       --pulse DURATION Liveness interval: a vico runner or binary node silent
                        for three of them is taken for lost. Default 10s.
+      --blackhole-streak N
+                       Quarantine a runner after N jobs in a row fail fast
+                       (within --fast-fail) while other runners succeed: it
+                       gets no jobs for --quarantine (doubling each time) and
+                       the jobs it failed run elsewhere. 0 turns it off.
+                       Default 5.
+      --fast-fail DURATION
+                       A failure this soon after the hand-out is fast.
+                       Default 500ms.
+      --quarantine DURATION
+                       First quarantine of a black-hole runner. Default 1m.
       --retries N      Try a job that exits non-zero up to N more times
                        (each failed attempt is kept in the journal). Default 0.
       --max-attempts N Give a job up as lost after its runner vanished N
@@ -104,6 +115,9 @@ export async function main(args: string[]): Promise<number> {
         timeout: { type: "string" },
         lease: { type: "string" },
         pulse: { type: "string" },
+        "blackhole-streak": { type: "string" },
+        "fast-fail": { type: "string" },
+        quarantine: { type: "string" },
         "stop-timeout": { type: "string" },
         retries: { type: "string" },
         "max-attempts": { type: "string" },
@@ -129,6 +143,7 @@ export async function main(args: string[]): Promise<number> {
   let local: number, port: number, transferIdleTimeoutMs: number | undefined, stopTimeoutMs: number | undefined;
   let retries: number, maxAttempts: number;
   let jobTimeoutMs: number | undefined, leaseMs: number | undefined, pulseSec: number | undefined;
+  let quarantine: { streak: number; fastMs?: number; initialMs?: number };
   try {
     if (flags.jobs === undefined) throw new VicoError("USAGE", "--jobs FILE is required ('-' for standard input)");
     local = intFlag("local", flags.local, 0);
@@ -140,6 +155,11 @@ export async function main(args: string[]): Promise<number> {
     stopTimeoutMs = flags["stop-timeout"] === undefined ? undefined : parseDuration(flags["stop-timeout"]);
     retries = intFlag("retries", flags.retries, 0);
     jobTimeoutMs = flags.timeout === undefined ? undefined : parseDuration(flags.timeout);
+    quarantine = {
+      streak: intFlag("blackhole-streak", flags["blackhole-streak"], 5),
+      fastMs: flags["fast-fail"] === undefined ? undefined : parseDuration(flags["fast-fail"]),
+      initialMs: flags.quarantine === undefined ? undefined : parseDuration(flags.quarantine),
+    };
     leaseMs = flags.lease === undefined ? undefined : parseDuration(flags.lease);
     pulseSec = flags.pulse === undefined ? undefined : Math.max(1, Math.round(parseDuration(flags.pulse) / 1000));
     maxAttempts = intFlag("max-attempts", flags["max-attempts"], 3, 1);
@@ -180,6 +200,7 @@ export async function main(args: string[]): Promise<number> {
       jobTimeoutMs,
       leaseMs,
       pulseSec,
+      quarantine: Object.fromEntries(Object.entries(quarantine).filter(([, v]) => v !== undefined)),
       stopTimeoutMs,
       transferIdleTimeoutMs,
       onSettled: (_job, status) => progress?.tick(status !== 0),

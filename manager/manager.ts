@@ -16,6 +16,7 @@ import { jobKey } from "./job_key.ts";
 import { identityOf, type JobList } from "./job_list.ts";
 import { JobQueue } from "./job_queue.ts";
 import { OwnerSession, type OwnerSessionContext } from "./owner_session.ts";
+import { Quarantine, type QuarantineOptions } from "./quarantine.ts";
 import { ResultRecorder } from "./result_recorder.ts";
 import { ResultsStore } from "./results_store.ts";
 import { planResume, type ResumePlan } from "./resume.ts";
@@ -54,6 +55,8 @@ export interface ManagerOptions {
   leaseMs?: number;
   /** A plain runner holding nothing and silent this long is dropped. @default {300000} */
   idleTimeoutMs?: number;
+  /** Black-hole detection thresholds (`streak: 0` turns it off). */
+  quarantine?: Partial<QuarantineOptions>;
   /** How long after the last result to wait for runners to close cleanly. @default {5000} */
   drainTimeoutMs?: number;
   /** How long {@linkcode Manager.stop} waits for jobs already out. @default {30000} */
@@ -208,7 +211,25 @@ export class Manager {
       },
     }, { maxAttempts: options.maxAttempts, leaseMs, nameOf: (job) => jobs.commands[job] });
     if (plan.heldBy.size > 0) scheduler.restoreLeases(plan.heldBy);
-    recorder = new ResultRecorder(scheduler, results, jobs, keyOf, { retries: options.retries });
+    const liftTimers = new Set<ReturnType<typeof setTimeout>>();
+    recorder = new ResultRecorder(scheduler, results, jobs, keyOf, {
+      retries: options.retries,
+      quarantine: new Quarantine(options.quarantine),
+      onQuarantine: (host, until, reason) => {
+        const ms = until - Date.now();
+        log.warn("Quarantined {host} for {s}s: {reason}; its failed jobs run elsewhere", {
+          host,
+          s: Math.round(ms / 1000),
+          reason,
+        });
+        const timer = setTimeout(() => {
+          liftTimers.delete(timer);
+          log.info("Quarantine of {host} is over", { host });
+          scheduler.lift(host);
+        }, ms);
+        liftTimers.add(timer);
+      },
+    });
     watch = new FleetWatch(jobs.classes, queue, scheduler);
     const context: TextSessionContext = {
       scheduler,
@@ -263,6 +284,7 @@ export class Manager {
       const serving = server.serve();
       const locals = self.#startLocalRunners(queue.finished ? 0 : options.local ?? 0, jobs);
       const watchdog = setInterval(() => watch.check(), 5000);
+      const suspects = setInterval(() => recorder.expireSuspects().catch(() => {}), 1000);
       let how = await Promise.race([
         scheduler.done.then(() => "done" as const),
         self.#stopRequested,
@@ -284,7 +306,9 @@ export class Manager {
       }
       const elapsedMs = performance.now() - started;
       clearInterval(watchdog);
+      clearInterval(suspects);
       for (const timer of leaseTimers.values()) clearTimeout(timer);
+      for (const timer of liftTimers) clearTimeout(timer);
       if (how === "now") {
         for (const runner of self.#localRunners) runner.abort("the manager is stopping");
         await server.drain(0);

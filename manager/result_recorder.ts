@@ -17,6 +17,7 @@ import { type JobList, taskOf } from "./job_list.ts";
 import type { JobFields, ResultsStore, ReturnedFile, StagedOutput } from "./results_store.ts";
 import type { RunnerLink, Scheduler } from "./scheduler.ts";
 import { JobState } from "./job_queue.ts";
+import type { Quarantine } from "./quarantine.ts";
 import { logger } from "../util/log.ts";
 
 const log = logger("manager");
@@ -43,6 +44,12 @@ export interface Delivery {
 export interface ResultRecorderOptions {
   /** Times a job that exits non-zero is tried again. @default {0} */
   retries?: number;
+  /** Black-hole detection (off when absent). */
+  quarantine?: Quarantine;
+  /** Told when a host is quarantined. */
+  onQuarantine?: (host: string, until: number, reason: string) => void;
+  /** The clock (ms). @default {Date.now} */
+  now?: () => number;
 }
 
 interface Pending {
@@ -57,6 +64,11 @@ export class ResultRecorder {
   readonly #jobs: JobList;
   readonly #keyOf: (job: number) => string;
   readonly #retries: number;
+  readonly #quarantine: Quarantine | undefined;
+  readonly #onQuarantine: ResultRecorderOptions["onQuarantine"];
+  readonly #now: () => number;
+  /** Suspect results held back by the quarantine, by job. */
+  readonly #suspects = new Map<number, Delivery>();
   readonly #pending = new Map<number, Pending>();
   readonly #committing = new Set<number>();
 
@@ -79,6 +91,9 @@ export class ResultRecorder {
     this.#jobs = jobs;
     this.#keyOf = keyOf;
     this.#retries = options.retries ?? 0;
+    this.#quarantine = options.quarantine?.enabled ? options.quarantine : undefined;
+    this.#onQuarantine = options.onQuarantine;
+    this.#now = options.now ?? Date.now;
   }
 
   /**
@@ -98,6 +113,7 @@ export class ResultRecorder {
       });
       return discard(delivery);
     }
+    if (size === 1 && this.#quarantine !== undefined) return this.#judge(job, delivery);
     this.#committing.add(job);
     let pending = this.#pending.get(job);
     if (pending === undefined) this.#pending.set(job, pending = { parts: new Map(), waiters: [] });
@@ -112,6 +128,54 @@ export class ResultRecorder {
       );
     }
     return done;
+  }
+
+  /** Asks the quarantine about a single-node result and acts on its verdict. */
+  async #judge(job: number, delivery: Delivery): Promise<void> {
+    const now = this.#now();
+    const host = delivery.link.host;
+    const took = now - Date.parse(delivery.handedOutAt);
+    const verdict = this.#quarantine!.onResult(host, job, delivery.status, took, now);
+    if (verdict.held) {
+      this.#scheduler.detach(delivery.link, job);
+      this.#suspects.set(job, delivery);
+    }
+    if (verdict.quarantine !== undefined) {
+      this.#scheduler.bar(host, verdict.quarantine.until);
+      this.#onQuarantine?.(host, verdict.quarantine.until, verdict.quarantine.reason);
+    }
+    for (const j of verdict.requeue) {
+      const held = this.#suspects.get(j);
+      this.#suspects.delete(j);
+      if (held !== undefined) await discard(held);
+      this.#scheduler.requeueDetached(j);
+    }
+    for (const j of verdict.record) {
+      if (j === job) await this.#commitOne(job, delivery, false);
+      else await this.#flushSuspect(j);
+    }
+  }
+
+  /** Records suspects held longer than allowed, as the failures they are. */
+  async expireSuspects(): Promise<void> {
+    if (this.#quarantine === undefined) return;
+    for (const job of this.#quarantine.expire(this.#now())) await this.#flushSuspect(job);
+  }
+
+  async #flushSuspect(job: number): Promise<void> {
+    const held = this.#suspects.get(job);
+    if (held === undefined) return;
+    this.#suspects.delete(job);
+    await this.#commitOne(job, held, true);
+  }
+
+  async #commitOne(job: number, delivery: Delivery, detached: boolean): Promise<void> {
+    this.#committing.add(job);
+    try {
+      await this.#commit(job, [delivery], detached);
+    } finally {
+      this.#committing.delete(job);
+    }
   }
 
   /** Drops the deliveries received for an abandoned gang job. */
@@ -145,7 +209,7 @@ export class ResultRecorder {
     };
   }
 
-  async #commit(job: number, parts: Delivery[]): Promise<void> {
+  async #commit(job: number, parts: Delivery[], detached = false): Promise<void> {
     const gang = parts.length > 1;
     const status = parts.find((p) => p.status !== 0)?.status ?? 0;
     const link = parts[0].link;
@@ -159,7 +223,8 @@ export class ResultRecorder {
       for (const part of parts.slice(1)) await discard(part);
       for (const f of parts[0].returned) await f.staged?.discard();
       await this.#results.commitAttempt({ ...fields, status }, parts[0].output ?? this.#results.stageOutput());
-      this.#scheduler.onJobRetry(link, job);
+      if (detached) this.#scheduler.retryDetached(job);
+      else this.#scheduler.onJobRetry(link, job);
       return;
     }
     const bundle = this.#jobs.bundles?.[job];
@@ -181,7 +246,8 @@ export class ResultRecorder {
       )
       : parts[0].returned;
     await this.#results.commit(fields, gang ? undefined : parts[0].output, returned);
-    this.#scheduler.onJobSettled(link, job, status);
+    if (detached) this.#scheduler.settleDetached(job, status, link);
+    else this.#scheduler.onJobSettled(link, job, status);
   }
 }
 

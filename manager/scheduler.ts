@@ -79,6 +79,8 @@ export interface SchedulerOptions {
   leaseMs?: number;
   /** The command line (text name) of a job, to match what returning runners hold. */
   nameOf?: (job: number) => string;
+  /** The clock (ms). @default {Date.now} */
+  now?: () => number;
 }
 
 /** What a result for a job the runner does not hold turns out to be. */
@@ -142,6 +144,11 @@ export class Scheduler {
   /** Jobs of lost identified runners, waiting for them: runner id → jobs. */
   readonly #leases = new Map<string, Set<number>>();
   #byName: Map<string, number[]> | undefined;
+  /** Jobs taken off their runner while a verdict is pending (quarantine suspects). */
+  readonly #detached = new Set<number>();
+  /** Quarantined hosts: host → until (ms). */
+  readonly #barred = new Map<string, number>();
+  readonly #now: () => number;
   #failed = 0;
   #stopping = false;
   #resolveDone!: () => void;
@@ -164,6 +171,7 @@ export class Scheduler {
     this.#maxAttempts = options.maxAttempts ?? 3;
     this.#leaseMs = options.leaseMs ?? 0;
     this.#nameOf = options.nameOf ?? String;
+    this.#now = options.now ?? Date.now;
     this.done = new Promise((resolve) => (this.#resolveDone = resolve));
     if (queue.finished) this.#resolveDone();
   }
@@ -263,6 +271,50 @@ export class Scheduler {
     return { kind: "adopted", job };
   }
 
+  /** Keeps `host` from being given jobs until `until` (ms). */
+  bar(host: string, until: number): void {
+    this.#barred.set(host, until);
+  }
+
+  /** Lets a quarantined host have jobs again. */
+  lift(host: string): void {
+    this.#barred.delete(host);
+    this.#reviewHeld();
+  }
+
+  /** Takes `job` off `link` while a verdict on its result is pending; it stays running. */
+  detach(link: RunnerLink, job: number): boolean {
+    if (!this.#links.get(link)?.jobs.delete(job)) return false;
+    this.#claimed.delete(job);
+    this.#detached.add(job);
+    return true;
+  }
+
+  /** A detached job's result was recorded. */
+  settleDetached(job: number, status: number, link: RunnerLink): boolean {
+    if (!this.#detached.delete(job) || !this.queue.settle(job)) return false;
+    if (status !== 0) this.#failed++;
+    this.#settledBy.set(link.host, (this.#settledBy.get(link.host) ?? 0) + 1);
+    this.#events.onSettled?.(job, status, link);
+    this.#afterSettle();
+    return true;
+  }
+
+  /** A detached job goes back to the front of the queue; its hand-out is not counted. */
+  requeueDetached(job: number): void {
+    if (!this.#detached.delete(job)) return;
+    this.queue.requeue(job);
+    this.queue.refund(job);
+    this.#reviewHeld();
+  }
+
+  /** A detached job failed and is tried again later (`--retries`). */
+  retryDetached(job: number): void {
+    if (!this.#detached.delete(job)) return;
+    this.queue.retry(job);
+    this.#reviewHeld();
+  }
+
   /** Forgets that `link` holds `job` (its late duplicate result was discarded). */
   drop(link: RunnerLink, job: number): void {
     this.#links.get(link)?.jobs.delete(job);
@@ -323,13 +375,16 @@ export class Scheduler {
       link.release();
       return;
     }
-    for (const gang of this.#assembling) {
+    // A quarantined host takes nothing now; it is held (or released) as if
+    // nothing were pending, and looked at again when the quarantine lifts.
+    const barred = (this.#barred.get(link.host) ?? 0) > this.#now();
+    for (const gang of barred ? [] : this.#assembling) {
       if (st.accepts[gang.cls] && !gang.members.includes(link)) {
         this.#joinGang(gang, link, st);
         return;
       }
     }
-    const job = this.queue.take((c) => st.accepts[c]);
+    const job = barred ? -1 : this.queue.take((c) => st.accepts[c]);
     if (job !== -1) {
       const cls = this.queue.classOf(job);
       const size = this.#classes[cls].nodes;

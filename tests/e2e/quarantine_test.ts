@@ -1,0 +1,64 @@
+/**
+ * Black-hole runners: a runner whose jobs all fail at once (a broken node)
+ * beside healthy ones is quarantined, and every job still succeeds.
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { EntryProcess, ROOT, RUN_FLAGS, startManager, startRunner } from "../helpers/entry_process.ts";
+import { readRecords, tempDir } from "../helpers/journal.ts";
+
+Deno.test("manager: a black-hole runner is quarantined; its failed jobs run elsewhere; every job succeeds", async () => {
+  await using dir = await tempDir();
+  const list = join(dir.path, "jobs.txt");
+  const n = 120;
+  await Deno.writeTextFile(
+    list,
+    Array.from({ length: n }, (_, i) => `date > /dev/null && sleep 0.02 && echo ok-${i}`).join("\n"),
+  );
+  const results = join(dir.path, "res");
+  const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
+  await using _m = manager;
+  await using healthy = startRunner(port, ["--workers", "2", "--name", "healthy"]);
+  // Wait for the healthy runner's first results: the evidence that jobs can succeed.
+  for (let i = 0; i < 100 && readRecords(results).length < 3; i++) await new Promise((r) => setTimeout(r, 50));
+  // A node whose environment is broken: no command can be found.
+  await using hole = EntryProcess.spawnProgram(Deno.execPath(), [
+    ...RUN_FLAGS,
+    ROOT + "runner.ts",
+    "--manager",
+    `127.0.0.1:${port}`,
+    "--workers",
+    "2",
+    "--name",
+    "blackhole",
+  ], { env: { PATH: "/nonexistent" } });
+  const [ms] = await Promise.all([manager.exit(), healthy.exit(), hole.exit()]);
+  assert.equal(ms.code, 0, manager.stderr);
+  const records = readRecords(results);
+  assert.equal(records.length, n, "every job recorded once");
+  assert.ok(records.every((r) => r.status === 0), "and every one succeeded");
+  assert.ok(records.every((r) => r.host === "healthy"));
+  assert.ok(records.every((r) => r.attempt <= 2), "the black hole's attempts were not spent");
+  assert.match(
+    manager.stderr,
+    /Quarantined blackhole for 60s: its last 5 jobs failed \(exit 127\) within 500 ms while other runners succeed/,
+  );
+});
+
+Deno.test("manager: jobs that fail fast everywhere are still recorded as failed", async () => {
+  await using dir = await tempDir();
+  const list = join(dir.path, "jobs.txt");
+  await Deno.writeTextFile(list, Array.from({ length: 12 }, (_, i) => `exit ${i % 2 + 1}`).join("\n"));
+  const results = join(dir.path, "res");
+  const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
+  await using _m = manager;
+  await using a = startRunner(port, ["--name", "a"]);
+  await using b = startRunner(port, ["--name", "b"]);
+  const [ms] = await Promise.all([manager.exit(), a.exit(), b.exit()]);
+  assert.equal(ms.code, 1);
+  const records = readRecords(results);
+  assert.equal(records.length, 12);
+  assert.ok(records.every((r) => r.status !== 0));
+  assert.doesNotMatch(manager.stderr, /Quarantined/);
+});
