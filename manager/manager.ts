@@ -176,17 +176,7 @@ export class Manager {
       onSettled: (job, status, link: RunnerLink) => options.onSettled?.(job, status, link.host),
       onRequeued: (requeued, link) =>
         log.warn("{count} job(s) of runner {host} go back to the queue", { count: requeued.length, host: link.host }),
-      onAssigned: (job, link) => {
-        if (link.runnerId === undefined) return;
-        results.note({
-          type: "assign",
-          key: keyOf(job),
-          runner: link.runnerId,
-          host: link.host,
-          at: new Date().toISOString(),
-        })
-          .catch(() => {});
-      },
+
       onLeased: (runnerId, held, ms) => {
         log.warn("Runner {id} is gone holding {n} job(s); they wait {s}s for it to come back", {
           id: runnerId,
@@ -240,6 +230,14 @@ export class Manager {
       transferIdleTimeoutMs: options.transferIdleTimeoutMs ?? 60_000,
       idleTimeoutMs: options.idleTimeoutMs ?? 300_000,
       jobTimeout: options.jobTimeoutMs !== undefined,
+      noteAssignment: (job, link) =>
+        results.note({
+          type: "assign",
+          key: keyOf(job),
+          runner: link.runnerId!,
+          host: link.host,
+          at: new Date().toISOString(),
+        }),
     };
     const pulseSec = options.pulseSec ?? 10;
     const owners: OwnerSessionContext = {

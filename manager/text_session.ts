@@ -50,6 +50,12 @@ export interface TextSessionContext {
   readonly idleTimeoutMs: number;
   /** Whether `--timeout` is set (plain runners cannot enforce it: they are warned about). */
   readonly jobTimeout: boolean;
+  /**
+   * Makes durable that an identified runner holds `job`, before it is sent:
+   * a manager restarted after a crash then waits for that runner instead of
+   * running the job again elsewhere.
+   */
+  noteAssignment(job: number, link: RunnerLink): Promise<void>;
 }
 
 const log = logger("manager");
@@ -222,6 +228,7 @@ export class ManagerTextSession implements RunnerLink {
             this.#state = "WaitClose";
           } else {
             this.#handedOutAt.set(job, new Date().toISOString());
+            if (this.runnerId !== undefined) await this.#ctx.noteAssignment(job, this);
             await this.#transport.write(encodeLine(this.#ctx.jobs.commands[job]));
             this.#state = "Wait";
           }

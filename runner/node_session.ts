@@ -75,6 +75,8 @@ export interface NodeSessionOptions {
   killGraceMs?: number;
   /** Wire limits. */
   limits: Limits;
+  /** Starts a run's process (tests inject a stand-in). @default {runProcess} */
+  run?: typeof runProcess;
 }
 
 interface Run {
@@ -317,7 +319,7 @@ export class NodeSession {
       if (this.#stop.signal.aborted) break;
       const logFile = this.#logs.get(run.log)!;
       const argv = programArgv(this.#task!.resolve(run.program), await this.#task!.hasShebang(run.program));
-      const outcome = await runProcess(argv, {
+      const outcome = await (this.#options.run ?? runProcess)(argv, {
         cwd: this.#task!.path,
         sink: (chunk) => writeAll(logFile, chunk),
         signal: this.#stop.signal,
