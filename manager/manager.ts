@@ -199,7 +199,7 @@ export class Manager {
           (err) => log.error("Could not record lost job: {err}", { err: (err as Error).message }),
         );
       },
-    }, { maxAttempts: options.maxAttempts, leaseMs, nameOf: (job) => jobs.commands[job] });
+    }, { maxAttempts: options.maxAttempts, leaseMs, nameOf: (job) => jobs.commands[job], keyOf });
     if (plan.heldBy.size > 0) scheduler.restoreLeases(plan.heldBy);
     const liftTimers = new Set<ReturnType<typeof setTimeout>>();
     recorder = new ResultRecorder(scheduler, results, jobs, keyOf, {
@@ -242,6 +242,7 @@ export class Manager {
     const pulseSec = options.pulseSec ?? 10;
     const owners: OwnerSessionContext = {
       ...context,
+      keyOf,
       pulseMs: pulseSec * 1000,
       defaultTimeoutMs: options.jobTimeoutMs,
     };
@@ -268,12 +269,16 @@ export class Manager {
       limits,
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? 30_000,
       maxHandshaking: options.maxHandshaking ?? 256,
-      extensionAnswer: {
+      extensionAnswer: (hello, holds) => ({
         kind: "ok",
         pulse: pulseSec,
         timeoutMs: options.jobTimeoutMs,
         lease: Math.round(leaseMs / 1000),
-      },
+        // A returning binary node asks whether to deliver the task it held.
+        ...(hello.proto === "binary" && holds.length > 0
+          ? { resume: hello.id !== undefined && scheduler.canAdopt(hello.id, holds[0]) ? 1 : 0 }
+          : {}),
+      }),
     });
     const started = performance.now();
     watch.announce();

@@ -18,6 +18,7 @@ import { encodeToNode, isAcceptedBinaryVersion, readFromNode } from "../protocol
 import { ProtocolError, VicoError } from "../protocol/errors.ts";
 import type { Limits } from "../protocol/limits.ts";
 import { type FromNode, NO_MORE_TASKS, NodeStatus, type ToNode } from "../protocol/messages.ts";
+import { TASK_KEY_FILE } from "../protocol/vico_extension.ts";
 import type { Transport } from "../transport/transport.ts";
 import { logger, LogRateLimit } from "../util/log.ts";
 import { Mutex } from "../util/mutex.ts";
@@ -58,6 +59,10 @@ export interface OwnerSessionContext {
   readonly pulseMs: number;
   /** Time limit for tasks that set none. */
   readonly defaultTimeoutMs?: number;
+  /** Content key of a job (told to identified nodes, so they can hold it across a restart). */
+  keyOf(job: number): string;
+  /** Makes durable that an identified node holds `job`, before it is handed over. */
+  noteAssignment(job: number, link: RunnerLink): Promise<void>;
 }
 
 type Assignment =
@@ -77,6 +82,8 @@ export class OwnerSession implements RunnerLink, Session {
   host: string;
   /** The node's address and port. */
   readonly peer: string;
+  /** The node's stable id (vico extension), if it has one. */
+  readonly runnerId?: string;
   readonly #transport: Transport;
   readonly #reader: BufferedReader;
   readonly #ctx: OwnerSessionContext;
@@ -97,6 +104,7 @@ export class OwnerSession implements RunnerLink, Session {
   #lastHeard = performance.now();
   #dropReason: string | undefined;
   #job = -1;
+  readonly #extension: Extension | undefined;
 
   /**
    * @param transport The connection.
@@ -109,7 +117,7 @@ export class OwnerSession implements RunnerLink, Session {
     reader: BufferedReader,
     ctx: OwnerSessionContext,
     handshake: HandshakeWindow,
-    _extension?: Extension,
+    extension?: Extension,
   ) {
     this.#transport = transport;
     this.#reader = reader;
@@ -117,6 +125,8 @@ export class OwnerSession implements RunnerLink, Session {
     this.#handshake = handshake;
     this.peer = transport.peer;
     this.host = transport.peer.replace(/:\d+$/, "");
+    this.#extension = extension;
+    this.runnerId = extension?.hello.id;
     this.#started.catch(() => {});
   }
 
@@ -183,6 +193,14 @@ export class OwnerSession implements RunnerLink, Session {
     const prober = this.#ctx.pulseMs > 0 ? setInterval(() => this.#probe(), this.#ctx.pulseMs) : undefined;
     try {
       if (!await this.#join()) return;
+      if (this.#extension?.answer.resume === 1) {
+        // The node came back to deliver the task it held while we were apart.
+        const held = [...this.#ctx.scheduler.jobsOf(this)][0];
+        if (held === undefined) throw new ProtocolError("The task this node held was taken by another meanwhile");
+        job = this.#job = held;
+        await this.#resumeTask(held);
+        return;
+      }
       const a = await this.#request();
       if (a.kind === "release") {
         await this.#send({ kind: "disconnect", reason: NO_MORE_TASKS });
@@ -234,7 +252,7 @@ export class OwnerSession implements RunnerLink, Session {
     this.#modules = new Set(join.modules);
     this.#handshake.done();
     this.#joined = true;
-    this.#ctx.scheduler.onRunnerJoined(this);
+    this.#ctx.scheduler.onRunnerJoined(this, this.#extension?.holds ?? []);
     return true;
   }
 
@@ -275,6 +293,7 @@ export class OwnerSession implements RunnerLink, Session {
     const { jobs } = this.#ctx;
     const task = taskOf(jobs, job);
     const handedOutAt = new Date().toISOString();
+    if (this.runnerId !== undefined) await this.#ctx.noteAssignment(job, this);
     log.debug("Node {peer} takes job {line}{rank}", {
       peer: this.peer,
       line: jobs.lines[job],
@@ -288,6 +307,16 @@ export class OwnerSession implements RunnerLink, Session {
     if (status.value !== NodeStatus.IDLE) throw new ProtocolError(`Node reports status ${status.value}, not idle`);
 
     this.#state = "WaitingForInput";
+    if (this.runnerId !== undefined) {
+      // An identified node is told the task's key, so that it can hold the
+      // task (and its results) across a loss of this connection.
+      const key = new TextEncoder().encode(this.#ctx.keyOf(job) + "\n");
+      await this.#writeLock.run(async () => {
+        await this.#transport.write(encodeToNode({ kind: "file", name: TASK_KEY_FILE, size: key.length }));
+        await this.#transport.write(key);
+      });
+      await this.#expectAccept(`file ${TASK_KEY_FILE}`);
+    }
     await this.#stage(task);
     await this.#send({ kind: "wait" });
     this.#state = "ReadyToStart";
@@ -299,6 +328,25 @@ export class OwnerSession implements RunnerLink, Session {
     if (reply.kind === "reject") throw new TaskRefusedError(`node refused Start: ${reply.reason}`);
     if (reply.kind !== "started") throw new ProtocolError("Expected Accept with the start time", reply.kind);
     this.#state = "Working";
+    await this.#finishTask(job, rank, task, handedOutAt, reply.time);
+  }
+
+  /** A node delivers a task it held across a lost connection: it reports where it is, then finishes as usual. */
+  async #resumeTask(job: number): Promise<void> {
+    const task = taskOf(this.#ctx.jobs, job);
+    log.info("Node {peer} ({id}) is back with the task at line {line}", {
+      peer: this.peer,
+      id: this.runnerId,
+      line: this.#ctx.jobs.lines[job],
+    });
+    await this.#send({ kind: "accept" });
+    this.#state = "Working";
+    await this.#send({ kind: "statusRequest" });
+    await this.#finishTask(job, 1, task, new Date().toISOString(), "");
+  }
+
+  /** Working → Finished → Leaving: waits for Finished, takes the Results and Leave, records. */
+  async #finishTask(job: number, rank: number, task: TaskBundle, handedOutAt: string, started: string): Promise<void> {
     const limit = task.timeoutMs ?? this.#ctx.defaultTimeoutMs;
     const timer = limit === undefined ? undefined : setTimeout(() => this.#timeout(task, limit), limit);
     let finished: Extract<FromNode, { kind: "finished" }>;
@@ -330,7 +378,7 @@ export class OwnerSession implements RunnerLink, Session {
       link: this,
       rank,
       status: finished.status,
-      started: reply.time,
+      started,
       handedOutAt,
       output,
       returned,

@@ -24,6 +24,7 @@
  */
 
 import type { JobClass } from "./job_list.ts";
+import { HELD_TASK_PREFIX } from "../protocol/vico_extension.ts";
 import { type JobQueue, JobState } from "./job_queue.ts";
 
 /** What the scheduler can tell one connected runner (its outbound side). */
@@ -79,6 +80,8 @@ export interface SchedulerOptions {
   leaseMs?: number;
   /** The command line (text name) of a job, to match what returning runners hold. */
   nameOf?: (job: number) => string;
+  /** The content key of a job, to match the task a returning binary node holds (`task <key>`). */
+  keyOf?: (job: number) => string;
   /** The clock (ms). @default {Date.now} */
   now?: () => number;
 }
@@ -141,6 +144,7 @@ export class Scheduler {
   readonly #maxAttempts: number;
   readonly #leaseMs: number;
   readonly #nameOf: (job: number) => string;
+  readonly #keyOf: (job: number) => string;
   /** Jobs of lost identified runners, waiting for them: runner id → jobs. */
   readonly #leases = new Map<string, Set<number>>();
   #byName: Map<string, number[]> | undefined;
@@ -171,6 +175,7 @@ export class Scheduler {
     this.#maxAttempts = options.maxAttempts ?? 3;
     this.#leaseMs = options.leaseMs ?? 0;
     this.#nameOf = options.nameOf ?? String;
+    this.#keyOf = options.keyOf ?? String;
     this.#now = options.now ?? Date.now;
     this.done = new Promise((resolve) => (this.#resolveDone = resolve));
     if (queue.finished) this.#resolveDone();
@@ -214,15 +219,37 @@ export class Scheduler {
     if (link.runnerId !== undefined) {
       const lease = this.#leases.get(link.runnerId) ?? new Set<number>();
       this.#leases.delete(link.runnerId);
-      for (const name of holds) {
-        let job = [...lease].find((j) => this.#nameOf(j) === name);
-        if (job !== undefined) lease.delete(job);
-        else job = this.#jobsNamed(name).find((j) => this.queue.stateOf(j) === JobState.PENDING && this.queue.claim(j));
-        if (job !== undefined) st.jobs.add(job);
+      for (const hold of holds) {
+        const job = this.#findHeld(hold, lease);
+        if (job === undefined) continue;
+        if (lease.has(job)) lease.delete(job);
+        else if (!this.queue.claim(job)) continue;
+        st.jobs.add(job);
       }
       if (lease.size > 0) this.#giveUp([...lease], link, "its runner came back without it");
     }
     this.#events.onJoined?.(link);
+  }
+
+  /**
+   * Whether a returning runner's held job or task (`task <key>`) can be taken
+   * back: leased to it, or still pending. Does not change anything.
+   */
+  canAdopt(runnerId: string, hold: string): boolean {
+    return this.#findHeld(hold, this.#leases.get(runnerId) ?? new Set()) !== undefined;
+  }
+
+  /** The job a held-job line names: one leased to the runner, else a pending one. */
+  #findHeld(hold: string, lease: Set<number>): number | undefined {
+    const matches = hold.startsWith(HELD_TASK_PREFIX)
+      ? (j: number) => this.#keyOf(j) === hold.slice(HELD_TASK_PREFIX.length)
+      : (j: number) => this.#nameOf(j) === hold;
+    const leased = [...lease].find(matches);
+    if (leased !== undefined) return leased;
+    const candidates = hold.startsWith(HELD_TASK_PREFIX)
+      ? Array.from({ length: this.queue.size }, (_, j) => j).filter(matches)
+      : this.#jobsNamed(hold);
+    return candidates.find((j) => this.queue.stateOf(j) === JobState.PENDING);
   }
 
   /** Jobs of earlier runs last held by identified runners: they wait for them (a restart). */

@@ -74,8 +74,8 @@ export interface ServerOptions {
   handshakeTimeoutMs: number;
   /** Most connections that have not completed a handshake; more are closed at once. */
   maxHandshaking: number;
-  /** What the manager answers a vico peer's hello. @default {{ kind: "ok" }} */
-  extensionAnswer?: Extract<ServerHello, { kind: "ok" }>;
+  /** What the manager answers a vico peer's hello (and held jobs). @default {() => ({ kind: "ok" })} */
+  extensionAnswer?: (hello: ClientHello, holds: readonly string[]) => Extract<ServerHello, { kind: "ok" }>;
 }
 
 const log = logger("manager");
@@ -218,7 +218,7 @@ export class Server {
       if (held === null) throw new ProtocolError("Connection closed while announcing held jobs");
       holds.push(held);
     }
-    const answer = this.#options.extensionAnswer ?? { kind: "ok" as const };
+    const answer = this.#options.extensionAnswer?.(hello, holds) ?? { kind: "ok" as const };
     await transport.write(encodeLine(formatServerHello(answer)));
     return { hello, holds, answer };
   }

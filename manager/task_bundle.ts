@@ -312,6 +312,7 @@ async function hashFile(path: string): Promise<string> {
 function checkTaskPath(name: string, what: string): void {
   const why = whyBadTaskPath(name);
   if (why !== undefined) throw new Error(`${what}: ${why}`);
+  if (name === ".vico" || name.startsWith(".vico/")) throw new Error(`${what}: names under .vico/ are vico's own`);
 }
 
 function optionalString(v: unknown, what: string): string | undefined {

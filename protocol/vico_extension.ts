@@ -12,8 +12,9 @@
  *
  * ```
  * runner:  VICO/1 hello proto=<text|binary> [id=<id>] [want=<f,f>] [holds=<n>]
- * runner:  <n lines, each the command line of a job it still holds>
- * manager: VICO/1 ok [pulse=<seconds>] [timeout=<ms>] [lease=<seconds>]
+ * runner:  <n lines: the command line of each job it still holds (text),
+ *           or "task <key>" for the task it still holds (binary)>
+ * manager: VICO/1 ok [pulse=<seconds>] [timeout=<ms>] [lease=<seconds>] [resume=<0|1>]
  *      or: VICO/1 no <reason>
  * ```
  *
@@ -33,6 +34,10 @@ export const EXTENSION_PREFIX = "VICO/1 ";
 export const PULSE_LINE = "PULSO";
 /** Most held jobs a runner may announce. */
 export const MAX_HOLDS = 10_000;
+/** Prefix of a binary node's held-task line: `task <key>`. */
+export const HELD_TASK_PREFIX = "task ";
+/** The file an owner stages first for an identified node: the task's key. */
+export const TASK_KEY_FILE = ".vico/task";
 
 /** What a runner says about itself. */
 export interface ClientHello {
@@ -56,6 +61,8 @@ export type ServerHello =
     readonly timeoutMs?: number;
     /** How long the manager keeps a lost runner's jobs for it, in seconds. */
     readonly lease?: number;
+    /** Binary: 1 when the manager takes back the task the node announced, 0 when it should drop it. */
+    readonly resume?: number;
   }
   | { readonly kind: "no"; readonly reason: string };
 
@@ -134,6 +141,7 @@ export function parseServerHello(line: string): ServerHello {
     pulse: whole(f.get("pulse"), "pulse", line, 86_400),
     timeoutMs: whole(f.get("timeout"), "timeout", line, 999_999_999),
     lease: whole(f.get("lease"), "lease", line, 86_400),
+    resume: whole(f.get("resume"), "resume", line, 1),
   };
 }
 
@@ -144,5 +152,6 @@ export function formatServerHello(h: ServerHello): string {
   if (h.pulse) parts.push(`pulse=${h.pulse}`);
   if (h.timeoutMs) parts.push(`timeout=${Math.round(h.timeoutMs)}`);
   if (h.lease) parts.push(`lease=${h.lease}`);
+  if (h.resume !== undefined) parts.push(`resume=${h.resume}`);
   return parts.join(" ");
 }

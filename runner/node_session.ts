@@ -30,6 +30,7 @@ import { Mutex } from "../util/mutex.ts";
 import { writeAll } from "../util/write_all.ts";
 import { programArgv, runProcess } from "./process_runner.ts";
 import { TaskDir, TaskPathError } from "./task_dir.ts";
+import { TASK_KEY_FILE } from "../protocol/vico_extension.ts";
 
 /** Node states, after the draft's node statuses. */
 export type NodeState =
@@ -54,8 +55,25 @@ export const STATUS_OF_STATE: Readonly<Record<NodeState, NodeStatusValue>> = Obj
   Closed: NodeStatus.FINISHED,
 });
 
+/**
+ * A task a persistent node kept when its owner was lost in the middle of it:
+ * the run goes on, and a later session delivers it.
+ */
+export interface HeldTask {
+  /** The task's key, as the owner staged it in `.vico/task`. */
+  readonly key: string;
+  /** Its directory. */
+  readonly dir: TaskDir;
+  /** Files to return, in Ret order. */
+  readonly rets: readonly string[];
+  /** Settles with the last run's status once the runs are over (logs closed). */
+  readonly done: Promise<number>;
+}
+
 /** How a node session ended. */
 export type NodeSessionEnd =
+  /** Persist: the owner was lost mid-task; the run goes on as a held task. */
+  | { readonly kind: "detached"; readonly held: HeldTask }
   | { readonly kind: "done"; readonly status: number }
   | { readonly kind: "noMoreTasks" }
   /** The connection ended (closed or reset) before the Join was answered. */
@@ -77,6 +95,12 @@ export interface NodeSessionOptions {
   limits: Limits;
   /** Starts a run's process (tests inject a stand-in). @default {runProcess} */
   run?: typeof runProcess;
+  /** Keep a started task going when the owner is lost (the owner must have staged its key). */
+  persist?: boolean;
+  /** Deliver this held task instead of taking a new one. */
+  resume?: HeldTask;
+  /** An owner silent this long is taken for lost (it probes every pulse). */
+  ownerSilenceMs?: number;
 }
 
 interface Run {
@@ -101,6 +125,11 @@ export class NodeSession {
   #logs = new Map<string, Deno.FsFile>();
   #running: Promise<void> | undefined;
   #status = 0;
+  /** Settles with the runs' last status. */
+  #done: Promise<number> | undefined;
+  #key: string | undefined;
+  #detached = false;
+  #lastHeard = performance.now();
 
   /**
    * @param transport Connection to the owner.
@@ -126,10 +155,15 @@ export class NodeSession {
 
   /** Runs the session to its end. Never rejects. */
   async run(): Promise<NodeSessionEnd> {
+    const silence = this.#options.ownerSilenceMs;
+    const watchdog = silence === undefined ? undefined : setInterval(() => {
+      if (performance.now() - this.#lastHeard > silence) this.#transport.close();
+    }, Math.max(50, silence / 4));
     try {
       await this.#send({ kind: "join", version: BINARY_PROTOCOL_VERSION, modules: this.#options.modules });
       while (true) {
         const frame = await readToNode(this.#reader, this.#options.limits);
+        this.#lastHeard = performance.now();
         if (frame === null) {
           throw new VicoError("CONNECTION_CLOSED", `Owner closed the connection in state ${this.#state}`);
         }
@@ -141,18 +175,25 @@ export class NodeSession {
       // Closed or reset before the Join was answered: the owner is gone (its
       // run ended, or it died); the caller decides what that means.
       if (this.#state === "Joining" && !(err instanceof ProtocolError)) return { kind: "ownerGone", reason };
+      // Persist: the owner was lost mid-task; the run goes on and is held.
+      const held = this.#detach(err);
+      if (held !== undefined) return { kind: "detached", held };
       if (err instanceof ProtocolError) {
         await this.#send({ kind: "disconnect", reason }).catch(() => {});
       }
       return { kind: "failed", reason };
     } finally {
+      clearInterval(watchdog);
       this.#state = "Closed";
-      this.#stop.abort();
-      await this.#running?.catch(() => {});
-      for (const file of this.#logs.values()) file.close();
-      this.#logs.clear();
       this.#transport.close();
-      if (this.#task !== undefined && !this.#options.keepTaskDirs) await this.#task.remove();
+      // A detached task's run, logs and directory belong to the held task.
+      if (!this.#detached) {
+        this.#stop.abort();
+        await this.#running?.catch(() => {});
+        for (const file of this.#logs.values()) file.close();
+        this.#logs.clear();
+        if (this.#task !== undefined && !this.#options.keepTaskDirs) await this.#task.remove();
+      }
     }
   }
 
@@ -167,6 +208,10 @@ export class NodeSession {
     }
     switch (this.#state) {
       case "Joining":
+        if (frame.kind === "accept" && this.#options.resume !== undefined) {
+          this.#resume(this.#options.resume);
+          return;
+        }
         if (frame.kind === "accept") {
           this.#task = await TaskDir.create(this.#options.workDir);
           this.#state = "Idle";
@@ -298,11 +343,18 @@ export class NodeSession {
       await this.#send({ kind: "reject", reason: `cannot start: ${(err as Error).message}` });
       return;
     }
+    if (this.#options.persist) this.#key = await this.#readKey();
     this.#state = "Working";
     await this.#send({ kind: "started", time: new Date().toISOString() });
-    this.#running = this.#execute().then(async (status) => {
+    this.#done = this.#execute();
+    this.#report(this.#done);
+  }
+
+  /** When the runs are over: Finished, if the session is still with its owner. */
+  #report(done: Promise<number>): void {
+    this.#running = done.then(async (status) => {
       this.#status = status;
-      if (this.#state !== "Working") return;
+      if (this.#state !== "Working" || this.#detached) return;
       this.#state = "Finished";
       await this.#send({ kind: "finished", status });
     });
@@ -310,6 +362,52 @@ export class NodeSession {
       log.warn("Could not report the end of a task: {reason}", { reason: (err as Error).message });
       this.#transport.close();
     });
+  }
+
+  /** Delivers a held task: Working or Finished at once, then as usual. */
+  #resume(held: HeldTask): void {
+    this.#task = held.dir;
+    this.#rets.push(...held.rets);
+    this.#key = held.key;
+    this.#state = "Working";
+    this.#done = held.done;
+    this.#report(held.done);
+  }
+
+  /** The key the owner staged, if it did (an identified node's task). */
+  async #readKey(): Promise<string | undefined> {
+    const opened = await this.#task!.openForReading(TASK_KEY_FILE);
+    if (opened === undefined) return undefined;
+    try {
+      const bytes = new Uint8Array(Math.min(opened.size, 256));
+      const n = await opened.file.read(bytes);
+      return new TextDecoder().decode(bytes.subarray(0, n ?? 0)).trim() || undefined;
+    } finally {
+      opened.file.close();
+    }
+  }
+
+  /** Persist: on a lost connection in the middle of a task, keeps it going. */
+  #detach(err: unknown): HeldTask | undefined {
+    const lostConnection = !(err instanceof ProtocolError) && !/Owner disconnected/.test(String(err));
+    if (!this.#options.persist || this.#key === undefined || !lostConnection) return undefined;
+    if (this.#state !== "Working" && this.#state !== "Finished") return undefined;
+    this.#detached = true;
+    return this.#held();
+  }
+
+  #held(): HeldTask {
+    const logs = [...this.#logs.values()];
+    this.#logs = new Map();
+    return {
+      key: this.#key!,
+      dir: this.#task!,
+      rets: [...this.#rets],
+      done: this.#done!.then((status) => {
+        for (const file of logs) file.close();
+        return status;
+      }),
+    };
   }
 
   /** Runs the programs in order; the first non-zero status stops the rest. */

@@ -16,16 +16,44 @@
  * @module
  */
 
+import { join } from "node:path";
 import { BufferedReader } from "../protocol/buffered_reader.ts";
 import { DEFAULT_LIMITS, type Limits } from "../protocol/limits.ts";
 import { connectTcp } from "../transport/conn_transport.ts";
 import type { Transport } from "../transport/transport.ts";
 import { logger } from "../util/log.ts";
-import { NodeSession } from "./node_session.ts";
+import { type HeldTask, NodeSession } from "./node_session.ts";
+import { TaskDir } from "./task_dir.ts";
 import { OutputSpool } from "./output_spool.ts";
 import { runProcess, shellArgv, STATUS_RUNNER_FAILURE } from "./process_runner.ts";
 import { defaultStateDir, RunnerState, type Streamable } from "./runner_state.ts";
 import { type ConnectionEnd, RunnerTextClient, STOPPED } from "./text_client.ts";
+import {
+  EXTENSION_PREFIX,
+  formatClientHello,
+  HELD_TASK_PREFIX,
+  parseServerHello,
+  type ServerHello,
+} from "../protocol/vico_extension.ts";
+
+/** The vico extension's hello for a binary node; `undefined` if the manager does not speak it. */
+async function helloBinary(
+  transport: Transport,
+  reader: BufferedReader,
+  id: string,
+  heldKey: string | undefined,
+): Promise<ServerHello | undefined> {
+  const hello = formatClientHello({ proto: "binary", id, want: [], holds: heldKey === undefined ? 0 : 1 });
+  const lines = heldKey === undefined ? [hello] : [hello, HELD_TASK_PREFIX + heldKey];
+  try {
+    await transport.write(new TextEncoder().encode(lines.map((l) => l + "\n").join("")));
+    const line = await reader.readLine();
+    if (line === null || !line.startsWith(EXTENSION_PREFIX)) return undefined;
+    return parseServerHello(line);
+  } catch {
+    return undefined;
+  }
+}
 
 /** Options for {@linkcode Runner}. */
 export interface RunnerOptions {
@@ -95,6 +123,8 @@ export class Runner {
   readonly #limits: Limits;
   readonly #jobsAbort = new AbortController();
   readonly #nodeSessions = new Set<NodeSession>();
+  /** Persist, binary: tasks kept across a lost owner, and whether each has finished or is being delivered. */
+  readonly #heldTasks = new Map<HeldTask, { finished: boolean; claimed: boolean }>();
   #stopping = false;
   #wake: () => void = () => {};
   #wakeup: Promise<void> = Promise.resolve();
@@ -398,10 +428,28 @@ export class Runner {
 
   /** N node sessions, each one task at a time, joining again after each. */
   async #runNodes(): Promise<RunnerEnd> {
-    const workDir = this.#options.workDir ?? await Deno.makeTempDir({ prefix: "vico-node-" });
+    const persist = this.#options.persist ?? false;
+    let state: RunnerState | undefined;
+    let workDir: string;
+    try {
+      if (persist) state = await RunnerState.open(this.#options.stateDir ?? defaultStateDir());
+      // A persistent node's task directories must outlive the process.
+      workDir = this.#options.workDir ??
+        (state ? join(state.dir, "work") : await Deno.makeTempDir({ prefix: "vico-node-" }));
+    } catch (err) {
+      return { kind: "failed", reason: `Cannot prepare the node: ${(err as Error).message}`, jobs: 0 };
+    }
+    for (const kept of state ? await state.heldTasks() : []) {
+      this.#heldTasks.set({
+        key: kept.key,
+        rets: kept.rets,
+        dir: TaskDir.existing(kept.dir),
+        done: Promise.resolve(kept.status),
+      }, { finished: true, claimed: false });
+    }
     try {
       const ends = await Promise.all(
-        Array.from({ length: this.#options.workers }, (_, i) => this.#nodeLoop(i + 1, workDir)),
+        Array.from({ length: this.#options.workers }, (_, i) => this.#nodeLoop(i + 1, workDir, state)),
       );
       const jobs = this.#jobsDone;
       const failed = ends.find((e) => e.kind === "failed");
@@ -414,13 +462,44 @@ export class Runner {
       if (refused !== undefined) log.info("{reason}", { reason: refused.reason });
       return { kind: ends.some((e) => e.kind === "stopped") ? "stopped" : "finished", jobs };
     } finally {
-      if (this.#options.workDir === undefined && !this.#options.keepTaskDirs) {
+      if (this.#options.workDir === undefined && state === undefined && !this.#options.keepTaskDirs) {
         await Deno.remove(workDir, { recursive: true }).catch(() => {});
       }
     }
   }
 
-  async #nodeLoop(id: number, workDir: string): Promise<RunnerEnd> {
+  /** Persist: keeps a task whose owner was lost; once it finishes, records it for delivery. */
+  #hold(held: HeldTask, state: RunnerState): void {
+    const entry = { finished: false, claimed: false };
+    this.#heldTasks.set(held, entry);
+    held.done.then(async (status) => {
+      entry.finished = true;
+      if (!this.#heldTasks.has(held)) return;
+      await state.keepTask({ key: held.key, status, rets: [...held.rets], dir: held.dir.path });
+      log.info("Kept the results of task {key} until a manager takes them", { key: held.key });
+    }).catch((err) => log.error("Could not keep a held task: {err}", { err: (err as Error).message }));
+  }
+
+  /** A held task nobody is delivering, finished ones first. */
+  #claimHeld(): HeldTask | undefined {
+    let pick: HeldTask | undefined;
+    for (const [held, entry] of this.#heldTasks) {
+      if (entry.claimed) continue;
+      if (pick === undefined || entry.finished) pick = held;
+      if (entry.finished) break;
+    }
+    if (pick !== undefined) this.#heldTasks.get(pick)!.claimed = true;
+    return pick;
+  }
+
+  /** A held task was delivered, or the manager does not want it: forget it. */
+  async #forget(held: HeldTask, state: RunnerState, removeDir: boolean): Promise<void> {
+    this.#heldTasks.delete(held);
+    await state.forgetTask(held.key);
+    if (removeDir) await held.done.then(() => held.dir.remove(), () => held.dir.remove());
+  }
+
+  async #nodeLoop(id: number, workDir: string, state: RunnerState | undefined): Promise<RunnerEnd> {
     const { hostname, port } = this.#options;
     const persist = this.#options.persist ?? false;
     const backoff = this.#options.backoff ?? { initialMs: 500, maxMs: 30_000 };
@@ -433,6 +512,7 @@ export class Runner {
       await this.#sleep(wait / 2 + Math.random() * wait / 2);
       wait = Math.min(wait * 2, backoff.maxMs);
     };
+    let extension = persist && (this.#options.extension ?? true);
     while (!this.#stopping) {
       let transport: Transport;
       try {
@@ -447,20 +527,56 @@ export class Runner {
         if (tasks > 0) return { kind: "finished", jobs: tasks };
         return { kind: "failed", reason, jobs: 0 };
       }
-      const session = new NodeSession(
-        transport,
-        new BufferedReader(transport, { maxLineBytes: this.#limits.maxLineBytes }),
-        {
-          modules: this.#options.modules ?? [],
-          workDir,
-          keepTaskDirs: this.#options.keepTaskDirs,
-          killGraceMs: this.#options.killGraceMs,
-          limits: this.#limits,
-        },
-      );
+      const reader = new BufferedReader(transport, { maxLineBytes: this.#limits.maxLineBytes });
+      let held = state ? this.#claimHeld() : undefined;
+      let resume: HeldTask | undefined;
+      let ownerSilenceMs: number | undefined;
+      if (extension && state) {
+        // A persistent node says who it is and which task it still holds.
+        const answer = await helloBinary(transport, reader, state.id, held?.key);
+        if (answer === undefined) {
+          log.info("Node {id}: the manager does not speak the vico extension; a held task cannot be delivered", { id });
+          extension = false;
+          if (held) this.#heldTasks.get(held)!.claimed = false;
+          transport.close();
+          continue;
+        }
+        if (answer.kind === "no") {
+          if (held) this.#heldTasks.get(held)!.claimed = false;
+          transport.close();
+          await retry(`Refused: ${answer.reason}`);
+          continue;
+        }
+        ownerSilenceMs = answer.pulse ? answer.pulse * 4000 : undefined;
+        if (held !== undefined && answer.resume === 1) resume = held;
+        else if (held !== undefined) {
+          log.info("The manager no longer needs task {key}; dropping it", { key: held.key });
+          await this.#forget(held, state, true);
+          held = undefined;
+        }
+      }
+      const session = new NodeSession(transport, reader, {
+        modules: this.#options.modules ?? [],
+        workDir,
+        keepTaskDirs: this.#options.keepTaskDirs,
+        killGraceMs: this.#options.killGraceMs,
+        limits: this.#limits,
+        persist,
+        resume,
+        ownerSilenceMs,
+      });
       this.#nodeSessions.add(session);
       const end = await session.run();
       this.#nodeSessions.delete(session);
+      if (resume !== undefined) {
+        if (end.kind === "done") await this.#forget(resume, state!, false);
+        else this.#heldTasks.delete(resume);
+      }
+      if (end.kind === "detached") {
+        this.#hold(end.held, state!);
+        await retry(`Lost the manager in the middle of task ${end.held.key}; it runs on`);
+        continue;
+      }
       if (end.kind === "done") {
         tasks++;
         this.#jobsDone++;

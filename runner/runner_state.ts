@@ -31,6 +31,18 @@ export interface StoredResult {
   dispose(): Promise<void>;
 }
 
+/** A finished binary task kept for delivery. */
+export interface HeldTaskRecord {
+  /** The task's key. */
+  key: string;
+  /** Its last run's status. */
+  status: number;
+  /** Files to return, in order. */
+  rets: string[];
+  /** Its task directory. */
+  dir: string;
+}
+
 /** Something with bytes to stream, like an output spool. */
 export interface Streamable {
   /** Size in bytes. */
@@ -63,6 +75,7 @@ export class RunnerState {
   /** Opens (creating) a state directory; makes an id the first time. */
   static async open(dir: string): Promise<RunnerState> {
     await Deno.mkdir(join(dir, "pending"), { recursive: true, mode: 0o700 });
+    await Deno.mkdir(join(dir, "tasks"), { recursive: true, mode: 0o700 });
     const idPath = join(dir, "id");
     let id: string;
     try {
@@ -98,6 +111,38 @@ export class RunnerState {
     await json.sync();
     json.close();
     await Deno.rename(base + ".json.tmp", base + ".json");
+  }
+
+  /**
+   * Binary: keeps the record of a finished task whose owner was lost: its
+   * key, status, the files to return and its directory (which stays).
+   */
+  async keepTask(task: HeldTaskRecord): Promise<void> {
+    const path = join(this.dir, "tasks", `${task.key.replace(/[^A-Za-z0-9._-]/g, "_")}.json`);
+    await Deno.writeTextFile(path + ".tmp", JSON.stringify(task));
+    const file = await Deno.open(path + ".tmp", { read: true, write: true });
+    await file.sync();
+    file.close();
+    await Deno.rename(path + ".tmp", path);
+  }
+
+  /** Binary: the finished tasks kept for delivery. */
+  async heldTasks(): Promise<HeldTaskRecord[]> {
+    const out: HeldTaskRecord[] = [];
+    for (const entry of Deno.readDirSync(join(this.dir, "tasks"))) {
+      if (!entry.name.endsWith(".json")) continue;
+      try {
+        out.push(JSON.parse(await Deno.readTextFile(join(this.dir, "tasks", entry.name))));
+      } catch {
+        // A record torn by a crash: the task will simply run again.
+      }
+    }
+    return out;
+  }
+
+  /** Binary: forgets a kept task (delivered, or refused by the manager). */
+  async forgetTask(key: string): Promise<void> {
+    await Deno.remove(join(this.dir, "tasks", `${key.replace(/[^A-Za-z0-9._-]/g, "_")}.json`)).catch(() => {});
   }
 
   /** The undelivered results, oldest first. Half-written ones are dropped. */

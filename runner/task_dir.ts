@@ -29,6 +29,11 @@ export class TaskDir {
     this.path = path;
   }
 
+  /** A task directory that already exists (a held task, after a restart). */
+  static existing(path: string): TaskDir {
+    return new TaskDir(path);
+  }
+
   /** Creates a new, uniquely named directory under `workDir`. */
   static async create(workDir: string): Promise<TaskDir> {
     await Deno.mkdir(workDir, { recursive: true });

@@ -127,3 +127,57 @@ Deno.test("runner --persist: outlives an empty queue and takes the next manager'
   assert.equal((await svc.exit()).code, 0);
   assert.equal([...svc.stderr.matchAll(/Cannot connect to the manager/g)].length, 1, "said once while down");
 });
+
+for (const restartNode of [false, true]) {
+  Deno.test(
+    `runner --persist --protocol binary: a task runs on through a manager crash and is delivered after a new Join${
+      restartNode ? ", even after the node itself restarts" : ""
+    }`,
+    async () => {
+      await using dir = await tempDir();
+      await using state = await tempDir();
+      const marks = join(dir.path, "marks");
+      const list = join(dir.path, "tasks.jsonl");
+      await Deno.writeTextFile(
+        list,
+        JSON.stringify({
+          name: "long",
+          command: `echo run >> ${marks}; sleep 1.5; echo done > out.txt; echo finished`,
+          return: ["out.txt"],
+        }) + "\n",
+      );
+      const results = join(dir.path, "res");
+      const port = freePort();
+      const args = ["--jobs", list, "--results", results, "--port", String(port), "--pulse", "1s", "--lease", "30s"];
+      const first = EntryProcess.spawn("manager.ts", args);
+      await using _first = first;
+      await first.waitFor(/Serving 1 job/);
+      const nodeArgs = ["--protocol", "binary", "--persist", "--state-dir", state.path, "--retry-max", "1s"];
+      let node = startRunner(port, nodeArgs);
+      await using _node = node;
+      await first.waitFor(/Node 127\.0\.0\.1 joined/);
+      await new Promise((r) => setTimeout(r, 500));
+      first.kill("SIGKILL");
+      await first.exit();
+      await node.waitFor(/Lost the manager in the middle of task .*; it runs on/, 10_000);
+      await node.waitFor(/Kept the results of task/, 10_000);
+      if (restartNode) {
+        node.kill("SIGKILL");
+        await node.exit();
+        node = startRunner(port, nodeArgs);
+      }
+      await using _node2 = node;
+      const second = EntryProcess.spawn("manager.ts", args);
+      await using _second = second;
+      assert.equal((await second.exit(60_000)).code, 0, second.stderr);
+      assert.match(second.stderr, /Node 127\.0\.0\.1:\d+ \(.*\) is back with the task at line 1/);
+      const [rec] = readRecords(results);
+      assert.equal(rec.status, 0);
+      assert.equal(dec.decode(readOutput(results, rec)), "finished\n");
+      assert.equal(Deno.readTextFileSync(join(results, rec.files![0].path!)), "done\n");
+      assert.equal(Deno.readTextFileSync(marks), "run\n", "the task ran exactly once");
+      node.kill("SIGTERM");
+      await node.exit();
+    },
+  );
+}

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { BufferedReader } from "../../protocol/buffered_reader.ts";
-import { encodeFromNode, encodeToNode, readFromNode, readToNode } from "../../protocol/binary_codec.ts";
+import { encodeToNode, readFromNode, readToNode } from "../../protocol/binary_codec.ts";
 import { ProtocolError, VicoError } from "../../protocol/errors.ts";
 import { DEFAULT_LIMITS } from "../../protocol/limits.ts";
 import type { FromNode, FromRunnerText, RunnerExpectation, ToNode } from "../../protocol/messages.ts";
