@@ -27,7 +27,7 @@
 
 import type { BufferedReader } from "./buffered_reader.ts";
 import { ProtocolError } from "./errors.ts";
-import type { Limits } from "./limits.ts";
+import { clipReason, type Limits } from "./limits.ts";
 import { FrameType as T, type FromNode, MISSING_FILE_LENGTH, type ToNode } from "./messages.ts";
 
 /** The limits the decoders check lengths against. */
@@ -213,9 +213,9 @@ export function encodeToNode(msg: ToNode): Uint8Array {
     case "accept":
       return f.byte(T.ACCEPT).build();
     case "reject":
-      return f.byte(T.REJECT).string(msg.reason, 4).build();
+      return f.byte(T.REJECT).string(clipReason(msg.reason), 4).build();
     case "disconnect":
-      return f.byte(T.DISCONNECT).string(msg.reason, 4).build();
+      return f.byte(T.DISCONNECT).string(clipReason(msg.reason), 4).build();
     case "statusRequest":
       return f.byte(T.STATUS).build();
     case "file":
@@ -254,9 +254,9 @@ export function encodeFromNode(msg: FromNode): Uint8Array {
     case "started":
       return f.byte(T.ACCEPT).string(msg.time, 4).build();
     case "reject":
-      return f.byte(T.REJECT).string(msg.reason, 4).build();
+      return f.byte(T.REJECT).string(clipReason(msg.reason), 4).build();
     case "disconnect":
-      return f.byte(T.DISCONNECT).string(msg.reason, 4).build();
+      return f.byte(T.DISCONNECT).string(clipReason(msg.reason), 4).build();
     case "status":
       return f.byte(T.STATUS).byte(msg.value).build();
     case "finished":

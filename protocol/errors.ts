@@ -33,7 +33,11 @@ export type VicoErrorCode =
   | "REFUSED"
   | "JOB_LIST_INVALID"
   | "LIMIT_EXCEEDED"
-  | "USAGE";
+  | "USAGE"
+  /** A peer could not prove who it is (wrong secret, wrong certificate, no authentication). */
+  | "AUTH_FAILED"
+  /** A setting that would expose a node or a manager (a secret others can read, jobs as root). */
+  | "UNSAFE";
 
 /** A domain error with a stable {@linkcode VicoErrorCode}. */
 export class VicoError extends Error {

@@ -31,3 +31,24 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxStringBytes: 64 * 1024,
   maxFilesPerTask: 10_000,
 });
+
+/**
+ * Longest reason we send (Reject, Disconnect, ERARO), in characters: well
+ * under any peer's string and line limits even as 4-byte UTF-8. Longer ones
+ * (an OS error quoting a hostile 60 000-byte name) are cut by {@linkcode clipReason}.
+ */
+export const MAX_REASON_CHARS = 4000;
+
+/**
+ * A reason cut to {@linkcode MAX_REASON_CHARS}, saying how much was cut.
+ *
+ * @example
+ * ```ts
+ * import { clipReason } from "./limits.ts";
+ * console.assert(clipReason("x".repeat(9000)).length < 4100);
+ * ```
+ */
+export function clipReason(reason: string): string {
+  if (reason.length <= MAX_REASON_CHARS) return reason;
+  return `${reason.slice(0, MAX_REASON_CHARS)}… (${reason.length - MAX_REASON_CHARS} more characters cut)`;
+}

@@ -6,6 +6,22 @@
  */
 
 /**
+ * A name quoted for a message, cut short if long (a hostile peer's 60 000-byte
+ * name must not swell every reason and log line).
+ *
+ * @example
+ * ```ts
+ * import { quoteName } from "./task_path.ts";
+ * console.assert(quoteName("a.txt") === '"a.txt"');
+ * console.assert(quoteName("n".repeat(1000)).length < 120);
+ * ```
+ */
+export function quoteName(name: string): string {
+  if (name.length <= 80) return JSON.stringify(name);
+  return `${JSON.stringify(name.slice(0, 60))}… (${name.length} characters)`;
+}
+
+/**
  * Why `name` is not an acceptable task path, or `undefined` if it is. A task
  * path is `/`-separated, relative, with no empty, `.` or `..` segment, and
  * holds no NUL or backslash.
@@ -19,13 +35,13 @@
  */
 export function whyBadTaskPath(name: string): string | undefined {
   if (name.length === 0) return "name is empty";
-  if (name.startsWith("/")) return `name ${JSON.stringify(name)} is absolute`;
+  if (name.startsWith("/")) return `name ${quoteName(name)} is absolute`;
   if (name.includes("\0")) return "name contains a NUL byte";
-  if (name.includes("\\")) return `name ${JSON.stringify(name)} contains a backslash`;
+  if (name.includes("\\")) return `name ${quoteName(name)} contains a backslash`;
   for (const segment of name.split("/")) {
-    if (segment === "") return `name ${JSON.stringify(name)} has an empty segment`;
+    if (segment === "") return `name ${quoteName(name)} has an empty segment`;
     if (segment === "." || segment === "..") {
-      return `name ${JSON.stringify(name)} has a "${segment}" segment`;
+      return `name ${quoteName(name)} has a "${segment}" segment`;
     }
   }
   return undefined;

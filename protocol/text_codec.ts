@@ -7,6 +7,7 @@
  */
 
 import { ProtocolError } from "./errors.ts";
+import { clipReason } from "./limits.ts";
 import { type FromRunnerText, type RunnerExpectation, TextKeyword as K, type ToRunnerText } from "./messages.ts";
 
 const DIGITS = /^[0-9]+$/;
@@ -131,7 +132,7 @@ export function formatManagerLine(msg: ToRunnerText): string {
     case "ricevis":
       return K.RICEVIS;
     case "eraro":
-      return K.ERARO_PREFIX + msg.reason.replace(/[\r\n]+/g, " ");
+      return K.ERARO_PREFIX + clipReason(msg.reason).replace(/[\r\n]+/g, " ");
   }
 }
 

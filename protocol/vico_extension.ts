@@ -1,9 +1,9 @@
 /**
  * The vico extension: a short exchange of lines that vico peers put before
  * either protocol, on the same connection, to agree on what the drafts
- * cannot carry: a runner's stable identity (so a restarted manager can wait
- * for it), liveness pulses, a job timeout, and the jobs a returning runner
- * still holds. Issue 6 adds authentication to the same exchange.
+ * cannot carry: mutual authentication with a shared secret, a runner's
+ * stable identity (so a restarted manager can wait for it), liveness
+ * pulses, a job timeout, and the jobs a returning runner still holds.
  *
  * It starts with the byte `V` (0x56), which is neither a text hail's `S`
  * nor a binary Join's 0x03, so a peer that only knows the drafts refuses it
@@ -11,20 +11,25 @@
  * again without it. Byte for byte (each line ends with `\n`):
  *
  * ```
- * runner:  VICO/1 hello proto=<text|binary> [id=<id>] [want=<f,f>] [holds=<n>]
+ * runner:  VICO/1 hello proto=<text|binary> [id=<id>] [want=<f,f>] [holds=<n>] [nonce=<hex64>]
+ * (with nonce, a manager with a secret proves itself, then the runner:)
+ * manager: VICO/1 auth nonce=<hex64> proof=<hex64>
+ * runner:  VICO/1 proof <hex64>
  * runner:  <n lines: the command line of each job it still holds (text),
  *           or "task <key>" for the task it still holds (binary)>
  * manager: VICO/1 ok [pulse=<seconds>] [timeout=<ms>] [lease=<seconds>] [resume=<0|1>]
  *      or: VICO/1 no <reason>
  * ```
  *
- * then the chosen protocol begins as the drafts say (hail, or Join).
- * Pure: no I/O.
+ * then the chosen protocol begins as the drafts say (hail, or Join). The
+ * proofs are computed in `auth.ts`. Pure: no I/O.
  *
  * @module
  */
 
+import { isHex64 } from "./auth.ts";
 import { ProtocolError } from "./errors.ts";
+import { clipReason } from "./limits.ts";
 
 /** First byte of the extension (`V`). */
 export const EXTENSION_FIRST_BYTE = 0x56;
@@ -47,8 +52,10 @@ export interface ClientHello {
   readonly id?: string;
   /** Features it wants (`pulse`, …). */
   readonly want: readonly string[];
-  /** Number of held-job lines that follow. */
+  /** Number of held-job lines that follow (after the proof, when authenticating). */
   readonly holds: number;
+  /** The runner's fresh nonce: it asks the manager to authenticate (64 hex digits). */
+  readonly nonce?: string;
 }
 
 /** The manager's answer. */
@@ -64,7 +71,9 @@ export type ServerHello =
     /** Binary: 1 when the manager takes back the task the node announced, 0 when it should drop it. */
     readonly resume?: number;
   }
-  | { readonly kind: "no"; readonly reason: string };
+  | { readonly kind: "no"; readonly reason: string }
+  /** A manager with a secret: its nonce and its proof, before the runner proves itself. */
+  | { readonly kind: "auth"; readonly nonce: string; readonly proof: string };
 
 const ID = /^[A-Za-z0-9._-]{1,64}$/;
 const FEATURE = /^[a-z][a-z0-9-]{0,31}$/;
@@ -112,7 +121,11 @@ export function parseClientHello(line: string): ClientHello {
   const want = (f.get("want") ?? "").split(",").filter((w) => w.length > 0);
   for (const w of want) if (!FEATURE.test(w)) throw new ProtocolError("Extension feature name is malformed", line);
   const holds = whole(f.get("holds"), "holds", line, MAX_HOLDS) ?? 0;
-  return { proto, id, want, holds };
+  const nonce = f.get("nonce");
+  if (nonce !== undefined && !isHex64(nonce)) {
+    throw new ProtocolError("Extension nonce must be 64 lowercase hex digits", line);
+  }
+  return { proto, id, want, holds, nonce };
 }
 
 /** Formats the runner's hello line (without its held-job lines). */
@@ -121,17 +134,28 @@ export function formatClientHello(h: ClientHello): string {
   if (h.id !== undefined) parts.push(`id=${h.id}`);
   if (h.want.length > 0) parts.push(`want=${h.want.join(",")}`);
   if (h.holds > 0) parts.push(`holds=${h.holds}`);
+  if (h.nonce !== undefined) parts.push(`nonce=${h.nonce}`);
   return parts.join(" ");
 }
 
 /**
- * Parses the manager's answer.
+ * Parses the manager's answer (`auth`, `ok` or `no`).
  *
- * @throws {ProtocolError} On anything but `VICO/1 ok …` or `VICO/1 no …`.
+ * @throws {ProtocolError} On anything but `VICO/1 ok …`, `VICO/1 no …` or `VICO/1 auth …`.
  */
 export function parseServerHello(line: string): ServerHello {
   if (line.startsWith(EXTENSION_PREFIX + "no")) {
     return { kind: "no", reason: line.slice((EXTENSION_PREFIX + "no").length).trim() || "refused" };
+  }
+  const auth = EXTENSION_PREFIX + "auth ";
+  if (line.startsWith(auth)) {
+    const f = fields(line.slice(auth.length), line);
+    const nonce = f.get("nonce") ?? "";
+    const proof = f.get("proof") ?? "";
+    if (f.size !== 2 || !isHex64(nonce) || !isHex64(proof)) {
+      throw new ProtocolError("Extension auth needs nonce= and proof=, each 64 lowercase hex digits", line);
+    }
+    return { kind: "auth", nonce, proof };
   }
   const head = EXTENSION_PREFIX + "ok";
   if (line !== head && !line.startsWith(head + " ")) throw new ProtocolError("Expected VICO/1 ok or no", line);
@@ -147,11 +171,30 @@ export function parseServerHello(line: string): ServerHello {
 
 /** Formats the manager's answer. */
 export function formatServerHello(h: ServerHello): string {
-  if (h.kind === "no") return `${EXTENSION_PREFIX}no ${h.reason.replace(/[\r\n]+/g, " ")}`;
+  if (h.kind === "no") return `${EXTENSION_PREFIX}no ${clipReason(h.reason).replace(/[\r\n]+/g, " ")}`;
+  if (h.kind === "auth") return `${EXTENSION_PREFIX}auth nonce=${h.nonce} proof=${h.proof}`;
   const parts = [EXTENSION_PREFIX + "ok"];
   if (h.pulse) parts.push(`pulse=${h.pulse}`);
   if (h.timeoutMs) parts.push(`timeout=${Math.round(h.timeoutMs)}`);
   if (h.lease) parts.push(`lease=${h.lease}`);
   if (h.resume !== undefined) parts.push(`resume=${h.resume}`);
   return parts.join(" ");
+}
+
+const PROOF_HEAD = EXTENSION_PREFIX + "proof ";
+
+/** Formats the runner's proof line. */
+export function formatClientProof(proof: string): string {
+  return PROOF_HEAD + proof;
+}
+
+/**
+ * Parses the runner's proof line, returning the proof.
+ *
+ * @throws {ProtocolError} On anything but `VICO/1 proof <64 hex digits>`.
+ */
+export function parseClientProof(line: string): string {
+  const proof = line.startsWith(PROOF_HEAD) ? line.slice(PROOF_HEAD.length) : "";
+  if (!isHex64(proof)) throw new ProtocolError("Expected VICO/1 proof with 64 lowercase hex digits", line);
+  return proof;
 }

@@ -200,11 +200,15 @@ Deno.test({
       id: fc.option(fc.stringMatching(/^[A-Za-z0-9._-]{1,20}$/), { nil: undefined }),
       want: fc.array(fc.stringMatching(/^[a-z][a-z0-9-]{0,8}$/), { maxLength: 3 }),
       holds: fc.integer({ min: 0, max: 100 }),
+      nonce: fc.option(fc.stringMatching(/^[0-9a-f]{64}$/), { nil: undefined }),
     });
     fc.assert(
       fc.property(hello, (h) => {
         const back = parseClientHello(formatClientHello(h));
-        assert.deepEqual({ ...back, id: back.id ?? undefined }, { ...h, id: h.id ?? undefined });
+        assert.deepEqual(
+          { ...back, id: back.id ?? undefined, nonce: back.nonce ?? undefined },
+          { ...h, id: h.id ?? undefined, nonce: h.nonce ?? undefined },
+        );
       }),
       params(300),
     );
