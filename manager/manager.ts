@@ -7,8 +7,10 @@
  */
 
 import { DEFAULT_LIMITS, type Limits } from "../protocol/limits.ts";
+import type { SharedSecret } from "../protocol/auth.ts";
 import { listenTcp } from "../transport/conn_transport.ts";
-import type { TransportListener } from "../transport/transport.ts";
+import { listenTls, type TlsIdentity } from "../transport/tls.ts";
+import { mergeListeners, type TransportListener } from "../transport/transport.ts";
 import { logger } from "../util/log.ts";
 import { Runner, type RunnerEnd } from "../runner/runner.ts";
 import { FleetWatch } from "./fleet_watch.ts";
@@ -67,6 +69,12 @@ export interface ManagerOptions {
   maxHandshaking?: number;
   /** A runner whose output stalls this long mid-result is dropped. @default {60000} */
   transferIdleTimeoutMs?: number;
+  /** Most connections at once. @default {4096} */
+  maxConnections?: number;
+  /** Serve TLS with this certificate and key (both protocols, one port). */
+  tls?: TlsIdentity;
+  /** Every runner must prove it knows this secret before it sees a job. */
+  secret?: SharedSecret;
   /** Called when a job settles (for progress display). */
   onSettled?: (job: number, status: number, host: string) => void;
 }
@@ -123,13 +131,22 @@ export class Manager {
   /** Resolves with the summary once every job is settled (or the run is stopped) and runners are gone. */
   readonly finished: Promise<RunSummary>;
   readonly #localRunners: Runner[] = [];
+  readonly #localAddress: { hostname: string; port: number };
+  readonly #secret: SharedSecret | undefined;
   readonly #stopRequested: Promise<"graceful">;
   readonly #closeRequested: Promise<"now">;
   #requestStop!: () => void;
   #requestClose!: () => void;
 
-  private constructor(address: { hostname: string; port: number }, run: (self: Manager) => Promise<RunSummary>) {
+  private constructor(
+    address: { hostname: string; port: number },
+    localAddress: { hostname: string; port: number } | undefined,
+    secret: SharedSecret | undefined,
+    run: (self: Manager) => Promise<RunSummary>,
+  ) {
     this.address = address;
+    this.#localAddress = localAddress ?? { hostname: localTarget(address.hostname), port: address.port };
+    this.#secret = secret;
     this.#stopRequested = new Promise((resolve) => (this.#requestStop = () => resolve("graceful")));
     this.#closeRequested = new Promise((resolve) => (this.#requestClose = () => resolve("now")));
     this.finished = run(this);
@@ -246,9 +263,21 @@ export class Manager {
       pulseMs: pulseSec * 1000,
       defaultTimeoutMs: options.jobTimeoutMs,
     };
+    const hostname = options.hostname ?? "127.0.0.1";
     let listener: TransportListener;
+    // Local runners dial the listening port; with TLS they get a plain one of
+    // their own on loopback (still behind the secret, if there is one), as a
+    // certificate made for other names need not fit 127.0.0.1.
+    let localAddress: { hostname: string; port: number } | undefined;
     try {
-      listener = listenTcp(options.hostname ?? "127.0.0.1", options.port ?? DEFAULT_PORT);
+      listener = options.tls === undefined
+        ? listenTcp(hostname, options.port ?? DEFAULT_PORT)
+        : listenTls(hostname, options.port ?? DEFAULT_PORT, options.tls);
+      if (options.tls !== undefined && (options.local ?? 0) > 0) {
+        const local = listenTcp(/:/.test(localTarget(hostname)) ? "::1" : "127.0.0.1", 0);
+        localAddress = local.address;
+        listener = mergeListeners(listener, local);
+      }
     } catch (err) {
       await results.close();
       throw err;
@@ -269,6 +298,9 @@ export class Manager {
       limits,
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? 30_000,
       maxHandshaking: options.maxHandshaking ?? 256,
+      maxConnections: options.maxConnections ?? 4096,
+      secret: options.secret,
+      tls: options.tls !== undefined,
       extensionAnswer: (hello, holds) => ({
         kind: "ok",
         pulse: pulseSec,
@@ -283,7 +315,7 @@ export class Manager {
     const started = performance.now();
     watch.announce();
 
-    return new Manager(listener.address, async (self) => {
+    return new Manager(listener.address, localAddress, options.secret, async (self) => {
       const serving = server.serve();
       const locals = self.#startLocalRunners(queue.finished ? 0 : options.local ?? 0, jobs);
       const watchdog = setInterval(() => watch.check(), 5000);
@@ -346,8 +378,8 @@ export class Manager {
       // Task bundles need binary nodes. Running locally means this machine is
       // taken to offer every module the list asks for.
       const runner = new Runner({
-        hostname: localTarget(this.address.hostname),
-        port: this.address.port,
+        ...this.#localAddress,
+        secret: this.#secret,
         workers: count,
         protocol: "binary",
         modules: [...new Set(jobs.classes.flatMap((c) => c.modules))],
@@ -359,8 +391,8 @@ export class Manager {
     for (let i = 1; i <= count; i++) {
       // One connection per worker: a worker never waits for another's reply.
       const runner = new Runner({
-        hostname: localTarget(this.address.hostname),
-        port: this.address.port,
+        ...this.#localAddress,
+        secret: this.#secret,
         workers: 1,
         name: `local-${i}`,
         embedded: true,

@@ -4,19 +4,27 @@
  * and runs one session per connection. A connection that fails never
  * touches another one.
  *
+ * Security sits here, before any session: the TLS handshake (when the
+ * listener is TLS), and, when the manager has a secret, the vico
+ * extension's mutual authentication. A peer that does not authenticate is
+ * refused before it can see a job: a plain text runner with `ERARO`, a plain
+ * binary node with Reject, a vico runner with `VICO/1 no`.
+ *
  * @module
  */
 
 import { BufferedReader } from "../protocol/buffered_reader.ts";
 import { ProtocolError } from "../protocol/errors.ts";
 import type { Limits } from "../protocol/limits.ts";
-import { encodeLine } from "../protocol/text_codec.ts";
+import { newNonce, type SharedSecret } from "../protocol/auth.ts";
+import { encodeToNode, readFromNode } from "../protocol/binary_codec.ts";
+import { encodeLine, formatManagerLine } from "../protocol/text_codec.ts";
 import {
   type ClientHello,
   EXTENSION_FIRST_BYTE,
-  EXTENSION_PREFIX,
   formatServerHello,
   parseClientHello,
+  parseClientProof,
   type ServerHello,
 } from "../protocol/vico_extension.ts";
 import type { Transport, TransportListener } from "../transport/transport.ts";
@@ -27,6 +35,12 @@ import { settlesWithin } from "../util/timeout.ts";
 export const TEXT_FIRST_BYTE = 0x53;
 /** First byte of a binary-protocol Join. */
 export const BINARY_FIRST_BYTE = 0x03;
+/** First byte of a TLS handshake record. */
+const TLS_FIRST_BYTE = 0x16;
+
+/** Why a peer that did not authenticate is refused. */
+export const AUTHENTICATION_REQUIRED =
+  "authentication required: this manager has a secret; start the runner with --join TOKEN or --secret-file FILE";
 
 /** A running session, as the server tracks it. */
 export interface Session {
@@ -54,6 +68,8 @@ export interface Extension {
   readonly hello: ClientHello;
   /** Command lines of the jobs the runner says it still holds. */
   readonly holds: readonly string[];
+  /** Whether the runner proved it knows the manager's secret. */
+  readonly authenticated: boolean;
   /** What the manager answered. */
   readonly answer: Extract<ServerHello, { kind: "ok" }>;
 }
@@ -72,14 +88,24 @@ export interface ServerOptions {
   limits: Limits;
   /** How long a new connection has, from accept, to complete its handshake. */
   handshakeTimeoutMs: number;
-  /** Most connections that have not completed a handshake; more are closed at once. */
+  /** Most connections that have not completed a handshake; the oldest are closed to make room. */
   maxHandshaking: number;
+  /** Most connections at once; more are closed at accept. @default {Infinity} */
+  maxConnections?: number;
+  /** The shared secret every peer must prove it knows (vico extension); none: no authentication. */
+  secret?: SharedSecret;
+  /** The listener speaks TLS (only used to word refusals). */
+  tls?: boolean;
   /** What the manager answers a vico peer's hello (and held jobs). @default {() => ({ kind: "ok" })} */
   extensionAnswer?: (hello: ClientHello, holds: readonly string[]) => Extract<ServerHello, { kind: "ok" }>;
 }
 
 const log = logger("manager");
 const refusals = new LogRateLimit(5, 10_000);
+const capped = new LogRateLimit(1, 10_000);
+
+/** A connection refused for a reason the peer is not told in the extension's words (TLS, a closed peer). */
+class Refusal extends Error {}
 
 /** Serves sessions on a listener. */
 export class Server {
@@ -121,6 +147,17 @@ export class Server {
   }
 
   async #start(transport: Transport): Promise<void> {
+    if (this.connections >= (this.#options.maxConnections ?? Infinity)) {
+      const gate = capped.allow();
+      if (gate.log) {
+        log.warn("Refusing connection from {peer}: {max} connections already (--max-connections)", {
+          peer: transport.peer,
+          max: this.#options.maxConnections,
+        });
+      }
+      transport.close();
+      return;
+    }
     if (this.#handshaking.size >= this.#options.maxHandshaking) {
       // Too many connections that have not said who they are: a flood or a
       // slowloris. Evict the oldest rather than refuse the newest, so an
@@ -155,7 +192,19 @@ export class Server {
     let first: number | null = null;
     let extension: Extension | undefined;
     try {
+      if (transport.handshake !== undefined) {
+        await transport.handshake().catch((err) => {
+          throw new Refusal(
+            `TLS handshake failed: ${(err as Error).message} (a runner without --tls-ca, --tls or --join?)`,
+          );
+        });
+      }
       first = await reader.peekU8();
+      if (first === TLS_FIRST_BYTE && !this.#options.tls) {
+        throw new Refusal(
+          "it began a TLS handshake, but this manager is not set up for TLS (--tls-cert and --tls-key, or enrollment)",
+        );
+      }
       if (first === EXTENSION_FIRST_BYTE) {
         extension = await this.#negotiate(transport, reader);
         first = await reader.peekU8();
@@ -164,12 +213,21 @@ export class Server {
           throw new ProtocolError(`The hello said proto=${extension.hello.proto}, then another protocol began`);
         }
       }
+      if (this.#options.secret !== undefined && !extension?.authenticated && first !== null) {
+        await this.#refuseUnauthenticated(transport, reader, first);
+        throw new Refusal(
+          `it did not authenticate (${first === TEXT_FIRST_BYTE ? "text" : "binary"} without the vico extension)`,
+        );
+      }
     } catch (err) {
       const gate = refusals.allow();
-      if (gate.log && err instanceof ProtocolError) {
+      if (gate.suppressed > 0) log.warn("{n} more refused connection(s) were not logged", { n: gate.suppressed });
+      if (gate.log && (err instanceof ProtocolError || err instanceof Refusal)) {
         log.warn("Refusing connection from {peer}: {reason}", { peer: transport.peer, reason: err.message });
+      }
+      if (err instanceof ProtocolError) {
         await settlesWithin(
-          transport.write(encodeLine(`${EXTENSION_PREFIX}no ${err.message.replace(/[\r\n]+/g, " ")}`)),
+          transport.write(encodeLine(formatServerHello({ kind: "no", reason: err.message }))),
           1000,
         );
       }
@@ -184,7 +242,7 @@ export class Server {
       session = this.#factory.binary(transport, reader, handshake, extension);
     } else {
       handshake.done();
-      const gate = refusals.allow();
+      const gate = first === null ? { log: false, suppressed: 0 } : refusals.allow();
       if (gate.suppressed > 0) log.warn("{n} more refused connection(s) were not logged", { n: gate.suppressed });
       if (first !== null && gate.log) {
         log.warn("Refusing connection from {peer}: first byte 0x{byte} starts no known protocol", {
@@ -207,11 +265,37 @@ export class Server {
     this.#live.set(session, { transport, ended });
   }
 
-  /** Reads a vico peer's hello (and its held-job lines) and answers it. */
+  /**
+   * Reads a vico peer's hello, authenticates it when the manager has a
+   * secret (docs/protocol.md, "Authentication"), reads its held-job lines,
+   * and answers.
+   */
   async #negotiate(transport: Transport, reader: BufferedReader): Promise<Extension> {
     const line = await reader.readLine();
     if (line === null) throw new ProtocolError("Connection closed during the extension's hello");
     const hello = parseClientHello(line);
+    const secret = this.#options.secret;
+    if (secret !== undefined) {
+      if (hello.nonce === undefined) throw new ProtocolError(AUTHENTICATION_REQUIRED);
+      const nonce = newNonce();
+      const proof = await secret.prove("manager", line, nonce);
+      await transport.write(encodeLine(formatServerHello({ kind: "auth", nonce, proof })));
+      const reply = await reader.readLine();
+      if (reply === null) {
+        throw new Refusal(
+          "it closed during authentication (its secret differs from this manager's, or it pins another certificate)",
+        );
+      }
+      if (!(await secret.verify("runner", line, nonce, parseClientProof(reply)))) {
+        throw new ProtocolError(
+          "authentication failed: the runner's proof is wrong (its secret differs from this manager's)",
+        );
+      }
+    } else if (hello.nonce !== undefined) {
+      throw new ProtocolError(
+        "this manager has no secret and cannot authenticate; start it with --secret-file, or on a non-loopback address to enroll",
+      );
+    }
     const holds: string[] = [];
     for (let i = 0; i < hello.holds; i++) {
       const held = await reader.readLine();
@@ -220,7 +304,28 @@ export class Server {
     }
     const answer = this.#options.extensionAnswer?.(hello, holds) ?? { kind: "ok" as const };
     await transport.write(encodeLine(formatServerHello(answer)));
-    return { hello, holds, answer };
+    return { hello, holds, answer, authenticated: secret !== undefined };
+  }
+
+  /**
+   * Tells a plain peer (no vico extension) that it must authenticate, in its
+   * own protocol: reads its hail or Join (so the reply is not lost to a
+   * reset), then answers `ERARO` or Reject.
+   */
+  async #refuseUnauthenticated(transport: Transport, reader: BufferedReader, first: number): Promise<void> {
+    const reason = AUTHENTICATION_REQUIRED;
+    await settlesWithin(
+      (async () => {
+        if (first === TEXT_FIRST_BYTE) {
+          await reader.readLine();
+          await transport.write(encodeLine(formatManagerLine({ kind: "eraro", reason })));
+        } else if (first === BINARY_FIRST_BYTE) {
+          await readFromNode(reader, this.#options.limits);
+          await transport.write(encodeToNode({ kind: "reject", reason }));
+        }
+      })().catch(() => {}),
+      2000,
+    );
   }
 
   /** Stops accepting new connections. Live sessions go on. */

@@ -37,6 +37,11 @@ export class ConnTransport implements Transport {
     await writeAll(this.#conn, p);
   }
 
+  /** Completes the TLS handshake (a no-op for TCP); rejects if it fails. */
+  async handshake(): Promise<void> {
+    if ("handshake" in this.#conn) await (this.#conn as Deno.TlsConn).handshake();
+  }
+
   /** Closes the socket; further reads return `null`. */
   close(): void {
     if (this.#closed) return;
@@ -50,7 +55,7 @@ export class ConnTransport implements Transport {
 }
 
 /** Request/reply traffic: never wait to coalesce small segments; notice dead peers. */
-function tune(conn: Deno.TcpConn): Deno.TcpConn {
+export function tune(conn: Deno.TcpConn): Deno.TcpConn {
   conn.setNoDelay(true);
   conn.setKeepAlive(true);
   return conn;
@@ -63,7 +68,17 @@ export async function connectTcp(hostname: string, port: number): Promise<Transp
 
 /** Listens on TCP and yields a {@linkcode Transport} per accepted connection. */
 export function listenTcp(hostname: string, port: number): TransportListener {
-  const listener = Deno.listen({ hostname, port, transport: "tcp" });
+  return transportListener(Deno.listen({ hostname, port, transport: "tcp" }), (conn) => new ConnTransport(tune(conn)));
+}
+
+/**
+ * Serves a `Deno.Listener` (TCP or TLS) as a {@linkcode TransportListener},
+ * wrapping each accepted connection with `wrap`.
+ */
+export function transportListener<C extends Deno.Conn>(
+  listener: Deno.Listener<C>,
+  wrap: (conn: C) => Transport,
+): TransportListener {
   const addr = listener.addr as Deno.NetAddr;
   return {
     address: { hostname: addr.hostname, port: addr.port },
@@ -76,7 +91,7 @@ export function listenTcp(hostname: string, port: number): TransportListener {
     },
     async *[Symbol.asyncIterator]() {
       while (true) {
-        let conn: Deno.TcpConn;
+        let conn: C;
         try {
           conn = await listener.accept();
         } catch (err) {
@@ -85,7 +100,7 @@ export function listenTcp(hostname: string, port: number): TransportListener {
           await new Promise((r) => setTimeout(r, 50));
           continue;
         }
-        yield new ConnTransport(tune(conn));
+        yield wrap(conn);
       }
     },
   };

@@ -17,7 +17,23 @@ export const ExitCode = Object.freeze({
   USAGE: 2,
   /** Manager: could not start (port in use, results directory unusable). Runner: version refused. */
   CANNOT_START: 3,
+  /** Runner: the manager could not be verified (TLS certificate, secret) or refused this runner's proof. */
+  UNTRUSTED: 4,
 });
+
+/**
+ * Whether a host name or address is this machine's loopback.
+ *
+ * @example
+ * ```ts
+ * import { isLoopback } from "./cli.ts";
+ * console.assert(isLoopback("127.0.0.1") && isLoopback("localhost") && !isLoopback("0.0.0.0"));
+ * ```
+ */
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, "").toLowerCase();
+  return h === "localhost" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
 
 /** Parses a whole number flag, at least `min`. @throws {VicoError} `USAGE` */
 export function intFlag(name: string, value: string | undefined, fallback: number, min = 0): number {
