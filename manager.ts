@@ -11,8 +11,14 @@ import { readJobList } from "./manager/job_list.ts";
 import { DEFAULT_PORT, Manager } from "./manager/manager.ts";
 import { formatSummary, ProgressBar } from "./manager/progress.ts";
 import { verifyResults } from "./manager/verify.ts";
-import { complain, ExitCode, intFlag } from "./util/cli.ts";
+import { enroll, type Enrollment, writeJoinToken } from "./manager/enrollment.ts";
+import type { SharedSecret } from "./protocol/auth.ts";
+import type { TlsIdentity } from "./transport/tls.ts";
+import { complain, ExitCode, intFlag, isLoopback } from "./util/cli.ts";
 import { parseDuration } from "./util/duration.ts";
+import { readPrivateFile, readSecretFile } from "./util/secret_file.ts";
+import { parseSize } from "./util/size.ts";
+import { defaultStateDir } from "./util/state_dir.ts";
 import { logger, setupLogging } from "./util/log.ts";
 
 const USAGE = `Usage: manager --jobs FILE|- [options]
@@ -39,6 +45,9 @@ results directory against its journal (exit 1 on any mismatch).
                        moved aside (to DIR.<date>) first.
       --host HOST      Address to listen on. Default 127.0.0.1 (this machine
                        only); use 0.0.0.0 to accept runners from other hosts.
+                       On any address but loopback the manager is secure by
+                       default: with no --tls-cert/--secret-file it enrolls
+                       (see below) unless told --insecure.
   -p, --port PORT      Port to listen on. Default ${DEFAULT_PORT}; with --local and
                        no --port, any free port.
   -l, --local N        Also run N workers in this process: a complete run on
@@ -75,12 +84,48 @@ results directory against its journal (exit 1 on any mismatch).
                        Drop a runner whose output stalls this long in the
                        middle of a result (its job is handed out again).
                        Default: 60s.
+      --max-connections N
+                       Most runner connections at once (more are closed at
+                       once). Default 4096.
+      --max-unauthenticated N
+                       Most connections still in their handshake (not yet
+                       authenticated) at once. Default 256.
+      --max-output SIZE
+                       Largest output one text job may announce (REZULTO);
+                       a runner announcing more is dropped. Default 16G.
+      --max-file SIZE  Largest file or log a binary node may return.
+                       Default 16G.
+
+Security (see docs/security.md):
+      --tls-cert FILE  Serve TLS (both protocols, one port) with this
+      --tls-key FILE   certificate (chain) and private key, PEM. Make a
+                       private CA with scripts/make_certs.sh.
+      --secret-file FILE
+                       Runners must prove they know this shared secret (and
+                       the manager proves it to them) before any job crosses.
+                       The file must be readable by its owner only.
+      --enroll         Make (first start) or load a self-signed certificate
+                       and a secret in the state directory and print a join
+                       token for runners: 'runner --join TOKEN'. The default
+                       on a non-loopback --host with no TLS or secret given.
+      --advertise HOST[:PORT]
+                       The address the join token names. Default: this
+                       host's name (or --host) and the bound port.
+      --state-dir DIR  Where enrollment keeps its key, certificate, secret
+                       and join-token. Default
+                       $XDG_STATE_HOME/vico/manager or
+                       ~/.local/state/vico/manager.
+      --insecure       Serve a non-loopback address with neither TLS nor a
+                       secret: anyone who reaches the port can take jobs
+                       and forge results.
+
       --no-progress    No progress bar (it is only drawn on a terminal anyway).
   -q, --quiet          Log only warnings and errors.
   -v, --verbose        Log debugging detail.
   -h, --help           Show this help.
 
-Runners join with:  runner --manager HOST:PORT --workers N
+Runners join with:  runner --join TOKEN --workers N   (secure default)
+                or  runner --manager HOST:PORT --workers N   (loopback)
 Binary nodes with:  runner --manager HOST:PORT --workers N --protocol binary
 (text runners and binary nodes share the one port).
 
@@ -122,6 +167,17 @@ export async function main(args: string[]): Promise<number> {
         retries: { type: "string" },
         "max-attempts": { type: "string" },
         fresh: { type: "boolean" },
+        "max-connections": { type: "string" },
+        "max-unauthenticated": { type: "string" },
+        "max-output": { type: "string" },
+        "max-file": { type: "string" },
+        "tls-cert": { type: "string" },
+        "tls-key": { type: "string" },
+        "secret-file": { type: "string" },
+        enroll: { type: "boolean" },
+        advertise: { type: "string" },
+        "state-dir": { type: "string" },
+        insecure: { type: "boolean" },
         "no-progress": { type: "boolean" },
         quiet: { type: "boolean", short: "q" },
         verbose: { type: "boolean", short: "v" },
@@ -144,6 +200,8 @@ export async function main(args: string[]): Promise<number> {
   let retries: number, maxAttempts: number;
   let jobTimeoutMs: number | undefined, leaseMs: number | undefined, pulseSec: number | undefined;
   let quarantine: { streak: number; fastMs?: number; initialMs?: number };
+  let maxConnections: number, maxHandshaking: number;
+  const limits: { maxOutputBytes?: number; maxFileBytes?: number } = {};
   try {
     if (flags.jobs === undefined) throw new VicoError("USAGE", "--jobs FILE is required ('-' for standard input)");
     local = intFlag("local", flags.local, 0);
@@ -164,6 +222,19 @@ export async function main(args: string[]): Promise<number> {
     pulseSec = flags.pulse === undefined ? undefined : Math.max(1, Math.round(parseDuration(flags.pulse) / 1000));
     maxAttempts = intFlag("max-attempts", flags["max-attempts"], 3, 1);
     if (retries > 250) throw new VicoError("USAGE", "--retries is at most 250");
+    maxConnections = intFlag("max-connections", flags["max-connections"], 4096, 1);
+    maxHandshaking = intFlag("max-unauthenticated", flags["max-unauthenticated"], 256, 1);
+    if (flags["max-output"] !== undefined) limits.maxOutputBytes = parseSize(flags["max-output"]);
+    if (flags["max-file"] !== undefined) limits.maxFileBytes = parseSize(flags["max-file"]);
+    if ((flags["tls-cert"] === undefined) !== (flags["tls-key"] === undefined)) {
+      throw new VicoError("USAGE", "--tls-cert and --tls-key go together");
+    }
+    if (flags.enroll && (flags["tls-cert"] !== undefined || flags["secret-file"] !== undefined)) {
+      throw new VicoError("USAGE", "--enroll makes its own certificate and secret: drop --tls-cert and --secret-file");
+    }
+    if (flags.insecure && (flags.enroll || flags["tls-cert"] !== undefined || flags["secret-file"] !== undefined)) {
+      throw new VicoError("USAGE", "--insecure contradicts --enroll, --tls-cert and --secret-file");
+    }
   } catch (err) {
     return complain("manager", `${(err as Error).message}\n\n${USAGE}`, ExitCode.USAGE);
   }
@@ -184,6 +255,63 @@ export async function main(args: string[]): Promise<number> {
     if (moved !== undefined) log.info("Earlier results in {dir} moved to {moved}", { dir: resultsDir, moved });
   }
 
+  // Security: given TLS and/or secret, enrollment, or (loopback or --insecure) none.
+  const hostname = flags.host ?? "127.0.0.1";
+  let tls: TlsIdentity | undefined, secret: SharedSecret | undefined;
+  const wantEnroll = flags.enroll ||
+    (!isLoopback(hostname) && !flags.insecure && flags["tls-cert"] === undefined &&
+      flags["secret-file"] === undefined);
+  try {
+    if (flags["tls-cert"] !== undefined && flags["tls-key"] !== undefined) {
+      tls = {
+        certPem: await Deno.readTextFile(flags["tls-cert"]).catch((err) => {
+          throw new VicoError("USAGE", `Cannot read --tls-cert ${flags["tls-cert"]}: ${err.message}`);
+        }),
+        keyPem: new TextDecoder().decode(await readPrivateFile(flags["tls-key"], "TLS private key")),
+      };
+    }
+    if (flags["secret-file"] !== undefined) secret = await readSecretFile(flags["secret-file"]);
+  } catch (err) {
+    return complain("manager", (err as Error).message, ExitCode.USAGE);
+  }
+  let enrollment: Enrollment | undefined;
+  if (wantEnroll) {
+    try {
+      enrollment = await enroll({
+        stateDir: flags["state-dir"] ?? defaultStateDir("manager"),
+        hostnames: [Deno.hostname(), ...(isWildcard(hostname) ? [] : [hostname])],
+      });
+    } catch (err) {
+      return complain("manager", `cannot enroll: ${(err as Error).message}`, ExitCode.CANNOT_START);
+    }
+    ({ tls, secret } = enrollment);
+    log.info(
+      enrollment.created
+        ? "Enrolled: new key, certificate (SHA-256 {fp}) and secret in {dir}"
+        : "Loaded key, certificate (SHA-256 {fp}) and secret from {dir}",
+      { fp: enrollment.fingerprint, dir: enrollment.stateDir },
+    );
+  }
+  if (!wantEnroll && !isLoopback(hostname)) {
+    if (tls === undefined && secret === undefined) {
+      log.warn(
+        "--insecure: serving {host} with neither TLS nor a secret; anyone who reaches the port can take jobs, " +
+          "read them and forge results",
+        { host: hostname },
+      );
+    } else if (secret === undefined) {
+      log.warn(
+        "TLS without --secret-file: runners know who the manager is, but any client that reaches the port " +
+          "can take jobs and forge results",
+      );
+    } else if (tls === undefined) {
+      log.warn(
+        "--secret-file without TLS: both sides are authenticated, but jobs and outputs cross the network in " +
+          "plain text and an attacker on the path could alter them",
+      );
+    }
+  }
+
   const progress = !flags["no-progress"] && !flags.quiet && Deno.stderr.isTerminal()
     ? new ProgressBar(jobs.commands.length)
     : undefined;
@@ -192,9 +320,14 @@ export async function main(args: string[]): Promise<number> {
     manager = await Manager.start({
       jobs,
       resultsDir,
-      hostname: flags.host ?? "127.0.0.1",
+      hostname,
       port,
       local,
+      tls,
+      secret,
+      limits,
+      maxConnections,
+      maxHandshaking,
       retries,
       maxAttempts,
       jobTimeoutMs,
@@ -212,15 +345,31 @@ export async function main(args: string[]): Promise<number> {
     }
     return complain("manager", `cannot start: ${(err as Error).message}`, ExitCode.CANNOT_START);
   }
-  const { hostname, port: bound } = manager.address;
-  log.info("Serving {count} job(s) from {source} on {hostname}:{port}; results in {dir}", {
+  const { port: bound } = manager.address;
+  log.info("Serving {count} job(s) from {source} on {hostname}:{port} ({security}); results in {dir}", {
     count: jobs.commands.length,
     source: jobs.source,
-    hostname,
+    hostname: manager.address.hostname,
+    security: [tls !== undefined ? "TLS" : "plain", secret !== undefined ? "secret" : "no secret"].join(", "),
     port: bound,
     dir: resultsDir,
   });
-  if (local === 0) {
+  if (enrollment !== undefined) {
+    let written;
+    try {
+      written = await writeJoinToken(enrollment, advertiseAddress(flags.advertise, hostname, bound));
+    } catch (err) {
+      manager.close();
+      await manager.finished.catch(() => {});
+      progress?.stop();
+      return complain("manager", `cannot write the join token: ${(err as Error).message}`, ExitCode.CANNOT_START);
+    }
+    // The token is what a user copies: on stdout, on a line of its own.
+    console.log(`Start runners with:\n  runner --workers N --join ${written.token}`);
+    log.info("The join token is also in {path} (runner --join-file); it is a credential, keep it private", {
+      path: written.path,
+    });
+  } else if (local === 0) {
     log.info("Start runners with: runner --manager {host}:{port} --workers N", { host: hostname, port: bound });
   }
 
@@ -297,6 +446,17 @@ async function verifyMain(args: string[]): Promise<number> {
       (report.problems.length === 0 ? "all match" : `${report.problems.length} problem(s)`),
   );
   return report.problems.length === 0 ? ExitCode.OK : ExitCode.FAILED;
+}
+
+function isWildcard(host: string): boolean {
+  return host === "0.0.0.0" || host === "::" || host === "[::]";
+}
+
+/** The `host:port` a join token names. */
+function advertiseAddress(flag: string | undefined, hostname: string, port: number): string {
+  if (flag !== undefined) return /:[0-9]+$/.test(flag) && !flag.endsWith("]") ? flag : `${flag}:${port}`;
+  const host = isWildcard(hostname) ? Deno.hostname() : hostname;
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 /** `dir/jobs.txt` → `dir/jobs.results`; standard input → `vico-results`. */

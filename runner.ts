@@ -8,12 +8,18 @@ import { parseArgs } from "node:util";
 import { VicoError } from "./protocol/errors.ts";
 import { DEFAULT_PORT } from "./manager/manager.ts";
 import { Runner } from "./runner/runner.ts";
-import { complain, ExitCode, intFlag, parseHostPort } from "./util/cli.ts";
+import { complain, ExitCode, intFlag, isLoopback, parseHostPort } from "./util/cli.ts";
+import { SharedSecret } from "./protocol/auth.ts";
+import { type JoinToken, parseJoinToken } from "./protocol/join_token.ts";
+import { resolveUser, type RunAs } from "./runner/run_as.ts";
+import { tlsConnector, type TlsTrust } from "./transport/tls.ts";
+import { readPrivateFile, readSecretFile } from "./util/secret_file.ts";
 import { logger, setupLogging } from "./util/log.ts";
 import { parseDuration } from "./util/duration.ts";
 import { parseSize } from "./util/size.ts";
 
 const USAGE = `Usage: runner --manager HOST[:PORT] [options]
+       runner --join TOKEN [options]
 
 Joins a vico manager and runs the jobs it hands out, each in its own process
 group, sending back the exit status and the output (stdout and stderr merged).
@@ -24,7 +30,8 @@ the runner is a node: N sessions, each staging one task's files into a fresh
 directory, running its programs, returning the files asked for, and joining
 again for the next task.
 
-  -m, --manager HOST[:PORT]  The manager (port ${DEFAULT_PORT} if omitted).
+  -m, --manager HOST[:PORT]  The manager (port ${DEFAULT_PORT} if omitted; with a
+                             join token, overrides the address it names).
   -w, --workers N            Jobs to run at once. Default: 1.
   -n, --name NAME            Name announced to the manager. Default: this
                              machine's host name.
@@ -51,6 +58,31 @@ again for the next task.
       --work-dir DIR         Binary: where task directories are made.
                              Default: a fresh temporary directory.
       --keep-task-dirs       Binary: keep each task's directory (debugging).
+
+Security (docs/security.md):
+  -j, --join TOKEN           Join with the token a manager printed: its address,
+                             its certificate's fingerprint (TLS, pinned) and
+                             the shared secret. Also: --join-file FILE, or the
+                             environment variable VICO_JOIN.
+      --join-file FILE       Read the join token from FILE (mode 600).
+      --tls                  Connect with TLS; trust the system's CA store.
+      --tls-ca FILE          Connect with TLS; trust the CA certificate(s) in
+                             FILE (PEM). The manager's certificate must name
+                             the host given to --manager.
+      --secret-file FILE     Prove this runner knows the shared secret in FILE
+                             (mode 600), and require the manager to prove it
+                             too, before any job crosses.
+      --insecure             Allow a plain, unauthenticated connection to a
+                             manager that is not on loopback (anyone who can
+                             reach this node could pose as the manager).
+      --user USER            Run jobs as USER (the runner starts as root).
+      --allow-root           Run jobs as root. Without it, a runner started as
+                             root refuses to start unless --user is given (the
+                             environment variable VICO_ALLOW_ROOT=1 also
+                             allows it).
+      --max-file SIZE        Binary: largest file the manager may stage.
+                             Default: 16G. Logs obey --max-output.
+
   -q, --quiet                Log only warnings and errors.
   -v, --verbose              Log debugging detail (every job).
   -h, --help                 Show this help.
@@ -67,6 +99,8 @@ Exit status:
   3  the manager refused this runner before it ran anything (a protocol
      version it does not speak, or no remaining task fits this node's
      modules; a node that has done work and is then refused exits 0)
+  4  the manager could not be verified (its TLS certificate or its proof of
+     the secret) or did not accept this runner's proof: nothing ran
   130/143  a second SIGINT/SIGTERM killed running jobs
 `;
 
@@ -89,6 +123,15 @@ export async function main(args: string[]): Promise<number> {
         "retry-max": { type: "string" },
         "state-dir": { type: "string" },
         plain: { type: "boolean" },
+        join: { type: "string", short: "j" },
+        "join-file": { type: "string" },
+        tls: { type: "boolean" },
+        "tls-ca": { type: "string" },
+        "secret-file": { type: "string" },
+        insecure: { type: "boolean" },
+        user: { type: "string" },
+        "allow-root": { type: "boolean" },
+        "max-file": { type: "string" },
         quiet: { type: "boolean", short: "q" },
         verbose: { type: "boolean", short: "v" },
         help: { type: "boolean", short: "h" },
@@ -103,12 +146,17 @@ export async function main(args: string[]): Promise<number> {
     console.log(USAGE);
     return ExitCode.OK;
   }
-  let address, workers, maxOutput, protocol: "text" | "binary", modules: string[] | undefined;
+  let address, workers, maxOutput, maxFile, protocol: "text" | "binary", modules: string[] | undefined;
+  let security: RunnerSecurity;
   try {
-    if (flags.manager === undefined) throw new VicoError("USAGE", "--manager HOST[:PORT] is required");
-    address = parseHostPort(flags.manager, DEFAULT_PORT);
+    security = await runnerSecurity(flags);
+    if (flags.manager === undefined && security.token === undefined) {
+      throw new VicoError("USAGE", "--manager HOST[:PORT] (or --join TOKEN) is required");
+    }
+    address = parseHostPort(flags.manager ?? security.token!.manager, DEFAULT_PORT);
     workers = intFlag("workers", flags.workers, 1, 1);
     maxOutput = flags["max-output"] === undefined ? undefined : parseSize(flags["max-output"]);
+    maxFile = flags["max-file"] === undefined ? undefined : parseSize(flags["max-file"]);
     protocol = (flags.protocol ?? "text") as "text" | "binary";
     if (protocol !== "text" && protocol !== "binary") {
       throw new VicoError("USAGE", `--protocol must be text or binary, got ${JSON.stringify(flags.protocol)}`);
@@ -125,17 +173,48 @@ export async function main(args: string[]): Promise<number> {
     if (flags.name !== undefined && (flags.name === "" || /[\r\n]/.test(flags.name))) {
       throw new VicoError("USAGE", "--name must be non-empty and on one line");
     }
+    if (flags.plain && security.secret !== undefined) {
+      throw new VicoError("USAGE", "--plain cannot authenticate: the secret travels in the vico extension");
+    }
+    if (security.trust === undefined && security.secret === undefined && !isLoopback(address.hostname)) {
+      if (!flags.insecure) {
+        throw new VicoError(
+          "UNSAFE",
+          `Refusing to take jobs from ${address.hostname} over plain, unauthenticated TCP: anyone who can reach ` +
+            "this node could pose as the manager and run commands here. Use --join TOKEN (the manager prints " +
+            "one), or --tls-ca/--secret-file, or --insecure to accept the risk",
+        );
+      }
+    }
   } catch (err) {
-    return complain("runner", `${(err as Error).message}\n\n${USAGE}`, ExitCode.USAGE);
+    const usage = err instanceof VicoError && err.code === "USAGE" ? `\n\n${USAGE}` : "";
+    return complain("runner", `${(err as Error).message}${usage}`, ExitCode.USAGE);
   }
   await setupLogging({ level: flags.quiet ? "warning" : flags.verbose ? "debug" : "info" });
   const log = logger("runner");
+  if (security.trust === undefined && !isLoopback(address.hostname)) {
+    log.warn(
+      security.secret === undefined
+        ? "--insecure: jobs, outputs and files cross the network in plain text, and nothing proves who the manager is"
+        : "No TLS: the secret proves who the manager is, but jobs and outputs cross the network in plain text " +
+          "and an attacker on the path could alter them (add --tls-ca, or use a join token)",
+    );
+  }
+  let runAs: RunAs | undefined;
+  try {
+    runAs = await jobUser(flags.user, flags["allow-root"] || Deno.env.get("VICO_ALLOW_ROOT") === "1");
+  } catch (err) {
+    return complain("runner", (err as Error).message, ExitCode.USAGE);
+  }
 
   const runner = new Runner({
     ...address,
     workers,
     name: flags.name,
-    limits: maxOutput === undefined ? undefined : { maxOutputBytes: maxOutput },
+    limits: {
+      ...(maxOutput === undefined ? {} : { maxOutputBytes: maxOutput }),
+      ...(maxFile === undefined ? {} : { maxFileBytes: maxFile }),
+    },
     protocol,
     modules,
     workDir: flags["work-dir"],
@@ -146,6 +225,9 @@ export async function main(args: string[]): Promise<number> {
       : { initialMs: 500, maxMs: Math.max(500, parseDuration(flags["retry-max"])) },
     stateDir: flags["state-dir"],
     extension: !flags.plain,
+    secret: security.secret,
+    connect: security.trust === undefined ? undefined : tlsConnector(security.trust),
+    runAs,
   });
   // First SIGINT/SIGTERM: MASTERSTOP (finish and report running jobs, take
   // no new ones). A second one kills the running jobs.
@@ -179,11 +261,91 @@ export async function main(args: string[]): Promise<number> {
       return ExitCode.OK;
     case "refused":
       log.error("{reason}", { reason: end.reason });
-      return ExitCode.CANNOT_START;
+      return /authenticat/.test(end.reason) ? ExitCode.UNTRUSTED : ExitCode.CANNOT_START;
+    case "untrusted":
+      log.error("{reason}", { reason: end.reason });
+      return ExitCode.UNTRUSTED;
     case "failed":
       log.error("{reason} (ran {jobs} job(s))", { reason: end.reason, jobs: end.jobs });
       return ExitCode.FAILED;
   }
+}
+
+/** How this runner proves itself and checks its manager. */
+interface RunnerSecurity {
+  /** The join token, if one was given. */
+  token?: JoinToken;
+  /** How the manager's TLS certificate is checked (none: plain TCP). */
+  trust?: TlsTrust;
+  /** The shared secret (none: no authentication). */
+  secret?: SharedSecret;
+}
+
+/** Reads the security flags: a join token, or TLS trust and a secret file. */
+async function runnerSecurity(flags: {
+  join?: string;
+  "join-file"?: string;
+  tls?: boolean;
+  "tls-ca"?: string;
+  "secret-file"?: string;
+}): Promise<RunnerSecurity> {
+  const tokenText = flags.join ??
+    (flags["join-file"] === undefined
+      ? undefined
+      : new TextDecoder().decode(await readPrivateFile(flags["join-file"], "join token file"))) ??
+    Deno.env.get("VICO_JOIN");
+  if (tokenText !== undefined && tokenText.trim() !== "") {
+    if (flags.tls || flags["tls-ca"] !== undefined || flags["secret-file"] !== undefined) {
+      throw new VicoError("USAGE", "A join token carries TLS and the secret: drop --tls, --tls-ca and --secret-file");
+    }
+    const token = parseJoinToken(tokenText);
+    return {
+      token,
+      trust: { kind: "pinned", fingerprint: token.fingerprint },
+      secret: await SharedSecret.from(new TextEncoder().encode(token.secret)),
+    };
+  }
+  let trust: TlsTrust | undefined;
+  if (flags["tls-ca"] !== undefined) {
+    let pem: string;
+    try {
+      pem = await Deno.readTextFile(flags["tls-ca"]);
+    } catch (err) {
+      throw new VicoError("USAGE", `Cannot read --tls-ca ${flags["tls-ca"]}: ${(err as Error).message}`);
+    }
+    if (!pem.includes("-----BEGIN CERTIFICATE-----")) {
+      throw new VicoError("USAGE", `--tls-ca ${flags["tls-ca"]} holds no PEM certificate`);
+    }
+    trust = { kind: "ca", caCerts: [pem] };
+  } else if (flags.tls) {
+    trust = { kind: "ca", caCerts: [] };
+  }
+  const secret = flags["secret-file"] === undefined ? undefined : await readSecretFile(flags["secret-file"]);
+  return { trust, secret };
+}
+
+/**
+ * The user jobs run as: `--user`, or the runner's own, which must not be
+ * root unless `allowRoot`.
+ */
+async function jobUser(user: string | undefined, allowRoot: boolean): Promise<RunAs | undefined> {
+  const uid = Deno.uid();
+  if (user !== undefined) {
+    const runAs = await resolveUser(user);
+    if (uid === runAs.uid) return undefined;
+    if (uid !== 0) {
+      throw new VicoError("USAGE", `--user ${user} needs the runner to start as root (it runs as uid ${uid})`);
+    }
+    return runAs;
+  }
+  if (uid === 0 && !allowRoot) {
+    throw new VicoError(
+      "UNSAFE",
+      "Refusing to run jobs as root: a manager's jobs would own this machine. Give --user USER to run them as " +
+        "that user, or --allow-root if that is really meant",
+    );
+  }
+  return undefined;
 }
 
 if (import.meta.main) {

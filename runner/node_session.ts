@@ -28,9 +28,11 @@ import type { Transport } from "../transport/transport.ts";
 import { logger } from "../util/log.ts";
 import { Mutex } from "../util/mutex.ts";
 import { writeAll } from "../util/write_all.ts";
-import { programArgv, runProcess } from "./process_runner.ts";
+import { programArgv, runProcess, STATUS_RUNNER_FAILURE } from "./process_runner.ts";
+import type { RunAs } from "./run_as.ts";
 import { TaskDir, TaskPathError } from "./task_dir.ts";
 import { TASK_KEY_FILE } from "../protocol/vico_extension.ts";
+import { quoteName } from "../protocol/task_path.ts";
 
 /** Node states, after the draft's node statuses. */
 export type NodeState =
@@ -101,6 +103,8 @@ export interface NodeSessionOptions {
   resume?: HeldTask;
   /** An owner silent this long is taken for lost (it probes every pulse). */
   ownerSilenceMs?: number;
+  /** Run programs as this user, who owns the task directory (`--user`). */
+  runAs?: RunAs;
 }
 
 interface Run {
@@ -213,7 +217,7 @@ export class NodeSession {
           return;
         }
         if (frame.kind === "accept") {
-          this.#task = await TaskDir.create(this.#options.workDir);
+          this.#task = await TaskDir.create(this.#options.workDir, this.#options.runAs);
           this.#state = "Idle";
           return;
         }
@@ -288,7 +292,7 @@ export class NodeSession {
     try {
       file = await this.#task!.openForWriting(name);
     } catch (err) {
-      reason = err instanceof TaskPathError ? err.message : `cannot write ${JSON.stringify(name)}: ${err}`;
+      reason = err instanceof TaskPathError ? err.message : `cannot write ${quoteName(name)}: ${err}`;
     }
     // The payload is on the wire either way: store it, or read past it.
     let writeError: string | undefined;
@@ -297,7 +301,7 @@ export class NodeSession {
       try {
         await writeAll(file, chunk);
       } catch (err) {
-        writeError = `cannot write ${JSON.stringify(name)}: ${(err as Error).message}`;
+        writeError = `cannot write ${quoteName(name)}: ${(err as Error).message}`;
       }
     });
     file?.close();
@@ -410,21 +414,43 @@ export class NodeSession {
     };
   }
 
-  /** Runs the programs in order; the first non-zero status stops the rest. */
+  /**
+   * Runs the programs in order; the first non-zero status stops the rest. A
+   * log may grow up to the output limit; a run that writes more is stopped
+   * with status 125 and a note at the end of its log.
+   */
   async #execute(): Promise<number> {
     let status = 0;
+    const max = this.#options.limits.maxOutputBytes;
+    const written = new Map<string, number>();
     for (const run of this.#runs) {
       if (this.#stop.signal.aborted) break;
       const logFile = this.#logs.get(run.log)!;
       const argv = programArgv(this.#task!.resolve(run.program), await this.#task!.hasShebang(run.program));
+      const overflow = new AbortController();
+      const stop = AbortSignal.any([this.#stop.signal, overflow.signal]);
       const outcome = await (this.#options.run ?? runProcess)(argv, {
         cwd: this.#task!.path,
-        sink: (chunk) => writeAll(logFile, chunk),
-        signal: this.#stop.signal,
+        sink: async (chunk) => {
+          const before = written.get(run.log) ?? 0;
+          if (overflow.signal.aborted) return;
+          if (before + chunk.length > max) {
+            await writeAll(logFile, chunk.subarray(0, max - before));
+            await writeAll(logFile, new TextEncoder().encode(`\nvico: log over the ${max}-byte limit; run stopped\n`));
+            written.set(run.log, max);
+            overflow.abort();
+            return;
+          }
+          written.set(run.log, before + chunk.length);
+          await writeAll(logFile, chunk);
+        },
+        signal: stop,
         killGraceMs: this.#options.killGraceMs,
         killGroupOnExit: true,
+        runAs: this.#options.runAs,
       });
-      status = outcome.status;
+      status = overflow.signal.aborted ? STATUS_RUNNER_FAILURE : outcome.status;
+      if (overflow.signal.aborted) log.warn("A run of this task wrote over {max} bytes to its log: stopped", { max });
       if (status !== 0) break;
     }
     return status;

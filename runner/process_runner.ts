@@ -24,6 +24,8 @@ export interface RunProcessOptions {
   killGroupOnExit?: boolean;
   /** End the process group (as for an abort) after this many milliseconds. */
   timeoutMs?: number;
+  /** Run as this user and group (the runner must be root); supplementary groups are dropped. */
+  runAs?: { uid: number; gid: number };
 }
 
 /** How a process ended. */
@@ -111,6 +113,7 @@ export async function runProcess(argv: string[], options: RunProcessOptions): Pr
       stderr: "piped",
       // A new session, hence a new process group led by the child.
       detached: true,
+      ...(options.runAs === undefined ? {} : { uid: options.runAs.uid, gid: options.runAs.gid }),
     }).spawn();
   } catch (err) {
     const error = err instanceof Error ? err.message : String(err);

@@ -28,32 +28,11 @@ import { OutputSpool } from "./output_spool.ts";
 import { runProcess, shellArgv, STATUS_RUNNER_FAILURE } from "./process_runner.ts";
 import { defaultStateDir, RunnerState, type Streamable } from "./runner_state.ts";
 import { type ConnectionEnd, RunnerTextClient, STOPPED } from "./text_client.ts";
-import {
-  EXTENSION_PREFIX,
-  formatClientHello,
-  HELD_TASK_PREFIX,
-  parseServerHello,
-  type ServerHello,
-} from "../protocol/vico_extension.ts";
-
-/** The vico extension's hello for a binary node; `undefined` if the manager does not speak it. */
-async function helloBinary(
-  transport: Transport,
-  reader: BufferedReader,
-  id: string,
-  heldKey: string | undefined,
-): Promise<ServerHello | undefined> {
-  const hello = formatClientHello({ proto: "binary", id, want: [], holds: heldKey === undefined ? 0 : 1 });
-  const lines = heldKey === undefined ? [hello] : [hello, HELD_TASK_PREFIX + heldKey];
-  try {
-    await transport.write(new TextEncoder().encode(lines.map((l) => l + "\n").join("")));
-    const line = await reader.readLine();
-    if (line === null || !line.startsWith(EXTENSION_PREFIX)) return undefined;
-    return parseServerHello(line);
-  } catch {
-    return undefined;
-  }
-}
+import { HELD_TASK_PREFIX } from "../protocol/vico_extension.ts";
+import type { SharedSecret } from "../protocol/auth.ts";
+import { VicoError } from "../protocol/errors.ts";
+import { sayHello } from "./extension_hello.ts";
+import type { RunAs } from "./run_as.ts";
 
 /** Options for {@linkcode Runner}. */
 export interface RunnerOptions {
@@ -91,6 +70,10 @@ export interface RunnerOptions {
   embedded?: boolean;
   /** How to connect (tests and TLS plug in here). @default {TCP} */
   connect?: (hostname: string, port: number) => Promise<Transport>;
+  /** Authenticate with this secret, and require the manager to; never fall back to plain. */
+  secret?: SharedSecret;
+  /** Run jobs as this user (the runner must be root). */
+  runAs?: RunAs;
 }
 
 /** How a runner ended. */
@@ -98,6 +81,8 @@ export type RunnerEnd =
   | { readonly kind: "finished"; readonly jobs: number }
   | { readonly kind: "stopped"; readonly jobs: number }
   | { readonly kind: "refused"; readonly reason: string }
+  /** The manager could not be verified (TLS certificate, secret): nothing was sent or run. */
+  | { readonly kind: "untrusted"; readonly reason: string }
   | { readonly kind: "failed"; readonly reason: string; readonly jobs: number };
 
 interface Finished {
@@ -245,30 +230,66 @@ export class Runner {
       try {
         transport = await (this.#options.connect ?? connectTcp)(hostname, port);
       } catch (err) {
-        const reason = `Cannot connect to the manager at ${hostname}:${port}: ${(err as Error).message}`;
+        const untrusted = err instanceof VicoError && err.code === "AUTH_FAILED";
+        const reason = untrusted
+          ? (err as Error).message
+          : `Cannot connect to the manager at ${hostname}:${port}: ${(err as Error).message}`;
         if (!persist) {
-          this.#finish({ kind: "failed", reason, jobs: this.#jobsDone });
+          this.#finish(untrusted ? { kind: "untrusted", reason } : { kind: "failed", reason, jobs: this.#jobsDone });
           break;
         }
         await retry(reason);
         continue;
       }
-      const holds = [...this.#running.values(), ...(state ? (await state.pending()).map((r) => r.command) : [])];
-      const client = new RunnerTextClient(
-        transport,
-        new BufferedReader(transport, { maxLineBytes: this.#limits.maxLineBytes }),
-        {
-          name: this.#options.name ?? Deno.hostname(),
-          workers: this.#options.workers,
-          extension: extension ? { id: state?.id, holds } : undefined,
-        },
-      );
-      const opened = await client.open();
-      if (opened.kind === "noExtension") {
-        log.info("The manager does not speak the vico extension; using the plain protocol");
-        extension = false;
-        continue;
+      const reader = new BufferedReader(transport, { maxLineBytes: this.#limits.maxLineBytes });
+      let negotiated: { pulseSec: number; timeoutMs?: number } | undefined;
+      if (extension) {
+        const holds = [...this.#running.values(), ...(state ? (await state.pending()).map((r) => r.command) : [])];
+        const hello = await sayHello(transport, reader, {
+          proto: "text",
+          id: state?.id,
+          want: ["pulse"],
+          holds,
+          secret: this.#options.secret,
+          manager: `${hostname}:${port}`,
+        });
+        if (hello.kind !== "ok") transport.close();
+        if (hello.kind === "noExtension") {
+          // A manager that only knows the drafts: connect again without it.
+          log.info("The manager does not speak the vico extension; using the plain protocol");
+          extension = false;
+          continue;
+        }
+        if (hello.kind === "untrusted" || hello.kind === "refused") {
+          const reason = hello.kind === "refused" ? `Manager refused this runner: ${hello.reason}` : hello.reason;
+          if (!persist) {
+            this.#finish(hello.kind === "untrusted" ? { kind: "untrusted", reason } : { kind: "refused", reason });
+            break;
+          }
+          await retry(reason);
+          continue;
+        }
+        if (hello.kind === "failed" || hello.kind === "closed") {
+          if (!persist) {
+            // Closed without a word after jobs: the manager's run is over.
+            this.#finish(
+              hello.kind === "closed" && this.#jobsDone > 0
+                ? { kind: "finished", jobs: this.#jobsDone }
+                : { kind: "failed", reason: hello.reason, jobs: this.#jobsDone },
+            );
+            break;
+          }
+          await retry(hello.reason);
+          continue;
+        }
+        negotiated = { pulseSec: hello.answer.pulse ?? 0, timeoutMs: hello.answer.timeoutMs };
       }
+      const client = new RunnerTextClient(transport, reader, {
+        name: this.#options.name ?? Deno.hostname(),
+        workers: this.#options.workers,
+        extension: negotiated,
+      });
+      const opened = await client.open();
       if (opened.kind === "refused") {
         this.#finish({ kind: "refused", reason: opened.reason });
         break;
@@ -405,6 +426,7 @@ export class Runner {
         signal: this.#jobsAbort.signal,
         killGraceMs: this.#options.killGraceMs,
         timeoutMs: this.#jobTimeoutMs,
+        runAs: this.#options.runAs,
       });
       if (outcome.timedOut) {
         log.warn("Job {job} ran past its {s}s limit and was stopped", { job: command, s: this.#jobTimeoutMs! / 1000 });
@@ -443,7 +465,7 @@ export class Runner {
       this.#heldTasks.set({
         key: kept.key,
         rets: kept.rets,
-        dir: TaskDir.existing(kept.dir),
+        dir: TaskDir.existing(kept.dir, this.#options.runAs),
         done: Promise.resolve(kept.status),
       }, { finished: true, claimed: false });
     }
@@ -452,6 +474,8 @@ export class Runner {
         Array.from({ length: this.#options.workers }, (_, i) => this.#nodeLoop(i + 1, workDir, state)),
       );
       const jobs = this.#jobsDone;
+      const untrusted = ends.find((e) => e.kind === "untrusted");
+      if (untrusted !== undefined) return untrusted;
       const failed = ends.find((e) => e.kind === "failed");
       if (failed !== undefined) return { ...failed, jobs } as RunnerEnd;
       // A Reject after this node did work means nothing is left that it can
@@ -512,17 +536,22 @@ export class Runner {
       await this.#sleep(wait / 2 + Math.random() * wait / 2);
       wait = Math.min(wait * 2, backoff.maxMs);
     };
-    let extension = persist && (this.#options.extension ?? true);
+    // The extension carries identity and held tasks (persist) and authentication (secret).
+    let extension = (persist || this.#options.secret !== undefined) && (this.#options.extension ?? true);
     while (!this.#stopping) {
       let transport: Transport;
       try {
         transport = await (this.#options.connect ?? connectTcp)(hostname, port);
       } catch (err) {
-        const reason = `Cannot connect to the manager at ${hostname}:${port}: ${(err as Error).message}`;
+        const untrusted = err instanceof VicoError && err.code === "AUTH_FAILED";
+        const reason = untrusted
+          ? (err as Error).message
+          : `Cannot connect to the manager at ${hostname}:${port}: ${(err as Error).message}`;
         if (persist) {
           await retry(reason);
           continue;
         }
+        if (untrusted) return { kind: "untrusted", reason };
         // Refused after some tasks: the owner's run is over (protocol notes).
         if (tasks > 0) return { kind: "finished", jobs: tasks };
         return { kind: "failed", reason, jobs: 0 };
@@ -531,27 +560,43 @@ export class Runner {
       let held = state ? this.#claimHeld() : undefined;
       let resume: HeldTask | undefined;
       let ownerSilenceMs: number | undefined;
-      if (extension && state) {
-        // A persistent node says who it is and which task it still holds.
-        const answer = await helloBinary(transport, reader, state.id, held?.key);
-        if (answer === undefined) {
+      if (extension) {
+        // A persistent node says who it is and which task it still holds; a
+        // node with a secret authenticates.
+        const hello = await sayHello(transport, reader, {
+          proto: "binary",
+          id: state?.id,
+          holds: held === undefined ? [] : [HELD_TASK_PREFIX + held.key],
+          secret: this.#options.secret,
+          manager: `${hostname}:${port}`,
+        });
+        if (hello.kind !== "ok") {
+          if (held) this.#heldTasks.get(held)!.claimed = false;
+          transport.close();
+        }
+        if (hello.kind === "noExtension") {
           log.info("Node {id}: the manager does not speak the vico extension; a held task cannot be delivered", { id });
           extension = false;
-          if (held) this.#heldTasks.get(held)!.claimed = false;
-          transport.close();
           continue;
         }
-        if (answer.kind === "no") {
-          if (held) this.#heldTasks.get(held)!.claimed = false;
-          transport.close();
-          await retry(`Refused: ${answer.reason}`);
-          continue;
+        if (hello.kind !== "ok") {
+          const reason = hello.kind === "refused" ? `Manager refused this node: ${hello.reason}` : hello.reason;
+          if (persist) {
+            await retry(reason);
+            continue;
+          }
+          // Closed without a word after tasks: the owner's run is over (as a closed port).
+          if (hello.kind === "closed" && (tasks > 0 || this.#stopping)) return { kind: "finished", jobs: tasks };
+          if (hello.kind === "untrusted") return { kind: "untrusted", reason };
+          if (hello.kind === "refused") return { kind: "refused", reason };
+          return { kind: "failed", reason, jobs: tasks };
         }
+        const answer = hello.answer;
         ownerSilenceMs = answer.pulse ? answer.pulse * 4000 : undefined;
         if (held !== undefined && answer.resume === 1) resume = held;
         else if (held !== undefined) {
           log.info("The manager no longer needs task {key}; dropping it", { key: held.key });
-          await this.#forget(held, state, true);
+          await this.#forget(held, state!, true);
           held = undefined;
         }
       }
@@ -564,6 +609,7 @@ export class Runner {
         persist,
         resume,
         ownerSilenceMs,
+        runAs: this.#options.runAs,
       });
       this.#nodeSessions.add(session);
       const end = await session.run();

@@ -15,6 +15,7 @@
  */
 
 import { join } from "node:path";
+import { defaultStateDir as defaultRoleStateDir } from "../util/state_dir.ts";
 import { writeAll } from "../util/write_all.ts";
 
 /** An undelivered result, readable like a job's spooled output. */
@@ -53,9 +54,7 @@ export interface Streamable {
 
 /** The default state directory: `$XDG_STATE_HOME/vico/runner`, or `~/.local/state/vico/runner`. */
 export function defaultStateDir(): string {
-  const xdg = Deno.env.get("XDG_STATE_HOME");
-  const home = Deno.env.get("HOME") ?? ".";
-  return join(xdg ?? join(home, ".local", "state"), "vico", "runner");
+  return defaultRoleStateDir("runner");
 }
 
 /** A runner's state directory. */

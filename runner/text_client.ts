@@ -1,7 +1,7 @@
 /**
  * One text-protocol connection from a runner to its manager: the draft's
- * Initialization (hail, version, KOMPRENAS; after the vico extension's hello
- * when both sides speak it), the communication lock the workers share, and
+ * Initialization (hail, version, KOMPRENAS; after the vico extension's hello,
+ * see `extension_hello.ts`, when both sides speak it), the communication lock the workers share, and
  * WaitClose, where the last worker answers `FINO ANKAU`. The workers
  * themselves (WorkerLoop) live in the {@linkcode Runner}, so that with
  * `--persist` they and their jobs outlive a connection.
@@ -18,7 +18,7 @@ import type { BufferedReader } from "../protocol/buffered_reader.ts";
 import { ProtocolError, VicoError } from "../protocol/errors.ts";
 import type { RunnerExpectation, ToRunnerText } from "../protocol/messages.ts";
 import { encodeLine, formatRunnerLine, isAcceptedVersion, parseManagerLine } from "../protocol/text_codec.ts";
-import { EXTENSION_PREFIX, formatClientHello, parseServerHello, PULSE_LINE } from "../protocol/vico_extension.ts";
+import { PULSE_LINE } from "../protocol/vico_extension.ts";
 import type { Transport } from "../transport/transport.ts";
 import { Mutex } from "../util/mutex.ts";
 import type { Streamable } from "./runner_state.ts";
@@ -32,17 +32,15 @@ export interface RunnerTextClientOptions {
   name: string;
   /** Workers sharing the connection (the last of them answers FINO ANKAU). */
   workers: number;
-  /** Speak the vico extension first: identity, pulses, held jobs. */
-  extension?: { id?: string; holds: readonly string[] };
+  /** What the vico extension's exchange agreed, if it took place: pulses, job timeout. */
+  extension?: { pulseSec: number; timeoutMs?: number };
 }
 
 /** How opening a connection went. */
 export type OpenResult =
   | { readonly kind: "open"; readonly extension: boolean; readonly pulseSec: number; readonly timeoutMs?: number }
-  /** The manager refused this runner (another version, or the extension said no). */
+  /** The manager refused this runner (another protocol version). */
   | { readonly kind: "refused"; readonly reason: string }
-  /** The manager closed on the extension's hello without a word: it only knows the drafts. */
-  | { readonly kind: "noExtension" }
   | { readonly kind: "failed"; readonly reason: string };
 
 /** How a connection ended. */
@@ -51,10 +49,10 @@ export type ConnectionEnd =
   | { readonly kind: "stopped" }
   | { readonly kind: "failed"; readonly reason: string; readonly error: unknown };
 
-/** A worker waiting for the manager's next line: parsed as `expect`, or raw (the extension's answer). */
+/** A worker waiting for the manager's next line, parsed as `expect`. */
 interface Waiter {
-  expect: RunnerExpectation | "raw";
-  resolve(reply: ToRunnerText | string): void;
+  expect: RunnerExpectation;
+  resolve(reply: ToRunnerText): void;
   reject(err: unknown): void;
 }
 
@@ -82,7 +80,6 @@ export class RunnerTextClient {
   #reporting = 0;
   #pulseSec = 0;
   #lastHeard = performance.now();
-  #heardAnything = false;
   #pulseTimer: ReturnType<typeof setInterval> | undefined;
   #pump: Promise<void> | undefined;
   #resolveEnded!: (end: ConnectionEnd) => void;
@@ -116,35 +113,13 @@ export class RunnerTextClient {
     return this.#closing;
   }
 
-  /** Initialization: the extension's hello (if any), hail, VERSIO, KOMPRENAS. */
+  /** Initialization (after the extension's exchange, if any): hail, VERSIO, KOMPRENAS. */
   async open(): Promise<OpenResult> {
     this.#pump = this.#runPump();
     const ext = this.#options.extension;
-    let pulseSec = 0;
-    let timeoutMs: number | undefined;
+    const pulseSec = ext?.pulseSec ?? 0;
+    const timeoutMs = ext?.timeoutMs;
     try {
-      if (ext !== undefined) {
-        const hello = formatClientHello({ proto: "text", id: ext.id, want: ["pulse"], holds: ext.holds.length });
-        const lines = [hello, ...ext.holds].map((l) => l + "\n").join("");
-        const reply = await this.#requestRaw(new TextEncoder().encode(lines)).catch((err) => {
-          // Closed without a word: a manager that only knows the drafts.
-          if (err instanceof VicoError && err.code === "CONNECTION_CLOSED" && !this.#heardAnything) return undefined;
-          throw err;
-        });
-        // A manager that only knows the drafts closes, or answers with
-        // something else (an ERARO for a bad hail): connect again without it.
-        if (reply === undefined || !reply.startsWith(EXTENSION_PREFIX)) {
-          this.#end({ kind: "stopped" });
-          return { kind: "noExtension" };
-        }
-        const answer = parseServerHello(reply);
-        if (answer.kind === "no") {
-          this.#end({ kind: "stopped" });
-          return { kind: "refused", reason: `Manager refused this runner: ${answer.reason}` };
-        }
-        pulseSec = answer.pulse ?? 0;
-        timeoutMs = answer.timeoutMs;
-      }
       const versio = await this.#request(
         encodeLine(formatRunnerLine({ kind: "hail", host: this.#options.name })),
         "versio",
@@ -240,17 +215,7 @@ export class RunnerTextClient {
     return reply;
   }
 
-  #requestRaw(lines: Uint8Array): Promise<string> {
-    const reply = this.#await("raw") as Promise<string>;
-    this.#write(lines).catch((err) => this.#fail(err));
-    return reply;
-  }
-
   #expect(expect: RunnerExpectation): Promise<ToRunnerText> {
-    return this.#await(expect) as Promise<ToRunnerText>;
-  }
-
-  #await(expect: Waiter["expect"]): Promise<ToRunnerText | string> {
     if (this.#closing) return Promise.reject(new VicoError("CONNECTION_CLOSED", "Connection is closed"));
     return new Promise((resolve, reject) => (this.#waiter = { expect, resolve, reject }));
   }
@@ -278,15 +243,9 @@ export class RunnerTextClient {
           if (this.#closing) return;
           throw new VicoError("CONNECTION_CLOSED", "Manager closed the connection");
         }
-        this.#heardAnything = true;
         this.#lastHeard = performance.now();
         if (this.#pulseSec > 0 && line === PULSE_LINE) continue;
         const waiter = this.#waiter;
-        if (waiter?.expect === "raw") {
-          this.#waiter = undefined;
-          waiter.resolve(line);
-          continue;
-        }
         // The waiter stays registered until it is resolved, so that a failure
         // here (ERARO, a malformed line) rejects it in #fail.
         const msg = parseManagerLine(line, waiter?.expect ?? "job");

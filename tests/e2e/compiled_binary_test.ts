@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { EntryProcess, ROOT } from "../helpers/entry_process.ts";
+import { EntryProcess, LISTENING, ROOT } from "../helpers/entry_process.ts";
 import { readRecords, tempDir } from "../helpers/journal.ts";
 
 function findDenort(): string | undefined {
@@ -58,7 +58,7 @@ Deno.test({
       "--port",
       "0",
     ]);
-    const port = Number((await manager.waitFor(/ on [^ ]+:(\d+); results in /))[1]);
+    const port = Number((await manager.waitFor(LISTENING))[1]);
     await using runner = EntryProcess.spawnProgram(join(dir.path, "runner"), [
       "--manager",
       `127.0.0.1:${port}`,

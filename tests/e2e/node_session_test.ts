@@ -308,3 +308,54 @@ Deno.test("node: a directory where a file should go, or a symlinked parent, is r
   await owner.toNode({ kind: "disconnect", reason: "done" });
   await runner.exit();
 });
+
+Deno.test("node: a link planted by an earlier run is not followed by a later log or return; long names and big files are refused", async () => {
+  await using work = await tempDir();
+  await using outside = await tempDir();
+  const secret = join(outside.path, "secret.txt");
+  await Deno.writeTextFile(secret, "do not read");
+  using server = new FrameServer();
+  const runner = startRunner(server.port, ["--protocol", "binary", "--work-dir", work.path, "--max-file", "1K"]);
+  await using _r = runner;
+  using owner = await server.accept();
+  await owner.nodeFrame();
+  await owner.toNode({ kind: "accept" });
+  // A name far beyond any file system's: refused, the session goes on.
+  await owner.file("n".repeat(60_000), "x");
+  await expectReject(owner, /name|long/i);
+  // The first run swaps the second run's log for a link to the outside.
+  await owner.file("one.sh", `ln -sf ${secret} two.log; ln -s ${outside.path} out; echo one`);
+  await expectAccept(owner, "one.sh");
+  await owner.file("two.sh", "echo overwritten");
+  await expectAccept(owner, "two.sh");
+  await owner.toNode({ kind: "run", program: "one.sh", log: "one.log" });
+  await expectAccept(owner, "run one");
+  await owner.toNode({ kind: "run", program: "two.sh", log: "two.log" });
+  await expectAccept(owner, "run two");
+  for (const name of ["two.log", "out/secret.txt"]) {
+    await owner.toNode({ kind: "ret", name });
+    await expectAccept(owner, name);
+  }
+  await owner.toNode({ kind: "wait" });
+  await owner.toNode({ kind: "start" });
+  await owner.nodeFrame(true);
+  assert.equal((await owner.nodeFrame())?.kind, "finished");
+  await owner.toNode({ kind: "accept" });
+  const log = await owner.nodeFrame() as { kind: string; size: number; missing?: boolean };
+  assert.equal(log.kind, "result");
+  if (!log.missing) assert.equal(await owner.text(log.size), "overwritten\n", "its own output, not the outside file");
+  assert.deepEqual(await owner.nodeFrame(), { kind: "result", size: 0, missing: true }, "out/secret.txt");
+  assert.deepEqual(await owner.nodeFrame(), { kind: "leave" });
+  await owner.toNode({ kind: "accept" });
+  // The next session: a file over --max-file ends it before a byte is stored.
+  using again = await server.accept();
+  await again.nodeFrame();
+  await again.toNode({ kind: "accept" });
+  await again.toNode({ kind: "file", name: "big.bin", size: 1025 });
+  const f = await again.nodeFrame();
+  assert.equal(f?.kind, "disconnect");
+  assert.match((f as { reason: string }).reason, /exceeds the limit/);
+  assert.equal((await runner.exit()).code, 1);
+  assert.equal(await Deno.readTextFile(secret), "do not read", "nothing written through the link");
+  assert.deepEqual([...Deno.readDirSync(outside.path)].map((e) => e.name), ["secret.txt"]);
+});

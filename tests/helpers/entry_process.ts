@@ -12,6 +12,14 @@ export const ROOT = new URL("../../", import.meta.url).pathname;
 /** `deno run` flags the compiled binaries are built with (see the `compile` task). */
 export const RUN_FLAGS = ["run", "-q", "-P=vico"];
 
+/**
+ * Environment every spawned process gets. Tests run as root in CI
+ * containers, and a root runner refuses to run jobs unless told to
+ * (`VICO_ALLOW_ROOT=1`, the same as `--allow-root`); the tests of that rule
+ * pass `VICO_ALLOW_ROOT: ""` to take it away.
+ */
+export const TEST_ENV: Readonly<Record<string, string>> = Object.freeze({ NO_COLOR: "1", VICO_ALLOW_ROOT: "1" });
+
 /** Options for {@linkcode EntryProcess.spawn}. */
 export interface SpawnOptions {
   /** Working directory. @default {the repository root} */
@@ -54,7 +62,7 @@ export class EntryProcess implements AsyncDisposable {
     const child = new Deno.Command(Deno.execPath(), {
       args: [...RUN_FLAGS, ROOT + entry, ...args],
       cwd: options.cwd ?? ROOT,
-      env: { NO_COLOR: "1", ...options.env },
+      env: { ...TEST_ENV, ...options.env },
       stdin: options.stdin === undefined ? "null" : "piped",
       stdout: "piped",
       stderr: "piped",
@@ -67,7 +75,7 @@ export class EntryProcess implements AsyncDisposable {
     const child = new Deno.Command(program, {
       args,
       cwd: options.cwd ?? ROOT,
-      env: { NO_COLOR: "1", ...options.env },
+      env: { ...TEST_ENV, ...options.env },
       stdin: options.stdin === undefined ? "null" : "piped",
       stdout: "piped",
       stderr: "piped",
@@ -163,12 +171,15 @@ export class EntryProcess implements AsyncDisposable {
   }
 }
 
+/** What a manager logs once it listens: the port is group 1. */
+export const LISTENING = / on [^ ]+:(\d+) \([^)]*\); results in /;
+
 /** Starts a manager and waits until it listens; returns it and its port. */
 export async function startManager(args: string[], options: SpawnOptions = {}): Promise<
   { manager: EntryProcess; port: number }
 > {
   const manager = EntryProcess.spawn("manager.ts", args, options);
-  const m = await manager.waitFor(/ on [^ ]+:(\d+); results in /);
+  const m = await manager.waitFor(LISTENING);
   return { manager, port: Number(m[1]) };
 }
 
