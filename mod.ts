@@ -15,6 +15,12 @@
  *   {@linkcode Scheduler}, the {@linkcode ResultsStore} and one session per
  *   connection: {@linkcode ManagerTextSession} for text runners,
  *   {@linkcode OwnerSession} for binary nodes.
+ * - **Security**: {@linkcode SharedSecret} (the HMAC-SHA-256 challenge and
+ *   response both sides run in the vico extension, via {@linkcode sayHello}
+ *   on the runner's side), join tokens ({@linkcode formatJoinToken},
+ *   {@linkcode parseJoinToken}), TLS ({@linkcode listenTls},
+ *   {@linkcode tlsConnector} with a CA or a pinned fingerprint) and
+ *   enrollment ({@linkcode enroll}). See docs/security.md.
  * - **Runner**: {@linkcode Runner} ties together a
  *   {@linkcode RunnerTextClient} (or N {@linkcode NodeSession}s for the binary
  *   protocol, each in a {@linkcode TaskDir}) and the process runner
@@ -73,12 +79,16 @@ export {
   type ClientHello,
   EXTENSION_FIRST_BYTE,
   formatClientHello,
+  formatClientProof,
   formatServerHello,
   parseClientHello,
+  parseClientProof,
   parseServerHello,
   PULSE_LINE,
   type ServerHello,
 } from "./protocol/vico_extension.ts";
+export { isHex64, MIN_SECRET_BYTES, newNonce, NONCE_BYTES, type ProofSide, SharedSecret } from "./protocol/auth.ts";
+export { formatJoinToken, JOIN_TOKEN_PREFIX, type JoinToken, parseJoinToken } from "./protocol/join_token.ts";
 export {
   encodeLine,
   formatManagerLine,
@@ -92,6 +102,7 @@ export {
 // Transport seam.
 export type { Transport, TransportListener } from "./transport/transport.ts";
 export { connectTcp, ConnTransport, listenTcp } from "./transport/conn_transport.ts";
+export { certificateFingerprint, listenTls, tlsConnector, type TlsIdentity, type TlsTrust } from "./transport/tls.ts";
 
 // Manager.
 export {
@@ -143,6 +154,13 @@ export {
   type SessionFactory,
 } from "./manager/server.ts";
 export { DEFAULT_PORT, Manager, type ManagerOptions, type RunSummary } from "./manager/manager.ts";
+export {
+  enroll,
+  type Enrollment,
+  type EnrollOptions,
+  makeSelfSignedIdentity,
+  writeJoinToken,
+} from "./manager/enrollment.ts";
 
 // Runner.
 export {
@@ -173,3 +191,5 @@ export {
 } from "./runner/text_client.ts";
 export { defaultStateDir, RunnerState, type StoredResult } from "./runner/runner_state.ts";
 export { Runner, type RunnerEnd, type RunnerOptions } from "./runner/runner.ts";
+export { type HelloOptions, type HelloResult, sayHello } from "./runner/extension_hello.ts";
+export { resolveUser, type RunAs } from "./runner/run_as.ts";
