@@ -1,0 +1,83 @@
+/**
+ * Workload 4, the manager's engine alone: a real manager (durable journal)
+ * serves QUEUED jobs to simulated text runners (no processes); the first
+ * WINDOW results are timed. Prints one JSON line: load time, jobs/s, cost
+ * per job, and the process's resident memory.
+ *
+ *   deno run -P=vico bench/engine.ts QUEUED WINDOW RUNNERS
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { Manager } from "../manager/manager.ts";
+import { parseJobList } from "../manager/job_list.ts";
+
+const [queued, window, runners] = Deno.args.map(Number);
+
+function rssOf(field: "VmRSS" | "VmHWM"): number {
+  // Through cat: Deno only lets --allow-all read /proc/self.
+  const status = new Deno.Command("cat", { args: [`/proc/${Deno.pid}/status`] }).outputSync().stdout;
+  const m = new TextDecoder().decode(status).match(new RegExp(`${field}:\\s+(\\d+) kB`));
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+const dir = await Deno.makeTempDir({ prefix: "vico-bench-engine-" });
+try {
+  const t0 = performance.now();
+  const text = Array.from({ length: queued }, (_, i) => `true ${i}`).join("\n");
+  const jobs = parseJobList(new TextEncoder().encode(text));
+  let settled = 0;
+  let windowStart = 0, windowEnd = 0;
+  let reached!: () => void;
+  const enough = new Promise<void>((r) => (reached = r));
+  const manager = await Manager.start({
+    jobs,
+    resultsDir: join(dir, "results"),
+    port: 0,
+    onSettled: () => {
+      settled++;
+      if (settled === 1) windowStart = performance.now();
+      if (settled === window) {
+        windowEnd = performance.now();
+        reached();
+      }
+    },
+  });
+  const loadSeconds = (performance.now() - t0) / 1000;
+  const loadedRss = rssOf("VmRSS");
+  const sim = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-q",
+      "-P=vico",
+      new URL("./sim_runners.ts", import.meta.url).pathname,
+      String(manager.address.port),
+      String(runners),
+      String(window + runners),
+    ],
+    stdout: "null",
+  }).spawn();
+  await Promise.race([enough, manager.finished]);
+  const seconds = ((windowEnd || performance.now()) - windowStart) / 1000;
+  const peakRss = rssOf("VmHWM");
+  manager.close();
+  await manager.finished.catch(() => {});
+  await sim.status;
+  // The first result opens the window, so WINDOW-1 intervals fall in it.
+  const perJobUs = (seconds / (window - 1)) * 1e6;
+  console.log(
+    JSON.stringify({
+      queued,
+      window,
+      runners,
+      loadSeconds,
+      loadedRss,
+      peakRss,
+      jobsPerSec: (window - 1) / seconds,
+      perJobUs,
+    }),
+  );
+} finally {
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+}

@@ -1,0 +1,305 @@
+/**
+ * `deno task bench`: vico side by side with `xargs -P` and GNU Parallel (and
+ * cctools Work Queue when installed) on the same workloads in one run. Prints
+ * one line per tool (wall time, rate, ratio to the best peer) and writes the
+ * whole run as JSON to bench/out/.
+ *
+ *   deno task bench [--quick] [--only 1,2,3,4,5]
+ *
+ * 1. trivial jobs: 5,000 `true` at concurrency 2
+ * 2. dispatch efficiency: 416 `sleep 0.05` at concurrency 32 (13 waves)
+ * 3. output bandwidth: 1 GiB to stdout (text), 1 GiB returned file (binary)
+ * 4. the manager's engine alone: simulated runners, no processes, and the
+ *    cost per job with 1k to 1M jobs queued
+ * 5. cctools Work Queue, when its Python module is installed
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+import { have, listeningPort, manager, ROOT, runner, type Timed, timed } from "./tools.ts";
+
+const flags = parseArgs({
+  args: Deno.args,
+  options: { quick: { type: "boolean" }, only: { type: "string" }, help: { type: "boolean", short: "h" } },
+}).values;
+if (flags.help) {
+  console.log("Usage: deno task bench [--quick] [--only 1,2,3,4,5]\n\nSee the top of bench/main.ts for the workloads.");
+  Deno.exit(0);
+}
+const quick = flags.quick ?? false;
+const only = new Set((flags.only ?? "1,2,3,4,5").split(",").map(Number));
+const work = await Deno.makeTempDir({ prefix: "vico-bench-" });
+const report: Record<string, unknown> = { machine: machine(), quick, started: new Date().toISOString() };
+
+interface Row {
+  tool: string;
+  seconds: number;
+  rate: number;
+  unit: string;
+  peer: boolean;
+  extra?: Record<string, unknown>;
+}
+
+function machine(): Record<string, unknown> {
+  const sh = (cmd: string) =>
+    new TextDecoder().decode(new Deno.Command("sh", { args: ["-c", cmd] }).outputSync().stdout).trim();
+  return {
+    cpu: sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").trim(),
+    cores: navigator.hardwareConcurrency,
+    memory: sh("grep MemTotal /proc/meminfo | tr -s ' ' | cut -d' ' -f2-"),
+    kernel: sh("uname -r"),
+    deno: Deno.version.deno,
+    xargs: sh("xargs --version 2>/dev/null | head -1"),
+    parallel: sh("parallel --version 2>/dev/null | head -1"),
+  };
+}
+
+const mb = (bytes: number) => `${(bytes / 1048576).toFixed(0)} MB`;
+
+function print(title: string, rows: Row[]): void {
+  const peers = rows.filter((r) => r.peer);
+  const best = peers.length > 0 ? Math.max(...peers.map((r) => r.rate)) : undefined;
+  console.log(`\n${title}`);
+  for (const r of rows) {
+    const ratio = best === undefined ? "" : `${(r.rate / best).toFixed(2)}x best peer`;
+    const extra = Object.entries(r.extra ?? {})
+      .map(([k, v]) => `${k} ${typeof v === "number" && /rss/i.test(k) ? mb(v) : v}`)
+      .join(", ");
+    console.log(
+      `  ${r.tool.padEnd(34)} ${r.seconds.toFixed(2).padStart(8)} s ${
+        r.rate.toFixed(r.rate < 10 ? 3 : 0).padStart(9)
+      } ${r.unit.padEnd(7)} ${ratio.padEnd(16)} ${extra}`,
+    );
+  }
+}
+
+function check(t: Timed, what: string): Timed {
+  if (t.code !== 0) throw new Error(`${what} exited ${t.code}: ${t.stderr}`);
+  return t;
+}
+
+async function jobFile(name: string, lines: string[]): Promise<string> {
+  const path = join(work, name);
+  await Deno.writeTextFile(path, lines.join("\n") + "\n");
+  return path;
+}
+
+/** Journal span: from the first hand-out to the last result, seconds. */
+async function journalSpan(results: string): Promise<number> {
+  const records = (await Deno.readTextFile(join(results, "journal.jsonl"))).split("\n").filter(Boolean)
+    .map((l) => JSON.parse(l)).filter((r) => r.type === "job");
+  const start = Math.min(...records.map((r) => Date.parse(r.start)));
+  const end = Math.max(...records.map((r) => Date.parse(r.end)));
+  return (end - start) / 1000;
+}
+
+/** vico: a manager and one separate runner process; returns both timings. */
+async function vicoPair(list: string, results: string, runnerArgs: string[], managerArgs: string[] = []) {
+  const m = manager(["--jobs", list, "--results", results, "--port", "0", "--fresh", ...managerArgs]);
+  const port = await listeningPort(m).catch(async (err) => {
+    throw new Error(`${err.message}\n${(await m.done()).stderr}`);
+  });
+  const r = runner(["--manager", `127.0.0.1:${port}`, ...runnerArgs]);
+  const [mt, rt] = await Promise.all([m.done(), r.done()]);
+  return {
+    manager: check(mt, "manager"),
+    runner: check(rt, "runner"),
+    seconds: (performance.now() - m.started) / 1000,
+  };
+}
+
+async function workQueue(): Promise<boolean> {
+  const probe = await new Deno.Command("python3", { args: ["-c", "import ndcctools.work_queue"], stderr: "null" })
+    .output().catch(() => ({ success: false }));
+  return probe.success;
+}
+
+try {
+  // Warm Deno's module cache so no run pays for type checking or loading.
+  await timed(Deno.execPath(), ["cache", "-q", join(ROOT, "manager.ts"), join(ROOT, "runner.ts")]);
+
+  if (only.has(1)) {
+    const n = quick ? 1000 : 5000;
+    const list = await jobFile("trivial.txt", Array.from({ length: n }, () => "true"));
+    const rows: Row[] = [];
+    const rate = (t: { seconds: number }) => n / t.seconds;
+    let t = check(
+      await timed("xargs", ["-P2", "-d", "\\n", "-I{}", "sh", "-c", "{}"], { stdin: await Deno.readTextFile(list) }),
+      "xargs",
+    );
+    rows.push({ tool: "xargs -P2", seconds: t.seconds, rate: rate(t), unit: "jobs/s", peer: true });
+    if (have("parallel")) {
+      t = check(await timed("parallel", ["-j2", "--will-cite"], { stdin: await Deno.readTextFile(list) }), "parallel");
+      rows.push({ tool: "GNU Parallel -j2", seconds: t.seconds, rate: rate(t), unit: "jobs/s", peer: true });
+    }
+    const local = check(
+      await timed(Deno.execPath(), [
+        ...["run", "-q", "-P=vico", join(ROOT, "manager.ts"), "--jobs", list, "--local", "2"],
+        ...["--results", join(work, "w1-local"), "--no-progress", "-q"],
+      ]),
+      "vico --local 2",
+    );
+    rows.push({
+      tool: "vico --local 2",
+      seconds: local.seconds,
+      rate: rate(local),
+      unit: "jobs/s",
+      peer: false,
+      extra: { "manager peak RSS": local.peakRss },
+    });
+    const pair = await vicoPair(list, join(work, "w1-pair"), ["--workers", "2"]);
+    rows.push({
+      tool: "vico manager + runner -w2",
+      seconds: pair.seconds,
+      rate: rate(pair),
+      unit: "jobs/s",
+      peer: false,
+      extra: { "manager RSS": pair.manager.peakRss, "runner RSS": pair.runner.peakRss },
+    });
+    print(`1. Trivial jobs: ${n} x 'true' at concurrency 2 (wall time includes each tool's start-up)`, rows);
+    report.trivial = rows;
+  }
+
+  if (only.has(2)) {
+    const n = 416, width = 32, ideal = (n / width) * 0.05;
+    const list = await jobFile("sleep.txt", Array.from({ length: n }, () => "sleep 0.05"));
+    const rows: Row[] = [];
+    const t = check(
+      await timed("xargs", ["-P32", "-d", "\\n", "-I{}", "sh", "-c", "{}"], { stdin: await Deno.readTextFile(list) }),
+      "xargs",
+    );
+    rows.push({ tool: "xargs -P32", seconds: t.seconds, rate: ideal / t.seconds, unit: "eff.", peer: true });
+    if (have("parallel")) {
+      const p = check(
+        await timed("parallel", ["-j32", "--will-cite"], { stdin: await Deno.readTextFile(list) }),
+        "parallel",
+      );
+      rows.push({ tool: "GNU Parallel -j32", seconds: p.seconds, rate: ideal / p.seconds, unit: "eff.", peer: true });
+    }
+    const results = join(work, "w2");
+    const pair = await vicoPair(list, results, ["--workers", String(width)]);
+    const span = await journalSpan(results);
+    rows.push({
+      tool: "vico manager + runner -w32",
+      seconds: span,
+      rate: ideal / span,
+      unit: "eff.",
+      peer: false,
+      extra: { "wall incl. start-up": `${pair.seconds.toFixed(2)} s` },
+    });
+    print(
+      `2. Dispatch efficiency: ${n} x 'sleep 0.05' at concurrency ${width}; ideal ${ideal.toFixed(2)} s ` +
+        "(vico timed from its first hand-out to its last result)",
+      rows,
+    );
+    report.dispatch = rows;
+  }
+
+  if (only.has(3)) {
+    const bytes = quick ? 100 * 1048576 : 1024 * 1048576;
+    const rows: Row[] = [];
+    const sink = join(work, "redirect.out");
+    const sh = check(await timed("sh", ["-c", `head -c ${bytes} /dev/zero > ${sink}; sync ${sink}`]), "sh");
+    await Deno.remove(sink);
+    const rate = (s: number) => bytes / 1048576 / s;
+    rows.push({ tool: "sh: head > file; sync", seconds: sh.seconds, rate: rate(sh.seconds), unit: "MB/s", peer: true });
+    const text = join(work, "w3-text");
+    const list = await jobFile("big.txt", [`head -c ${bytes} /dev/zero`]);
+    const pair = await vicoPair(list, text, ["--workers", "1"]);
+    const span = await journalSpan(text);
+    rows.push({
+      tool: "vico text: job stdout",
+      seconds: span,
+      rate: rate(span),
+      unit: "MB/s",
+      peer: false,
+      extra: { "manager RSS": pair.manager.peakRss, "runner RSS": pair.runner.peakRss },
+    });
+    await Deno.remove(text, { recursive: true });
+    const binary = join(work, "w3-binary");
+    const bundle = join(work, "big.jsonl");
+    await Deno.writeTextFile(
+      bundle,
+      JSON.stringify({
+        name: "big file",
+        run: [{ command: `head -c ${bytes} /dev/zero > out.bin`, log: "run.log" }],
+        return: ["out.bin"],
+      }) + "\n",
+    );
+    const bpair = await vicoPair(bundle, binary, ["--workers", "1", "--protocol", "binary"]);
+    const bspan = await journalSpan(binary);
+    rows.push({
+      tool: "vico binary: returned file",
+      seconds: bspan,
+      rate: rate(bspan),
+      unit: "MB/s",
+      peer: false,
+      extra: { "manager RSS": bpair.manager.peakRss, "runner RSS": bpair.runner.peakRss },
+    });
+    await Deno.remove(binary, { recursive: true });
+    print(`3. Output bandwidth: ${mb(bytes)} (vico timed from hand-out to durable record)`, rows);
+    report.bandwidth = rows;
+  }
+
+  if (only.has(4)) {
+    const engine = async (queued: number, window: number, runners = 50) => {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "-q", "-P=vico", join(ROOT, "bench/engine.ts"), String(queued), String(window), String(runners)],
+        stderr: "inherit",
+      }).output();
+      return JSON.parse(new TextDecoder().decode(out.stdout));
+    };
+    const total = quick ? 20_000 : 200_000;
+    const full = await engine(total, total);
+    const rows: Row[] = [{
+      tool: `${total} jobs, 50 simulated runners`,
+      seconds: full.window / full.jobsPerSec,
+      rate: full.jobsPerSec,
+      unit: "jobs/s",
+      peer: false,
+      extra: { "manager peak RSS": full.peakRss },
+    }];
+    const curve = [];
+    for (const queued of quick ? [1000, 10_000, 100_000] : [1000, 10_000, 100_000, 1_000_000]) {
+      const window = Math.min(queued, 10_000);
+      const r = await engine(queued, window);
+      curve.push(r);
+      rows.push({
+        tool: `${queued} queued: first ${window}`,
+        seconds: window / r.jobsPerSec,
+        rate: r.jobsPerSec,
+        unit: "jobs/s",
+        peer: false,
+        extra: {
+          "per job": `${r.perJobUs.toFixed(0)} us`,
+          "load": `${r.loadSeconds.toFixed(2)} s`,
+          "loaded RSS": r.loadedRss,
+          "peak RSS": r.peakRss,
+        },
+      });
+    }
+    print("4. The manager's engine alone (durable journal, text protocol, no processes)", rows);
+    report.engine = { full, curve };
+  }
+
+  if (only.has(5)) {
+    if (await workQueue()) {
+      console.log("\n5. cctools Work Queue: installed, but this script does not drive it yet");
+    } else {
+      console.log(
+        "\n5. cctools Work Queue: not installed here (python3 -c 'import ndcctools.work_queue' fails); skipped",
+      );
+    }
+    report.workQueue = "skipped";
+  }
+} finally {
+  await Deno.remove(work, { recursive: true }).catch(() => {});
+}
+
+const outDir = join(ROOT, "bench", "out");
+await Deno.mkdir(outDir, { recursive: true });
+const outFile = join(outDir, `bench-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
+await Deno.writeTextFile(outFile, JSON.stringify(report, null, 2) + "\n");
+console.log(`\nJSON: ${outFile}`);
