@@ -431,6 +431,7 @@ export class NodeSession {
       const stop = AbortSignal.any([this.#stop.signal, overflow.signal]);
       const outcome = await (this.#options.run ?? runProcess)(argv, {
         cwd: this.#task!.path,
+        stderrOnStdout: true,
         sink: async (chunk) => {
           const before = written.get(run.log) ?? 0;
           if (overflow.signal.aborted) return;

@@ -26,6 +26,12 @@ export interface RunProcessOptions {
   timeoutMs?: number;
   /** Run as this user and group (the runner must be root); supplementary groups are dropped. */
   runAs?: { uid: number; gid: number };
+  /**
+   * The argv sends its own stderr to stdout (as {@linkcode shellArgv} and
+   * {@linkcode programArgv} do): read stdout only. One pipe and one stream
+   * fewer per job, about a fifth of the cost of starting a trivial job.
+   */
+  stderrOnStdout?: boolean;
 }
 
 /** How a process ended. */
@@ -126,7 +132,7 @@ export async function runProcess(argv: string[], options: RunProcessOptions): Pr
       cwd: options.cwd,
       stdin: "null",
       stdout: "piped",
-      stderr: "piped",
+      stderr: options.stderrOnStdout ? "null" : "piped",
       // A new session, hence a new process group led by the child.
       detached: !viaSetsid,
       ...(options.runAs === undefined ? {} : { uid: options.runAs.uid, gid: options.runAs.gid }),
@@ -161,7 +167,11 @@ export async function runProcess(argv: string[], options: RunProcessOptions): Pr
     }
   };
   try {
-    const [status] = await Promise.all([child.status, pump(child.stdout), pump(child.stderr)]);
+    const [status] = await Promise.all([
+      child.status,
+      pump(child.stdout),
+      options.stderrOnStdout ? undefined : pump(child.stderr),
+    ]);
     await tail;
     const more = timedOut ? { timedOut } : {};
     if (status.signal !== null) {

@@ -422,6 +422,7 @@ export class Runner {
     const output = new OutputSpool({ dir: spoolDir, maxBytes: this.#limits.maxOutputBytes });
     try {
       const outcome = await runProcess(shellArgv(command), {
+        stderrOnStdout: true,
         sink: output.write,
         signal: this.#jobsAbort.signal,
         killGraceMs: this.#options.killGraceMs,
