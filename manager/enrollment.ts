@@ -102,6 +102,12 @@ async function replacePrivateFile(path: string, text: string): Promise<void> {
  * Loads the manager's enrollment from `stateDir`, making key, certificate and
  * secret on first use.
  *
+ * @example
+ * ```ts ignore
+ * const enrollment = await enroll({ stateDir: "/var/lib/vico-manager", hostnames: ["head.example"] });
+ * const { token } = await writeJoinToken(enrollment, "head.example:7707");
+ * console.log(`runner --join ${token}`);
+ * ```
  * @throws {VicoError} `UNSAFE` if the state directory or its key or secret is
  *   open to other users; `USAGE` if only some of the files exist.
  */

@@ -31,7 +31,15 @@ export type TlsTrust =
 /** How long a TLS handshake may take before the connection is given up. */
 export const TLS_HANDSHAKE_TIMEOUT_MS = 15_000;
 
-/** Listens with TLS; each connection's handshake is completed by {@linkcode Transport.handshake}. */
+/**
+ * Listens with TLS; each connection's handshake is completed by {@linkcode Transport.handshake}.
+ *
+ * @example
+ * ```ts ignore
+ * const identity = { certPem: await Deno.readTextFile("manager.crt"), keyPem: await Deno.readTextFile("manager.key") };
+ * for await (const transport of listenTls("0.0.0.0", 7707, identity)) await transport.handshake?.();
+ * ```
+ */
 export function listenTls(hostname: string, port: number, identity: TlsIdentity): TransportListener {
   return transportListener(
     Deno.listenTls({ hostname, port, transport: "tcp", cert: identity.certPem, key: identity.keyPem }),
@@ -99,6 +107,12 @@ export function fetchCertificate(hostname: string, port: number): Promise<Uint8A
  * compares its fingerprint before anything else is sent; the certificate is
  * then the only trust anchor, for this connection and every later one.
  *
+ * @example
+ * ```ts ignore
+ * // A join token's pin: no CA, exactly this certificate.
+ * const connect = tlsConnector({ kind: "pinned", fingerprint: token.fingerprint });
+ * const transport = await connect("head.example", 7707);
+ * ```
  * @throws {VicoError} `AUTH_FAILED` when the certificate is not the one trusted.
  */
 export function tlsConnector(trust: TlsTrust): (hostname: string, port: number) => Promise<Transport> {
