@@ -246,7 +246,16 @@ try {
   if (only.has(4)) {
     const engine = async (queued: number, window: number, runners = 50) => {
       const out = await new Deno.Command(Deno.execPath(), {
-        args: ["run", "-q", "-P=vico", join(ROOT, "bench/engine.ts"), String(queued), String(window), String(runners)],
+        args: [
+          "run",
+          "-q",
+          "-P=vico",
+          "--v8-flags=--expose-gc",
+          join(ROOT, "bench/engine.ts"),
+          String(queued),
+          String(window),
+          String(runners),
+        ],
         stderr: "inherit",
       }).output();
       return JSON.parse(new TextDecoder().decode(out.stdout));
