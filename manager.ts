@@ -137,7 +137,8 @@ Exit status:
   0  every job in the list exited 0
   1  at least one job exited non-zero (see the journal)
   2  usage error or invalid job list (nothing ran)
-  3  could not start (port in use, results directory unusable)
+  3  could not start (port in use, results directory unusable, enrollment
+     failed)
   130/143  stopped by SIGINT/SIGTERM before every job settled (run again
      on the same results directory to finish)
 `;
