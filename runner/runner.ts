@@ -158,6 +158,51 @@ export class Runner {
   }
 
   /** Sleeps up to `ms`, or until stop/abort. */
+  /** Dials the manager; a failure comes back as its reason, and whether the manager could not be trusted. */
+  async #dial(): Promise<{ transport: Transport } | { untrusted: boolean; reason: string }> {
+    const { hostname, port } = this.#options;
+    try {
+      return { transport: await (this.#options.connect ?? connectTcp)(hostname, port) };
+    } catch (err) {
+      const untrusted = err instanceof VicoError && err.code === "AUTH_FAILED";
+      const message = (err as Error).message;
+      return {
+        untrusted,
+        reason: untrusted ? message : `Cannot connect to the manager at ${hostname}:${port}: ${message}`,
+      };
+    }
+  }
+
+  /**
+   * Reconnection backoff: `retry(why)` logs `why` once per new reason and
+   * waits, doubling up to the longest wait; `reset()` after a success;
+   * `down` is the reason of the failure being retried, if any.
+   */
+  #backoff(
+    prefix: string,
+  ): { retry(why: string): Promise<void>; reset(): void; readonly maxMs: number; readonly down?: string } {
+    const { initialMs, maxMs } = this.#options.backoff ?? { initialMs: 500, maxMs: 30_000 };
+    let wait = initialMs;
+    let down: string | undefined;
+    return {
+      maxMs,
+      get down() {
+        return down;
+      },
+      retry: async (why) => {
+        if (down !== why) log.warn("{prefix}{why}; retrying", { prefix, why });
+        down = why;
+        // Full jitter keeps a fleet from reconnecting in lockstep.
+        await this.#sleep(wait / 2 + Math.random() * wait / 2);
+        wait = Math.min(wait * 2, maxMs);
+      },
+      reset: () => {
+        wait = initialMs;
+        down = undefined;
+      },
+    };
+  }
+
   async #sleep(ms: number): Promise<void> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([this.#wakeup, new Promise((r) => (timer = setTimeout(r, ms)))]);
@@ -206,19 +251,11 @@ export class Runner {
   async #connectionLoop(state: RunnerState | undefined): Promise<void> {
     const persist = state !== undefined;
     const { hostname, port } = this.#options;
-    const backoff = this.#options.backoff ?? { initialMs: 500, maxMs: 30_000 };
-    let wait = backoff.initialMs;
+    const backoff = this.#backoff("");
+    const retry = backoff.retry;
     let extension = this.#options.extension ?? true;
     let everConnected = false;
-    let down: string | undefined;
     const quietly = this.#options.embedded ? "debug" : "info";
-    const retry = async (why: string) => {
-      if (down !== why) log.warn("{why}; retrying", { why });
-      down = why;
-      // Full jitter keeps a fleet from reconnecting in lockstep.
-      await this.#sleep(wait / 2 + Math.random() * wait / 2);
-      wait = Math.min(wait * 2, backoff.maxMs);
-    };
     while (this.#done === undefined) {
       // Stopping waits for running jobs only: kept results are on disk and go
       // out on the next start.
@@ -226,14 +263,9 @@ export class Runner {
         this.#finish({ kind: "stopped", jobs: this.#jobsDone });
         break;
       }
-      let transport: Transport;
-      try {
-        transport = await (this.#options.connect ?? connectTcp)(hostname, port);
-      } catch (err) {
-        const untrusted = err instanceof VicoError && err.code === "AUTH_FAILED";
-        const reason = untrusted
-          ? (err as Error).message
-          : `Cannot connect to the manager at ${hostname}:${port}: ${(err as Error).message}`;
+      const dialed = await this.#dial();
+      if (!("transport" in dialed)) {
+        const { untrusted, reason } = dialed;
         if (!persist) {
           this.#finish(untrusted ? { kind: "untrusted", reason } : { kind: "failed", reason, jobs: this.#jobsDone });
           break;
@@ -241,6 +273,7 @@ export class Runner {
         await retry(reason);
         continue;
       }
+      const transport = dialed.transport;
       const reader = new BufferedReader(transport, { maxLineBytes: this.#limits.maxLineBytes });
       let negotiated: { pulseSec: number; timeoutMs?: number } | undefined;
       if (extension) {
@@ -302,7 +335,7 @@ export class Runner {
         await retry(opened.reason);
         continue;
       }
-      log[everConnected && down === undefined ? "debug" : quietly](
+      log[everConnected && backoff.down === undefined ? "debug" : quietly](
         "Connected to {host}:{port} as {name} with {workers} worker(s){ext}",
         {
           host: hostname,
@@ -313,8 +346,7 @@ export class Runner {
         },
       );
       everConnected = true;
-      down = undefined;
-      wait = backoff.initialMs;
+      backoff.reset();
       this.#jobTimeoutMs = opened.timeoutMs;
       // Results kept while the manager was away go first: REZULTO before PETO.
       if (state !== undefined) {
@@ -527,27 +559,15 @@ export class Runner {
   async #nodeLoop(id: number, workDir: string, state: RunnerState | undefined): Promise<RunnerEnd> {
     const { hostname, port } = this.#options;
     const persist = this.#options.persist ?? false;
-    const backoff = this.#options.backoff ?? { initialMs: 500, maxMs: 30_000 };
-    let wait = backoff.initialMs;
+    const backoff = this.#backoff(`Node ${id}: `);
+    const retry = backoff.retry;
     let tasks = 0;
-    let down: string | undefined;
-    const retry = async (why: string) => {
-      if (down !== why) log.warn("Node {id}: {why}; retrying", { id, why });
-      down = why;
-      await this.#sleep(wait / 2 + Math.random() * wait / 2);
-      wait = Math.min(wait * 2, backoff.maxMs);
-    };
     // The extension carries identity and held tasks (persist) and authentication (secret).
     let extension = (persist || this.#options.secret !== undefined) && (this.#options.extension ?? true);
     while (!this.#stopping) {
-      let transport: Transport;
-      try {
-        transport = await (this.#options.connect ?? connectTcp)(hostname, port);
-      } catch (err) {
-        const untrusted = err instanceof VicoError && err.code === "AUTH_FAILED";
-        const reason = untrusted
-          ? (err as Error).message
-          : `Cannot connect to the manager at ${hostname}:${port}: ${(err as Error).message}`;
+      const dialed = await this.#dial();
+      if (!("transport" in dialed)) {
+        const { untrusted, reason } = dialed;
         if (persist) {
           await retry(reason);
           continue;
@@ -557,6 +577,7 @@ export class Runner {
         if (tasks > 0) return { kind: "finished", jobs: tasks };
         return { kind: "failed", reason, jobs: 0 };
       }
+      const transport = dialed.transport;
       const reader = new BufferedReader(transport, { maxLineBytes: this.#limits.maxLineBytes });
       let held = state ? this.#claimHeld() : undefined;
       let resume: HeldTask | undefined;
@@ -627,15 +648,14 @@ export class Runner {
       if (end.kind === "done") {
         tasks++;
         this.#jobsDone++;
-        down = undefined;
-        wait = backoff.initialMs;
+        backoff.reset();
         log.debug("Node {id} finished a task with status {status}", { id, status: end.status });
         continue;
       }
       if (persist && !this.#stopping) {
         // A service: an empty queue or a lost manager only means waiting.
         if (end.kind === "noMoreTasks") {
-          down = undefined;
+          backoff.reset();
           await this.#sleep(backoff.maxMs);
         } else {
           await retry(end.kind === "refused" ? `Refused: ${end.reason}` : `Lost the manager: ${end.reason}`);
