@@ -20,11 +20,11 @@
 
 import * as x509 from "@peculiar/x509";
 import { join } from "node:path";
-import type { SharedSecret } from "../protocol/auth.ts";
+import { SharedSecret } from "../protocol/auth.ts";
 import { VicoError } from "../protocol/errors.ts";
 import { formatJoinToken } from "../protocol/join_token.ts";
-import { certificateFingerprint, pemToDer, type TlsIdentity } from "../transport/tls.ts";
-import { newSecretText, readPrivateFile, readSecretFile, writePrivateFile } from "../util/secret_file.ts";
+import { certificateFingerprint, derToPem, isIpAddress, pemToDer, type TlsIdentity } from "../transport/tls.ts";
+import { newSecretText, readPrivateFile, readSecretBytes, writePrivateFile } from "../util/secret_file.ts";
 
 /** What enrollment yields: how to serve, and what a join token carries. */
 export interface Enrollment {
@@ -53,19 +53,11 @@ export interface EnrollOptions {
 const ALG = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
 const TEN_YEARS_MS = 10 * 365 * 86_400_000;
 
-function pkcs8Pem(der: Uint8Array): string {
-  let bin = "";
-  for (const b of der) bin += String.fromCharCode(b);
-  const lines = btoa(bin).match(/.{1,64}/g) ?? [];
-  return `-----BEGIN PRIVATE KEY-----\n${lines.join("\n")}\n-----END PRIVATE KEY-----\n`;
-}
-
 /** Makes a new ECDSA P-256 key and a self-signed server certificate for it. */
 export async function makeSelfSignedIdentity(hostnames: readonly string[]): Promise<TlsIdentity> {
   x509.cryptoProvider.set(crypto);
   const keys = await crypto.subtle.generateKey(ALG, true, ["sign", "verify"]);
   const names = [...new Set(["localhost", ...hostnames])];
-  const ip = /^(\d{1,3}(\.\d{1,3}){3}|.*:.*)$/;
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, "0"))
       .join("").replace(/^[89a-f]/, "1"),
@@ -79,12 +71,12 @@ export async function makeSelfSignedIdentity(hostnames: readonly string[]): Prom
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
       new x509.ExtendedKeyUsageExtension(["1.3.6.1.5.5.7.3.1"]),
       new x509.SubjectAlternativeNameExtension(
-        names.map((n) => (ip.test(n) ? { type: "ip" as const, value: n } : { type: "dns" as const, value: n })),
+        names.map((n) => (isIpAddress(n) ? { type: "ip" as const, value: n } : { type: "dns" as const, value: n })),
       ),
     ],
   });
   const pkcs8 = new Uint8Array(await crypto.subtle.exportKey("pkcs8", keys.privateKey));
-  return { certPem: cert.toString("pem") + "\n", keyPem: pkcs8Pem(pkcs8) };
+  return { certPem: cert.toString("pem") + "\n", keyPem: derToPem(pkcs8, "PRIVATE KEY") };
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -144,8 +136,9 @@ export async function enroll(options: EnrollOptions): Promise<Enrollment> {
   }
   const keyPem = new TextDecoder().decode(await readPrivateFile(keyPath, "private key"));
   const certPem = await Deno.readTextFile(certPath);
-  const secretText = new TextDecoder().decode(await readPrivateFile(secretPath, "secret file")).trim();
-  const secret = await readSecretFile(secretPath);
+  const secretBytes = await readSecretBytes(secretPath);
+  const secretText = new TextDecoder().decode(secretBytes);
+  const secret = await SharedSecret.from(secretBytes);
   const fingerprint = await certificateFingerprint(pemToDer(certPem));
   return { tls: { certPem, keyPem }, secret, fingerprint, secretText, stateDir: dir, created };
 }

@@ -52,12 +52,12 @@ export async function certificateFingerprint(der: Uint8Array): Promise<string> {
   return toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", der as Uint8Array<ArrayBuffer>)));
 }
 
-/** PEM text of a DER certificate. */
-export function derToPem(der: Uint8Array): string {
+/** PEM text of DER bytes: a certificate, or (`label` "PRIVATE KEY") a PKCS#8 key. */
+export function derToPem(der: Uint8Array, label = "CERTIFICATE"): string {
   let bin = "";
   for (const b of der) bin += String.fromCharCode(b);
   const lines = btoa(bin).match(/.{1,64}/g) ?? [];
-  return `-----BEGIN CERTIFICATE-----\n${lines.join("\n")}\n-----END CERTIFICATE-----\n`;
+  return `-----BEGIN ${label}-----\n${lines.join("\n")}\n-----END ${label}-----\n`;
 }
 
 /** DER bytes of the first certificate in PEM text. */
@@ -67,7 +67,10 @@ export function pemToDer(pem: string): Uint8Array {
   return Uint8Array.from(atob(m[1].replace(/\s+/g, "")), (c) => c.charCodeAt(0));
 }
 
-const IP = /^(\d{1,3}(\.\d{1,3}){3}|.*:.*)$/;
+/** Whether `host` is an IP address (v4, or anything with a colon: v6) rather than a name. */
+export function isIpAddress(host: string): boolean {
+  return /^(\d{1,3}(\.\d{1,3}){3}|.*:.*)$/.test(host);
+}
 
 /**
  * Fetches the certificate a TLS server presents, without trusting it and
@@ -79,7 +82,7 @@ export function fetchCertificate(hostname: string, port: number): Promise<Uint8A
       host: hostname,
       port,
       rejectUnauthorized: false,
-      ...(IP.test(hostname) ? {} : { servername: hostname }),
+      ...(isIpAddress(hostname) ? {} : { servername: hostname }),
     });
     const timer = setTimeout(() => {
       socket.destroy();

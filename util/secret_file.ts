@@ -36,12 +36,21 @@ export async function readPrivateFile(path: string, what: string): Promise<Uint8
 }
 
 /**
+ * Reads a secret file as a {@linkcode SharedSecret}.
+ *
+ * @throws {VicoError} As {@linkcode readSecretBytes}.
+ */
+export async function readSecretFile(path: string): Promise<SharedSecret> {
+  return await SharedSecret.from(await readSecretBytes(path));
+}
+
+/**
  * Reads a secret file: its bytes without trailing whitespace.
  *
  * @throws {VicoError} `UNSAFE` if group or others may read or write it, or it is
  *   shorter than {@linkcode MIN_SECRET_BYTES}; `USAGE` if it cannot be read.
  */
-export async function readSecretFile(path: string): Promise<SharedSecret> {
+export async function readSecretBytes(path: string): Promise<Uint8Array> {
   const bytes = await readPrivateFile(path, "secret file");
   let end = bytes.length;
   while (end > 0 && (bytes[end - 1] === 0x0a || bytes[end - 1] === 0x0d || bytes[end - 1] === 0x20)) end--;
@@ -52,7 +61,7 @@ export async function readSecretFile(path: string): Promise<SharedSecret> {
         `head -c 32 /dev/urandom | base64 > ${path})`,
     );
   }
-  return await SharedSecret.from(bytes.subarray(0, end));
+  return bytes.subarray(0, end);
 }
 
 /** A new random secret as text: 32 random bytes in hex (64 characters). */
