@@ -151,6 +151,7 @@ export {
   Server,
   type ServerOptions,
   type Session,
+  type SessionContext,
   type SessionFactory,
 } from "./manager/server.ts";
 export { DEFAULT_PORT, Manager, type ManagerOptions, type RunSummary } from "./manager/manager.ts";

@@ -16,19 +16,17 @@
 import type { BufferedReader } from "../protocol/buffered_reader.ts";
 import { encodeToNode, isAcceptedBinaryVersion, readFromNode } from "../protocol/binary_codec.ts";
 import { ProtocolError, VicoError } from "../protocol/errors.ts";
-import type { Limits } from "../protocol/limits.ts";
 import { type FromNode, NO_MORE_TASKS, NodeStatus, type ToNode } from "../protocol/messages.ts";
 import { TASK_KEY_FILE } from "../protocol/vico_extension.ts";
 import type { Transport } from "../transport/transport.ts";
 import { logger, LogRateLimit } from "../util/log.ts";
 import { Mutex } from "../util/mutex.ts";
 import { settlesWithin } from "../util/timeout.ts";
-import { type JobClass, type JobList, taskOf } from "./job_list.ts";
-import type { ResultsStore, ReturnedFile, StagedOutput } from "./results_store.ts";
-import type { RunnerLink, Scheduler } from "./scheduler.ts";
-import type { Extension, HandshakeWindow, Session } from "./server.ts";
+import { type JobClass, taskOf } from "./job_list.ts";
+import type { ReturnedFile, StagedOutput } from "./results_store.ts";
+import type { RunnerLink } from "./scheduler.ts";
+import type { Extension, HandshakeWindow, Session, SessionContext } from "./server.ts";
 import type { TaskBundle } from "./task_bundle.ts";
-import type { ResultRecorder } from "./result_recorder.ts";
 
 /** Owner states, after the node statuses of the draft. */
 export type OwnerState =
@@ -42,27 +40,13 @@ export type OwnerState =
   | "Closed";
 
 /** What an owner session needs from the manager around it. */
-export interface OwnerSessionContext {
-  /** Hands out tasks. */
-  readonly scheduler: Scheduler;
-  /** Stores results. */
-  readonly results: ResultsStore;
-  /** Records results (gangs once for all members). */
-  readonly recorder: ResultRecorder;
-  /** The job list. */
-  readonly jobs: JobList;
-  /** Wire limits. */
-  readonly limits: Limits;
-  /** A node whose result stalls this long mid-transfer is dropped. */
-  readonly transferIdleTimeoutMs: number;
+export interface OwnerSessionContext extends SessionContext {
   /** How often a waiting or working node is sent Status; three silent intervals drop it (0: never). */
   readonly pulseMs: number;
   /** Time limit for tasks that set none. */
   readonly defaultTimeoutMs?: number;
   /** Content key of a job (told to identified nodes, so they can hold it across a restart). */
   keyOf(job: number): string;
-  /** Makes durable that an identified node holds `job`, before it is handed over. */
-  noteAssignment(job: number, link: RunnerLink): Promise<void>;
 }
 
 type Assignment =

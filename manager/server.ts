@@ -30,6 +30,10 @@ import {
 import type { Transport, TransportListener } from "../transport/transport.ts";
 import { logger, LogRateLimit } from "../util/log.ts";
 import { settlesWithin } from "../util/timeout.ts";
+import type { JobList } from "./job_list.ts";
+import type { ResultRecorder } from "./result_recorder.ts";
+import type { ResultsStore } from "./results_store.ts";
+import type { RunnerLink, Scheduler } from "./scheduler.ts";
 
 /** First byte of a text-protocol hail (`S` of `SALUTON`). */
 export const TEXT_FIRST_BYTE = 0x53;
@@ -41,6 +45,28 @@ const TLS_FIRST_BYTE = 0x16;
 /** Why a peer that did not authenticate is refused. */
 export const AUTHENTICATION_REQUIRED =
   "authentication required: this manager has a secret; start the runner with --join TOKEN or --secret-file FILE";
+
+/** What every session (text or binary) needs from the manager around it. */
+export interface SessionContext {
+  /** Hands out jobs. */
+  readonly scheduler: Scheduler;
+  /** Stores results. */
+  readonly results: ResultsStore;
+  /** Records results (gangs once for all members). */
+  readonly recorder: ResultRecorder;
+  /** The job list (job `i` is `commands[i]`). */
+  readonly jobs: JobList;
+  /** Wire limits. */
+  readonly limits: Limits;
+  /** A peer whose result stalls this long mid-transfer is dropped. */
+  readonly transferIdleTimeoutMs: number;
+  /**
+   * Makes durable that an identified runner holds `job`, before it is handed
+   * over: a manager restarted after a crash then waits for that runner
+   * instead of running the job again elsewhere.
+   */
+  noteAssignment(job: number, link: RunnerLink): Promise<void>;
+}
 
 /** A running session, as the server tracks it. */
 export interface Session {
@@ -102,6 +128,13 @@ export interface ServerOptions {
 
 const log = logger("manager");
 const refusals = new LogRateLimit(5, 10_000);
+
+/** Logs a refused connection, at a bounded rate. */
+function logRefusal(peer: string, reason: string): void {
+  const gate = refusals.allow();
+  if (gate.suppressed > 0) log.warn("{n} more refused connection(s) were not logged", { n: gate.suppressed });
+  if (gate.log) log.warn("Refusing connection from {peer}: {reason}", { peer, reason });
+}
 const capped = new LogRateLimit(1, 10_000);
 
 /** A connection refused for a reason the peer is not told in the extension's words (TLS, a closed peer). */
@@ -220,11 +253,7 @@ export class Server {
         );
       }
     } catch (err) {
-      const gate = refusals.allow();
-      if (gate.suppressed > 0) log.warn("{n} more refused connection(s) were not logged", { n: gate.suppressed });
-      if (gate.log && (err instanceof ProtocolError || err instanceof Refusal)) {
-        log.warn("Refusing connection from {peer}: {reason}", { peer: transport.peer, reason: err.message });
-      }
+      if (err instanceof ProtocolError || err instanceof Refusal) logRefusal(transport.peer, err.message);
       if (err instanceof ProtocolError) {
         await settlesWithin(
           transport.write(encodeLine(formatServerHello({ kind: "no", reason: err.message }))),
@@ -242,13 +271,8 @@ export class Server {
       session = this.#factory.binary(transport, reader, handshake, extension);
     } else {
       handshake.done();
-      const gate = first === null ? { log: false, suppressed: 0 } : refusals.allow();
-      if (gate.suppressed > 0) log.warn("{n} more refused connection(s) were not logged", { n: gate.suppressed });
-      if (first !== null && gate.log) {
-        log.warn("Refusing connection from {peer}: first byte 0x{byte} starts no known protocol", {
-          peer: transport.peer,
-          byte: first.toString(16).padStart(2, "0"),
-        });
+      if (first !== null) {
+        logRefusal(transport.peer, `first byte 0x${first.toString(16).padStart(2, "0")} starts no known protocol`);
       }
       transport.close();
       return;

@@ -16,46 +16,25 @@
 
 import type { BufferedReader } from "../protocol/buffered_reader.ts";
 import { ProtocolError, VicoError } from "../protocol/errors.ts";
-import type { Limits } from "../protocol/limits.ts";
 import { type FromRunnerText, TEXT_PROTOCOL_VERSION } from "../protocol/messages.ts";
 import { encodeLine, formatManagerLine, parseRunnerLine } from "../protocol/text_codec.ts";
 import { PULSE_LINE } from "../protocol/vico_extension.ts";
 import type { Transport } from "../transport/transport.ts";
 import { logger, LogRateLimit } from "../util/log.ts";
 import { settlesWithin } from "../util/timeout.ts";
-import type { JobClass, JobList } from "./job_list.ts";
-import type { ResultRecorder } from "./result_recorder.ts";
-import type { ResultsStore } from "./results_store.ts";
-import type { RunnerLink, Scheduler } from "./scheduler.ts";
-import type { Extension, HandshakeWindow } from "./server.ts";
+import type { JobClass } from "./job_list.ts";
+import type { RunnerLink } from "./scheduler.ts";
+import type { Extension, HandshakeWindow, SessionContext } from "./server.ts";
 
 /** The draft's server states (plus Closed, after the connection ends). */
 export type ManagerTextState = "Accept" | "Wait" | "SendJob" | "ProcessJob" | "WaitClose" | "Closed";
 
 /** What a text session needs from the manager around it. */
-export interface TextSessionContext {
-  /** Hands out jobs. */
-  readonly scheduler: Scheduler;
-  /** Stores results. */
-  readonly results: ResultsStore;
-  /** Records results. */
-  readonly recorder: ResultRecorder;
-  /** The job list (job `i` is `commands[i]`). */
-  readonly jobs: JobList;
-  /** Wire limits. */
-  readonly limits: Limits;
-  /** A runner sending output that makes no progress for this long is dropped. */
-  readonly transferIdleTimeoutMs: number;
+export interface TextSessionContext extends SessionContext {
   /** A plain runner that holds nothing and sends nothing for this long is dropped. */
   readonly idleTimeoutMs: number;
   /** Whether `--timeout` is set (plain runners cannot enforce it: they are warned about). */
   readonly jobTimeout: boolean;
-  /**
-   * Makes durable that an identified runner holds `job`, before it is sent:
-   * a manager restarted after a crash then waits for that runner instead of
-   * running the job again elsewhere.
-   */
-  noteAssignment(job: number, link: RunnerLink): Promise<void>;
 }
 
 const log = logger("manager");
