@@ -10,7 +10,8 @@
  * up to `maxMs`), and its suspects go back to the queue without spending an
  * attempt. Without such evidence, suspects are recorded as the genuine
  * failures they are: a job that fails everywhere is still recorded failed.
- * Suspects are never held longer than `holdMs`.
+ * Suspects are never held longer than `holdMs`, nor once nothing else is
+ * left to run.
  *
  * Pure: the caller passes the time and acts on the verdicts.
  *
@@ -127,6 +128,20 @@ export class Quarantine {
     const reason = `its last ${suspects.length} jobs failed (exit ${statuses}) within ${this.#o.fastMs} ms ` +
       `while other runners succeed`;
     return { record: [], requeue: suspects.map((s) => s.job), held: true, quarantine: { until: h.until, reason } };
+  }
+
+  /**
+   * Lets go of every held suspect, to be recorded as the failures they are.
+   * For when nothing else is pending or running: no more results can come
+   * to build a streak, so holding them would only delay the end of the run.
+   */
+  release(): number[] {
+    const out: number[] = [];
+    for (const h of this.#hosts.values()) {
+      for (const s of h.suspects) out.push(s.job);
+      h.suspects = [];
+    }
+    return out;
   }
 
   /** Suspects held longer than allowed: record them as the failures they are. */

@@ -154,12 +154,24 @@ export class ResultRecorder {
       if (j === job) await this.#commitOne(job, delivery, false);
       else await this.#flushSuspect(j);
     }
+    await this.#releaseIfIdle();
   }
 
-  /** Records suspects held longer than allowed, as the failures they are. */
+  /**
+   * Records suspects held longer than allowed, or all of them once nothing
+   * else is pending or running, as the failures they are.
+   */
   async expireSuspects(): Promise<void> {
     if (this.#quarantine === undefined) return;
     for (const job of this.#quarantine.expire(this.#now())) await this.#flushSuspect(job);
+    await this.#releaseIfIdle();
+  }
+
+  /** When the held suspects are all that is left of the run, records them now. */
+  async #releaseIfIdle(): Promise<void> {
+    const queue = this.#scheduler.queue;
+    if (this.#suspects.size === 0 || queue.pending > 0 || queue.running > this.#suspects.size) return;
+    for (const job of this.#quarantine!.release()) await this.#flushSuspect(job);
   }
 
   async #flushSuspect(job: number): Promise<void> {

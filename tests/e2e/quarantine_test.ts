@@ -62,3 +62,21 @@ Deno.test("manager: jobs that fail fast everywhere are still recorded as failed"
   assert.ok(records.every((r) => r.status !== 0));
   assert.doesNotMatch(manager.stderr, /Quarantined/);
 });
+
+Deno.test("manager: a fast failure left at the end of the run is recorded at once, not held for the quarantine", async () => {
+  await using dir = await tempDir();
+  const list = join(dir.path, "jobs.txt");
+  await Deno.writeTextFile(list, "sleep 0.3\ntrue\nexit 3\n");
+  const results = join(dir.path, "res");
+  const { manager } = await startManager(["--jobs", list, "--results", results, "--port", "0", "--local", "2"]);
+  await using _m = manager;
+  const status = await manager.exit();
+  const exited = Date.now();
+  assert.equal(status.code, 1, manager.stderr);
+  const records = readRecords(results);
+  assert.deepEqual(records.map((r) => r.status).sort(), [0, 0, 3]);
+  const failed = records.find((r) => r.status === 3)!;
+  // Held as a suspect, it would wait out the 5 s hold before being recorded and the run could end.
+  const lag = exited - Date.parse(failed.start);
+  assert.ok(lag < 3000, `the manager ended ${lag} ms after handing out the failing job`);
+});

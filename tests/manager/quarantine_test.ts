@@ -58,3 +58,16 @@ Deno.test({
     assert.deepEqual(q.onResult("bad", 3, 127, 5, 3), { record: [], requeue: [3], held: true });
   },
 });
+
+Deno.test({
+  name: "Quarantine.release lets go of every held suspect at once",
+  permissions: "none",
+  fn() {
+    const q = new Quarantine({ streak: 5, fastMs: 100, holdMs: 60_000 });
+    q.onResult("a", 1, 127, 5, 0);
+    q.onResult("b", 2, 3, 5, 0);
+    assert.deepEqual(q.release().sort(), [1, 2]);
+    assert.deepEqual(q.release(), []);
+    assert.deepEqual(q.expire(120_000), [], "released suspects are not expired again");
+  },
+});
