@@ -11,7 +11,9 @@
  * 3. output bandwidth: 1 GiB to stdout (text), 1 GiB returned file (binary)
  * 4. the manager's engine alone: simulated runners, no processes, and the
  *    cost per job with 1k to 1M jobs queued
- * 5. cctools Work Queue, when its Python module is installed
+ * 5. cctools Work Queue (one manager, one worker on loopback) beside the
+ *    peers of workloads 1 and 2, when its Python module is installed
+ *    (Debian: `apt install coop-computing-tools python3-workqueue`)
  *
  * @module
  */
@@ -68,7 +70,7 @@ function print(title: string, rows: Row[]): void {
       .map(([k, v]) => `${k} ${typeof v === "number" && /rss/i.test(k) ? mb(v) : v}`)
       .join(", ");
     console.log(
-      `  ${r.tool.padEnd(34)} ${r.seconds.toFixed(2).padStart(8)} s ${
+      `  ${r.tool.padEnd(40)} ${r.seconds.toFixed(2).padStart(8)} s ${
         r.rate.toFixed(r.rate < 10 ? 3 : 0).padStart(9)
       } ${r.unit.padEnd(7)} ${ratio.padEnd(16)} ${extra}`,
     );
@@ -110,11 +112,38 @@ async function vicoPair(list: string, results: string, runnerArgs: string[], man
   };
 }
 
-async function workQueue(): Promise<boolean> {
-  const probe = await new Deno.Command("python3", { args: ["-c", "import ndcctools.work_queue"], stderr: "null" })
-    .output().catch(() => ({ success: false }));
-  return probe.success;
+/** A Python that can import Work Queue (Debian's module or cctools' own), if any. */
+async function workQueuePython(): Promise<string | undefined> {
+  if (!only.has(5) || !have("work_queue_worker")) return undefined;
+  for (const python of ["python3", "/usr/bin/python3"]) {
+    const probe = await new Deno.Command(python, {
+      args: ["-c", "try:\n import ndcctools.work_queue\nexcept ImportError:\n import work_queue"],
+      stderr: "null",
+    }).output().catch(() => ({ success: false }));
+    if (probe.success) return python;
+  }
+  return undefined;
 }
+
+/** cctools Work Queue on `list` with one `cores`-core worker; a peer row, or none when not installed. */
+async function workQueueRow(list: string, cores: number, rate: (seconds: number) => number): Promise<Row[]> {
+  if (wqPython === undefined) return [];
+  const t = check(await timed(wqPython, [join(ROOT, "bench/wq_driver.py"), list, String(cores)]), "Work Queue");
+  const line = t.stderr.match(/VICO_BENCH_WQ=(.*)/);
+  if (line === null) throw new Error(`Work Queue printed no result: ${t.stderr}`);
+  const out = JSON.parse(line[1]) as { seconds: number; failed: number };
+  if (out.failed > 0) throw new Error(`Work Queue: ${out.failed} tasks failed`);
+  return [{
+    tool: `cctools Work Queue, 1 worker --cores ${cores}`,
+    seconds: out.seconds,
+    rate: rate(out.seconds),
+    unit: "",
+    peer: true,
+    extra: { "timed": "first submit to last result" },
+  }];
+}
+
+const wqPython = await workQueuePython();
 
 try {
   // Warm Deno's module cache so no run pays for type checking or loading.
@@ -134,6 +163,7 @@ try {
       t = check(await timed("parallel", ["-j2", "--will-cite"], { stdin: await Deno.readTextFile(list) }), "parallel");
       rows.push({ tool: "GNU Parallel -j2", seconds: t.seconds, rate: rate(t), unit: "jobs/s", peer: true });
     }
+    for (const row of await workQueueRow(list, 2, (seconds) => n / seconds)) rows.push({ ...row, unit: "jobs/s" });
     const local = check(
       await timed(Deno.execPath(), [
         ...["run", "-q", "-P=vico", join(ROOT, "manager.ts"), "--jobs", list, "--local", "2"],
@@ -177,6 +207,9 @@ try {
         "parallel",
       );
       rows.push({ tool: "GNU Parallel -j32", seconds: p.seconds, rate: ideal / p.seconds, unit: "eff.", peer: true });
+    }
+    for (const row of await workQueueRow(list, width, (seconds) => ideal / seconds)) {
+      rows.push({ ...row, unit: "eff." });
     }
     const results = join(work, "w2");
     const pair = await vicoPair(list, results, ["--workers", String(width)]);
@@ -294,14 +327,13 @@ try {
   }
 
   if (only.has(5)) {
-    if (await workQueue()) {
-      console.log("\n5. cctools Work Queue: installed, but this script does not drive it yet");
-    } else {
-      console.log(
-        "\n5. cctools Work Queue: not installed here (python3 -c 'import ndcctools.work_queue' fails); skipped",
-      );
-    }
-    report.workQueue = "skipped";
+    console.log(
+      wqPython === undefined
+        ? "\n5. cctools Work Queue: not installed here (no work_queue_worker, or no Python that imports " +
+          "work_queue); skipped. Debian: apt install coop-computing-tools python3-workqueue"
+        : "\n5. cctools Work Queue: measured beside the peers of workloads 1 and 2 above",
+    );
+    report.workQueue = wqPython === undefined ? "skipped" : "in workloads 1 and 2";
   }
 } finally {
   await Deno.remove(work, { recursive: true }).catch(() => {});
