@@ -4,7 +4,6 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { basename, dirname, extname, join } from "node:path";
 import { JobListError, VicoError } from "./protocol/errors.ts";
 import { readJobList } from "./manager/job_list.ts";
@@ -14,12 +13,13 @@ import { verifyResults } from "./manager/verify.ts";
 import { enroll, type Enrollment, writeJoinToken } from "./manager/enrollment.ts";
 import type { SharedSecret } from "./protocol/auth.ts";
 import type { TlsIdentity } from "./transport/tls.ts";
-import { complain, ExitCode, intFlag, isLoopback } from "./util/cli.ts";
+import { complain, ExitCode, intFlag, isLoopback, parseFlags } from "./util/cli.ts";
 import { parseDuration } from "./util/duration.ts";
 import { readPrivateFile, readSecretFile } from "./util/secret_file.ts";
 import { parseSize } from "./util/size.ts";
 import { defaultStateDir } from "./util/state_dir.ts";
-import { logger, setupLogging } from "./util/log.ts";
+import { logger, loggingFromFlags, setupLogging } from "./util/log.ts";
+import { versionText } from "./util/version.ts";
 
 const USAGE = `Usage: manager --jobs FILE|- [options]
        manager verify RESULTS_DIR
@@ -27,6 +27,13 @@ const USAGE = `Usage: manager --jobs FILE|- [options]
 Serves a list of shell jobs to vico runners and records every result.
 'manager verify' re-hashes every stored output and returned file of a
 results directory against its journal (exit 1 on any mismatch).
+
+Examples:
+  manager --jobs jobs.txt --local 4            # run here, 4 at a time
+  manager --jobs jobs.txt --host 0.0.0.0       # serve runners; prints a join token
+  seq 100 | sed 's/^/echo /' | manager --jobs - --local 2
+  manager --jobs tasks.jsonl --host 0.0.0.0 --retries 2 --timeout 1h
+  manager verify jobs.results
 
   -j, --jobs FILE      Job list: one shell command line per line; '-' reads
                        standard input. Blank lines and lines starting with '#'
@@ -120,9 +127,20 @@ Security (see docs/security.md):
                        and forge results.
 
       --no-progress    No progress bar (it is only drawn on a terminal anyway).
-  -q, --quiet          Log only warnings and errors.
-  -v, --verbose        Log debugging detail.
+  -q, --quiet          Log only warnings and errors (--log-level warning).
+  -v, --verbose        Log debugging detail (--log-level debug).
+      --log-level LEVEL
+                       trace, debug, info (default), warning or error.
+      --log-format FORMAT
+                       text (default; under journald: journal, without
+                       times and with priorities), json (one JSON object
+                       per line) or journal.
+  -V, --version        Print the version and the protocol versions.
   -h, --help           Show this help.
+
+Every flag can also be set in the environment as VICO_ and its name in
+capitals, '-' as '_' (VICO_JOBS=list.txt, VICO_PORT=7707, VICO_FRESH=1);
+the command line wins. For systemd environment files and batch scripts.
 
 Runners join with:  runner --join TOKEN --workers N   (secure default)
                 or  runner --manager HOST:PORT --workers N   (loopback)
@@ -148,9 +166,9 @@ export async function main(args: string[]): Promise<number> {
   if (args[0] === "verify") return await verifyMain(args.slice(1));
   let flags;
   try {
-    flags = parseArgs({
+    flags = parseFlags(
       args,
-      options: {
+      {
         jobs: { type: "string", short: "j" },
         format: { type: "string" },
         results: { type: "string", short: "r" },
@@ -182,11 +200,12 @@ export async function main(args: string[]): Promise<number> {
         "no-progress": { type: "boolean" },
         quiet: { type: "boolean", short: "q" },
         verbose: { type: "boolean", short: "v" },
+        "log-level": { type: "string" },
+        "log-format": { type: "string" },
+        version: { type: "boolean", short: "V" },
         help: { type: "boolean", short: "h" },
       },
-      strict: true,
-      allowPositionals: false,
-    }).values;
+    );
   } catch (err) {
     return complain("manager", `${(err as Error).message}\n\n${USAGE}`, ExitCode.USAGE);
   }
@@ -194,7 +213,17 @@ export async function main(args: string[]): Promise<number> {
     console.log(USAGE);
     return ExitCode.OK;
   }
-  await setupLogging({ level: flags.quiet ? "warning" : flags.verbose ? "debug" : "info" });
+  if (flags.version) {
+    console.log(versionText("manager"));
+    return ExitCode.OK;
+  }
+  let logging;
+  try {
+    logging = loggingFromFlags(flags);
+  } catch (err) {
+    return complain("manager", (err as Error).message, ExitCode.USAGE);
+  }
+  await setupLogging(logging);
   const log = logger("manager");
 
   let local: number, port: number, transferIdleTimeoutMs: number | undefined, stopTimeoutMs: number | undefined;

@@ -4,17 +4,17 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { VicoError } from "./protocol/errors.ts";
 import { DEFAULT_PORT } from "./manager/manager.ts";
 import { Runner } from "./runner/runner.ts";
-import { complain, ExitCode, intFlag, isLoopback, parseHostPort } from "./util/cli.ts";
+import { complain, ExitCode, intFlag, isLoopback, parseFlags, parseHostPort } from "./util/cli.ts";
 import { SharedSecret } from "./protocol/auth.ts";
 import { type JoinToken, parseJoinToken } from "./protocol/join_token.ts";
 import { resolveUser, type RunAs } from "./runner/run_as.ts";
 import { tlsConnector, type TlsTrust } from "./transport/tls.ts";
 import { readPrivateFile, readSecretFile } from "./util/secret_file.ts";
-import { logger, setupLogging } from "./util/log.ts";
+import { logger, loggingFromFlags, setupLogging } from "./util/log.ts";
+import { versionText } from "./util/version.ts";
 import { parseDuration } from "./util/duration.ts";
 import { parseSize } from "./util/size.ts";
 
@@ -29,6 +29,12 @@ With the text protocol (the default) jobs are shell command lines, run as
 the runner is a node: N sessions, each staging one task's files into a fresh
 directory, running its programs, returning the files asked for, and joining
 again for the next task.
+
+Examples:
+  runner --join vico1_... --workers 16        # the token a manager printed
+  runner --manager 127.0.0.1:7707 -w 4        # a manager on this machine
+  VICO_MANAGER=head:7707 VICO_JOIN_FILE=/etc/vico/join runner --persist
+  runner --manager head:7707 --protocol binary --modules blast -w 8
 
   -m, --manager HOST[:PORT]  The manager (port ${DEFAULT_PORT} if omitted; with a
                              join token, overrides the address it names).
@@ -85,7 +91,17 @@ Security (docs/security.md):
 
   -q, --quiet                Log only warnings and errors.
   -v, --verbose              Log debugging detail (every job).
+      --log-level LEVEL      trace, debug, info (default), warning or error.
+      --log-format FORMAT    text (default; under journald: journal, without
+                             times and with priorities), json (one JSON
+                             object per line) or journal.
+  -V, --version              Print the version and the protocol versions.
   -h, --help                 Show this help.
+
+Every flag can also be set in the environment as VICO_ and its name in
+capitals, '-' as '_' (VICO_MANAGER=host:7707, VICO_WORKERS=8,
+VICO_PERSIST=1, VICO_JOIN_FILE=/etc/vico/join); the command line wins.
+VICO_JOIN holds a join token itself.
 
 Signals: the first SIGINT or SIGTERM stops taking jobs and lets running ones
 finish and be reported; a second one kills them.
@@ -108,9 +124,9 @@ Exit status:
 export async function main(args: string[]): Promise<number> {
   let flags;
   try {
-    flags = parseArgs({
+    flags = parseFlags(
       args,
-      options: {
+      {
         manager: { type: "string", short: "m" },
         workers: { type: "string", short: "w" },
         name: { type: "string", short: "n" },
@@ -134,16 +150,22 @@ export async function main(args: string[]): Promise<number> {
         "max-file": { type: "string" },
         quiet: { type: "boolean", short: "q" },
         verbose: { type: "boolean", short: "v" },
+        "log-level": { type: "string" },
+        "log-format": { type: "string" },
+        version: { type: "boolean", short: "V" },
         help: { type: "boolean", short: "h" },
       },
-      strict: true,
-      allowPositionals: false,
-    }).values;
+      ["help", "version", "join"],
+    );
   } catch (err) {
     return complain("runner", `${(err as Error).message}\n\n${USAGE}`, ExitCode.USAGE);
   }
   if (flags.help) {
     console.log(USAGE);
+    return ExitCode.OK;
+  }
+  if (flags.version) {
+    console.log(versionText("runner"));
     return ExitCode.OK;
   }
   let address, workers, maxOutput, maxFile, protocol: "text" | "binary", modules: string[] | undefined;
@@ -190,7 +212,13 @@ export async function main(args: string[]): Promise<number> {
     const usage = err instanceof VicoError && err.code === "USAGE" ? `\n\n${USAGE}` : "";
     return complain("runner", `${(err as Error).message}${usage}`, ExitCode.USAGE);
   }
-  await setupLogging({ level: flags.quiet ? "warning" : flags.verbose ? "debug" : "info" });
+  let logging;
+  try {
+    logging = loggingFromFlags(flags);
+  } catch (err) {
+    return complain("runner", (err as Error).message, ExitCode.USAGE);
+  }
+  await setupLogging(logging);
   const log = logger("runner");
   if (security.trust === undefined && !isLoopback(address.hostname)) {
     log.warn(

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { parseArgs } from "node:util";
 import { VicoError } from "../protocol/errors.ts";
 
 /** Exit codes of `manager` and `runner` (documented in the README). */
@@ -64,6 +65,77 @@ export function parseHostPort(text: string, defaultPort: number): { hostname: st
   const port = m[3] === undefined ? defaultPort : Number(m[3]);
   if (port < 1 || port > 65535) throw new VicoError("USAGE", `Port ${port} is out of range 1-65535`);
   return { hostname: m[1] ?? m[2], port };
+}
+
+/** The option table `parseArgs` takes, as far as the entry points use it. */
+export type FlagTable = Record<string, { type: "string" | "boolean"; short?: string }>;
+
+/**
+ * The environment variable that sets a flag: `VICO_` and the flag's name
+ * upper-cased, `-` as `_`.
+ *
+ * @example
+ * ```ts
+ * import { envName } from "./cli.ts";
+ * console.assert(envName("max-output") === "VICO_MAX_OUTPUT");
+ * ```
+ */
+export function envName(flag: string): string {
+  return `VICO_${flag.toUpperCase().replaceAll("-", "_")}`;
+}
+
+const TRUE = new Set(["1", "true", "yes", "on"]);
+const FALSE = new Set(["", "0", "false", "no", "off"]);
+
+/**
+ * Command-line arguments for the flags in `options` that are set in the
+ * environment (`VICO_WORKERS=8` → `--workers=8`, `VICO_PERSIST=1` →
+ * `--persist`), to be put before the real arguments so the command line
+ * wins. For systemd environment files and batch scripts.
+ *
+ * @example
+ * ```ts
+ * import { envArgs } from "./cli.ts";
+ * const env = { VICO_WORKERS: "8", VICO_PERSIST: "yes", VICO_QUIET: "0" } as Record<string, string>;
+ * const args = envArgs({ workers: { type: "string" }, persist: { type: "boolean" }, quiet: { type: "boolean" } },
+ *   (name) => env[name]);
+ * console.assert(args.join(" ") === "--workers=8 --persist");
+ * ```
+ * @param skip Flags never taken from the environment.
+ * @throws {VicoError} `USAGE` for a boolean variable that is not 1/0, true/false, yes/no or on/off.
+ */
+export function envArgs(
+  options: FlagTable,
+  env: (name: string) => string | undefined,
+  skip: readonly string[] = ["help", "version"],
+): string[] {
+  const args: string[] = [];
+  for (const [flag, { type }] of Object.entries(options)) {
+    if (skip.includes(flag)) continue;
+    const value = env(envName(flag));
+    if (value === undefined) continue;
+    if (type === "string") {
+      if (value !== "") args.push(`--${flag}=${value}`);
+      continue;
+    }
+    const v = value.trim().toLowerCase();
+    if (TRUE.has(v)) args.push(`--${flag}`);
+    else if (!FALSE.has(v)) {
+      throw new VicoError("USAGE", `${envName(flag)}=${JSON.stringify(value)}: expected 1 or 0 (true/false, yes/no)`);
+    }
+  }
+  return args;
+}
+
+/**
+ * Parses an entry point's command line, strictly, after the flags set in the
+ * environment ({@linkcode envArgs}), so that the command line wins.
+ *
+ * @throws {VicoError} `USAGE` for a bad boolean in the environment; parseArgs' own errors for bad flags.
+ */
+export function parseFlags<const T extends FlagTable>(args: string[], options: T, envSkip?: readonly string[]) {
+  const fromEnv = envArgs(options, (name) => Deno.env.get(name), envSkip);
+  return parseArgs({ args: [...fromEnv, ...args], options, strict: true, allowPositionals: false }).values;
 }
 
 /** Prints `message` to stderr with the program name and returns `code`. */

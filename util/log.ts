@@ -1,11 +1,15 @@
 /**
  * Logging for vico, on `@logtape/logtape`. Library code asks for a logger by
  * category and logs nothing unless an entry point called
- * {@linkcode setupLogging}; entry points log readable lines to stderr.
+ * {@linkcode setupLogging}; entry points log to stderr: readable lines
+ * (`12:03:04.567 INFO  manager: …`), the same without the time and with a
+ * syslog priority prefix under journald (which stamps lines itself), or JSON
+ * lines (`--log-format json`).
  *
  * @module
  */
 
+import { VicoError } from "../protocol/errors.ts";
 import { configure, getLogger, type Logger, type LogLevel, type LogRecord, reset } from "@logtape/logtape";
 
 /** A logger under the `vico` category, e.g. `logger("manager")`. */
@@ -46,32 +50,129 @@ const LEVELS: Record<LogLevel, string> = {
   fatal: "FATAL",
 };
 
-/** Formats a record as `12:03:04.567 INFO  manager: message`. */
-export function formatRecord(record: LogRecord): string {
-  const time = new Date(record.timestamp).toISOString().slice(11, 23);
+/** Log levels, lowest first, as `--log-level` takes them. */
+export const LOG_LEVELS: readonly LogLevel[] = ["trace", "debug", "info", "warning", "error", "fatal"];
+
+/** Output formats of the log. */
+export type LogFormat = "text" | "json" | "journal";
+
+/** syslog priorities for journald's `<N>` line prefix (sd-daemon(3)). */
+const PRIORITY: Record<LogLevel, number> = { trace: 7, debug: 7, info: 6, warning: 4, error: 3, fatal: 2 };
+
+function messageText(record: LogRecord): string {
   let text = "";
   for (let i = 0; i < record.message.length; i++) {
     const part = record.message[i];
     text += i % 2 === 0 || typeof part === "string" ? String(part) : Deno.inspect(part);
   }
-  const where = record.category.slice(1).join(".") || "vico";
-  return `${time} ${LEVELS[record.level]} ${where}: ${text}\n`;
+  return text;
 }
 
-function stderrSink(record: LogRecord): void {
-  statusLine?.clear();
-  writeStderr(formatRecord(record));
-  statusLine?.redraw();
+function where(record: LogRecord): string {
+  return record.category.slice(1).join(".") || "vico";
+}
+
+/** Formats a record as `12:03:04.567 INFO  manager: message`. */
+export function formatRecord(record: LogRecord): string {
+  const time = new Date(record.timestamp).toISOString().slice(11, 23);
+  return `${time} ${LEVELS[record.level]} ${where(record)}: ${messageText(record)}\n`;
+}
+
+/** Formats a record for journald: `<6>manager: message` (journald adds the time). */
+export function formatJournalRecord(record: LogRecord): string {
+  return `<${PRIORITY[record.level]}>${where(record)}: ${messageText(record).replaceAll("\n", " ")}\n`;
+}
+
+/**
+ * Formats a record as one JSON line: `time` (ISO-8601), `level`, `logger`,
+ * `message` (rendered) and the structured `properties`.
+ */
+export function formatJsonRecord(record: LogRecord): string {
+  const properties: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(record.properties)) {
+    properties[k] = v instanceof Error ? `${v.name}: ${v.message}` : typeof v === "bigint" ? String(v) : v;
+  }
+  let line: string;
+  try {
+    line = JSON.stringify({
+      time: new Date(record.timestamp).toISOString(),
+      level: record.level,
+      logger: where(record),
+      message: messageText(record),
+      properties,
+    });
+  } catch {
+    line = JSON.stringify({
+      time: new Date(record.timestamp).toISOString(),
+      level: record.level,
+      logger: where(record),
+      message: messageText(record),
+    });
+  }
+  return line + "\n";
+}
+
+const FORMATTERS: Record<LogFormat, (record: LogRecord) => string> = {
+  text: formatRecord,
+  json: formatJsonRecord,
+  journal: formatJournalRecord,
+};
+
+/**
+ * Whether stderr is the journal's stream: systemd sets `JOURNAL_STREAM` to
+ * `DEV:INODE` of the socket it connects to stderr (a child that inherits the
+ * variable but not the socket is not under journald).
+ */
+export function stderrIsJournal(): boolean {
+  const stream = Deno.env.get("JOURNAL_STREAM");
+  if (!stream) return false;
+  try {
+    const st = Deno.statSync("/proc/self/fd/2");
+    return `${st.dev}:${st.ino}` === stream;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The logging options an entry point's flags ask for: `--log-level`,
+ * `--log-format`, and `-q`/`-v` as short for warning/debug.
+ *
+ * @throws {VicoError} `USAGE` for an unknown level or format.
+ */
+export function loggingFromFlags(flags: {
+  quiet?: boolean;
+  verbose?: boolean;
+  "log-level"?: string;
+  "log-format"?: string;
+}): LoggingOptions {
+  const level = flags["log-level"] ?? (flags.quiet ? "warning" : flags.verbose ? "debug" : "info");
+  if (!LOG_LEVELS.includes(level as LogLevel)) {
+    throw new VicoError("USAGE", `--log-level must be one of ${LOG_LEVELS.join(", ")}, got ${JSON.stringify(level)}`);
+  }
+  const format = flags["log-format"];
+  if (format !== undefined && format !== "text" && format !== "json" && format !== "journal") {
+    throw new VicoError("USAGE", `--log-format must be text, json or journal, got ${JSON.stringify(format)}`);
+  }
+  return { level: level as LogLevel, format };
 }
 
 /** Options for {@linkcode setupLogging}. */
 export interface LoggingOptions {
   /** Lowest level written. @default {"info"} */
   level?: LogLevel;
+  /** Line format. @default {"journal" under journald, else "text"} */
+  format?: LogFormat;
 }
 
 /** Sends vico's logs to stderr. Call once from an entry point. */
 export async function setupLogging(options: LoggingOptions = {}): Promise<void> {
+  const format = FORMATTERS[options.format ?? (stderrIsJournal() ? "journal" : "text")];
+  const stderrSink = (record: LogRecord): void => {
+    statusLine?.clear();
+    writeStderr(format(record));
+    statusLine?.redraw();
+  };
   await configure({
     reset: true,
     sinks: { stderr: stderrSink },

@@ -1,0 +1,60 @@
+import assert from "node:assert/strict";
+import type { LogRecord } from "@logtape/logtape";
+import { formatJournalRecord, formatJsonRecord, formatRecord, loggingFromFlags } from "../../util/log.ts";
+import { VicoError } from "../../protocol/errors.ts";
+
+const record: LogRecord = {
+  category: ["vico", "manager"],
+  level: "warning",
+  message: ["Runner ", "n1", " lost\nafter ", 3, " s"],
+  rawMessage: "Runner {host} lost\nafter {s} s",
+  properties: { host: "n1", s: 3, err: new Error("reset") },
+  timestamp: Date.UTC(2026, 10, 23, 12, 3, 4, 567),
+};
+
+Deno.test({
+  name: "formatRecord writes time, level, logger and message on one line",
+  permissions: "none",
+  fn() {
+    assert.equal(formatRecord(record), "12:03:04.567 WARN  manager: Runner n1 lost\nafter 3 s\n");
+  },
+});
+
+Deno.test({
+  name: "formatJournalRecord leaves the time to journald and prefixes the syslog priority",
+  permissions: "none",
+  fn() {
+    assert.equal(formatJournalRecord(record), "<4>manager: Runner n1 lost after 3 s\n");
+    assert.match(formatJournalRecord({ ...record, level: "error" }), /^<3>/);
+    assert.match(formatJournalRecord({ ...record, level: "debug" }), /^<7>/);
+  },
+});
+
+Deno.test({
+  name: "formatJsonRecord writes one parseable JSON line with the structured properties",
+  permissions: "none",
+  fn() {
+    const line = formatJsonRecord(record);
+    assert.equal(line.split("\n").length, 2, "one line");
+    assert.deepEqual(JSON.parse(line), {
+      time: "2026-11-23T12:03:04.567Z",
+      level: "warning",
+      logger: "manager",
+      message: "Runner n1 lost\nafter 3 s",
+      properties: { host: "n1", s: 3, err: "Error: reset" },
+    });
+  },
+});
+
+Deno.test({
+  name: "loggingFromFlags reads --log-level and --log-format, with -q and -v as shortcuts",
+  permissions: "none",
+  fn() {
+    assert.deepEqual(loggingFromFlags({}), { level: "info", format: undefined });
+    assert.deepEqual(loggingFromFlags({ quiet: true }), { level: "warning", format: undefined });
+    assert.deepEqual(loggingFromFlags({ verbose: true, "log-format": "json" }), { level: "debug", format: "json" });
+    assert.deepEqual(loggingFromFlags({ quiet: true, "log-level": "error" }), { level: "error", format: undefined });
+    assert.throws(() => loggingFromFlags({ "log-level": "loud" }), (e) => e instanceof VicoError && e.code === "USAGE");
+    assert.throws(() => loggingFromFlags({ "log-format": "xml" }), /--log-format must be text, json or journal/);
+  },
+});
