@@ -39,13 +39,16 @@ Deno.test({
   async fn() {
     await using dir = await tempDir();
     const env = Deno.env.get("DENORT_BIN") ? { DENORT_BIN: Deno.env.get("DENORT_BIN")! } : undefined;
+    // The compile task itself (scripts/compile.ts), into a temporary directory.
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-q", "-A", ROOT + "scripts/compile.ts", "--out", dir.path],
+      cwd: ROOT,
+      env,
+    }).output();
+    assert.ok(out.success, new TextDecoder().decode(out.stderr));
     for (const name of ["manager", "runner"]) {
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: ["compile", "-q", "-P=vico", "-o", join(dir.path, name), ROOT + `${name}.ts`],
-        cwd: ROOT,
-        env,
-      }).output();
-      assert.ok(out.success, new TextDecoder().decode(out.stderr));
+      const version = await new Deno.Command(join(dir.path, name), { args: ["--version"] }).output();
+      assert.match(new TextDecoder().decode(version.stdout), new RegExp(`^${name} \\(vico\\) \\d+\\.\\d+\\.\\d+\\n`));
     }
     const list = join(dir.path, "jobs.txt");
     await Deno.writeTextFile(list, "echo a\necho b\nexit 4\n");
