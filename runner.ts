@@ -7,6 +7,7 @@
 import { VicoError } from "./protocol/errors.ts";
 import { DEFAULT_PORT } from "./manager/manager.ts";
 import { Runner } from "./runner/runner.ts";
+import { runnerStatus, ServiceNotifier } from "./runner/sd_notify.ts";
 import { complain, ExitCode, intFlag, isLoopback, parseFlags, parseHostPort } from "./util/cli.ts";
 import { SharedSecret } from "./protocol/auth.ts";
 import { type JoinToken, parseJoinToken } from "./protocol/join_token.ts";
@@ -235,6 +236,9 @@ export async function main(args: string[]): Promise<number> {
     return complain("runner", (err as Error).message, ExitCode.USAGE);
   }
 
+  // Under systemd (Type=notify): READY=1 once joined, STATUS=, WATCHDOG=1, STOPPING=1.
+  const notifier = await ServiceNotifier.fromEnv();
+  const managerAddress = `${address.hostname}:${address.port}`;
   const runner = new Runner({
     ...address,
     workers,
@@ -256,7 +260,15 @@ export async function main(args: string[]): Promise<number> {
     secret: security.secret,
     connect: security.trust === undefined ? undefined : tlsConnector(security.trust),
     runAs,
+    onConnection: notifier &&
+      ((a) =>
+        a.connected
+          ? notifier.ready(runnerStatus(a, managerAddress))
+          : notifier.status(runnerStatus(a, managerAddress))),
   });
+  const statusTimer = notifier &&
+    setInterval(() => notifier.status(runnerStatus(runner.activity, managerAddress)), 1000);
+  if (statusTimer !== undefined) Deno.unrefTimer(statusTimer);
   // First SIGINT/SIGTERM: MASTERSTOP (finish and report running jobs, take
   // no new ones). A second one kills the running jobs.
   let killedBy: Deno.Signal | undefined;
@@ -268,6 +280,7 @@ export async function main(args: string[]): Promise<number> {
           sig,
         });
         runner.stop();
+        notifier?.stopping();
       } else {
         log.warn("{sig} again: killing running jobs", { sig });
         killedBy = sig;
@@ -278,6 +291,8 @@ export async function main(args: string[]): Promise<number> {
     return [sig, handler] as const;
   });
   const end = await runner.run();
+  clearInterval(statusTimer);
+  await notifier?.close();
   for (const [sig, handler] of handlers) Deno.removeSignalListener(sig, handler);
   if (killedBy !== undefined) return 128 + (killedBy === "SIGINT" ? 2 : 15);
   switch (end.kind) {

@@ -74,6 +74,20 @@ export interface RunnerOptions {
   secret?: SharedSecret;
   /** Run jobs as this user (the runner must be root). */
   runAs?: RunAs;
+  /** Called when the runner has joined its manager (authenticated), and when it loses it or cannot reach it. */
+  onConnection?: (activity: RunnerActivity) => void;
+}
+
+/** What a runner is doing (for a service manager's status line). */
+export interface RunnerActivity {
+  /** Joined to the manager (and authenticated, with a secret). */
+  readonly connected: boolean;
+  /** Jobs (binary: tasks) running now, including those kept while the manager is away. */
+  readonly running: number;
+  /** Jobs (binary: tasks) reported to a manager since the start. */
+  readonly done: number;
+  /** Why the manager cannot be reached, while retrying. */
+  readonly problem?: string;
 }
 
 /** How a runner ended. */
@@ -120,6 +134,8 @@ export class Runner {
   #jobTimeoutMs: number | undefined;
   readonly #running = new Map<number, string>();
   #jobsDone = 0;
+  #connected = false;
+  #problem: string | undefined;
 
   /** @param options Where to connect and how many jobs to run at once. */
   constructor(options: RunnerOptions) {
@@ -133,6 +149,21 @@ export class Runner {
     if (this.#stopping) return { kind: "stopped", jobs: 0 };
     if (this.#options.protocol === "binary") return await this.#runNodes();
     return await this.#runText();
+  }
+
+  /** What the runner is doing now. */
+  get activity(): RunnerActivity {
+    let running = this.#running.size;
+    for (const s of this.#nodeSessions) if (!["Joining", "Idle", "Closed"].includes(s.state)) running++;
+    for (const entry of this.#heldTasks.values()) if (!entry.finished) running++;
+    return { connected: this.#connected, running, done: this.#jobsDone, problem: this.#problem };
+  }
+
+  #connection(connected: boolean, problem?: string): void {
+    if (connected === this.#connected && problem === this.#problem) return;
+    this.#connected = connected;
+    this.#problem = problem;
+    this.#options.onConnection?.(this.activity);
   }
 
   /** Takes no new jobs; running ones finish and are reported (or kept, while disconnected). */
@@ -191,6 +222,7 @@ export class Runner {
       },
       retry: async (why) => {
         if (down !== why) log.warn("{prefix}{why}; retrying", { prefix, why });
+        this.#connection(false, why);
         down = why;
         // Full jitter keeps a fleet from reconnecting in lockstep.
         await this.#sleep(wait / 2 + Math.random() * wait / 2);
@@ -346,6 +378,7 @@ export class Runner {
         },
       );
       everConnected = true;
+      this.#connection(true);
       backoff.reset();
       this.#jobTimeoutMs = opened.timeoutMs;
       // Results kept while the manager was away go first: REZULTO before PETO.
@@ -366,6 +399,7 @@ export class Runner {
       const end: ConnectionEnd = await client.ended;
       await client.finished();
       this.#client = undefined;
+      this.#connection(false);
       if (end.kind === "goodbye") {
         if (!persist || this.#stopping) {
           this.#finish({ kind: "finished", jobs: this.#jobsDone });
@@ -622,6 +656,7 @@ export class Runner {
           held = undefined;
         }
       }
+      this.#connection(true);
       const session = new NodeSession(transport, reader, {
         modules: this.#options.modules ?? [],
         workDir,
