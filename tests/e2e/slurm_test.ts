@@ -223,3 +223,59 @@ Deno.test({
     );
   },
 });
+
+Deno.test({
+  name: skipReason === undefined
+    ? "runners.sbatch: SIGUSR1 to the batch shell drains the runners; running jobs finish and are reported"
+    : `runners.sbatch drain on a real Slurm (SKIPPED: ${skipReason})`,
+  ignore: skipReason !== undefined,
+  async fn() {
+    await using dir = await tempDir();
+    await using cluster = await TestCluster.start(join(dir.path, "slurm"));
+    const jobs = Array.from({ length: 6 }, (_, i) => `sleep 2; echo "done ${i} in $SLURM_JOB_ID"`);
+    const list = join(dir.path, "jobs.txt");
+    await Deno.writeTextFile(list, jobs.join("\n") + "\n");
+    const results = join(dir.path, "res");
+    const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
+    await using _m = manager;
+    const runner = [
+      Deno.execPath(),
+      "run",
+      "-q",
+      "-P=vico",
+      "--config",
+      join(ROOT, "deno.json"),
+      join(ROOT, "runner.ts"),
+    ];
+    const out = await cluster.run("sbatch", ["-N", "1", "--parsable", "-o", "slurm-%j.out", SCRIPT], {
+      cwd: dir.path,
+      env: { VICO_RUNNER: runner.join(" "), VICO_MANAGER: `127.0.0.1:${port}`, VICO_ALLOW_ROOT: "1", NO_COLOR: "1" },
+    });
+    const slurmJob = out.trim().split(";")[0];
+    await manager.waitFor(/Runner \S+ joined/);
+    await new Promise((r) => setTimeout(r, 500)); // the first two jobs are running
+    await cluster.run("scancel", ["--batch", "--signal=USR1", slurmJob]);
+    const deadline = Date.now() + 30_000;
+    let state = "";
+    while (!/JobState=(COMPLETED|FAILED|CANCELLED|TIMEOUT)/.test(state)) {
+      assert.ok(Date.now() < deadline, `the batch job did not end after draining: ${state}`);
+      await new Promise((r) => setTimeout(r, 250));
+      state = await cluster.run("scontrol", ["show", "job", slurmJob]);
+    }
+    const log = await Deno.readTextFile(join(dir.path, `slurm-${slurmJob}.out`));
+    assert.match(state, /JobState=COMPLETED/, log);
+    assert.match(log, /SIGUSR1: draining/);
+    assert.match(log, /SIGTERM: taking no new jobs/);
+    assert.match(log, /Stopped; ran 2 job\(s\)/);
+    const recs = readRecords(results);
+    assert.equal(recs.length, 2, "the two running jobs are reported, no more were taken");
+    for (const r of recs) {
+      assert.equal(r.status, 0, "a drained job finishes: Slurm's signal did not reach it");
+      assert.match(dec.decode(readOutput(results, r)), new RegExp(`^done \\d in ${slurmJob}\\n$`));
+    }
+    await assert.rejects(
+      Deno.stat(join(Deno.env.get("TMPDIR") ?? "/tmp", `vico-runner-${slurmJob}-localhost.pid`)),
+      "the pid file is removed",
+    );
+  },
+});
