@@ -8,8 +8,10 @@ import { basename, dirname, extname, join } from "node:path";
 import { JobListError, VicoError } from "./protocol/errors.ts";
 import { readJobList } from "./manager/job_list.ts";
 import { DEFAULT_PORT, Manager } from "./manager/manager.ts";
-import { formatSummary, ProgressBar } from "./manager/progress.ts";
+import { formatSummary, ProgressBar, ProgressLog } from "./manager/progress.ts";
 import { verifyResults } from "./manager/verify.ts";
+import { reportMain } from "./manager/report.ts";
+import { StatusServer } from "./manager/status_server.ts";
 import { enroll, type Enrollment, writeJoinToken } from "./manager/enrollment.ts";
 import type { SharedSecret } from "./protocol/auth.ts";
 import type { TlsIdentity } from "./transport/tls.ts";
@@ -23,10 +25,13 @@ import { versionText } from "./util/version.ts";
 
 const USAGE = `Usage: manager --jobs FILE|- [options]
        manager verify RESULTS_DIR
+       manager report RESULTS_DIR [--html FILE] [--json]
 
 Serves a list of shell jobs to vico runners and records every result.
 'manager verify' re-hashes every stored output and returned file of a
 results directory against its journal (exit 1 on any mismatch).
+'manager report' summarizes a run from its journal (per host, slowest
+jobs, exit statuses) and can write its timeline as one HTML page.
 
 Examples:
   manager --jobs jobs.txt --local 4            # run here, 4 at a time
@@ -126,7 +131,19 @@ Security (see docs/security.md):
                        secret: anyone who reaches the port can take jobs
                        and forge results.
 
-      --no-progress    No progress bar (it is only drawn on a terminal anyway).
+      --status-port PORT
+                       Also serve a read-only status page on this port (0:
+                       any free one): / (live page with a timeline of every
+                       job), /status (JSON), /metrics (Prometheus),
+                       /timeline (JSON). It has no authentication and shows
+                       command lines and host names: keep it on loopback
+                       or a trusted network. It closes when the run ends;
+                       'manager report DIR --html FILE' writes the same page
+                       afterwards.
+      --status-host HOST
+                       Address of the status page. Default 127.0.0.1.
+      --no-progress    No progress bar on a terminal, and no progress line
+                       logged every 10s elsewhere.
   -q, --quiet          Log only warnings and errors (--log-level warning).
   -v, --verbose        Log debugging detail (--log-level debug).
       --log-level LEVEL
@@ -164,6 +181,7 @@ Exit status:
 /** Runs the manager command line; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   if (args[0] === "verify") return await verifyMain(args.slice(1));
+  if (args[0] === "report") return await reportMain(args.slice(1));
   let flags;
   try {
     flags = parseFlags(
@@ -198,6 +216,8 @@ export async function main(args: string[]): Promise<number> {
         "state-dir": { type: "string" },
         insecure: { type: "boolean" },
         "no-progress": { type: "boolean" },
+        "status-port": { type: "string" },
+        "status-host": { type: "string" },
         quiet: { type: "boolean", short: "q" },
         verbose: { type: "boolean", short: "v" },
         "log-level": { type: "string" },
@@ -232,7 +252,12 @@ export async function main(args: string[]): Promise<number> {
   let quarantine: { streak: number; fastMs?: number; initialMs?: number };
   let maxConnections: number, maxHandshaking: number;
   const limits: { maxOutputBytes?: number; maxFileBytes?: number } = {};
+  let statusPort: number | undefined;
   try {
+    statusPort = flags["status-port"] === undefined ? undefined : intFlag("status-port", flags["status-port"], 0);
+    if (statusPort !== undefined && statusPort > 65535) {
+      throw new VicoError("USAGE", `--status-port ${statusPort} is out of range`);
+    }
     if (flags.jobs === undefined) throw new VicoError("USAGE", "--jobs FILE is required ('-' for standard input)");
     local = intFlag("local", flags.local, 0);
     port = intFlag("port", flags.port, local > 0 ? 0 : DEFAULT_PORT);
@@ -403,6 +428,41 @@ export async function main(args: string[]): Promise<number> {
     log.info("Start runners with: runner --manager {host}:{port} --workers N", { host: hostname, port: bound });
   }
 
+  // The read-only status page, and progress from the live counts.
+  let statusServer: StatusServer | undefined;
+  if (statusPort !== undefined) {
+    const statusHost = flags["status-host"] ?? "127.0.0.1";
+    try {
+      statusServer = StatusServer.start({
+        hostname: statusHost,
+        port: statusPort,
+        snapshot: () => manager.status.snapshot(),
+        settledByHost: () => manager.settledByHost(),
+        resultsDir,
+      });
+    } catch (err) {
+      manager.close();
+      await manager.finished.catch(() => {});
+      progress?.stop();
+      const why = err instanceof Deno.errors.AddrInUse ? "the port is in use" : (err as Error).message;
+      return complain("manager", `cannot serve the status page on ${statusHost}:${statusPort}: ${why}`, ExitCode.CANNOT_START);
+    }
+    const { hostname: sh, port: sp } = statusServer.address;
+    log.info("Status page on http://{host}:{port}/ (read-only, no authentication; also /status, /metrics, /timeline)", {
+      host: sh.includes(":") ? `[${sh}]` : sh,
+      port: sp,
+    });
+    if (!isLoopback(statusHost)) {
+      log.warn("The status page on {host} has no authentication: whoever reaches it sees command lines and host names", {
+        host: statusHost,
+      });
+    }
+  }
+  progress?.attach(() => manager.status.counts());
+  const progressLog = progress === undefined && !flags["no-progress"] && !flags.quiet
+    ? new ProgressLog(() => manager.status.counts())
+    : undefined;
+
   // First SIGINT/SIGTERM: no new jobs, wait for running ones; second: now.
   // Unsettled jobs run on the next start on the same results directory.
   let stoppedBy: Deno.Signal | undefined;
@@ -429,6 +489,8 @@ export async function main(args: string[]): Promise<number> {
   const summary = await manager.finished;
   for (const [sig, handler] of handlers) Deno.removeSignalListener(sig, handler);
   progress?.stop();
+  progressLog?.stop();
+  await statusServer?.close();
   console.log(formatSummary(summary).trimEnd());
   if (summary.stopped) return 128 + (stoppedBy === "SIGINT" ? 2 : 15);
   return summary.failed === 0 ? ExitCode.OK : ExitCode.FAILED;
@@ -449,6 +511,9 @@ const VERIFY_USAGE = `Usage: manager verify RESULTS_DIR
 Re-hashes every output and returned file a results directory's journal
 records and reports any file that is missing, of another size, or of another
 SHA-256. Exit 0 when everything matches, 1 otherwise, 2 on usage errors.
+
+Example:
+  manager verify jobs.results && tar czf jobs-results.tgz jobs.results
 `;
 
 /** `manager verify RESULTS_DIR`. */
