@@ -367,10 +367,38 @@ export async function main(args: string[]): Promise<number> {
     }
   }
 
+  // The read-only status page, before the run starts so that a port in use
+  // stops it before anything is written. It answers 500 until the run is up.
+  let manager: Manager;
+  let statusServer: StatusServer | undefined;
+  if (statusPort !== undefined) {
+    const statusHost = flags["status-host"] ?? "127.0.0.1";
+    try {
+      statusServer = StatusServer.start({
+        hostname: statusHost,
+        port: statusPort,
+        snapshot: () => manager.status.snapshot(),
+        settledByHost: () => manager.settledByHost(),
+        resultsDir,
+      });
+    } catch (err) {
+      const why = err instanceof Deno.errors.AddrInUse ? "the port is in use" : (err as Error).message;
+      return complain("manager", `cannot serve the status page on ${statusHost}:${statusPort}: ${why}`, ExitCode.CANNOT_START);
+    }
+    const { hostname: sh, port: sp } = statusServer.address;
+    log.info("Status page on http://{host}:{port}/ (read-only, no authentication; also /status, /metrics, /timeline)", {
+      host: sh.includes(":") ? `[${sh}]` : sh,
+      port: sp,
+    });
+    if (!isLoopback(statusHost)) {
+      log.warn("The status page on {host} has no authentication: whoever reaches it sees command lines and host names", {
+        host: statusHost,
+      });
+    }
+  }
   const progress = !flags["no-progress"] && !flags.quiet && Deno.stderr.isTerminal()
     ? new ProgressBar(jobs.commands.length)
     : undefined;
-  let manager: Manager;
   try {
     manager = await Manager.start({
       jobs,
@@ -395,6 +423,7 @@ export async function main(args: string[]): Promise<number> {
     });
   } catch (err) {
     progress?.stop();
+    await statusServer?.close();
     if (err instanceof Deno.errors.AddrInUse) {
       return complain("manager", `port ${port} is already in use; choose another with --port`, ExitCode.CANNOT_START);
     }
@@ -417,6 +446,7 @@ export async function main(args: string[]): Promise<number> {
       manager.close();
       await manager.finished.catch(() => {});
       progress?.stop();
+      await statusServer?.close();
       return complain("manager", `cannot write the join token: ${(err as Error).message}`, ExitCode.CANNOT_START);
     }
     // The token is what a user copies: on stdout, on a line of its own.
@@ -428,36 +458,7 @@ export async function main(args: string[]): Promise<number> {
     log.info("Start runners with: runner --manager {host}:{port} --workers N", { host: hostname, port: bound });
   }
 
-  // The read-only status page, and progress from the live counts.
-  let statusServer: StatusServer | undefined;
-  if (statusPort !== undefined) {
-    const statusHost = flags["status-host"] ?? "127.0.0.1";
-    try {
-      statusServer = StatusServer.start({
-        hostname: statusHost,
-        port: statusPort,
-        snapshot: () => manager.status.snapshot(),
-        settledByHost: () => manager.settledByHost(),
-        resultsDir,
-      });
-    } catch (err) {
-      manager.close();
-      await manager.finished.catch(() => {});
-      progress?.stop();
-      const why = err instanceof Deno.errors.AddrInUse ? "the port is in use" : (err as Error).message;
-      return complain("manager", `cannot serve the status page on ${statusHost}:${statusPort}: ${why}`, ExitCode.CANNOT_START);
-    }
-    const { hostname: sh, port: sp } = statusServer.address;
-    log.info("Status page on http://{host}:{port}/ (read-only, no authentication; also /status, /metrics, /timeline)", {
-      host: sh.includes(":") ? `[${sh}]` : sh,
-      port: sp,
-    });
-    if (!isLoopback(statusHost)) {
-      log.warn("The status page on {host} has no authentication: whoever reaches it sees command lines and host names", {
-        host: statusHost,
-      });
-    }
-  }
+  // Progress from the live counts.
   progress?.attach(() => manager.status.counts());
   const progressLog = progress === undefined && !flags["no-progress"] && !flags.quiet
     ? new ProgressLog(() => manager.status.counts())

@@ -23,6 +23,7 @@ import { ResultRecorder } from "./result_recorder.ts";
 import { ResultsStore } from "./results_store.ts";
 import { planResume, type ResumePlan } from "./resume.ts";
 import { type RunnerLink, Scheduler } from "./scheduler.ts";
+import { RunStatus } from "./run_status.ts";
 import { Server } from "./server.ts";
 import { ManagerTextSession, type TextSessionContext } from "./text_session.ts";
 
@@ -130,6 +131,10 @@ export class Manager {
   readonly address: { hostname: string; port: number };
   /** Resolves with the summary once every job is settled (or the run is stopped) and runners are gone. */
   readonly finished: Promise<RunSummary>;
+  /** What the run is doing now (progress display, status server). */
+  readonly status: RunStatus;
+  /** Jobs settled per runner host in this run. */
+  readonly settledByHost: () => ReadonlyMap<string, number>;
   readonly #localRunners: Runner[] = [];
   readonly #localAddress: { hostname: string; port: number };
   readonly #secret: SharedSecret | undefined;
@@ -142,8 +147,11 @@ export class Manager {
     address: { hostname: string; port: number },
     localAddress: { hostname: string; port: number } | undefined,
     secret: SharedSecret | undefined,
+    status: { status: RunStatus; settledByHost: () => ReadonlyMap<string, number> },
     run: (self: Manager) => Promise<RunSummary>,
   ) {
+    this.status = status.status;
+    this.settledByHost = status.settledByHost;
     this.address = address;
     this.#localAddress = localAddress ?? { hostname: localTarget(address.hostname), port: address.port };
     this.#secret = secret;
@@ -172,11 +180,21 @@ export class Manager {
     const leaseTimers = new Map<string, ReturnType<typeof setTimeout>>();
     const localNames = new Set(Array.from({ length: options.local ?? 0 }, (_, i) => `local-${i + 1}`));
     const nodesSeen = new Set<string>();
+    const status = new RunStatus({
+      total: jobs.commands.length,
+      source: jobs.source,
+      resultsDir: options.resultsDir,
+      lines: jobs.lines,
+      nameOf: (job) => jobs.commands[job],
+      skipped: plan.skipped,
+      failedEarlier: plan.failedEarlier,
+    });
     let watch: FleetWatch | undefined = undefined;
     let recorder: ResultRecorder | undefined = undefined;
     const scheduler: Scheduler = new Scheduler(queue, jobs.classes, {
       onJoined: (link) => {
         watch?.onJoined(link);
+        status.joined(link);
         const own = localNames.has(link.host) && /^(127\.|\[?::1)/.test(link.peer);
         if (link instanceof OwnerSession) {
           // A binary node joins once per task: say so the first time only.
@@ -190,7 +208,11 @@ export class Manager {
           log[own ? "debug" : "info"]("Runner {host} joined from {peer}", { host: link.host, peer: link.peer });
         }
       },
-      onSettled: (job, status, link: RunnerLink) => options.onSettled?.(job, status, link.host),
+      onSettled: (job, code, link: RunnerLink) => {
+        status.settled(job, code, link);
+        options.onSettled?.(job, code, link.host);
+      },
+      onAssigned: (job, link) => status.assigned(job, link),
       onRequeued: (requeued, link) =>
         log.warn("{count} job(s) of runner {host} go back to the queue", { count: requeued.length, host: link.host }),
 
@@ -212,12 +234,32 @@ export class Manager {
       onLost: (job, reason, link) => {
         log.error("Job at line {line} is given up as lost: {reason}", { line: jobs.lines[job], reason });
         recorder!.lost(job, reason, link).then(
-          () => options.onSettled?.(job, 255, link.host),
+          () => {
+            status.lost(job);
+            options.onSettled?.(job, 255, link.host);
+          },
           (err) => log.error("Could not record lost job: {err}", { err: (err as Error).message }),
         );
       },
     }, { maxAttempts: options.maxAttempts, leaseMs, nameOf: (job) => jobs.commands[job], keyOf });
     if (plan.heldBy.size > 0) scheduler.restoreLeases(plan.heldBy);
+    status.attach({
+      get pending() {
+        return queue.pending;
+      },
+      get running() {
+        return queue.running;
+      },
+      get leased() {
+        return scheduler.leased;
+      },
+      get stopping() {
+        return scheduler.stopping;
+      },
+      links: () => scheduler.links(),
+      jobsOf: (link) => scheduler.jobsOf(link as RunnerLink),
+      protocolOf: (link) => (link instanceof OwnerSession ? "binary" : "text"),
+    });
     const liftTimers = new Set<ReturnType<typeof setTimeout>>();
     recorder = new ResultRecorder(scheduler, results, jobs, keyOf, {
       retries: options.retries,
@@ -315,7 +357,8 @@ export class Manager {
     const started = performance.now();
     watch.announce();
 
-    return new Manager(listener.address, localAddress, options.secret, async (self) => {
+    const live = { status, settledByHost: () => scheduler.settledByHost };
+    return new Manager(listener.address, localAddress, options.secret, live, async (self) => {
       const serving = server.serve();
       const locals = self.#startLocalRunners(queue.finished ? 0 : options.local ?? 0, jobs);
       const watchdog = setInterval(() => watch.check(), 5000);
@@ -356,6 +399,7 @@ export class Manager {
         if (end.kind === "failed" && how === "done") log.warn("Local runner ended: {reason}", { reason: end.reason });
       }
       await results.close();
+      status.finish();
       const failed = scheduler.failed + plan.failedEarlier;
       const unsettled = queue.size - queue.settled;
       return {

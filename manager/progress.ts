@@ -1,12 +1,14 @@
 /**
  * What the user sees while a run goes and when it ends: a progress bar with
- * rate and ETA on a terminal, and a one-screen summary.
+ * rate, ETA, running jobs and runners on a terminal; off a terminal, a
+ * progress line logged every few seconds; and a one-screen summary.
  *
  * @module
  */
 
-import { setStatusLine, writeStderr } from "../util/log.ts";
+import { logger, setStatusLine, writeStderr } from "../util/log.ts";
 import type { RunSummary } from "./manager.ts";
+import type { StatusCounts } from "./run_status.ts";
 
 /** Formats a duration in seconds as `42s`, `3m05s` or `2h07m`. */
 export function formatDuration(seconds: number): string {
@@ -25,12 +27,21 @@ export class ProgressBar {
   #failed = 0;
   #drawn = false;
   #timer: ReturnType<typeof setInterval> | undefined;
+  #counts: (() => StatusCounts) | undefined;
 
   /** @param total Number of jobs. */
   constructor(total: number) {
     this.#total = total;
     setStatusLine(this);
     this.#timer = setInterval(() => this.redraw(), 100);
+  }
+
+  /**
+   * Takes counts, rate and ETA from a live run (its {@linkcode RunStatus}
+   * counts) instead of the ticks, and shows running jobs and runners too.
+   */
+  attach(counts: () => StatusCounts): void {
+    this.#counts = counts;
   }
 
   /** One more job settled. */
@@ -47,6 +58,11 @@ export class ProgressBar {
 
   /** Draws the bar. */
   redraw(): void {
+    if (this.#counts !== undefined) {
+      writeStderr(`\r\x1b[2K${formatProgressBar(this.#counts())}`);
+      this.#drawn = true;
+      return;
+    }
     const elapsed = (performance.now() - this.#started) / 1000;
     const rate = elapsed > 0 ? this.#done / elapsed : 0;
     const eta = rate > 0 ? (this.#total - this.#done) / rate : Infinity;
@@ -67,6 +83,64 @@ export class ProgressBar {
     clearInterval(this.#timer);
     this.clear();
     setStatusLine(undefined);
+  }
+}
+
+/** The progress bar's line for live counts: bar, settled/total, failed, running, runners, rate, ETA. */
+export function formatProgressBar(c: StatusCounts, width = 30): string {
+  const j = c.jobs;
+  const settled = j.done + j.failed;
+  const share = j.total === 0 ? 1 : settled / j.total;
+  const filled = Math.min(width, Math.round(share * width));
+  const failed = j.failed > 0 ? `  ${j.failed} failed` : "";
+  return `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${settled}/${j.total} ${
+    Math.floor(share * 100)
+  }%${failed}` +
+    `  ${j.running} running  ${c.runners} runner(s)  ${formatRate(c.rate)} jobs/s  ETA ${formatEta(c)}`;
+}
+
+/** The line logged every few seconds off a terminal. */
+export function formatProgressLine(c: StatusCounts): string {
+  const j = c.jobs;
+  const settled = j.done + j.failed;
+  const lost = j.lost > 0 ? ` (${j.lost} lost)` : "";
+  const leased = j.leased > 0 ? ` (${j.leased} waiting for their runner)` : "";
+  return `Progress: ${settled}/${j.total} settled, ${j.done} ok, ${j.failed} failed${lost}, ` +
+    `${j.running} running${leased}, ${j.pending} pending; ${c.runners} runner(s); ${formatRate(c.rate)} jobs/s; ` +
+    `ETA ${formatEta(c)}; elapsed ${formatDuration(c.elapsedSeconds)}`;
+}
+
+function formatRate(rate: number): string {
+  return rate.toFixed(rate < 10 ? 1 : 0);
+}
+
+function formatEta(c: StatusCounts): string {
+  return c.finished ? "0s" : c.etaSeconds === null ? "?" : formatDuration(c.etaSeconds);
+}
+
+/**
+ * Off a terminal: logs a {@linkcode formatProgressLine} every `intervalMs`
+ * (not at all for runs shorter than that).
+ */
+export class ProgressLog {
+  readonly #timer: ReturnType<typeof setInterval>;
+
+  /**
+   * @param counts Live counts.
+   * @param intervalMs How often. @default {10000}
+   * @param write Where the line goes. @default {an info log record}
+   */
+  constructor(
+    counts: () => StatusCounts,
+    intervalMs = 10_000,
+    write: (line: string) => void = (line) => logger("progress").info("{line}", { line }),
+  ) {
+    this.#timer = setInterval(() => write(formatProgressLine(counts())), intervalMs);
+  }
+
+  /** Stops logging. */
+  stop(): void {
+    clearInterval(this.#timer);
   }
 }
 

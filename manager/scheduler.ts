@@ -469,6 +469,11 @@ export class Scheduler {
     return `no remaining task fits this node; they need ${[...needs].join("; ")}`;
   }
 
+  /** The connected runners (for status displays; read-only). */
+  links(): IterableIterator<RunnerLink> {
+    return this.#links.keys();
+  }
+
   /** The jobs `link` holds right now. */
   jobsOf(link: RunnerLink): ReadonlySet<number> {
     return this.#links.get(link)?.jobs ?? new Set();

@@ -1,0 +1,154 @@
+/**
+ * The status server (`manager --status-port`): a small read-only HTTP
+ * server beside the runner port.
+ *
+ * - `GET /` — the live status page ({@linkcode renderStatusPage});
+ * - `GET /status` — a {@linkcode StatusSnapshot} as JSON;
+ * - `GET /metrics` — the same in the Prometheus text format;
+ * - `GET /timeline` — the job intervals the page draws, read from the
+ *   results journal ({@linkcode Timeline}): only the last
+ *   {@linkcode DEFAULT_TIMELINE_LIMIT} jobs, and throughput in bounded
+ *   buckets. The server keeps one {@linkcode JournalDigest} and reads only
+ *   the journal bytes appended since the previous request.
+ *
+ * It changes nothing and asks for no credentials: anyone who reaches it
+ * sees the command lines and host names of the run. Bind it to loopback
+ * (the default) or a trusted network.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { logger } from "../util/log.ts";
+import { DEFAULT_TIMELINE_LIMIT, feedJournal, JournalDigest, type Timeline } from "./report.ts";
+import { JOURNAL_FILE } from "./results_store.ts";
+import { formatMetrics, type StatusSnapshot } from "./run_status.ts";
+import { renderStatusPage } from "./status_page.ts";
+
+const log = logger("status");
+
+/** Options for {@linkcode StatusServer.start}. */
+export interface StatusServerOptions {
+  /** Address to listen on. @default {"127.0.0.1"} */
+  hostname?: string;
+  /** Port; 0 picks a free one. */
+  port: number;
+  /** The current snapshot. */
+  snapshot: () => StatusSnapshot;
+  /** Jobs settled per host in this run (for `/metrics`). */
+  settledByHost?: () => Iterable<[string, number]>;
+  /** The results directory whose journal `/timeline` reads. */
+  resultsDir: string;
+  /** Job intervals `/timeline` keeps (the most recent). @default {DEFAULT_TIMELINE_LIMIT} */
+  timelineLimit?: number;
+}
+
+const JSON_HEADERS = { "content-type": "application/json; charset=utf-8", "cache-control": "no-store" };
+const SECURITY_HEADERS = {
+  "x-content-type-options": "nosniff",
+  // The page needs its own inline style and script, and fetches only from itself.
+  "content-security-policy":
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self'",
+  "referrer-policy": "no-referrer",
+};
+
+/**
+ * A running status server.
+ *
+ * @example
+ * ```ts ignore
+ * const server = StatusServer.start({ port: 0, snapshot: () => status.snapshot(), resultsDir: "results" });
+ * console.log(`http://127.0.0.1:${server.address.port}/`);
+ * await server.close();
+ * ```
+ */
+export class StatusServer {
+  /** Where it listens. */
+  readonly address: { hostname: string; port: number };
+  readonly #server: Deno.HttpServer<Deno.NetAddr>;
+  readonly #options: StatusServerOptions;
+  readonly #digest: JournalDigest;
+  #offset = 0;
+  #reading: Promise<Timeline> | undefined;
+  readonly #page: string;
+
+  private constructor(options: StatusServerOptions) {
+    this.#options = options;
+    this.#digest = new JournalDigest(options.timelineLimit ?? DEFAULT_TIMELINE_LIMIT);
+    this.#page = renderStatusPage();
+    this.#server = Deno.serve({
+      hostname: options.hostname ?? "127.0.0.1",
+      port: options.port,
+      onListen: () => {},
+      onError: (err) => {
+        log.warn("Status request failed: {err}", { err: (err as Error).message });
+        return new Response("internal error\n", { status: 500 });
+      },
+    }, (req) => this.#handle(req));
+    this.address = { hostname: this.#server.addr.hostname, port: this.#server.addr.port };
+  }
+
+  /**
+   * Listens and serves.
+   *
+   * @throws {Deno.errors.AddrInUse} When the port is taken.
+   */
+  static start(options: StatusServerOptions): StatusServer {
+    return new StatusServer(options);
+  }
+
+  async #handle(req: Request): Promise<Response> {
+    const url = new URL(req.url);
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      return new Response("read-only: GET only\n", {
+        status: 405,
+        headers: { allow: "GET, HEAD", ...SECURITY_HEADERS },
+      });
+    }
+    switch (url.pathname) {
+      case "/":
+      case "/index.html":
+        return new Response(this.#page, {
+          headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-store", ...SECURITY_HEADERS },
+        });
+      case "/status":
+        return new Response(JSON.stringify(this.#options.snapshot()), {
+          headers: { ...JSON_HEADERS, ...SECURITY_HEADERS },
+        });
+      case "/metrics":
+        return new Response(formatMetrics(this.#options.snapshot(), this.#options.settledByHost?.() ?? []), {
+          headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8", ...SECURITY_HEADERS },
+        });
+      case "/timeline":
+        return new Response(JSON.stringify(await this.timeline()), {
+          headers: { ...JSON_HEADERS, ...SECURITY_HEADERS },
+        });
+      default:
+        return new Response("not found: try /, /status, /metrics or /timeline\n", {
+          status: 404,
+          headers: SECURITY_HEADERS,
+        });
+    }
+  }
+
+  /** The timeline so far: reads the journal bytes appended since the last call. */
+  timeline(): Promise<Timeline> {
+    // Concurrent requests share one read.
+    this.#reading ??= (async () => {
+      try {
+        this.#offset = await feedJournal(join(this.#options.resultsDir, JOURNAL_FILE), this.#digest, this.#offset);
+      } catch (err) {
+        if (!(err instanceof Deno.errors.NotFound)) throw err;
+      } finally {
+        this.#reading = undefined;
+      }
+      return this.#digest.timeline();
+    })();
+    return this.#reading;
+  }
+
+  /** Stops listening and ends open requests. */
+  async close(): Promise<void> {
+    await this.#server.shutdown();
+  }
+}
