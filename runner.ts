@@ -12,6 +12,7 @@ import { complain, ExitCode, intFlag, isLoopback, parseFlags, parseHostPort } fr
 import { SharedSecret } from "./protocol/auth.ts";
 import { type JoinToken, parseJoinToken } from "./protocol/join_token.ts";
 import { resolveUser, type RunAs } from "./runner/run_as.ts";
+import { JobCgroups, type JobLimits, parseJobLimits } from "./runner/job_cgroup.ts";
 import { tlsConnector, type TlsTrust } from "./transport/tls.ts";
 import { readPrivateFile, readSecretFile } from "./util/secret_file.ts";
 import { logger, loggingFromFlags, setupLogging } from "./util/log.ts";
@@ -45,6 +46,16 @@ Examples:
       --max-output SIZE      Largest output a job may write (e.g. 500M, 16G).
                              A job that writes more is killed and reported with
                              status 125 and a note. Default: 16G.
+      --job-memory SIZE      Run each job in a cgroup of its own with at most
+                             SIZE of memory (e.g. 512M) and no swap: a job
+                             over it is killed alone by the kernel and
+                             reported with status 137 and a note. Needs
+                             cgroup v2 with the memory controller and the
+                             runner's cgroup delegated to it (a systemd
+                             service with Delegate=yes); without them the
+                             runner does not start (exit status 2).
+      --job-cpus N           Likewise, at most N CPUs' worth of time per job
+                             (e.g. 2 or 0.5); needs the cpu controller.
       --persist              Run as a service: keep running when the manager
                              goes away or has no jobs (reconnecting with
                              backoff); running jobs carry on, and results that
@@ -132,6 +143,8 @@ export async function main(args: string[]): Promise<number> {
         workers: { type: "string", short: "w" },
         name: { type: "string", short: "n" },
         "max-output": { type: "string" },
+        "job-memory": { type: "string" },
+        "job-cpus": { type: "string" },
         protocol: { type: "string", short: "P" },
         modules: { type: "string" },
         "work-dir": { type: "string" },
@@ -170,6 +183,7 @@ export async function main(args: string[]): Promise<number> {
     return ExitCode.OK;
   }
   let address, workers, maxOutput, maxFile, protocol: "text" | "binary", modules: string[] | undefined;
+  let jobLimits: JobLimits | undefined;
   let security: RunnerSecurity;
   try {
     security = await runnerSecurity(flags);
@@ -180,6 +194,7 @@ export async function main(args: string[]): Promise<number> {
     workers = intFlag("workers", flags.workers, 1, 1);
     maxOutput = flags["max-output"] === undefined ? undefined : parseSize(flags["max-output"]);
     maxFile = flags["max-file"] === undefined ? undefined : parseSize(flags["max-file"]);
+    jobLimits = parseJobLimits(flags["job-memory"], flags["job-cpus"]);
     protocol = (flags.protocol ?? "text") as "text" | "binary";
     if (protocol !== "text" && protocol !== "binary") {
       throw new VicoError("USAGE", `--protocol must be text or binary, got ${JSON.stringify(flags.protocol)}`);
@@ -235,6 +250,15 @@ export async function main(args: string[]): Promise<number> {
   } catch (err) {
     return complain("runner", (err as Error).message, ExitCode.USAGE);
   }
+  // --job-memory/--job-cpus: refuse to start where they cannot be enforced.
+  let jobCgroups: JobCgroups | undefined;
+  if (jobLimits !== undefined) {
+    try {
+      jobCgroups = await JobCgroups.setUp(jobLimits, { runAs: runAs !== undefined });
+    } catch (err) {
+      return complain("runner", (err as Error).message, ExitCode.USAGE);
+    }
+  }
 
   // Under systemd (Type=notify): READY=1 once joined, STATUS=, WATCHDOG=1, STOPPING=1.
   const notifier = await ServiceNotifier.fromEnv();
@@ -260,6 +284,7 @@ export async function main(args: string[]): Promise<number> {
     secret: security.secret,
     connect: security.trust === undefined ? undefined : tlsConnector(security.trust),
     runAs,
+    jobCgroups,
     onConnection: notifier &&
       ((a) =>
         a.connected
@@ -291,6 +316,7 @@ export async function main(args: string[]): Promise<number> {
     return [sig, handler] as const;
   });
   const end = await runner.run();
+  await jobCgroups?.close();
   clearInterval(statusTimer);
   await notifier?.close();
   for (const [sig, handler] of handlers) Deno.removeSignalListener(sig, handler);

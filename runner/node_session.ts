@@ -30,6 +30,7 @@ import { Mutex } from "../util/mutex.ts";
 import { writeAll } from "../util/write_all.ts";
 import { programArgv, runProcess, STATUS_RUNNER_FAILURE } from "./process_runner.ts";
 import type { RunAs } from "./run_as.ts";
+import type { JobCgroups } from "./job_cgroup.ts";
 import { TaskDir, TaskPathError } from "./task_dir.ts";
 import { TASK_KEY_FILE } from "../protocol/vico_extension.ts";
 import { quoteName } from "../protocol/task_path.ts";
@@ -105,6 +106,8 @@ export interface NodeSessionOptions {
   ownerSilenceMs?: number;
   /** Run programs as this user, who owns the task directory (`--user`). */
   runAs?: RunAs;
+  /** Run each program in a cgroup leaf with the runner's per-job limits. */
+  cgroups?: JobCgroups;
 }
 
 interface Run {
@@ -449,7 +452,11 @@ export class NodeSession {
         killGraceMs: this.#options.killGraceMs,
         killGroupOnExit: true,
         runAs: this.#options.runAs,
+        cgroups: this.#options.cgroups,
       });
+      if (outcome.memoryExceeded) {
+        log.warn("A run of this task was {note}", { note: this.#options.cgroups!.memoryNote });
+      }
       status = overflow.signal.aborted ? STATUS_RUNNER_FAILURE : outcome.status;
       if (overflow.signal.aborted) log.warn("A run of this task wrote over {max} bytes to its log: stopped", { max });
       if (status !== 0) break;

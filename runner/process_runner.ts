@@ -7,6 +7,8 @@
  * @module
  */
 
+import type { JobCgroups } from "./job_cgroup.ts";
+
 /** Receives output chunks, in order; the next chunk waits for the promise. */
 export type OutputSink = (chunk: Uint8Array) => Promise<void>;
 
@@ -32,6 +34,11 @@ export interface RunProcessOptions {
    * fewer per job, about a fifth of the cost of starting a trivial job.
    */
   stderrOnStdout?: boolean;
+  /**
+   * Run in a fresh cgroup v2 leaf with the runner's per-job limits
+   * (`--job-memory`, `--job-cpus`), removed once the process has ended.
+   */
+  cgroups?: JobCgroups;
 }
 
 /** How a process ended. */
@@ -44,6 +51,8 @@ export interface ProcessOutcome {
   error?: string;
   /** It ran past its time limit and was ended. */
   timedOut?: boolean;
+  /** The kernel's OOM killer ended it: over its `--job-memory` (a note was added to its output). */
+  memoryExceeded?: boolean;
 }
 
 /** Status for a command that could not be started (shell convention). */
@@ -121,7 +130,33 @@ const SETSID = ["/usr/bin/setsid", "/bin/setsid"].find((path) => {
  * });
  * ```
  */
-export async function runProcess(argv: string[], options: RunProcessOptions): Promise<ProcessOutcome> {
+export function runProcess(argv: string[], options: RunProcessOptions): Promise<ProcessOutcome> {
+  // Without limits, straight on: not one extra step per job.
+  return options.cgroups === undefined ? runDirect(argv, options) : runInCgroup(argv, options, options.cgroups);
+}
+
+/**
+ * {@linkcode runProcess} in a cgroup leaf of its own: the process's wrapper
+ * shell makes the leaf and enters it before exec'ing the process, and once
+ * it has ended the leaf says whether the OOM killer struck, and goes.
+ */
+async function runInCgroup(argv: string[], options: RunProcessOptions, cgroups: JobCgroups): Promise<ProcessOutcome> {
+  if (options.signal?.aborted) return { status: 128 + SIGNAL_NUMBERS.SIGTERM, signal: "SIGTERM" };
+  const leaf = cgroups.next();
+  let outcome: ProcessOutcome;
+  let oomKilled = false;
+  try {
+    // As another user, the wrapper enters the leaf as root, then drops to the user.
+    outcome = await runDirect(leaf.wrap(argv, options.runAs), { ...options, runAs: undefined });
+  } finally {
+    ({ oomKilled } = await leaf.finish());
+  }
+  if (!oomKilled) return outcome;
+  await options.sink(new TextEncoder().encode(`\nvico: ${cgroups.memoryNote}\n`));
+  return { ...outcome, memoryExceeded: true };
+}
+
+async function runDirect(argv: string[], options: RunProcessOptions): Promise<ProcessOutcome> {
   const { signal, sink } = options;
   if (signal?.aborted) return { status: 128 + SIGNAL_NUMBERS.SIGTERM, signal: "SIGTERM" };
   let child: Deno.ChildProcess;

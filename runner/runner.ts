@@ -33,6 +33,7 @@ import type { SharedSecret } from "../protocol/auth.ts";
 import { VicoError } from "../protocol/errors.ts";
 import { sayHello } from "./extension_hello.ts";
 import type { RunAs } from "./run_as.ts";
+import type { JobCgroups } from "./job_cgroup.ts";
 
 /** Options for {@linkcode Runner}. */
 export interface RunnerOptions {
@@ -74,6 +75,8 @@ export interface RunnerOptions {
   secret?: SharedSecret;
   /** Run jobs as this user (the runner must be root). */
   runAs?: RunAs;
+  /** Run each job in a cgroup leaf with these per-job limits (`--job-memory`, `--job-cpus`). */
+  jobCgroups?: JobCgroups;
   /** Called when the runner has joined its manager (authenticated), and when it loses it or cannot reach it. */
   onConnection?: (activity: RunnerActivity) => void;
 }
@@ -494,7 +497,11 @@ export class Runner {
         killGraceMs: this.#options.killGraceMs,
         timeoutMs: this.#jobTimeoutMs,
         runAs: this.#options.runAs,
+        cgroups: this.#options.jobCgroups,
       });
+      if (outcome.memoryExceeded) {
+        log.warn("Job {job} {note}", { job: command, note: this.#options.jobCgroups!.memoryNote });
+      }
       if (outcome.timedOut) {
         log.warn("Job {job} ran past its {s}s limit and was stopped", { job: command, s: this.#jobTimeoutMs! / 1000 });
       }
@@ -667,6 +674,7 @@ export class Runner {
         resume,
         ownerSilenceMs,
         runAs: this.#options.runAs,
+        cgroups: this.#options.jobCgroups,
       });
       this.#nodeSessions.add(session);
       const end = await session.run();
