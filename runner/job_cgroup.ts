@@ -336,6 +336,19 @@ export class JobCgroups {
       );
     }
     if (options.base === undefined) {
+      // No other process may share the cgroup that hands out controllers
+      // (the hierarchy's root excepted): see before moving anything.
+      const isRoot = parseProcCgroup(procCgroup) === "/";
+      const listed = await sh('echo $$; while read -r p; do echo "$p"; done < "$0/cgroup.procs"', [dir]);
+      const [reader, ...procs] = listed.stdout.split("\n").filter((p) => p !== "");
+      const others = procs.filter((p) => p !== reader && p !== String(Deno.pid));
+      if (!isRoot && others.length > 0) {
+        throw refuse(
+          `other processes share this runner's cgroup ${dir} (${others.slice(0, 5).join(", ")}${
+            others.length > 5 ? ", …" : ""
+          }), and a cgroup that hands controllers to its children may hold no processes itself`,
+        );
+      }
       const own = join(dir, "vico-runner");
       const moved = await sh('mkdir -p "$0" && echo "$1" > "$0/cgroup.procs"', [own, String(Deno.pid)]);
       if (!moved.ok) {
@@ -347,14 +360,9 @@ export class JobCgroups {
     if (toEnable.length > 0) {
       const on = await sh('echo "$1" > "$0/cgroup.subtree_control"', [dir, toEnable.map((c) => `+${c}`).join(" ")]);
       if (!on.ok) {
-        const others = (await sh('cat "$0/cgroup.procs"', [dir])).stdout.split("\n").filter((p) => p !== "");
         throw refuse(
-          `cannot enable ${toEnable.join(" and ")} in ${join(dir, "cgroup.subtree_control")}: ${on.stderr}` +
-            (others.length > 0
-              ? ` (other processes are in the runner's cgroup: ${others.slice(0, 5).join(", ")}${
-                others.length > 5 ? ", …" : ""
-              }; a cgroup that hands controllers to its children holds no processes itself)`
-              : " (the runner's cgroup is not delegated to it)"),
+          `cannot enable ${toEnable.join(" and ")} in ${join(dir, "cgroup.subtree_control")}: ${on.stderr} ` +
+            "(the runner's cgroup is not delegated to it)",
         );
       }
     }

@@ -262,3 +262,34 @@ Deno.test({
     assert.match(out, new RegExp(`^0::/vico-test-[^/]+/vico-job-${Deno.pid}-1$`, "m"));
   },
 });
+
+Deno.test({
+  name: canMake
+    ? "JobCgroups.setUp refuses a cgroup that other processes share, before moving anything"
+    : "JobCgroups.setUp with a shared cgroup (SKIPPED: no writable cgroup v2 tree here)",
+  ignore: !canMake,
+  async fn() {
+    await using top = (await topCgroup())!;
+    const mount = parseMountInfo(here.mountinfo).find((m) => m.fsType === "cgroup2" && m.root === "/")!;
+    // Another process in the cgroup the "runner" is in.
+    const other = new Deno.Command("/bin/sh", {
+      args: ["-c", 'echo $$ > "$0/cgroup.procs" && exec sleep 30', top.path],
+    }).spawn();
+    try {
+      for (let i = 0; i < 100 && !(await sh('grep -q . "$0/cgroup.procs"', [top.path])).ok; i++) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      await assert.rejects(
+        JobCgroups.setUp({}, {
+          procCgroup: `0::${top.path.slice(mount.mountPoint.length)}\n`,
+          mountinfo: here.mountinfo,
+        }),
+        new RegExp(`other processes share this runner's cgroup ${top.path} \\(${other.pid}\\)`),
+      );
+      assert.equal((await sh('ls -d "$0"/*/ 2>/dev/null', [top.path])).stdout, "", "no leaf was made");
+    } finally {
+      other.kill("SIGKILL");
+      await other.status;
+    }
+  },
+});
