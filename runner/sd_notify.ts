@@ -82,6 +82,8 @@ export class ServiceNotifier {
   #heldStatus: string | undefined;
   #statusTimer: ReturnType<typeof setTimeout> | undefined;
   #watchdogTimer: ReturnType<typeof setInterval> | undefined;
+  /** How often `WATCHDOG=1` goes out, in milliseconds (undefined: no watchdog). */
+  readonly watchdogMs: number | undefined;
 
   /**
    * @param send Delivers one message.
@@ -96,6 +98,7 @@ export class ServiceNotifier {
       // A timer fires only while the event loop turns: a stuck runner stops
       // the keep-alives and systemd restarts it.
       const everyMs = Math.max(1, Math.floor(usec / 2000));
+      this.watchdogMs = everyMs;
       this.#watchdogTimer = setInterval(() => this.#enqueue({ kind: "watchdog", message: "WATCHDOG=1" }), everyMs);
       Deno.unrefTimer(this.#watchdogTimer);
     }
