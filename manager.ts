@@ -378,6 +378,7 @@ export async function main(args: string[]): Promise<number> {
         hostname: statusHost,
         port: statusPort,
         snapshot: () => manager.status.snapshot(),
+        finished: () => manager.status.counts().finished,
         settledByHost: () => manager.settledByHost(),
         resultsDir,
       });
@@ -491,6 +492,7 @@ export async function main(args: string[]): Promise<number> {
   for (const [sig, handler] of handlers) Deno.removeSignalListener(sig, handler);
   progress?.stop();
   progressLog?.stop();
+  await statusServer?.finish();
   await statusServer?.close();
   console.log(formatSummary(summary).trimEnd());
   if (summary.stopped) return 128 + (stoppedBy === "SIGINT" ? 2 : 15);

@@ -86,17 +86,16 @@ export class ProgressBar {
   }
 }
 
-/** The progress bar's line for live counts: bar, settled/total, failed, running, runners, rate, ETA. */
+/** The progress bar's line for live counts: bar, settled/total, rate, ETA, running, runners, failed. */
 export function formatProgressBar(c: StatusCounts, width = 30): string {
   const j = c.jobs;
   const settled = j.done + j.failed;
   const share = j.total === 0 ? 1 : settled / j.total;
   const filled = Math.min(width, Math.round(share * width));
   const failed = j.failed > 0 ? `  ${j.failed} failed` : "";
-  return `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${settled}/${j.total} ${
-    Math.floor(share * 100)
-  }%${failed}` +
-    `  ${j.running} running  ${c.runners} runner(s)  ${formatRate(c.rate)} jobs/s  ETA ${formatEta(c)}`;
+  const bar = `[${"#".repeat(filled)}${"-".repeat(width - filled)}]`;
+  return `${bar} ${settled}/${j.total} ${Math.floor(share * 100)}%  ${formatRate(c.rate)} jobs/s  ETA ${formatEta(c)}` +
+    `  ${j.running} running  ${c.runners} runner(s)${failed}`;
 }
 
 /** The line logged every few seconds off a terminal. */

@@ -85,7 +85,7 @@ export function renderStatusPage(embedded?: EmbeddedRun): string {
 </section>
 <section>
   <h2>Timeline <span class="legend"><i class="ok"></i>ok <i class="failed"></i>failed <i class="attempt"></i>retried
-  <i class="lost"></i>lost</span></h2>
+  <i class="lost"></i>lost <i class="running"></i>running</span></h2>
   <p id="timeline-note" class="muted">No job has finished yet.</p>
   <div class="chart"><svg id="gantt" xmlns="http://www.w3.org/2000/svg" width="100%" height="0"></svg></div>
   <h2>Throughput</h2>
@@ -133,12 +133,13 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 svg text { font: 11px system-ui, sans-serif; fill: var(--muted); }
 svg text.host { fill: var(--fg); font-weight: 600; }
 rect.job.ok { fill: var(--ok); } rect.job.failed { fill: var(--failed); } rect.job.lost { fill: var(--lost); }
-rect.job.attempt { fill: var(--attempt); } rect.bar { fill: var(--ok); } rect.bar.failed { fill: var(--failed); }
+rect.job.attempt { fill: var(--attempt); }
+rect.job.running { fill: var(--running); opacity: 0.75; } rect.bar { fill: var(--ok); } rect.bar.failed { fill: var(--failed); }
 line.grid { stroke: var(--line); } line.sep { stroke: #c9ced6; }
 .legend { font-weight: normal; font-size: 12px; color: var(--muted); margin-left: 12px; }
 .legend i { display: inline-block; width: 10px; height: 10px; margin: 0 3px 0 8px; border-radius: 2px; }
 .legend i.ok { background: var(--ok); } .legend i.failed { background: var(--failed); }
-.legend i.attempt { background: var(--attempt); } .legend i.lost { background: var(--lost); }
+.legend i.attempt { background: var(--attempt); } .legend i.running { background: var(--running); } .legend i.lost { background: var(--lost); }
 `;
 
 /** The page's script (plain ES2020, no dependencies). */
@@ -147,7 +148,7 @@ const SCRIPT = String.raw`
 const SVG = "http://www.w3.org/2000/svg";
 const $ = (id) => document.getElementById(id);
 const embedded = JSON.parse($("vico-data").textContent || "null");
-let lastStatus = null, finishedSeen = false, timelineBusy = false, lastTimelineAt = 0;
+let lastStatus = null, lastTimeline = null, finishedSeen = false, timelineBusy = false, lastTimelineAt = 0;
 
 function text(id, value) { $(id).textContent = value; }
 function fmtDuration(s) {
@@ -259,22 +260,69 @@ function axis(svg, x0, x1, y, t0, t1, height) {
   }
 }
 function statusClass(j) {
-  if (j.kind === "attempt") return "attempt";
+  if (j.kind === "attempt" || j.kind === "running") return j.kind;
   if (j.status === null) return "lost";
   return j.status === 0 ? "ok" : "failed";
+}
+
+// The jobs running now (from the status) added to the recorded ones; each
+// host's jobs are packed into lanes again, all together in order of start,
+// so a long job still running keeps its lane.
+function withRunning(t, s) {
+  if (s === null || s.finished) return t;
+  const base = t || { version: 1, origin: s.started, span: 0, hosts: [], jobs: [], total: 0, omitted: 0,
+    throughput: { bucketMs: 1000, ok: [], failed: [] } };
+  const origin = Date.parse(base.origin), now = Date.parse(s.now) - origin;
+  const hosts = base.hosts.map((h) => ({ name: h.name, lanes: h.lanes }));
+  const index = new Map(hosts.map((h, i) => [h.name, i]));
+  const jobs = base.jobs.map((j) => Object.assign({}, j));
+  let running = 0;
+  for (const r of s.runnerList) {
+    if (!index.has(r.host)) { index.set(r.host, hosts.length); hosts.push({ name: r.host, lanes: 0 }); }
+    for (const j of r.jobs) {
+      const start = j.since === null ? 0 : Math.max(0, Date.parse(j.since) - origin);
+      jobs.push({ line: j.line, name: j.name, host: index.get(r.host), lane: 0, start, end: Math.max(now, start),
+        status: null, attempt: 1, kind: "running" });
+      running++;
+    }
+  }
+  if (running === 0) return Object.assign({}, base, { hosts, jobs });
+  const byHost = hosts.map(() => []);
+  for (const j of jobs) byHost[j.host].push(j);
+  byHost.forEach((list, h) => {
+    list.sort((a, b) => a.start - b.start || a.end - b.end);
+    const ends = [];
+    for (const j of list) {
+      let lane = ends.findIndex((e) => e <= j.start);
+      if (lane === -1) lane = ends.push(0) - 1;
+      ends[lane] = j.end;
+      j.lane = lane;
+    }
+    hosts[h].lanes = ends.length;
+  });
+  return Object.assign({}, base, { hosts, jobs });
 }
 
 function drawTimeline(t) {
   const gantt = $("gantt"), tp = $("throughput");
   gantt.textContent = ""; tp.textContent = "";
   if (t.jobs.length === 0) { gantt.setAttribute("height", "0"); tp.setAttribute("height", "0"); return; }
-  text("timeline-note", (t.omitted > 0 ? "The last " + t.jobs.length + " of " + t.total + " jobs and attempts" :
-    t.total + " job(s) and attempt(s)") + " by host and lane (a lane is one job at a time on that host), " +
+  const running = t.jobs.filter((j) => j.kind === "running").length;
+  text("timeline-note", (t.omitted > 0 ? "The last " + (t.jobs.length - running) + " of " + t.total + " jobs and attempts" :
+    t.total + " job(s) and attempt(s)") + (running > 0 ? " and " + running + " running" : "") +
+    " by host and lane (a lane is one job at a time on that host), " +
     "from hand-out to result, since " + new Date(t.origin).toLocaleString() + ".");
   const W = Math.max(640, gantt.parentElement.clientWidth - 2), L = 150, R = 12, laneH = 12, gap = 2, hostGap = 8, top = 18;
+  // Throughput: jobs settled per bucket over the whole run, merged to at most 120 bars.
+  const b = { bucketMs: t.throughput.bucketMs, ok: t.throughput.ok.slice(), failed: t.throughput.failed.slice() };
+  const pair = (a) => a.reduce((out, v, i) => { if (i % 2 === 0) out.push(v); else out[out.length - 1] += v; return out; }, []);
+  while (b.ok.length > 120 || (b.bucketMs < 1000 && b.ok.length > 60)) {
+    b.ok = pair(b.ok); b.failed = pair(b.failed); b.bucketMs *= 2;
+  }
   let t0 = Infinity, t1 = 0;
   for (const j of t.jobs) { if (j.start < t0) t0 = j.start; if (j.end > t1) t1 = j.end; }
-  if (t.omitted === 0) t0 = Math.min(t0, 0);
+  // With every job shown, both charts share one time axis from the run's start.
+  if (t.omitted === 0) { t0 = Math.min(t0, 0); t1 = Math.max(t1, b.ok.length * b.bucketMs); }
   if (t1 <= t0) t1 = t0 + 1000;
   const x = (ms) => L + ((ms - t0) / (t1 - t0)) * (W - L - R);
   const laneTop = [];
@@ -302,24 +350,18 @@ function drawTimeline(t) {
     const x0 = x(j.start), w = Math.max(1, x(j.end) - x0);
     const r = svgEl("rect", { class: "job " + statusClass(j), x: x0.toFixed(1), y: laneTop[j.host] + j.lane * (laneH + gap),
       width: w.toFixed(1), height: laneH, rx: 2, "data-line": String(j.line) });
-    const st = j.status === null ? "lost" : "exit " + j.status;
+    const st = j.kind === "running" ? "running" : j.status === null ? "lost" : "exit " + j.status;
     r.append(svgEl("title", {}, "line " + j.line + ": " + j.name + "\n" + t.hosts[j.host].name + ", " +
       fmtDuration((j.end - j.start) / 1000) + ", " + st + (j.attempt > 1 ? ", attempt " + j.attempt : "") +
       (j.kind === "attempt" ? " (retried)" : "")));
     groups[j.host][j.lane].append(r);
-  }
-  // Throughput: jobs settled per bucket over the whole run, merged to at most 120 bars.
-  const b = { bucketMs: t.throughput.bucketMs, ok: t.throughput.ok.slice(), failed: t.throughput.failed.slice() };
-  const pair = (a) => a.reduce((out, v, i) => { if (i % 2 === 0) out.push(v); else out[out.length - 1] += v; return out; }, []);
-  while (b.ok.length > 120 || (b.bucketMs < 1000 && b.ok.length > 60)) {
-    b.ok = pair(b.ok); b.failed = pair(b.failed); b.bucketMs *= 2;
   }
   const n = b.ok.length, H = 140, bottom = H - 18;
   let max = 1;
   for (let i = 0; i < n; i++) max = Math.max(max, b.ok[i] + b.failed[i]);
   tp.setAttribute("height", String(H));
   tp.setAttribute("viewBox", "0 0 " + W + " " + H);
-  const span = Math.max(n * b.bucketMs, 1000);
+  const span = t.omitted === 0 ? t1 : Math.max(n * b.bucketMs, 1000);
   const bx = (ms) => L + (ms / span) * (W - L - R);
   axis(tp, L, W - R, H - 4, 0, span, bottom);
   tp.append(svgEl("text", { x: 4, y: 14 }, max + " per " + fmtDuration(b.bucketMs / 1000)));
@@ -351,7 +393,11 @@ async function refreshTimeline() {
   timelineBusy = true;
   try {
     const res = await fetch("timeline", { cache: "no-store" });
-    if (res.ok) { drawTimeline(await res.json()); lastTimelineAt = Date.now(); }
+    if (res.ok) {
+      lastTimeline = await res.json();
+      lastTimelineAt = Date.now();
+      drawTimeline(withRunning(lastTimeline, finishedSeen ? null : lastStatus));
+    }
   } catch (_) { /* the manager may have exited */ } finally { timelineBusy = false; }
 }
 
@@ -363,9 +409,14 @@ async function poll() {
     showStatus(s);
     document.body.dataset.status = s.finished ? "finished" : "running";
     if (s.finished && !finishedSeen) { finishedSeen = true; await refreshTimeline(); }
-    else if (!s.finished && Date.now() - lastTimelineAt > 3000) refreshTimeline();
+    else if (!s.finished) {
+      drawTimeline(withRunning(lastTimeline, s));
+      if (Date.now() - lastTimelineAt > 3000) refreshTimeline();
+    }
   } catch (_) {
-    if (lastStatus !== null) setState(finishedSeen ? "finished; the manager has exited" : "manager unreachable", "gone");
+    if (lastStatus !== null) {
+      setState(finishedSeen ? "finished; the manager has exited" : "manager unreachable (stopped or exited)", "gone");
+    }
   }
   setTimeout(poll, finishedSeen ? 5000 : 1000);
 }

@@ -35,6 +35,8 @@ export interface StatusServerOptions {
   port: number;
   /** The current snapshot. */
   snapshot: () => StatusSnapshot;
+  /** Whether the run has ended (cheap; the page's last timeline is fetched after it). */
+  finished?: () => boolean;
   /** Jobs settled per host in this run (for `/metrics`). */
   settledByHost?: () => Iterable<[string, number]>;
   /** The results directory whose journal `/timeline` reads. */
@@ -71,6 +73,12 @@ export class StatusServer {
   #offset = 0;
   #reading: Promise<Timeline> | undefined;
   readonly #page: string;
+  /** When `/status` was last asked for (performance.now()). */
+  #lastPoll = -Infinity;
+  /** Set by {@linkcode finish}: resolves once a page has fetched the final timeline. */
+  #finalTimeline: (() => void) | undefined;
+  /** A timeline was served after the run ended. */
+  #finalServed = false;
 
   private constructor(options: StatusServerOptions) {
     this.#options = options;
@@ -112,6 +120,7 @@ export class StatusServer {
           headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-store", ...SECURITY_HEADERS },
         });
       case "/status":
+        this.#lastPoll = performance.now();
         return new Response(JSON.stringify(this.#options.snapshot()), {
           headers: { ...JSON_HEADERS, ...SECURITY_HEADERS },
         });
@@ -119,10 +128,15 @@ export class StatusServer {
         return new Response(formatMetrics(this.#options.snapshot(), this.#options.settledByHost?.() ?? []), {
           headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8", ...SECURITY_HEADERS },
         });
-      case "/timeline":
-        return new Response(JSON.stringify(await this.timeline()), {
-          headers: { ...JSON_HEADERS, ...SECURITY_HEADERS },
-        });
+      case "/timeline": {
+        const finished = this.#options.finished?.() ?? false;
+        const body = JSON.stringify(await this.timeline());
+        if (finished) {
+          this.#finalServed = true;
+          this.#finalTimeline?.();
+        }
+        return new Response(body, { headers: { ...JSON_HEADERS, ...SECURITY_HEADERS } });
+      }
       default:
         return new Response("not found: try /, /status, /metrics or /timeline\n", {
           status: 404,
@@ -145,6 +159,22 @@ export class StatusServer {
       return this.#digest.timeline();
     })();
     return this.#reading;
+  }
+
+  /**
+   * The run has ended (its snapshot says finished). When a page polled in
+   * the last 10 s, waits until it has fetched the final timeline, at most
+   * `graceMs`, so that it shows how the run ended; otherwise returns at once.
+   */
+  async finish(graceMs = 3000): Promise<void> {
+    if (this.#finalServed || performance.now() - this.#lastPoll > 10_000) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await new Promise<void>((resolve) => {
+      this.#finalTimeline = resolve;
+      timer = setTimeout(resolve, graceMs);
+    });
+    clearTimeout(timer);
+    this.#finalTimeline = undefined;
   }
 
   /** Stops listening and ends open requests. */

@@ -11,7 +11,7 @@ import type { StatusSnapshot } from "../../manager/run_status.ts";
 import type { Timeline } from "../../manager/report.ts";
 
 /** What the manager logs once its status page listens: the port is group 1. */
-export const STATUS_LISTENING = /Status page on http:\/\/[^ ]+:(\d+)\//;
+const STATUS_LISTENING = /Status page on http:\/\/[^ ]+:(\d+)\//;
 
 async function poll<T>(what: string, get: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 20_000): Promise<T> {
   const deadline = performance.now() + timeoutMs;

@@ -247,7 +247,7 @@ Deno.test("formatProgressLine and formatProgressBar: settled, failed, running, r
   );
   assert.match(
     formatProgressBar(c),
-    /^\[######-+\] 2\/10 20% {2}1 failed {2}1 running {2}2 runner\(s\) {2}2\.0 jobs\/s {2}ETA 4s$/,
+    /^\[######-+\] 2\/10 20% {2}2\.0 jobs\/s {2}ETA 4s {2}1 running {2}2 runner\(s\) {2}1 failed$/,
   );
 });
 
