@@ -402,7 +402,7 @@ export class Runner {
       const end: ConnectionEnd = await client.ended;
       await client.finished();
       this.#client = undefined;
-      this.#connection(false);
+      this.#connection(false, end.kind === "goodbye" ? "it has no more jobs" : undefined);
       if (end.kind === "goodbye") {
         if (!persist || this.#stopping) {
           this.#finish({ kind: "finished", jobs: this.#jobsDone });

@@ -15,6 +15,17 @@ import { execArgv, expandSpecifiers, parseEnvFile, readUnit, SYSTEMD_DIR, value 
 const dec = new TextDecoder();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+function which(program: string): string | undefined {
+  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
+    try {
+      if (Deno.statSync(join(dir || ".", program)).isFile) return join(dir || ".", program);
+    } catch {
+      // Not here.
+    }
+  }
+  return undefined;
+}
+
 /** A ServiceNotifier whose messages land in an array, each after `sendMs`. */
 function recording(options: { statusIntervalMs?: number; watchdogUsec?: number; sendMs?: number } = {}) {
   const sent: string[] = [];
@@ -195,7 +206,9 @@ function seconds(span: string): number {
  * listens on, and checks what it tells the service manager from start to a
  * SIGTERM in the middle of a job.
  */
-async function runAsService(how: { unstableNet: boolean; abstract: boolean; viaSystemdNotify: boolean }) {
+async function runAsService(
+  how: { unstableNet: boolean; abstract: boolean; viaSystemdNotify: boolean },
+): Promise<void> {
   const unit = await readUnit("vico-runner@.service");
   await using dir = await tempDir();
   const stateRoot = join(dir.path, "state");
@@ -276,7 +289,14 @@ async function runAsService(how: { unstableNet: boolean; abstract: boolean; viaS
   const stopMs = performance.now() - termAt;
   assert.equal(status.code, 0, runner.stderr);
   assert.ok(stopMs < 10_000, `stopped ${Math.round(stopMs)} ms after SIGTERM: when its job ended`);
-  await expectNotification(listener, runner, /STATUS=Stopping; 0 job\(s\) running, 2 done/, 5_000);
+  await expectNotification(
+    listener,
+    runner,
+    new RegExp(
+      `STATUS=Stopping; 0 job\\(s\\) running, 2 done; waiting for manager 127\\.0\\.0\\.1:${port}: it has no more jobs`,
+    ),
+    5_000,
+  );
 
   // The manager recorded the job that was running at SIGTERM, and the job
   // did not inherit the notify socket or the watchdog.
@@ -301,17 +321,32 @@ async function runAsService(how: { unstableNet: boolean; abstract: boolean; viaS
   }
   assert.equal(all.filter((n) => n.message.includes("READY=1")).length, 1);
   assert.equal(all.filter((n) => n.message.includes("STOPPING=1")).length, 1);
-  return { gaps, stopMs };
 }
 
-Deno.test("vico-runner@'s command line under systemd-notify: READY=1 once joined, STATUS, WATCHDOG=1, STOPPING=1; SIGTERM lets the job finish and be recorded, exit 0", async () => {
-  await runAsService({ unstableNet: false, abstract: false, viaSystemdNotify: true });
+const hasPython = which("python3") !== undefined;
+const hasSystemdNotify = which("systemd-notify") !== undefined;
+if (!hasPython) {
+  console.warn("SKIPPED: no python3 to listen on a unix datagram socket: the runner is not tested as a service");
+}
+if (!hasSystemdNotify) {
+  console.warn("SKIPPED: no systemd-notify (Debian package 'systemd'): the runner's fallback sender is not tested");
+}
+
+Deno.test({
+  name: "vico-runner@'s command line under systemd-notify: READY=1 once joined, STATUS, WATCHDOG=1, STOPPING=1; " +
+    "SIGTERM lets the job finish and be recorded, exit 0",
+  ignore: !hasPython || !hasSystemdNotify,
+  fn: () => runAsService({ unstableNet: false, abstract: false, viaSystemdNotify: true }),
 });
 
-Deno.test("the same with --unstable-net: the runner sends its own datagrams, from its own pid", async () => {
-  await runAsService({ unstableNet: true, abstract: false, viaSystemdNotify: false });
+Deno.test({
+  name: "the same with --unstable-net: the runner sends its own datagrams, from its own pid",
+  ignore: !hasPython,
+  fn: () => runAsService({ unstableNet: true, abstract: false, viaSystemdNotify: false }),
 });
 
-Deno.test("the same with an abstract NOTIFY_SOCKET (@name), which Deno cannot reach: through systemd-notify", async () => {
-  await runAsService({ unstableNet: true, abstract: true, viaSystemdNotify: true });
+Deno.test({
+  name: "the same with an abstract NOTIFY_SOCKET (@name), which Deno cannot reach: through systemd-notify",
+  ignore: !hasPython || !hasSystemdNotify,
+  fn: () => runAsService({ unstableNet: true, abstract: true, viaSystemdNotify: true }),
 });
