@@ -377,7 +377,7 @@ export async function main(args: string[]): Promise<number> {
       statusServer = StatusServer.start({
         hostname: statusHost,
         port: statusPort,
-        snapshot: () => manager.status.snapshot(),
+        snapshot: (limits) => manager.status.snapshot(limits),
         finished: () => manager.status.counts().finished,
         settledByHost: () => manager.settledByHost(),
         resultsDir,

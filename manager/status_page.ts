@@ -403,7 +403,7 @@ async function refreshTimeline() {
 
 async function poll() {
   try {
-    const res = await fetch("status", { cache: "no-store" });
+    const res = await fetch("status?runners=300&jobs=32", { cache: "no-store" });
     if (!res.ok) throw new Error("HTTP " + res.status);
     const s = await res.json();
     showStatus(s);
@@ -418,7 +418,8 @@ async function poll() {
       setState(finishedSeen ? "finished; the manager has exited" : "manager unreachable (stopped or exited)", "gone");
     }
   }
-  setTimeout(poll, finishedSeen ? 5000 : 1000);
+  // A big fleet's snapshot is not free for the manager: ask less often.
+  setTimeout(poll, finishedSeen ? 5000 : lastStatus !== null && lastStatus.jobs.running > 2000 ? 3000 : 1000);
 }
 
 if (embedded !== null) {

@@ -33,8 +33,8 @@ export interface StatusServerOptions {
   hostname?: string;
   /** Port; 0 picks a free one. */
   port: number;
-  /** The current snapshot. */
-  snapshot: () => StatusSnapshot;
+  /** The current snapshot, listing at most so many runners and jobs per runner. */
+  snapshot: (limits?: { runners?: number; jobsPerRunner?: number }) => StatusSnapshot;
   /** Whether the run has ended (cheap; the page's last timeline is fetched after it). */
   finished?: () => boolean;
   /** Jobs settled per host in this run (for `/metrics`). */
@@ -53,6 +53,15 @@ const SECURITY_HEADERS = {
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self'",
   "referrer-policy": "no-referrer",
 };
+
+/** `?runners=N&jobs=M` of a `/status` request. */
+function limitsOf(url: URL): { runners?: number; jobsPerRunner?: number } {
+  const int = (name: string) => {
+    const v = url.searchParams.get(name);
+    return v !== null && /^[0-9]{1,9}$/.test(v) ? Number(v) : undefined;
+  };
+  return { runners: int("runners"), jobsPerRunner: int("jobs") };
+}
 
 /**
  * A running status server.
@@ -121,13 +130,16 @@ export class StatusServer {
         });
       case "/status":
         this.#lastPoll = performance.now();
-        return new Response(JSON.stringify(this.#options.snapshot()), {
+        return new Response(JSON.stringify(this.#options.snapshot(limitsOf(url))), {
           headers: { ...JSON_HEADERS, ...SECURITY_HEADERS },
         });
-      case "/metrics":
-        return new Response(formatMetrics(this.#options.snapshot(), this.#options.settledByHost?.() ?? []), {
+      case "/metrics": {
+        // Metrics need each runner's count of jobs, not the jobs.
+        const snapshot = this.#options.snapshot({ jobsPerRunner: 0 });
+        return new Response(formatMetrics(snapshot, this.#options.settledByHost?.() ?? []), {
           headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8", ...SECURITY_HEADERS },
         });
+      }
       case "/timeline": {
         const finished = this.#options.finished?.() ?? false;
         const body = JSON.stringify(await this.timeline());

@@ -76,6 +76,9 @@ Deno.test("manager --status-port: /status, /metrics, / and /timeline show runner
     assert.ok(job.since !== null && Date.parse(job.since) <= Date.parse(live.now));
   }
   assert.equal(live.finished, false);
+  const trimmed = (await (await fetch(`${base}/status?runners=5&jobs=1`)).json()) as StatusSnapshot;
+  assert.equal(trimmed.runnerList[0].jobs.length, 1, "?jobs=1 lists one job per runner");
+  assert.equal(trimmed.runnerList[0].running, 3, "and still counts them all");
 
   const metricsRes = await fetch(`${base}/metrics`);
   assert.match(metricsRes.headers.get("content-type")!, /^text\/plain; version=0\.0\.4/);
