@@ -182,7 +182,7 @@ if [[ -z $runner_name ]]; then
 fi
 cat <<EOF
     edit $confdir/runner-$name.env       (VICO_MANAGER, VICO_WORKERS, the join token)
-    systemctl enable --now vico-runner@$name
+    systemctl enable --now vico-runner@$name   (waits until it has joined its manager; --no-block does not)
     systemctl status vico-runner@$name    journalctl -u vico-runner@$name
 
   The manager (one run of a job list):

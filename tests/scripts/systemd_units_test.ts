@@ -85,6 +85,21 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "the unit's commented-out alternative, a join token as a credential, verifies too",
+  ignore: systemdAnalyze === undefined,
+  async fn() {
+    await using dir = await tempDir();
+    await stubbedUnits(dir.path, (t) => t.replace(/^#(LoadCredential=|Environment=VICO_JOIN_FILE=)/gm, "$1"));
+    const runner = await Deno.readTextFile(join(dir.path, UNITS[0]));
+    assert.match(runner, /^LoadCredential=join:/m);
+    assert.match(runner, /^Environment=VICO_JOIN_FILE=%d\/join$/m);
+    const { code, stderr } = await verify([join(dir.path, "vico-runner@node1.service")]);
+    assert.equal(code, 0, stderr);
+    assert.equal(stderr.trim(), "");
+  },
+});
+
 Deno.test("vico-runner@ runs runner --persist as a notify service that SIGTERM stops cleanly", async () => {
   const unit = await readUnit("vico-runner@.service");
   const get = (key: string) => value(unit, "Service", key);
