@@ -137,9 +137,10 @@ Security (see docs/security.md):
                        job), /status (JSON), /metrics (Prometheus),
                        /timeline (JSON). It has no authentication and shows
                        command lines and host names: keep it on loopback
-                       or a trusted network. It closes when the run ends;
-                       'manager report DIR --html FILE' writes the same page
-                       afterwards.
+                       or a trusted network. It closes when the run ends
+                       (up to 3s later while a page is watching, so that the
+                       page shows the end); 'manager report DIR --html FILE'
+                       writes the same page afterwards.
       --status-host HOST
                        Address of the status page. Default 127.0.0.1.
       --no-progress    No progress bar on a terminal, and no progress line
