@@ -8,11 +8,27 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { EntryProcess, ROOT } from "../helpers/entry_process.ts";
-import { tempDir } from "../helpers/journal.ts";
-import { parseEnvFile, readUnit, SYSTEMD_DIR, value, values } from "../helpers/systemd_unit.ts";
+import { EntryProcess, LISTENING, ROOT, RUN_FLAGS } from "../helpers/entry_process.ts";
+import { readRecords, tempDir } from "../helpers/journal.ts";
+import {
+  execArgv,
+  expandSpecifiers,
+  parseEnvFile,
+  readUnit,
+  SYSTEMD_DIR,
+  value,
+  values,
+} from "../helpers/systemd_unit.ts";
 
 const dec = new TextDecoder();
+
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = l.addr.port;
+  l.close();
+  return port;
+}
+
 const UNITS = ["vico-runner@.service", "vico-manager.service"];
 
 function which(program: string): string | undefined {
@@ -135,9 +151,70 @@ Deno.test("vico-runner@ runs runner --persist as a notify service that SIGTERM s
   assert.equal(value(manager, "Service", "EnvironmentFile"), "/etc/vico/manager.env");
   assert.match(
     value(manager, "Service", "ExecStart")!,
-    /^\/usr\/local\/bin\/manager .*--state-dir \$\{STATE_DIRECTORY\}/,
+    /^\/usr\/local\/bin\/manager (.* )?--state-dir \$\{STATE_DIRECTORY\}/,
   );
   assert.equal(value(manager, "Service", "SuccessExitStatus"), "1", "some job failed is a finished run");
+});
+
+Deno.test("vico-manager and vico-runner@ command lines with their example env files: enrollment, a join token file, TLS, the list run", async () => {
+  await using dir = await tempDir();
+  const stateRoot = join(dir.path, "state");
+  const managerState = join(stateRoot, "vico/manager");
+  const runnerState = join(stateRoot, "vico/runner-test");
+  for (const d of [managerState, runnerState]) await Deno.mkdir(d, { recursive: true, mode: 0o700 });
+  const jobs = join(managerState, "jobs.txt");
+  await Deno.writeTextFile(jobs, "echo one\necho two\necho three\n");
+  const port = freePort();
+
+  // /etc/vico/manager.env from its example: loopback (tests use nothing else), enrolled.
+  const managerUnit = await readUnit("vico-manager.service");
+  const managerEnv = {
+    ...parseEnvFile(
+      (await Deno.readTextFile(SYSTEMD_DIR + "manager.env.example"))
+        .replace(/^VICO_JOBS=.*$/m, `VICO_JOBS=${jobs}`)
+        .replace(/^VICO_HOST=.*$/m, "VICO_HOST=127.0.0.1") +
+        `VICO_PORT=${port}\nVICO_ENROLL=1\nVICO_ADVERTISE=127.0.0.1:${port}\n`,
+    ),
+    STATE_DIRECTORY: managerState,
+  };
+  const managerArgv = execArgv(value(managerUnit, "Service", "ExecStart")!, managerEnv);
+  assert.equal(managerArgv[0], "/usr/local/bin/manager");
+  assert.equal(expandSpecifiers(value(managerUnit, "Service", "WorkingDirectory")!, { S: stateRoot }), managerState);
+  await using manager = EntryProcess.spawnProgram(
+    Deno.execPath(),
+    [...RUN_FLAGS, ROOT + "manager.ts", ...managerArgv.slice(1)],
+    { env: managerEnv, cwd: managerState },
+  );
+  await manager.waitFor(LISTENING);
+  await manager.waitFor(/The join token is also in /);
+  const tokenFile = join(managerState, "join-token");
+  assert.equal(Deno.statSync(tokenFile).mode! & 0o777, 0o600);
+
+  // /etc/vico/runner-test.env from its example, with the join token file.
+  const runnerUnit = await readUnit("vico-runner@.service");
+  const runnerEnv = {
+    ...parseEnvFile(
+      (await Deno.readTextFile(SYSTEMD_DIR + "runner.env.example"))
+        .replace(/^VICO_MANAGER=.*$/m, `VICO_MANAGER=127.0.0.1:${port}`)
+        .replace(/^#VICO_JOIN_FILE=.*$/m, `VICO_JOIN_FILE=${tokenFile}`)
+        .replace(/^VICO_WORKERS=.*$/m, "VICO_WORKERS=2"),
+    ),
+    STATE_DIRECTORY: runnerState,
+  };
+  const runnerArgv = execArgv(value(runnerUnit, "Service", "ExecStart")!, runnerEnv);
+  await using runner = EntryProcess.spawnProgram(
+    Deno.execPath(),
+    [...RUN_FLAGS, ROOT + "runner.ts", ...runnerArgv.slice(1)],
+    { env: runnerEnv },
+  );
+  const status = await manager.exit(60_000);
+  assert.equal(status.code, 0, manager.stderr + runner.stderr);
+  assert.equal(readRecords(join(managerState, "jobs.results")).length, 3);
+  assert.match(runner.stderr, /Connected to 127\.0\.0\.1:\d+ as .* with 2 worker\(s\)/);
+  // --persist: it waits for the next list until stopped.
+  runner.kill("SIGTERM");
+  assert.equal((await runner.exit()).code, 0, runner.stderr);
+  assert.ok(Deno.statSync(runnerState).isDirectory);
 });
 
 Deno.test("the example environment files name only flags the runner and the manager have", async () => {
