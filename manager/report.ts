@@ -65,7 +65,7 @@ export interface Timeline {
   hosts: { name: string; lanes: number }[];
   /** The job intervals (the most recent `limit`). */
   jobs: TimelineJob[];
-  /** Job and attempt records read in all. */
+  /** Job intervals read in all (a gang task counts once per member). */
   total: number;
   /** How many were left out (only the most recent are kept). */
   omitted: number;
@@ -109,7 +109,7 @@ export interface RunReport {
   maxAttempt: number;
   /** First run start (or first hand-out) to last result, seconds. */
   wallSeconds: number;
-  /** Sum of all job and attempt durations, seconds. */
+  /** Sum of all job and attempt durations, seconds (a gang task's once per member). */
   busySeconds: number;
   /** First start (ISO-8601 UTC), or null for an empty journal. */
   first: string | null;
@@ -213,36 +213,41 @@ export class JournalDigest {
       kind: record.type,
     };
     const ms = iv.end - iv.start;
-    this.#total++;
-    this.#busyMs += ms;
     if (!(iv.end <= this.#lastEnd)) this.#lastEnd = iv.end;
-    let host = this.#hosts.get(iv.host);
-    if (host === undefined) {
-      this.#hosts.set(iv.host, host = { host: iv.host, jobs: 0, ok: 0, attempts: 0, busySeconds: 0 });
-    }
-    host.busySeconds += ms / 1000;
     this.#maxAttempt = Math.max(this.#maxAttempt, iv.attempt);
-    if (record.type === "attempt") {
-      this.#retried++;
-      host.attempts++;
-    } else {
+    const attempt = record.type === "attempt";
+    if (attempt) this.#retried++;
+    else {
       this.#jobs++;
-      host.jobs++;
       const lost = record.status === null;
       const key = lost ? "lost" : String(record.status);
       this.#statuses.set(key, (this.#statuses.get(key) ?? 0) + 1);
       if (lost) this.#lost++;
-      else if (record.status === 0) {
-        this.#ok++;
-        host.ok++;
-      } else this.#failed++;
+      else if (record.status === 0) this.#ok++;
+      else this.#failed++;
       this.#countThroughput(iv.end, record.status === 0);
       this.#noteSlow(iv);
     }
-    if (this.#ring.length < this.#limit) this.#ring.push(iv);
-    else {
-      this.#ring[this.#ringAt] = iv;
-      this.#ringAt = (this.#ringAt + 1) % this.#limit;
+    // A gang task names its members' hosts joined by commas: it occupies a
+    // slot on each, and counts for each (as in the manager's summary).
+    const members = iv.host.includes(",") ? iv.host.split(",") : [iv.host];
+    for (const name of members) {
+      let host = this.#hosts.get(name);
+      if (host === undefined) this.#hosts.set(name, host = { host: name, jobs: 0, ok: 0, attempts: 0, busySeconds: 0 });
+      host.busySeconds += ms / 1000;
+      this.#busyMs += ms;
+      if (attempt) host.attempts++;
+      else {
+        host.jobs++;
+        if (record.status === 0) host.ok++;
+      }
+      this.#total++;
+      const slot = members.length === 1 ? iv : { ...iv, host: name };
+      if (this.#ring.length < this.#limit) this.#ring.push(slot);
+      else {
+        this.#ring[this.#ringAt] = slot;
+        this.#ringAt = (this.#ringAt + 1) % this.#limit;
+      }
     }
   }
 

@@ -133,3 +133,17 @@ Deno.test("renderStatusPage: embedded data cannot close its script element", () 
   assert.match(live, /<script id="vico-data" type="application\/json">null<\/script>/);
   assert.ok(!/(src|href)="https?:/.test(live), "no external assets");
 });
+
+Deno.test("JournalDigest: a gang task occupies a lane on each member's host and counts once in the totals", () => {
+  const d = new JournalDigest();
+  d.feed(job(1, "n1,n2", 0, 1000));
+  d.feed(job(2, "n1", 0, 500));
+  const r = d.report();
+  assert.equal(r.jobs, 2);
+  assert.equal(r.ok, 2);
+  assert.deepEqual(r.hosts.map((h) => [h.host, h.jobs, h.busySeconds]), [["n1", 2, 1.5], ["n2", 1, 1]]);
+  const t = d.timeline();
+  assert.deepEqual(t.hosts, [{ name: "n1", lanes: 2 }, { name: "n2", lanes: 1 }]);
+  assert.equal(t.jobs.length, 3);
+  assert.equal(t.throughput.ok.reduce((x, y) => x + y, 0), 2, "throughput counts the task once");
+});
