@@ -60,17 +60,34 @@ Deno.test({
 
     await using a = startRunner(port, ["--workers", "2", "--name", "node-a"]);
     await using b = startRunner(port, ["--workers", "2", "--name", "node-b"]);
-    // Live: four jobs running on two runners, each listed with its jobs.
-    await page.waitForFunction(() => document.getElementById("n-running")?.textContent === "4", null, {
-      timeout: 10_000,
-    });
-    assert.equal(await textOf("n-runners"), "2");
-    assert.match((await textOf("state"))!, /running/);
-    for (const host of ["node-a", "node-b"]) {
-      const row = page.locator(`tr.runner[data-host="${host}"]`);
-      assert.equal(await row.count(), 1, host);
-      assert.equal(await row.locator("span.job").count(), 2, `${host} runs two jobs`);
-      assert.match((await row.locator("span.job").first().textContent())!, /^line \d+/);
+    // Live: four jobs running on two runners, each listed with its jobs (read
+    // from the page in one go, so that one poll's rendering is seen).
+    const live = await page.waitForFunction(
+      () => {
+        if (document.getElementById("n-running")?.textContent !== "4") return false;
+        return {
+          runners: document.getElementById("n-runners")?.textContent,
+          state: document.getElementById("state")?.textContent,
+          rows: [...document.querySelectorAll("tr.runner")].map((tr) => ({
+            host: tr.getAttribute("data-host"),
+            jobs: [...tr.querySelectorAll("span.job")].map((s) => s.textContent ?? ""),
+          })),
+        };
+      },
+      null,
+      { timeout: 10_000 },
+    );
+    const seen = (await live.jsonValue()) as {
+      runners: string;
+      state: string;
+      rows: { host: string; jobs: string[] }[];
+    };
+    assert.equal(seen.runners, "2");
+    assert.match(seen.state, /running/);
+    assert.deepEqual(seen.rows.map((r) => r.host).sort(), ["node-a", "node-b"]);
+    for (const row of seen.rows) {
+      assert.equal(row.jobs.length, 2, `${row.host} runs two jobs`);
+      for (const job of row.jobs) assert.match(job, /^line \d+/);
     }
     // The Gantt chart shows the running jobs at once, and the recorded ones as
     // the timeline is refreshed (every few seconds while the run goes).
