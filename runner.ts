@@ -358,11 +358,14 @@ async function runnerSecurity(flags: {
   "tls-ca"?: string;
   "secret-file"?: string;
 }): Promise<RunnerSecurity> {
+  // The token carries the secret: jobs must not inherit it.
+  const envToken = Deno.env.get("VICO_JOIN");
+  Deno.env.delete("VICO_JOIN");
   const tokenText = flags.join ??
     (flags["join-file"] === undefined
       ? undefined
       : new TextDecoder().decode(await readPrivateFile(flags["join-file"], "join token file"))) ??
-    Deno.env.get("VICO_JOIN");
+    envToken;
   if (tokenText !== undefined && tokenText.trim() !== "") {
     if (flags.tls || flags["tls-ca"] !== undefined || flags["secret-file"] !== undefined) {
       throw new VicoError("USAGE", "A join token carries TLS and the secret: drop --tls, --tls-ca and --secret-file");

@@ -120,8 +120,10 @@ Deno.test("enrollment: the manager makes its key, certificate and secret once; a
   assert.equal(readRecords(results).length, 6);
 
   // A restart loads the same identity: tokens already handed out keep working.
+  const envList = join(dir.path, "env-jobs.txt");
+  await Deno.writeTextFile(envList, 'echo "token in the job: ${VICO_JOIN:-none}"\n');
   const again = await startManager([
-    ...["--jobs", list, "--results", join(dir.path, "res2"), "--port", "0", "--enroll", "--state-dir", state],
+    ...["--jobs", envList, "--results", join(dir.path, "res2"), "--port", "0", "--enroll", "--state-dir", state],
   ]);
   await using _a = again.manager;
   const second = parseJoinToken(await tokenOf(again.manager));
@@ -134,6 +136,12 @@ Deno.test("enrollment: the manager makes its key, certificate and secret once; a
   });
   assert.equal((await unit.exit()).code, 0, unit.stderr);
   assert.equal((await again.manager.exit()).code, 0);
+  const [envJob] = readRecords(join(dir.path, "res2"));
+  assert.equal(
+    new TextDecoder().decode(readOutput(join(dir.path, "res2"), envJob)),
+    "token in the job: none\n",
+    "the runner takes VICO_JOIN out of its jobs' environment",
+  );
 });
 
 Deno.test("a join token whose fingerprint does not match: refused before a byte of the protocol is sent", async () => {
