@@ -148,3 +148,22 @@ Deno.test("manager --status-port: refuses a port out of range (exit 2)", async (
   assert.equal((await manager.exit()).code, 2);
   assert.match(manager.stderr, /--status-port 70000 is out of range/);
 });
+
+Deno.test("manager off a terminal logs a progress line every 10 s; not with --no-progress", async () => {
+  await using dir = await tempDir();
+  const list = join(dir.path, "jobs.txt");
+  await Deno.writeTextFile(list, "sleep 10.6\ntrue\n");
+  const run = (extra: string[], name: string) =>
+    EntryProcess.spawn("manager.ts", ["--jobs", list, "--results", join(dir.path, name), "--local", "1", ...extra]);
+  await using plain = run([], "a");
+  await using quiet = run(["--no-progress"], "b");
+  const [a, b] = await Promise.all([plain.exit(), quiet.exit()]);
+  assert.equal(a.code, 0, plain.stderr);
+  assert.equal(b.code, 0, quiet.stderr);
+  assert.match(
+    plain.stderr,
+    /INFO {2}progress: Progress: 0\/2 settled, 0 ok, 0 failed, 1 running, 1 pending; 1 runner\(s\); 0\.0 jobs\/s; ETA \?; elapsed 10s\n/,
+  );
+  assert.equal(plain.stderr.match(/Progress:/g)?.length, 1, "one line in 10.6 s");
+  assert.doesNotMatch(quiet.stderr, /Progress:/);
+});
