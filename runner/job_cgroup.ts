@@ -175,12 +175,6 @@ export function cpuMax(cpus: number): string {
   return `${Math.max(1000, Math.round(cpus * CPU_PERIOD_US))} ${CPU_PERIOD_US}`;
 }
 
-/** The `oom_kill` count of a `memory.events` text (0 when absent). */
-export function oomKills(memoryEvents: string): number {
-  const m = /^oom_kill (\d+)$/m.exec(memoryEvents);
-  return m === null ? 0 : Number(m[1]);
-}
-
 const FLAG_OF: Record<string, string> = { memory: "--job-memory", cpu: "--job-cpus" };
 
 /** Where to find things; tests point these elsewhere. */
@@ -248,22 +242,92 @@ export async function procCgroupTexts(): Promise<{ procCgroup: string; mountinfo
 }
 
 /**
- * Ends whatever is left in a leaf (`cgroup.kill`, or one by one before
- * Linux 5.14), waits up to 2 s for it to empty, removes it. `$0`: the leaf.
+ * The loop of the runner's helper shell: reads one finished job's leaf per
+ * line; reads its `oom_kill` count, ends whatever the job left running in it
+ * (`cgroup.kill`, or one by one before Linux 5.14), waits up to 2 s for it
+ * to empty, removes it, and answers "OOM_KILLS REMOVED(1|0)". Builtins only,
+ * but for `rmdir` (and `sleep` while a leaf empties).
  */
-const REMOVE_LEAF = `
-L=$0
-populated() { while read -r k v; do [ "$k" = populated ] && [ "$v" = 1 ] && return 0; done < "$L/cgroup.events"; return 1; }
-if [ -d "$L" ] && populated; then
-  echo 1 2>/dev/null > "$L/cgroup.kill" || while read -r p; do kill -9 "$p" 2>/dev/null; done < "$L/cgroup.procs"
-  i=0
-  while populated && [ $i -lt 200 ]; do sleep 0.01; i=$((i + 1)); done
-fi
-[ ! -d "$L" ] || rmdir "$L"
+const REAPER = `
+populated() {
+  [ -r "$1/cgroup.events" ] || return 1
+  while read -r k v; do [ "$k" != populated ] || [ "$v" != 1 ] || return 0; done < "$1/cgroup.events"
+  return 1
+}
+while IFS= read -r L; do
+  oom=0
+  if [ -r "$L/memory.events" ]; then
+    while read -r k v; do [ "$k" != oom_kill ] || oom=$v; done < "$L/memory.events"
+  fi
+  if populated "$L"; then
+    if [ -e "$L/cgroup.kill" ]; then echo 1 > "$L/cgroup.kill"
+    else while read -r p; do kill -9 "$p" 2>/dev/null; done < "$L/cgroup.procs"; fi
+    i=0
+    while populated "$L" && [ $i -lt 200 ]; do sleep 0.01; i=$((i + 1)); done
+  fi
+  if [ ! -d "$L" ] || rmdir "$L"; then echo "$oom 1"; else echo "$oom 0"; fi
+done
 `;
 
+/**
+ * One long-lived `/bin/sh` running {@linkcode REAPER}, so that a job's end
+ * costs a line each way on a pipe rather than a process start (the runner
+ * itself may not touch /sys). Requests are answered in order.
+ */
+class Reaper {
+  readonly #child: Deno.ChildProcess;
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #reader: ReadableStreamDefaultReader<string>;
+  #buffer = "";
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor() {
+    this.#child = new Deno.Command("/bin/sh", {
+      args: ["-c", REAPER],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    this.#writer = this.#child.stdin.getWriter();
+    this.#reader = this.#child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  }
+
+  /** Reaps the leaf at `path`: its OOM kills, and whether it is gone. */
+  reap(path: string): Promise<{ oomKills: number; removed: boolean }> {
+    const answer = this.#queue.then(async () => {
+      await this.#writer.write(new TextEncoder().encode(`${path}\n`));
+      const [oom, removed] = (await this.#line()).split(" ");
+      return { oomKills: Number(oom) || 0, removed: removed === "1" };
+    });
+    this.#queue = answer.catch(() => {});
+    return answer;
+  }
+
+  async #line(): Promise<string> {
+    for (;;) {
+      const at = this.#buffer.indexOf("\n");
+      if (at >= 0) {
+        const line = this.#buffer.slice(0, at);
+        this.#buffer = this.#buffer.slice(at + 1);
+        return line;
+      }
+      const { value, done } = await this.#reader.read();
+      if (done) throw new Error("The runner's cgroup helper shell has ended");
+      this.#buffer += value;
+    }
+  }
+
+  /** Ends the helper once the requests so far are answered. */
+  async close(): Promise<void> {
+    await this.#queue;
+    await this.#writer.close().catch(() => {});
+    await this.#reader.cancel().catch(() => {});
+    await this.#child.status;
+  }
+}
+
 /** The leaves of one runner's jobs. */
-export class JobCgroups {
+export class JobCgroups implements AsyncDisposable {
   /** The cgroup v2 directory the job leaves are made in. */
   readonly dir: string;
   /** The limits every job gets. */
@@ -272,6 +336,7 @@ export class JobCgroups {
   readonly #setLimits: string;
   #count = 0;
   readonly #left = new Set<string>();
+  readonly #reaper = new Reaper();
 
   private constructor(dir: string, limits: JobLimits) {
     this.dir = dir;
@@ -366,6 +431,7 @@ export class JobCgroups {
         );
       }
     }
+    // Made last: the helper shell starts where the runner now is, in its leaf.
     return new JobCgroups(dir, limits);
   }
 
@@ -381,16 +447,26 @@ export class JobCgroups {
     return `killed: exceeded --job-memory ${this.limits.memoryText ?? `${this.limits.memoryBytes}`}`;
   }
 
-  /** @internal A leaf was removed. */
-  removed(path: string): void {
-    this.#left.delete(path);
+  /** @internal Reaps a finished job's leaf: its OOM kills; what the job left running there ends. */
+  async reap(path: string): Promise<number> {
+    try {
+      const { oomKills, removed } = await this.#reaper.reap(path);
+      if (removed) this.#left.delete(path);
+      return oomKills;
+    } catch {
+      return 0;
+    }
   }
 
-  /** Removes the leaves that could not be removed when their job ended. */
+  /** Removes the leaves that could not be removed when their job ended, and ends the helper shell. */
   async close(): Promise<void> {
-    for (const path of [...this.#left]) {
-      if ((await sh(REMOVE_LEAF, [path])).ok) this.#left.delete(path);
-    }
+    for (const path of [...this.#left]) await this.reap(path);
+    await this.#reaper.close();
+  }
+
+  /** {@linkcode close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 }
 
@@ -437,8 +513,6 @@ export class JobCgroup {
    * limits end with it) and the leaf's removal.
    */
   async finish(): Promise<{ oomKilled: boolean }> {
-    const { ok, stdout } = await sh(`cat "$0/memory.events" 2>/dev/null; ${REMOVE_LEAF}`, [this.path]);
-    if (ok) this.#owner.removed(this.path);
-    return { oomKilled: oomKills(stdout) > 0 };
+    return { oomKilled: await this.#owner.reap(this.path) > 0 };
   }
 }

@@ -11,7 +11,6 @@ import {
   cgroupV2Dir,
   cpuMax,
   JobCgroups,
-  oomKills,
   parseJobLimits,
   parseMountInfo,
   parseProcCgroup,
@@ -92,13 +91,10 @@ Deno.test("parseJobLimits reads --job-memory sizes and --job-cpus numbers, refus
   }
 });
 
-Deno.test("cpuMax gives N CPUs' worth of each 100 ms period; oomKills reads memory.events", () => {
+Deno.test("cpuMax gives N CPUs' worth of each 100 ms period", () => {
   assert.equal(cpuMax(2), "200000 100000");
   assert.equal(cpuMax(0.5), "50000 100000");
   assert.equal(cpuMax(0.001), "1000 100000", "the kernel's smallest quota");
-  assert.equal(oomKills("low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\noom_group_kill 1\n"), 1);
-  assert.equal(oomKills("low 0\nhigh 0\nmax 3\noom 0\noom_kill 0\n"), 0);
-  assert.equal(oomKills(""), 0);
 });
 
 Deno.test("JobCgroups.setUp names what is missing: no cgroup v2 path, no cgroup2 mount for it", async () => {
@@ -189,7 +185,7 @@ Deno.test({
   async fn() {
     await using top = (await topCgroup())!;
     // No limits: the placement alone, which needs no controller.
-    const cgroups = await JobCgroups.setUp({}, { base: top.path });
+    await using cgroups = await JobCgroups.setUp({}, { base: top.path });
     const relative = top.path.slice(top.path.indexOf("/vico-test-"));
     const first = await runIn(cgroups, "cat /proc/self/cgroup");
     assert.equal(first.status, 0, first.out);
@@ -198,7 +194,6 @@ Deno.test({
     assert.match(second.out, new RegExp(`^0::${relative}/vico-job-${Deno.pid}-2$`, "m"), "its children too");
     const left = (await sh('ls "$0"', [top.path])).stdout;
     assert.doesNotMatch(left, /vico-job-/, "the leaves are removed");
-    await cgroups.close();
   },
 });
 
@@ -209,7 +204,7 @@ Deno.test({
   ignore: !canMake,
   async fn() {
     await using top = (await topCgroup())!;
-    const cgroups = await JobCgroups.setUp({}, { base: top.path });
+    await using cgroups = await JobCgroups.setUp({}, { base: top.path });
     // The background sleep keeps its own copy of stdout: close it, or the pipe stays open.
     const { status, out } = await runIn(cgroups, "sleep 60 >/dev/null 2>&1 & echo $!");
     assert.equal(status, 0);
@@ -229,7 +224,7 @@ Deno.test({
   ignore: !canMake,
   async fn() {
     await using top = (await topCgroup())!;
-    const cgroups = await JobCgroups.setUp({}, { base: top.path });
+    await using cgroups = await JobCgroups.setUp({}, { base: top.path });
     await sh('rmdir "$0"', [top.path]); // gone under the runner's feet
     const { status, out } = await runIn(cgroups, "echo should-not-run");
     assert.equal(status, 125);
@@ -245,7 +240,7 @@ Deno.test({
   ignore: !canMake || Deno.uid() !== 0,
   async fn() {
     await using top = (await topCgroup())!;
-    const cgroups = await JobCgroups.setUp({}, { base: top.path, runAs: true });
+    await using cgroups = await JobCgroups.setUp({}, { base: top.path, runAs: true });
     let out = "";
     const outcome = await runProcess(shellArgv("id -u; id -g; id -G; cat /proc/self/cgroup"), {
       stderrOnStdout: true,
