@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { EntryProcess, startManager, startRunner } from "../helpers/entry_process.ts";
+import { EntryProcess, startManagerOn, startRunner } from "../helpers/entry_process.ts";
 import { readRecords, tempDir } from "../helpers/journal.ts";
 import type { RunReport } from "../../manager/report.ts";
 import type { EmbeddedRun } from "../../manager/status_page.ts";
@@ -19,22 +19,13 @@ async function report(args: string[]): Promise<{ code: number; stdout: string; s
 
 Deno.test("manager report: a finished run's summary as text, JSON and a self-contained HTML timeline", async () => {
   await using dir = await tempDir();
-  const list = join(dir.path, "jobs.txt");
   // 6 jobs ok, one that fails twice (--retries 1: one retried attempt), one exit 3 once retried too.
   const jobs = [
     ...Array.from({ length: 6 }, (_, i) => `sleep 0.${i % 3 + 1}; echo ${i}`),
     "sleep 0.2; exit 7",
     "sleep 0.4; echo slow",
   ];
-  await Deno.writeTextFile(list, jobs.join("\n") + "\n");
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager([
-    "--jobs",
-    list,
-    "--results",
-    results,
-    "--port",
-    "0",
+  const { manager, port, results } = await startManagerOn(dir.path, jobs, [
     "--retries",
     "1",
     "--blackhole-streak",

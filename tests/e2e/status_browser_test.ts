@@ -11,7 +11,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { EntryProcess, startManager, startRunner } from "../helpers/entry_process.ts";
+import { EntryProcess, startManagerOn, startRunner } from "../helpers/entry_process.ts";
 import { tempDir } from "../helpers/journal.ts";
 import { browserUnavailable, launchChromium } from "../helpers/browser.ts";
 
@@ -27,24 +27,10 @@ Deno.test({
   async fn() {
     await using dir = await tempDir();
     const shots = Deno.env.get("VICO_SCREENSHOT_DIR") ?? dir.path;
-    const list = join(dir.path, "jobs.txt");
     const n = 10;
-    await Deno.writeTextFile(
-      list,
-      Array.from({ length: n }, (_, i) => (i === 4 ? "sleep 1; exit 2" : `sleep 1; echo ${i}`)).join("\n") + "\n",
-    );
-    const results = join(dir.path, "res");
-    const { manager, port } = await startManager([
-      "--jobs",
-      list,
-      "--results",
-      results,
-      "--port",
-      "0",
-      "--status-port",
-      "0",
-      "--blackhole-streak",
-      "0",
+    const jobs = Array.from({ length: n }, (_, i) => (i === 4 ? "sleep 1; exit 2" : `sleep 1; echo ${i}`));
+    const { manager, port, results } = await startManagerOn(dir.path, jobs, [
+      ...["--status-port", "0", "--blackhole-streak", "0"],
     ]);
     await using _m = manager;
     const statusPort = Number((await manager.waitFor(STATUS_LISTENING))[1]);

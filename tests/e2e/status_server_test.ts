@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { EntryProcess, startManager, startRunner } from "../helpers/entry_process.ts";
+import { EntryProcess, startManagerOn, startRunner } from "../helpers/entry_process.ts";
 import { tempDir } from "../helpers/journal.ts";
 import type { StatusSnapshot } from "../../manager/run_status.ts";
 import type { Timeline } from "../../manager/report.ts";
@@ -38,20 +38,9 @@ function parsePrometheus(text: string): Map<string, number> {
 
 Deno.test("manager --status-port: /status, /metrics, / and /timeline show runners and running jobs", async () => {
   await using dir = await tempDir();
-  const list = join(dir.path, "jobs.txt");
   const n = 9;
-  await Deno.writeTextFile(list, Array.from({ length: n }, (_, i) => `sleep 0.8; echo ${i}`).join("\n") + "\n");
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager([
-    "--jobs",
-    list,
-    "--results",
-    results,
-    "--port",
-    "0",
-    "--status-port",
-    "0",
-  ]);
+  const jobs = Array.from({ length: n }, (_, i) => `sleep 0.8; echo ${i}`);
+  const { manager, port } = await startManagerOn(dir.path, jobs, ["--status-port", "0"]);
   await using _m = manager;
   const statusPort = Number((await manager.waitFor(STATUS_LISTENING))[1]);
   const base = `http://127.0.0.1:${statusPort}`;

@@ -183,6 +183,25 @@ export async function startManager(args: string[], options: SpawnOptions = {}): 
   return { manager, port: Number(m[1]) };
 }
 
+/**
+ * Writes `jobs` (lines) to `dir/jobs.txt` and starts a manager on it, results
+ * in `dir/res`, on any free port, with `extra` flags after those.
+ */
+export async function startManagerOn(
+  dir: string,
+  jobs: readonly string[],
+  extra: string[] = [],
+  options: SpawnOptions = {},
+): Promise<{ manager: EntryProcess; port: number; list: string; results: string }> {
+  const list = `${dir}/jobs.txt`, results = `${dir}/res`;
+  await Deno.writeTextFile(list, jobs.join("\n") + "\n");
+  return {
+    ...await startManager(["--jobs", list, "--results", results, "--port", "0", ...extra], options),
+    list,
+    results,
+  };
+}
+
 /** Starts a runner against `127.0.0.1:port`. */
 export function startRunner(port: number, args: string[] = [], options: SpawnOptions = {}): EntryProcess {
   return EntryProcess.spawn("runner.ts", ["--manager", `127.0.0.1:${port}`, ...args], options);
