@@ -12,7 +12,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { EntryProcess, ROOT, startManager } from "../helpers/entry_process.ts";
+import { EntryProcess, ROOT, startManagerOn } from "../helpers/entry_process.ts";
 import { readOutput, readRecords, tempDir } from "../helpers/journal.ts";
 
 const dec = new TextDecoder();
@@ -29,6 +29,10 @@ function which(name: string): string | undefined {
   }
   return undefined;
 }
+
+/** The runner command line `runners.sbatch` runs (VICO_RUNNER): this checkout's runner.ts under the binaries' permissions. */
+const RUNNER = [Deno.execPath(), "run", "-q", "-P=vico", "--config", join(ROOT, "deno.json"), join(ROOT, "runner.ts")]
+  .join(" ");
 
 const PROGRAMS = ["munged", "slurmctld", "slurmd", "sbatch", "sinfo", "scontrol"];
 const missing = PROGRAMS.filter((p) => which(p) === undefined);
@@ -171,25 +175,13 @@ Deno.test({
       { length: 8 },
       (_, i) => `sleep 0.2; echo "job ${i} slurm_job=$SLURM_JOB_ID node=$SLURMD_NODENAME step=$SLURM_STEP_ID"`,
     );
-    const list = join(dir.path, "jobs.txt");
-    await Deno.writeTextFile(list, jobs.join("\n") + "\n");
-    const results = join(dir.path, "res");
-    const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
+    const { manager, port, results } = await startManagerOn(dir.path, jobs);
     await using _m = manager;
 
-    const runner = [
-      Deno.execPath(),
-      "run",
-      "-q",
-      "-P=vico",
-      "--config",
-      join(ROOT, "deno.json"),
-      join(ROOT, "runner.ts"),
-    ];
     const submitted = performance.now();
     const out = await cluster.run("sbatch", ["-N", "1", "--wait", "--parsable", "-o", "slurm-%j.out", SCRIPT], {
       cwd: dir.path,
-      env: { VICO_RUNNER: runner.join(" "), VICO_MANAGER: `127.0.0.1:${port}`, VICO_ALLOW_ROOT: "1", NO_COLOR: "1" },
+      env: { VICO_RUNNER: RUNNER, VICO_MANAGER: `127.0.0.1:${port}`, VICO_ALLOW_ROOT: "1", NO_COLOR: "1" },
     });
     const batchMs = performance.now() - submitted;
     const slurmJob = out.trim().split(";")[0];
@@ -233,23 +225,11 @@ Deno.test({
     await using dir = await tempDir();
     await using cluster = await TestCluster.start(join(dir.path, "slurm"));
     const jobs = Array.from({ length: 6 }, (_, i) => `sleep 2; echo "done ${i} in $SLURM_JOB_ID"`);
-    const list = join(dir.path, "jobs.txt");
-    await Deno.writeTextFile(list, jobs.join("\n") + "\n");
-    const results = join(dir.path, "res");
-    const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
+    const { manager, port, results } = await startManagerOn(dir.path, jobs);
     await using _m = manager;
-    const runner = [
-      Deno.execPath(),
-      "run",
-      "-q",
-      "-P=vico",
-      "--config",
-      join(ROOT, "deno.json"),
-      join(ROOT, "runner.ts"),
-    ];
     const out = await cluster.run("sbatch", ["-N", "1", "--parsable", "-o", "slurm-%j.out", SCRIPT], {
       cwd: dir.path,
-      env: { VICO_RUNNER: runner.join(" "), VICO_MANAGER: `127.0.0.1:${port}`, VICO_ALLOW_ROOT: "1", NO_COLOR: "1" },
+      env: { VICO_RUNNER: RUNNER, VICO_MANAGER: `127.0.0.1:${port}`, VICO_ALLOW_ROOT: "1", NO_COLOR: "1" },
     });
     const slurmJob = out.trim().split(";")[0];
     await manager.waitFor(/Runner \S+ joined/);
