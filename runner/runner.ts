@@ -106,7 +106,12 @@ interface Finished {
   command: string;
   status: number;
   output: Streamable & { dispose(): Promise<void> };
+  /** The runner itself ended the job (its --timeout, or its memory limit). */
+  endedByRunner?: boolean;
 }
+
+/** Exit statuses of a job killed by SIGHUP, SIGINT or SIGTERM. */
+const STOP_SIGNAL_STATUSES: ReadonlySet<number> = new Set([128 + 1, 128 + 2, 128 + 15]);
 
 const log = logger("runner");
 
@@ -459,7 +464,33 @@ export class Runner {
       } finally {
         this.#running.delete(id);
       }
+      if (await this.#endedByOurStopSignal(finished)) {
+        // Not a result: the signal that stops the runner reached the job too
+        // (Slurm signals every process of a step, a terminal its process
+        // group). Leaving it unreported, the manager runs it again once this
+        // runner's connection closes.
+        log.warn(
+          "Job {job} was ended by the signal that stops this runner (exit {status}); it is not reported, " +
+            "so the manager runs it again",
+          { job, status: finished.status },
+        );
+        await finished.output.dispose();
+        finished = undefined;
+      }
     }
+  }
+
+  /**
+   * Whether a job died of SIGHUP/SIGINT/SIGTERM from outside while this
+   * runner is being stopped. The runner's own signal handler may run just
+   * after the job's end is seen, so a job that died so waits a moment for it.
+   */
+  async #endedByOurStopSignal(finished: Finished): Promise<boolean> {
+    if (finished.endedByRunner || !STOP_SIGNAL_STATUSES.has(finished.status)) return false;
+    for (let waited = 0; !this.#stopping && waited < 500; waited += 50) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    return this.#stopping;
   }
 
   /** Reports a finished job on the live connection, or keeps it (persist); returns what is still to deliver. */
@@ -505,7 +536,7 @@ export class Runner {
       if (outcome.timedOut) {
         log.warn("Job {job} ran past its {s}s limit and was stopped", { job: command, s: this.#jobTimeoutMs! / 1000 });
       }
-      return { status: outcome.status, output };
+      return { status: outcome.status, output, endedByRunner: outcome.timedOut || outcome.memoryExceeded };
     } catch (err) {
       // The job's output could not be kept (over the limit, or the spool
       // failed): the job fails on its own, with a note saying why.

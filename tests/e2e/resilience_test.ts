@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { EntryProcess, startManager, startRunner } from "../helpers/entry_process.ts";
+import { EntryProcess, startManager, startManagerOn, startRunner } from "../helpers/entry_process.ts";
 import { byLine, readOutput, readRecords, tempDir } from "../helpers/journal.ts";
 import { LinePeer, LineServer } from "../helpers/line_peer.ts";
 
@@ -51,6 +51,39 @@ Deno.test("runner: SIGTERM finishes and reports running jobs, takes no new ones,
   const [ms] = await Promise.all([manager.exit(), other.exit()]);
   assert.equal(ms.code, 0);
   assert.equal(readRecords(results).length, 3, "the third job ran on the other runner; nothing twice");
+});
+
+Deno.test("runner: a job killed by the same SIGTERM that stops the runner (as Slurm signals a step) runs again", async () => {
+  await using dir = await tempDir();
+  const pidFile = join(dir.path, "job.pid");
+  const marker = join(dir.path, "ran-once");
+  // First run: note the pid and wait to be signalled. Second run (elsewhere): finish.
+  const job =
+    `if [ -e ${marker} ]; then echo second-run; else touch ${marker}; echo $$ > ${pidFile}; exec sleep 60; fi`;
+  const { manager, port, results } = await startManagerOn(dir.path, [job, "echo other"]);
+  await using _m = manager;
+  await using runner = startRunner(port, ["--name", "step"]);
+  let pid = 0;
+  for (let i = 0; i < 200 && pid === 0; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    pid = Number(await Deno.readTextFile(pidFile).catch(() => "0"));
+  }
+  assert.ok(pid > 0, "the job started");
+  // A batch system's stop: SIGTERM to every process of the step, the runner and its job alike.
+  runner.kill("SIGTERM");
+  Deno.kill(pid, "SIGTERM");
+  assert.equal((await runner.exit()).code, 0, runner.stderr);
+  assert.match(runner.stderr, /was ended by the signal that stops this runner \(exit 143\); it is not reported/);
+  assert.deepEqual(readRecords(results), [], "no result recorded for the killed job");
+  await using other = startRunner(port, ["--name", "other"]);
+  const [ms] = await Promise.all([manager.exit(), other.exit()]);
+  assert.equal(ms.code, 0, manager.stderr);
+  const records = readRecords(results);
+  assert.equal(records.length, 2);
+  const rerun = records.find((r) => r.command === job)!;
+  assert.equal(rerun.status, 0);
+  assert.equal(rerun.host, "other");
+  assert.equal(dec.decode(readOutput(results, rerun)), "second-run\n");
 });
 
 Deno.test("runner: a second SIGTERM kills running jobs (no orphans); the manager requeues them", async () => {
