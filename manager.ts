@@ -385,7 +385,11 @@ export async function main(args: string[]): Promise<number> {
       });
     } catch (err) {
       const why = err instanceof Deno.errors.AddrInUse ? "the port is in use" : (err as Error).message;
-      return complain("manager", `cannot serve the status page on ${statusHost}:${statusPort}: ${why}`, ExitCode.CANNOT_START);
+      return complain(
+        "manager",
+        `cannot serve the status page on ${statusHost}:${statusPort}: ${why}`,
+        ExitCode.CANNOT_START,
+      );
     }
     const { hostname: sh, port: sp } = statusServer.address;
     log.info("Status page on http://{host}:{port}/ (read-only, no authentication; also /status, /metrics, /timeline)", {
@@ -393,9 +397,12 @@ export async function main(args: string[]): Promise<number> {
       port: sp,
     });
     if (!isLoopback(statusHost)) {
-      log.warn("The status page on {host} has no authentication: whoever reaches it sees command lines and host names", {
-        host: statusHost,
-      });
+      log.warn(
+        "The status page on {host} has no authentication: whoever reaches it sees command lines and host names",
+        {
+          host: statusHost,
+        },
+      );
     }
   }
   const progress = !flags["no-progress"] && !flags.quiet && Deno.stderr.isTerminal()
