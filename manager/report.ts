@@ -429,7 +429,7 @@ export async function feedJournal(path: string, digest: JournalDigest, offset = 
         }
         if (record !== undefined && record !== null && typeof record === "object") digest.feed(record);
       }
-      at += from - carry.length;
+      at += from; // `at` is where `carry` (the chunk's unread tail) starts in the file
       carry = chunk.slice(from);
       // One line longer than 64 MiB is not a journal record.
       if (carry.length > 1 << 26) throw new Error(`${path}: a line longer than 64 MiB at byte ${at}`);

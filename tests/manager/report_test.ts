@@ -122,6 +122,22 @@ Deno.test("feedJournal: reads only complete lines and resumes from the returned 
   assert.equal(end, (await Deno.stat(path)).size);
 });
 
+Deno.test("feedJournal: a journal of many 64 KiB reads, fed in two steps, counts every line once", async () => {
+  await using dir = await tempDir();
+  const path = join(dir.path, "journal.jsonl");
+  const lines = Array.from({ length: 5000 }, (_, i) => JSON.stringify(job(i + 1, `h${i % 3}`, i, i + 5)) + "\n");
+  const cut = 3000;
+  await Deno.writeTextFile(path, lines.slice(0, cut).join("") + lines[cut].slice(0, 40));
+  assert.ok((await Deno.stat(path)).size > 4 * 65536, "several reads");
+  const d = new JournalDigest();
+  const offset = await feedJournal(path, d);
+  assert.equal(offset, new TextEncoder().encode(lines.slice(0, cut).join("")).length);
+  await Deno.writeTextFile(path, lines.join(""));
+  assert.equal(await feedJournal(path, d, offset), (await Deno.stat(path)).size);
+  assert.equal(d.report().jobs, 5000);
+  assert.equal(d.report().unreadable, 0);
+});
+
 Deno.test("renderStatusPage: embedded data cannot close its script element", () => {
   const d = new JournalDigest();
   d.feed({ ...job(1, "</script><script>alert(1)</script>", 0, 10), command: "echo '</script>' <b>" });
