@@ -130,8 +130,17 @@ export function stderrIsJournal(): boolean {
     const st = Deno.statSync("/proc/self/fd/2");
     return `${st.dev}:${st.ino}` === stream;
   } catch {
-    return false;
+    // Deno grants /proc/self only with --allow-all: ask stat(1) about the
+    // stderr it inherits instead (once, at start-up, and only under systemd).
   }
+  try {
+    const out = new Deno.Command("stat", { args: ["-L", "-c", "%d:%i", "/proc/self/fd/2"], stderr: "inherit" })
+      .outputSync();
+    if (out.success) return new TextDecoder().decode(out.stdout).trim() === stream;
+  } catch {
+    // No stat(1) or no permission to run it.
+  }
+  return !Deno.stderr.isTerminal();
 }
 
 /**

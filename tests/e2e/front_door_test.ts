@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import config from "../../deno.json" with { type: "json" };
-import { EntryProcess, LISTENING } from "../helpers/entry_process.ts";
+import { EntryProcess, LISTENING, ROOT, RUN_FLAGS, TEST_ENV } from "../helpers/entry_process.ts";
 import { readRecords, tempDir } from "../helpers/journal.ts";
 
 Deno.test("manager and runner --version print the baked-in version and the protocol versions", async () => {
@@ -85,4 +85,35 @@ Deno.test("manager --log-format json writes only JSON lines to stderr, each with
   }
   assert.ok(lines.some((l) => JSON.parse(l).properties?.port !== undefined), "structured properties are kept");
   assert.match(manager.stdout, /of 2 in the list 1 succeeded, 1 failed/, "the summary stays on stdout");
+});
+
+Deno.test("under journald (stderr is the JOURNAL_STREAM socket) logs carry a priority prefix and no time", async () => {
+  // python3 stands in for systemd: stderr is a socket, JOURNAL_STREAM names its device and inode.
+  const relay = `
+import os, socket, subprocess, sys
+a, b = socket.socketpair()
+st = os.fstat(b.fileno())
+env = dict(os.environ, JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}")
+p = subprocess.Popen(sys.argv[1:], stderr=b.fileno(), stdout=subprocess.DEVNULL, env=env)
+b.close()
+data = b""
+while True:
+    c = a.recv(65536)
+    if not c: break
+    data += c
+p.wait()
+sys.stdout.write(data.decode())
+`;
+  await using dir = await tempDir();
+  const list = join(dir.path, "jobs.txt");
+  await Deno.writeTextFile(list, "exit 3\n");
+  const out = await new Deno.Command("python3", {
+    args: ["-c", relay, Deno.execPath(), ...RUN_FLAGS, ROOT + "manager.ts", "--jobs", list, "--local", "1"],
+    cwd: ROOT,
+    env: { ...TEST_ENV },
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  assert.ok(out.success, new TextDecoder().decode(out.stderr));
+  assert.match(text, /^<6>manager: Serving 1 job\(s\) from /m, text);
+  assert.doesNotMatch(text, /\d\d:\d\d:\d\d\.\d{3}/, "journald stamps the time itself");
 });
