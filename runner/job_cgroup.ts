@@ -26,6 +26,10 @@
 import { join } from "node:path";
 import { VicoError } from "../protocol/errors.ts";
 import { parseSize } from "../util/size.ts";
+import { logger } from "../util/log.ts";
+import { SETSID } from "./process_runner.ts";
+
+const log = logger("runner", "cgroup");
 
 /** Limits every job gets. */
 export interface JobLimits {
@@ -255,10 +259,12 @@ populated() {
   return 1
 }
 while IFS= read -r L; do
-  oom=0
+  oom=0 hit=0
   if [ -r "$L/memory.events" ]; then
-    while read -r k v; do [ "$k" != oom_kill ] || oom=$v; done < "$L/memory.events"
+    # oom_kill counts kills by any OOM killer; oom only the leaf's own limit.
+    while read -r k v; do case $k in oom) hit=$v ;; oom_kill) oom=$v ;; esac; done < "$L/memory.events"
   fi
+  [ "$hit" -gt 0 ] || oom=0
   if populated "$L"; then
     if [ -e "$L/cgroup.kill" ]; then echo 1 > "$L/cgroup.kill"
     else while read -r p; do kill -9 "$p" 2>/dev/null; done < "$L/cgroup.procs"; fi
@@ -282,8 +288,11 @@ class Reaper {
   #queue: Promise<unknown> = Promise.resolve();
 
   constructor() {
-    this.#child = new Deno.Command("/bin/sh", {
-      args: ["-c", REAPER],
+    // In a session of its own, like the jobs: a Ctrl-C or a batch system's
+    // signal to the runner's process group must not end it.
+    const argv = [...(SETSID === undefined ? [] : [SETSID]), "/bin/sh", "-c", REAPER];
+    this.#child = new Deno.Command(argv[0], {
+      args: argv.slice(1),
       stdin: "piped",
       stdout: "piped",
       stderr: "null",
@@ -336,7 +345,7 @@ export class JobCgroups implements AsyncDisposable {
   readonly #setLimits: string;
   #count = 0;
   readonly #left = new Set<string>();
-  readonly #reaper = new Reaper();
+  #reaper = new Reaper();
 
   private constructor(dir: string, limits: JobLimits) {
     this.dir = dir;
@@ -449,12 +458,18 @@ export class JobCgroups implements AsyncDisposable {
 
   /** @internal Reaps a finished job's leaf: its OOM kills; what the job left running there ends. */
   async reap(path: string): Promise<number> {
-    try {
-      const { oomKills, removed } = await this.#reaper.reap(path);
-      if (removed) this.#left.delete(path);
-      return oomKills;
-    } catch {
-      return 0;
+    for (let attempt = 1;; attempt++) {
+      const reaper = this.#reaper;
+      try {
+        const { oomKills, removed } = await reaper.reap(path);
+        if (removed) this.#left.delete(path);
+        return oomKills;
+      } catch (err) {
+        // The helper shell is gone (killed from outside): start another, once per leaf.
+        if (attempt > 1) return 0;
+        log.warn("The cgroup helper shell ended ({err}); starting a new one", { err: (err as Error).message });
+        if (this.#reaper === reaper) this.#reaper = new Reaper();
+      }
     }
   }
 

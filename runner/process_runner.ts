@@ -111,7 +111,7 @@ export function programArgv(path: string, hasShebang: boolean): string[] {
  * 2 ms a job and serialised; `setsid` gets it in the child for the price of
  * one small exec (it does not fork: a fresh child never leads a group).
  */
-const SETSID = ["/usr/bin/setsid", "/bin/setsid"].find((path) => {
+export const SETSID: string | undefined = ["/usr/bin/setsid", "/bin/setsid"].find((path) => {
   try {
     return Deno.statSync(path).isFile;
   } catch {
@@ -162,7 +162,7 @@ async function runDirect(argv: string[], options: RunProcessOptions): Promise<Pr
   let child: Deno.ChildProcess;
   try {
     const viaSetsid = SETSID !== undefined;
-    child = new Deno.Command(viaSetsid ? SETSID : argv[0], {
+    child = new Deno.Command(SETSID ?? argv[0], {
       args: viaSetsid ? argv : argv.slice(1),
       cwd: options.cwd,
       stdin: "null",

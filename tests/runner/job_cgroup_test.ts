@@ -219,6 +219,29 @@ Deno.test({
 
 Deno.test({
   name: canMake
+    ? "JobCgroups: its helper shell, in a session of its own, is replaced when killed; leaves are still removed"
+    : "JobCgroups helper shell (SKIPPED: no writable cgroup v2 tree here)",
+  ignore: !canMake,
+  async fn() {
+    await using top = (await topCgroup())!;
+    await using cgroups = await JobCgroups.setUp({}, { base: top.path });
+    assert.equal((await runIn(cgroups, "true")).status, 0);
+    // The helper is the shell running the reaper script; it must not share the runner's process group.
+    const found = (await sh('pgrep -P "$0" -f "^/bin/sh -c .populated"', [String(Deno.pid)])).stdout.trim();
+    const helper = Number(found);
+    assert.ok(helper > 0, `the helper shell is running: ${found}`);
+    const groups = (await sh('ps -o pgid= -p "$0" -p "$1"', [String(helper), String(Deno.pid)])).stdout.trim();
+    const [helperGroup, ownGroup] = groups.split(/\s+/);
+    assert.notEqual(helperGroup, ownGroup, "a Ctrl-C or a step's signal to the runner's group misses it");
+    Deno.kill(helper, "SIGKILL");
+    const after = await runIn(cgroups, "echo still");
+    assert.equal(after.status, 0, after.out);
+    assert.doesNotMatch((await sh('ls "$0"', [top.path])).stdout, /vico-job-/, "the leaf went all the same");
+  },
+});
+
+Deno.test({
+  name: canMake
     ? "runProcess() with cgroups: a wrapper that cannot enter its leaf fails the job with 125 and says why"
     : "runProcess() with cgroups, failure (SKIPPED: no writable cgroup v2 tree here)",
   ignore: !canMake,
