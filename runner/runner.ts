@@ -464,7 +464,9 @@ export class Runner {
       } finally {
         this.#running.delete(id);
       }
-      if (await this.#endedByOurStopSignal(finished)) {
+      if (
+        STOP_SIGNAL_STATUSES.has(finished.status) && !finished.endedByRunner && await this.#stopSignalArrives()
+      ) {
         // Not a result: the signal that stops the runner reached the job too
         // (Slurm signals every process of a step, a terminal its process
         // group). Leaving it unreported, the manager runs it again once this
@@ -481,12 +483,11 @@ export class Runner {
   }
 
   /**
-   * Whether a job died of SIGHUP/SIGINT/SIGTERM from outside while this
-   * runner is being stopped. The runner's own signal handler may run just
-   * after the job's end is seen, so a job that died so waits a moment for it.
+   * For a job that died of SIGHUP/SIGINT/SIGTERM from outside: whether this
+   * runner is being stopped too. Its own signal handler may run just after
+   * the job's end is seen, so this waits a moment for it.
    */
-  async #endedByOurStopSignal(finished: Finished): Promise<boolean> {
-    if (finished.endedByRunner || !STOP_SIGNAL_STATUSES.has(finished.status)) return false;
+  async #stopSignalArrives(): Promise<boolean> {
     for (let waited = 0; !this.#stopping && waited < 500; waited += 50) {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
