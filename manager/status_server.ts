@@ -45,6 +45,9 @@ export interface StatusServerOptions {
   timelineLimit?: number;
 }
 
+/** How long one `/status` snapshot serves every request for the same limits. */
+const STATUS_CACHE_MS = 250;
+
 const JSON_HEADERS = { "content-type": "application/json; charset=utf-8", "cache-control": "no-store" };
 const SECURITY_HEADERS = {
   "x-content-type-options": "nosniff",
@@ -84,6 +87,7 @@ export class StatusServer {
   readonly #page: string;
   /** When `/status` was last asked for (performance.now()). */
   #lastPoll = -Infinity;
+  #statusCache: { key: string; at: number; body: string } | undefined;
   /** Set by {@linkcode finish}: resolves once a page has fetched the final timeline. */
   #finalTimeline: (() => void) | undefined;
   /** A timeline was served after the run ended. */
@@ -128,11 +132,18 @@ export class StatusServer {
         return new Response(this.#page, {
           headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-store", ...SECURITY_HEADERS },
         });
-      case "/status":
-        this.#lastPoll = performance.now();
-        return new Response(JSON.stringify(this.#options.snapshot(limitsOf(url))), {
-          headers: { ...JSON_HEADERS, ...SECURITY_HEADERS },
-        });
+      case "/status": {
+        const now = this.#lastPoll = performance.now();
+        // A snapshot of a big fleet takes tens of ms on the manager's event
+        // loop: however fast pages poll, build one at most every 250 ms.
+        const limits = limitsOf(url);
+        const key = JSON.stringify(limits);
+        let cached = this.#statusCache;
+        if (cached === undefined || cached.key !== key || now - cached.at >= STATUS_CACHE_MS) {
+          cached = this.#statusCache = { key, at: now, body: JSON.stringify(this.#options.snapshot(limits)) };
+        }
+        return new Response(cached.body, { headers: { ...JSON_HEADERS, ...SECURITY_HEADERS } });
+      }
       case "/metrics": {
         // Metrics need each runner's count of jobs, not the jobs.
         const snapshot = this.#options.snapshot({ jobsPerRunner: 0 });

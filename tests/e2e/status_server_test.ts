@@ -46,7 +46,12 @@ Deno.test("manager --status-port: /status, /metrics, / and /timeline show runner
   const base = `http://127.0.0.1:${statusPort}`;
   const getStatus = async () => (await (await fetch(`${base}/status`)).json()) as StatusSnapshot;
 
+  // Pages polling in a burst share one snapshot (built at most every 250 ms).
+  const burst = await Promise.all(Array.from({ length: 20 }, () => getStatus()));
+  assert.ok(new Set(burst.map((b) => b.now)).size <= 2, "one or two snapshots served 20 requests");
+  await new Promise((r) => setTimeout(r, 300));
   const before = await getStatus();
+  assert.notEqual(before.now, burst.at(-1)!.now, "and a fresh one after 250 ms");
   assert.equal(before.jobs.total, n);
   assert.equal(before.jobs.pending, n);
   assert.equal(before.runners, 0);
