@@ -11,19 +11,12 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { EntryProcess } from "../helpers/entry_process.ts";
+import { EntryProcess, freePort } from "../helpers/entry_process.ts";
 import { byLine, readOutput, readRecords, tempDir } from "../helpers/journal.ts";
 
 const JOBS = Number(Deno.env.get("VICO_CHAOS_JOBS") ?? "2000");
 const RUNNERS = 4;
 const dec = new TextDecoder();
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = l.addr.port;
-  l.close();
-  return port;
-}
 
 function expectedOutput(i: number): string {
   const seq = Array.from({ length: i % 7 }, (_, k) => k + 1).join(",");

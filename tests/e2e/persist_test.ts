@@ -7,17 +7,10 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { EntryProcess, startManager, startRunner } from "../helpers/entry_process.ts";
+import { EntryProcess, freePort, startManager, startRunner } from "../helpers/entry_process.ts";
 import { byLine, readJournal, readOutput, readRecords, tempDir } from "../helpers/journal.ts";
 
 const dec = new TextDecoder();
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = l.addr.port;
-  l.close();
-  return port;
-}
 
 Deno.test("runner --persist: jobs run on through a manager crash; the restarted manager takes their results, nothing twice", async () => {
   await using dir = await tempDir();

@@ -12,7 +12,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { EntryProcess, ROOT, startManagerOn } from "../helpers/entry_process.ts";
+import { EntryProcess, freePort, ROOT, startManagerOn } from "../helpers/entry_process.ts";
 import { readOutput, readRecords, tempDir } from "../helpers/journal.ts";
 
 const dec = new TextDecoder();
@@ -41,13 +41,6 @@ const skipReason = missing.length > 0
   : Deno.uid() !== 0
   ? "slurmd must run as root"
   : undefined;
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = l.addr.port;
-  l.close();
-  return port;
-}
 
 /** A one-node Slurm cluster on loopback: munged, slurmctld and slurmd, in `dir`. */
 class TestCluster implements AsyncDisposable {

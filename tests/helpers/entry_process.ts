@@ -202,6 +202,14 @@ export async function startManagerOn(
   };
 }
 
+/** A TCP port on 127.0.0.1 that was free a moment ago (for a manager that must come back on the same port). */
+export function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = l.addr.port;
+  l.close();
+  return port;
+}
+
 /** Starts a runner against `127.0.0.1:port`. */
 export function startRunner(port: number, args: string[] = [], options: SpawnOptions = {}): EntryProcess {
   return EntryProcess.spawn("runner.ts", ["--manager", `127.0.0.1:${port}`, ...args], options);

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ServiceNotifier } from "../../runner/sd_notify.ts";
-import { EntryProcess, ROOT, startManager } from "../helpers/entry_process.ts";
+import { EntryProcess, freePort, ROOT, startManager } from "../helpers/entry_process.ts";
 import { byLine, readOutput, readRecords, tempDir } from "../helpers/journal.ts";
 import { execArgv, expandSpecifiers, parseEnvFile, readUnit, SYSTEMD_DIR, value } from "../helpers/systemd_unit.ts";
 
@@ -184,13 +184,6 @@ async function expectNotification(
       `${(err as Error).message}\nreceived:\n${listener.stdout}\nrunner's log:\n${runner.stderr}`,
     );
   }
-}
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = l.addr.port;
-  l.close();
-  return port;
 }
 
 /** Seconds in a systemd time span like "15min", "60s", "2h". */

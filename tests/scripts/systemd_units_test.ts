@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { EntryProcess, LISTENING, ROOT, RUN_FLAGS } from "../helpers/entry_process.ts";
+import { EntryProcess, freePort, LISTENING, ROOT, RUN_FLAGS } from "../helpers/entry_process.ts";
 import { readRecords, tempDir } from "../helpers/journal.ts";
 import {
   execArgv,
@@ -21,13 +21,6 @@ import {
 } from "../helpers/systemd_unit.ts";
 
 const dec = new TextDecoder();
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = l.addr.port;
-  l.close();
-  return port;
-}
 
 const UNITS = ["vico-runner@.service", "vico-manager.service"];
 
