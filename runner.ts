@@ -246,7 +246,7 @@ export async function main(args: string[]): Promise<number> {
   }
   let runAs: RunAs | undefined;
   try {
-    runAs = await jobUser(flags.user, flags["allow-root"] || Deno.env.get("VICO_ALLOW_ROOT") === "1");
+    runAs = await jobUser(flags.user, flags["allow-root"] ?? false);
   } catch (err) {
     return complain("runner", (err as Error).message, ExitCode.USAGE);
   }

@@ -92,22 +92,17 @@ export function formatJsonRecord(record: LogRecord): string {
   for (const [k, v] of Object.entries(record.properties)) {
     properties[k] = v instanceof Error ? `${v.name}: ${v.message}` : typeof v === "bigint" ? String(v) : v;
   }
+  const base = {
+    time: new Date(record.timestamp).toISOString(),
+    level: record.level,
+    logger: where(record),
+    message: messageText(record),
+  };
   let line: string;
   try {
-    line = JSON.stringify({
-      time: new Date(record.timestamp).toISOString(),
-      level: record.level,
-      logger: where(record),
-      message: messageText(record),
-      properties,
-    });
+    line = JSON.stringify({ ...base, properties });
   } catch {
-    line = JSON.stringify({
-      time: new Date(record.timestamp).toISOString(),
-      level: record.level,
-      logger: where(record),
-      message: messageText(record),
-    });
+    line = JSON.stringify(base); // a property that cannot be serialised (a cycle)
   }
   return line + "\n";
 }
