@@ -405,9 +405,6 @@ export async function main(args: string[]): Promise<number> {
       );
     }
   }
-  const progress = !flags["no-progress"] && !flags.quiet && Deno.stderr.isTerminal()
-    ? new ProgressBar(jobs.commands.length)
-    : undefined;
   try {
     manager = await Manager.start({
       jobs,
@@ -428,10 +425,8 @@ export async function main(args: string[]): Promise<number> {
       quarantine: Object.fromEntries(Object.entries(quarantine).filter(([, v]) => v !== undefined)),
       stopTimeoutMs,
       transferIdleTimeoutMs,
-      onSettled: (_job, status) => progress?.tick(status !== 0),
     });
   } catch (err) {
-    progress?.stop();
     await statusServer?.close();
     if (err instanceof Deno.errors.AddrInUse) {
       return complain("manager", `port ${port} is already in use; choose another with --port`, ExitCode.CANNOT_START);
@@ -454,7 +449,6 @@ export async function main(args: string[]): Promise<number> {
     } catch (err) {
       manager.close();
       await manager.finished.catch(() => {});
-      progress?.stop();
       await statusServer?.close();
       return complain("manager", `cannot write the join token: ${(err as Error).message}`, ExitCode.CANNOT_START);
     }
@@ -467,11 +461,11 @@ export async function main(args: string[]): Promise<number> {
     log.info("Start runners with: runner --manager {host}:{port} --workers N", { host: hostname, port: bound });
   }
 
-  // Progress from the live counts.
-  progress?.attach(() => manager.status.counts());
-  const progressLog = progress === undefined && !flags["no-progress"] && !flags.quiet
-    ? new ProgressLog(() => manager.status.counts())
-    : undefined;
+  // Progress from the live counts: a bar on a terminal, else a log line now and then.
+  const counts = () => manager.status.counts();
+  const showProgress = !flags["no-progress"] && !flags.quiet;
+  const progress = showProgress && Deno.stderr.isTerminal() ? new ProgressBar(counts) : undefined;
+  const progressLog = showProgress && progress === undefined ? new ProgressLog(counts) : undefined;
 
   // First SIGINT/SIGTERM: no new jobs, wait for running ones; second: now.
   // Unsettled jobs run on the next start on the same results directory.

@@ -19,35 +19,17 @@ export function formatDuration(seconds: number): string {
   return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
 }
 
-/** A one-line progress bar on stderr, redrawn at most 10 times a second. */
+/** A one-line progress bar on stderr from a live run's counts, redrawn 10 times a second. */
 export class ProgressBar {
-  readonly #total: number;
-  readonly #started = performance.now();
-  #done = 0;
-  #failed = 0;
+  readonly #counts: () => StatusCounts;
   #drawn = false;
-  #timer: ReturnType<typeof setInterval> | undefined;
-  #counts: (() => StatusCounts) | undefined;
+  readonly #timer: ReturnType<typeof setInterval>;
 
-  /** @param total Number of jobs. */
-  constructor(total: number) {
-    this.#total = total;
+  /** @param counts The run's live counts (its {@linkcode RunStatus}). */
+  constructor(counts: () => StatusCounts) {
+    this.#counts = counts;
     setStatusLine(this);
     this.#timer = setInterval(() => this.redraw(), 100);
-  }
-
-  /**
-   * Takes counts, rate and ETA from a live run (its {@linkcode RunStatus}
-   * counts) instead of the ticks, and shows running jobs and runners too.
-   */
-  attach(counts: () => StatusCounts): void {
-    this.#counts = counts;
-  }
-
-  /** One more job settled. */
-  tick(failed: boolean): void {
-    this.#done++;
-    if (failed) this.#failed++;
   }
 
   /** Erases the bar. */
@@ -58,23 +40,7 @@ export class ProgressBar {
 
   /** Draws the bar. */
   redraw(): void {
-    if (this.#counts !== undefined) {
-      writeStderr(`\r\x1b[2K${formatProgressBar(this.#counts())}`);
-      this.#drawn = true;
-      return;
-    }
-    const elapsed = (performance.now() - this.#started) / 1000;
-    const rate = elapsed > 0 ? this.#done / elapsed : 0;
-    const eta = rate > 0 ? (this.#total - this.#done) / rate : Infinity;
-    const width = 30;
-    const filled = this.#total === 0 ? width : Math.round((this.#done / this.#total) * width);
-    const pct = this.#total === 0 ? 100 : Math.floor((this.#done / this.#total) * 100);
-    const failed = this.#failed > 0 ? `  ${this.#failed} failed` : "";
-    const line = `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${this.#done}/${this.#total} ${pct}%  ` +
-      `${rate.toFixed(rate < 10 ? 1 : 0)} jobs/s  ETA ${
-        this.#done === this.#total ? "0s" : formatDuration(eta)
-      }${failed}`;
-    writeStderr(`\r\x1b[2K${line}`);
+    writeStderr(`\r\x1b[2K${formatProgressBar(this.#counts())}`);
     this.#drawn = true;
   }
 
