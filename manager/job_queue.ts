@@ -31,6 +31,13 @@ export interface JobQueueOptions {
   settled?: (job: number) => boolean;
   /** Jobs that start out running (leased to a runner of an earlier run), not queued. */
   running?: (job: number) => boolean;
+  /**
+   * Attempts earlier runs handed out (the journal's), so attempt numbers
+   * continue where they left off and never repeat for a key.
+   */
+  attemptsBefore?: (job: number) => number;
+  /** Failed attempts earlier runs kept (`--retries` counts them). */
+  failuresBefore?: (job: number) => number;
 }
 
 interface Ring {
@@ -84,6 +91,8 @@ export class JobQueue {
     this.#failures = new Uint8Array(size);
     this.#losses = new Uint8Array(size);
     for (let job = 0; job < size; job++) {
+      if (options.attemptsBefore) this.#attempts[job] = Math.min(options.attemptsBefore(job), 0xffff);
+      if (options.failuresBefore) this.#failures[job] = Math.min(options.failuresBefore(job), 0xff);
       if (options.settled?.(job)) {
         this.#state[job] = JobState.SETTLED;
         this.#settled++;
@@ -91,7 +100,7 @@ export class JobQueue {
         this.#state[job] = JobState.RUNNING;
         this.#rings[classOf ? classOf[job] : 0].unsettled++;
         this.#running++;
-        this.#attempts[job] = 1;
+        if (this.#attempts[job] === 0) this.#attempts[job] = 1;
       } else {
         const ring = this.#rings[classOf ? classOf[job] : 0];
         ring.buf[ring.count++] = job;
@@ -146,7 +155,7 @@ export class JobQueue {
     return this.#state[job] as JobStateValue;
   }
 
-  /** How many times `job` has been handed out. */
+  /** How many times `job` has been handed out (in this run and the earlier ones): its latest attempt number. */
   attempts(job: number): number {
     return this.#attempts[job];
   }
@@ -178,12 +187,12 @@ export class JobQueue {
     this.#pending++;
     this.#running--;
     this.#state[job] = JobState.PENDING;
-    if (this.#failures[job] < 0xff) this.#failures[job]++;
+    this.noteFailure(job);
   }
 
-  /** Takes back one hand-out of `job` that should not count (the runner was not to blame). */
-  refund(job: number): void {
-    if (this.#attempts[job] > 0) this.#attempts[job]--;
+  /** Counts a failed attempt of `job` (one `--retries` allows) without moving it. */
+  noteFailure(job: number): void {
+    if (this.#failures[job] < 0xff) this.#failures[job]++;
   }
 
   /**

@@ -8,6 +8,7 @@
 
 import { DEFAULT_LIMITS, type Limits } from "../protocol/limits.ts";
 import type { SharedSecret } from "../protocol/auth.ts";
+import { heldTag, type ServerHello, TAG_FEATURE } from "../protocol/vico_extension.ts";
 import { listenTcp } from "../transport/conn_transport.ts";
 import { listenTls, type TlsIdentity } from "../transport/tls.ts";
 import { mergeListeners, type TransportListener } from "../transport/transport.ts";
@@ -22,7 +23,8 @@ import { Quarantine, type QuarantineOptions } from "./quarantine.ts";
 import { ResultRecorder } from "./result_recorder.ts";
 import { ResultsStore } from "./results_store.ts";
 import { planResume, type ResumePlan } from "./resume.ts";
-import { type RunnerLink, Scheduler } from "./scheduler.ts";
+import { type HeldJob, type RunnerLink, Scheduler } from "./scheduler.ts";
+import { Ledger } from "./ledger.ts";
 import { RunStatus } from "./run_status.ts";
 import { Server } from "./server.ts";
 import { ManagerTextSession, type TextSessionContext } from "./text_session.ts";
@@ -169,13 +171,24 @@ export class Manager {
     // Jobs settled by an earlier run on this results directory are not run again.
     const plan = planResume(jobs.commands.length, results.previous, keyOf);
     describeResume(plan, options.resultsDir);
+    const settledBefore = plan.skipped === 0 ? undefined : (job: number) => plan.settled[job] === 1;
     const queue = new JobQueue(jobs.commands.length, {
       classOf: jobs.classOf,
       classes: jobs.classes.length,
-      settled: plan.skipped === 0 ? undefined : (job) => plan.settled[job] === 1,
+      settled: settledBefore,
       // Jobs an identified runner held when the last run stopped wait for it.
       running: plan.heldBy.size === 0 ? undefined : (job) => plan.heldBy.has(job),
+      // Attempt numbers continue where the journal left off.
+      attemptsBefore: (job) => plan.attempts[job],
+      failuresBefore: (job) => plan.failures[job],
     });
+    // The commit authority: this run's identity, the earlier runs', and the
+    // hand-outs to identified runners still open (their kept results are wanted).
+    const run = crypto.randomUUID().replaceAll("-", "");
+    const ledger = new Ledger(jobs.commands.length, run, results.previous.runIds, settledBefore);
+    for (const [job, issued] of plan.issued) {
+      for (const i of issued) ledger.issue(job, { attempt: i.attempt, runner: i.runner, run: i.run }, keyOf(job));
+    }
     const leaseMs = options.leaseMs ?? 120_000;
     const leaseTimers = new Map<string, ReturnType<typeof setTimeout>>();
     const localNames = new Set(Array.from({ length: options.local ?? 0 }, (_, i) => `local-${i + 1}`));
@@ -234,14 +247,15 @@ export class Manager {
       onLost: (job, reason, link) => {
         log.error("Job at line {line} is given up as lost: {reason}", { line: jobs.lines[job], reason });
         recorder!.lost(job, reason, link).then(
-          () => {
+          (recorded) => {
+            if (!recorded) return; // a result beat it
             status.lost(job);
             options.onSettled?.(job, 255, link.host);
           },
           (err) => log.error("Could not record lost job: {err}", { err: (err as Error).message }),
         );
       },
-    }, { maxAttempts: options.maxAttempts, leaseMs, nameOf: (job) => jobs.commands[job], keyOf });
+    }, { maxAttempts: options.maxAttempts, leaseMs, keyOf, ledger });
     if (plan.heldBy.size > 0) scheduler.restoreLeases(plan.heldBy);
     status.attach({
       get pending() {
@@ -289,13 +303,17 @@ export class Manager {
       transferIdleTimeoutMs: options.transferIdleTimeoutMs ?? 60_000,
       idleTimeoutMs: options.idleTimeoutMs ?? 300_000,
       jobTimeout: options.jobTimeoutMs !== undefined,
-      noteAssignment: (job, link) =>
+      run,
+      keyOf,
+      noteAssignment: (job, attempt, link) =>
         results.note({
           type: "assign",
           key: keyOf(job),
           runner: link.runnerId!,
           host: link.host,
           at: new Date().toISOString(),
+          run,
+          attempt,
         }),
     };
     const pulseSec = options.pulseSec ?? 10;
@@ -326,6 +344,7 @@ export class Manager {
     }
     results.note({
       type: "run",
+      id: run,
       started: new Date().toISOString(),
       source: jobs.source,
       jobs: jobs.commands.length,
@@ -343,16 +362,29 @@ export class Manager {
       maxConnections: options.maxConnections ?? 4096,
       secret: options.secret,
       tls: options.tls !== undefined,
-      extensionAnswer: (hello, holds) => ({
-        kind: "ok",
-        pulse: pulseSec,
-        timeoutMs: options.jobTimeoutMs,
-        lease: Math.round(leaseMs / 1000),
-        // A returning binary node asks whether to deliver the task it held.
-        ...(hello.proto === "binary" && holds.length > 0
-          ? { resume: hello.id !== undefined && scheduler.canAdopt(hello.id, holds[0]) ? 1 : 0 }
-          : {}),
-      }),
+      extensionAnswer: (hello, holds) => {
+        // Held lines are taken back only as hand-outs this directory issued
+        // to this runner, for jobs still open; the rest are set aside.
+        const held: HeldJob[] = [];
+        const drop: number[] = [];
+        holds.forEach((line, i) => {
+          const tag = heldTag(line, hello.proto);
+          const job = tag !== undefined && ledger.knowsRun(tag.run) ? ledger.jobOfKey(tag.key) : undefined;
+          if (hello.id !== undefined && job !== undefined && ledger.wants(hello.id, tag!.run, job, tag!.attempt)) {
+            held.push({ job, attempt: tag!.attempt });
+          } else drop.push(i);
+        });
+        const answer: Extract<ServerHello, { kind: "ok" }> = {
+          kind: "ok",
+          pulse: pulseSec,
+          timeoutMs: options.jobTimeoutMs,
+          lease: Math.round(leaseMs / 1000),
+          ...(hello.want.includes(TAG_FEATURE) ? { tag: 1 } : {}),
+          // A returning binary node asks whether to deliver the task it held.
+          ...(hello.proto === "binary" && holds.length > 0 ? { resume: held.length > 0 ? 1 : 0 } : { drop }),
+        };
+        return { answer, held };
+      },
     });
     const started = performance.now();
     watch.announce();

@@ -17,7 +17,7 @@ import type { BufferedReader } from "../protocol/buffered_reader.ts";
 import { encodeToNode, isAcceptedBinaryVersion, readFromNode } from "../protocol/binary_codec.ts";
 import { ProtocolError, VicoError } from "../protocol/errors.ts";
 import { type FromNode, NO_MORE_TASKS, NodeStatus, type ToNode } from "../protocol/messages.ts";
-import { TASK_KEY_FILE } from "../protocol/vico_extension.ts";
+import { formatTag, TASK_KEY_FILE } from "../protocol/vico_extension.ts";
 import type { Transport } from "../transport/transport.ts";
 import { logger, LogRateLimit } from "../util/log.ts";
 import { Mutex } from "../util/mutex.ts";
@@ -45,12 +45,10 @@ export interface OwnerSessionContext extends SessionContext {
   readonly pulseMs: number;
   /** Time limit for tasks that set none. */
   readonly defaultTimeoutMs?: number;
-  /** Content key of a job (told to identified nodes, so they can hold it across a restart). */
-  keyOf(job: number): string;
 }
 
 type Assignment =
-  | { kind: "task"; job: number; rank: number }
+  | { kind: "task"; job: number; rank: number; attempt: number }
   | { kind: "release" }
   | { kind: "refuse"; reason: string };
 
@@ -85,6 +83,8 @@ export class OwnerSession implements RunnerLink, Session {
   });
   #abandoned: string | undefined;
   #stopPending = false;
+  /** The task ran out of its time limit (it was sent Stop for it). */
+  #timedOut = false;
   #lastHeard = performance.now();
   #dropReason: string | undefined;
   #job = -1;
@@ -130,8 +130,8 @@ export class OwnerSession implements RunnerLink, Session {
   }
 
   /** Scheduler: this node's task. */
-  assign(job: number, rank: number): void {
-    this.#answer({ kind: "task", job, rank });
+  assign(job: number, rank: number, attempt: number): void {
+    this.#answer({ kind: "task", job, rank, attempt });
   }
 
   /** Scheduler: nothing left. */
@@ -174,15 +174,17 @@ export class OwnerSession implements RunnerLink, Session {
   /** Serves the connection until it closes. Never rejects. */
   async run(): Promise<void> {
     let job = -1;
+    // A node that breaks the protocol is to blame, not its task.
+    let blameJobs = true;
     const prober = this.#ctx.pulseMs > 0 ? setInterval(() => this.#probe(), this.#ctx.pulseMs) : undefined;
     try {
       if (!await this.#join()) return;
       if (this.#extension?.answer.resume === 1) {
         // The node came back to deliver the task it held while we were apart.
-        const held = [...this.#ctx.scheduler.jobsOf(this)][0];
+        const held = this.#extension.held[0];
         if (held === undefined) throw new ProtocolError("The task this node held was taken by another meanwhile");
-        job = this.#job = held;
-        await this.#resumeTask(held);
+        job = this.#job = held.job;
+        await this.#resumeTask(held.job, held.attempt);
         return;
       }
       const a = await this.#request();
@@ -197,14 +199,15 @@ export class OwnerSession implements RunnerLink, Session {
         await this.#send({ kind: "reject", reason: a.reason });
       } else {
         job = this.#job = a.job;
-        await this.#serveTask(a.job, a.rank);
+        await this.#serveTask(a.job, a.rank, a.attempt);
       }
     } catch (err) {
+      blameJobs = !(err instanceof ProtocolError);
       await this.#report(err, job);
     } finally {
       clearInterval(prober);
       this.#state = "Closed";
-      if (this.#joined) this.#ctx.scheduler.onRunnerLost(this);
+      if (this.#joined) this.#ctx.scheduler.onRunnerLost(this, blameJobs);
       this.#transport.close();
     }
   }
@@ -236,7 +239,7 @@ export class OwnerSession implements RunnerLink, Session {
     this.#modules = new Set(join.modules);
     this.#handshake.done();
     this.#joined = true;
-    this.#ctx.scheduler.onRunnerJoined(this, this.#extension?.holds ?? []);
+    this.#ctx.scheduler.onRunnerJoined(this, this.#extension?.held ?? []);
     return true;
   }
 
@@ -273,11 +276,11 @@ export class OwnerSession implements RunnerLink, Session {
     }
   }
 
-  async #serveTask(job: number, rank: number): Promise<void> {
+  async #serveTask(job: number, rank: number, attempt: number): Promise<void> {
     const { jobs } = this.#ctx;
     const task = taskOf(jobs, job);
     const handedOutAt = new Date().toISOString();
-    if (this.runnerId !== undefined) await this.#ctx.noteAssignment(job, this);
+    if (this.runnerId !== undefined) await this.#ctx.noteAssignment(job, attempt, this);
     log.debug("Node {peer} takes job {line}{rank}", {
       peer: this.peer,
       line: jobs.lines[job],
@@ -292,9 +295,11 @@ export class OwnerSession implements RunnerLink, Session {
 
     this.#state = "WaitingForInput";
     if (this.runnerId !== undefined) {
-      // An identified node is told the task's key, so that it can hold the
-      // task (and its results) across a loss of this connection.
-      const key = new TextEncoder().encode(this.#ctx.keyOf(job) + "\n");
+      // An identified node is told the task's tag (run, key, attempt), so
+      // that it can hold the task (and its results) across a loss of this
+      // connection, and name exactly that hand-out when it comes back.
+      const tag = formatTag({ run: this.#ctx.run, key: this.#ctx.keyOf(job), attempt });
+      const key = new TextEncoder().encode(tag + "\n");
       await this.#writeLock.run(async () => {
         await this.#transport.write(encodeToNode({ kind: "file", name: TASK_KEY_FILE, size: key.length }));
         await this.#transport.write(key);
@@ -312,11 +317,11 @@ export class OwnerSession implements RunnerLink, Session {
     if (reply.kind === "reject") throw new TaskRefusedError(`node refused Start: ${reply.reason}`);
     if (reply.kind !== "started") throw new ProtocolError("Expected Accept with the start time", reply.kind);
     this.#state = "Working";
-    await this.#finishTask(job, rank, task, handedOutAt, reply.time);
+    await this.#finishTask(job, rank, attempt, task, handedOutAt, reply.time);
   }
 
   /** A node delivers a task it held across a lost connection: it reports where it is, then finishes as usual. */
-  async #resumeTask(job: number): Promise<void> {
+  async #resumeTask(job: number, attempt: number): Promise<void> {
     const task = taskOf(this.#ctx.jobs, job);
     log.info("Node {peer} ({id}) is back with the task at line {line}", {
       peer: this.peer,
@@ -326,11 +331,18 @@ export class OwnerSession implements RunnerLink, Session {
     await this.#send({ kind: "accept" });
     this.#state = "Working";
     await this.#send({ kind: "statusRequest" });
-    await this.#finishTask(job, 1, task, new Date().toISOString(), "");
+    await this.#finishTask(job, 1, attempt, task, new Date().toISOString(), "");
   }
 
   /** Working → Finished → Leaving: waits for Finished, takes the Results and Leave, records. */
-  async #finishTask(job: number, rank: number, task: TaskBundle, handedOutAt: string, started: string): Promise<void> {
+  async #finishTask(
+    job: number,
+    rank: number,
+    attempt: number,
+    task: TaskBundle,
+    handedOutAt: string,
+    started: string,
+  ): Promise<void> {
     const limit = task.timeoutMs ?? this.#ctx.defaultTimeoutMs;
     const timer = limit === undefined ? undefined : setTimeout(() => this.#timeout(task, limit), limit);
     let finished: Extract<FromNode, { kind: "finished" }>;
@@ -339,6 +351,9 @@ export class OwnerSession implements RunnerLink, Session {
     } finally {
       clearTimeout(timer);
     }
+    // May this delivery commit? Its bytes are read either way.
+    const admission = this.#ctx.recorder.admit(job, attempt, this);
+    if (admission.kind === "unknown") throw new ProtocolError("Finished for a task this node was not given");
     await this.#send({ kind: "accept" });
     this.#state = "Finished";
 
@@ -355,10 +370,11 @@ export class OwnerSession implements RunnerLink, Session {
     } catch (err) {
       await output?.discard();
       for (const f of returned) await f.staged?.discard();
+      if (admission.kind === "accepted") this.#ctx.recorder.refuse(admission.ticket);
       throw err;
     }
     this.#state = "Leaving";
-    await this.#ctx.recorder.record(job, {
+    const delivery = {
       link: this,
       rank,
       status: finished.status,
@@ -366,7 +382,11 @@ export class OwnerSession implements RunnerLink, Session {
       handedOutAt,
       output,
       returned,
-    });
+      timedOut: this.#timedOut,
+    };
+    // Leave is accepted only once a record is durable.
+    if (admission.kind === "accepted") await this.#ctx.recorder.record(admission.ticket, delivery);
+    else await this.#ctx.recorder.discard(job, delivery, admission.settled);
     await this.#send({ kind: "accept" });
   }
 
@@ -429,6 +449,7 @@ export class OwnerSession implements RunnerLink, Session {
       s: limit / 1000,
     });
     this.#stopPending = true;
+    this.#timedOut = true;
     this.#send({ kind: "stop" }).catch(() => {});
   }
 

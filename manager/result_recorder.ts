@@ -1,22 +1,32 @@
 /**
- * The one place a result turns into a record. Both session kinds hand over
- * what a runner delivered; the recorder decides what it becomes:
+ * The one place a delivery turns into a record. Both session kinds, before
+ * they read a result's bytes, ask {@linkcode ResultRecorder.admit} whether
+ * the delivery may commit (the {@linkcode Ledger} decides: issued to that
+ * runner, attempt not delivered yet, job not settled or being settled);
+ * then they hand over what arrived, and acknowledge their runner only when
+ * {@linkcode ResultRecorder.record} resolves, which is once a record is
+ * durable:
  *
- * - a settled job (the result is committed and the scheduler told), or
- * - with `--retries`, a failed attempt kept as an `attempt` record while the
- *   job goes back to the queue;
+ * - a settled job (its `job` record; the scheduler is told), or
+ * - with `--retries`, a failed attempt kept as an `attempt` record while
+ *   the job goes back to the queue, or
+ * - a quarantine suspect (a fast failure held back by the black-hole rule)
+ *   kept as an `attempt` record marked `suspect`; later it either settles
+ *   the job (a `job` record naming the same output), or the job runs again
+ *   elsewhere, or another attempt settles the job first.
  *
- * and records jobs given up as lost. A gang's K deliveries are collected
- * and committed together as one record; each member waits for that commit
- * before acknowledging its node.
+ * Jobs given up as lost go through the same ledger: the first claim wins,
+ * so a job is never both lost and recorded. A gang's K deliveries are
+ * collected and committed together as one record; each member waits for
+ * that commit before acknowledging its node.
  *
  * @module
  */
 
 import { type JobList, taskOf } from "./job_list.ts";
-import type { JobFields, ResultsStore, ReturnedFile, StagedOutput } from "./results_store.ts";
+import type { AttemptRecord, JobFields, ResultsStore, ReturnedFile, StagedOutput } from "./results_store.ts";
 import type { RunnerLink, Scheduler } from "./scheduler.ts";
-import { JobState } from "./job_queue.ts";
+import type { Claim, Ledger, Ticket } from "./ledger.ts";
 import type { Quarantine } from "./quarantine.ts";
 import { logger } from "../util/log.ts";
 
@@ -38,6 +48,8 @@ export interface Delivery {
   output?: StagedOutput;
   /** Other returned files, in Ret order. */
   returned: ReturnedFile[];
+  /** The runner stopped the job at its `--timeout`. */
+  timedOut?: boolean;
 }
 
 /** Options for {@linkcode ResultRecorder}. */
@@ -52,14 +64,43 @@ export interface ResultRecorderOptions {
   now?: () => number;
 }
 
+/**
+ * The answer to {@linkcode ResultRecorder.admit}: commit (read the bytes,
+ * then {@linkcode ResultRecorder.record}); a duplicate (read and discard
+ * the bytes, then acknowledge once `settled` resolves); or unknown (the
+ * manager never issued it: a protocol error of the runner's).
+ */
+export type Admission =
+  | { readonly kind: "accepted"; readonly ticket: Admitted }
+  | { readonly kind: "duplicate"; readonly settled: Promise<void> }
+  | { readonly kind: "unknown" };
+
+/** An admitted delivery: the ledger's ticket (a gang's is taken once all its parts are in). */
+export interface Admitted {
+  /** The job. */
+  readonly job: number;
+  /** The attempt delivering. */
+  readonly attempt: number;
+  /** The ledger's ticket; undefined for a gang member (the gang claims once, when complete). */
+  readonly ticket?: Ticket;
+}
+
 interface Pending {
+  attempt: number;
   parts: Map<number, Delivery>;
   waiters: { resolve(): void; reject(err: unknown): void }[];
 }
 
-/** Records results, one settlement per job. */
+interface Suspect {
+  attempt: number;
+  delivery: Delivery;
+  record: AttemptRecord;
+}
+
+/** Records results, one settlement per job, through the ledger. */
 export class ResultRecorder {
   readonly #scheduler: Scheduler;
+  readonly #ledger: Ledger;
   readonly #results: ResultsStore;
   readonly #jobs: JobList;
   readonly #keyOf: (job: number) => string;
@@ -67,13 +108,13 @@ export class ResultRecorder {
   readonly #quarantine: Quarantine | undefined;
   readonly #onQuarantine: ResultRecorderOptions["onQuarantine"];
   readonly #now: () => number;
-  /** Suspect results held back by the quarantine, by job. */
-  readonly #suspects = new Map<number, Delivery>();
+  /** Suspects held back by the quarantine (each durable as an attempt record), by job. */
+  readonly #suspects = new Map<number, Suspect>();
+  /** Gang deliveries being collected, by job. */
   readonly #pending = new Map<number, Pending>();
-  readonly #committing = new Set<number>();
 
   /**
-   * @param scheduler Settles and requeues jobs.
+   * @param scheduler Settles and requeues jobs; its ledger decides.
    * @param results Where results go.
    * @param jobs The job list.
    * @param keyOf Content key of a job.
@@ -87,6 +128,7 @@ export class ResultRecorder {
     options: ResultRecorderOptions = {},
   ) {
     this.#scheduler = scheduler;
+    this.#ledger = scheduler.ledger;
     this.#results = results;
     this.#jobs = jobs;
     this.#keyOf = keyOf;
@@ -96,33 +138,70 @@ export class ResultRecorder {
     this.#now = options.now ?? Date.now;
   }
 
+  /** Suspects held right now. */
+  get suspects(): number {
+    return this.#suspects.size;
+  }
+
   /**
-   * Records one delivery for `job`. Resolves once the job's record (or its
-   * attempt record) is durable; rejects if its gang was abandoned or the
-   * commit failed (the job then stays with its runner, which is dropped).
+   * A runner announces a delivery of `job` by `attempt`: may it commit?
+   * Call before reading its bytes.
    */
-  record(job: number, delivery: Delivery): Promise<void> {
-    const size = this.#jobs.bundles?.[job]?.nodes ?? 1;
-    if (size === 1 && (this.#scheduler.queue.stateOf(job) === JobState.SETTLED || this.#committing.has(job))) {
-      // Two runners ran it (a lease ran out, then the first came back): the
-      // first result recorded wins; this one is acknowledged and dropped.
-      this.#scheduler.drop(delivery.link, job);
-      log.info("Job at line {line} was already recorded; the result from {host} is discarded", {
-        line: this.#jobs.lines[job],
-        host: delivery.link.host,
-      });
-      return discard(delivery);
+  admit(job: number, attempt: number, link: RunnerLink): Admission {
+    if ((this.#jobs.bundles?.[job]?.nodes ?? 1) > 1) {
+      // A gang claims once, when all its members have delivered.
+      const a = this.#ledger.assignment(job, attempt);
+      if (a === undefined || this.#ledger.isSettled(job)) return admission(this.#ledger.claim(job, attempt));
+      return { kind: "accepted", ticket: { job, attempt } };
     }
-    if (size === 1 && this.#quarantine !== undefined) return this.#judge(job, delivery);
-    this.#committing.add(job);
+    return admission(this.#ledger.claim(job, attempt, link.runnerId));
+  }
+
+  /** The bytes of an admitted delivery did not arrive (the runner is dropped): nothing is recorded. */
+  refuse(admitted: Admitted): void {
+    if (admitted.ticket !== undefined) this.#ledger.abort(admitted.ticket);
+  }
+
+  /**
+   * Records an admitted delivery. Resolves once its record (or attempt
+   * record) is durable; rejects if its gang was abandoned or the commit
+   * failed (nothing was recorded: the session drops its runner).
+   */
+  record(admitted: Admitted, delivery: Delivery): Promise<void> {
+    const job = admitted.job;
+    if (admitted.ticket === undefined) return this.#gangPart(admitted, delivery);
+    if (this.#quarantine !== undefined) return this.#judge(admitted.ticket, delivery);
+    return this.#commit(admitted.ticket, [delivery], job);
+  }
+
+  /** A late duplicate: logged, discarded; the runner is acknowledged once `settled` resolves. */
+  async discard(job: number, delivery: Delivery, settled: Promise<void>): Promise<void> {
+    this.#scheduler.drop(delivery.link, job);
+    log.info("Job at line {line} was already recorded; the result from {host} is discarded", {
+      line: this.#jobs.lines[job],
+      host: delivery.link.host,
+    });
+    await discard(delivery);
+    await settled.catch(() => {});
+  }
+
+  #gangPart(admitted: Admitted, delivery: Delivery): Promise<void> {
+    const job = admitted.job;
+    const size = this.#jobs.bundles?.[job]?.nodes ?? 1;
     let pending = this.#pending.get(job);
-    if (pending === undefined) this.#pending.set(job, pending = { parts: new Map(), waiters: [] });
+    if (pending === undefined || pending.attempt !== admitted.attempt) {
+      this.#pending.set(job, pending = { attempt: admitted.attempt, parts: new Map(), waiters: [] });
+    }
     pending.parts.set(delivery.rank, delivery);
     const done = new Promise<void>((resolve, reject) => pending.waiters.push({ resolve, reject }));
     if (pending.parts.size === size) {
       this.#pending.delete(job);
       const parts = [...pending.parts.values()].sort((a, b) => a.rank - b.rank);
-      this.#commit(job, parts).finally(() => this.#committing.delete(job)).then(
+      const claim = this.#ledger.claim(job, admitted.attempt);
+      const commit = claim.kind === "accepted"
+        ? this.#commit(claim.ticket, parts, job)
+        : Promise.all(parts.map(discard)).then(() => claim.kind === "duplicate" ? claim.settled : undefined);
+      commit.then(
         () => pending.waiters.forEach((w) => w.resolve()),
         (err) => pending.waiters.forEach((w) => w.reject(err)),
       );
@@ -131,14 +210,29 @@ export class ResultRecorder {
   }
 
   /** Asks the quarantine about a single-node result and acts on its verdict. */
-  async #judge(job: number, delivery: Delivery): Promise<void> {
+  async #judge(ticket: Ticket, delivery: Delivery): Promise<void> {
+    const job = ticket.job;
     const now = this.#now();
     const host = delivery.link.host;
     const took = now - Date.parse(delivery.handedOutAt);
     const verdict = this.#quarantine!.onResult(host, job, delivery.status, took, now);
     if (verdict.held) {
+      // Durable before it is acknowledged: an attempt record, marked suspect.
+      let record: AttemptRecord;
+      try {
+        record = await this.#results.commitAttempt(
+          this.#attemptFields(job, delivery, ticket.attempt),
+          this.#outputOf(delivery),
+          true,
+          delivery.returned,
+        );
+      } catch (err) {
+        this.#ledger.abort(ticket);
+        throw err;
+      }
+      this.#ledger.consume(ticket, true);
       this.#scheduler.detach(delivery.link, job);
-      this.#suspects.set(job, delivery);
+      this.#suspects.set(job, { attempt: ticket.attempt, delivery, record });
     }
     if (verdict.quarantine !== undefined) {
       this.#scheduler.bar(host, verdict.quarantine.until);
@@ -146,12 +240,13 @@ export class ResultRecorder {
     }
     for (const j of verdict.requeue) {
       const held = this.#suspects.get(j);
+      if (held === undefined) continue;
       this.#suspects.delete(j);
-      if (held !== undefined) await discard(held);
+      this.#ledger.unhold(j);
       this.#scheduler.requeueDetached(j);
     }
     for (const j of verdict.record) {
-      if (j === job) await this.#commitOne(job, delivery, false);
+      if (j === job && !verdict.held) await this.#commit(ticket, [delivery], job);
       else await this.#flushSuspect(j);
     }
     await this.#releaseIfIdle();
@@ -174,20 +269,30 @@ export class ResultRecorder {
     for (const job of this.#quarantine!.release()) await this.#flushSuspect(job);
   }
 
+  /** A held suspect is recorded as the failure it is: its attempt record settles the job (if nothing else has). */
   async #flushSuspect(job: number): Promise<void> {
     const held = this.#suspects.get(job);
     if (held === undefined) return;
     this.#suspects.delete(job);
-    await this.#commitOne(job, held, true);
-  }
-
-  async #commitOne(job: number, delivery: Delivery, detached: boolean): Promise<void> {
-    this.#committing.add(job);
-    try {
-      await this.#commit(job, [delivery], detached);
-    } finally {
-      this.#committing.delete(job);
+    const claim = this.#ledger.claimHeld(job, held.attempt);
+    if (claim.kind !== "accepted") return; // another attempt settled it meanwhile
+    const status = held.delivery.status;
+    if (status !== 0 && this.#scheduler.queue.failures(job) < this.#retries) {
+      // Its attempt record is kept already: try again later.
+      this.#ledger.abort(claim.ticket);
+      this.#ledger.unhold(job);
+      this.#scheduler.onJobRetry(held.delivery.link, job);
+      return;
     }
+    try {
+      await this.#results.commitFromAttempt({ ...this.#fields(job, held.delivery), status }, held.record);
+    } catch (err) {
+      this.#ledger.abort(claim.ticket);
+      this.#suspects.set(job, held);
+      throw err;
+    }
+    this.#ledger.settle(claim.ticket);
+    this.#scheduler.onJobSettled(held.delivery.link, job, status);
   }
 
   /** Drops the deliveries received for an abandoned gang job. */
@@ -199,44 +304,90 @@ export class ResultRecorder {
     for (const w of pending.waiters) w.reject(new Error(`gang abandoned: ${reason}`));
   }
 
-  /** Records a job given up as lost, then settles it. */
-  async lost(job: number, reason: string, link: RunnerLink): Promise<void> {
-    const now = new Date().toISOString();
-    await this.#results.commitLost({ ...this.#fields(job, link.host, now) }, reason);
-    this.#scheduler.settleLost(job);
+  /**
+   * Records a job given up as lost, then settles it, unless a result for
+   * it is being (or was) recorded: then that result stands.
+   */
+  async lost(job: number, reason: string, link: RunnerLink): Promise<boolean> {
+    while (true) {
+      const claim = this.#ledger.claimLost(job);
+      if (claim.kind === "duplicate") {
+        await claim.settled;
+        if (this.#ledger.isSettled(job)) return false;
+        continue; // the commit in flight failed: try again
+      }
+      if (claim.kind !== "accepted") return false;
+      try {
+        await this.#results.commitLost(
+          { ...this.#fields(job, { link, handedOutAt: new Date().toISOString() }) },
+          reason,
+        );
+      } catch (err) {
+        this.#ledger.abort(claim.ticket);
+        throw err;
+      }
+      this.#ledger.settle(claim.ticket);
+      this.#suspects.delete(job);
+      this.#scheduler.settleLost(job);
+      return true;
+    }
   }
 
-  #fields(job: number, host: string, start: string): Omit<JobFields, "status"> {
+  #fields(job: number, d: Pick<Delivery, "link" | "handedOutAt">, attempt?: number): Omit<JobFields, "status"> {
     const jobs = this.#jobs;
     const name = jobs.bundles?.[job]?.name;
     return {
       key: this.#keyOf(job),
       line: jobs.lines[job],
       command: jobs.commands[job],
-      host,
-      start,
+      host: d.link.host,
+      start: d.handedOutAt,
       end: new Date().toISOString(),
-      attempt: this.#scheduler.queue.attempts(job),
+      attempt: attempt ?? this.#scheduler.queue.attempts(job),
       ...(name !== undefined ? { name } : {}),
     };
   }
 
-  async #commit(job: number, parts: Delivery[], detached = false): Promise<void> {
+  #attemptFields(job: number, d: Delivery, attempt: number): JobFields & { status: number } {
+    return {
+      ...this.#fields(job, d, attempt),
+      status: d.status,
+      ...(d.timedOut ? { timedOut: true as const } : {}),
+    };
+  }
+
+  #outputOf(d: Delivery): StagedOutput {
+    return d.output ?? this.#results.stageOutput();
+  }
+
+  async #commit(ticket: Ticket, parts: Delivery[], job: number): Promise<void> {
+    try {
+      await this.#commitParts(ticket, parts, job);
+    } catch (err) {
+      this.#ledger.abort(ticket);
+      throw err;
+    }
+  }
+
+  async #commitParts(ticket: Ticket, parts: Delivery[], job: number): Promise<void> {
     const gang = parts.length > 1;
     const status = parts.find((p) => p.status !== 0)?.status ?? 0;
     const link = parts[0].link;
+    const timedOut = parts.some((p) => p.timedOut);
     const fields: JobFields = {
-      ...this.#fields(job, parts.map((p) => p.link.host).join(","), parts[0].handedOutAt),
+      ...this.#fields(job, { link, handedOutAt: parts[0].handedOutAt }, ticket.attempt),
+      host: parts.map((p) => p.link.host).join(","),
       status,
+      ...(timedOut ? { timedOut: true as const } : {}),
     };
     const queue = this.#scheduler.queue;
     if (status !== 0 && queue.failures(job) < this.#retries) {
       // Keep what this attempt said, then try again later.
       for (const part of parts.slice(1)) await discard(part);
       for (const f of parts[0].returned) await f.staged?.discard();
-      await this.#results.commitAttempt({ ...fields, status }, parts[0].output ?? this.#results.stageOutput());
-      if (detached) this.#scheduler.retryDetached(job);
-      else this.#scheduler.onJobRetry(link, job);
+      await this.#results.commitAttempt({ ...fields, status }, this.#outputOf(parts[0]));
+      this.#ledger.consume(ticket);
+      this.#scheduler.onJobRetry(link, job);
       return;
     }
     const bundle = this.#jobs.bundles?.[job];
@@ -258,9 +409,15 @@ export class ResultRecorder {
       )
       : parts[0].returned;
     await this.#results.commit(fields, gang ? undefined : parts[0].output, returned);
-    if (detached) this.#scheduler.settleDetached(job, status, link);
-    else this.#scheduler.onJobSettled(link, job, status);
+    this.#ledger.settle(ticket);
+    this.#suspects.delete(job);
+    this.#scheduler.onJobSettled(link, job, status);
   }
+}
+
+function admission(claim: Claim): Admission {
+  if (claim.kind !== "accepted") return claim;
+  return { kind: "accepted", ticket: { job: claim.ticket.job, attempt: claim.ticket.attempt, ticket: claim.ticket } };
 }
 
 async function discard(part: Delivery): Promise<void> {

@@ -55,14 +55,23 @@ export interface JobRecord {
   nodes?: NodeRecord[];
   /** Why the job was given up as lost (its runners kept vanishing). */
   lost?: string;
+  /** The job was stopped by `--timeout` (its status is that of the signal). */
+  timedOut?: true;
 }
 
 /** An attempt that failed and will be tried again (`--retries`); not a settlement. */
-export interface AttemptRecord extends Omit<JobRecord, "type" | "status" | "lost" | "files" | "nodes"> {
+export interface AttemptRecord extends Omit<JobRecord, "type" | "status" | "lost" | "nodes"> {
   /** Record type. */
   type: "attempt";
   /** Its exit status. */
   status: number;
+  /**
+   * Held back by the black-hole rule (a fast failure): kept, and then
+   * either settles the job (a job record naming the same output and files),
+   * or is retried (`--retries`), or the job runs again elsewhere (then,
+   * within the run, it spends no `--retries`).
+   */
+  suspect?: true;
 }
 
 /** A job handed to an identified runner (one that can come back after a manager restart). */
@@ -77,12 +86,18 @@ export interface AssignRecord {
   host: string;
   /** When (ISO-8601 UTC). */
   at: string;
+  /** The manager run that handed it out (its `run` record's id). */
+  run: string;
+  /** The attempt number it went out as. */
+  attempt: number;
 }
 
 /** A manager run started on this results directory. */
 export interface RunRecord {
   /** Record type. */
   type: "run";
+  /** The run's identity (128 random bits, hex): kept results carry it, so they are taken only by the run that issued them or a later run on the same directory. */
+  id: string;
   /** When (ISO-8601 UTC). */
   started: string;
   /** The job list. */
@@ -96,14 +111,36 @@ export interface RunRecord {
 /** Any journal record. */
 export type JournalRecord = JobRecord | AttemptRecord | AssignRecord | RunRecord;
 
+/** An open hand-out to an identified runner, as the journal recorded it. */
+export interface IssuedRecord {
+  /** The runner's id. */
+  runner: string;
+  /** Its host name. */
+  host: string;
+  /** When. */
+  at: string;
+  /** The run that issued it. */
+  run: string;
+  /** The attempt number. */
+  attempt: number;
+}
+
 /** What earlier runs left in a journal. */
 export interface JournalState {
   /** Settled jobs: key → status (`null`: lost). */
   settled: Map<string, number | null>;
-  /** Unsettled jobs last handed to an identified runner: key → that runner. */
-  assigned: Map<string, { runner: string; host: string; at: string }>;
+  /** Unsettled jobs last handed to an identified runner (and not delivered since): key → that hand-out. */
+  assigned: Map<string, IssuedRecord>;
+  /** Every open hand-out of unsettled jobs to identified runners: key → hand-outs. */
+  issued: Map<string, IssuedRecord[]>;
+  /** The latest attempt number of each key (attempt numbers continue across runs). */
+  attempts: Map<string, number>;
+  /** Failed attempts kept, per key (`--retries` counts them). */
+  failures: Map<string, number>;
   /** Manager runs recorded. */
   runs: number;
+  /** Their identities, oldest first. */
+  runIds: string[];
 }
 
 /** A file a task returned, as stored. */
@@ -313,16 +350,41 @@ export class ResultsStore {
    * Records an attempt that failed and will be tried again; its output is
    * kept as `out/<key>~<attempt>.out`. Not a settlement.
    */
-  async commitAttempt(fields: JobFields & { status: number }, output: StagedOutput): Promise<AttemptRecord> {
+  async commitAttempt(
+    fields: JobFields & { status: number },
+    output: StagedOutput,
+    suspect = false,
+    returned: ReturnedFile[] = [],
+  ): Promise<AttemptRecord> {
     try {
       const published = await this.#publishOutput(`${fields.key}~${fields.attempt}.out`, output);
-      const record: AttemptRecord = { type: "attempt", ...fields, ...published };
+      const { nodes: _nodes, ...rest } = fields;
+      const record: AttemptRecord = { type: "attempt", ...rest, ...published, ...(suspect ? { suspect } : {}) };
+      if (returned.length > 0) record.files = await this.#publishFiles(`${fields.key}~${fields.attempt}`, returned);
       await this.#append(record);
       return record;
     } catch (err) {
       await output.discard();
+      for (const f of returned) await f.staged?.discard();
       throw err;
     }
+  }
+
+  /**
+   * Settles a job with an attempt already recorded (a held suspect): the
+   * job record names that attempt's output; nothing is copied or moved.
+   */
+  async commitFromAttempt(fields: JobFields, attempt: AttemptRecord): Promise<JobRecord> {
+    const record: JobRecord = {
+      type: "job",
+      ...fields,
+      size: attempt.size,
+      sha256: attempt.sha256,
+      output: attempt.output,
+      ...(attempt.files !== undefined ? { files: attempt.files } : {}),
+    };
+    await this.#append(record);
+    return record;
   }
 
   /** Settles a job as lost: no runner ever reported it. */
@@ -426,7 +488,15 @@ export class ResultsStore {
  * append starts on a clean line. Damage before the last line is refused.
  */
 async function readJournal(path: string): Promise<JournalState> {
-  const state: JournalState = { settled: new Map(), assigned: new Map(), runs: 0 };
+  const state: JournalState = {
+    settled: new Map(),
+    assigned: new Map(),
+    issued: new Map(),
+    attempts: new Map(),
+    failures: new Map(),
+    runs: 0,
+    runIds: [],
+  };
   let bytes: Uint8Array;
   try {
     bytes = await Deno.readFile(path);
@@ -461,20 +531,52 @@ async function readJournal(path: string): Promise<JournalState> {
 
 /** Folds one journal record into the state. */
 function applyRecord(state: JournalState, record: Partial<JournalRecord>): void {
+  const key = (record as { key?: unknown }).key;
+  const attempt = (record as { attempt?: unknown }).attempt;
+  if (typeof key === "string" && typeof attempt === "number" && attempt > (state.attempts.get(key) ?? 0)) {
+    state.attempts.set(key, attempt);
+  }
   switch (record.type) {
     case "job":
-      if (typeof record.key === "string" && (typeof record.status === "number" || record.status === null)) {
-        state.settled.set(record.key, record.status);
-        state.assigned.delete(record.key);
+      if (typeof key === "string" && (typeof record.status === "number" || record.status === null)) {
+        state.settled.set(key, record.status);
+        state.assigned.delete(key);
+        state.issued.delete(key);
+        state.failures.delete(key);
       }
       break;
     case "assign":
-      if (typeof record.key === "string" && typeof record.runner === "string" && !state.settled.has(record.key)) {
-        state.assigned.set(record.key, { runner: record.runner, host: String(record.host), at: String(record.at) });
+      if (
+        typeof key === "string" && typeof record.runner === "string" && typeof record.run === "string" &&
+        typeof attempt === "number" && !state.settled.has(key)
+      ) {
+        const issued: IssuedRecord = {
+          runner: record.runner,
+          host: String(record.host),
+          at: String(record.at),
+          run: record.run,
+          attempt,
+        };
+        state.assigned.set(key, issued);
+        const list = state.issued.get(key);
+        if (list === undefined) state.issued.set(key, [issued]);
+        else list.push(issued);
+      }
+      break;
+    case "attempt":
+      if (typeof key === "string" && typeof attempt === "number" && !state.settled.has(key)) {
+        // That hand-out delivered: it holds nothing any more.
+        const list = state.issued.get(key)?.filter((i) => i.attempt !== attempt);
+        if (list !== undefined) state.issued.set(key, list);
+        if (state.assigned.get(key)?.attempt === attempt) state.assigned.delete(key);
+        // Suspects count too: a restart cannot tell the ones the black-hole
+        // rule sent elsewhere (a few retries fewer at worst, never more).
+        state.failures.set(key, (state.failures.get(key) ?? 0) + 1);
       }
       break;
     case "run":
       state.runs++;
+      if (typeof record.id === "string") state.runIds.push(record.id);
       break;
   }
 }

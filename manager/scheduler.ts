@@ -18,14 +18,16 @@
  *   ready; all K are started together;
  * - a runner that is lost gives its jobs back to the front of the queue; a
  *   gang that loses a member is abandoned by all and requeued once;
- * - a job settles once, and only by a runner holding it.
+ * - whether a delivery may settle a job is the {@linkcode Ledger}'s call
+ *   (the commit authority); once it settles, the job leaves wherever it
+ *   is (a runner, a lease, a held suspect, the queue).
  *
  * @module
  */
 
 import type { JobClass } from "./job_list.ts";
-import { HELD_TASK_PREFIX } from "../protocol/vico_extension.ts";
 import { type JobQueue, JobState } from "./job_queue.ts";
+import { Ledger } from "./ledger.ts";
 
 /** What the scheduler can tell one connected runner (its outbound side). */
 export interface RunnerLink {
@@ -37,8 +39,11 @@ export interface RunnerLink {
   readonly runnerId?: string;
   /** Whether this runner can carry jobs of class `cls`. */
   accepts(cls: JobClass): boolean;
-  /** Answers the pending request with `job`; `rank` numbers gang members from 1. */
-  assign(job: number, rank: number): void;
+  /**
+   * Answers the pending request with `job`, handed out as `attempt`; `rank`
+   * numbers gang members from 1.
+   */
+  assign(job: number, rank: number, attempt: number): void;
   /** Answers the pending request: there is nothing left to do. */
   release(): void;
   /** Answers the pending request: jobs remain, but none this runner can take. */
@@ -78,19 +83,21 @@ export interface SchedulerOptions {
   maxAttempts?: number;
   /** How long an identified runner's jobs wait for it after it is lost, in ms (0: not at all). @default {0} */
   leaseMs?: number;
-  /** The command line (text name) of a job, to match what returning runners hold. */
-  nameOf?: (job: number) => string;
-  /** The content key of a job, to match the task a returning binary node holds (`task <key>`). */
+  /** The content key of a job (kept for jobs handed to identified runners, whose kept results name it). */
   keyOf?: (job: number) => string;
+  /** The commit authority hand-outs are issued to. @default {a new one for this queue} */
+  ledger?: Ledger;
   /** The clock (ms). @default {Date.now} */
   now?: () => number;
 }
 
-/** What a result for a job the runner does not hold turns out to be. */
-export type Adoption =
-  | { readonly kind: "adopted"; readonly job: number }
-  | { readonly kind: "settled" }
-  | { readonly kind: "unknown" };
+/** A job an identified runner says it still holds (running, or finished and kept): the hand-out it came with. */
+export interface HeldJob {
+  /** The job. */
+  readonly job: number;
+  /** The attempt it was handed out as. */
+  readonly attempt: number;
+}
 
 interface LinkState {
   /** Per class: can this runner take it. */
@@ -134,20 +141,23 @@ export class Scheduler {
   readonly #classes: readonly JobClass[];
   readonly #events: SchedulerEvents;
   readonly #links = new Map<RunnerLink, LinkState>();
-  readonly #claimed = new Set<number>();
   readonly #held = new Set<RunnerLink>();
   readonly #gangs = new Map<number, Gang>();
   readonly #assembling: Gang[] = [];
   readonly #settledBy = new Map<string, number>();
+  /** The runner holding each single-node job that is out. */
+  readonly #holder = new Map<number, RunnerLink>();
+  /** Leased jobs: job → the runner id it waits for. */
+  readonly #leasedTo = new Map<number, string>();
   /** Jobs given up as lost, waiting to be recorded. */
   readonly #lost = new Set<number>();
   readonly #maxAttempts: number;
   readonly #leaseMs: number;
-  readonly #nameOf: (job: number) => string;
   readonly #keyOf: (job: number) => string;
+  /** The commit authority. */
+  readonly ledger: Ledger;
   /** Jobs of lost identified runners, waiting for them: runner id → jobs. */
   readonly #leases = new Map<string, Set<number>>();
-  #byName: Map<string, number[]> | undefined;
   /** Jobs taken off their runner while a verdict is pending (quarantine suspects). */
   readonly #detached = new Set<number>();
   /** Quarantined hosts: host → until (ms). */
@@ -174,8 +184,8 @@ export class Scheduler {
     this.#events = events;
     this.#maxAttempts = options.maxAttempts ?? 3;
     this.#leaseMs = options.leaseMs ?? 0;
-    this.#nameOf = options.nameOf ?? String;
     this.#keyOf = options.keyOf ?? String;
+    this.ledger = options.ledger ?? new Ledger(queue.size, "run", [], (job) => queue.stateOf(job) === JobState.SETTLED);
     this.#now = options.now ?? Date.now;
     this.done = new Promise((resolve) => (this.#resolveDone = resolve));
     if (queue.finished) this.#resolveDone();
@@ -210,46 +220,27 @@ export class Scheduler {
 
   /**
    * A runner connected and completed its handshake. An identified runner
-   * that comes back names the jobs it still holds: those it held before are
-   * its again; those it held before and does not name are lost.
+   * that comes back names the jobs it still holds (already checked against
+   * the {@linkcode Ledger}: hand-outs it was issued): those it held before
+   * are its again, as are pending ones; those leased to it that it does not
+   * name are lost.
    */
-  onRunnerJoined(link: RunnerLink, holds: readonly string[] = []): void {
+  onRunnerJoined(link: RunnerLink, holds: readonly HeldJob[] = []): void {
     const st: LinkState = { accepts: this.#classes.map((c) => link.accepts(c)), jobs: new Set() };
     this.#links.set(link, st);
     if (link.runnerId !== undefined) {
       const lease = this.#leases.get(link.runnerId) ?? new Set<number>();
       this.#leases.delete(link.runnerId);
-      for (const hold of holds) {
-        const job = this.#findHeld(hold, lease);
-        if (job === undefined) continue;
-        if (lease.has(job)) lease.delete(job);
+      for (const { job } of holds) {
+        if (lease.delete(job)) this.#leasedTo.delete(job);
         else if (!this.queue.claim(job)) continue;
         st.jobs.add(job);
+        this.#holder.set(job, link);
       }
+      for (const job of lease) this.#leasedTo.delete(job);
       if (lease.size > 0) this.#giveUp([...lease], link, "its runner came back without it");
     }
     this.#events.onJoined?.(link);
-  }
-
-  /**
-   * Whether a returning runner's held job or task (`task <key>`) can be taken
-   * back: leased to it, or still pending. Does not change anything.
-   */
-  canAdopt(runnerId: string, hold: string): boolean {
-    return this.#findHeld(hold, this.#leases.get(runnerId) ?? new Set()) !== undefined;
-  }
-
-  /** The job a held-job line names: one leased to the runner, else a pending one. */
-  #findHeld(hold: string, lease: Set<number>): number | undefined {
-    const matches = hold.startsWith(HELD_TASK_PREFIX)
-      ? (j: number) => this.#keyOf(j) === hold.slice(HELD_TASK_PREFIX.length)
-      : (j: number) => this.#nameOf(j) === hold;
-    const leased = [...lease].find(matches);
-    if (leased !== undefined) return leased;
-    const candidates = hold.startsWith(HELD_TASK_PREFIX)
-      ? Array.from({ length: this.queue.size }, (_, j) => j).filter(matches)
-      : this.#jobsNamed(hold);
-    return candidates.find((j) => this.queue.stateOf(j) === JobState.PENDING);
   }
 
   /** Jobs of earlier runs last held by identified runners: they wait for them (a restart). */
@@ -258,6 +249,7 @@ export class Scheduler {
       let lease = this.#leases.get(runner);
       if (lease === undefined) this.#leases.set(runner, lease = new Set());
       lease.add(job);
+      this.#leasedTo.set(job, runner);
     }
     for (const [runner, jobs] of this.#leases) this.#events.onLeased?.(runner, [...jobs], this.#leaseMs);
   }
@@ -267,6 +259,7 @@ export class Scheduler {
     const lease = this.#leases.get(runnerId);
     if (lease === undefined) return;
     this.#leases.delete(runnerId);
+    for (const job of lease) this.#leasedTo.delete(job);
     const link = { host: runnerId, peer: "(gone)" } as RunnerLink;
     this.#giveUp([...lease], link, `runner ${runnerId} did not come back in time`);
   }
@@ -276,26 +269,6 @@ export class Scheduler {
     let n = 0;
     for (const jobs of this.#leases.values()) n += jobs.size;
     return n;
-  }
-
-  /**
-   * An identified runner reports a job it does not hold (it ran it for an
-   * earlier connection or an earlier manager run). Adopts an unsettled job
-   * of that name; the first result recorded for a job wins.
-   */
-  adoptResult(link: RunnerLink, name: string): Adoption {
-    const st = this.#links.get(link);
-    const named = this.#jobsNamed(name);
-    if (st === undefined || named.length === 0) return { kind: "unknown" };
-    const open = named.filter((j) => this.queue.stateOf(j) !== JobState.SETTLED && !st.jobs.has(j));
-    const mine = link.runnerId === undefined ? undefined : this.#leases.get(link.runnerId);
-    const job = open.find((j) => mine?.has(j)) ??
-      open.find((j) => this.queue.stateOf(j) === JobState.PENDING && this.queue.claim(j)) ??
-      open[0];
-    if (job === undefined) return { kind: "settled" };
-    for (const lease of this.#leases.values()) lease.delete(job);
-    st.jobs.add(job);
-    return { kind: "adopted", job };
   }
 
   /** Keeps `host` from being given jobs until `until` (ms). */
@@ -311,54 +284,24 @@ export class Scheduler {
 
   /** Takes `job` off `link` while a verdict on its result is pending; it stays running. */
   detach(link: RunnerLink, job: number): boolean {
-    if (!this.#links.get(link)?.jobs.delete(job)) return false;
-    this.#claimed.delete(job);
+    if (this.#holder.get(job) !== link || !this.#links.get(link)?.jobs.delete(job)) return false;
+    this.#holder.delete(job);
     this.#detached.add(job);
     return true;
   }
 
-  /** A detached job's result was recorded. */
-  settleDetached(job: number, status: number, link: RunnerLink): boolean {
-    if (!this.#detached.delete(job) || !this.queue.settle(job)) return false;
-    if (status !== 0) this.#failed++;
-    this.#settledBy.set(link.host, (this.#settledBy.get(link.host) ?? 0) + 1);
-    this.#events.onSettled?.(job, status, link);
-    this.#afterSettle();
-    return true;
-  }
-
-  /** A detached job goes back to the front of the queue; its hand-out is not counted. */
+  /** A detached job goes back to the front of the queue (its attempt number is not reused). */
   requeueDetached(job: number): void {
     if (!this.#detached.delete(job)) return;
     this.queue.requeue(job);
-    this.queue.refund(job);
-    this.#reviewHeld();
-  }
-
-  /** A detached job failed and is tried again later (`--retries`). */
-  retryDetached(job: number): void {
-    if (!this.#detached.delete(job)) return;
-    this.queue.retry(job);
     this.#reviewHeld();
   }
 
   /** Forgets that `link` holds `job` (its late duplicate result was discarded). */
   drop(link: RunnerLink, job: number): void {
+    if (this.#holder.get(job) === link) this.#holder.delete(job);
+    if (this.#gangs.has(job)) return;
     this.#links.get(link)?.jobs.delete(job);
-    this.#claimed.delete(job);
-  }
-
-  #jobsNamed(name: string): number[] {
-    if (this.#byName === undefined) {
-      this.#byName = new Map();
-      for (let j = 0; j < this.queue.size; j++) {
-        const n = this.#nameOf(j);
-        const list = this.#byName.get(n);
-        if (list === undefined) this.#byName.set(n, [j]);
-        else list.push(j);
-      }
-    }
-    return this.#byName.get(name) ?? [];
   }
 
   /** Counts a loss for each job and requeues it, or gives it up as lost. */
@@ -370,8 +313,10 @@ export class Scheduler {
       this.queue.noteLoss(job);
       if (this.queue.losses(job) >= this.#maxAttempts) {
         this.#lost.add(job);
+        this.#holder.delete(job);
         this.#events.onLost?.(job, `${why}; lost ${this.queue.losses(job)} time(s)`, link);
       } else {
+        this.#holder.delete(job);
         this.queue.requeue(job);
         requeued.unshift(job);
       }
@@ -430,8 +375,10 @@ export class Scheduler {
         }
       } else {
         st.jobs.add(job);
+        this.#holder.set(job, link);
+        this.#issue(job, link);
         this.#events.onAssigned?.(job, link);
-        link.assign(job, 1);
+        link.assign(job, 1, this.queue.attempts(job));
       }
       return;
     }
@@ -456,7 +403,18 @@ export class Scheduler {
     st.jobs.add(gang.job);
     this.#events.onAssigned?.(gang.job, link);
     if (gang.members.length === gang.size) this.#assembling.splice(this.#assembling.indexOf(gang), 1);
-    link.assign(gang.job, gang.members.length);
+    if (gang.members.length === 1) this.#issue(gang.job, undefined);
+    link.assign(gang.job, gang.members.length, this.queue.attempts(gang.job));
+  }
+
+  /** Tells the ledger of a hand-out (a gang's, to no one runner in particular). */
+  #issue(job: number, link: RunnerLink | undefined): void {
+    const runner = link?.runnerId;
+    this.ledger.issue(
+      job,
+      { attempt: this.queue.attempts(job), run: this.ledger.run, ...(runner !== undefined ? { runner } : {}) },
+      runner !== undefined ? this.#keyOf(job) : undefined,
+    );
   }
 
   #whyNone(st: LinkState): string {
@@ -479,22 +437,6 @@ export class Scheduler {
     return this.#links.get(link)?.jobs ?? new Set();
   }
 
-  /**
-   * A runner announces a result: claims the first job it holds that
-   * `matches` and whose result is not already arriving.
-   *
-   * @returns The job, or `undefined` if the runner holds no such job.
-   */
-  claimResult(link: RunnerLink, matches: (job: number) => boolean): number | undefined {
-    for (const job of this.#links.get(link)?.jobs ?? []) {
-      if (!this.#claimed.has(job) && matches(job)) {
-        this.#claimed.add(job);
-        return job;
-      }
-    }
-    return undefined;
-  }
-
   /** A runner has staged `job` and waits for Start; gang members start together. */
   onReadyToStart(link: RunnerLink, job: number): void {
     if (!this.#links.get(link)?.jobs.has(job)) return;
@@ -513,14 +455,18 @@ export class Scheduler {
   }
 
   /**
-   * A result was recorded: the job is settled. Only a runner that holds the
-   * job can settle it; a gang job is settled once for all its members.
+   * A result was recorded (the {@linkcode Ledger} let it): the job is
+   * settled, wherever it is now (with `link` or another runner, leased,
+   * held as a suspect, given up as lost, or back in the queue). A gang job
+   * is settled once for all its members.
    *
    * @returns Whether the job was settled by this call.
    */
   onJobSettled(link: RunnerLink, job: number, status: number): boolean {
-    const members = this.#release(link, job);
-    if (members === undefined || !this.queue.settle(job)) return false;
+    if (this.queue.stateOf(job) === JobState.SETTLED) return false;
+    const members = this.#unplace(job) ?? [link];
+    if (this.queue.stateOf(job) === JobState.PENDING) this.queue.claim(job);
+    if (!this.queue.settle(job)) return false;
     if (status !== 0) this.#failed++;
     for (const m of members) this.#settledBy.set(m.host, (this.#settledBy.get(m.host) ?? 0) + 1);
     this.#events.onSettled?.(job, status, link);
@@ -530,10 +476,25 @@ export class Scheduler {
 
   /**
    * A job failed and will be tried again (`--retries`): it goes to the back
-   * of the queue. Only a runner that holds it can say so.
+   * of the queue, unless it is already out again elsewhere (or queued),
+   * which is its retry.
    */
   onJobRetry(link: RunnerLink, job: number): boolean {
-    if (this.#release(link, job) === undefined) return false;
+    if (this.queue.stateOf(job) !== JobState.RUNNING) {
+      this.queue.noteFailure(job);
+      return this.queue.stateOf(job) === JobState.PENDING;
+    }
+    const holder = this.#holder.get(job);
+    const mine = this.#gangs.has(job) ? this.#gangs.get(job)!.members.includes(link) : holder === link;
+    const leasedTo = this.#leasedTo.get(job);
+    if (
+      !mine && !this.#detached.has(job) && !(leasedTo !== undefined && leasedTo === link.runnerId) &&
+      (holder !== undefined || this.#gangs.has(job) || leasedTo !== undefined || this.#lost.has(job))
+    ) {
+      this.queue.noteFailure(job);
+      return false;
+    }
+    this.#unplace(job);
     this.queue.retry(job);
     this.#reviewHeld();
     return true;
@@ -541,20 +502,43 @@ export class Scheduler {
 
   /** A job given up as lost (see {@linkcode SchedulerEvents.onLost}) was recorded. */
   settleLost(job: number): boolean {
-    if (!this.#lost.delete(job) || !this.queue.settle(job)) return false;
+    if (this.queue.stateOf(job) === JobState.SETTLED) return false;
+    this.#unplace(job);
+    if (this.queue.stateOf(job) === JobState.PENDING) this.queue.claim(job);
+    if (!this.queue.settle(job)) return false;
     this.#failed++;
     this.#afterSettle();
     return true;
   }
 
-  /** Takes `job` off `link` (and its gang); the members that held it, or undefined. */
-  #release(link: RunnerLink, job: number): RunnerLink[] | undefined {
-    const st = this.#links.get(link);
-    if (st === undefined || !st.jobs.has(job)) return undefined;
-    const members = this.#gangs.get(job)?.members ?? [link];
+  /** Whether `job` was given up as lost and waits to be recorded. */
+  isLost(job: number): boolean {
+    return this.#lost.has(job);
+  }
+
+  /**
+   * Takes `job` out of wherever it is out (its runner or gang, a lease, the
+   * held suspects, the lost ones). Returns the gang's members or the
+   * holder, if it had any.
+   */
+  #unplace(job: number): RunnerLink[] | undefined {
+    const gang = this.#gangs.get(job);
+    const holder = this.#holder.get(job);
+    const members = gang?.members ?? (holder !== undefined ? [holder] : undefined);
     this.#gangs.delete(job);
-    for (const m of members) this.#links.get(m)?.jobs.delete(job);
-    this.#claimed.delete(job);
+    if (gang !== undefined) {
+      const at = this.#assembling.indexOf(gang);
+      if (at !== -1) this.#assembling.splice(at, 1);
+    }
+    this.#holder.delete(job);
+    for (const m of members ?? []) this.#links.get(m)?.jobs.delete(job);
+    const runner = this.#leasedTo.get(job);
+    if (runner !== undefined) {
+      this.#leasedTo.delete(job);
+      this.#leases.get(runner)?.delete(job);
+    }
+    this.#detached.delete(job);
+    this.#lost.delete(job);
     return members;
   }
 
@@ -568,7 +552,7 @@ export class Scheduler {
    * the front. An identified runner's jobs wait for it for the lease time
    * first: it may only have lost its connection.
    */
-  onRunnerLost(link: RunnerLink): void {
+  onRunnerLost(link: RunnerLink, blame = true): void {
     const st = this.#links.get(link);
     this.#links.delete(link);
     this.#held.delete(link);
@@ -583,8 +567,9 @@ export class Scheduler {
       let lease = this.#leases.get(link.runnerId);
       if (lease === undefined) this.#leases.set(link.runnerId, lease = new Set());
       for (const job of jobs) {
-        this.#claimed.delete(job);
+        this.#holder.delete(job);
         lease.add(job);
+        this.#leasedTo.set(job, link.runnerId);
       }
       if (jobs.length > 0) this.#events.onLeased?.(link.runnerId, jobs, this.#leaseMs);
       this.#reviewHeld();
@@ -604,7 +589,17 @@ export class Scheduler {
           m.abandon?.(`gang member ${link.host} (${link.peer}) was lost`);
         }
       }
-      this.#claimed.delete(job);
+    }
+    if (!blame) {
+      // The runner broke the protocol: its fault, not the jobs'. They go
+      // back without counting a loss against them.
+      for (let i = jobs.length - 1; i >= 0; i--) {
+        this.#holder.delete(jobs[i]);
+        this.queue.requeue(jobs[i]);
+      }
+      if (jobs.length > 0) this.#events.onRequeued?.(jobs, link);
+      this.#reviewHeld();
+      return;
     }
     this.#giveUp(jobs, link, `its runner ${link.host} (${link.peer}) was lost`);
   }

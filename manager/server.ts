@@ -33,7 +33,7 @@ import { settlesWithin } from "../util/timeout.ts";
 import type { JobList } from "./job_list.ts";
 import type { ResultRecorder } from "./result_recorder.ts";
 import type { ResultsStore } from "./results_store.ts";
-import type { RunnerLink, Scheduler } from "./scheduler.ts";
+import type { HeldJob, RunnerLink, Scheduler } from "./scheduler.ts";
 
 /** First byte of a text-protocol hail (`S` of `SALUTON`). */
 export const TEXT_FIRST_BYTE = 0x53;
@@ -65,7 +65,11 @@ export interface SessionContext {
    * over: a manager restarted after a crash then waits for that runner
    * instead of running the job again elsewhere.
    */
-  noteAssignment(job: number, link: RunnerLink): Promise<void>;
+  noteAssignment(job: number, attempt: number, link: RunnerLink): Promise<void>;
+  /** This run's identity (tags carry it). */
+  readonly run: string;
+  /** Content key of a job. */
+  keyOf(job: number): string;
 }
 
 /** A running session, as the server tracks it. */
@@ -92,8 +96,10 @@ export interface HandshakeWindow {
 export interface Extension {
   /** The hello. */
   readonly hello: ClientHello;
-  /** Command lines of the jobs the runner says it still holds. */
+  /** The held lines as the runner sent them (tagged: `<tag> <command>`, or `task <tag>`). */
   readonly holds: readonly string[];
+  /** Of those, the hand-outs the manager takes back (issued to this runner, still unsettled). */
+  readonly held: readonly HeldJob[];
   /** Whether the runner proved it knows the manager's secret. */
   readonly authenticated: boolean;
   /** What the manager answered. */
@@ -122,8 +128,14 @@ export interface ServerOptions {
   secret?: SharedSecret;
   /** The listener speaks TLS (only used to word refusals). */
   tls?: boolean;
-  /** What the manager answers a vico peer's hello (and held jobs). @default {() => ({ kind: "ok" })} */
-  extensionAnswer?: (hello: ClientHello, holds: readonly string[]) => Extract<ServerHello, { kind: "ok" }>;
+  /**
+   * What the manager answers a vico peer's hello, and which of its held
+   * lines it takes back. @default {() => ({ answer: { kind: "ok" }, held: [] })}
+   */
+  extensionAnswer?: (
+    hello: ClientHello,
+    holds: readonly string[],
+  ) => { answer: Extract<ServerHello, { kind: "ok" }>; held: readonly HeldJob[] };
 }
 
 const log = logger("manager");
@@ -326,9 +338,10 @@ export class Server {
       if (held === null) throw new ProtocolError("Connection closed while announcing held jobs");
       holds.push(held);
     }
-    const answer = this.#options.extensionAnswer?.(hello, holds) ?? { kind: "ok" as const };
+    const { answer, held } = this.#options.extensionAnswer?.(hello, holds) ??
+      { answer: { kind: "ok" as const }, held: [] };
     await transport.write(encodeLine(formatServerHello(answer)));
-    return { hello, holds, answer, authenticated: secret !== undefined };
+    return { hello, holds, held, answer, authenticated: secret !== undefined };
   }
 
   /**

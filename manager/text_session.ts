@@ -18,7 +18,14 @@ import type { BufferedReader } from "../protocol/buffered_reader.ts";
 import { ProtocolError, VicoError } from "../protocol/errors.ts";
 import { type FromRunnerText, TEXT_PROTOCOL_VERSION } from "../protocol/messages.ts";
 import { encodeLine, formatManagerLine, parseRunnerLine } from "../protocol/text_codec.ts";
-import { PULSE_LINE } from "../protocol/vico_extension.ts";
+import {
+  formatTag,
+  JOB_TAG_PREFIX,
+  parseTag,
+  PULSE_LINE,
+  RESULT_TAG_PREFIX,
+  type Tag,
+} from "../protocol/vico_extension.ts";
 import type { Transport } from "../transport/transport.ts";
 import { logger, LogRateLimit } from "../util/log.ts";
 import { settlesWithin } from "../util/timeout.ts";
@@ -61,14 +68,19 @@ export class ManagerTextSession implements RunnerLink {
   readonly #handshake: HandshakeWindow;
   readonly #extension: Extension | undefined;
   readonly #pulseMs: number;
+  /** Hand-outs and results carry their tags (the extension's `tag` feature). */
+  readonly #tagged: boolean;
+  /** The tag line that came just before the REZULTO being read. */
+  #resultTag: (Tag & { timedOut: boolean }) | undefined;
   #state: ManagerTextState = "Accept";
   #joined = false;
-  #reply: ((job: number) => void) | undefined;
+  #reply: ((job: number, attempt: number) => void) | undefined;
   /** A line read that is still to be consumed (read while waiting for a job). */
   #pendingLine: Promise<string | null> | undefined;
   #lastHeard = performance.now();
   #dropReason: string | undefined;
-  readonly #handedOutAt = new Map<number, string>();
+  /** Jobs this connection was given and has not delivered, oldest first: when, and as which attempt. */
+  readonly #handedOut = new Map<number, { at: string; attempt: number }>();
 
   /**
    * @param transport The connection.
@@ -92,6 +104,7 @@ export class ManagerTextSession implements RunnerLink {
     this.peer = transport.peer;
     this.runnerId = extension?.hello.id;
     this.#pulseMs = (extension?.answer.pulse ?? 0) * 1000;
+    this.#tagged = extension?.answer.tag === 1;
   }
 
   /** Current state. */
@@ -105,8 +118,8 @@ export class ManagerTextSession implements RunnerLink {
   }
 
   /** Scheduler's answer to the pending PETO: a job. */
-  assign(job: number): void {
-    this.#answer(job);
+  assign(job: number, _rank: number, attempt: number): void {
+    this.#answer(job, attempt);
   }
 
   /** Scheduler's answer to the pending PETO: no more jobs. */
@@ -119,26 +132,30 @@ export class ManagerTextSession implements RunnerLink {
     this.#answer(-1);
   }
 
-  #answer(job: number): void {
+  #answer(job: number, attempt = 0): void {
     const reply = this.#reply;
     this.#reply = undefined;
-    reply?.(job);
+    reply?.(job, attempt);
   }
 
   /** Serves the connection until it closes. Never rejects. */
   async run(): Promise<void> {
     const peer = this.#transport.peer;
     const watchdog = setInterval(() => this.#watch(), Math.max(50, Math.min(this.#pulseMs || 5000, 5000)));
+    // A runner that breaks the protocol is to blame, not its jobs: they go
+    // back without a loss counted against them.
+    let blameJobs = true;
     try {
       await this.#accept();
       log.debug("Runner {host} joined from {peer}", { host: this.host, peer });
       if (await this.#serve()) log.debug("Runner {host} ({peer}) finished cleanly", { host: this.host, peer });
     } catch (err) {
+      blameJobs = !(err instanceof ProtocolError);
       await this.#reportFailure(err);
     } finally {
       clearInterval(watchdog);
       this.#state = "Closed";
-      if (this.#joined) this.#ctx.scheduler.onRunnerLost(this);
+      if (this.#joined) this.#ctx.scheduler.onRunnerLost(this, blameJobs);
       this.#transport.close();
     }
   }
@@ -174,7 +191,7 @@ export class ManagerTextSession implements RunnerLink {
     if (ack.kind !== "komprenas") throw new ProtocolError("Expected KOMPRENAS after VERSIO", ack.kind);
     this.#handshake.done();
     this.#joined = true;
-    this.#ctx.scheduler.onRunnerJoined(this, this.#extension?.holds ?? []);
+    this.#ctx.scheduler.onRunnerJoined(this, this.#extension?.held ?? []);
     if (this.#ctx.jobTimeout && this.#extension === undefined) {
       log.warn("Runner {host} speaks the plain protocol: --timeout cannot be enforced on its jobs", {
         host: this.host,
@@ -201,13 +218,17 @@ export class ManagerTextSession implements RunnerLink {
           break;
         }
         case "SendJob": {
-          const job = await this.#requestJob();
+          const { job, attempt } = await this.#requestJob();
           if (job === -1) {
             await this.#transport.write(FINO);
             this.#state = "WaitClose";
           } else {
-            this.#handedOutAt.set(job, new Date().toISOString());
-            if (this.runnerId !== undefined) await this.#ctx.noteAssignment(job, this);
+            this.#handedOut.set(job, { at: new Date().toISOString(), attempt });
+            if (this.runnerId !== undefined) await this.#ctx.noteAssignment(job, attempt, this);
+            if (this.#tagged) {
+              const tag = formatTag({ run: this.#ctx.run, key: this.#ctx.keyOf(job), attempt });
+              await this.#transport.write(encodeLine(JOB_TAG_PREFIX + tag));
+            }
             await this.#transport.write(encodeLine(this.#ctx.jobs.commands[job]));
             this.#state = "Wait";
           }
@@ -236,12 +257,14 @@ export class ManagerTextSession implements RunnerLink {
   }
 
   /** SendJob: asks the scheduler; while it holds the request, watches the runner (pulses, or leaving). */
-  async #requestJob(): Promise<number> {
-    let answered: number | undefined;
-    this.#reply = (job) => (answered = job);
+  async #requestJob(): Promise<{ job: number; attempt: number }> {
+    let answered: { job: number; attempt: number } | undefined;
+    this.#reply = (job, attempt) => (answered = { job, attempt });
     this.#ctx.scheduler.onJobRequest(this);
     if (answered !== undefined) return answered;
-    const assigned = new Promise<number>((resolve) => (this.#reply = resolve));
+    const assigned = new Promise<{ job: number; attempt: number }>((
+      resolve,
+    ) => (this.#reply = (job, attempt) => resolve({ job, attempt })));
     // Held: the runner sends nothing but pulses until answered.
     while (true) {
       this.#pendingLine ??= this.#readLine();
@@ -261,22 +284,31 @@ export class ManagerTextSession implements RunnerLink {
     }
   }
 
+  /**
+   * ProcessJob: the job is the oldest this connection was given with that
+   * command line; the recorder (its ledger) says whether this delivery may
+   * commit. Its bytes are read either way; `RICEVIS` goes only once a
+   * record is durable (or, for a late duplicate, once the commit that beat
+   * it has ended).
+   */
   async #processJob(msg: RezultoMsg): Promise<void> {
-    const { scheduler, results, jobs, limits } = this.#ctx;
-    let job = scheduler.claimResult(this, (j) => jobs.commands[j] === msg.job);
-    let duplicate = false;
-    if (job === undefined && this.runnerId !== undefined) {
-      // A returning runner reports a job it ran for an earlier connection.
-      const adoption = scheduler.adoptResult(this, msg.job);
-      if (adoption.kind === "adopted") job = scheduler.claimResult(this, (j) => j === adoption.job);
-      duplicate = adoption.kind === "settled";
-    }
-    if (job === undefined && !duplicate) {
+    const { results, jobs, limits, recorder } = this.#ctx;
+    const tag = this.#resultTag;
+    this.#resultTag = undefined;
+    if (this.#tagged && tag === undefined) throw new ProtocolError("REZULTO without its tag line", msg.job);
+    const job = tag === undefined ? this.#oldestNamed(msg.job) : this.#jobTagged(tag);
+    if (job === undefined || jobs.commands[job] !== msg.job) {
       throw new ProtocolError("REZULTO for a job this runner does not hold", msg.job);
     }
     if (msg.size > limits.maxOutputBytes) {
       throw new ProtocolError(`Output of ${msg.size} bytes exceeds the limit of ${limits.maxOutputBytes}`);
     }
+    // A kept result from an earlier connection: handed out then, not here.
+    const handedOut = this.#handedOut.get(job) ?? { at: new Date().toISOString(), attempt: tag!.attempt };
+    const attempt = tag?.attempt ?? handedOut.attempt;
+    const admission = recorder.admit(job, attempt, this);
+    if (admission.kind === "unknown") throw new ProtocolError("REZULTO for a job this runner was not given", msg.job);
+    const accepted = admission.kind === "accepted";
     await this.#transport.write(PRETA);
     const output = results.stageOutput();
     // A runner that stops sending mid-output would hold its job forever.
@@ -290,10 +322,11 @@ export class ManagerTextSession implements RunnerLink {
     try {
       await this.#reader.pipeExact(msg.size, (chunk) => {
         this.#lastHeard = performance.now();
-        return duplicate ? undefined : output.write(chunk);
+        return accepted ? output.write(chunk) : undefined;
       });
     } catch (err) {
       await output.discard();
+      if (accepted) recorder.refuse(admission.ticket);
       if (stalled) {
         throw new VicoError(
           "CONNECTION_CLOSED",
@@ -304,24 +337,32 @@ export class ManagerTextSession implements RunnerLink {
     } finally {
       clearInterval(watchdog);
     }
-    if (duplicate) {
-      await output.discard();
-      log.info("Runner {host} reported {job} again after it was recorded: acknowledged and discarded", {
-        host: this.host,
-        job: msg.job,
-      });
-    } else {
-      await this.#ctx.recorder.record(job!, {
-        link: this,
-        rank: 1,
-        status: msg.status,
-        handedOutAt: this.#handedOutAt.get(job!) ?? new Date().toISOString(),
-        output,
-        returned: [],
-      });
-      this.#handedOutAt.delete(job!);
-    }
+    if (this.#handedOut.get(job)?.attempt === attempt) this.#handedOut.delete(job);
+    const delivery = {
+      link: this,
+      rank: 1,
+      status: msg.status,
+      handedOutAt: handedOut.at,
+      output,
+      returned: [],
+      timedOut: tag?.timedOut ?? false,
+    };
+    if (accepted) await recorder.record(admission.ticket, delivery);
+    else await recorder.discard(job, delivery, admission.settled);
     await this.#transport.write(RICEVIS);
+  }
+
+  /** The oldest job this connection was given with that command line (untagged results). */
+  #oldestNamed(command: string): number | undefined {
+    for (const j of this.#handedOut.keys()) if (this.#ctx.jobs.commands[j] === command) return j;
+    return undefined;
+  }
+
+  /** The job a tagged result names: one of this connection's, or one its runner was issued earlier. */
+  #jobTagged(tag: Tag): number | undefined {
+    if (tag.run !== this.#ctx.run && !this.#ctx.scheduler.ledger.knowsRun(tag.run)) return undefined;
+    for (const [j, h] of this.#handedOut) if (h.attempt === tag.attempt && this.#ctx.keyOf(j) === tag.key) return j;
+    return this.runnerId === undefined ? undefined : this.#ctx.scheduler.ledger.jobOfKey(tag.key);
   }
 
   #readLine(): Promise<string | null> {
@@ -342,7 +383,18 @@ export class ManagerTextSession implements RunnerLink {
         await this.#transport.write(PULSE);
         continue;
       }
-      return parseRunnerLine(line);
+      if (this.#tagged && line.startsWith(RESULT_TAG_PREFIX)) {
+        if (this.#resultTag !== undefined) throw new ProtocolError("Two result tags in a row", line);
+        const tag = parseTag(line.slice(RESULT_TAG_PREFIX.length));
+        if (tag.rest !== "" && tag.rest !== "timedout=1") throw new ProtocolError("Unknown result tag field", line);
+        this.#resultTag = { run: tag.run, key: tag.key, attempt: tag.attempt, timedOut: tag.rest === "timedout=1" };
+        continue;
+      }
+      const msg = parseRunnerLine(line);
+      if (this.#resultTag !== undefined && msg.kind !== "rezulto") {
+        throw new ProtocolError("A result tag must come just before REZULTO", line);
+      }
+      return msg;
     }
   }
 

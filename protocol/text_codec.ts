@@ -6,6 +6,7 @@
  * @module
  */
 
+import { EXTENSION_PREFIX } from "./vico_extension.ts";
 import { ProtocolError } from "./errors.ts";
 import { clipReason } from "./limits.ts";
 import { type FromRunnerText, type RunnerExpectation, TextKeyword as K, type ToRunnerText } from "./messages.ts";
@@ -155,7 +156,8 @@ export function isAcceptedVersion(version: string): boolean {
  * Why a command line cannot travel as a text-protocol job name, or
  * `undefined` when it can. The protocol carries a job as one line, so a
  * name may not be empty, hold a line break or NUL, be `FINO` (the end
- * marker) or start with `ERARO` (the drop marker), or exceed the line limit
+ * marker) or start with `ERARO` (the drop marker) or `VICO/1 ` (the vico
+ * extension's lines, which may share the connection), or exceed the line limit
  * once framed in `REZULTO`.
  *
  * @param name The command line.
@@ -166,6 +168,9 @@ export function whyNotCarriable(name: string, maxLineBytes: number): string | un
   if (name === K.FINO) return `job is exactly "FINO", which the protocol reserves to end the run`;
   if (name === "ERARO" || name.startsWith(K.ERARO_PREFIX)) {
     return `job starts with "ERARO", which the protocol reserves for errors`;
+  }
+  if (name.startsWith(EXTENSION_PREFIX)) {
+    return `job starts with "${EXTENSION_PREFIX}", which the vico extension reserves for its own lines`;
   }
   if (/[\r\n]/.test(name)) return "job contains a line break";
   if (name.includes("\0")) return "job contains a NUL byte, which no shell command can hold";

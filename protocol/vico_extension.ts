@@ -17,9 +17,18 @@
  * runner:  VICO/1 proof <hex64>
  * runner:  <n lines: the command line of each job it still holds (text),
  *           or "task <key>" for the task it still holds (binary)>
- * manager: VICO/1 ok [pulse=<seconds>] [timeout=<ms>] [lease=<seconds>] [resume=<0|1>]
+ * manager: VICO/1 ok [pulse=<seconds>] [timeout=<ms>] [lease=<seconds>] [resume=<0|1>] [tag=1] [drop=<i,j,…>]
  *      or: VICO/1 no <reason>
  * ```
+ *
+ * With the `tag` feature (the runner wants it, the manager answers
+ * `tag=1`), every hand-out and every result carries its assignment's
+ * identity, `run=<run id> key=<job key> attempt=<n>` (a {@linkcode Tag}):
+ * the manager sends `VICO/1 job <tag>` just before each job line, the
+ * runner sends `VICO/1 result <tag> [timedout=1]` just before each
+ * `REZULTO`, and a tagged held line is `<tag> <command line>` (text) or
+ * `task <tag>` (binary). `drop=` lists the held lines (0-based) that the
+ * manager does not want: the runner sets those results aside.
  *
  * then the chosen protocol begins as the drafts say (hail, or Join). The
  * proofs are computed in `auth.ts`. Pure: no I/O.
@@ -43,6 +52,82 @@ export const MAX_HOLDS = 10_000;
 export const HELD_TASK_PREFIX = "task ";
 /** The file an owner stages first for an identified node: the task's key. */
 export const TASK_KEY_FILE = ".vico/task";
+
+/** Prefix of the line that precedes a tagged job line (manager to runner). */
+export const JOB_TAG_PREFIX = EXTENSION_PREFIX + "job ";
+/** Prefix of the line that precedes a tagged `REZULTO` (runner to manager). */
+export const RESULT_TAG_PREFIX = EXTENSION_PREFIX + "result ";
+/** The feature name of tagged hand-outs and results. */
+export const TAG_FEATURE = "tag";
+
+/** The identity of one hand-out: which run issued it, for which job, as which attempt. */
+export interface Tag {
+  /** The manager run's id (its `run` record's). */
+  readonly run: string;
+  /** The job's content key. */
+  readonly key: string;
+  /** The attempt number. */
+  readonly attempt: number;
+}
+
+const TAG_TOKEN = /^[A-Za-z0-9._~-]{1,128}$/;
+
+/**
+ * Formats a tag as `run=<run> key=<key> attempt=<n>`.
+ *
+ * @example
+ * ```ts
+ * import { formatTag, parseTag } from "./vico_extension.ts";
+ * const text = formatTag({ run: "r1", key: "ab12-1", attempt: 2 });
+ * console.assert(text === "run=r1 key=ab12-1 attempt=2" && parseTag(text).attempt === 2);
+ * ```
+ */
+export function formatTag(tag: Tag): string {
+  return `run=${tag.run} key=${tag.key} attempt=${tag.attempt}`;
+}
+
+/**
+ * Parses the first three tokens of `text` as a tag; the rest (after one
+ * space) is returned too.
+ *
+ * @throws {ProtocolError} If they are not `run=… key=… attempt=…`.
+ */
+export function parseTag(text: string): Tag & { rest: string } {
+  const parts = text.split(" ");
+  const [run, key, attempt] = parts;
+  const value = (token: string | undefined, name: string) => {
+    if (token === undefined || !token.startsWith(name + "=") || !TAG_TOKEN.test(token.slice(name.length + 1))) {
+      throw new ProtocolError(`Tag field ${name} is missing or malformed`, text);
+    }
+    return token.slice(name.length + 1);
+  };
+  const n = value(attempt, "attempt");
+  if (!/^[1-9][0-9]{0,8}$/.test(n)) throw new ProtocolError("Tag attempt is not a positive whole number", text);
+  return {
+    run: value(run, "run"),
+    key: value(key, "key"),
+    attempt: Number(n),
+    rest: parts.slice(3).join(" "),
+  };
+}
+
+/**
+ * The tag of a held line, if it has one: `<tag> <command>` (text) or
+ * `task <tag>` (binary). Untagged or malformed lines give `undefined` (the
+ * manager cannot bind them to a hand-out and does not take them back).
+ */
+export function heldTag(line: string, proto: "text" | "binary"): Tag | undefined {
+  const text = proto === "binary"
+    ? (line.startsWith(HELD_TASK_PREFIX) ? line.slice(HELD_TASK_PREFIX.length) : "")
+    : line;
+  try {
+    const { run, key, attempt, rest } = parseTag(text);
+    if ((proto === "binary") !== (rest === "")) return undefined;
+    return { run, key, attempt };
+  } catch {
+    return undefined;
+  }
+}
 
 /** What a runner says about itself. */
 export interface ClientHello {
@@ -70,6 +155,10 @@ export type ServerHello =
     readonly lease?: number;
     /** Binary: 1 when the manager takes back the task the node announced, 0 when it should drop it. */
     readonly resume?: number;
+    /** 1: hand-outs and results are tagged (the `tag` feature). */
+    readonly tag?: number;
+    /** Held lines (0-based) the manager does not want: set those results aside. */
+    readonly drop?: readonly number[];
   }
   | { readonly kind: "no"; readonly reason: string }
   /** A manager with a secret: its nonce and its proof, before the runner proves itself. */
@@ -166,6 +255,8 @@ export function parseServerHello(line: string): ServerHello {
     timeoutMs: whole(f.get("timeout"), "timeout", line, 999_999_999),
     lease: whole(f.get("lease"), "lease", line, 86_400),
     resume: whole(f.get("resume"), "resume", line, 1),
+    tag: whole(f.get("tag"), "tag", line, 1),
+    drop: f.has("drop") ? (f.get("drop") ?? "").split(",").map((n) => whole(n, "drop", line, MAX_HOLDS)!) : undefined,
   };
 }
 
@@ -178,6 +269,8 @@ export function formatServerHello(h: ServerHello): string {
   if (h.timeoutMs) parts.push(`timeout=${Math.round(h.timeoutMs)}`);
   if (h.lease) parts.push(`lease=${h.lease}`);
   if (h.resume !== undefined) parts.push(`resume=${h.resume}`);
+  if (h.tag) parts.push(`tag=${h.tag}`);
+  if (h.drop !== undefined && h.drop.length > 0) parts.push(`drop=${h.drop.join(",")}`);
   return parts.join(" ");
 }
 

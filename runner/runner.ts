@@ -26,9 +26,9 @@ import { type HeldTask, NodeSession } from "./node_session.ts";
 import { TaskDir } from "./task_dir.ts";
 import { OutputSpool } from "./output_spool.ts";
 import { runProcess, shellArgv, STATUS_RUNNER_FAILURE } from "./process_runner.ts";
-import { defaultStateDir, RunnerState, type Streamable } from "./runner_state.ts";
-import { type ConnectionEnd, RunnerTextClient, STOPPED } from "./text_client.ts";
-import { HELD_TASK_PREFIX } from "../protocol/vico_extension.ts";
+import { defaultStateDir, RunnerState, type StoredResult, type Streamable } from "./runner_state.ts";
+import { type ConnectionEnd, type HandedJob, RunnerTextClient, STOPPED } from "./text_client.ts";
+import { HELD_TASK_PREFIX, TAG_FEATURE } from "../protocol/vico_extension.ts";
 import type { SharedSecret } from "../protocol/auth.ts";
 import { VicoError } from "../protocol/errors.ts";
 import { sayHello } from "./extension_hello.ts";
@@ -103,11 +103,13 @@ export type RunnerEnd =
   | { readonly kind: "failed"; readonly reason: string; readonly jobs: number };
 
 interface Finished {
-  command: string;
+  job: HandedJob;
   status: number;
   output: Streamable & { dispose(): Promise<void> };
   /** The runner itself ended the job (its --timeout, or its memory limit). */
   endedByRunner?: boolean;
+  /** It was its --timeout. */
+  timedOut?: boolean;
 }
 
 /** Exit statuses of a job killed by SIGHUP, SIGINT or SIGTERM. */
@@ -140,7 +142,9 @@ export class Runner {
   #clientWaiters: (() => void)[] = [];
   #done: RunnerEnd | undefined;
   #jobTimeoutMs: number | undefined;
-  readonly #running = new Map<number, string>();
+  readonly #running = new Map<number, HandedJob>();
+  /** Tags of running jobs a manager said it does not want: their results are set aside, not delivered. */
+  readonly #unwanted = new Set<string>();
   #jobsDone = 0;
   #connected = false;
   #problem: string | undefined;
@@ -315,13 +319,21 @@ export class Runner {
       }
       const transport = dialed.transport;
       const reader = new BufferedReader(transport, { maxLineBytes: this.#limits.maxLineBytes });
-      let negotiated: { pulseSec: number; timeoutMs?: number } | undefined;
+      let negotiated: { pulseSec: number; timeoutMs?: number; tagged: boolean } | undefined;
       if (extension) {
-        const holds = [...this.#running.values(), ...(state ? (await state.pending()).map((r) => r.command) : [])];
+        // Held lines name each hand-out by its tag; untagged ones (from a
+        // manager without tags) cannot be bound to a hand-out and are dropped.
+        const running = [...this.#running.values()].filter((j) => !this.#unwanted.has(j.tag ?? ""));
+        const kept = state ? await state.pending() : [];
+        const held: { tag?: string; command: string; kept?: StoredResult }[] = [
+          ...running,
+          ...kept.map((r) => ({ tag: r.tag, command: r.command, kept: r })),
+        ];
+        const holds = held.map((h) => h.tag === undefined ? h.command : `${h.tag} ${h.command}`);
         const hello = await sayHello(transport, reader, {
           proto: "text",
           id: state?.id,
-          want: ["pulse"],
+          want: ["pulse", TAG_FEATURE],
           holds,
           secret: this.#options.secret,
           manager: `${hostname}:${port}`,
@@ -355,7 +367,20 @@ export class Runner {
           await retry(hello.reason);
           continue;
         }
-        negotiated = { pulseSec: hello.answer.pulse ?? 0, timeoutMs: hello.answer.timeoutMs };
+        negotiated = {
+          pulseSec: hello.answer.pulse ?? 0,
+          timeoutMs: hello.answer.timeoutMs,
+          tagged: hello.answer.tag === 1,
+        };
+        // What this manager does not want is set aside: kept results now,
+        // running jobs once they finish. It never holds up other work.
+        for (const i of hello.answer.drop ?? []) {
+          const h = held[i];
+          if (h === undefined) continue;
+          if (h.kept !== undefined) await state!.setAside(h.kept, "the manager did not take it back");
+          else if (h.tag !== undefined) this.#unwanted.add(h.tag);
+          else this.#unwanted.add(h.command);
+        }
       }
       const client = new RunnerTextClient(transport, reader, {
         name: this.#options.name ?? Deno.hostname(),
@@ -393,7 +418,7 @@ export class Runner {
       if (state !== undefined) {
         for (const stored of await state.pending()) {
           try {
-            await client.report(stored.command, stored.status, stored);
+            await client.report(stored, stored.status, stored, stored.timedOut);
             await stored.dispose();
             this.#jobsDone++;
           } catch {
@@ -446,7 +471,7 @@ export class Runner {
         await client.arriveWaitClose();
         continue;
       }
-      let job: string | null;
+      let job: HandedJob | null;
       try {
         job = await client.request();
       } catch (err) {
@@ -457,10 +482,10 @@ export class Runner {
         await client.arriveWaitClose();
         continue;
       }
-      log.debug("Worker {id} runs {job}", { id, job });
+      log.debug("Worker {id} runs {job}", { id, job: job.command });
       this.#running.set(id, job);
       try {
-        finished = { command: job, ...await this.#execute(job, spoolDir) };
+        finished = { job, ...await this.#execute(job.command, spoolDir) };
       } finally {
         this.#running.delete(id);
       }
@@ -474,7 +499,7 @@ export class Runner {
         log.warn(
           "Job {job} was ended by the signal that stops this runner (exit {status}); it is not reported, " +
             "so the manager runs it again",
-          { job, status: finished.status },
+          { job: job.command, status: finished.status },
         );
         await finished.output.dispose();
         finished = undefined;
@@ -497,9 +522,18 @@ export class Runner {
   /** Reports a finished job on the live connection, or keeps it (persist); returns what is still to deliver. */
   async #deliver(result: Finished, state: RunnerState | undefined): Promise<Finished | undefined> {
     const client = this.#client;
+    const unwanted = this.#unwanted.delete(result.job.tag ?? result.job.command);
+    if (unwanted && state !== undefined) {
+      await state.store(result.job, result.status, result.output, result.timedOut).then(
+        async (kept) => await state.setAside(kept, "no manager wants it (it was handed out by another run)"),
+        (err) => log.error("Could not keep the result of {job}: {err}", { job: result.job.command, err: err.message }),
+      );
+      await result.output.dispose();
+      return undefined;
+    }
     if (client !== undefined && !client.closed) {
       try {
-        await client.report(result.command, result.status, result.output);
+        await client.report(result.job, result.status, result.output, result.timedOut);
         this.#jobsDone++;
         await result.output.dispose();
         return undefined;
@@ -509,17 +543,20 @@ export class Runner {
     }
     if (state !== undefined) {
       try {
-        await state.store(result.command, result.status, result.output);
-        log.info("Kept the result of {job} until a manager takes it", { job: result.command });
+        await state.store(result.job, result.status, result.output, result.timedOut);
+        log.info("Kept the result of {job} until a manager takes it", { job: result.job.command });
       } catch (err) {
-        log.error("Could not keep the result of {job}: {err}", { job: result.command, err: (err as Error).message });
+        log.error("Could not keep the result of {job}: {err}", {
+          job: result.job.command,
+          err: (err as Error).message,
+        });
       }
     }
     await result.output.dispose();
     return undefined;
   }
 
-  async #execute(command: string, spoolDir: string): Promise<Omit<Finished, "command">> {
+  async #execute(command: string, spoolDir: string): Promise<Omit<Finished, "job">> {
     const output = new OutputSpool({ dir: spoolDir, maxBytes: this.#limits.maxOutputBytes });
     try {
       const outcome = await runProcess(shellArgv(command), {
@@ -537,7 +574,12 @@ export class Runner {
       if (outcome.timedOut) {
         log.warn("Job {job} ran past its {s}s limit and was stopped", { job: command, s: this.#jobTimeoutMs! / 1000 });
       }
-      return { status: outcome.status, output, endedByRunner: outcome.timedOut || outcome.memoryExceeded };
+      return {
+        status: outcome.status,
+        output,
+        endedByRunner: outcome.timedOut || outcome.memoryExceeded,
+        timedOut: outcome.timedOut ?? false,
+      };
     } catch (err) {
       // The job's output could not be kept (over the limit, or the spool
       // failed): the job fails on its own, with a note saying why.

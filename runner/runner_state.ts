@@ -7,9 +7,15 @@
  * ```
  * STATE_DIR/
  *   id                     the runner's id (made once)
- *   pending/<n>.json       {"command": …, "status": …} of an undelivered result
+ *   pending/<n>.json       {"command": …, "tag": …, "status": …} of an undelivered result
  *   pending/<n>.out        its output
+ *   set-aside/<n>.json     a result no manager wants (handed out by another
+ *   set-aside/<n>.out      run, or refused): kept for a person, never sent
  * ```
+ *
+ * A result's tag (`run=… key=… attempt=…`, from the manager that handed the
+ * job out) binds it to that hand-out: a manager takes it back only if it
+ * issued it.
  *
  * @module
  */
@@ -17,15 +23,24 @@
 import { join } from "node:path";
 import { defaultStateDir as defaultRoleStateDir } from "../util/state_dir.ts";
 import { writeAll } from "../util/write_all.ts";
+import { logger } from "../util/log.ts";
+
+const log = logger("runner");
 
 /** An undelivered result, readable like a job's spooled output. */
 export interface StoredResult {
   /** The job's command line. */
   readonly command: string;
+  /** The tag of its hand-out, if the manager gave one. */
+  readonly tag?: string;
   /** Its exit status. */
   readonly status: number;
+  /** The runner stopped it at its --timeout. */
+  readonly timedOut?: boolean;
   /** Output size. */
   readonly size: number;
+  /** Where it is kept (without `.json` / `.out`). */
+  readonly base: string;
   /** Streams the output. */
   pipeTo(sink: (chunk: Uint8Array) => Promise<void>): Promise<void>;
   /** Forgets it (after the manager acknowledged it). */
@@ -75,6 +90,7 @@ export class RunnerState {
   static async open(dir: string): Promise<RunnerState> {
     await Deno.mkdir(join(dir, "pending"), { recursive: true, mode: 0o700 });
     await Deno.mkdir(join(dir, "tasks"), { recursive: true, mode: 0o700 });
+    await Deno.mkdir(join(dir, "set-aside"), { recursive: true, mode: 0o700 });
     const idPath = join(dir, "id");
     let id: string;
     try {
@@ -93,7 +109,12 @@ export class RunnerState {
   }
 
   /** Keeps a finished job's result until a manager takes it. Durable when this resolves. */
-  async store(command: string, status: number, output: Streamable): Promise<void> {
+  async store(
+    job: { command: string; tag?: string },
+    status: number,
+    output: Streamable,
+    timedOut = false,
+  ): Promise<StoredResult> {
     const n = ++this.#seq;
     const base = join(this.dir, "pending", String(n).padStart(8, "0"));
     const file = await Deno.open(base + ".out.tmp", { write: true, createNew: true });
@@ -105,11 +126,35 @@ export class RunnerState {
     }
     await Deno.rename(base + ".out.tmp", base + ".out");
     // The .json marks the result complete: written last, under a temporary name.
-    await Deno.writeTextFile(base + ".json.tmp", JSON.stringify({ command, status }));
+    const meta = {
+      command: job.command,
+      status,
+      ...(job.tag ? { tag: job.tag } : {}),
+      ...(timedOut ? { timedOut } : {}),
+    };
+    await Deno.writeTextFile(base + ".json.tmp", JSON.stringify(meta));
     const json = await Deno.open(base + ".json.tmp", { read: true, write: true });
     await json.sync();
     json.close();
     await Deno.rename(base + ".json.tmp", base + ".json");
+    return storedResult(base, meta, output.size);
+  }
+
+  /**
+   * Moves a kept result out of the way, into `set-aside/`: no manager will
+   * take it, so it is never sent again, but nothing of it is lost. Logged
+   * once, with where it went.
+   */
+  async setAside(result: StoredResult, reason: string): Promise<void> {
+    const name = result.base.slice(result.base.lastIndexOf("/") + 1);
+    const target = join(this.dir, "set-aside", name);
+    await Deno.rename(result.base + ".out", target + ".out").catch(() => {});
+    await Deno.rename(result.base + ".json", target + ".json");
+    log.warn("Set aside the kept result of {job} in {path}: {reason}", {
+      job: result.command,
+      path: target + ".json",
+      reason,
+    });
   }
 
   /**
@@ -156,7 +201,7 @@ export class RunnerState {
       }
       if (!name.endsWith(".json")) continue;
       const base = join(dir, name.slice(0, -".json".length));
-      let meta: { command: string; status: number };
+      let meta: { command: string; status: number; tag?: string; timedOut?: boolean };
       let size: number;
       try {
         meta = JSON.parse(await Deno.readTextFile(base + ".json"));
@@ -164,27 +209,39 @@ export class RunnerState {
       } catch {
         continue;
       }
-      out.push({
-        command: meta.command,
-        status: meta.status,
-        size,
-        async pipeTo(sink) {
-          using file = await Deno.open(base + ".out", { read: true });
-          const buf = new Uint8Array(1 << 20);
-          let left = size;
-          while (left > 0) {
-            const n = await file.read(buf.subarray(0, Math.min(left, buf.length)));
-            if (n === null) throw new Error(`${base}.out is shorter than ${size} bytes`);
-            left -= n;
-            await sink(buf.subarray(0, n));
-          }
-        },
-        async dispose() {
-          await Deno.remove(base + ".json").catch(() => {});
-          await Deno.remove(base + ".out").catch(() => {});
-        },
-      });
+      out.push(storedResult(base, meta, size));
     }
     return out;
   }
+}
+
+/** A kept result at `base` (`.json` and `.out`). */
+function storedResult(
+  base: string,
+  meta: { command: string; status: number; tag?: string; timedOut?: boolean },
+  size: number,
+): StoredResult {
+  return {
+    base,
+    command: meta.command,
+    status: meta.status,
+    ...(meta.tag !== undefined ? { tag: meta.tag } : {}),
+    ...(meta.timedOut ? { timedOut: true } : {}),
+    size,
+    async pipeTo(sink) {
+      using file = await Deno.open(base + ".out", { read: true });
+      const buf = new Uint8Array(1 << 20);
+      let left = size;
+      while (left > 0) {
+        const n = await file.read(buf.subarray(0, Math.min(left, buf.length)));
+        if (n === null) throw new Error(`${base}.out is shorter than ${size} bytes`);
+        left -= n;
+        await sink(buf.subarray(0, n));
+      }
+    },
+    async dispose() {
+      await Deno.remove(base + ".json").catch(() => {});
+      await Deno.remove(base + ".out").catch(() => {});
+    },
+  };
 }

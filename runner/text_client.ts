@@ -18,7 +18,7 @@ import type { BufferedReader } from "../protocol/buffered_reader.ts";
 import { ProtocolError, VicoError } from "../protocol/errors.ts";
 import type { RunnerExpectation, ToRunnerText } from "../protocol/messages.ts";
 import { encodeLine, formatRunnerLine, isAcceptedVersion, parseManagerLine } from "../protocol/text_codec.ts";
-import { PULSE_LINE } from "../protocol/vico_extension.ts";
+import { JOB_TAG_PREFIX, PULSE_LINE, RESULT_TAG_PREFIX } from "../protocol/vico_extension.ts";
 import type { Transport } from "../transport/transport.ts";
 import { Mutex } from "../util/mutex.ts";
 import type { Streamable } from "./runner_state.ts";
@@ -32,8 +32,8 @@ export interface RunnerTextClientOptions {
   name: string;
   /** Workers sharing the connection (the last of them answers FINO ANKAU). */
   workers: number;
-  /** What the vico extension's exchange agreed, if it took place: pulses, job timeout. */
-  extension?: { pulseSec: number; timeoutMs?: number };
+  /** What the vico extension's exchange agreed, if it took place: pulses, job timeout, tags. */
+  extension?: { pulseSec: number; timeoutMs?: number; tagged?: boolean };
 }
 
 /** How opening a connection went. */
@@ -50,6 +50,14 @@ export type ConnectionEnd =
   | { readonly kind: "failed"; readonly reason: string; readonly error: unknown };
 
 /** A worker waiting for the manager's next line, parsed as `expect`. */
+/** A job handed out: its command line, and with the `tag` feature the tag of its hand-out. */
+export interface HandedJob {
+  /** The command line. */
+  readonly command: string;
+  /** `run=… key=… attempt=…` (opaque to the runner: echoed with its result). */
+  readonly tag?: string;
+}
+
 interface Waiter {
   expect: RunnerExpectation;
   resolve(reply: ToRunnerText): void;
@@ -79,6 +87,9 @@ export class RunnerTextClient {
   #arrived = 0;
   #reporting = 0;
   #pulseSec = 0;
+  #tagged = false;
+  /** The tag line read just before the job line now awaited. */
+  #jobTag: string | undefined;
   #lastHeard = performance.now();
   #pulseTimer: ReturnType<typeof setInterval> | undefined;
   #pump: Promise<void> | undefined;
@@ -136,30 +147,38 @@ export class RunnerTextClient {
     }
     this.#state = "WorkerLoop";
     this.#pulseSec = pulseSec;
+    this.#tagged = ext?.tagged ?? false;
     if (pulseSec > 0) this.#startPulses(pulseSec);
     return { kind: "open", extension: ext !== undefined, pulseSec, timeoutMs };
   }
 
   /** WorkerLoop: asks for a job under the lock. Resolves with the job, or `null` for FINO. */
-  request(): Promise<string | null> {
+  request(): Promise<HandedJob | null> {
     return this.#lock.run(async () => {
       if (this.#finoReceived || this.#stopping) return null;
       const reply = await this.#request(PETO, "job");
+      const tag = this.#jobTag;
+      this.#jobTag = undefined;
       if (reply.kind === "fino") {
+        if (tag !== undefined) throw new ProtocolError("FINO after a job tag");
         this.#finoReceived = true;
         return null;
       }
       if (reply.kind !== "job") throw new ProtocolError("Expected a job or FINO", reply.kind);
-      return reply.name;
+      if (this.#tagged && tag === undefined) throw new ProtocolError("Job without its tag line", reply.name);
+      return tag === undefined ? { command: reply.name } : { command: reply.name, tag };
     });
   }
 
   /** WorkerLoop: reports a finished job under the lock: REZULTO, PRETA, the output, RICEVIS. */
-  report(job: string, status: number, output: Streamable): Promise<void> {
+  report(job: HandedJob, status: number, output: Streamable, timedOut = false): Promise<void> {
     return this.#lock.run(async () => {
       this.#reporting++;
       try {
-        const rezulto = formatRunnerLine({ kind: "rezulto", job, status, size: output.size });
+        if (this.#tagged && job.tag !== undefined) {
+          await this.#write(encodeLine(RESULT_TAG_PREFIX + job.tag + (timedOut ? " timedout=1" : "")));
+        }
+        const rezulto = formatRunnerLine({ kind: "rezulto", job: job.command, status, size: output.size });
         await this.#request(encodeLine(rezulto), "preta");
         // RICEVIS can only come after every output byte: wait for it from now on.
         const ricevis = this.#expect("ricevis");
@@ -246,6 +265,11 @@ export class RunnerTextClient {
         this.#lastHeard = performance.now();
         if (this.#pulseSec > 0 && line === PULSE_LINE) continue;
         const waiter = this.#waiter;
+        if (this.#tagged && waiter?.expect === "job" && line.startsWith(JOB_TAG_PREFIX)) {
+          if (this.#jobTag !== undefined) throw new ProtocolError("Two job tags in a row", line);
+          this.#jobTag = line.slice(JOB_TAG_PREFIX.length);
+          continue;
+        }
         // The waiter stays registered until it is resolved, so that a failure
         // here (ERARO, a malformed line) rejects it in #fail.
         const msg = parseManagerLine(line, waiter?.expect ?? "job");

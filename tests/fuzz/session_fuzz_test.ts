@@ -20,7 +20,7 @@ import { parseJobList } from "../../manager/job_list.ts";
 import { Manager } from "../../manager/manager.ts";
 import { NodeSession } from "../../runner/node_session.ts";
 import { Runner } from "../../runner/runner.ts";
-import { RunnerTextClient } from "../../runner/text_client.ts";
+import { type HandedJob, RunnerTextClient } from "../../runner/text_client.ts";
 import { readRecords, tempDir } from "../helpers/journal.ts";
 import { chunked, corpus, mutatedSession, params, RUNS } from "./fuzz_support.ts";
 
@@ -159,7 +159,7 @@ Deno.test({
             const opened = await client.open();
             if (opened.kind !== "open") return;
             while (!client.closed) {
-              let job: string | null;
+              let job: HandedJob | null;
               try {
                 job = await client.request();
               } catch {

@@ -45,13 +45,13 @@ Deno.test("packLanes: overlapping jobs of one host get different lanes; back-to-
 Deno.test("JournalDigest.report: ok, failed, lost, retried, per host, statuses, slowest, wall time", () => {
   const d = new JournalDigest();
   const records: JournalRecord[] = [
-    { type: "run", started: iso(0), source: "jobs.txt", jobs: 5, pid: 1 },
+    { type: "run", id: "r0", started: iso(0), source: "jobs.txt", jobs: 5, pid: 1 },
     job(1, "a", 0, 1000),
     attempt(2, "b", 0, 500),
     job(2, "a", 1000, 4000, 2),
     job(3, "b", 600, 700),
     job(4, "b", 700, 9000, null),
-    { type: "assign", key: "k5", runner: "r", host: "b", at: iso(9000) },
+    { type: "assign", key: "k5", runner: "r", host: "b", at: iso(9000), run: "r0", attempt: 1 },
     job(5, "a", 4000, 10_000),
   ];
   for (const r of records) d.feed(r);
@@ -73,7 +73,7 @@ Deno.test("JournalDigest.report: ok, failed, lost, retried, per host, statuses, 
 
 Deno.test("JournalDigest.timeline: lanes per host, times from the run's start, only the last N jobs", () => {
   const d = new JournalDigest(3);
-  d.feed({ type: "run", started: iso(0), source: "j", jobs: 4, pid: 1 });
+  d.feed({ type: "run", id: "r0", started: iso(0), source: "j", jobs: 4, pid: 1 });
   d.feed(job(1, "a", 100, 1100));
   d.feed(job(2, "a", 100, 1200));
   d.feed(job(3, "b", 200, 300, 1));
@@ -95,7 +95,7 @@ Deno.test("JournalDigest.timeline: lanes per host, times from the run's start, o
 
 Deno.test("JournalDigest: throughput stays within its bucket count for a long run (buckets widen)", () => {
   const d = new JournalDigest(10);
-  d.feed({ type: "run", started: iso(0), source: "j", jobs: 1, pid: 1 });
+  d.feed({ type: "run", id: "r0", started: iso(0), source: "j", jobs: 1, pid: 1 });
   const day = 86_400_000;
   for (let i = 0; i < 2000; i++) d.feed(job(i + 1, `h${i % 7}`, (i * day) / 2000, ((i + 1) * day) / 2000));
   const t = d.timeline();

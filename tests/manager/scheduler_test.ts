@@ -93,29 +93,10 @@ Deno.test({
     s.onJobRequest(a);
     s.onJobRequest(b);
     assert.deepEqual(b.take(), []);
-    const job = s.claimResult(a, (j) => j === 0);
-    assert.equal(job, 0);
     s.onJobSettled(a, 0, 0);
     assert.deepEqual(b.take(), ["FINO"]);
     assert.deepEqual(settled, [0]);
     await s.done;
-  },
-});
-
-Deno.test({
-  name: "Scheduler.claimResult() matches only jobs the runner holds, each instance once",
-  permissions: "none",
-  fn() {
-    const { s, join } = setup(3);
-    const a = join("a"), b = join("b");
-    s.onJobRequest(a);
-    s.onJobRequest(a);
-    s.onJobRequest(b);
-    const same = () => true;
-    assert.equal(s.claimResult(b, (j) => j === 0), undefined, "b does not hold job 0");
-    assert.equal(s.claimResult(a, same), 0);
-    assert.equal(s.claimResult(a, same), 1, "a second result claims the other instance");
-    assert.equal(s.claimResult(a, same), undefined);
   },
 });
 
@@ -127,18 +108,23 @@ Deno.test({
     const a = join("a"), b = join("b");
     s.onJobRequest(a);
     s.onJobRequest(a);
-    s.claimResult(a, (j) => j === 0);
     s.onRunnerLost(a); // died while sending job 0's output
     assert.equal(s.queue.pending, 2);
     s.onJobRequest(b);
     s.onJobRequest(b);
     assert.deepEqual(b.take(), [0, 1]);
-    s.claimResult(b, (j) => j === 0);
+    assert.equal(s.queue.attempts(0), 2, "the second hand-out is attempt 2");
+    // What may settle is the ledger's call: b's attempt 2 does, once.
+    const first = s.ledger.claim(0, 2);
+    assert.equal(first.kind, "accepted");
+    if (first.kind === "accepted") s.ledger.settle(first.ticket);
     s.onJobSettled(b, 0, 0);
-    s.onJobSettled(b, 0, 0);
-    s.onJobSettled(a, 1, 0); // a stale result from the lost runner
+    assert.equal(s.ledger.claim(0, 2).kind, "duplicate", "the same attempt again");
+    assert.equal(s.ledger.claim(0, 1).kind, "duplicate", "a stale result of the lost runner's attempt 1");
+    assert.equal(s.onJobSettled(b, 0, 0), false, "settling twice changes nothing");
     assert.deepEqual(settled, [0]);
     assert.equal(s.queue.settled, 1);
+    assert.equal(s.queue.running, 1, "job 1 is still out on b: nothing lost");
   },
 });
 
