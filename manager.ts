@@ -306,10 +306,6 @@ export async function main(args: string[]): Promise<number> {
     return complain("manager", `cannot read job list ${flags.jobs}: ${(err as Error).message}`, ExitCode.USAGE);
   }
   const resultsDir = flags.results ?? defaultResultsDir(flags.jobs);
-  if (flags.fresh) {
-    const moved = await setAside(resultsDir);
-    if (moved !== undefined) log.info("Earlier results in {dir} moved to {moved}", { dir: resultsDir, moved });
-  }
 
   // Security: given TLS and/or secret, enrollment, or (loopback or --insecure) none.
   const hostname = flags.host ?? "127.0.0.1";
@@ -409,6 +405,7 @@ export async function main(args: string[]): Promise<number> {
     manager = await Manager.start({
       jobs,
       resultsDir,
+      fresh: flags.fresh,
       hostname,
       port,
       local,
@@ -499,16 +496,6 @@ export async function main(args: string[]): Promise<number> {
   console.log(formatSummary(summary).trimEnd());
   if (summary.stopped) return 128 + (stoppedBy === "SIGINT" ? 2 : 15);
   return summary.failed === 0 ? ExitCode.OK : ExitCode.FAILED;
-}
-
-/** Moves an existing results directory aside; returns where it went. */
-async function setAside(dir: string): Promise<string | undefined> {
-  const exists = await Deno.stat(dir).then(() => true, () => false);
-  if (!exists) return undefined;
-  const stamp = new Date().toISOString().replace(/[:.]/g, "-");
-  const target = `${dir}.${stamp}`;
-  await Deno.rename(dir, target);
-  return target;
 }
 
 const VERIFY_USAGE = `Usage: manager verify RESULTS_DIR
