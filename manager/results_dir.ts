@@ -141,6 +141,7 @@ export class ResultsDir {
           if (err instanceof Deno.errors.AlreadyExists) return false; // another claimant made it first
           throw err;
         });
+        if (made && durable) await syncDir(dirname(dir));
       } else if (!info.isDirectory) {
         throw new ResultsDirError("not-ours", `Results directory ${path} is not a directory`);
       }
@@ -204,6 +205,7 @@ export class ResultsDir {
     const movedTo = `${this.path}.${new Date().toISOString().replace(/[:.]/g, "-")}`;
     try {
       await Deno.rename(this.path, movedTo);
+      if (this.#durable) await syncDir(dirname(this.path));
     } catch (err) {
       throw unusable(this.path, `move it aside to ${basename(movedTo)}`, err);
     }
@@ -267,13 +269,15 @@ async function writeMarker(dir: string, durable: boolean): Promise<void> {
   } finally {
     file.close();
   }
-  if (durable) {
-    const d = await Deno.open(dir, { read: true });
-    try {
-      await d.sync();
-    } finally {
-      d.close();
-    }
+  if (durable) await syncDir(dir);
+}
+
+async function syncDir(path: string): Promise<void> {
+  const dir = await Deno.open(path, { read: true });
+  try {
+    await dir.sync();
+  } finally {
+    dir.close();
   }
 }
 

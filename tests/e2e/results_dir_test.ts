@@ -59,12 +59,17 @@ Deno.test("ResultsDir lock: a second manager on the same results directory exits
 
 Deno.test("ResultsDir lock: released by the kernel when its manager is SIGKILLed; the next manager starts", async () => {
   await using dir = await tempDir();
-  const first = await startManagerOn(dir.path, ["sleep 2"], ["--local", "1"]);
+  const started = join(dir.path, "started");
+  // The job outlives its manager: the lock must not live on in it.
+  const first = await startManagerOn(dir.path, [`touch ${started}; sleep 8`], ["--local", "1"]);
+  while (!(await Deno.stat(started).then(() => true, () => false))) await new Promise((r) => setTimeout(r, 20));
   first.manager.kill("SIGKILL");
   await first.manager.exit();
+  const killedAt = performance.now();
   await Deno.writeTextFile(join(dir.path, "more.txt"), "echo after\n");
   const next = await run(["--jobs", join(dir.path, "more.txt"), "--results", first.results, "--local", "1"]);
   assert.equal(next.code, 0, next.out.stderr);
+  assert.ok(performance.now() - killedAt < 8000, "started while the killed manager's job still ran");
   assert.equal(readRecords(first.results).filter((r) => r.command === "echo after").length, 1);
 });
 
