@@ -52,9 +52,11 @@ Examples:
                        extension plus '.results' (jobs.txt -> jobs.results);
                        ./vico-results for standard input. Running again on the
                        same directory skips the jobs it has already settled
-                       (matched by content, not line number).
+                       (matched by content, not line number). It must be
+                       new, empty, or vico's (marked by .vico-results); one
+                       manager at a time holds it (a lock in .vico-lock).
       --fresh          Start a new run: an existing results directory is
-                       moved aside (to DIR.<date>) first.
+                       moved aside (to DIR.<date>) once the port is bound.
       --host HOST      Address to listen on. Default 127.0.0.1 (this machine
                        only); use 0.0.0.0 to accept runners from other hosts.
                        On any address but loopback the manager is secure by
@@ -173,8 +175,8 @@ Exit status:
   0  every job in the list exited 0
   1  at least one job exited non-zero (see the journal)
   2  usage error or invalid job list (nothing ran)
-  3  could not start (port in use, results directory unusable, enrollment
-     failed)
+  3  could not start (port in use; results directory not vico's, in use
+     by another manager, or unusable, e.g. disk full; enrollment failed)
   130/143  stopped by SIGINT/SIGTERM before every job settled (run again
      on the same results directory to finish)
 `;
@@ -306,10 +308,6 @@ export async function main(args: string[]): Promise<number> {
     return complain("manager", `cannot read job list ${flags.jobs}: ${(err as Error).message}`, ExitCode.USAGE);
   }
   const resultsDir = flags.results ?? defaultResultsDir(flags.jobs);
-  if (flags.fresh) {
-    const moved = await setAside(resultsDir);
-    if (moved !== undefined) log.info("Earlier results in {dir} moved to {moved}", { dir: resultsDir, moved });
-  }
 
   // Security: given TLS and/or secret, enrollment, or (loopback or --insecure) none.
   const hostname = flags.host ?? "127.0.0.1";
@@ -409,6 +407,7 @@ export async function main(args: string[]): Promise<number> {
     manager = await Manager.start({
       jobs,
       resultsDir,
+      fresh: flags.fresh,
       hostname,
       port,
       local,
@@ -499,16 +498,6 @@ export async function main(args: string[]): Promise<number> {
   console.log(formatSummary(summary).trimEnd());
   if (summary.stopped) return 128 + (stoppedBy === "SIGINT" ? 2 : 15);
   return summary.failed === 0 ? ExitCode.OK : ExitCode.FAILED;
-}
-
-/** Moves an existing results directory aside; returns where it went. */
-async function setAside(dir: string): Promise<string | undefined> {
-  const exists = await Deno.stat(dir).then(() => true, () => false);
-  if (!exists) return undefined;
-  const stamp = new Date().toISOString().replace(/[:.]/g, "-");
-  const target = `${dir}.${stamp}`;
-  await Deno.rename(dir, target);
-  return target;
 }
 
 const VERIFY_USAGE = `Usage: manager verify RESULTS_DIR

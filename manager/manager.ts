@@ -22,6 +22,7 @@ import { OwnerSession, type OwnerSessionContext } from "./owner_session.ts";
 import { Quarantine, type QuarantineOptions } from "./quarantine.ts";
 import { ResultRecorder } from "./result_recorder.ts";
 import { ResultsStore } from "./results_store.ts";
+import { ResultsDir, unusable } from "./results_dir.ts";
 import { planResume, type ResumePlan } from "./resume.ts";
 import { type HeldJob, type RunnerLink, Scheduler } from "./scheduler.ts";
 import { Ledger } from "./ledger.ts";
@@ -38,6 +39,8 @@ export interface ManagerOptions {
   jobs: JobList;
   /** Where results go. */
   resultsDir: string;
+  /** Move an existing results directory aside first (once the port is bound). @default {false} */
+  fresh?: boolean;
   /** Address to listen on. @default {"127.0.0.1"} */
   hostname?: string;
   /** Port to listen on; 0 picks a free one. @default {DEFAULT_PORT} */
@@ -162,11 +165,54 @@ export class Manager {
     this.finished = run(this);
   }
 
-  /** Opens the results directory, listens, and starts serving. */
+  /**
+   * Claims the results directory (refused unless it is vico's; locked
+   * against other managers), listens, moves earlier results aside
+   * (`fresh`), opens the results and starts serving. Nothing is moved or
+   * removed unless every earlier step succeeded.
+   *
+   * @throws {VicoError} a `ResultsDirError` when the results directory cannot be used.
+   */
   static async start(options: ManagerOptions): Promise<Manager> {
     const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
     const { jobs } = options;
-    const results = await ResultsStore.open(options.resultsDir, { durable: options.durable });
+    // Start-up order: lock, port, rotation, then the results themselves.
+    const claim = await ResultsDir.claim(options.resultsDir, { durable: options.durable });
+    const hostname = options.hostname ?? "127.0.0.1";
+    let listener: TransportListener;
+    // Local runners dial the listening port; with TLS they get a plain one of
+    // their own on loopback (still behind the secret, if there is one), as a
+    // certificate made for other names need not fit 127.0.0.1.
+    let localAddress: { hostname: string; port: number } | undefined;
+    try {
+      listener = options.tls === undefined
+        ? listenTcp(hostname, options.port ?? DEFAULT_PORT)
+        : listenTls(hostname, options.port ?? DEFAULT_PORT, options.tls);
+      if (options.tls !== undefined && (options.local ?? 0) > 0) {
+        const local = listenTcp(/:/.test(localTarget(hostname)) ? "::1" : "127.0.0.1", 0);
+        localAddress = local.address;
+        listener = mergeListeners(listener, local);
+      }
+    } catch (err) {
+      claim.release();
+      throw err;
+    }
+    let results: ResultsStore;
+    let current = claim;
+    try {
+      if (options.fresh) {
+        const { dir, movedTo } = await claim.rotate();
+        current = dir;
+        if (movedTo !== undefined) {
+          log.info("Earlier results in {dir} moved to {moved}", { dir: options.resultsDir, moved: movedTo });
+        }
+      }
+      results = await ResultsStore.open(current, { durable: options.durable });
+    } catch (err) {
+      current.release();
+      listener.close();
+      throw err;
+    }
     const keyOf = (job: number) => jobKey(identityOf(jobs, job), jobs.occurrences[job]);
     // Jobs settled by an earlier run on this results directory are not run again.
     const plan = planResume(jobs.commands.length, results.previous, keyOf);
@@ -323,33 +369,22 @@ export class Manager {
       pulseMs: pulseSec * 1000,
       defaultTimeoutMs: options.jobTimeoutMs,
     };
-    const hostname = options.hostname ?? "127.0.0.1";
-    let listener: TransportListener;
-    // Local runners dial the listening port; with TLS they get a plain one of
-    // their own on loopback (still behind the secret, if there is one), as a
-    // certificate made for other names need not fit 127.0.0.1.
-    let localAddress: { hostname: string; port: number } | undefined;
+    // The run's record is durable before anything is served: a disk that
+    // cannot take it (full, read-only) stops the start with its reason.
     try {
-      listener = options.tls === undefined
-        ? listenTcp(hostname, options.port ?? DEFAULT_PORT)
-        : listenTls(hostname, options.port ?? DEFAULT_PORT, options.tls);
-      if (options.tls !== undefined && (options.local ?? 0) > 0) {
-        const local = listenTcp(/:/.test(localTarget(hostname)) ? "::1" : "127.0.0.1", 0);
-        localAddress = local.address;
-        listener = mergeListeners(listener, local);
-      }
+      await results.note({
+        type: "run",
+        id: run,
+        started: new Date().toISOString(),
+        source: jobs.source,
+        jobs: jobs.commands.length,
+        pid: Deno.pid,
+      });
     } catch (err) {
+      listener.close();
       await results.close();
-      throw err;
+      throw unusable(options.resultsDir, "record the run in its journal", err);
     }
-    results.note({
-      type: "run",
-      id: run,
-      started: new Date().toISOString(),
-      source: jobs.source,
-      jobs: jobs.commands.length,
-      pid: Deno.pid,
-    });
     const server = new Server(listener, {
       text: (transport, reader, handshake, extension) =>
         new ManagerTextSession(transport, reader, context, handshake, extension),

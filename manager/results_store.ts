@@ -4,7 +4,9 @@
  * - `journal.jsonl`: one JSON record per settled job, append-only;
  * - `out/<key>.out`: each job's output, byte for byte (jobs with empty
  *   output have no file: their record says `"size": 0, "output": null`);
- * - `tmp/`: outputs being received, never at a final name.
+ * - `tmp/`: outputs being received, never at a final name;
+ * - `.vico-results` and `.vico-lock`: the marker that the directory is vico's
+ *   and the lock of the manager running on it (see `results_dir.ts`).
  *
  * A result is committed in one step: the output streams into `tmp/` while
  * being hashed, is fsynced and renamed to its final name, then its record is
@@ -20,6 +22,7 @@ import { dirname, join } from "node:path";
 import { writeAll } from "../util/write_all.ts";
 import { VicoError } from "../protocol/errors.ts";
 import { whyBadTaskPath } from "../protocol/task_path.ts";
+import { ResultsDir, unusable } from "./results_dir.ts";
 
 /** One settled job, as stored in `journal.jsonl`. */
 export interface JobRecord {
@@ -281,6 +284,8 @@ export class ResultsStore {
 
   /** What earlier runs on this directory recorded. */
   readonly previous: JournalState;
+  /** The claim (marker and lock) on the directory, released on close. */
+  readonly #claim: ResultsDir;
 
   private constructor(
     dir: string,
@@ -288,8 +293,10 @@ export class ResultsStore {
     durable: boolean,
     previous: JournalState,
     length: number,
+    claim: ResultsDir,
   ) {
     this.dir = dir;
+    this.#claim = claim;
     this.previous = previous;
     this.#goodLength = length;
     this.#journal = journal;
@@ -300,24 +307,35 @@ export class ResultsStore {
    * Opens a results directory, creating it if needed. Records of earlier
    * runs are read back into {@linkcode previous}; a torn last record (the
    * manager died while appending it) is cut off. Leftover temporary files
-   * are removed.
+   * are removed: only in a directory claimed as vico's and locked
+   * ({@linkcode ResultsDir.claim}), which the store holds until closed.
    *
-   * @param dir The results directory.
+   * @param dir The results directory, or a claim on it (the store takes it over).
    * @param options `durable: false` skips fsyncs (tests, benchmarks of the engine).
-   * @throws {VicoError} `USAGE` if the journal is damaged before its last line.
+   * @throws {VicoError} `USAGE` if the journal is damaged before its last line;
+   *   `ResultsDirError` (results_dir.ts) if the directory is not vico's, is in use or is unusable.
    */
-  static async open(dir: string, options: { durable?: boolean } = {}): Promise<ResultsStore> {
-    await Deno.mkdir(join(dir, OUT_DIR), { recursive: true });
-    await Deno.remove(join(dir, TMP_DIR), { recursive: true }).catch(() => {});
-    await Deno.mkdir(join(dir, TMP_DIR), { recursive: true });
-    const journalPath = join(dir, JOURNAL_FILE);
-    const previous = await readJournal(journalPath);
-    const journal = await Deno.open(journalPath, { append: true, create: true });
-    const durable = options.durable ?? true;
-    // The journal's own directory entry (new or just cut) must be durable too.
-    if (durable) await syncDir(dir);
-    const length = (await journal.stat()).size;
-    return new ResultsStore(dir, journal, durable, previous, length);
+  static async open(dir: string | ResultsDir, options: { durable?: boolean } = {}): Promise<ResultsStore> {
+    const claim = typeof dir === "string" ? await ResultsDir.claim(dir, options) : dir;
+    const path = typeof dir === "string" ? dir : dir.path;
+    let journal: Deno.FsFile | undefined;
+    try {
+      await Deno.mkdir(join(path, OUT_DIR), { recursive: true });
+      await Deno.remove(join(path, TMP_DIR), { recursive: true }).catch(() => {});
+      await Deno.mkdir(join(path, TMP_DIR), { recursive: true });
+      const journalPath = join(path, JOURNAL_FILE);
+      const previous = await readJournal(journalPath);
+      journal = await Deno.open(journalPath, { append: true, create: true });
+      const durable = options.durable ?? true;
+      // The journal's own directory entry (new or just cut) must be durable too.
+      if (durable) await syncDir(path);
+      const length = (await journal.stat()).size;
+      return new ResultsStore(path, journal, durable, previous, length, claim);
+    } catch (err) {
+      journal?.close();
+      claim.release();
+      throw err instanceof VicoError ? err : unusable(path, "open its journal", err);
+    }
   }
 
   /** Starts receiving one output. */
@@ -439,10 +457,11 @@ export class ResultsStore {
     return records;
   }
 
-  /** Waits for pending records and closes the journal. */
+  /** Waits for pending records, closes the journal and releases the directory. */
   async close(): Promise<void> {
     await this.#flushing;
     this.#journal.close();
+    this.#claim.release();
   }
 
   #append(record: JournalRecord): Promise<void> {

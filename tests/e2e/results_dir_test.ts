@@ -1,0 +1,219 @@
+/**
+ * A results directory vico owns: one manager at a time (a lock the kernel
+ * drops with its holder), nothing deleted or moved that vico did not make,
+ * and start-up I/O failures end with exit 3 and their reason.
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { EntryProcess, freePort, startManagerOn } from "../helpers/entry_process.ts";
+import { byLine, readRecords, tempDir } from "../helpers/journal.ts";
+
+/** Every file and directory under `dir` with its bytes, for "left byte-identical". */
+function snapshot(dir: string, prefix = ""): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const e of Deno.readDirSync(join(dir, prefix))) {
+    const rel = prefix === "" ? e.name : `${prefix}/${e.name}`;
+    if (e.isDirectory) {
+      out.set(rel + "/", "");
+      for (const [k, v] of snapshot(dir, rel)) out.set(k, v);
+    } else out.set(rel, Deno.readTextFileSync(join(dir, rel)));
+  }
+  return out;
+}
+
+/** A project folder that is not a results directory, with a `tmp/` of its own. */
+async function project(dir: string): Promise<string> {
+  const path = join(dir, "project");
+  await Deno.mkdir(join(path, "tmp"), { recursive: true });
+  await Deno.mkdir(join(path, "src"));
+  await Deno.writeTextFile(join(path, "README.md"), "my project\n");
+  await Deno.writeTextFile(join(path, "tmp", "keep.txt"), "precious scratch\n");
+  await Deno.writeTextFile(join(path, "src", "main.sh"), "echo hi\n");
+  await Deno.writeTextFile(join(path, "jobs.txt"), "echo a\necho b\n");
+  return path;
+}
+
+async function run(args: string[], cwd?: string): Promise<{ code: number; out: EntryProcess }> {
+  const out = EntryProcess.spawn("manager.ts", args, { cwd });
+  return { code: (await out.exit()).code, out };
+}
+
+Deno.test("ResultsDir lock: a second manager on the same results directory exits 3 naming the holder; the first finishes untouched", async () => {
+  await using dir = await tempDir();
+  const jobs = Array.from({ length: 20 }, (_, i) => `sleep 0.2; echo job ${i}`);
+  const first = await startManagerOn(dir.path, jobs, ["--local", "1"]);
+  await using a = first.manager;
+  const second = await run(["--jobs", first.list, "--results", first.results, "--local", "2", "--port", "0"]);
+  assert.equal(second.code, 3, second.out.stderr);
+  assert.match(
+    second.out.stderr,
+    new RegExp(`in use by another manager: pid ${a.pid} on ${Deno.hostname()} since \\d{4}-\\d\\d-\\d\\dT`),
+  );
+  assert.equal((await a.exit()).code, 0, a.stderr);
+  const records = byLine(readRecords(first.results)); // throws on a line recorded twice
+  assert.equal(records.size, 20);
+  const verify = await run(["verify", first.results]);
+  assert.equal(verify.code, 0, verify.out.stdout);
+});
+
+Deno.test("ResultsDir lock: released by the kernel when its manager is SIGKILLed; the next manager starts", async () => {
+  await using dir = await tempDir();
+  const started = join(dir.path, "started");
+  // The job outlives its manager: the lock must not live on in it.
+  const first = await startManagerOn(dir.path, [`touch ${started}; sleep 8`], ["--local", "1"]);
+  while (!(await Deno.stat(started).then(() => true, () => false))) await new Promise((r) => setTimeout(r, 20));
+  first.manager.kill("SIGKILL");
+  await first.manager.exit();
+  const killedAt = performance.now();
+  await Deno.writeTextFile(join(dir.path, "more.txt"), "echo after\n");
+  const next = await run(["--jobs", join(dir.path, "more.txt"), "--results", first.results, "--local", "1"]);
+  assert.equal(next.code, 0, next.out.stderr);
+  assert.ok(performance.now() - killedAt < 8000, "started while the killed manager's job still ran");
+  assert.equal(readRecords(first.results).filter((r) => r.command === "echo after").length, 1);
+});
+
+Deno.test("ResultsDir.claim: a non-empty directory that is not vico's is refused (exit 3) and left byte-identical", async () => {
+  await using dir = await tempDir();
+  const path = await project(dir.path);
+  const before = snapshot(path);
+  for (const extra of [[], ["--fresh"]]) {
+    const r = await run(["--jobs", join(path, "jobs.txt"), "--results", path, "--local", "1", ...extra]);
+    assert.equal(r.code, 3, r.out.stderr);
+    assert.match(r.out.stderr, /is not a vico results directory/);
+    assert.deepEqual(snapshot(path), before, `nothing touched (${extra.join(" ") || "no --fresh"})`);
+    assert.deepEqual([...Deno.readDirSync(dir.path)].map((e) => e.name), ["project"], "nothing moved aside");
+  }
+});
+
+Deno.test("ResultsDir.claim: an empty directory and one from an earlier vico (journal, out/, tmp/) are taken and marked", async () => {
+  await using dir = await tempDir();
+  const list = join(dir.path, "jobs.txt");
+  await Deno.writeTextFile(list, "echo a\n");
+  const empty = join(dir.path, "empty");
+  await Deno.mkdir(empty);
+  assert.equal((await run(["--jobs", list, "--results", empty, "--local", "1"])).code, 0);
+  assert.ok(Deno.statSync(join(empty, ".vico-results")).isFile);
+  // An older vico's directory: no marker, a journal, out/ and a leftover tmp/.
+  const legacy = join(dir.path, "legacy");
+  await Deno.mkdir(join(legacy, "out"), { recursive: true });
+  await Deno.mkdir(join(legacy, "tmp"));
+  await Deno.writeTextFile(join(legacy, "tmp", "99-1.part"), "half");
+  await Deno.writeTextFile(join(legacy, "journal.jsonl"), "");
+  assert.equal((await run(["--jobs", list, "--results", legacy, "--local", "1"])).code, 0);
+  assert.ok(Deno.statSync(join(legacy, ".vico-results")).isFile);
+  assert.deepEqual([...Deno.readDirSync(join(legacy, "tmp"))], [], "its leftover temporary output removed");
+  assert.equal(readRecords(legacy).length, 1);
+});
+
+Deno.test("ResultsDir.rotate: --fresh moves nothing aside when the port is in use", async () => {
+  await using dir = await tempDir();
+  const list = join(dir.path, "jobs.txt");
+  await Deno.writeTextFile(list, "echo a\n");
+  const results = join(dir.path, "res");
+  assert.equal((await run(["--jobs", list, "--results", results, "--local", "1"])).code, 0);
+  const before = snapshot(results);
+  const port = freePort();
+  using _busy = Deno.listen({ hostname: "127.0.0.1", port });
+  const r = await run(["--jobs", list, "--results", results, "--port", String(port), "--fresh"]);
+  assert.equal(r.code, 3, r.out.stderr);
+  assert.match(r.out.stderr, /already in use/);
+  assert.deepEqual([...Deno.readDirSync(dir.path)].map((e) => e.name).sort(), ["jobs.txt", "res"]);
+  const after = snapshot(results);
+  // The lock file names the last holder; everything else is as it was.
+  for (const s of [before, after]) s.delete(".vico-lock");
+  assert.deepEqual(after, before);
+});
+
+Deno.test("ResultsDir.rotate: -r . --fresh ends with a clear error (exit 3), in a project or inside a results directory", async () => {
+  await using dir = await tempDir();
+  const path = await project(dir.path);
+  const foreign = await run(["--jobs", "jobs.txt", "-r", ".", "--local", "1", "--fresh"], path);
+  assert.equal(foreign.code, 3, foreign.out.stderr);
+  assert.match(foreign.out.stderr, /is not a vico results directory/);
+  assert.doesNotMatch(foreign.out.stderr, /Uncaught/);
+  // Inside a vico results directory: moving the current directory aside is refused.
+  const results = join(dir.path, "res");
+  assert.equal((await run(["--jobs", join(path, "jobs.txt"), "-r", results, "--local", "1"])).code, 0);
+  const before = snapshot(results);
+  const inside = await run(["--jobs", join(path, "jobs.txt"), "-r", ".", "--local", "1", "--fresh"], results);
+  assert.equal(inside.code, 3, inside.out.stderr);
+  assert.match(inside.out.stderr, /--fresh cannot move it aside: it is the current directory/);
+  assert.doesNotMatch(inside.out.stderr, /Uncaught/);
+  const after = snapshot(results);
+  for (const s of [before, after]) s.delete(".vico-lock");
+  assert.deepEqual(after, before);
+});
+
+/** A 64 KiB tmpfs mounted for the test (root only); undefined where it cannot be made. */
+function tinyDisk(): (Disposable & { path: string }) | undefined {
+  const path = Deno.makeTempDirSync({ prefix: "vico-full-" });
+  const mount = new Deno.Command("mount", { args: ["-t", "tmpfs", "-o", "size=64k", "tmpfs", path], stderr: "null" })
+    .outputSync();
+  if (!mount.success) {
+    Deno.removeSync(path);
+    return undefined;
+  }
+  return {
+    path,
+    [Symbol.dispose]() {
+      new Deno.Command("umount", { args: [path] }).outputSync();
+      Deno.removeSync(path);
+    },
+  };
+}
+
+/** Writes zeros to `path` until the file system is full. */
+function fill(path: string): void {
+  const file = Deno.openSync(path, { write: true, create: true });
+  const chunk = new Uint8Array(4096);
+  try {
+    for (;;) file.writeSync(chunk);
+  } catch (err) {
+    if (!(err instanceof Error) || !/No space left|os error 28/.test(err.message)) throw err;
+  } finally {
+    file.close();
+  }
+}
+
+const canMount = tinyDisk();
+canMount?.[Symbol.dispose]();
+
+Deno.test({
+  name:
+    "ResultsDir.claim: a full disk at start exits 3 with the reason, for a new and for an existing results directory",
+  ignore: canMount === undefined,
+  async fn() {
+    await using dir = await tempDir();
+    const list = join(dir.path, "jobs.txt");
+    await Deno.writeTextFile(list, "echo a\n");
+    // A new results directory on a full disk.
+    {
+      using disk = tinyDisk()!;
+      fill(join(disk.path, "filler"));
+      const r = await run(["--jobs", list, "--results", join(disk.path, "res"), "--local", "1"]);
+      assert.equal(r.code, 3, r.out.stderr);
+      assert.match(r.out.stderr, /cannot start: .*(No space left on device|os error 28)/);
+      assert.doesNotMatch(r.out.stderr, /Uncaught|unhandled/i);
+    }
+    // An existing one whose journal has no room for the run's record: its
+    // last page is full (padded to 4096 bytes) and so is the disk.
+    {
+      using disk = tinyDisk()!;
+      const results = join(disk.path, "res");
+      assert.equal((await run(["--jobs", list, "--results", results, "--local", "1"])).code, 0);
+      const journal = join(results, "journal.jsonl");
+      const text = Deno.readTextFileSync(journal);
+      const last = text.trimEnd().split("\n").at(-1)!;
+      const pad = 4096 - new TextEncoder().encode(text).length;
+      Deno.writeTextFileSync(journal, text.slice(0, text.length - last.length - 1) + last + " ".repeat(pad) + "\n");
+      assert.equal(Deno.statSync(journal).size, 4096);
+      fill(join(disk.path, "filler"));
+      await Deno.writeTextFile(join(dir.path, "more.txt"), "echo b\n");
+      const r = await run(["--jobs", join(dir.path, "more.txt"), "--results", results, "--local", "1"]);
+      assert.equal(r.code, 3, r.out.stderr);
+      assert.match(r.out.stderr, /cannot start: .*cannot record the run .*(No space left on device|os error 28)/);
+      assert.doesNotMatch(r.out.stderr, /Uncaught|unhandled/i);
+    }
+  },
+});
