@@ -204,12 +204,13 @@ export class Manager {
           // A binary node joins once per task: say so the first time only.
           const first = !nodesSeen.has(link.host);
           nodesSeen.add(link.host);
-          joins.log(first ? "info" : "debug", "Node {host} joined (modules: {modules})", {
-            host: link.host,
-            modules: link.modules.join(",") || "none",
-          });
+          const props = { host: link.host, modules: link.modules.join(",") || "none" };
+          if (first) joins.log("info", "Node {host} joined (modules: {modules})", props);
+          else log.debug("Node {host} joined (modules: {modules})", props);
         } else {
-          joins.log(own ? "debug" : "info", "Runner {host} joined from {peer}", { host: link.host, peer: link.peer });
+          const props = { host: link.host, peer: link.peer };
+          if (own) log.debug("Runner {host} joined from {peer}", props);
+          else joins.log("info", "Runner {host} joined from {peer}", props);
         }
       },
       onSettled: (job, code, link: RunnerLink) => {
