@@ -180,13 +180,8 @@ export class ManagerTextSession implements RunnerLink {
     this.#joined = true;
     this.#ctx.scheduler.onRunnerJoined(this, this.#extension?.holds ?? []);
     if (this.#ctx.jobTimeout && this.#extension === undefined) {
-      plainUnderTimeout.log(
-        "warn",
-        "Runner {host} speaks the plain protocol: --timeout cannot be enforced on its jobs",
-        {
-          host: this.host,
-        },
-      );
+      const warning = "Runner {host} speaks the plain protocol: --timeout cannot be enforced on its jobs";
+      plainUnderTimeout.log("warn", warning, { host: this.host });
     }
     this.#state = "Wait";
   }
