@@ -103,7 +103,8 @@ Examples:
                        once). Default 4096.
       --max-unauthenticated N
                        Most connections still in their handshake (not yet
-                       authenticated) at once. Default 256.
+                       authenticated) at once; more wait in the listen
+                       backlog. Default 256.
       --max-output SIZE
                        Largest output one text job may announce (REZULTO);
                        a runner announcing more is dropped. Default 16G.

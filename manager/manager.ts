@@ -12,7 +12,7 @@ import { heldTag, type ServerHello, TAG_FEATURE } from "../protocol/vico_extensi
 import { listenTcp } from "../transport/conn_transport.ts";
 import { listenTls, type TlsIdentity } from "../transport/tls.ts";
 import { mergeListeners, type TransportListener } from "../transport/transport.ts";
-import { logger } from "../util/log.ts";
+import { logger, RateLimitedLog } from "../util/log.ts";
 import { Runner, type RunnerEnd } from "../runner/runner.ts";
 import { FleetWatch } from "./fleet_watch.ts";
 import { jobKey } from "./job_key.ts";
@@ -108,6 +108,10 @@ export interface RunSummary {
 }
 
 const log = logger("manager");
+/** Fleet churn (runners joining, leaving holding jobs) is logged at a bounded rate. */
+const joins = new RateLimitedLog(log, "runner join(s)", 20);
+const requeues = new RateLimitedLog(log, "requeue(s) of lost runners' jobs", 20);
+const leases = new RateLimitedLog(log, "lease(s) for lost runners", 20);
 
 /** The address local runners dial: the listen address, or loopback for a wildcard. */
 function localTarget(hostname: string): string {
@@ -259,12 +263,13 @@ export class Manager {
           // A binary node joins once per task: say so the first time only.
           const first = !nodesSeen.has(link.host);
           nodesSeen.add(link.host);
-          log[first ? "info" : "debug"]("Node {host} joined (modules: {modules})", {
-            host: link.host,
-            modules: link.modules.join(",") || "none",
-          });
+          const props = { host: link.host, modules: link.modules.join(",") || "none" };
+          if (first) joins.log("info", "Node {host} joined (modules: {modules})", props);
+          else log.debug("Node {host} joined (modules: {modules})", props);
         } else {
-          log[own ? "debug" : "info"]("Runner {host} joined from {peer}", { host: link.host, peer: link.peer });
+          const props = { host: link.host, peer: link.peer };
+          if (own) log.debug("Runner {host} joined from {peer}", props);
+          else joins.log("info", "Runner {host} joined from {peer}", props);
         }
       },
       onSettled: (job, code, link: RunnerLink) => {
@@ -273,10 +278,13 @@ export class Manager {
       },
       onAssigned: (job, link) => status.assigned(job, link),
       onRequeued: (requeued, link) =>
-        log.warn("{count} job(s) of runner {host} go back to the queue", { count: requeued.length, host: link.host }),
+        requeues.log("warn", "{count} job(s) of runner {host} go back to the queue", {
+          count: requeued.length,
+          host: link.host,
+        }),
 
       onLeased: (runnerId, held, ms) => {
-        log.warn("Runner {id} is gone holding {n} job(s); they wait {s}s for it to come back", {
+        leases.log("warn", "Runner {id} is gone holding {n} job(s); they wait {s}s for it to come back", {
           id: runnerId,
           n: held.length,
           s: ms / 1000,

@@ -19,7 +19,7 @@ import { ProtocolError, VicoError } from "../protocol/errors.ts";
 import { type FromNode, NO_MORE_TASKS, NodeStatus, type ToNode } from "../protocol/messages.ts";
 import { formatTag, TASK_KEY_FILE } from "../protocol/vico_extension.ts";
 import type { Transport } from "../transport/transport.ts";
-import { logger, LogRateLimit } from "../util/log.ts";
+import { logger, RateLimitedLog } from "../util/log.ts";
 import { Mutex } from "../util/mutex.ts";
 import { settlesWithin } from "../util/timeout.ts";
 import { type JobClass, taskOf } from "./job_list.ts";
@@ -53,7 +53,10 @@ type Assignment =
   | { kind: "refuse"; reason: string };
 
 const log = logger("manager");
-const handshakeFailures = new LogRateLimit(5, 10_000);
+const handshakeFailures = new RateLimitedLog(log, "failed Join(s)");
+const drops = new RateLimitedLog(log, "dropped node(s)");
+const losses = new RateLimitedLog(log, "node(s) lost holding a task", 20);
+const departures = new RateLimitedLog(log, "departed node(s)");
 
 /** The node turned down part of its task; the task goes back to the queue. */
 class TaskRefusedError extends Error {}
@@ -537,33 +540,22 @@ export class OwnerSession implements RunnerLink, Session {
       await this.#ctx.recorder.abandon(job, this.#abandoned);
       return;
     }
-    if (!this.#joined) {
-      const gate = handshakeFailures.allow();
-      if (gate.suppressed > 0) log.warn("{n} more failed Join(s) were not logged", { n: gate.suppressed });
-      if (!gate.log) return;
-    }
+    // Any of these may come by the thousand (a flood, a fleet that churns):
+    // each kind is logged at a bounded rate. A node lost holding nothing
+    // lost nothing: that is not a warning.
+    const props = { peer: this.peer, state: this.#state, reason, back };
     if (err instanceof ProtocolError || err instanceof TaskRefusedError) {
-      log.warn("Dropping node {peer} in state {state}: {reason}{back}", {
-        peer: this.peer,
-        state: this.#state,
-        reason,
-        back,
-      });
+      (this.#joined ? drops : handshakeFailures).log(
+        "warn",
+        "Dropping node {peer} in state {state}: {reason}{back}",
+        props,
+      );
       await settlesWithin(this.#send({ kind: "disconnect", reason }), 1000);
     } else if (err instanceof VicoError && err.code === "CONNECTION_CLOSED") {
-      log.warn("Lost node {peer} in state {state}: {reason}{back}", {
-        peer: this.peer,
-        state: this.#state,
-        reason,
-        back,
-      });
+      const limited = !this.#joined ? handshakeFailures : held ? losses : departures;
+      limited.log(held ? "warn" : "info", "Lost node {peer} in state {state}: {reason}{back}", props);
     } else {
-      log.error("Node {peer} failed in state {state}: {reason}{back}", {
-        peer: this.peer,
-        state: this.#state,
-        reason,
-        back,
-      });
+      log.error("Node {peer} failed in state {state}: {reason}{back}", props);
     }
   }
 }

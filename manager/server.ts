@@ -10,12 +10,20 @@
  * refused before it can see a job: a plain text runner with `ERARO`, a plain
  * binary node with Reject, a vico runner with `VICO/1 no`.
  *
+ * What a connection costs before its handshake completes is bounded twice
+ * over: at most `maxHandshaking` connections are mid-handshake (while that
+ * many are, no new one is accepted: the kernel's listen backlog holds them,
+ * and only handshakes that have stalled are closed to make room, so a herd
+ * of honest runners is served in turn and a slowloris is not), and every
+ * byte read from them is charged to one shared budget
+ * ({@linkcode HANDSHAKE_BUDGET_BYTES}).
+ *
  * @module
  */
 
-import { BufferedReader } from "../protocol/buffered_reader.ts";
+import { BufferedReader, type ByteSource } from "../protocol/buffered_reader.ts";
 import { ProtocolError } from "../protocol/errors.ts";
-import type { Limits } from "../protocol/limits.ts";
+import { HANDSHAKE_BUDGET_BYTES, HANDSHAKE_STALL_MS, type Limits } from "../protocol/limits.ts";
 import { newNonce, type SharedSecret } from "../protocol/auth.ts";
 import { encodeToNode, readFromNode } from "../protocol/binary_codec.ts";
 import { encodeLine, formatManagerLine } from "../protocol/text_codec.ts";
@@ -28,8 +36,9 @@ import {
   type ServerHello,
 } from "../protocol/vico_extension.ts";
 import type { Transport, TransportListener } from "../transport/transport.ts";
-import { logger, LogRateLimit } from "../util/log.ts";
+import { logger, RateLimitedLog } from "../util/log.ts";
 import { settlesWithin } from "../util/timeout.ts";
+import { HandshakeBudget } from "./handshake_budget.ts";
 import type { JobList } from "./job_list.ts";
 import type { ResultRecorder } from "./result_recorder.ts";
 import type { ResultsStore } from "./results_store.ts";
@@ -120,8 +129,16 @@ export interface ServerOptions {
   limits: Limits;
   /** How long a new connection has, from accept, to complete its handshake. */
   handshakeTimeoutMs: number;
-  /** Most connections that have not completed a handshake; the oldest are closed to make room. */
+  /**
+   * Most connections that have not completed a handshake. While this many
+   * are, no new one is accepted (the listen backlog queues them) and those
+   * that have stalled are closed to make room.
+   */
   maxHandshaking: number;
+  /** Bytes that all handshakes together may make the manager read. @default {HANDSHAKE_BUDGET_BYTES} */
+  handshakeBudgetBytes?: number;
+  /** A handshake the manager waits on this long without a byte has stalled. @default {HANDSHAKE_STALL_MS} */
+  handshakeStallMs?: number;
   /** Most connections at once; more are closed at accept. @default {Infinity} */
   maxConnections?: number;
   /** The shared secret every peer must prove it knows (vico extension); none: no authentication. */
@@ -139,15 +156,25 @@ export interface ServerOptions {
 }
 
 const log = logger("manager");
-const refusals = new LogRateLimit(5, 10_000);
+const refusals = new RateLimitedLog(log, "refused connection(s)");
 
 /** Logs a refused connection, at a bounded rate. */
 function logRefusal(peer: string, reason: string): void {
-  const gate = refusals.allow();
-  if (gate.suppressed > 0) log.warn("{n} more refused connection(s) were not logged", { n: gate.suppressed });
-  if (gate.log) log.warn("Refusing connection from {peer}: {reason}", { peer, reason });
+  refusals.log("warn", "Refusing connection from {peer}: {reason}", { peer, reason });
 }
-const capped = new LogRateLimit(1, 10_000);
+const capped = new RateLimitedLog(log, "connection(s) over --max-connections", 1);
+const overBudget = new RateLimitedLog(log, "connection(s) over the handshake budget");
+
+/** How often, while the handshake cap is reached, stalled handshakes are looked for. */
+const SWEEP_MS = 1000;
+
+/** A connection within its handshake window. */
+interface Handshaking {
+  /** `performance.now()` since when the manager waits for the peer's next bytes; `undefined` while it does not. */
+  waitingSince: number | undefined;
+  /** Ends the window (the handshake completed, or the connection is closed). */
+  done(): void;
+}
 
 /** A connection refused for a reason the peer is not told in the extension's words (TLS, a closed peer). */
 class Refusal extends Error {}
@@ -160,7 +187,12 @@ export class Server {
   readonly #live = new Map<Session, { transport: Transport; ended: Promise<void> }>();
   readonly #pending = new Set<Transport>();
   /** Connections within their handshake window, oldest first. */
-  readonly #handshaking = new Map<Transport, () => void>();
+  readonly #handshaking = new Map<Transport, Handshaking>();
+  readonly #budget: HandshakeBudget<Transport>;
+  /** Wakes the accept loop held back at the handshake cap. */
+  #slotFree: (() => void) | undefined;
+  #sweeper: ReturnType<typeof setInterval> | undefined;
+  #lastSweep = 0;
   #evicted = 0;
   #closed = false;
 
@@ -173,6 +205,7 @@ export class Server {
     this.#listener = listener;
     this.#factory = factory;
     this.#options = options;
+    this.#budget = new HandshakeBudget(options.handshakeBudgetBytes ?? HANDSHAKE_BUDGET_BYTES);
   }
 
   /** Number of connections being served. */
@@ -188,49 +221,134 @@ export class Server {
         break;
       }
       this.#start(transport);
+      // At the cap, accept nothing more until a handshake completes or a
+      // stalled one is closed: the kernel's listen backlog holds new
+      // connections meanwhile (Deno listens with a backlog of 128; past it
+      // the kernel drops SYNs and peers retry them), so a herd of runners is
+      // served in turn instead of evicting one another.
+      while (this.#handshaking.size >= this.#options.maxHandshaking && !this.#closed) {
+        await new Promise<void>((resolve) => (this.#slotFree = resolve));
+      }
     }
+  }
+
+  /** Accepts again (a handshake slot is free, or the server closes). */
+  #wake(): void {
+    const wake = this.#slotFree;
+    this.#slotFree = undefined;
+    wake?.();
+  }
+
+  /**
+   * While the handshake cap is reached, closes handshakes that have stalled
+   * (the manager has waited {@linkcode ServerOptions.handshakeStallMs} for
+   * their next byte), oldest first, to make room. One that keeps sending is
+   * left its whole window.
+   */
+  #sweep(): void {
+    const now = performance.now();
+    const late = now - this.#lastSweep > 2 * SWEEP_MS;
+    this.#lastSweep = now;
+    if (this.#closed || this.#handshaking.size < this.#options.maxHandshaking) {
+      clearInterval(this.#sweeper);
+      this.#sweeper = undefined;
+      return;
+    }
+    // After the event loop was busy, reads that completed meanwhile may not
+    // have been seen yet: look again next time rather than close them.
+    if (late) return;
+    const stallMs = this.#options.handshakeStallMs ?? HANDSHAKE_STALL_MS;
+    let closed = 0;
+    for (const [transport, h] of this.#handshaking) {
+      if (h.waitingSince === undefined || now - h.waitingSince < stallMs) continue;
+      h.done();
+      transport.close();
+      closed++;
+    }
+    if (closed > 0 && this.#evicted === 0) {
+      log.warn("{max} connections are mid-handshake; closing the oldest ones that sent nothing for {s}s", {
+        max: this.#options.maxHandshaking,
+        s: stallMs / 1000,
+      });
+    }
+    this.#evicted += closed;
+  }
+
+  /**
+   * Reads for a connection's reader: while its handshake is on, marks that
+   * the manager waits for the peer (for {@linkcode #sweep}) and charges what
+   * arrives to the shared budget; afterwards, a plain read.
+   *
+   * @throws {ProtocolError} When this connection is the one closed for the budget.
+   */
+  async #read(transport: Transport, p: Uint8Array): Promise<number | null> {
+    const h = this.#handshaking.get(transport);
+    if (h === undefined) return transport.read(p);
+    h.waitingSince = performance.now();
+    let n: number | null;
+    try {
+      n = await transport.read(p);
+    } finally {
+      h.waitingSince = undefined;
+    }
+    if (n !== null && this.#handshaking.has(transport)) this.#charge(transport, n);
+    return n;
+  }
+
+  /** Charges `n` bytes read from `transport` to the budget; closes what goes over. */
+  #charge(transport: Transport, n: number): void {
+    let self: number | undefined;
+    for (const over of this.#budget.charge(transport, n)) {
+      if (over.key === transport) {
+        self = over.bytes;
+        continue;
+      }
+      overBudget.log("warn", "Closing connection from {peer}: {reason}", {
+        peer: over.key.peer,
+        reason: this.#overBudgetReason(over.bytes),
+      });
+      this.#handshaking.get(over.key)?.done();
+      over.key.close();
+    }
+    if (self !== undefined) throw new ProtocolError(this.#overBudgetReason(self));
+  }
+
+  #overBudgetReason(bytes: number): string {
+    return `its handshake sent ${bytes} bytes, the most of all connections mid-handshake, ` +
+      `and together they went over the handshake budget of ${this.#budget.limit} bytes`;
   }
 
   async #start(transport: Transport): Promise<void> {
     if (this.connections >= (this.#options.maxConnections ?? Infinity)) {
-      const gate = capped.allow();
-      if (gate.log) {
-        log.warn("Refusing connection from {peer}: {max} connections already (--max-connections)", {
-          peer: transport.peer,
-          max: this.#options.maxConnections,
-        });
-      }
+      capped.log("warn", "Refusing connection from {peer}: {max} connections already (--max-connections)", {
+        peer: transport.peer,
+        max: this.#options.maxConnections,
+      });
       transport.close();
       return;
-    }
-    if (this.#handshaking.size >= this.#options.maxHandshaking) {
-      // Too many connections that have not said who they are: a flood or a
-      // slowloris. Evict the oldest rather than refuse the newest, so an
-      // honest runner (which completes its handshake in a millisecond)
-      // still gets in.
-      const [oldest, evict] = this.#handshaking.entries().next().value!;
-      evict();
-      oldest.close();
-      if (this.#evicted++ === 0) {
-        log.warn("More than {max} connections are mid-handshake; closing the oldest ones", {
-          max: this.#options.maxHandshaking,
-        });
-      }
     }
     const timer = setTimeout(() => transport.close(), this.#options.handshakeTimeoutMs);
     const done = () => {
       if (!this.#handshaking.delete(transport)) return;
+      this.#budget.release(transport);
       clearTimeout(timer);
+      this.#wake();
       if (this.#handshaking.size === 0 && this.#evicted > 0) {
         log.info("Handshake flood over: {n} connection(s) were closed unfinished", { n: this.#evicted });
         this.#evicted = 0;
       }
     };
-    this.#handshaking.set(transport, done);
+    // Until its first byte, the manager waits for the peer (or for TLS).
+    this.#handshaking.set(transport, { waitingSince: performance.now(), done });
+    if (this.#handshaking.size >= this.#options.maxHandshaking && this.#sweeper === undefined) {
+      this.#lastSweep = performance.now();
+      this.#sweeper = setInterval(() => this.#sweep(), SWEEP_MS);
+    }
     const handshake: HandshakeWindow = { deadline: Date.now() + this.#options.handshakeTimeoutMs, done };
     this.#pending.add(transport);
+    const source: ByteSource = { read: (p) => this.#read(transport, p) };
     // Start small: a connection that never sends a line costs 4 KiB, not 64.
-    const reader = new BufferedReader(transport, {
+    const reader = new BufferedReader(source, {
       bufferSize: 4096,
       maxLineBytes: this.#options.limits.maxLineBytes,
     });
@@ -368,8 +486,11 @@ export class Server {
   /** Stops accepting new connections. Live sessions go on. */
   close(): void {
     this.#closed = true;
+    clearInterval(this.#sweeper);
+    this.#sweeper = undefined;
     this.#listener.close();
     for (const t of this.#pending) t.close();
+    this.#wake();
   }
 
   /**

@@ -27,7 +27,7 @@ import {
   type Tag,
 } from "../protocol/vico_extension.ts";
 import type { Transport } from "../transport/transport.ts";
-import { logger, LogRateLimit } from "../util/log.ts";
+import { logger, RateLimitedLog } from "../util/log.ts";
 import { settlesWithin } from "../util/timeout.ts";
 import type { JobClass } from "./job_list.ts";
 import type { RunnerLink } from "./scheduler.ts";
@@ -45,7 +45,11 @@ export interface TextSessionContext extends SessionContext {
 }
 
 const log = logger("manager");
-const handshakeFailures = new LogRateLimit(5, 10_000);
+const handshakeFailures = new RateLimitedLog(log, "failed handshake(s)");
+const drops = new RateLimitedLog(log, "dropped runner(s)");
+const losses = new RateLimitedLog(log, "runner(s) lost holding jobs", 20);
+const departures = new RateLimitedLog(log, "departed runner(s)");
+const plainUnderTimeout = new RateLimitedLog(log, "plain runner(s) under --timeout", 1, 60_000);
 const FINO = encodeLine(formatManagerLine({ kind: "fino" }));
 const PRETA = encodeLine(formatManagerLine({ kind: "preta" }));
 const RICEVIS = encodeLine(formatManagerLine({ kind: "ricevis" }));
@@ -193,9 +197,8 @@ export class ManagerTextSession implements RunnerLink {
     this.#joined = true;
     this.#ctx.scheduler.onRunnerJoined(this, this.#extension?.held ?? []);
     if (this.#ctx.jobTimeout && this.#extension === undefined) {
-      log.warn("Runner {host} speaks the plain protocol: --timeout cannot be enforced on its jobs", {
-        host: this.host,
-      });
+      const warning = "Runner {host} speaks the plain protocol: --timeout cannot be enforced on its jobs";
+      plainUnderTimeout.log("warn", warning, { host: this.host });
     }
     this.#state = "Wait";
   }
@@ -406,35 +409,28 @@ export class ManagerTextSession implements RunnerLink {
       : this.runnerId !== undefined
       ? `; its ${held} job(s) wait for it to come back`
       : `; ${held} job(s) go back to the queue`;
-    // Connections that never completed a handshake may be a flood: their
-    // reasons are logged at a bounded rate.
-    const gate = this.#joined ? { log: true, suppressed: 0 } : handshakeFailures.allow();
-    if (gate.suppressed > 0) log.warn("{n} more failed handshake(s) were not logged", { n: gate.suppressed });
     if (this.#dropReason !== undefined) err = new VicoError("CONNECTION_CLOSED", this.#dropReason);
+    // Any of these may come by the thousand (a flood, a fleet that churns):
+    // each kind is logged at a bounded rate. Only a runner lost holding jobs
+    // is a warning; one that leaves holding nothing lost nothing.
+    const props = { who, state: this.#state, jobs };
     if (err instanceof ProtocolError) {
-      if (gate.log) {
-        log.warn("Dropping runner {who} in state {state}: {reason}{jobs}", {
-          who,
-          state: this.#state,
-          reason: err.message,
-          jobs,
-        });
-      }
+      (this.#joined ? drops : handshakeFailures).log("warn", "Dropping runner {who} in state {state}: {reason}{jobs}", {
+        ...props,
+        reason: err.message,
+      });
       // Tell the runner why, best effort: it may already be gone or not reading.
       const eraro = encodeLine(formatManagerLine({ kind: "eraro", reason: err.message }));
       await settlesWithin(this.#transport.write(eraro), 1000);
     } else if (err instanceof VicoError && err.code === "CONNECTION_CLOSED") {
-      if (!gate.log) return;
-      const level = held > 0 || this.#state !== "WaitClose" ? "warn" : "info";
-      log[level]("Lost runner {who} in state {state}: {reason}{jobs}", {
-        who,
-        state: this.#state,
+      const limited = !this.#joined ? handshakeFailures : held > 0 ? losses : departures;
+      limited.log(held > 0 ? "warn" : "info", "Lost runner {who} in state {state}: {reason}{jobs}", {
+        ...props,
         reason: err.message,
-        jobs,
       });
     } else {
       const reason = err instanceof Error ? err.message : String(err);
-      log.error("Runner {who} failed in state {state}: {reason}{jobs}", { who, state: this.#state, reason, jobs });
+      log.error("Runner {who} failed in state {state}: {reason}{jobs}", { ...props, reason });
     }
   }
 }

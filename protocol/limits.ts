@@ -52,3 +52,25 @@ export function clipReason(reason: string): string {
   if (reason.length <= MAX_REASON_CHARS) return reason;
   return `${reason.slice(0, MAX_REASON_CHARS)}… (${reason.length - MAX_REASON_CHARS} more characters cut)`;
 }
+
+/**
+ * Most bytes that all connections still in their handshake may have made the
+ * manager read, together: the extension's hello, proof and held-job lines,
+ * the text hail and KOMPRENAS, the binary Join. An honest handshake is a few
+ * hundred bytes (plus its held jobs' command lines); 10,000 held lines of
+ * 64 KiB on each of 256 connections would be 160 GiB. Each connection's share
+ * is released when its handshake completes; when a read would take the total
+ * over, the connection holding the most is closed with a reason (usually the
+ * one reading).
+ */
+export const HANDSHAKE_BUDGET_BYTES = 64 * 1024 ** 2;
+
+/**
+ * A connection mid-handshake that sends nothing for this long while the
+ * manager waits for it has stalled: while as many connections as allowed are
+ * mid-handshake (`--max-unauthenticated`), stalled ones are closed to make
+ * room, and new ones wait in the kernel's listen backlog. A handshake that
+ * keeps moving is never closed for room; it still has its whole window
+ * (30 s from accept) to finish.
+ */
+export const HANDSHAKE_STALL_MS = 5000;

@@ -229,3 +229,47 @@ export class LogRateLimit {
     return { log: false, suppressed };
   }
 }
+
+/**
+ * A log line that a flood could repeat (a refused peer, a runner that joins
+ * and leaves): written at most `limit` times per `windowMs`, then counted;
+ * the count is reported once with the next line let through.
+ *
+ * @example
+ * ```ts
+ * import { logger, RateLimitedLog } from "./log.ts";
+ * const departures = new RateLimitedLog(logger("manager"), "departed runner(s)");
+ * departures.log("info", "Runner {host} left", { host: "node7" });
+ * ```
+ */
+export class RateLimitedLog {
+  readonly #log: Logger;
+  readonly #what: string;
+  readonly #gate: LogRateLimit;
+
+  /**
+   * @param log Where the lines go.
+   * @param what What the suppressed lines were about, for the count (`"refused connection(s)"`).
+   * @param limit Lines let through per window.
+   * @param windowMs Window length.
+   */
+  constructor(log: Logger, what: string, limit = 5, windowMs = 10_000) {
+    this.#log = log;
+    this.#what = what;
+    this.#gate = new LogRateLimit(limit, windowMs);
+  }
+
+  /** Writes `message` at `level` unless this window's allowance is spent. */
+  log(
+    level: "debug" | "info" | "warn" | "error",
+    message: string,
+    properties: Record<string, unknown>,
+    now = Date.now(),
+  ): void {
+    const gate = this.#gate.allow(now);
+    if (gate.suppressed > 0) {
+      this.#log[level]("{n} more {what} were not logged", { n: gate.suppressed, what: this.#what });
+    }
+    if (gate.log) this.#log[level](message, properties);
+  }
+}

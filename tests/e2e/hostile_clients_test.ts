@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { startManager, startRunner } from "../helpers/entry_process.ts";
+import { EntryProcess, freePort, startManager, startRunner } from "../helpers/entry_process.ts";
 import { readOutput, readRecords, tempDir } from "../helpers/journal.ts";
 import { LinePeer } from "../helpers/line_peer.ts";
 
@@ -96,4 +96,42 @@ Deno.test("manager drops hostile clients with a reason while an honest runner fi
   assert.match(manager.stderr, /Dropping runner greedy .* go back to the queue/);
   assert.match(manager.stderr, /Lost runner flaky .*Connection closed after 10 of 100 expected bytes/);
   void silent;
+});
+
+Deno.test("ManagerTextSession: runners that join and leave are logged at a bounded rate, and not at all under -q", async () => {
+  await using dir = await tempDir();
+  const list = join(dir.path, "jobs.txt");
+  await Deno.writeTextFile(list, "echo one\necho two\n");
+  const results = join(dir.path, "res");
+  const port = freePort();
+  await using manager = EntryProcess.spawn("manager.ts", [
+    ...["--jobs", list, "--results", results, "--port", String(port), "-q"],
+  ]);
+  let ready = false;
+  for (let i = 0; i < 200 && !ready; i++) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      ready = true;
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  // 150 runners join and hang up at once; 50 join and lie about a result.
+  for (let i = 0; i < 200; i++) {
+    using p = await LinePeer.connect(port);
+    assert.equal(await p.hail(`churn-${i}`), "VERSIO 1.1");
+    if (i % 4 === 3) {
+      await p.line("REZULTO echo never-given 0 0");
+      await p.rest();
+    }
+  }
+  await using honest = startRunner(port, ["--workers", "1", "--name", "honest"]);
+  const [ms, rs] = await Promise.all([manager.exit(), honest.exit()]);
+  assert.equal(rs.code, 0, honest.stderr);
+  assert.equal(ms.code, 0, manager.stderr);
+  assert.equal(readRecords(results).length, 2);
+  const lines = manager.stderr.split("\n").filter((l) => l.length > 0);
+  assert.ok(lines.length < 40, `${lines.length} log lines for 200 runners:\n${lines.slice(0, 10).join("\n")}`);
+  assert.doesNotMatch(manager.stderr, /Lost runner churn-/, "a runner that leaves holding nothing is not a warning");
+  assert.match(manager.stderr, /Dropping runner churn-3 .*REZULTO for a job this runner does not hold/);
 });

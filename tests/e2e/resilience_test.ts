@@ -208,3 +208,77 @@ Deno.test("runner: a stray ERARO-like line while no worker waits is a protocol e
   assert.equal((await runner.exit()).code, 1);
   assert.match(runner.stderr, /Manager sent a line no worker asked for: "ERAROx"/);
 });
+
+/**
+ * One simulated text runner: hails, then asks for jobs and reports each with
+ * its command as output until FINO. Returns whether it was served (VERSIO).
+ */
+async function herdRunner(port: number, name: string): Promise<boolean> {
+  using p = await LinePeer.connect(port);
+  try {
+    if ((await p.hail(name)) !== "VERSIO 1.1") return false;
+    while (true) {
+      await p.line("PETO");
+      const job = await p.read(60_000);
+      if (job === "FINO" || job === null) break;
+      const out = new TextEncoder().encode(job);
+      await p.line(`REZULTO ${job} 0 ${out.length}`);
+      if ((await p.read(60_000)) !== "PRETA") return false;
+      await p.send(out);
+      if ((await p.read(60_000)) !== "RICEVIS") return false;
+    }
+    await p.line("FINO ANKAU");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test("Server: a herd of 1,000 runners connecting at once is served with no handshake closed", async () => {
+  await using dir = await tempDir();
+  const jobs = Array.from({ length: 3000 }, (_, i) => `echo herd-${i}`);
+  const { manager, port, results } = await startManagerOn(dir.path, jobs);
+  await using _m = manager;
+  const t0 = performance.now();
+  const served = await Promise.all(Array.from({ length: 1000 }, (_, i) => herdRunner(port, `herd-${i}`)));
+  assert.equal((await manager.exit(60_000)).code, 0, manager.stderr);
+  assert.equal(served.filter((s) => !s).length, 0, "every runner of the herd was served");
+  assert.doesNotMatch(manager.stderr, /mid-handshake/, "no handshake was closed to make room");
+  assert.equal(readRecords(results).length, 3000);
+  assert.ok(performance.now() - t0 < 90_000, "the herd is served in bounded time");
+});
+
+Deno.test("Server: held-job lines on many handshakes share one byte budget; memory stays bounded", async () => {
+  await using dir = await tempDir();
+  const { manager, port, results } = await startManagerOn(dir.path, ["echo budget"]);
+  await using _m = manager;
+  const line = new TextEncoder().encode("x".repeat(65_535) + "\n");
+  const chunk = new Uint8Array(line.length * 16);
+  for (let i = 0; i < 16; i++) chunk.set(line, i * line.length);
+  // Four connections announce 10,000 held jobs of 64 KiB each (640 MiB
+  // apiece) and send up to 256 MiB of them, never finishing.
+  const greedy = await Promise.all(Array.from({ length: 4 }, async () => {
+    const p = await LinePeer.connect(port);
+    let sent = 0;
+    try {
+      await p.line("VICO/1 hello proto=text id=greedy holds=10000");
+      while (sent < 256 * 1024 ** 2) {
+        await p.send(chunk);
+        sent += chunk.length;
+      }
+    } catch {
+      // Closed by the manager.
+    }
+    return { p, sent };
+  }));
+  const rss = manager.peakRss();
+  for (const { p } of greedy) p[Symbol.dispose]();
+  await using runner = startRunner(port, ["--workers", "1"]);
+  const [ms, rs] = await Promise.all([manager.exit(), runner.exit()]);
+  assert.equal(rs.code, 0, runner.stderr);
+  assert.equal(ms.code, 0, manager.stderr);
+  assert.equal(readRecords(results).length, 1);
+  assert.ok(rss < 500 * 1024 * 1024, `manager peak RSS ${(rss / 1048576).toFixed(0)} MB`);
+  assert.ok(greedy.every((g) => g.sent < 256 * 1024 ** 2), "every greedy handshake was cut off");
+  assert.match(manager.stderr, /handshake budget/);
+});

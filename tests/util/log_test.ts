@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
-import type { LogRecord } from "@logtape/logtape";
-import { formatJournalRecord, formatJsonRecord, formatRecord, loggingFromFlags } from "../../util/log.ts";
+import type { Logger, LogRecord } from "@logtape/logtape";
+import {
+  formatJournalRecord,
+  formatJsonRecord,
+  formatRecord,
+  loggingFromFlags,
+  RateLimitedLog,
+} from "../../util/log.ts";
 import { VicoError } from "../../protocol/errors.ts";
 
 const record: LogRecord = {
@@ -56,5 +62,21 @@ Deno.test({
     assert.deepEqual(loggingFromFlags({ quiet: true, "log-level": "error" }), { level: "error", format: undefined });
     assert.throws(() => loggingFromFlags({ "log-level": "loud" }), (e) => e instanceof VicoError && e.code === "USAGE");
     assert.throws(() => loggingFromFlags({ "log-format": "xml" }), /--log-format must be text, json or journal/);
+  },
+});
+
+Deno.test({
+  name: "RateLimitedLog lets a few lines through per window, then reports how many it held back",
+  permissions: "none",
+  fn() {
+    const lines: string[] = [];
+    const sink = (level: string) => (message: string, props: Record<string, unknown>) =>
+      lines.push(`${level} ${message.replace(/\{(\w+)\}/g, (_, k) => String(props[k]))}`);
+    const log = { info: sink("info"), warn: sink("warn") } as unknown as Logger;
+    const departures = new RateLimitedLog(log, "departed runner(s)", 3, 1000);
+    for (let i = 0; i < 10; i++) departures.log("info", "Runner {host} left", { host: `r${i}` }, 5000 + i);
+    assert.deepEqual(lines, ["info Runner r0 left", "info Runner r1 left", "info Runner r2 left"]);
+    departures.log("warn", "Runner {host} left", { host: "late" }, 6000);
+    assert.deepEqual(lines.slice(3), ["warn 7 more departed runner(s) were not logged", "warn Runner late left"]);
   },
 });
