@@ -121,13 +121,13 @@ async function startLife(dir: string, clock: { now: number }, runId: string) {
   for (const [job, issued] of plan.issued) {
     for (const i of issued) ledger.issue(job, { attempt: i.attempt, runner: i.runner, run: i.run }, keyOf(job));
   }
-  let recorder!: ResultRecorder;
+  const late: { recorder?: ResultRecorder } = {};
   const lostWork: Promise<unknown>[] = [];
   const scheduler = new Scheduler(queue, [PLAIN_CLASS], {
-    onLost: (job, reason, link) => lostWork.push(recorder.lost(job, reason, link)),
+    onLost: (job, reason, link) => lostWork.push(late.recorder!.lost(job, reason, link)),
   }, { maxAttempts: 2, leaseMs: 1000, keyOf, ledger, now: () => clock.now });
   scheduler.restoreLeases(plan.heldBy);
-  recorder = new ResultRecorder(scheduler, results, list, keyOf, {
+  const recorder = late.recorder = new ResultRecorder(scheduler, results, list, keyOf, {
     retries: 1,
     quarantine: new Quarantine({ streak: 2, fastMs: 100, holdMs: 5000, initialMs: 2000 }),
     onQuarantine: (host, until) => scheduler.bar(host, until),
