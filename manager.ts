@@ -75,11 +75,13 @@ Examples:
       --pulse DURATION Liveness interval: a vico runner or binary node silent
                        for three of them is taken for lost. Default 10s.
       --blackhole-streak N
-                       Quarantine a runner after N jobs in a row fail fast
-                       (within --fast-fail) while other runners succeed: it
-                       gets no jobs for --quarantine (doubling each time) and
-                       the jobs it failed run elsewhere. 0 turns it off.
-                       Default 5.
+                       Suspect a runner after N jobs in a row fail fast
+                       (within --fast-fail) while other runners succeed; after
+                       a 1s break, quarantine it if it still fails fast while
+                       the others' jobs do not (or once a job that failed fast
+                       on it succeeds elsewhere): it gets no jobs for
+                       --quarantine (doubling each time) and the jobs it
+                       failed run elsewhere. 0 turns it off. Default 5.
       --fast-fail DURATION
                        A failure this soon after the hand-out is fast.
                        Default 500ms.
