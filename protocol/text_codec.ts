@@ -155,8 +155,10 @@ export function isAcceptedVersion(version: string): boolean {
  * Why a command line cannot travel as a text-protocol job name, or
  * `undefined` when it can. The protocol carries a job as one line, so a
  * name may not be empty, hold a line break or NUL, be `FINO` (the end
- * marker) or start with `ERARO` (the drop marker), or exceed the line limit
- * once framed in `REZULTO`.
+ * marker), be `ERARO` or start with `ERARO ` (the drop message, `ERARO
+ * <reason>`, which a runner reads as such wherever it arrives; other words
+ * beginning with those letters, `ERARO_LEVEL=2 make`, travel as jobs), or
+ * exceed the line limit once framed in `REZULTO`.
  *
  * @param name The command line.
  * @param maxLineBytes The line limit both sides use.
@@ -165,7 +167,7 @@ export function whyNotCarriable(name: string, maxLineBytes: number): string | un
   if (name.length === 0) return "job is empty";
   if (name === K.FINO) return `job is exactly "FINO", which the protocol reserves to end the run`;
   if (name === "ERARO" || name.startsWith(K.ERARO_PREFIX)) {
-    return `job starts with "ERARO", which the protocol reserves for errors`;
+    return `job is "ERARO" or starts with "ERARO " (ERARO and a space), which the protocol reserves for errors`;
   }
   if (/[\r\n]/.test(name)) return "job contains a line break";
   if (name.includes("\0")) return "job contains a NUL byte, which no shell command can hold";
