@@ -77,11 +77,13 @@ Examples:
       --pulse DURATION Liveness interval: a vico runner or binary node silent
                        for three of them is taken for lost. Default 10s.
       --blackhole-streak N
-                       Quarantine a runner after N jobs in a row fail fast
-                       (within --fast-fail) while other runners succeed: it
-                       gets no jobs for --quarantine (doubling each time) and
-                       the jobs it failed run elsewhere. 0 turns it off.
-                       Default 5.
+                       Suspect a runner after N jobs in a row fail fast
+                       (within --fast-fail) while other runners succeed; after
+                       a 1s break, quarantine it if it still fails fast while
+                       the others' jobs do not (or once a job that failed fast
+                       on it succeeds elsewhere): it gets no jobs for
+                       --quarantine (doubling each time) and the jobs it
+                       failed run elsewhere. 0 turns it off. Default 5.
       --fast-fail DURATION
                        A failure this soon after the hand-out is fast.
                        Default 500ms.
@@ -121,8 +123,9 @@ Security (see docs/security.md):
                        The file must be readable by its owner only.
       --enroll         Make (first start) or load a self-signed certificate
                        and a secret in the state directory and print a join
-                       token for runners: 'runner --join TOKEN'. The default
-                       on a non-loopback --host with no TLS or secret given.
+                       token for runners ('runner --join-file FILE'). The
+                       default on a non-loopback --host with no TLS or secret
+                       given.
       --advertise HOST[:PORT]
                        The address the join token names. Default: this
                        host's name (or --host) and the bound port.
@@ -163,7 +166,9 @@ Every flag can also be set in the environment as VICO_ and its name in
 capitals, '-' as '_' (VICO_JOBS=list.txt, VICO_PORT=7707, VICO_FRESH=1);
 the command line wins. For systemd environment files and batch scripts.
 
-Runners join with:  runner --join TOKEN --workers N   (secure default)
+Runners join with:  runner --join-file FILE --workers N   (secure default;
+                    or VICO_JOIN=TOKEN: not --join TOKEN, which every
+                    local user can read in /proc/PID/cmdline)
                 or  runner --manager HOST:PORT --workers N   (loopback)
 Binary nodes with:  runner --manager HOST:PORT --workers N --protocol binary
 (text runners and binary nodes share the one port).
@@ -452,8 +457,15 @@ export async function main(args: string[]): Promise<number> {
       await statusServer?.close();
       return complain("manager", `cannot write the join token: ${(err as Error).message}`, ExitCode.CANNOT_START);
     }
-    // The token is what a user copies: on stdout, on a line of its own.
-    console.log(`Start runners with:\n  runner --workers N --join ${written.token}`);
+    // The token is what a user copies: on stdout, on a line of its own. Not inside a command
+    // line to paste: a process's arguments are in /proc/PID/cmdline for every local user.
+    console.log(
+      "Start runners with this join token in a file (mode 600) or the environment, not as an argument\n" +
+        "(every local user can read a process's arguments):\n" +
+        "  runner --workers N --join-file FILE\n" +
+        "  VICO_JOIN=... runner --workers N\n" +
+        `Join token (a credential, like a password):\n  ${written.token}`,
+    );
     log.info("The join token is also in {path} (runner --join-file); it is a credential, keep it private", {
       path: written.path,
     });

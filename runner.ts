@@ -33,7 +33,7 @@ directory, running its programs, returning the files asked for, and joining
 again for the next task.
 
 Examples:
-  runner --join vico1_... --workers 16        # the token a manager printed
+  runner --join-file ~/.vico-join --workers 16  # the token a manager printed, mode 600
   runner --manager 127.0.0.1:7707 -w 4        # a manager on this machine
   VICO_MANAGER=head:7707 VICO_JOIN_FILE=/etc/vico/join runner --persist
   runner --manager head:7707 --protocol binary --modules blast -w 8
@@ -80,8 +80,9 @@ Examples:
 Security (docs/security.md):
   -j, --join TOKEN           Join with the token a manager printed: its address,
                              its certificate's fingerprint (TLS, pinned) and
-                             the shared secret. Also: --join-file FILE, or the
-                             environment variable VICO_JOIN.
+                             the shared secret. Any local user can read it in
+                             /proc/PID/cmdline: prefer --join-file FILE, or
+                             the environment variable VICO_JOIN.
       --join-file FILE       Read the join token from FILE (mode 600).
       --tls                  Connect with TLS; trust the system's CA store.
       --tls-ca FILE          Connect with TLS; trust the CA certificate(s) in

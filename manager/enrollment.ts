@@ -98,7 +98,7 @@ async function replacePrivateFile(path: string, text: string): Promise<void> {
  * ```ts ignore
  * const enrollment = await enroll({ stateDir: "/var/lib/vico-manager", hostnames: ["head.example"] });
  * const { token } = await writeJoinToken(enrollment, "head.example:7707");
- * console.log(`runner --join ${token}`);
+ * console.log(token); // for `runner --join-file FILE` or VICO_JOIN, never `--join` (arguments are public)
  * ```
  * @throws {VicoError} `UNSAFE` if the state directory or its key or secret is
  *   open to other users; `USAGE` if only some of the files exist.

@@ -112,16 +112,18 @@ export class ProgressLog {
 /** The end-of-run summary, a few lines for the terminal. */
 export function formatSummary(summary: RunSummary): string {
   const secs = summary.elapsedMs / 1000;
-  const ran = summary.jobs - summary.skipped;
+  const toRun = summary.jobs - summary.skipped;
+  const ran = toRun - summary.unsettled;
   const rate = secs > 0 ? ran / secs : 0;
-  const lines = [
-    `vico: ${ran} job(s) run in ${secs.toFixed(2)}s (${rate.toFixed(1)} jobs/s); ` +
-    `of ${summary.jobs} in the list ${summary.succeeded} succeeded, ${summary.failed} failed`,
-  ];
+  const tally = `of ${summary.jobs} in the list ${summary.succeeded} succeeded, ${summary.failed} failed`;
+  const took = `in ${secs.toFixed(2)}s (${rate.toFixed(1)} jobs/s)`;
+  const lines = summary.stopped
+    ? [
+      `vico: ${ran} of ${toRun} run ${took}, ${summary.unsettled} left; run again on the same results to finish`,
+      `  stopped with ${summary.unsettled} job(s) unsettled; ${tally}`,
+    ]
+    : [`vico: ${ran} job(s) run ${took}; ${tally}`];
   if (summary.skipped > 0) lines.push(`  ${summary.skipped} job(s) were settled by an earlier run and not run again`);
-  if (summary.stopped) {
-    lines.push(`  stopped with ${summary.unsettled} job(s) unsettled: run again on the same results to finish them`);
-  }
   const hosts = summary.byHost;
   const shown = hosts.slice(0, 10);
   for (const [host, count] of shown) lines.push(`  ${host.padEnd(24)} ${String(count).padStart(8)} job(s)`);

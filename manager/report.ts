@@ -1,6 +1,7 @@
 /**
  * `manager report`: what a run did, read back from its results journal:
- * jobs ok, failed and lost, attempts, wall time, per-host counts and busy
+ * jobs ok, failed, timed out (`"timedOut": true`: stopped by `--timeout`)
+ * and lost, attempts, wall time, per-host counts and busy
  * time, the slowest jobs, the exit status distribution, and the timeline
  * of job intervals the status page draws (lanes per host, throughput over
  * time).
@@ -51,6 +52,8 @@ export interface TimelineJob {
   attempt: number;
   /** `attempt` for a failed try that was run again (`--retries`). */
   kind: "job" | "attempt";
+  /** Present when `--timeout` stopped it. */
+  timedOut?: true;
 }
 
 /** The data the status page's timeline draws. */
@@ -81,6 +84,8 @@ export interface HostReport {
   jobs: number;
   /** Of those, exited 0. */
   ok: number;
+  /** Of those, stopped by `--timeout`. */
+  timedOut: number;
   /** Failed attempts run there that were tried again. */
   attempts: number;
   /** Sum of its jobs' and attempts' durations, seconds. */
@@ -99,12 +104,16 @@ export interface RunReport {
   jobs: number;
   /** Of those, exited 0. */
   ok: number;
-  /** Exited non-zero. */
+  /** Exited non-zero by themselves (not counting those timed out). */
   failed: number;
+  /** Stopped by `--timeout` (their status is the signal's). */
+  timedOut: number;
   /** Given up as lost. */
   lost: number;
   /** Failed attempts that were tried again (`--retries`). */
   retried: number;
+  /** Of those, the attempts stopped by `--timeout`. */
+  retriedTimedOut: number;
   /** Most attempts any job took. */
   maxAttempt: number;
   /** First run start (or first hand-out) to last result, seconds. */
@@ -120,7 +129,7 @@ export interface RunReport {
   /** Exit statuses ("lost" for lost jobs) and how many jobs ended with each, most first. */
   statuses: [status: string, jobs: number][];
   /** The slowest settled jobs. */
-  slowest: { line: number; name: string; host: string; seconds: number; status: number | null }[];
+  slowest: { line: number; name: string; host: string; seconds: number; status: number | null; timedOut?: true }[];
   /** Journal lines that did not parse (a torn last line while the manager writes is normal). */
   unreadable: number;
 }
@@ -134,6 +143,12 @@ interface Interval {
   status: number | null;
   attempt: number;
   kind: "job" | "attempt";
+  timedOut?: true;
+}
+
+/** Whether a job or attempt record says `--timeout` stopped it. */
+function timedOutIn(record: JournalRecord): boolean {
+  return (record as { timedOut?: unknown }).timedOut === true;
 }
 
 /**
@@ -161,8 +176,10 @@ export class JournalDigest {
   #jobs = 0;
   #ok = 0;
   #failed = 0;
+  #timedOut = 0;
   #lost = 0;
   #retried = 0;
+  #retriedTimedOut = 0;
   #maxAttempt = 0;
   #busyMs = 0;
   #unreadable = 0;
@@ -211,21 +228,25 @@ export class JournalDigest {
       status: record.status,
       attempt: record.attempt ?? 1,
       kind: record.type,
+      ...(timedOutIn(record) ? { timedOut: true as const } : {}),
     };
     const ms = iv.end - iv.start;
     if (!(iv.end <= this.#lastEnd)) this.#lastEnd = iv.end;
     this.#maxAttempt = Math.max(this.#maxAttempt, iv.attempt);
     const attempt = record.type === "attempt";
-    if (attempt) this.#retried++;
-    else {
+    if (attempt) {
+      this.#retried++;
+      if (iv.timedOut) this.#retriedTimedOut++;
+    } else {
       this.#jobs++;
       const lost = record.status === null;
       const key = lost ? "lost" : String(record.status);
       this.#statuses.set(key, (this.#statuses.get(key) ?? 0) + 1);
       if (lost) this.#lost++;
+      else if (iv.timedOut) this.#timedOut++;
       else if (record.status === 0) this.#ok++;
       else this.#failed++;
-      this.#countThroughput(iv.end, record.status === 0);
+      this.#countThroughput(iv.end, record.status === 0 && !iv.timedOut);
       this.#noteSlow(iv);
     }
     // A gang task names its members' hosts joined by commas: it occupies a
@@ -233,13 +254,16 @@ export class JournalDigest {
     const members = iv.host.includes(",") ? iv.host.split(",") : [iv.host];
     for (const name of members) {
       let host = this.#hosts.get(name);
-      if (host === undefined) this.#hosts.set(name, host = { host: name, jobs: 0, ok: 0, attempts: 0, busySeconds: 0 });
+      if (host === undefined) {
+        this.#hosts.set(name, host = { host: name, jobs: 0, ok: 0, timedOut: 0, attempts: 0, busySeconds: 0 });
+      }
       host.busySeconds += ms / 1000;
       this.#busyMs += ms;
       if (attempt) host.attempts++;
       else {
         host.jobs++;
-        if (record.status === 0) host.ok++;
+        if (iv.timedOut) host.timedOut++;
+        else if (record.status === 0) host.ok++;
       }
       this.#total++;
       const slot = members.length === 1 ? iv : { ...iv, host: name };
@@ -315,8 +339,10 @@ export class JournalDigest {
       jobs: this.#jobs,
       ok: this.#ok,
       failed: this.#failed,
+      timedOut: this.#timedOut,
       lost: this.#lost,
       retried: this.#retried,
+      retriedTimedOut: this.#retriedTimedOut,
       maxAttempt: this.#maxAttempt,
       wallSeconds: known && Number.isFinite(last) ? (last - origin) / 1000 : 0,
       busySeconds: this.#busyMs / 1000,
@@ -330,6 +356,7 @@ export class JournalDigest {
         host: iv.host,
         seconds: (iv.end - iv.start) / 1000,
         status: iv.status,
+        ...(iv.timedOut ? { timedOut: true as const } : {}),
       })),
       unreadable: this.#unreadable,
     };
@@ -361,6 +388,7 @@ export class JournalDigest {
         status: iv.status,
         attempt: iv.attempt,
         kind: iv.kind,
+        ...(iv.timedOut ? { timedOut: true as const } : {}),
       })),
       total: this.#total,
       omitted: this.#total - intervals.length,
@@ -467,8 +495,11 @@ export function formatReport(r: RunReport, dir: string): string {
   const of = r.listed === null ? "" : ` (the last run's list has ${r.listed})`;
   lines.push(`${dir}: ${r.runs} run(s) of ${r.source ?? "an unknown job list"}`);
   lines.push(
-    `  jobs: ${r.jobs} settled${of}: ${r.ok} ok, ${r.failed} failed, ${r.lost} lost; ` +
-      `${r.retried} failed attempt(s) retried, at most ${r.maxAttempt} attempt(s) per job`,
+    `  jobs: ${r.jobs} settled${of}: ${r.ok} ok, ${r.failed} failed, ` +
+      (r.timedOut > 0 ? `${r.timedOut} timed out, ` : "") +
+      `${r.lost} lost; ${r.retried} failed attempt(s) retried` +
+      (r.retriedTimedOut > 0 ? ` (${r.retriedTimedOut} timed out)` : "") +
+      `, at most ${r.maxAttempt} attempt(s) per job`,
   );
   const parallelism = r.wallSeconds > 0 ? r.busySeconds / r.wallSeconds : 0;
   lines.push(
@@ -495,7 +526,8 @@ export function formatReport(r: RunReport, dir: string): string {
     for (const s of r.slowest) {
       lines.push(
         `    ${seconds(s.seconds).padStart(8)}  line ${String(s.line).padEnd(6)} ${s.host.padEnd(16)} ` +
-          `${s.status === null ? "lost" : `exit ${s.status}`}  ${clip(s.name, 60)}`,
+          `${s.status === null ? "lost" : s.timedOut ? `timed out (exit ${s.status})` : `exit ${s.status}`}  ` +
+          clip(s.name, 60),
       );
     }
   }
@@ -506,7 +538,8 @@ export function formatReport(r: RunReport, dir: string): string {
 /** `manager report --help`. */
 export const REPORT_USAGE = `Usage: manager report RESULTS_DIR [--html FILE] [--json] [--timeline-jobs N]
 
-Summarizes a run from its results journal: jobs ok, failed and lost,
+Summarizes a run from its results journal: jobs ok, failed, timed out
+(stopped by --timeout) and lost,
 retried attempts, wall time, jobs and busy time per host, the exit status
 distribution and the slowest jobs. Read-only; works on a finished run or
 one still going.

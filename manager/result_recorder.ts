@@ -250,6 +250,8 @@ export class ResultRecorder {
       else await this.#flushSuspect(j);
     }
     await this.#releaseIfIdle();
+    // A break before the host is judged: its session (every worker of it) answers nothing until then.
+    if (verdict.pause !== undefined) await new Promise((r) => setTimeout(r, Math.max(0, verdict.pause!.until - now)));
   }
 
   /**

@@ -219,17 +219,17 @@ function showStatus(s) {
 function showReport(r, dir) {
   $("report-section").hidden = false;
   $("runners-section").hidden = true;
-  const failed = r.failed + r.lost;
+  const failed = r.failed + (r.timedOut || 0) + r.lost;
   setState(failed > 0 ? "report, " + failed + " failed" : "report", failed > 0 ? "failed" : "done");
   text("source", (r.source || "?") + " → " + dir);
-  showCounts({ total: r.jobs, pending: 0, running: 0, done: r.ok, failed: r.failed + r.lost, lost: r.lost });
+  showCounts({ total: r.jobs, pending: 0, running: 0, done: r.ok, failed, lost: r.lost });
   text("n-runners", r.hosts.length); text("rate", r.wallSeconds > 0 ? fmtRate(r.jobs / r.wallSeconds) : "–");
   text("eta", "done"); text("elapsed", fmtDuration(r.wallSeconds));
   $("rate").nextElementSibling.textContent = "jobs/s (overall)";
   $("n-runners").nextElementSibling.textContent = "hosts";
   text("report-line", r.jobs + " job(s) settled in " + r.runs + " run(s): " + r.ok + " ok, " + r.failed + " failed, " +
-    r.lost + " lost; " + r.retried + " retried attempt(s). Wall time " + fmtDuration(r.wallSeconds) + ", busy " +
-    fmtDuration(r.busySeconds) + ".");
+    (r.timedOut ? r.timedOut + " timed out, " : "") + r.lost + " lost; " + r.retried + " retried attempt(s). " +
+    "Wall time " + fmtDuration(r.wallSeconds) + ", busy " + fmtDuration(r.busySeconds) + ".");
   const body = $("hosts").tBodies[0];
   for (const h of r.hosts) {
     const tr = el("tr", { class: "host", "data-host": h.host });
@@ -240,7 +240,7 @@ function showReport(r, dir) {
   text("statuses", r.statuses.map((p) => (p[0] === "lost" ? "lost" : "exit " + p[0]) + ": " + p[1]).join(", ") || "–");
   for (const s of r.slowest) {
     $("slowest").append(el("li", {}, fmtDuration(s.seconds) + " — line " + s.line + " on " + s.host + " (" +
-      (s.status === null ? "lost" : "exit " + s.status) + "): " + s.name));
+      (s.status === null ? "lost" : (s.timedOut ? "timed out, exit " : "exit ") + s.status) + "): " + s.name));
   }
 }
 
@@ -350,7 +350,7 @@ function drawTimeline(t) {
     const x0 = x(j.start), w = Math.max(1, x(j.end) - x0);
     const r = svgEl("rect", { class: "job " + statusClass(j), x: x0.toFixed(1), y: laneTop[j.host] + j.lane * (laneH + gap),
       width: w.toFixed(1), height: laneH, rx: 2, "data-line": String(j.line) });
-    const st = j.kind === "running" ? "running" : j.status === null ? "lost" : "exit " + j.status;
+    const st = j.kind === "running" ? "running" : j.status === null ? "lost" : (j.timedOut ? "timed out, exit " : "exit ") + j.status;
     r.append(svgEl("title", {}, "line " + j.line + ": " + j.name + "\n" + t.hosts[j.host].name + ", " +
       fmtDuration((j.end - j.start) / 1000) + ", " + st + (j.attempt > 1 ? ", attempt " + j.attempt : "") +
       (j.kind === "attempt" ? " (retried)" : "")));

@@ -156,9 +156,11 @@ export function isAcceptedVersion(version: string): boolean {
  * Why a command line cannot travel as a text-protocol job name, or
  * `undefined` when it can. The protocol carries a job as one line, so a
  * name may not be empty, hold a line break or NUL, be `FINO` (the end
- * marker) or start with `ERARO` (the drop marker) or `VICO/1 ` (the vico
- * extension's lines, which may share the connection), or exceed the line limit
- * once framed in `REZULTO`.
+ * marker), be `ERARO` or start with `ERARO ` (the drop message, `ERARO
+ * <reason>`, which a runner reads as such wherever it arrives; other words
+ * beginning with those letters, `ERARO_LEVEL=2 make`, travel as jobs), start
+ * with `VICO/1 ` (the vico extension's lines, which may share the
+ * connection), or exceed the line limit once framed in `REZULTO`.
  *
  * @param name The command line.
  * @param maxLineBytes The line limit both sides use.
@@ -167,7 +169,7 @@ export function whyNotCarriable(name: string, maxLineBytes: number): string | un
   if (name.length === 0) return "job is empty";
   if (name === K.FINO) return `job is exactly "FINO", which the protocol reserves to end the run`;
   if (name === "ERARO" || name.startsWith(K.ERARO_PREFIX)) {
-    return `job starts with "ERARO", which the protocol reserves for errors`;
+    return `job is "ERARO" or starts with "ERARO " (ERARO and a space), which the protocol reserves for errors`;
   }
   if (name.startsWith(EXTENSION_PREFIX)) {
     return `job starts with "${EXTENSION_PREFIX}", which the vico extension reserves for its own lines`;

@@ -5,8 +5,8 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { EntryProcess, ROOT, RUN_FLAGS, startManager, startRunner } from "../helpers/entry_process.ts";
-import { readRecords, tempDir } from "../helpers/journal.ts";
+import { EntryProcess, ROOT, RUN_FLAGS, startManager, startManagerOn, startRunner } from "../helpers/entry_process.ts";
+import { byLine, readRecords, tempDir } from "../helpers/journal.ts";
 
 Deno.test("manager: a black-hole runner is quarantined; its failed jobs run elsewhere; every job succeeds", async () => {
   await using dir = await tempDir();
@@ -79,4 +79,27 @@ Deno.test("manager: a fast failure left at the end of the run is recorded at onc
   // Held as a suspect, it would wait out the 5 s hold before being recorded and the run could end.
   const lag = exited - Date.parse(failed.start);
   assert.ok(lag < 3000, `the manager ended ${lag} ms after handing out the failing job`);
+});
+
+Deno.test("manager: a healthy fleet where every other job fails legitimately quarantines nobody; each job runs once", async () => {
+  await using dir = await tempDir();
+  const runs = join(dir.path, "runs.log");
+  // Half of the list fails at once for its own reasons (a `grep -q` that finds nothing, a `test -f` of a missing file).
+  const jobs = Array.from({ length: 60 }, (_, i) => `echo ${i} >> ${runs} && test ${i % 2} -eq 0`);
+  const { manager, port, results } = await startManagerOn(dir.path, jobs);
+  await using _m = manager;
+  await using a = startRunner(port, ["--name", "a"]);
+  await using b = startRunner(port, ["--name", "b"]);
+  const [ms] = await Promise.all([manager.exit(), a.exit(), b.exit()]);
+  assert.equal(ms.code, 1, manager.stderr);
+  assert.doesNotMatch(manager.stderr, /Quarantined/);
+  const records = byLine(readRecords(results));
+  assert.equal(records.size, 60, "each job recorded once");
+  for (const [line, r] of records) {
+    assert.equal(r.status === 0, (line - 1) % 2 === 0, `line ${line}: status ${r.status}`);
+  }
+  const ran = Deno.readTextFileSync(runs).split("\n").filter((l) => l !== "").map(Number).sort((x, y) => x - y);
+  assert.deepEqual(ran, Array.from({ length: 60 }, (_, i) => i), "each job, each failure included, ran once");
+  const hosts = new Set([...records.values()].map((r) => r.host));
+  assert.deepEqual([...hosts].sort(), ["a", "b"], "both runners did work");
 });

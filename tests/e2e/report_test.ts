@@ -85,3 +85,37 @@ Deno.test("manager report: a directory without a journal is a usage error (exit 
   assert.equal(none.code, 2);
   assert.match(none.stderr, /expected one RESULTS_DIR/);
 });
+
+Deno.test("manager report: counts jobs stopped by --timeout as timed out, in text and JSON", async () => {
+  await using dir = await tempDir();
+  const at = (s: number) => new Date(Date.parse("2026-01-01T00:00:00Z") + s * 1000).toISOString();
+  const record = (line: number, status: number, more: Record<string, unknown> = {}) => ({
+    type: "job",
+    key: `k${line}`,
+    line,
+    command: `sleep ${line}`,
+    status,
+    host: "node",
+    start: at(0),
+    end: at(line),
+    attempt: 1,
+    size: 0,
+    sha256: "",
+    output: null,
+    ...more,
+  });
+  const journal = [
+    { type: "run", started: at(0), source: "jobs.txt", jobs: 3, pid: 1 },
+    record(1, 0),
+    record(2, 143, { timedOut: true }),
+    record(3, 137, { timedOut: true }),
+  ];
+  await Deno.writeTextFile(join(dir.path, "journal.jsonl"), journal.map((r) => JSON.stringify(r) + "\n").join(""));
+  const text = await report([dir.path]);
+  assert.equal(text.code, 0, text.stderr);
+  assert.match(text.stdout, /jobs: 3 settled \(the last run's list has 3\): 1 ok, 0 failed, 2 timed out, 0 lost;/);
+  const json = await report([dir.path, "--json"]);
+  const r = JSON.parse(json.stdout) as RunReport;
+  assert.deepEqual([r.jobs, r.ok, r.failed, r.timedOut, r.lost], [3, 1, 0, 2, 0]);
+  assert.deepEqual(r.hosts.map((h) => [h.host, h.timedOut]), [["node", 2]]);
+});

@@ -52,9 +52,9 @@ function onlyRunRecords(results: string): void {
   assert.deepEqual(kinds, ["run"], `nothing was handed out: ${kinds}`);
 }
 
-/** The join token a manager printed on stdout. */
+/** The join token a manager printed on stdout, on a line of its own. */
 async function tokenOf(manager: EntryProcess): Promise<string> {
-  return (await manager.waitFor(/--join (vico1_[A-Za-z0-9_-]+)/))[1];
+  return (await manager.waitFor(/^\s*(vico1_[A-Za-z0-9_-]+)$/m))[1];
 }
 
 Deno.test({
@@ -102,6 +102,11 @@ Deno.test("enrollment: the manager makes its key, certificate and secret once; a
   const token = await tokenOf(manager);
   const parsed = parseJoinToken(token);
   assert.equal(parsed.manager, `127.0.0.1:${port}`);
+  // A token on a command line is in /proc/PID/cmdline for every local user: the hint never suggests it.
+  await manager.waitFor(/The join token is also in/);
+  assert.doesNotMatch(manager.stdout + manager.stderr, /--join\s+vico1_/);
+  assert.match(manager.stdout, /^ {2}runner --workers N --join-file FILE$/m);
+  assert.match(manager.stdout, /^ {2}VICO_JOIN=\.\.\. runner --workers N$/m);
   assert.match(manager.stderr, /Enrolled: new key, certificate \(SHA-256 [0-9a-f]{64}\)/);
   assert.equal((await Deno.stat(state)).mode! & 0o777, 0o700);
   for (const f of ["manager.key", "secret", "join-token"]) {

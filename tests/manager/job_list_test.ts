@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { JobListError } from "../../protocol/errors.ts";
 import { parseJobList } from "../../manager/job_list.ts";
+import { parseManagerLine } from "../../protocol/text_codec.ts";
 
 const enc = new TextEncoder();
 
@@ -50,5 +51,26 @@ Deno.test({
   fn() {
     const bytes = new Uint8Array([...enc.encode("echo a\necho b\necho "), 0xff, 0x0a]);
     assert.throws(() => parseJobList(bytes), (e) => e instanceof JobListError && e.line === 3);
+  },
+});
+
+Deno.test({
+  name: "parseJobList() reserves exactly what a runner reads as a drop: ERARO alone or ERARO and a space",
+  permissions: "none",
+  fn() {
+    for (const job of ["ERARO", "ERARO x", "ERARO  two spaces"]) {
+      assert.equal(parseManagerLine(job, "job").kind, "eraro", job);
+      assert.throws(
+        () => parseJobList(enc.encode(`true\n${job}\n`)),
+        (e) =>
+          e instanceof JobListError && e.line === 2 &&
+          /is "ERARO" or starts with "ERARO " \(ERARO and a space\)/.test(e.message),
+        job,
+      );
+    }
+    // Other words that merely begin with those letters are ordinary commands, and travel as such.
+    const fine = ["ERARO_LEVEL=2 make", "ERAROS", "ERARO\tx", "echo ERARO x"];
+    assert.deepEqual(parseJobList(enc.encode(fine.join("\n") + "\n")).commands, fine);
+    for (const job of fine) assert.deepEqual(parseManagerLine(job, "job"), { kind: "job", name: job });
   },
 });

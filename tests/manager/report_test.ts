@@ -163,3 +163,38 @@ Deno.test("JournalDigest: a gang task occupies a lane on each member's host and 
   assert.equal(t.jobs.length, 3);
   assert.equal(t.throughput.ok.reduce((x, y) => x + y, 0), 2, "throughput counts the task once");
 });
+
+Deno.test("JournalDigest.report: jobs and attempts stopped by --timeout count as timed out, apart from failed", async () => {
+  await using dir = await tempDir();
+  const timedOut = { timedOut: true };
+  const records = [
+    { type: "run", started: iso(0), source: "jobs.txt", jobs: 4, pid: 1 },
+    { ...attempt(1, "a", 0, 2000), status: 143, ...timedOut },
+    { ...job(1, "b", 2000, 4000, 143), attempt: 2, ...timedOut },
+    job(2, "a", 0, 100, 143), // killed by someone else: a failure, not a timeout
+    job(3, "a", 100, 200, 1),
+    job(4, "b", 0, 50),
+  ];
+  // Fed as a journal file, as `manager report` reads it.
+  const path = join(dir.path, "journal.jsonl");
+  await Deno.writeTextFile(path, records.map((r) => JSON.stringify(r) + "\n").join(""));
+  const d = new JournalDigest();
+  await feedJournal(path, d);
+  const r = d.report();
+  assert.deepEqual([r.jobs, r.ok, r.failed, r.timedOut, r.lost], [4, 1, 2, 1, 0]);
+  assert.deepEqual([r.retried, r.retriedTimedOut], [1, 1]);
+  assert.deepEqual(r.hosts.map((h) => [h.host, h.jobs, h.ok, h.timedOut]), [["a", 2, 0, 0], ["b", 2, 1, 1]]);
+  assert.deepEqual(r.slowest[0], { line: 1, name: "cmd 1", host: "b", seconds: 2, status: 143, timedOut: true });
+  const text = formatReport(r, "res");
+  assert.match(
+    text,
+    /4 settled .*: 1 ok, 2 failed, 1 timed out, 0 lost; 1 failed attempt\(s\) retried \(1 timed out\)/,
+  );
+  assert.match(text, /2\.00s\s+line 1\s+b\s+timed out \(exit 143\)\s+cmd 1/);
+  const t = d.timeline();
+  assert.deepEqual(t.jobs.filter((j) => j.timedOut).map((j) => [j.line, j.kind]), [[1, "attempt"], [1, "job"]]);
+  assert.equal(t.throughput.ok.reduce((x, y) => x + y, 0), 1, "a timed-out job is not ok");
+  const page = renderStatusPage({ resultsDir: "res", report: r, timeline: t });
+  assert.ok(page.includes('"timedOut":1'), "the page carries the count");
+  assert.ok(page.includes('r.timedOut + " timed out, "'), "and shows it");
+});
