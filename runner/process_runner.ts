@@ -86,12 +86,15 @@ const SIGNAL_NUMBERS: Record<string, number> = {
 };
 
 /**
- * The argv that runs a job's command line with `/bin/sh -c`. Its stderr is
- * redirected onto stdout first, so that both streams reach the sink through
- * one pipe in exactly the order the job wrote them.
+ * The argv that runs a job's command line exactly as `sh -c COMMAND sh`
+ * would: the command is line 1 of its shell's script and `$0` is `sh`, so
+ * an error reads `sh: 1: cmd: not found`. A first shell only puts stderr on
+ * stdout (so that both streams reach the sink through one pipe, in exactly
+ * the order the job wrote them) and execs the job's shell: one exec, no
+ * fork, and no line of its own in the job's script.
  */
 export function shellArgv(command: string): string[] {
-  return ["/bin/sh", "-c", `exec 2>&1\n${command}`];
+  return ["/bin/sh", "-c", 'exec /bin/sh -c "$1" sh 2>&1', "sh", command];
 }
 
 /**

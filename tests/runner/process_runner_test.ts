@@ -70,3 +70,21 @@ Deno.test("runProcess() escalates to SIGKILL when SIGTERM is ignored", async () 
   const { status } = await p;
   assert.equal(status, 137);
 });
+
+/** What `/bin/sh -c COMMAND sh` itself writes to stderr: the reference a job's shell must match. */
+async function underShC(command: string): Promise<string> {
+  const out = await new Deno.Command("/bin/sh", { args: ["-c", command, "sh"], stdout: "null", stderr: "piped" })
+    .output();
+  return text(out.stderr);
+}
+
+Deno.test("shellArgv() runs the job's command as line 1 of its shell, named sh", async () => {
+  const missing = await run("nosuchcmd-vico");
+  assert.equal(missing.status, 127);
+  assert.equal(text(missing.out), await underShC("nosuchcmd-vico"));
+  assert.match(text(missing.out), /^sh: 1: nosuchcmd-vico: not found\n$|^sh: line 1: /);
+  const second = await run("true\nnosuchcmd-vico");
+  assert.equal(text(second.out), await underShC("true\nnosuchcmd-vico"));
+  assert.equal(text((await run("echo $0")).out), "sh\n");
+  assert.equal(text((await run('echo "$#:$*"')).out), "0:\n");
+});
