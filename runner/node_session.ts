@@ -450,7 +450,6 @@ export class NodeSession {
         },
         signal: stop,
         killGraceMs: this.#options.killGraceMs,
-        killGroupOnExit: true,
         runAs: this.#options.runAs,
         cgroups: this.#options.cgroups,
       });

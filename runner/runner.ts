@@ -534,6 +534,11 @@ export class Runner {
       if (outcome.memoryExceeded) {
         log.warn("Job {job} {note}", { job: command, note: this.#options.jobCgroups!.memoryNote });
       }
+      if (outcome.outputAbandoned) {
+        log.warn("Job {job} has ended, but a process that left its process group still holds its output: not read", {
+          job: command,
+        });
+      }
       if (outcome.timedOut) {
         log.warn("Job {job} ran past its {s}s limit and was stopped", { job: command, s: this.#jobTimeoutMs! / 1000 });
       }
