@@ -264,7 +264,7 @@ async function runDirect(argv: string[], options: RunProcessOptions, cgroup?: st
     // What the group wrote is in the pipe now; a process that left the group
     // may hold the pipe open for ever, so once it is quiet, stop reading.
     const outputAbandoned = !await drained(pumped, () => chunks, () => sinking > 0, graceMs);
-    if (outputAbandoned) for (const reader of readers) reader.cancel().catch(() => {});
+    if (outputAbandoned) { for (const reader of readers) reader.cancel().catch(() => {}); }
     await pumped;
     if (failure !== undefined) throw failure.err;
     const more = { ...(timedOut ? { timedOut } : {}), ...(outputAbandoned ? { outputAbandoned } : {}) };
@@ -308,6 +308,14 @@ let jobSeq = 0;
 
 function nextJobId(): string {
   return `${Deno.pid}.${LIFE}.${++jobSeq}`;
+}
+
+/**
+ * Ends a process group as a job's is ended: SIGTERM (and SIGCONT), then
+ * SIGKILL after `graceMs`; resolves when it is gone or SIGKILL is sent.
+ */
+export function endProcessGroup(pgid: number, graceMs: number): Promise<void> {
+  return groupEnder(pgid, graceMs)();
 }
 
 /**

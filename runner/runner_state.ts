@@ -9,7 +9,14 @@
  *   id                     the runner's id (made once)
  *   pending/<n>.json       {"command": …, "status": …} of an undelivered result
  *   pending/<n>.out        its output
+ *   running/<life>/owner   "<pid> <start time>" of the runner process of one life
+ *   running/<life>/<pgid>.json   {"pgid": …, "id": …, "cgroup"?: …} of a job running now
  * ```
+ *
+ * A job's record is written before the job runs and removed once it and its
+ * process group have ended (see runner/job_reaper.ts): what a runner killed
+ * with SIGKILL left running is found there by the next runner on the same
+ * directory.
  *
  * @module
  */
@@ -17,6 +24,7 @@
 import { join } from "node:path";
 import { defaultStateDir as defaultRoleStateDir } from "../util/state_dir.ts";
 import { writeAll } from "../util/write_all.ts";
+import type { JobLedger, JobRecord } from "./process_runner.ts";
 
 /** An undelivered result, readable like a job's spooled output. */
 export interface StoredResult {
@@ -42,6 +50,22 @@ export interface HeldTaskRecord {
   rets: string[];
   /** Its task directory. */
   dir: string;
+}
+
+/** A runner life's {@linkcode JobLedger}, which it closes when it ends. */
+export interface LifeLedger extends JobLedger {
+  /** Forgets this life's records unless some job is still recorded as running. */
+  close(): Promise<void>;
+}
+
+/** One runner life's records in a state directory ({@linkcode RunnerState.lives}). */
+export interface RunnerLife {
+  /** Its directory's name under `running/`. */
+  readonly life: string;
+  /** `"<pid> <start time>"` of its runner process ("" when unknown). */
+  readonly owner: string;
+  /** The jobs it had running. */
+  readonly jobs: JobRecord[];
 }
 
 /** Something with bytes to stream, like an output spool. */
@@ -75,6 +99,7 @@ export class RunnerState {
   static async open(dir: string): Promise<RunnerState> {
     await Deno.mkdir(join(dir, "pending"), { recursive: true, mode: 0o700 });
     await Deno.mkdir(join(dir, "tasks"), { recursive: true, mode: 0o700 });
+    await Deno.mkdir(join(dir, "running"), { recursive: true, mode: 0o700 });
     const idPath = join(dir, "id");
     let id: string;
     try {
@@ -186,5 +211,58 @@ export class RunnerState {
       });
     }
     return out;
+  }
+
+  /**
+   * The ledger of this runner life's jobs, in `running/<life>/`, whose
+   * `owner` file names the runner process (`"<pid> <start time>"`). Job
+   * records are written without fsync: a power loss ends their processes too.
+   */
+  async ledger(life: string, owner: string): Promise<LifeLedger> {
+    const dir = join(this.dir, "running", life);
+    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+    await Deno.writeTextFile(join(dir, "owner"), owner + "\n");
+    const path = (job: JobRecord) => join(dir, `${job.pgid}.json`);
+    return {
+      close: async () => {
+        const jobs = [...Deno.readDirSync(dir)].filter((e) => e.name.endsWith(".json"));
+        if (jobs.length === 0) await Deno.remove(dir, { recursive: true }).catch(() => {});
+      },
+      started: (job) => Deno.writeTextFileSync(path(job), JSON.stringify(job)),
+      ended: (job) => {
+        try {
+          Deno.removeSync(path(job));
+        } catch {
+          // Already gone.
+        }
+      },
+    };
+  }
+
+  /** The runner lives recorded in `running/`: each one's owner and the jobs it had running. */
+  async lives(): Promise<RunnerLife[]> {
+    const out: RunnerLife[] = [];
+    for (const entry of Deno.readDirSync(join(this.dir, "running"))) {
+      if (!entry.isDirectory) continue;
+      const dir = join(this.dir, "running", entry.name);
+      const owner = (await Deno.readTextFile(join(dir, "owner")).catch(() => "")).trim();
+      const jobs: JobRecord[] = [];
+      for (const file of Deno.readDirSync(dir)) {
+        if (!file.name.endsWith(".json")) continue;
+        try {
+          const job = JSON.parse(await Deno.readTextFile(join(dir, file.name)));
+          if (Number.isSafeInteger(job.pgid) && job.pgid > 1 && typeof job.id === "string") jobs.push(job);
+        } catch {
+          // Torn by a crash while being written: that job had not started (it waits for its record).
+        }
+      }
+      out.push({ life: entry.name, owner, jobs });
+    }
+    return out;
+  }
+
+  /** Forgets a runner life's records (its jobs have been ended). */
+  async forgetLife(life: string): Promise<void> {
+    await Deno.remove(join(this.dir, "running", life), { recursive: true }).catch(() => {});
   }
 }

@@ -113,9 +113,12 @@ async function runWith(command: string, options: { timeoutMs?: number; killGrace
 }
 
 Deno.test("runProcess() ends what the job left in its process group when its main process ends", async () => {
-  const { status, out } = await runWith("sleep 300 >/dev/null 2>&1 & echo $!; (trap '' TERM; sleep 300) >/dev/null 2>&1 & echo $!", {
-    killGraceMs: 300,
-  });
+  const { status, out } = await runWith(
+    "sleep 300 >/dev/null 2>&1 & echo $!; (trap '' TERM; sleep 300) >/dev/null 2>&1 & echo $!",
+    {
+      killGraceMs: 300,
+    },
+  );
   assert.equal(status, 0);
   const pids = out.trim().split("\n").map(Number);
   assert.equal(pids.length, 2);
