@@ -180,20 +180,32 @@ export function runProcess(argv: string[], options: RunProcessOptions): Promise<
 async function runInCgroup(argv: string[], options: RunProcessOptions, cgroups: JobCgroups): Promise<ProcessOutcome> {
   if (options.signal?.aborted) return { status: 128 + SIGNAL_NUMBERS.SIGTERM, signal: "SIGTERM" };
   const leaf = cgroups.next();
+  let finished: Promise<{ oomKilled: boolean }> | undefined;
+  // Once the job's process has exited, its leaf ends all the job left, in its group or not.
+  const finish = () => finished ??= leaf.finish();
   let outcome: ProcessOutcome;
   let oomKilled = false;
   try {
     // As another user, the wrapper enters the leaf as root, then drops to the user.
-    outcome = await runDirect(leaf.wrap(argv, options.runAs), { ...options, runAs: undefined }, leaf.path);
+    outcome = await runDirect(leaf.wrap(argv, options.runAs), { ...options, runAs: undefined }, {
+      path: leaf.path,
+      end: finish,
+    });
   } finally {
-    ({ oomKilled } = await leaf.finish());
+    ({ oomKilled } = await finish());
   }
   if (!oomKilled) return outcome;
   await options.sink(new TextEncoder().encode(`\nvico: ${cgroups.memoryNote}\n`));
   return { ...outcome, memoryExceeded: true };
 }
 
-async function runDirect(argv: string[], options: RunProcessOptions, cgroup?: string): Promise<ProcessOutcome> {
+/** A job's cgroup leaf, for {@linkcode runDirect}: ending it ends every process in it. */
+interface LeafEnd {
+  readonly path: string;
+  readonly end: () => Promise<unknown>;
+}
+
+async function runDirect(argv: string[], options: RunProcessOptions, leaf?: LeafEnd): Promise<ProcessOutcome> {
   const { signal, sink, ledger } = options;
   if (signal?.aborted) return { status: 128 + SIGNAL_NUMBERS.SIGTERM, signal: "SIGTERM" };
   const graceMs = options.killGraceMs ?? 2000;
@@ -219,7 +231,7 @@ async function runDirect(argv: string[], options: RunProcessOptions, cgroup?: st
     await sink(new TextEncoder().encode(`vico: cannot start ${argv[0]}: ${error}\n`));
     return { status: STATUS_CANNOT_START, error };
   }
-  const record: JobRecord = { pgid: child.pid, id, ...(cgroup === undefined ? {} : { cgroup }) };
+  const record: JobRecord = { pgid: child.pid, id, ...(leaf === undefined ? {} : { cgroup: leaf.path }) };
   if (ledger !== undefined) await openGate(child, ledger, record);
 
   const endGroup = groupEnder(child.pid, graceMs);
@@ -261,6 +273,8 @@ async function runDirect(argv: string[], options: RunProcessOptions, cgroup?: st
     const status = await child.status;
     // The job is its main process: whatever it left in its group goes with it.
     await endGroup();
+    // A leaf holds even what left the group: it ends it all, and the pipe closes.
+    await leaf?.end().catch(() => {});
     // What the group wrote is in the pipe now; a process that left the group
     // may hold the pipe open for ever, so once it is quiet, stop reading.
     const outputAbandoned = !await drained(pumped, () => chunks, () => sinking > 0, graceMs);
