@@ -125,7 +125,9 @@ const SIGNAL_NUMBERS: Record<string, number> = {
  * an error reads `sh: 1: cmd: not found`. A first shell only puts stderr on
  * stdout (so that both streams reach the sink through one pipe, in exactly
  * the order the job wrote them) and execs the job's shell: one exec, no
- * fork, and no line of its own in the job's script.
+ * fork, and no line of its own in the job's script. (`exec 2>&1; <job>` on
+ * one line would lose a syntax error: the shell parses the whole line, and
+ * reports it, before the redirection runs.)
  */
 export function shellArgv(command: string): string[] {
   return ["/bin/sh", "-c", 'exec /bin/sh -c "$1" sh 2>&1', "sh", command];

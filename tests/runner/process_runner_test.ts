@@ -86,6 +86,9 @@ Deno.test("shellArgv() runs the job's command as line 1 of its shell, named sh",
   const second = await run("true\nnosuchcmd-vico");
   assert.equal(text(second.out), await underShC("true\nnosuchcmd-vico"));
   assert.equal(text((await run("echo $0")).out), "sh\n");
+  const syntax = await run("echo a; if");
+  assert.equal(syntax.status, 2);
+  assert.equal(text(syntax.out), await underShC("echo a; if"), "a syntax error is the job's output too");
   assert.equal(text((await run('echo "$#:$*"')).out), "0:\n");
 });
 
