@@ -234,7 +234,10 @@ async function runDirect(argv: string[], options: RunProcessOptions, leaf?: Leaf
     return { status: STATUS_CANNOT_START, error };
   }
   const record: JobRecord = { pgid: child.pid, id, ...(leaf === undefined ? {} : { cgroup: leaf.path }) };
-  if (ledger !== undefined) await openGate(child, ledger, record);
+  const unrecorded = ledger === undefined ? undefined : await openGate(child, ledger, record);
+  if (unrecorded !== undefined) {
+    await sink(new TextEncoder().encode(`vico: the job was not run: cannot record it: ${unrecorded}\n`));
+  }
 
   const endGroup = groupEnder(child.pid, graceMs);
   const onAbort = () => void endGroup();
@@ -304,16 +307,24 @@ async function runDirect(argv: string[], options: RunProcessOptions, leaf?: Leaf
  */
 const GATE = ["/bin/sh", "-c", 'read -r _ || exit 125; exec "$@" </dev/null', "sh"];
 
-async function openGate(child: Deno.ChildProcess, ledger: JobLedger, record: JobRecord): Promise<void> {
+/** Records the job and lets it run; the reason when it could not be recorded (the job then exits 125 unrun). */
+async function openGate(child: Deno.ChildProcess, ledger: JobLedger, record: JobRecord): Promise<string | undefined> {
   const writer = child.stdin.getWriter();
   try {
     ledger.started(record);
+  } catch (err) {
+    // Not recorded: the job does not run (its gate sees the end of its stdin).
+    await writer.close().catch(() => {});
+    return err instanceof Error ? err.message : String(err);
+  }
+  try {
     await writer.write(new TextEncoder().encode("\n"));
   } catch {
-    // Not recorded: the job does not run (its gate sees the end of its stdin).
+    // The gate is gone already (killed): its status says so.
   } finally {
     await writer.close().catch(() => {});
   }
+  return undefined;
 }
 
 /** The environment variable every process of a job inherits: the job's id, unique to this runner's life. */

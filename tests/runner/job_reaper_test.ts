@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { groupsStillRunning, processStartTime, takeOverState } from "../../runner/job_reaper.ts";
 import { JOB_ID_VARIABLE, type JobRecord, runProcess, shellArgv } from "../../runner/process_runner.ts";
 import { RunnerState } from "../../runner/runner_state.ts";
+import { parseMountInfo, procCgroupTexts, sh } from "../../runner/job_cgroup.ts";
 import { tempDir } from "../helpers/journal.ts";
 
 /** Whether a process exists and is not a zombie (orphans may never be reaped where pid 1 is no init). */
@@ -47,9 +48,10 @@ Deno.test("runProcess() with a ledger records the job's group and id before it r
 Deno.test("runProcess() with a ledger that cannot record the job does not run it", async () => {
   await using dir = await tempDir();
   const mark = join(dir.path, "ran");
+  let out = "";
   const outcome = await runProcess(shellArgv(`touch ${mark}`), {
     stderrOnStdout: true,
-    sink: () => Promise.resolve(),
+    sink: (c) => Promise.resolve(void (out += new TextDecoder().decode(c))),
     ledger: {
       started: () => {
         throw new Error("disk full");
@@ -58,6 +60,7 @@ Deno.test("runProcess() with a ledger that cannot record the job does not run it
     },
   });
   assert.equal(outcome.status, 125);
+  assert.equal(out, "vico: the job was not run: cannot record it: disk full\n");
   assert.equal(await Deno.stat(mark).then(() => true, () => false), false);
 });
 
@@ -114,4 +117,54 @@ Deno.test("takeOverState() leaves alone the jobs of a runner that still runs on 
     job.kill("SIGKILL");
     await job.status;
   }
+});
+
+/** A fresh cgroup at the top of this machine's v2 tree, or undefined where none can be made (not root). */
+async function topCgroup(): Promise<string | undefined> {
+  const { mountinfo } = await procCgroupTexts();
+  const mount = parseMountInfo(mountinfo).find((m) => m.fsType === "cgroup2" && m.root === "/");
+  if (mount === undefined) return undefined;
+  const path = join(mount.mountPoint, `vico-test-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`);
+  return (await sh('mkdir "$0"', [path])).ok ? path : undefined;
+}
+
+const canMake = await (async () => {
+  const probe = await topCgroup();
+  if (probe !== undefined) await sh('rmdir "$0"', [probe]);
+  return probe !== undefined;
+})();
+
+Deno.test({
+  name: canMake
+    ? "takeOverState() ends a recorded job cgroup leaf, whatever left the job's group, and removes it"
+    : "takeOverState() with a recorded cgroup leaf (SKIPPED: no writable cgroup v2 tree here)",
+  ignore: !canMake,
+  async fn() {
+    const top = await topCgroup();
+    await using dir = await tempDir();
+    const state = await RunnerState.open(dir.path);
+    const leaf = join(top!, "vico-job-1-1");
+    // Left the job's group, and carries no id: only the leaf still holds it.
+    const escaped = new Deno.Command("setsid", {
+      args: ["/bin/sh", "-c", 'mkdir "$0" && echo $$ > "$0/cgroup.procs" && exec sleep 283.2', leaf],
+    }).spawn();
+    try {
+      for (let i = 0; i < 100 && !(await sh('grep -q . "$0/cgroup.procs"', [leaf])).ok; i++) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      const old = await state.ledger("old", "1 0");
+      old.started({ pgid: (1 << 22) + 1, id: "1.old.1", cgroup: leaf });
+      await takeOverState(state, 300);
+      assert.equal((await escaped.status).signal, "SIGKILL");
+      assert.equal((await sh('[ -d "$0" ]', [leaf])).ok, false, "the leaf is removed");
+    } finally {
+      try {
+        escaped.kill("SIGKILL");
+      } catch {
+        // Gone.
+      }
+      await escaped.status;
+      await sh('[ ! -d "$0" ] || rmdir "$0"; rmdir "$1"', [leaf, top!]);
+    }
+  },
 });
