@@ -3,6 +3,10 @@
  * group (so a kill reaches everything it started), its stdout and stderr go
  * to one sink in the order written, and its end is reported with shell
  * conventions: the exit code, 128+N for signal N, 127 when it cannot start.
+ * When it exits, what it left in its group (or cgroup leaf) is ended before
+ * its end is reported, and output still held open by a process that left
+ * the group is not waited for (see docs/guarantees.md, "No process outlives
+ * its job"). Every process gets a {@linkcode JOB_ID_VARIABLE} of its own.
  *
  * @module
  */
