@@ -335,6 +335,19 @@ class Reaper {
   }
 }
 
+/**
+ * Ends every process in these job leaves (a previous runner life's, found in
+ * its state directory) and removes the leaves, as a finished job's are.
+ */
+export async function endCgroupLeaves(paths: readonly string[]): Promise<void> {
+  const reaper = new Reaper();
+  try {
+    for (const path of paths) await reaper.reap(path).catch(() => {});
+  } finally {
+    await reaper.close();
+  }
+}
+
 /** The leaves of one runner's jobs. */
 export class JobCgroups implements AsyncDisposable {
   /** The cgroup v2 directory the job leaves are made in. */
@@ -441,7 +454,29 @@ export class JobCgroups implements AsyncDisposable {
       }
     }
     // Made last: the helper shell starts where the runner now is, in its leaf.
-    return new JobCgroups(dir, limits);
+    const cgroups = new JobCgroups(dir, limits);
+    await cgroups.#endStaleLeaves();
+    return cgroups;
+  }
+
+  /**
+   * Ends the job leaves a runner that is gone left here (a SIGKILLed one's):
+   * `vico-job-<pid>-<n>` whose runner pid no longer exists. A leaf whose pid
+   * is alive may be another runner's in the same cgroup, and is left alone.
+   */
+  async #endStaleLeaves(): Promise<void> {
+    const found = await sh(
+      'for L in "$0"/vico-job-*-*; do [ -d "$L" ] || continue; p=${L##*/vico-job-}; p=${p%%-*}; ' +
+        '[ -d "/proc/$p" ] || echo "$L"; done',
+      [this.dir],
+    );
+    const stale = found.stdout.split("\n").filter((l) => l !== "");
+    if (stale.length === 0) return;
+    log.warn("Ending {n} job cgroup(s) left by a runner that is gone: {leaves}", {
+      n: stale.length,
+      leaves: stale.join(", "),
+    });
+    for (const path of stale) await this.reap(path);
   }
 
   /** A fresh leaf's name, for one job; the job's wrapper makes it ({@linkcode JobCgroup.wrap}). */

@@ -28,7 +28,7 @@ import type { Transport } from "../transport/transport.ts";
 import { logger } from "../util/log.ts";
 import { Mutex } from "../util/mutex.ts";
 import { writeAll } from "../util/write_all.ts";
-import { programArgv, runProcess, STATUS_RUNNER_FAILURE } from "./process_runner.ts";
+import { type JobLedger, programArgv, runProcess, STATUS_RUNNER_FAILURE } from "./process_runner.ts";
 import type { RunAs } from "./run_as.ts";
 import type { JobCgroups } from "./job_cgroup.ts";
 import { TaskDir, TaskPathError } from "./task_dir.ts";
@@ -96,6 +96,8 @@ export interface NodeSessionOptions {
   killGraceMs?: number;
   /** Wire limits. */
   limits: Limits;
+  /** Where running programs are written down (`--persist`: see runner/job_reaper.ts). */
+  ledger?: JobLedger;
   /** Starts a run's process (tests inject a stand-in). @default {runProcess} */
   run?: typeof runProcess;
   /** Keep a started task going when the owner is lost (the owner must have staged its key). */
@@ -450,9 +452,9 @@ export class NodeSession {
         },
         signal: stop,
         killGraceMs: this.#options.killGraceMs,
-        killGroupOnExit: true,
         runAs: this.#options.runAs,
         cgroups: this.#options.cgroups,
+        ledger: this.#options.ledger,
       });
       if (outcome.memoryExceeded) {
         log.warn("A run of this task was {note}", { note: this.#options.cgroups!.memoryNote });

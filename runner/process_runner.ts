@@ -3,6 +3,10 @@
  * group (so a kill reaches everything it started), its stdout and stderr go
  * to one sink in the order written, and its end is reported with shell
  * conventions: the exit code, 128+N for signal N, 127 when it cannot start.
+ * When it exits, what it left in its group (or cgroup leaf) is ended before
+ * its end is reported, and output still held open by a process that left
+ * the group is not waited for (see docs/guarantees.md, "No process outlives
+ * its job"). Every process gets a {@linkcode JOB_ID_VARIABLE} of its own.
  *
  * @module
  */
@@ -18,12 +22,14 @@ export interface RunProcessOptions {
   cwd?: string;
   /** Where stdout and stderr go, merged. */
   sink: OutputSink;
-  /** Aborting ends the process group: SIGTERM, then SIGKILL after `killGraceMs`. */
+  /**
+   * Aborting ends the process group: SIGTERM, then SIGKILL after
+   * `killGraceMs`. The group is ended the same way when the process exits:
+   * nothing it started in its group outlives it.
+   */
   signal?: AbortSignal;
   /** Grace between SIGTERM and SIGKILL. @default {2000} */
   killGraceMs?: number;
-  /** Kill whatever is left in the process group once the process exits. @default {false} */
-  killGroupOnExit?: boolean;
   /** End the process group (as for an abort) after this many milliseconds. */
   timeoutMs?: number;
   /** Run as this user and group (the runner must be root); supplementary groups are dropped. */
@@ -39,6 +45,33 @@ export interface RunProcessOptions {
    * (`--job-memory`, `--job-cpus`), removed once the process has ended.
    */
   cgroups?: JobCgroups;
+  /**
+   * Where the job is written down while it runs (a `--persist` runner's
+   * state directory), so that a runner restarted after a crash can end it.
+   * The job starts only once its record is written.
+   */
+  ledger?: JobLedger;
+}
+
+/** A running job as a ledger writes it down: enough to end it from another process. */
+export interface JobRecord {
+  /** Its process group (its main process leads it). */
+  readonly pgid: number;
+  /**
+   * Its {@linkcode JOB_ID_VARIABLE}, which every process of the job inherits:
+   * it tells the job's group from a later one that got the same id.
+   */
+  readonly id: string;
+  /** Its cgroup leaf, with per-job cgroups. */
+  readonly cgroup?: string;
+}
+
+/** Keeps the records of running jobs (see {@linkcode RunProcessOptions.ledger}). */
+export interface JobLedger {
+  /** The job's process exists and has not run yet; throwing keeps it from running. */
+  started(job: JobRecord): void;
+  /** The job and its process group have ended. */
+  ended(job: JobRecord): void;
 }
 
 /** How a process ended. */
@@ -53,6 +86,11 @@ export interface ProcessOutcome {
   timedOut?: boolean;
   /** The kernel's OOM killer ended it: over its `--job-memory` (a note was added to its output). */
   memoryExceeded?: boolean;
+  /**
+   * Its output was still held open when it and its process group had ended,
+   * by a process that left the group (`setsid`): vico stopped reading it.
+   */
+  outputAbandoned?: boolean;
 }
 
 /** Status for a command that could not be started (shell convention). */
@@ -86,12 +124,17 @@ const SIGNAL_NUMBERS: Record<string, number> = {
 };
 
 /**
- * The argv that runs a job's command line with `/bin/sh -c`. Its stderr is
- * redirected onto stdout first, so that both streams reach the sink through
- * one pipe in exactly the order the job wrote them.
+ * The argv that runs a job's command line exactly as `sh -c COMMAND sh`
+ * would: the command is line 1 of its shell's script and `$0` is `sh`, so
+ * an error reads `sh: 1: cmd: not found`. A first shell only puts stderr on
+ * stdout (so that both streams reach the sink through one pipe, in exactly
+ * the order the job wrote them) and execs the job's shell: one exec, no
+ * fork, and no line of its own in the job's script. (`exec 2>&1; <job>` on
+ * one line would lose a syntax error: the shell parses the whole line, and
+ * reports it, before the redirection runs.)
  */
 export function shellArgv(command: string): string[] {
-  return ["/bin/sh", "-c", `exec 2>&1\n${command}`];
+  return ["/bin/sh", "-c", 'exec /bin/sh -c "$1" sh 2>&1', "sh", command];
 }
 
 /**
@@ -143,29 +186,46 @@ export function runProcess(argv: string[], options: RunProcessOptions): Promise<
 async function runInCgroup(argv: string[], options: RunProcessOptions, cgroups: JobCgroups): Promise<ProcessOutcome> {
   if (options.signal?.aborted) return { status: 128 + SIGNAL_NUMBERS.SIGTERM, signal: "SIGTERM" };
   const leaf = cgroups.next();
+  let finished: Promise<{ oomKilled: boolean }> | undefined;
+  // Once the job's process has exited, its leaf ends all the job left, in its group or not.
+  const finish = () => finished ??= leaf.finish();
   let outcome: ProcessOutcome;
   let oomKilled = false;
   try {
     // As another user, the wrapper enters the leaf as root, then drops to the user.
-    outcome = await runDirect(leaf.wrap(argv, options.runAs), { ...options, runAs: undefined });
+    outcome = await runDirect(leaf.wrap(argv, options.runAs), { ...options, runAs: undefined }, {
+      path: leaf.path,
+      end: finish,
+    });
   } finally {
-    ({ oomKilled } = await leaf.finish());
+    ({ oomKilled } = await finish());
   }
   if (!oomKilled) return outcome;
   await options.sink(new TextEncoder().encode(`\nvico: ${cgroups.memoryNote}\n`));
   return { ...outcome, memoryExceeded: true };
 }
 
-async function runDirect(argv: string[], options: RunProcessOptions): Promise<ProcessOutcome> {
-  const { signal, sink } = options;
+/** A job's cgroup leaf, for {@linkcode runDirect}: ending it ends every process in it. */
+interface LeafEnd {
+  readonly path: string;
+  readonly end: () => Promise<unknown>;
+}
+
+async function runDirect(argv: string[], options: RunProcessOptions, leaf?: LeafEnd): Promise<ProcessOutcome> {
+  const { signal, sink, ledger } = options;
   if (signal?.aborted) return { status: 128 + SIGNAL_NUMBERS.SIGTERM, signal: "SIGTERM" };
+  const graceMs = options.killGraceMs ?? 2000;
+  const id = nextJobId();
+  // With a ledger, the job waits behind a gate until its record is written.
+  const gated = ledger === undefined ? argv : [...GATE, ...argv];
   let child: Deno.ChildProcess;
   try {
     const viaSetsid = SETSID !== undefined;
-    child = new Deno.Command(SETSID ?? argv[0], {
-      args: viaSetsid ? argv : argv.slice(1),
+    child = new Deno.Command(viaSetsid ? SETSID! : gated[0], {
+      args: viaSetsid ? gated : gated.slice(1),
       cwd: options.cwd,
-      stdin: "null",
+      env: { [JOB_ID_VARIABLE]: id },
+      stdin: ledger === undefined ? "null" : "piped",
       stdout: "piped",
       stderr: options.stderrOnStdout ? "null" : "piped",
       // A new session, hence a new process group led by the child.
@@ -177,60 +237,185 @@ async function runDirect(argv: string[], options: RunProcessOptions): Promise<Pr
     await sink(new TextEncoder().encode(`vico: cannot start ${argv[0]}: ${error}\n`));
     return { status: STATUS_CANNOT_START, error };
   }
+  const record: JobRecord = { pgid: child.pid, id, ...(leaf === undefined ? {} : { cgroup: leaf.path }) };
+  const unrecorded = ledger === undefined ? undefined : await openGate(child, ledger, record);
+  if (unrecorded !== undefined) {
+    await sink(new TextEncoder().encode(`vico: the job was not run: cannot record it: ${unrecorded}\n`));
+  }
 
-  let killTimer: ReturnType<typeof setTimeout> | undefined;
-  let ending = false;
-  const onAbort = () => {
-    if (ending) return;
-    ending = true;
-    killGroup(child.pid, "SIGTERM");
-    killTimer = setTimeout(() => killGroup(child.pid, "SIGKILL"), options.killGraceMs ?? 2000);
-  };
+  const endGroup = groupEnder(child.pid, graceMs);
+  const onAbort = () => void endGroup();
   signal?.addEventListener("abort", onAbort, { once: true });
   let timedOut = false;
   const deadline = options.timeoutMs === undefined ? undefined : setTimeout(() => {
     timedOut = true;
-    onAbort();
+    void endGroup();
   }, options.timeoutMs);
 
   // Chunks from both pipes go to the sink one at a time, in arrival order.
+  const readers = [child.stdout, ...(options.stderrOnStdout ? [] : [child.stderr])].map((s) => s.getReader());
+  let chunks = 0;
+  let sinking = 0;
   let tail = Promise.resolve();
-  const pump = async (stream: ReadableStream<Uint8Array>) => {
-    for await (const chunk of stream) {
-      tail = tail.then(() => sink(chunk));
-      await tail;
+  let failure: { err: unknown } | undefined;
+  const pump = async (reader: ReadableStreamDefaultReader<Uint8Array>) => {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      chunks++;
+      sinking++;
+      tail = tail.then(() => sink(value));
+      try {
+        await tail;
+      } finally {
+        sinking--;
+      }
     }
   };
+  const pumped = Promise.all(readers.map(pump)).then(() => {}, (err) => {
+    // The sink failed (e.g. a full disk): the job's output is lost, so is the job.
+    failure ??= { err };
+    signalGroup(child.pid, "SIGKILL");
+    for (const reader of readers) reader.cancel().catch(() => {});
+  });
   try {
-    const [status] = await Promise.all([
-      child.status,
-      pump(child.stdout),
-      options.stderrOnStdout ? undefined : pump(child.stderr),
-    ]);
-    await tail;
-    const more = timedOut ? { timedOut } : {};
+    const status = await child.status;
+    // The job is its main process: whatever it left in its group goes with it.
+    await endGroup();
+    // A leaf holds even what left the group: it ends it all, and the pipe closes.
+    await leaf?.end().catch(() => {});
+    // What the group wrote is in the pipe now; a process that left the group
+    // may hold the pipe open for ever, so once it is quiet, stop reading.
+    const outputAbandoned = !await drained(pumped, () => chunks, () => sinking > 0, graceMs);
+    if (outputAbandoned) { for (const reader of readers) reader.cancel().catch(() => {}); }
+    await pumped;
+    if (failure !== undefined) throw failure.err;
+    const more = { ...(timedOut ? { timedOut } : {}), ...(outputAbandoned ? { outputAbandoned } : {}) };
     if (status.signal !== null) {
       const n = SIGNAL_NUMBERS[status.signal] ?? status.code - 128;
       return { status: (128 + n) & 0xff, signal: status.signal, ...more };
     }
     return { status: status.code & 0xff, ...more };
-  } catch (err) {
-    // The sink failed (e.g. a full disk): the job's output is lost, so is the job.
-    killGroup(child.pid, "SIGKILL");
-    throw err;
   } finally {
     signal?.removeEventListener("abort", onAbort);
-    clearTimeout(killTimer);
     clearTimeout(deadline);
-    // Whatever the job left behind in its group goes with it.
-    if (ending || options.killGroupOnExit) killGroup(child.pid, "SIGKILL");
+    ledger?.ended(record);
   }
 }
 
-function killGroup(pid: number, sig: Deno.Signal): void {
+/**
+ * The gate in front of a job run with a ledger: its first shell waits for
+ * one line on stdin (the runner writes it once the job's record is down),
+ * then execs the job with stdin from `/dev/null`. A runner that dies first
+ * closes the pipe, and the job never runs.
+ */
+const GATE = ["/bin/sh", "-c", 'read -r _ || exit 125; exec "$@" </dev/null', "sh"];
+
+/** Records the job and lets it run; the reason when it could not be recorded (the job then exits 125 unrun). */
+async function openGate(child: Deno.ChildProcess, ledger: JobLedger, record: JobRecord): Promise<string | undefined> {
+  const writer = child.stdin.getWriter();
   try {
-    Deno.kill(-pid, sig);
+    ledger.started(record);
+  } catch (err) {
+    // Not recorded: the job does not run (its gate sees the end of its stdin).
+    await writer.close().catch(() => {});
+    return err instanceof Error ? err.message : String(err);
+  }
+  try {
+    await writer.write(new TextEncoder().encode("\n"));
   } catch {
-    // The group is already gone.
+    // The gate is gone already (killed): its status says so.
+  } finally {
+    await writer.close().catch(() => {});
+  }
+  return undefined;
+}
+
+/** The environment variable every process of a job inherits: the job's id, unique to this runner's life. */
+export const JOB_ID_VARIABLE = "VICO_JOB_ID";
+
+const LIFE = crypto.randomUUID().slice(0, 8);
+let jobSeq = 0;
+
+function nextJobId(): string {
+  return `${Deno.pid}.${LIFE}.${++jobSeq}`;
+}
+
+/**
+ * Ends a process group as a job's is ended: SIGTERM (and SIGCONT), then
+ * SIGKILL after `graceMs`; resolves when it is gone or SIGKILL is sent.
+ */
+export function endProcessGroup(pgid: number, graceMs: number): Promise<void> {
+  return groupEnder(pgid, graceMs)();
+}
+
+/**
+ * Ends a process group, once however often it is called: SIGTERM (and
+ * SIGCONT, so that a stopped process acts on it), then SIGKILL after the
+ * grace; resolves when the group is gone, or once SIGKILL is sent. An empty
+ * group (the common case: a job that left nothing) costs one kill(2).
+ */
+function groupEnder(pgid: number, graceMs: number): () => Promise<void> {
+  let ending: Promise<void> | undefined;
+  return () =>
+    ending ??= (async () => {
+      if (!signalGroup(pgid, "SIGTERM")) return;
+      signalGroup(pgid, "SIGCONT");
+      const until = performance.now() + graceMs;
+      for (let wait = 5; performance.now() < until; wait = Math.min(wait * 2, 100)) {
+        await sleep(Math.min(wait, until - performance.now()));
+        // SIGCONT as the probe: harmless to a running process.
+        if (!signalGroup(pgid, "SIGCONT")) return;
+      }
+      signalGroup(pgid, "SIGKILL");
+    })();
+}
+
+/**
+ * Waits for the output to end after the job's group is gone: true once it
+ * has, false when it stayed quiet (no chunk, none being written) for
+ * {@linkcode DRAIN_IDLE_MS}, or still runs after `maxMs`: a process that left
+ * the group holds it.
+ */
+async function drained(
+  pumped: Promise<void>,
+  chunks: () => number,
+  busy: () => boolean,
+  maxMs: number,
+): Promise<boolean> {
+  const until = performance.now() + Math.max(maxMs, DRAIN_IDLE_MS);
+  for (;;) {
+    const before = chunks();
+    if (await settlesWithin(pumped, DRAIN_IDLE_MS)) return true;
+    if ((chunks() === before && !busy()) || performance.now() >= until) return false;
+  }
+}
+
+/** How long the output of a finished job may stay quiet before vico stops reading it. */
+export const DRAIN_IDLE_MS = 100;
+
+async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const settled = await Promise.race([
+    p.then(() => true, () => true),
+    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms))),
+  ]);
+  clearTimeout(timer);
+  return settled;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Sends a signal to a process group; false when the group is gone (or not ours to signal). */
+function signalGroup(pgid: number, sig: Deno.Signal): boolean {
+  // Never kill(-1) or kill(0): those reach every process, or the runner's own group.
+  if (!(pgid > 1)) return false;
+  try {
+    Deno.kill(-pgid, sig);
+    return true;
+  } catch {
+    return false;
   }
 }

@@ -26,7 +26,8 @@ import { type HeldTask, NodeSession } from "./node_session.ts";
 import { TaskDir } from "./task_dir.ts";
 import { OutputSpool } from "./output_spool.ts";
 import { runProcess, shellArgv, STATUS_RUNNER_FAILURE } from "./process_runner.ts";
-import { defaultStateDir, RunnerState, type StoredResult, type Streamable } from "./runner_state.ts";
+import { takeOverState } from "./job_reaper.ts";
+import { defaultStateDir, type LifeLedger, RunnerState, type StoredResult, type Streamable } from "./runner_state.ts";
 import { type ConnectionEnd, type HandedJob, RunnerTextClient, STOPPED } from "./text_client.ts";
 import { HELD_TASK_PREFIX, TAG_FEATURE } from "../protocol/vico_extension.ts";
 import type { SharedSecret } from "../protocol/auth.ts";
@@ -146,6 +147,8 @@ export class Runner {
   /** Tags of running jobs a manager said it does not want: their results are set aside, not delivered. */
   readonly #unwanted = new Set<string>();
   #jobsDone = 0;
+  /** Where running jobs are written down (`--persist`). */
+  #ledger: LifeLedger | undefined;
   #connected = false;
   #problem: string | undefined;
 
@@ -262,7 +265,7 @@ export class Runner {
     let state: RunnerState | undefined;
     let spoolDir: string;
     try {
-      if (persist) state = await RunnerState.open(this.#options.stateDir ?? defaultStateDir());
+      if (persist) state = await this.#openState();
       spoolDir = this.#options.spoolDir ?? await Deno.makeTempDir({ prefix: "vico-runner-" });
     } catch (err) {
       return { kind: "failed", reason: `Cannot prepare the runner: ${(err as Error).message}`, jobs: 0 };
@@ -273,8 +276,19 @@ export class Runner {
       await Promise.all(workers);
       return this.#done!;
     } finally {
+      await this.#ledger?.close();
       if (this.#options.spoolDir === undefined) await Deno.remove(spoolDir, { recursive: true }).catch(() => {});
     }
+  }
+
+  /**
+   * Opens the state directory (`--persist`): first ends what an earlier
+   * life of this runner left running there, then records this life's jobs.
+   */
+  async #openState(): Promise<RunnerState> {
+    const state = await RunnerState.open(this.#options.stateDir ?? defaultStateDir());
+    this.#ledger = await takeOverState(state, this.#options.killGraceMs ?? 2000);
+    return state;
   }
 
   #finish(end: RunnerEnd): void {
@@ -567,9 +581,15 @@ export class Runner {
         timeoutMs: this.#jobTimeoutMs,
         runAs: this.#options.runAs,
         cgroups: this.#options.jobCgroups,
+        ledger: this.#ledger,
       });
       if (outcome.memoryExceeded) {
         log.warn("Job {job} {note}", { job: command, note: this.#options.jobCgroups!.memoryNote });
+      }
+      if (outcome.outputAbandoned) {
+        log.warn("Job {job} has ended, but a process that left its process group still holds its output: not read", {
+          job: command,
+        });
       }
       if (outcome.timedOut) {
         log.warn("Job {job} ran past its {s}s limit and was stopped", { job: command, s: this.#jobTimeoutMs! / 1000 });
@@ -602,7 +622,7 @@ export class Runner {
     let state: RunnerState | undefined;
     let workDir: string;
     try {
-      if (persist) state = await RunnerState.open(this.#options.stateDir ?? defaultStateDir());
+      if (persist) state = await this.#openState();
       // A persistent node's task directories must outlive the process.
       workDir = this.#options.workDir ??
         (state ? join(state.dir, "work") : await Deno.makeTempDir({ prefix: "vico-node-" }));
@@ -634,6 +654,7 @@ export class Runner {
       if (refused !== undefined) log.info("{reason}", { reason: refused.reason });
       return { kind: ends.some((e) => e.kind === "stopped") ? "stopped" : "finished", jobs };
     } finally {
+      await this.#ledger?.close();
       if (this.#options.workDir === undefined && state === undefined && !this.#options.keepTaskDirs) {
         await Deno.remove(workDir, { recursive: true }).catch(() => {});
       }
@@ -749,6 +770,7 @@ export class Runner {
         ownerSilenceMs,
         runAs: this.#options.runAs,
         cgroups: this.#options.jobCgroups,
+        ledger: this.#ledger,
       });
       this.#nodeSessions.add(session);
       const end = await session.run();

@@ -11,11 +11,18 @@
  *   pending/<n>.out        its output
  *   set-aside/<n>.json     a result no manager wants (handed out by another
  *   set-aside/<n>.out      run, or refused): kept for a person, never sent
+ *   running/<life>/owner   "<pid> <start time>" of the runner process of one life
+ *   running/<life>/<pgid>.json   {"pgid": …, "id": …, "cgroup"?: …} of a job running now
  * ```
  *
  * A result's tag (`run=… key=… attempt=…`, from the manager that handed the
  * job out) binds it to that hand-out: a manager takes it back only if it
  * issued it.
+ *
+ * A job's record is written before the job runs and removed once it and its
+ * process group have ended (see runner/job_reaper.ts): what a runner killed
+ * with SIGKILL left running is found there by the next runner on the same
+ * directory.
  *
  * @module
  */
@@ -26,6 +33,7 @@ import { writeAll } from "../util/write_all.ts";
 import { logger } from "../util/log.ts";
 
 const log = logger("runner");
+import type { JobLedger, JobRecord } from "./process_runner.ts";
 
 /** An undelivered result, readable like a job's spooled output. */
 export interface StoredResult {
@@ -57,6 +65,22 @@ export interface HeldTaskRecord {
   rets: string[];
   /** Its task directory. */
   dir: string;
+}
+
+/** A runner life's {@linkcode JobLedger}, which it closes when it ends. */
+export interface LifeLedger extends JobLedger {
+  /** Forgets this life's records unless some job is still recorded as running. */
+  close(): Promise<void>;
+}
+
+/** One runner life's records in a state directory ({@linkcode RunnerState.lives}). */
+export interface RunnerLife {
+  /** Its directory's name under `running/`. */
+  readonly life: string;
+  /** `"<pid> <start time>"` of its runner process ("" when unknown). */
+  readonly owner: string;
+  /** The jobs it had running. */
+  readonly jobs: JobRecord[];
 }
 
 /** Something with bytes to stream, like an output spool. */
@@ -91,6 +115,7 @@ export class RunnerState {
     await Deno.mkdir(join(dir, "pending"), { recursive: true, mode: 0o700 });
     await Deno.mkdir(join(dir, "tasks"), { recursive: true, mode: 0o700 });
     await Deno.mkdir(join(dir, "set-aside"), { recursive: true, mode: 0o700 });
+    await Deno.mkdir(join(dir, "running"), { recursive: true, mode: 0o700 });
     const idPath = join(dir, "id");
     let id: string;
     try {
@@ -212,6 +237,59 @@ export class RunnerState {
       out.push(storedResult(base, meta, size));
     }
     return out;
+  }
+
+  /**
+   * The ledger of this runner life's jobs, in `running/<life>/`, whose
+   * `owner` file names the runner process (`"<pid> <start time>"`). Job
+   * records are written without fsync: a power loss ends their processes too.
+   */
+  async ledger(life: string, owner: string): Promise<LifeLedger> {
+    const dir = join(this.dir, "running", life);
+    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+    await Deno.writeTextFile(join(dir, "owner"), owner + "\n");
+    const path = (job: JobRecord) => join(dir, `${job.pgid}.json`);
+    return {
+      close: async () => {
+        const jobs = [...Deno.readDirSync(dir)].filter((e) => e.name.endsWith(".json"));
+        if (jobs.length === 0) await Deno.remove(dir, { recursive: true }).catch(() => {});
+      },
+      started: (job) => Deno.writeTextFileSync(path(job), JSON.stringify(job)),
+      ended: (job) => {
+        try {
+          Deno.removeSync(path(job));
+        } catch {
+          // Already gone.
+        }
+      },
+    };
+  }
+
+  /** The runner lives recorded in `running/`: each one's owner and the jobs it had running. */
+  async lives(): Promise<RunnerLife[]> {
+    const out: RunnerLife[] = [];
+    for (const entry of Deno.readDirSync(join(this.dir, "running"))) {
+      if (!entry.isDirectory) continue;
+      const dir = join(this.dir, "running", entry.name);
+      const owner = (await Deno.readTextFile(join(dir, "owner")).catch(() => "")).trim();
+      const jobs: JobRecord[] = [];
+      for (const file of Deno.readDirSync(dir)) {
+        if (!file.name.endsWith(".json")) continue;
+        try {
+          const job = JSON.parse(await Deno.readTextFile(join(dir, file.name)));
+          if (Number.isSafeInteger(job.pgid) && job.pgid > 1 && typeof job.id === "string") jobs.push(job);
+        } catch {
+          // Torn by a crash while being written: that job had not started (it waits for its record).
+        }
+      }
+      out.push({ life: entry.name, owner, jobs });
+    }
+    return out;
+  }
+
+  /** Forgets a runner life's records (its jobs have been ended). */
+  async forgetLife(life: string): Promise<void> {
+    await Deno.remove(join(this.dir, "running", life), { recursive: true }).catch(() => {});
   }
 }
 

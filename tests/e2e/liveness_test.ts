@@ -139,3 +139,54 @@ Deno.test("manager --timeout: a plain runner is warned about, and its jobs run u
   assert.equal(ms.code, 0);
   assert.match(manager.stderr, /Runner old speaks the plain protocol: --timeout cannot be enforced/);
 });
+
+/** Whether a process exists and is not a zombie (orphans may never be reaped where pid 1 is no init). */
+async function alive(pid: number): Promise<boolean> {
+  const out = await new Deno.Command("/bin/sh", {
+    args: ["-c", 'read -r s < "/proc/$0/stat" 2>/dev/null || exit 1; s=${s##*) }; [ "${s%% *}" != Z ]', String(pid)],
+  }).output();
+  return out.success;
+}
+
+Deno.test("manager --timeout: a job is ended at its limit though a process that left its group holds its output; what it left in its group goes with it", async () => {
+  await using dir = await tempDir();
+  const list = join(dir.path, "jobs.txt");
+  const escaped = join(dir.path, "escaped");
+  const left = join(dir.path, "left");
+  await Deno.writeTextFile(
+    list,
+    `echo begun; setsid sleep 281.5 & echo $! > ${escaped}; sleep 281.6\n` +
+      `sleep 281.7 >/dev/null & echo $! > ${left}; echo quick\n`,
+  );
+  const results = join(dir.path, "res");
+  const { manager, port } = await startManager([
+    "--jobs",
+    list,
+    "--results",
+    results,
+    "--port",
+    "0",
+    "--timeout",
+    "1s",
+  ]);
+  await using _m = manager;
+  const t0 = performance.now();
+  await using runner = startRunner(port, ["--workers", "2"]);
+  try {
+    const [ms] = await Promise.all([manager.exit(30_000), runner.exit(30_000)]);
+    const took = performance.now() - t0;
+    assert.equal(ms.code, 1);
+    assert.ok(took < 8000, `the run took ${took.toFixed(0)} ms for a 1 s limit`);
+    const [slow, quick] = readRecords(results).sort((a, b) => a.line - b.line);
+    assert.equal(slow.status, 143);
+    assert.equal(dec.decode(readOutput(results, slow)), "begun\n");
+    assert.equal(quick.status, 0);
+    assert.equal(dec.decode(readOutput(results, quick)), "quick\n");
+    assert.equal(await alive(Number(Deno.readTextFileSync(left))), false, "the job's leftover in its group is gone");
+  } finally {
+    for (const file of [escaped, left]) {
+      const pid = Number(Deno.readTextFileSync(file).trim());
+      if (pid > 1 && await alive(pid)) Deno.kill(pid, "SIGKILL");
+    }
+  }
+});

@@ -174,3 +174,53 @@ for (const restartNode of [false, true]) {
     },
   );
 }
+
+/** Whether a process exists and is not a zombie (orphans may never be reaped where pid 1 is no init). */
+async function alive(pid: number): Promise<boolean> {
+  const out = await new Deno.Command("/bin/sh", {
+    args: ["-c", 'read -r s < "/proc/$0/stat" 2>/dev/null || exit 1; s=${s##*) }; [ "${s%% *}" != Z ]', String(pid)],
+  }).output();
+  return out.success;
+}
+
+Deno.test("runner --persist: started again after a SIGKILL, it first ends the jobs its previous life left running", async () => {
+  await using dir = await tempDir();
+  await using state = await tempDir();
+  const again = join(dir.path, "again");
+  const pids = join(dir.path, "pids");
+  const list = join(dir.path, "jobs.txt");
+  await Deno.writeTextFile(
+    list,
+    `if [ -e ${again} ]; then echo second; exit 0; fi; ` +
+      `sleep 281.2 >/dev/null 2>&1 & echo $! >> ${pids}; echo $$ >> ${pids}; sleep 281.3\n`,
+  );
+  const results = join(dir.path, "res");
+  const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
+  await using _m = manager;
+  const args = ["--persist", "--state-dir", state.path, "--name", "svc", "--retry-max", "1s"];
+  const first = startRunner(port, args);
+  await using _first = first;
+  let left: number[] = [];
+  try {
+    for (let i = 0; i < 100 && left.length < 2; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      left = (await Deno.readTextFile(pids).catch(() => "")).split("\n").filter((l) => l !== "").map(Number);
+    }
+    assert.equal(left.length, 2, "the job is running");
+    first.kill("SIGKILL");
+    await first.exit();
+    await new Promise((r) => setTimeout(r, 200));
+    for (const pid of left) assert.equal(await alive(pid), true, "a SIGKILLed runner cannot end its job itself");
+    await Deno.writeTextFile(again, "");
+    await using second = startRunner(port, args);
+    await second.waitFor(/Ending 1 job\(s\) left running by this runner's previous life/);
+    assert.equal((await manager.exit(30_000)).code, 0, manager.stderr);
+    for (const pid of left) assert.equal(await alive(pid), false, `process ${pid} of the previous life is gone`);
+    assert.equal(dec.decode(readOutput(results, readRecords(results)[0])), "second\n");
+    second.kill("SIGTERM");
+    assert.equal((await second.exit()).code, 0, second.stderr);
+    assert.deepEqual([...Deno.readDirSync(join(state.path, "running"))].length, 0, "nothing left recorded");
+  } finally {
+    for (const pid of left) if (pid > 1 && await alive(pid)) Deno.kill(pid, "SIGKILL");
+  }
+});

@@ -311,3 +311,47 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: canMake
+    ? "runProcess() with cgroups: a process that left the job's group (setsid) holding its output ends with the job"
+    : "runProcess() with cgroups, setsid escapee (SKIPPED: no writable cgroup v2 tree here)",
+  ignore: !canMake,
+  async fn() {
+    await using top = (await topCgroup())!;
+    await using cgroups = await JobCgroups.setUp({}, { base: top.path });
+    const started = performance.now();
+    const { status, out, outputAbandoned } = await runIn(cgroups, "setsid sleep 60 & echo $!");
+    assert.equal(status, 0);
+    assert.equal(outputAbandoned, undefined, "the pipe closed: the escapee is gone");
+    assert.ok(performance.now() - started < 5000);
+    const state = (await sh('grep State /proc/"$0"/status 2>/dev/null', [out.trim()])).stdout;
+    assert.ok(state === "" || /\bZ\b/.test(state), `the escaped sleep is gone: ${state}`);
+  },
+});
+
+Deno.test({
+  name: canMake
+    ? "JobCgroups.setUp ends the job leaves a runner that is gone left behind, and keeps a live runner's"
+    : "JobCgroups.setUp, stale leaves (SKIPPED: no writable cgroup v2 tree here)",
+  ignore: !canMake,
+  async fn() {
+    await using top = (await topCgroup())!;
+    // pid 2^22+1 is above Linux's pid_max limit: never a live runner. This process stands for a live one.
+    const stale = join(top.path, `vico-job-${(1 << 22) + 1}-1`);
+    const live = join(top.path, `vico-job-${Deno.pid}-999`);
+    const sleeper = new Deno.Command("/bin/sh", {
+      args: ["-c", 'mkdir "$0" && echo $$ > "$0/cgroup.procs" && exec sleep 60', stale],
+    }).spawn();
+    for (let i = 0; i < 100 && !(await sh('grep -q . "$0/cgroup.procs"', [stale])).ok; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await sh('mkdir "$0"', [live]);
+    await using _cgroups = await JobCgroups.setUp({}, { base: top.path });
+    assert.equal((await sleeper.status).signal, "SIGKILL");
+    const left = (await sh('ls "$0"', [top.path])).stdout;
+    assert.doesNotMatch(left, new RegExp(`vico-job-${(1 << 22) + 1}-1`));
+    assert.match(left, new RegExp(`vico-job-${Deno.pid}-999`));
+    await sh('rmdir "$0"', [live]);
+  },
+});

@@ -70,3 +70,87 @@ Deno.test("runProcess() escalates to SIGKILL when SIGTERM is ignored", async () 
   const { status } = await p;
   assert.equal(status, 137);
 });
+
+/** What `/bin/sh -c COMMAND sh` itself writes to stderr: the reference a job's shell must match. */
+async function underShC(command: string): Promise<string> {
+  const out = await new Deno.Command("/bin/sh", { args: ["-c", command, "sh"], stdout: "null", stderr: "piped" })
+    .output();
+  return text(out.stderr);
+}
+
+Deno.test("shellArgv() runs the job's command as line 1 of its shell, named sh", async () => {
+  const missing = await run("nosuchcmd-vico");
+  assert.equal(missing.status, 127);
+  assert.equal(text(missing.out), await underShC("nosuchcmd-vico"));
+  assert.match(text(missing.out), /^sh: 1: nosuchcmd-vico: not found\n$|^sh: line 1: /);
+  const second = await run("true\nnosuchcmd-vico");
+  assert.equal(text(second.out), await underShC("true\nnosuchcmd-vico"));
+  assert.equal(text((await run("echo $0")).out), "sh\n");
+  const syntax = await run("echo a; if");
+  assert.equal(syntax.status, 2);
+  assert.equal(text(syntax.out), await underShC("echo a; if"), "a syntax error is the job's output too");
+  assert.equal(text((await run('echo "$#:$*"')).out), "0:\n");
+});
+
+/** Whether a process exists and is not a zombie (pid 1 here may never reap orphans). */
+async function alive(pid: number): Promise<boolean> {
+  const out = await new Deno.Command("/bin/sh", {
+    args: ["-c", 'read -r s < "/proc/$0/stat" 2>/dev/null || exit 1; s=${s##*) }; [ "${s%% *}" != Z ]', String(pid)],
+  }).output();
+  return out.success;
+}
+
+async function runWith(command: string, options: { timeoutMs?: number; killGraceMs?: number }) {
+  const chunks: Uint8Array[] = [];
+  const started = performance.now();
+  const outcome = await runProcess(shellArgv(command), {
+    stderrOnStdout: true,
+    sink: (c) => {
+      chunks.push(c.slice());
+      return Promise.resolve();
+    },
+    ...options,
+  });
+  const out = text(new Uint8Array(chunks.flatMap((c) => [...c])));
+  return { ...outcome, out, ms: performance.now() - started };
+}
+
+Deno.test("runProcess() ends what the job left in its process group when its main process ends", async () => {
+  const { status, out } = await runWith(
+    "sleep 300 >/dev/null 2>&1 & echo $!; (trap '' TERM; sleep 300) >/dev/null 2>&1 & echo $!",
+    {
+      killGraceMs: 300,
+    },
+  );
+  assert.equal(status, 0);
+  const pids = out.trim().split("\n").map(Number);
+  assert.equal(pids.length, 2);
+  for (const pid of pids) assert.equal(await alive(pid), false, `leftover ${pid} is gone with its job`);
+});
+
+Deno.test("runProcess() reports the job when its main process ends, whoever else holds its output", async () => {
+  // A leftover in the group holding stdout is ended; one that left the group is no longer waited for.
+  const { status, out, ms } = await runWith("sleep 30 & setsid sleep 30 & echo $!", { killGraceMs: 300 });
+  const escaped = Number(out.trim());
+  try {
+    assert.equal(status, 0);
+    assert.ok(ms < 5000, `reported after ${ms} ms`);
+  } finally {
+    if (escaped > 1) Deno.kill(escaped, "SIGKILL");
+  }
+});
+
+Deno.test("runProcess() timeout ends the job even when a process that left its group holds its output", async () => {
+  const { status, timedOut, out, ms } = await runWith("setsid sleep 30 & echo $!; sleep 30", {
+    timeoutMs: 1000,
+    killGraceMs: 300,
+  });
+  const escaped = Number(out.trim());
+  try {
+    assert.equal(timedOut, true);
+    assert.equal(status, 143);
+    assert.ok(ms >= 1000 && ms < 4000, `reported after ${ms} ms`);
+  } finally {
+    if (escaped > 1) Deno.kill(escaped, "SIGKILL");
+  }
+});
