@@ -220,6 +220,11 @@ export class Ledger {
     if (hold) this.#held.set(ticket.job, ticket.attempt);
   }
 
+  /** Whether the attempt record of `attempt` is held as a suspect of `job` (it may still settle it). */
+  isHeld(job: number, attempt: number): boolean {
+    return this.#held.get(job) === attempt;
+  }
+
   /** A held suspect of `job` is not to be recorded (it runs again elsewhere). */
   unhold(job: number): void {
     this.#held.delete(job);

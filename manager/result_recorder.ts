@@ -276,7 +276,12 @@ export class ResultRecorder {
     const held = this.#suspects.get(job);
     if (held === undefined) return;
     this.#suspects.delete(job);
-    const claim = this.#ledger.claimHeld(job, held.attempt);
+    let claim = this.#ledger.claimHeld(job, held.attempt);
+    while (claim.kind === "duplicate" && !this.#ledger.isSettled(job) && this.#ledger.isHeld(job, held.attempt)) {
+      // Another attempt's commit is in flight: it may settle the job, or not.
+      await claim.settled;
+      claim = this.#ledger.claimHeld(job, held.attempt);
+    }
     if (claim.kind !== "accepted") return; // another attempt settled it meanwhile
     const status = held.delivery.status;
     if (status !== 0 && this.#scheduler.queue.failures(job) < this.#retries) {
