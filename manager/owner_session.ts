@@ -41,7 +41,11 @@ export type OwnerState =
 
 /** What an owner session needs from the manager around it. */
 export interface OwnerSessionContext extends SessionContext {
-  /** How often a waiting or working node is sent Status; three silent intervals drop it (0: never). */
+  /**
+   * How often a node is sent Status; {@linkcode SILENT_PULSES} silent
+   * intervals drop it (0: never). A File or Result that moves no byte for
+   * `transferIdleTimeoutMs` drops it too.
+   */
   readonly pulseMs: number;
   /** Time limit for tasks that set none. */
   readonly defaultTimeoutMs?: number;
@@ -53,6 +57,35 @@ type Assignment =
   | { kind: "task"; job: number; rank: number }
   | { kind: "release" }
   | { kind: "refuse"; reason: string };
+
+/**
+ * Liveness: a joined node that shows no sign of life for this many pulse
+ * intervals (`--pulse`) in a {@linkcode WATCHED_STATES} state is taken for
+ * lost, and its task goes back to the queue. In the middle of a File or
+ * Result, when a node cannot answer Status, the transfer timeout
+ * (`--transfer-timeout`) applies instead, as on the text side.
+ */
+export const SILENT_PULSES = 3;
+
+/** States in which the node is sent Status every pulse: it answers at once (the draft allows Status in any state). */
+const PROBED_STATES: ReadonlySet<OwnerState> = new Set([
+  "Joining",
+  "Idle",
+  "WaitingForInput",
+  "ReadyToStart",
+  "Working",
+]);
+
+/**
+ * States in which a node silent for {@linkcode SILENT_PULSES} pulses is
+ * dropped: the probed ones, and Finished, where the node owes its Results and
+ * Leave (it would answer a Status only after them, so none is sent). Not
+ * Leaving: there the owner, recording, has the next word.
+ */
+const WATCHED_STATES: ReadonlySet<OwnerState> = new Set([...PROBED_STATES, "Finished"]);
+
+/** Bytes read from an input and written per chunk while staging a File. */
+const CHUNK_BYTES = 1 << 20;
 
 const log = logger("manager");
 const handshakeFailures = new LogRateLimit(5, 10_000);
@@ -85,7 +118,12 @@ export class OwnerSession implements RunnerLink, Session {
   });
   #abandoned: string | undefined;
   #stopPending = false;
-  #lastHeard = performance.now();
+  /** Last sign of life: a frame from the node, or bytes of a transfer moving either way. */
+  #lastAlive = performance.now();
+  /** A File or Result is on the wire: the transfer timeout rules, not the pulses. */
+  #transferring = false;
+  /** A Status probe is still being written (a node that reads nothing gets no second one). */
+  #probing = false;
   #dropReason: string | undefined;
   #job = -1;
   readonly #extension: Extension | undefined;
@@ -210,19 +248,52 @@ export class OwnerSession implements RunnerLink, Session {
   }
 
   /**
-   * Liveness: while the node waits (held at Join or at Wait) or works, it is
-   * sent Status every pulse; a node silent for three pulses is dropped (a
-   * vanished or paused node answers nothing).
+   * Liveness, every pulse: a node silent for {@linkcode SILENT_PULSES} pulses
+   * in a {@linkcode WATCHED_STATES} state is dropped (a vanished or paused
+   * node, or one that stopped reading, answers nothing); one in a
+   * {@linkcode PROBED_STATES} state is sent Status. A transfer in progress
+   * has its own watchdog.
    */
   #probe(): void {
-    if (!this.#joined || !["Joining", "ReadyToStart", "Working"].includes(this.#state)) return;
-    const silent = performance.now() - this.#lastHeard;
-    if (silent > 3 * this.#ctx.pulseMs) {
-      this.#dropReason = `Node silent for ${Math.round(silent / 1000)}s (no Status reply)`;
-      this.#transport.close();
+    if (!this.#joined || this.#transferring || !WATCHED_STATES.has(this.#state)) return;
+    const silent = performance.now() - this.#lastAlive;
+    if (silent > SILENT_PULSES * this.#ctx.pulseMs) {
+      const what = this.#state === "Finished" ? "no Result or Leave" : "no Status reply";
+      this.#drop(`Node silent for ${Math.round(silent / 1000)}s (${what})`);
       return;
     }
-    this.#send({ kind: "statusRequest" }).catch(() => {});
+    if (this.#probing || !PROBED_STATES.has(this.#state)) return;
+    this.#probing = true;
+    this.#send({ kind: "statusRequest" }).catch(() => {}).finally(() => (this.#probing = false));
+  }
+
+  /** Ends the connection for a liveness reason; the session then reports it as a lost node. */
+  #drop(reason: string): void {
+    this.#dropReason ??= reason;
+    this.#transport.close();
+  }
+
+  /**
+   * Runs one File or Result transfer under the transfer timeout: `moved` is
+   * called for each chunk that goes through; a transfer that moves nothing
+   * for `transferIdleTimeoutMs` drops the node.
+   */
+  async #transfer<T>(what: string, body: (moved: () => void) => Promise<T>): Promise<T> {
+    const idleMs = this.#ctx.transferIdleTimeoutMs;
+    const moved = () => (this.#lastAlive = performance.now());
+    moved();
+    this.#transferring = true;
+    const watchdog = setInterval(() => {
+      const stalled = performance.now() - this.#lastAlive;
+      if (stalled >= idleMs) this.#drop(`No progress for ${Math.round(stalled / 100) / 10}s in the middle of ${what}`);
+    }, Math.max(10, Math.min(idleMs / 4, 1000)));
+    try {
+      return await body(moved);
+    } finally {
+      clearInterval(watchdog);
+      this.#transferring = false;
+      moved();
+    }
   }
 
   /** Reads Join; false when the node was turned away. */
@@ -339,8 +410,9 @@ export class OwnerSession implements RunnerLink, Session {
     } finally {
       clearTimeout(timer);
     }
-    await this.#send({ kind: "accept" });
+    // Finished before the Accept goes out: no probe may follow it (its answer would trail the Leave).
     this.#state = "Finished";
+    await this.#send({ kind: "accept" });
 
     let output: StagedOutput | undefined;
     const returned: ReturnedFile[] = [];
@@ -396,17 +468,20 @@ export class OwnerSession implements RunnerLink, Session {
   async #sendFile(name: string, src: string): Promise<void> {
     using file = await Deno.open(src, { read: true });
     const size = (await file.stat()).size;
-    await this.#writeLock.run(async () => {
-      await this.#transport.write(encodeToNode({ kind: "file", name, size }));
-      const buf = new Uint8Array(Math.min(1 << 20, Math.max(size, 1)));
-      let left = size;
-      while (left > 0) {
-        const n = await file.read(buf.subarray(0, Math.min(left, buf.length)));
-        if (n === null) throw new Error(`Input ${src} shrank while being sent`);
-        left -= n;
-        await this.#transport.write(buf.subarray(0, n));
-      }
-    });
+    await this.#writeLock.run(() =>
+      this.#transfer(`file ${name}`, async (moved) => {
+        await this.#transport.write(encodeToNode({ kind: "file", name, size }));
+        const buf = new Uint8Array(Math.min(CHUNK_BYTES, Math.max(size, 1)));
+        let left = size;
+        while (left > 0) {
+          const n = await file.read(buf.subarray(0, Math.min(left, buf.length)));
+          if (n === null) throw new Error(`Input ${src} shrank while being sent`);
+          left -= n;
+          await this.#transport.write(buf.subarray(0, n));
+          moved();
+        }
+      })
+    );
   }
 
   async #expectAccept(what: string): Promise<void> {
@@ -444,26 +519,16 @@ export class OwnerSession implements RunnerLink, Session {
     if (frame.kind !== "result") throw new ProtocolError("Expected a Result", frame.kind);
     if (frame.missing) return undefined;
     const staged = this.#ctx.results.stageOutput();
-    const idleMs = this.#ctx.transferIdleTimeoutMs;
-    let last = performance.now();
-    let stalled = false;
-    const watchdog = setInterval(() => {
-      if (performance.now() - last < idleMs) return;
-      stalled = true;
-      this.#transport.close();
-    }, Math.max(10, idleMs / 4));
     try {
-      await this.#reader.pipeExact(frame.size, (chunk) => {
-        last = performance.now();
-        return staged.write(chunk);
-      });
+      await this.#transfer("a Result", (moved) =>
+        this.#reader.pipeExact(frame.size, (chunk) => {
+          moved();
+          return staged.write(chunk);
+        }));
       return staged;
     } catch (err) {
       await staged.discard();
-      if (stalled) throw new VicoError("CONNECTION_CLOSED", `Node sent nothing for ${idleMs / 1000}s mid-result`);
       throw err;
-    } finally {
-      clearInterval(watchdog);
     }
   }
 
@@ -490,7 +555,7 @@ export class OwnerSession implements RunnerLink, Session {
   /** The next frame, whatever it is. */
   async #frame(startReply = false): Promise<FromNode> {
     const frame = await readFromNode(this.#reader, this.#ctx.limits, startReply);
-    this.#lastHeard = performance.now();
+    this.#lastAlive = performance.now();
     if (frame === null) {
       throw new VicoError(
         "CONNECTION_CLOSED",
@@ -510,17 +575,19 @@ export class OwnerSession implements RunnerLink, Session {
   async #report(err: unknown, job: number): Promise<void> {
     const held = job >= 0 && this.#ctx.scheduler.jobsOf(this).has(job);
     const back = held ? "; its task goes back to the queue" : "";
-    const reason = err instanceof Error ? err.message : String(err);
     if (this.#abandoned !== undefined) {
       log.info("Node {peer} left its gang task: {why}", { peer: this.peer, why: this.#abandoned });
       await this.#ctx.recorder.abandon(job, this.#abandoned);
       return;
     }
+    // A liveness drop closed the connection: whatever failed next, the node was lost.
+    if (this.#dropReason !== undefined) err = new VicoError("CONNECTION_CLOSED", this.#dropReason);
     if (!this.#joined) {
       const gate = handshakeFailures.allow();
       if (gate.suppressed > 0) log.warn("{n} more failed Join(s) were not logged", { n: gate.suppressed });
       if (!gate.log) return;
     }
+    const reason = err instanceof Error ? err.message : String(err);
     if (err instanceof ProtocolError || err instanceof TaskRefusedError) {
       log.warn("Dropping node {peer} in state {state}: {reason}{back}", {
         peer: this.peer,
