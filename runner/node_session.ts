@@ -210,7 +210,10 @@ export class NodeSession {
       return;
     }
     if (frame.kind === "disconnect") {
-      if (this.#state === "Joining" && frame.reason === NO_MORE_TASKS) return { kind: "noMoreTasks" };
+      // Nothing staged yet (answering the Join, or right after Accept): the owner's run is over.
+      if ((this.#state === "Joining" || this.#state === "Idle") && frame.reason === NO_MORE_TASKS) {
+        return { kind: "noMoreTasks" };
+      }
       return { kind: "failed", reason: `Owner disconnected in state ${this.#state}: ${frame.reason}` };
     }
     switch (this.#state) {

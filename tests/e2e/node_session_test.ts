@@ -171,6 +171,21 @@ Deno.test("node: frames in the wrong state are rejected or end the session with 
   });
 });
 
+Deno.test('NodeSession: Disconnect "no more tasks" after Accept, before anything is staged, ends the runner cleanly', async () => {
+  await using work = await tempDir();
+  using server = new FrameServer();
+  const { runner, owner } = await joined(server, work.path);
+  await using _r = runner;
+  using _o = owner;
+  await owner.nodeFrame();
+  await owner.toNode({ kind: "accept" });
+  assert.equal(await status(owner), NodeStatus.IDLE);
+  await owner.toNode({ kind: "disconnect", reason: "no more tasks" });
+  const exit = await runner.exit(10_000);
+  assert.equal(exit.code, 0, runner.stderr);
+  assert.deepEqual([...Deno.readDirSync(work.path)], [], "task directory removed");
+});
+
 Deno.test("node: Stop ends the run's process group, answers Accept, reports Finished and partial results", async () => {
   await using work = await tempDir();
   using server = new FrameServer();
