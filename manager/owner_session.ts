@@ -67,22 +67,23 @@ type Assignment =
  */
 export const SILENT_PULSES = 3;
 
-/** States in which the node is sent Status every pulse: it answers at once (the draft allows Status in any state). */
-const PROBED_STATES: ReadonlySet<OwnerState> = new Set([
-  "Joining",
-  "Idle",
-  "WaitingForInput",
-  "ReadyToStart",
-  "Working",
-]);
+/** States in which the node answers Status at once (the draft allows Status in any state). */
+const ANSWERING_STATES: readonly OwnerState[] = ["Joining", "Idle", "WaitingForInput", "ReadyToStart", "Working"];
 
 /**
  * States in which a node silent for {@linkcode SILENT_PULSES} pulses is
- * dropped: the probed ones, and Finished, where the node owes its Results and
- * Leave (it would answer a Status only after them, so none is sent). Not
- * Leaving: there the owner, recording, has the next word.
+ * dropped: the answering ones, and Finished, where the node owes its Results
+ * and Leave. Not Leaving: there the owner, recording, has the next word.
  */
-const WATCHED_STATES: ReadonlySet<OwnerState> = new Set([...PROBED_STATES, "Finished"]);
+const WATCHED_STATES: ReadonlySet<OwnerState> = new Set([...ANSWERING_STATES, "Finished"]);
+
+/**
+ * States in which the node is sent Status every pulse: the answering ones,
+ * and Leaving, so that a node whose owner takes long to record (a gang member
+ * waiting for the others) does not take its owner for lost. Not Finished: the
+ * node would answer only after its Results and Leave.
+ */
+const PROBED_STATES: ReadonlySet<OwnerState> = new Set([...ANSWERING_STATES, "Leaving"]);
 
 /** Bytes read from an input and written per chunk while staging a File. */
 const CHUNK_BYTES = 1 << 20;
@@ -255,9 +256,9 @@ export class OwnerSession implements RunnerLink, Session {
    * has its own watchdog.
    */
   #probe(): void {
-    if (!this.#joined || this.#transferring || !WATCHED_STATES.has(this.#state)) return;
+    if (!this.#joined || this.#transferring) return;
     const silent = performance.now() - this.#lastAlive;
-    if (silent > SILENT_PULSES * this.#ctx.pulseMs) {
+    if (WATCHED_STATES.has(this.#state) && silent > SILENT_PULSES * this.#ctx.pulseMs) {
       const what = this.#state === "Finished" ? "no Result or Leave" : "no Status reply";
       this.#drop(`Node silent for ${Math.round(silent / 1000)}s (${what})`);
       return;
@@ -430,7 +431,7 @@ export class OwnerSession implements RunnerLink, Session {
       throw err;
     }
     this.#state = "Leaving";
-    await this.#ctx.recorder.record(job, {
+    await this.#whileRecording(this.#ctx.recorder.record(job, {
       link: this,
       rank,
       status: finished.status,
@@ -438,8 +439,25 @@ export class OwnerSession implements RunnerLink, Session {
       handedOutAt,
       output,
       returned,
-    });
+    }));
     await this.#send({ kind: "accept" });
+  }
+
+  /**
+   * Leaving: while the record is made the node is still probed (see
+   * {@linkcode PROBED_STATES}) and its Status replies are read and dropped
+   * here. Anything else, or the end of the stream, only stops the reading:
+   * the node has delivered, and the record goes on.
+   */
+  async #whileRecording(work: Promise<void>): Promise<void> {
+    const over = work.then(() => "over" as const, () => "over" as const);
+    const drain = async () => {
+      while (await Promise.race([over, this.#reader.peekU8()]) !== "over") {
+        if ((await this.#frame()).kind !== "status") return;
+      }
+    };
+    drain().catch(() => {});
+    await work;
   }
 
   /** Sends every input, inline script, Run and Ret, each answered by Accept or Reject. */

@@ -263,3 +263,50 @@ Deno.test("OwnerSession: a node silent after its Results, before Leave, loses it
 Deno.test("OwnerSession: a node that stops reading mid-staging of a large File loses its task after the transfer timeout", async () => {
   await silentNodeLosesItsTask("Staging", "WaitingForInput");
 });
+
+Deno.test("OwnerSession: a gang member waiting in Leaving for the others is kept alive with Status (persist nodes take no owner for lost)", async () => {
+  await using dir = await tempDir();
+  await using work = await tempDir();
+  await using s1 = await tempDir();
+  await using s2 = await tempDir();
+  const list = join(dir.path, "tasks.jsonl");
+  // The first member to get there ends at once; the other runs 6 s, longer than 4 pulses.
+  const command = `mkdir ${join(dir.path, "first")} 2>/dev/null || sleep 6; echo ok`;
+  await Deno.writeTextFile(list, JSON.stringify({ name: "gang", command, nodes: 2 }) + "\n");
+  const results = join(dir.path, "res");
+  const { manager, port } = await startManager([
+    "--jobs",
+    list,
+    "--results",
+    results,
+    "--port",
+    "0",
+    "--pulse",
+    "1s",
+  ]);
+  await using _m = manager;
+  const node = (state: string) =>
+    startRunner(port, [
+      "--protocol",
+      "binary",
+      "--persist",
+      "--state-dir",
+      state,
+      "--work-dir",
+      work.path,
+      "--retry-max",
+      "1s",
+    ]);
+  await using a = node(s1.path);
+  await using b = node(s2.path);
+  assert.equal((await manager.exit(30_000)).code, 0, manager.stderr);
+  const [rec] = readRecords(results);
+  assert.equal(rec.nodes?.length, 2);
+  assert.equal(rec.attempt, 1, manager.stderr);
+  assert.doesNotMatch(manager.stderr, /in state (Finished|Leaving)/);
+  for (const r of [a, b]) {
+    r.kill("SIGTERM");
+    await r.exit();
+    assert.doesNotMatch(r.stderr, /in state Leaving|silent/, r.stderr);
+  }
+});
