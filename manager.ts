@@ -98,8 +98,9 @@ Examples:
                        to report before stopping. Default 30s.
       --transfer-timeout DURATION
                        Drop a runner whose output stalls this long in the
-                       middle of a result (its job is handed out again).
-                       Default: 60s.
+                       middle of a result, or a binary node that takes no
+                       byte of a File this long (its job is handed out
+                       again). Default: 60s.
       --max-connections N
                        Most runner connections at once (more are closed at
                        once). Default 4096.

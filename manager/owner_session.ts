@@ -41,7 +41,11 @@ export type OwnerState =
 
 /** What an owner session needs from the manager around it. */
 export interface OwnerSessionContext extends SessionContext {
-  /** How often a waiting or working node is sent Status; three silent intervals drop it (0: never). */
+  /**
+   * How often a node is sent Status; {@linkcode SILENT_PULSES} silent
+   * intervals drop it (0: never). A File or Result that moves no byte for
+   * `transferIdleTimeoutMs` drops it too.
+   */
   readonly pulseMs: number;
   /** Time limit for tasks that set none. */
   readonly defaultTimeoutMs?: number;
@@ -51,6 +55,36 @@ type Assignment =
   | { kind: "task"; job: number; rank: number; attempt: number }
   | { kind: "release" }
   | { kind: "refuse"; reason: string };
+
+/**
+ * Liveness: a joined node that shows no sign of life for this many pulse
+ * intervals (`--pulse`) in a {@linkcode WATCHED_STATES} state is taken for
+ * lost, and its task goes back to the queue. In the middle of a File or
+ * Result, when a node cannot answer Status, the transfer timeout
+ * (`--transfer-timeout`) applies instead, as on the text side.
+ */
+export const SILENT_PULSES = 3;
+
+/** States in which the node answers Status at once (the draft allows Status in any state). */
+const ANSWERING_STATES: readonly OwnerState[] = ["Joining", "Idle", "WaitingForInput", "ReadyToStart", "Working"];
+
+/**
+ * States in which a node silent for {@linkcode SILENT_PULSES} pulses is
+ * dropped: the answering ones, and Finished, where the node owes its Results
+ * and Leave. Not Leaving: there the owner, recording, has the next word.
+ */
+const WATCHED_STATES: ReadonlySet<OwnerState> = new Set([...ANSWERING_STATES, "Finished"]);
+
+/**
+ * States in which the node is sent Status every pulse: the answering ones,
+ * and Leaving, so that a node whose owner takes long to record (a gang member
+ * waiting for the others) does not take its owner for lost. Not Finished: the
+ * node would answer only after its Results and Leave.
+ */
+const PROBED_STATES: ReadonlySet<OwnerState> = new Set([...ANSWERING_STATES, "Leaving"]);
+
+/** Bytes read from an input and written per chunk while staging a File. */
+const CHUNK_BYTES = 1 << 20;
 
 const log = logger("manager");
 const handshakeFailures = new RateLimitedLog(log, "failed Join(s)");
@@ -88,7 +122,12 @@ export class OwnerSession implements RunnerLink, Session {
   #stopPending = false;
   /** The task ran out of its time limit (it was sent Stop for it). */
   #timedOut = false;
-  #lastHeard = performance.now();
+  /** Last sign of life: a frame from the node, or bytes of a transfer moving either way. */
+  #lastAlive = performance.now();
+  /** A File or Result is on the wire: the transfer timeout rules, not the pulses. */
+  #transferring = false;
+  /** A Status probe is still being written (a node that reads nothing gets no second one). */
+  #probing = false;
   #dropReason: string | undefined;
   #job = -1;
   readonly #extension: Extension | undefined;
@@ -216,19 +255,52 @@ export class OwnerSession implements RunnerLink, Session {
   }
 
   /**
-   * Liveness: while the node waits (held at Join or at Wait) or works, it is
-   * sent Status every pulse; a node silent for three pulses is dropped (a
-   * vanished or paused node answers nothing).
+   * Liveness, every pulse: a node silent for {@linkcode SILENT_PULSES} pulses
+   * in a {@linkcode WATCHED_STATES} state is dropped (a vanished or paused
+   * node, or one that stopped reading, answers nothing); one in a
+   * {@linkcode PROBED_STATES} state is sent Status. A transfer in progress
+   * has its own watchdog.
    */
   #probe(): void {
-    if (!this.#joined || !["Joining", "ReadyToStart", "Working"].includes(this.#state)) return;
-    const silent = performance.now() - this.#lastHeard;
-    if (silent > 3 * this.#ctx.pulseMs) {
-      this.#dropReason = `Node silent for ${Math.round(silent / 1000)}s (no Status reply)`;
-      this.#transport.close();
+    if (!this.#joined || this.#transferring) return;
+    const silent = performance.now() - this.#lastAlive;
+    if (WATCHED_STATES.has(this.#state) && silent > SILENT_PULSES * this.#ctx.pulseMs) {
+      const what = this.#state === "Finished" ? "no Result or Leave" : "no Status reply";
+      this.#drop(`Node silent for ${Math.round(silent / 1000)}s (${what})`);
       return;
     }
-    this.#send({ kind: "statusRequest" }).catch(() => {});
+    if (this.#probing || !PROBED_STATES.has(this.#state)) return;
+    this.#probing = true;
+    this.#send({ kind: "statusRequest" }).catch(() => {}).finally(() => (this.#probing = false));
+  }
+
+  /** Ends the connection for a liveness reason; the session then reports it as a lost node. */
+  #drop(reason: string): void {
+    this.#dropReason ??= reason;
+    this.#transport.close();
+  }
+
+  /**
+   * Runs one File or Result transfer under the transfer timeout: `moved` is
+   * called for each chunk that goes through; a transfer that moves nothing
+   * for `transferIdleTimeoutMs` drops the node.
+   */
+  async #transfer<T>(what: string, body: (moved: () => void) => Promise<T>): Promise<T> {
+    const idleMs = this.#ctx.transferIdleTimeoutMs;
+    const moved = () => (this.#lastAlive = performance.now());
+    moved();
+    this.#transferring = true;
+    const watchdog = setInterval(() => {
+      const stalled = performance.now() - this.#lastAlive;
+      if (stalled >= idleMs) this.#drop(`No progress for ${Math.round(stalled / 100) / 10}s in the middle of ${what}`);
+    }, Math.max(10, Math.min(idleMs / 4, 1000)));
+    try {
+      return await body(moved);
+    } finally {
+      clearInterval(watchdog);
+      this.#transferring = false;
+      moved();
+    }
   }
 
   /** Reads Join; false when the node was turned away. */
@@ -357,8 +429,9 @@ export class OwnerSession implements RunnerLink, Session {
     // May this delivery commit? Its bytes are read either way.
     const admission = this.#ctx.recorder.admit(job, attempt, this);
     if (admission.kind === "unknown") throw new ProtocolError("Finished for a task this node was not given");
-    await this.#send({ kind: "accept" });
+    // Finished before the Accept goes out: no probe may follow it (its answer would trail the Leave).
     this.#state = "Finished";
+    await this.#send({ kind: "accept" });
 
     let output: StagedOutput | undefined;
     const returned: ReturnedFile[] = [];
@@ -388,9 +461,29 @@ export class OwnerSession implements RunnerLink, Session {
       timedOut: this.#timedOut,
     };
     // Leave is accepted only once a record is durable.
-    if (admission.kind === "accepted") await this.#ctx.recorder.record(admission.ticket, delivery);
-    else await this.#ctx.recorder.discard(job, delivery, admission.settled);
+    await this.#whileRecording(
+      admission.kind === "accepted"
+        ? this.#ctx.recorder.record(admission.ticket, delivery)
+        : this.#ctx.recorder.discard(job, delivery, admission.settled),
+    );
     await this.#send({ kind: "accept" });
+  }
+
+  /**
+   * Leaving: while the record is made the node is still probed (see
+   * {@linkcode PROBED_STATES}) and its Status replies are read and dropped
+   * here. Anything else, or the end of the stream, only stops the reading:
+   * the node has delivered, and the record goes on.
+   */
+  async #whileRecording(work: Promise<void>): Promise<void> {
+    const over = work.then(() => "over" as const, () => "over" as const);
+    const drain = async () => {
+      while (await Promise.race([over, this.#reader.peekU8()]) !== "over") {
+        if ((await this.#frame()).kind !== "status") return;
+      }
+    };
+    drain().catch(() => {});
+    await work;
   }
 
   /** Sends every input, inline script, Run and Ret, each answered by Accept or Reject. */
@@ -419,17 +512,20 @@ export class OwnerSession implements RunnerLink, Session {
   async #sendFile(name: string, src: string): Promise<void> {
     using file = await Deno.open(src, { read: true });
     const size = (await file.stat()).size;
-    await this.#writeLock.run(async () => {
-      await this.#transport.write(encodeToNode({ kind: "file", name, size }));
-      const buf = new Uint8Array(Math.min(1 << 20, Math.max(size, 1)));
-      let left = size;
-      while (left > 0) {
-        const n = await file.read(buf.subarray(0, Math.min(left, buf.length)));
-        if (n === null) throw new Error(`Input ${src} shrank while being sent`);
-        left -= n;
-        await this.#transport.write(buf.subarray(0, n));
-      }
-    });
+    await this.#writeLock.run(() =>
+      this.#transfer(`file ${name}`, async (moved) => {
+        await this.#transport.write(encodeToNode({ kind: "file", name, size }));
+        const buf = new Uint8Array(Math.min(CHUNK_BYTES, Math.max(size, 1)));
+        let left = size;
+        while (left > 0) {
+          const n = await file.read(buf.subarray(0, Math.min(left, buf.length)));
+          if (n === null) throw new Error(`Input ${src} shrank while being sent`);
+          left -= n;
+          await this.#transport.write(buf.subarray(0, n));
+          moved();
+        }
+      })
+    );
   }
 
   async #expectAccept(what: string): Promise<void> {
@@ -468,26 +564,16 @@ export class OwnerSession implements RunnerLink, Session {
     if (frame.kind !== "result") throw new ProtocolError("Expected a Result", frame.kind);
     if (frame.missing) return undefined;
     const staged = this.#ctx.results.stageOutput();
-    const idleMs = this.#ctx.transferIdleTimeoutMs;
-    let last = performance.now();
-    let stalled = false;
-    const watchdog = setInterval(() => {
-      if (performance.now() - last < idleMs) return;
-      stalled = true;
-      this.#transport.close();
-    }, Math.max(10, idleMs / 4));
     try {
-      await this.#reader.pipeExact(frame.size, (chunk) => {
-        last = performance.now();
-        return staged.write(chunk);
-      });
+      await this.#transfer("a Result", (moved) =>
+        this.#reader.pipeExact(frame.size, (chunk) => {
+          moved();
+          return staged.write(chunk);
+        }));
       return staged;
     } catch (err) {
       await staged.discard();
-      if (stalled) throw new VicoError("CONNECTION_CLOSED", `Node sent nothing for ${idleMs / 1000}s mid-result`);
       throw err;
-    } finally {
-      clearInterval(watchdog);
     }
   }
 
@@ -514,7 +600,7 @@ export class OwnerSession implements RunnerLink, Session {
   /** The next frame, whatever it is. */
   async #frame(startReply = false): Promise<FromNode> {
     const frame = await readFromNode(this.#reader, this.#ctx.limits, startReply);
-    this.#lastHeard = performance.now();
+    this.#lastAlive = performance.now();
     if (frame === null) {
       throw new VicoError(
         "CONNECTION_CLOSED",
@@ -534,12 +620,14 @@ export class OwnerSession implements RunnerLink, Session {
   async #report(err: unknown, job: number): Promise<void> {
     const held = job >= 0 && this.#ctx.scheduler.jobsOf(this).has(job);
     const back = held ? "; its task goes back to the queue" : "";
-    const reason = err instanceof Error ? err.message : String(err);
     if (this.#abandoned !== undefined) {
       log.info("Node {peer} left its gang task: {why}", { peer: this.peer, why: this.#abandoned });
       await this.#ctx.recorder.abandon(job, this.#abandoned);
       return;
     }
+    // A liveness drop closed the connection: whatever failed next, the node was lost.
+    if (this.#dropReason !== undefined) err = new VicoError("CONNECTION_CLOSED", this.#dropReason);
+    const reason = err instanceof Error ? err.message : String(err);
     // Any of these may come by the thousand (a flood, a fleet that churns):
     // each kind is logged at a bounded rate. A node lost holding nothing
     // lost nothing: that is not a warning.

@@ -104,7 +104,7 @@ export interface NodeSessionOptions {
   persist?: boolean;
   /** Deliver this held task instead of taking a new one. */
   resume?: HeldTask;
-  /** An owner silent this long is taken for lost (it probes every pulse). */
+  /** An owner silent this long is taken for lost (it probes every pulse; bytes of a File or Result count). */
   ownerSilenceMs?: number;
   /** Run programs as this user, who owns the task directory (`--user`). */
   runAs?: RunAs;
@@ -212,7 +212,10 @@ export class NodeSession {
       return;
     }
     if (frame.kind === "disconnect") {
-      if (this.#state === "Joining" && frame.reason === NO_MORE_TASKS) return { kind: "noMoreTasks" };
+      // Nothing staged yet (answering the Join, or right after Accept): the owner's run is over.
+      if ((this.#state === "Joining" || this.#state === "Idle") && frame.reason === NO_MORE_TASKS) {
+        return { kind: "noMoreTasks" };
+      }
       return { kind: "failed", reason: `Owner disconnected in state ${this.#state}: ${frame.reason}` };
     }
     switch (this.#state) {
@@ -302,6 +305,7 @@ export class NodeSession {
     // The payload is on the wire either way: store it, or read past it.
     let writeError: string | undefined;
     await this.#reader.pipeExact(size, async (chunk) => {
+      this.#lastHeard = performance.now(); // a File's bytes are the owner's sign of life
       if (file === undefined || writeError !== undefined) return;
       try {
         await writeAll(file, chunk);
@@ -497,6 +501,7 @@ export class NodeSession {
             if (n === null) throw new Error(`${name} shrank while being sent`);
             left -= n;
             await this.#transport.write(buf.subarray(0, n));
+            this.#lastHeard = performance.now(); // an owner taking a Result's bytes is alive
           }
         });
       } finally {

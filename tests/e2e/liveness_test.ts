@@ -8,6 +8,9 @@ import { join } from "node:path";
 import { startManager, startRunner } from "../helpers/entry_process.ts";
 import { readOutput, readRecords, tempDir } from "../helpers/journal.ts";
 import { LineServer } from "../helpers/line_peer.ts";
+import { FramePeer } from "../helpers/frame_peer.ts";
+import { NodeStatus } from "../../protocol/messages.ts";
+import { SILENT_PULSES } from "../../manager/owner_session.ts";
 
 const dec = new TextDecoder();
 
@@ -138,6 +141,174 @@ Deno.test("manager --timeout: a plain runner is warned about, and its jobs run u
   const [ms] = await Promise.all([manager.exit(), runner.exit()]);
   assert.equal(ms.code, 0);
   assert.match(manager.stderr, /Runner old speaks the plain protocol: --timeout cannot be enforced/);
+});
+
+/** What a scripted node does before it goes silent: the owner's state it leaves it in. */
+type SilentIn = "Idle" | "WaitingForInput" | "Finished" | "BeforeLeave" | "Staging";
+
+/**
+ * Drives a scripted binary node through its task up to `state`, then sends
+ * nothing and reads nothing more (the socket stays open, as for a paused
+ * peer). Answers Status with the value of the state it is in until then.
+ */
+async function goSilentIn(node: FramePeer, state: SilentIn): Promise<void> {
+  await node.fromNode({ kind: "join", version: "1.0", modules: [] });
+  assert.deepEqual(await node.ownerFrame(), { kind: "accept" });
+  if (state === "Idle") return;
+  let value: number = NodeStatus.IDLE;
+  let rets = 0;
+  while (true) {
+    const f = await node.ownerFrame(15_000);
+    if (f === null) throw new Error(`stream ended before the node went silent in ${state}`);
+    if (f.kind === "statusRequest") {
+      await node.fromNode({ kind: "status", value });
+      continue;
+    }
+    if (f.kind === "file") {
+      if (state === "Staging") {
+        // Takes the first MiB of the big input, then stops reading.
+        await node.reader.readExact(1 << 20);
+        return;
+      }
+      await node.reader.readExact(f.size);
+      if (state === "WaitingForInput") return;
+    }
+    if (f.kind === "ret") rets++;
+    if (f.kind === "file" || f.kind === "run" || f.kind === "ret") {
+      value = NodeStatus.WAITING_FOR_INPUT;
+      await node.fromNode({ kind: "accept" });
+    }
+    if (f.kind === "wait") value = NodeStatus.READY_TO_START;
+    if (f.kind === "start") {
+      await node.fromNode({ kind: "started", time: new Date().toISOString() });
+      await node.fromNode({ kind: "finished", status: 0 });
+      value = NodeStatus.FINISHED;
+    }
+    if (f.kind === "accept") {
+      // Finished was accepted.
+      if (state === "Finished") return;
+      for (let i = 0; i < rets; i++) await node.fromNode({ kind: "result", size: 0, missing: true });
+      return;
+    }
+  }
+}
+
+/**
+ * A scripted node goes silent in `state` with the only task; a real binary
+ * node waits meanwhile. The silent one must be dropped within about three
+ * pulses (or the transfer timeout mid-staging) and the other must run the task.
+ */
+async function silentNodeLosesItsTask(state: SilentIn, stateLogged: string): Promise<void> {
+  await using dir = await tempDir();
+  await using work = await tempDir();
+  const big = join(dir.path, "big.bin");
+  if (state === "Staging") {
+    // Far more than the loopback socket buffers hold.
+    using f = await Deno.open(big, { create: true, write: true });
+    await f.truncate(64 << 20);
+  }
+  const list = join(dir.path, "tasks.jsonl");
+  const task = state === "Staging"
+    ? { command: "wc -c < big.bin", files: ["big.bin"] }
+    : { command: "echo done", return: [] };
+  await Deno.writeTextFile(list, JSON.stringify(task) + "\n");
+  const results = join(dir.path, "res");
+  const { manager, port } = await startManager([
+    "--jobs",
+    list,
+    "--results",
+    results,
+    "--port",
+    "0",
+    "--pulse",
+    "1s",
+    "--transfer-timeout",
+    "1s",
+  ]);
+  await using _m = manager;
+  using silent = await FramePeer.connect(port);
+  await goSilentIn(silent, state);
+  const t0 = performance.now();
+  await using other = startRunner(port, ["--protocol", "binary", "--work-dir", work.path]);
+  const lost = new RegExp(`Lost node 127\\.0\\.0\\.1:\\d+ in state ${stateLogged}: .*its task goes back to the queue`);
+  await manager.waitFor(lost, 15_000);
+  const noticed = performance.now() - t0;
+  const bound = SILENT_PULSES * 1000 + 3000;
+  assert.ok(noticed < bound, `noticed after ${noticed.toFixed(0)} ms (bound ${bound} ms)`);
+  const [ms] = await Promise.all([manager.exit(30_000), other.exit(30_000)]);
+  assert.equal(ms.code, 0, manager.stderr);
+  const recs = readRecords(results);
+  assert.equal(recs.length, 1);
+  assert.equal(recs[0].status, 0);
+  const expected = state === "Staging" ? `${64 << 20}\n` : "done\n";
+  assert.equal(dec.decode(readOutput(results, recs[0])).trim(), expected.trim());
+}
+
+Deno.test("OwnerSession: a node silent in Idle (no Status reply) loses its task within three pulses", async () => {
+  await silentNodeLosesItsTask("Idle", "Idle");
+});
+
+Deno.test("OwnerSession: a node silent in WaitingForInput (no Accept for a File) loses its task within three pulses", async () => {
+  await silentNodeLosesItsTask("WaitingForInput", "WaitingForInput");
+});
+
+Deno.test("OwnerSession: a node silent in Finished before its Results loses its task within three pulses", async () => {
+  await silentNodeLosesItsTask("Finished", "Finished");
+});
+
+Deno.test("OwnerSession: a node silent after its Results, before Leave, loses its task within three pulses", async () => {
+  await silentNodeLosesItsTask("BeforeLeave", "Finished");
+});
+
+Deno.test("OwnerSession: a node that stops reading mid-staging of a large File loses its task after the transfer timeout", async () => {
+  await silentNodeLosesItsTask("Staging", "WaitingForInput");
+});
+
+Deno.test("OwnerSession: a gang member waiting in Leaving for the others is kept alive with Status (persist nodes take no owner for lost)", async () => {
+  await using dir = await tempDir();
+  await using work = await tempDir();
+  await using s1 = await tempDir();
+  await using s2 = await tempDir();
+  const list = join(dir.path, "tasks.jsonl");
+  // The first member to get there ends at once; the other runs 6 s, longer than 4 pulses.
+  const command = `mkdir ${join(dir.path, "first")} 2>/dev/null || sleep 6; echo ok`;
+  await Deno.writeTextFile(list, JSON.stringify({ name: "gang", command, nodes: 2 }) + "\n");
+  const results = join(dir.path, "res");
+  const { manager, port } = await startManager([
+    "--jobs",
+    list,
+    "--results",
+    results,
+    "--port",
+    "0",
+    "--pulse",
+    "1s",
+  ]);
+  await using _m = manager;
+  const node = (state: string) =>
+    startRunner(port, [
+      "--protocol",
+      "binary",
+      "--persist",
+      "--state-dir",
+      state,
+      "--work-dir",
+      work.path,
+      "--retry-max",
+      "1s",
+    ]);
+  await using a = node(s1.path);
+  await using b = node(s2.path);
+  assert.equal((await manager.exit(30_000)).code, 0, manager.stderr);
+  const [rec] = readRecords(results);
+  assert.equal(rec.nodes?.length, 2);
+  assert.equal(rec.attempt, 1, manager.stderr);
+  assert.doesNotMatch(manager.stderr, /in state (Finished|Leaving)/);
+  for (const r of [a, b]) {
+    r.kill("SIGTERM");
+    await r.exit();
+    assert.doesNotMatch(r.stderr, /in state Leaving|silent/, r.stderr);
+  }
 });
 
 /** Whether a process exists and is not a zombie (orphans may never be reaped where pid 1 is no init). */

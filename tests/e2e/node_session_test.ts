@@ -171,6 +171,42 @@ Deno.test("node: frames in the wrong state are rejected or end the session with 
   });
 });
 
+Deno.test('NodeSession: Disconnect "no more tasks" after Accept, before anything is staged, ends the runner cleanly', async () => {
+  await using work = await tempDir();
+  using server = new FrameServer();
+  const { runner, owner } = await joined(server, work.path);
+  await using _r = runner;
+  using _o = owner;
+  await owner.nodeFrame();
+  await owner.toNode({ kind: "accept" });
+  assert.equal(await status(owner), NodeStatus.IDLE);
+  await owner.toNode({ kind: "disconnect", reason: "no more tasks" });
+  const exit = await runner.exit(10_000);
+  assert.equal(exit.code, 0, runner.stderr);
+  assert.deepEqual([...Deno.readDirSync(work.path)], [], "task directory removed");
+});
+
+Deno.test("NodeSession: a File that keeps moving, slower than the owner-silence window, is not taken for a lost owner", async () => {
+  await using work = await tempDir();
+  using server = new FrameServer();
+  // --persist speaks the vico extension, which agrees on pulses: an owner silent for 4 of them is lost.
+  await using _runner = startRunner(server.port, ["--protocol", "binary", "--persist", "--work-dir", work.path]);
+  using owner = await server.accept();
+  assert.match((await owner.reader.readLine()) ?? "", /^VICO\/1 hello proto=binary /);
+  await owner.send("VICO/1 ok pulse=1\n");
+  assert.equal((await owner.nodeFrame())?.kind, "join");
+  await owner.toNode({ kind: "accept" });
+  const bytes = "abcdef\n";
+  await owner.toNode({ kind: "file", name: "slow.txt", size: bytes.length });
+  for (const byte of bytes) {
+    await owner.send(byte);
+    await new Promise((r) => setTimeout(r, 900));
+  }
+  // 6.3 s in the middle of one File, no frame from the owner: still there.
+  await expectAccept(owner, "the slow file");
+  assert.equal(await status(owner), NodeStatus.WAITING_FOR_INPUT);
+});
+
 Deno.test("node: Stop ends the run's process group, answers Accept, reports Finished and partial results", async () => {
   await using work = await tempDir();
   using server = new FrameServer();
