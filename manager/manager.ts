@@ -348,6 +348,8 @@ export class Manager {
         pulse: pulseSec,
         timeoutMs: options.jobTimeoutMs,
         lease: Math.round(leaseMs / 1000),
+        // Runners keep jobs under it, so an over-limit job fails alone (125) instead of its runner being dropped.
+        ...(hello.proto === "text" ? { maxOutput: limits.maxOutputBytes } : {}),
         // A returning binary node asks whether to deliver the task it held.
         ...(hello.proto === "binary" && holds.length > 0
           ? { resume: hello.id !== undefined && scheduler.canAdopt(hello.id, holds[0]) ? 1 : 0 }

@@ -17,7 +17,7 @@
  * runner:  VICO/1 proof <hex64>
  * runner:  <n lines: the command line of each job it still holds (text),
  *           or "task <key>" for the task it still holds (binary)>
- * manager: VICO/1 ok [pulse=<seconds>] [timeout=<ms>] [lease=<seconds>] [resume=<0|1>]
+ * manager: VICO/1 ok [pulse=<seconds>] [timeout=<ms>] [lease=<seconds>] [resume=<0|1>] [maxout=<bytes>]
  *      or: VICO/1 no <reason>
  * ```
  *
@@ -70,6 +70,13 @@ export type ServerHello =
     readonly lease?: number;
     /** Binary: 1 when the manager takes back the task the node announced, 0 when it should drop it. */
     readonly resume?: number;
+    /**
+     * Largest output, in bytes, the manager takes in one `REZULTO` (its
+     * `--max-output`). A runner keeps each job under the smaller of this and
+     * its own limit, so an over-limit job fails alone (status 125 and a note)
+     * instead of the manager dropping the runner.
+     */
+    readonly maxOutput?: number;
   }
   | { readonly kind: "no"; readonly reason: string }
   /** A manager with a secret: its nonce and its proof, before the runner proves itself. */
@@ -89,6 +96,17 @@ function fields(rest: string, line: string): Map<string, string> {
     out.set(key, token.slice(eq + 1));
   }
   return out;
+}
+
+/** Largest `maxout=` accepted: any byte count a JavaScript number holds exactly. */
+const MAX_BYTE_COUNT = Number.MAX_SAFE_INTEGER;
+
+function byteCount(text: string | undefined, what: string, line: string): number | undefined {
+  if (text === undefined) return undefined;
+  if (!/^[0-9]{1,16}$/.test(text) || Number(text) > MAX_BYTE_COUNT) {
+    throw new ProtocolError(`Extension ${what} is not a byte count up to ${MAX_BYTE_COUNT}`, line);
+  }
+  return Number(text);
 }
 
 function whole(text: string | undefined, what: string, line: string, max: number): number | undefined {
@@ -166,6 +184,7 @@ export function parseServerHello(line: string): ServerHello {
     timeoutMs: whole(f.get("timeout"), "timeout", line, 999_999_999),
     lease: whole(f.get("lease"), "lease", line, 86_400),
     resume: whole(f.get("resume"), "resume", line, 1),
+    maxOutput: byteCount(f.get("maxout"), "maxout", line),
   };
 }
 
@@ -178,6 +197,7 @@ export function formatServerHello(h: ServerHello): string {
   if (h.timeoutMs) parts.push(`timeout=${Math.round(h.timeoutMs)}`);
   if (h.lease) parts.push(`lease=${h.lease}`);
   if (h.resume !== undefined) parts.push(`resume=${h.resume}`);
+  if (h.maxOutput !== undefined) parts.push(`maxout=${Math.floor(h.maxOutput)}`);
   return parts.join(" ");
 }
 

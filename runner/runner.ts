@@ -140,6 +140,8 @@ export class Runner {
   #clientWaiters: (() => void)[] = [];
   #done: RunnerEnd | undefined;
   #jobTimeoutMs: number | undefined;
+  /** The largest output the manager of the live connection takes (its `maxout=`), if it said. */
+  #managerMaxOutput: number | undefined;
   readonly #running = new Map<number, string>();
   #jobsDone = 0;
   #connected = false;
@@ -356,6 +358,9 @@ export class Runner {
           continue;
         }
         negotiated = { pulseSec: hello.answer.pulse ?? 0, timeoutMs: hello.answer.timeoutMs };
+        this.#managerMaxOutput = hello.answer.maxOutput;
+      } else {
+        this.#managerMaxOutput = undefined;
       }
       const client = new RunnerTextClient(transport, reader, {
         name: this.#options.name ?? Deno.hostname(),
@@ -519,8 +524,13 @@ export class Runner {
     return undefined;
   }
 
+  /** The output limit a job runs under: the smaller of this runner's and its manager's. */
+  get #maxOutputBytes(): number {
+    return Math.min(this.#limits.maxOutputBytes, this.#managerMaxOutput ?? Infinity);
+  }
+
   async #execute(command: string, spoolDir: string): Promise<Omit<Finished, "command">> {
-    const output = new OutputSpool({ dir: spoolDir, maxBytes: this.#limits.maxOutputBytes });
+    const output = new OutputSpool({ dir: spoolDir, maxBytes: this.#maxOutputBytes });
     try {
       const outcome = await runProcess(shellArgv(command), {
         stderrOnStdout: true,

@@ -1,0 +1,53 @@
+/**
+ * A runner's life with its manager, over real processes: limits it learns
+ * from the manager, local workers that come back, a handshake that never
+ * ends, results no manager takes.
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { freePort, startManager, startManagerOn, startRunner } from "../helpers/entry_process.ts";
+import { byLine, readOutput, readRecords, tempDir } from "../helpers/journal.ts";
+
+const dec = new TextDecoder();
+
+Deno.test("Manager --local with --max-output: a job over the limit gets 125 and a note; the run goes on", async () => {
+  await using dir = await tempDir();
+  const { manager, results } = await startManagerOn(
+    dir.path,
+    ["head -c 5000 /dev/zero", "echo after"],
+    ["--local", "1", "--max-output", "1000"],
+  );
+  await using _m = manager;
+  const ms = await manager.exit(60_000);
+  assert.equal(ms.code, 1, manager.stderr);
+  const recs = byLine(readRecords(results));
+  assert.equal(recs.get(1)!.status, 125);
+  assert.match(
+    dec.decode(readOutput(results, recs.get(1)!)),
+    /Output exceeds the limit of 1000 bytes; the job was killed/,
+  );
+  assert.equal(dec.decode(readOutput(results, recs.get(2)!)), "after\n");
+});
+
+Deno.test("Runner under a manager's smaller --max-output: the job gets 125, the runner stays and its other job reports", async () => {
+  await using dir = await tempDir();
+  const { manager, port, results } = await startManagerOn(
+    dir.path,
+    ["sleep 1; echo slow", "head -c 5000 /dev/zero"],
+    ["--max-output", "1000"],
+  );
+  await using _m = manager;
+  await using runner = startRunner(port, ["--workers", "2"]);
+  const [ms, rs] = await Promise.all([manager.exit(60_000), runner.exit(60_000)]);
+  assert.equal(rs.code, 0, runner.stderr);
+  assert.equal(ms.code, 1, manager.stderr);
+  assert.doesNotMatch(manager.stderr, /exceeds the limit/, "the runner was not dropped");
+  const recs = byLine(readRecords(results));
+  assert.equal(recs.get(2)!.status, 125);
+  assert.match(
+    dec.decode(readOutput(results, recs.get(2)!)),
+    /Output exceeds the limit of 1000 bytes; the job was killed/,
+  );
+  assert.equal(dec.decode(readOutput(results, recs.get(1)!)), "slow\n");
+});
