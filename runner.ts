@@ -116,7 +116,8 @@ VICO_PERSIST=1, VICO_JOIN_FILE=/etc/vico/join); the command line wins.
 VICO_JOIN holds a join token itself.
 
 Signals: the first SIGINT or SIGTERM stops taking jobs and lets running ones
-finish and be reported; a second one kills them.
+finish and be reported (with none running, the runner exits at once); a
+second one kills them.
 
 Exit status:
   0  the manager had no more jobs (clean FINO), or stopped by a signal after
@@ -300,7 +301,11 @@ export async function main(args: string[]): Promise<number> {
   let signals = 0;
   const handlers = (["SIGINT", "SIGTERM"] as const).map((sig) => {
     const handler = () => {
-      if (++signals === 1) {
+      if (++signals === 1 && runner.activity.running === 0) {
+        log.warn("{sig}: no job is running; stopping", { sig });
+        runner.stop();
+        notifier?.stopping();
+      } else if (signals === 1) {
         log.warn("{sig}: taking no new jobs; running jobs finish and are reported (send it again to kill them)", {
           sig,
         });

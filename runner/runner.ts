@@ -77,6 +77,12 @@ export interface RunnerOptions {
   runAs?: RunAs;
   /** Run each job in a cgroup leaf with these per-job limits (`--job-memory`, `--job-cpus`). */
   jobCgroups?: JobCgroups;
+  /**
+   * Longest wait for a connection's opening: from the vico extension's hello
+   * to KOMPRENAS (text), or to the manager's answer to the hello (binary).
+   * @default {HANDSHAKE_TIMEOUT_MS}
+   */
+  handshakeTimeoutMs?: number;
   /** Called when the runner has joined its manager (authenticated), and when it loses it or cannot reach it. */
   onConnection?: (activity: RunnerActivity) => void;
 }
@@ -108,6 +114,21 @@ interface Finished {
   output: Streamable & { dispose(): Promise<void> };
   /** The runner itself ended the job (its --timeout, or its memory limit). */
   endedByRunner?: boolean;
+}
+
+/**
+ * How long a runner waits for a manager to complete a connection's opening
+ * before it takes the connection for failed: an endpoint that accepts TCP
+ * and never answers does not hold a runner for ever.
+ */
+export const HANDSHAKE_TIMEOUT_MS = 30_000;
+
+/** A connection's opening under way: cut by its deadline, or by a stop with nothing running. */
+interface Opening {
+  /** Why the opening was cut short, once it was. */
+  readonly cut?: { readonly stopped: boolean; readonly reason: string };
+  /** The opening is over (the timer stops). */
+  done(): void;
 }
 
 /** Exit statuses of a job killed by SIGHUP, SIGINT or SIGTERM. */
@@ -146,6 +167,8 @@ export class Runner {
   #jobsDone = 0;
   #connected = false;
   #problem: string | undefined;
+  /** Openings under way, each with the function that cuts it short. */
+  readonly #openings = new Set<(stopped: boolean) => void>();
 
   /** @param options Where to connect and how many jobs to run at once. */
   constructor(options: RunnerOptions) {
@@ -181,6 +204,8 @@ export class Runner {
     this.#stopping = true;
     this.#client?.stop();
     this.#wake();
+    // Nothing to finish: an opening still waiting for its manager ends now.
+    if (this.activity.running === 0) { for (const cut of [...this.#openings]) cut(true); }
     // Binary sessions waiting for a task have nothing to finish.
     for (const session of this.#nodeSessions) if (session.state === "Joining") session.abort();
   }
@@ -192,6 +217,39 @@ export class Runner {
     this.#client?.abort(reason);
     this.#finish({ kind: "stopped", jobs: this.#jobsDone });
     for (const session of this.#nodeSessions) session.abort();
+  }
+
+  /**
+   * Starts the clock on a connection's opening: past the handshake limit,
+   * or on a stop with nothing running, the transport is closed and `cut`
+   * says why.
+   */
+  #opening(transport: Transport): Opening {
+    const ms = this.#options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
+    const { hostname, port } = this.#options;
+    let cut: Opening["cut"];
+    const end = (stopped: boolean) => {
+      if (cut !== undefined) return;
+      cut = stopped ? { stopped, reason: "Stopped before the manager answered" } : {
+        stopped,
+        reason: `The manager at ${hostname}:${port} accepted the connection but did not complete the handshake ` +
+          `within ${ms / 1000}s`,
+      };
+      done();
+      transport.close();
+    };
+    const timer = setTimeout(() => end(false), ms);
+    const done = () => {
+      clearTimeout(timer);
+      this.#openings.delete(end);
+    };
+    this.#openings.add(end);
+    return {
+      get cut() {
+        return cut;
+      },
+      done,
+    };
   }
 
   #newWakeup(): void {
@@ -318,6 +376,22 @@ export class Runner {
       const transport = dialed.transport;
       const reader = new BufferedReader(transport, { maxLineBytes: this.#limits.maxLineBytes });
       let negotiated: { pulseSec: number; timeoutMs?: number } | undefined;
+      const opening = this.#opening(transport);
+      // The opening was cut short (its time limit, or a stop): a failed connection, or the end.
+      const cutShort = async (): Promise<"break" | "continue" | undefined> => {
+        const cut = opening.cut;
+        if (cut === undefined) return undefined;
+        if (cut.stopped || !persist) {
+          this.#finish(
+            cut.stopped
+              ? { kind: "stopped", jobs: this.#jobsDone }
+              : { kind: "failed", reason: cut.reason, jobs: this.#jobsDone },
+          );
+          return "break";
+        }
+        await retry(cut.reason);
+        return "continue";
+      };
       if (extension) {
         const holds = [...this.#running.values(), ...(state ? (await state.pending()).map((r) => r.command) : [])];
         const hello = await sayHello(transport, reader, {
@@ -328,7 +402,13 @@ export class Runner {
           secret: this.#options.secret,
           manager: `${hostname}:${port}`,
         });
-        if (hello.kind !== "ok") transport.close();
+        const cut = await cutShort();
+        if (cut === "break") break;
+        if (cut === "continue") continue;
+        if (hello.kind !== "ok") {
+          opening.done();
+          transport.close();
+        }
         if (hello.kind === "noExtension") {
           // A manager that only knows the drafts: connect again without it.
           log.info("The manager does not speak the vico extension; using the plain protocol");
@@ -368,6 +448,10 @@ export class Runner {
         extension: negotiated,
       });
       const opened = await client.open();
+      opening.done();
+      const cut = await cutShort();
+      if (cut === "break") break;
+      if (cut === "continue") continue;
       if (opened.kind === "refused") {
         this.#finish({ kind: "refused", reason: opened.reason });
         break;
@@ -667,7 +751,9 @@ export class Runner {
       let ownerSilenceMs: number | undefined;
       if (extension) {
         // A persistent node says who it is and which task it still holds; a
-        // node with a secret authenticates.
+        // node with a secret authenticates. (A Join may then wait for a task
+        // as long as the owner has none: only the hello has a time limit.)
+        const opening = this.#opening(transport);
         const hello = await sayHello(transport, reader, {
           proto: "binary",
           id: state?.id,
@@ -675,6 +761,15 @@ export class Runner {
           secret: this.#options.secret,
           manager: `${hostname}:${port}`,
         });
+        opening.done();
+        const cut = opening.cut;
+        if (cut !== undefined) {
+          if (held) this.#heldTasks.get(held)!.claimed = false;
+          if (cut.stopped) return { kind: "stopped", jobs: tasks };
+          if (!persist) return { kind: "failed", reason: cut.reason, jobs: tasks };
+          await retry(cut.reason);
+          continue;
+        }
         if (hello.kind !== "ok") {
           if (held) this.#heldTasks.get(held)!.claimed = false;
           transport.close();

@@ -51,3 +51,43 @@ Deno.test("Runner under a manager's smaller --max-output: the job gets 125, the 
   );
   assert.equal(dec.decode(readOutput(results, recs.get(1)!)), "slow\n");
 });
+
+/** A loopback endpoint that accepts every connection and never says a word; counts them. */
+function blackHole(): { port: number; accepted: () => number } & Disposable {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns: Deno.Conn[] = [];
+  (async () => {
+    for await (const conn of listener) conns.push(conn);
+  })().catch(() => {});
+  return {
+    port: listener.addr.port,
+    accepted: () => conns.length,
+    [Symbol.dispose]() {
+      listener.close();
+      for (const c of conns) c.close();
+    },
+  };
+}
+
+Deno.test("Runner at an endpoint that accepts TCP and never answers: exits 1 after the handshake limit, saying why", async () => {
+  using hole = blackHole();
+  await using runner = startRunner(hole.port);
+  const started = performance.now();
+  const rs = await runner.exit(60_000);
+  const s = (performance.now() - started) / 1000;
+  assert.equal(rs.code, 1, runner.stderr);
+  assert.ok(s >= 29 && s < 45, `ended after ${s}s`);
+  assert.match(runner.stderr, /accepted the connection but did not complete the handshake within 30s/);
+});
+
+Deno.test("Runner: a first SIGINT while it waits for a silent manager, with nothing running, exits at once", async () => {
+  using hole = blackHole();
+  await using runner = startRunner(hole.port, ["--persist", "--state-dir", await Deno.makeTempDir()]);
+  for (let i = 0; i < 100 && hole.accepted() === 0; i++) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(hole.accepted(), 1, "the runner connected");
+  await new Promise((r) => setTimeout(r, 300));
+  runner.kill("SIGINT");
+  const rs = await runner.exit(5_000);
+  assert.equal(rs.code, 0, runner.stderr);
+  assert.match(runner.stderr, /Stopped; ran 0 job/);
+});
