@@ -91,3 +91,25 @@ Deno.test("Runner: a first SIGINT while it waits for a silent manager, with noth
   assert.equal(rs.code, 0, runner.stderr);
   assert.match(runner.stderr, /Stopped; ran 0 job/);
 });
+
+Deno.test("Manager --local after a failed commit: the local worker comes back once the cause is gone; the run ends", async () => {
+  await using dir = await tempDir();
+  const { manager, results } = await startManagerOn(
+    dir.path,
+    ["sleep 1.5; echo one", "echo two"],
+    ["--local", "1", "--max-attempts", "50"],
+  );
+  await using _m = manager;
+  // The results' staging directory is broken under the manager: the first commit fails.
+  const tmp = join(results, "tmp");
+  await Deno.remove(tmp, { recursive: true });
+  await Deno.writeTextFile(tmp, "not a directory\n");
+  await manager.waitFor(/Local runner local-1 ended: .*; starting it again/);
+  await Deno.remove(tmp);
+  await Deno.mkdir(tmp);
+  const ms = await manager.exit(60_000);
+  assert.equal(ms.code, 0, manager.stderr);
+  const recs = byLine(readRecords(results));
+  assert.equal(dec.decode(readOutput(results, recs.get(1)!)), "one\n");
+  assert.equal(dec.decode(readOutput(results, recs.get(2)!)), "two\n");
+});
