@@ -26,7 +26,13 @@ import { type HeldTask, NodeSession } from "./node_session.ts";
 import { TaskDir } from "./task_dir.ts";
 import { OutputSpool } from "./output_spool.ts";
 import { runProcess, shellArgv, STATUS_RUNNER_FAILURE } from "./process_runner.ts";
-import { defaultStateDir, RunnerState, type Streamable } from "./runner_state.ts";
+import {
+  defaultStateDir,
+  MAX_DELIVERY_FAILURES,
+  RunnerState,
+  type StoredResult,
+  type Streamable,
+} from "./runner_state.ts";
 import { type ConnectionEnd, RunnerTextClient, STOPPED } from "./text_client.ts";
 import { HELD_TASK_PREFIX } from "../protocol/vico_extension.ts";
 import type { SharedSecret } from "../protocol/auth.ts";
@@ -131,6 +137,12 @@ interface Opening {
   done(): void;
 }
 
+/** A short output held in memory: the note a runner sends in place of a job's output. */
+function noteOutput(text: string): Streamable {
+  const bytes = new TextEncoder().encode(text);
+  return { size: bytes.length, pipeTo: (sink) => sink(bytes) };
+}
+
 /** Exit statuses of a job killed by SIGHUP, SIGINT or SIGTERM. */
 const STOP_SIGNAL_STATUSES: ReadonlySet<number> = new Set([128 + 1, 128 + 2, 128 + 15]);
 
@@ -165,6 +177,8 @@ export class Runner {
   #managerMaxOutput: number | undefined;
   readonly #running = new Map<number, string>();
   #jobsDone = 0;
+  /** Jobs handed to this runner since the start (text). */
+  #jobsStarted = 0;
   #connected = false;
   #problem: string | undefined;
   /** Openings under way, each with the function that cuts it short. */
@@ -476,18 +490,15 @@ export class Runner {
       );
       everConnected = true;
       this.#connection(true);
-      backoff.reset();
+      // The backoff starts again only after this connection did useful work
+      // (delivered a result or ran a job): connecting alone is not enough,
+      // or a delivery that keeps failing would be retried at the first wait.
+      const before = { done: this.#jobsDone, started: this.#jobsStarted };
       this.#jobTimeoutMs = opened.timeoutMs;
       // Results kept while the manager was away go first: REZULTO before PETO.
       if (state !== undefined) {
         for (const stored of await state.pending()) {
-          try {
-            await client.report(stored.command, stored.status, stored);
-            await stored.dispose();
-            this.#jobsDone++;
-          } catch {
-            break;
-          }
+          if (!await this.#deliverKept(client, stored, state)) break;
         }
       }
       this.#client = client;
@@ -496,6 +507,7 @@ export class Runner {
       const end: ConnectionEnd = await client.ended;
       await client.finished();
       this.#client = undefined;
+      if (this.#jobsDone > before.done || this.#jobsStarted > before.started) backoff.reset();
       this.#connection(false, end.kind === "goodbye" ? "it has no more jobs" : undefined);
       if (end.kind === "goodbye") {
         if (!persist || this.#stopping) {
@@ -547,6 +559,7 @@ export class Runner {
         continue;
       }
       log.debug("Worker {id} runs {job}", { id, job });
+      this.#jobsStarted++;
       this.#running.set(id, job);
       try {
         finished = { command: job, ...await this.#execute(job, spoolDir) };
@@ -581,6 +594,60 @@ export class Runner {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     return this.#stopping;
+  }
+
+  /**
+   * Delivers a result kept in the state directory; false when the
+   * connection failed (try the rest on the next one). A result larger than
+   * the manager takes is set aside and reported as status 125 with a note; one
+   * whose delivery was refused or dropped {@linkcode MAX_DELIVERY_FAILURES}
+   * times in a row is set aside, so it never blocks other work.
+   */
+  async #deliverKept(client: RunnerTextClient, stored: StoredResult, state: RunnerState): Promise<boolean> {
+    const limit = this.#managerMaxOutput;
+    if (limit !== undefined && stored.size > limit) {
+      let note: string;
+      try {
+        const where = await state.setAside(
+          stored,
+          `its output of ${stored.size} bytes exceeds the manager's limit of ${limit} bytes`,
+        );
+        note = `vico runner: Output of ${stored.size} bytes exceeds the manager's limit of ${limit} bytes; ` +
+          `it was not sent (set aside on the runner in ${where})\n`;
+      } catch (err) {
+        log.error("Could not set aside the kept result of {job}: {err}", {
+          job: stored.command,
+          err: (err as Error).message,
+        });
+        return true;
+      }
+      try {
+        await client.report(stored.command, STATUS_RUNNER_FAILURE, noteOutput(note));
+        this.#jobsDone++;
+        return true;
+      } catch {
+        return false;
+      }
+    }
+    try {
+      await client.report(stored.command, stored.status, stored);
+    } catch {
+      try {
+        const failures = await state.noteFailedDelivery(stored);
+        if (failures >= MAX_DELIVERY_FAILURES) {
+          await state.setAside(stored, `its delivery was refused or dropped ${failures} times in a row`);
+        }
+      } catch (err) {
+        log.error("Could not count a failed delivery of {job}: {err}", {
+          job: stored.command,
+          err: (err as Error).message,
+        });
+      }
+      return false;
+    }
+    await stored.dispose();
+    this.#jobsDone++;
+    return true;
   }
 
   /** Reports a finished job on the live connection, or keeps it (persist); returns what is still to deliver. */

@@ -9,7 +9,14 @@
  *   id                     the runner's id (made once)
  *   pending/<n>.json       {"command": …, "status": …} of an undelivered result
  *   pending/<n>.out        its output
+ *   pending/<n>.failures   how many times in a row its delivery was refused or dropped (absent: none)
+ *   set-aside/<n>.*        results set aside (a manager will not take them): the files above, and
+ *   set-aside/<n>.reason   why, in a line of text
  * ```
+ *
+ * A result set aside is out of the way: never announced, never delivered,
+ * never in the way of other work; it stays for a person to look at (or
+ * delete).
  *
  * @module
  */
@@ -17,9 +24,24 @@
 import { join } from "node:path";
 import { defaultStateDir as defaultRoleStateDir } from "../util/state_dir.ts";
 import { writeAll } from "../util/write_all.ts";
+import { logger } from "../util/log.ts";
+
+/** Deliveries of a kept result refused or dropped in a row before it is set aside. */
+export const MAX_DELIVERY_FAILURES = 3;
+
+const PENDING_DIR = "pending";
+const SET_ASIDE_DIR = "set-aside";
+/** What follows a result's name in its files. */
+const RESULT_FILES = [".json", ".out", ".failures"] as const;
+
+const log = logger("runner");
 
 /** An undelivered result, readable like a job's spooled output. */
 export interface StoredResult {
+  /** Its name in the state directory (`pending/<name>.json`). */
+  readonly name: string;
+  /** How many times in a row its delivery was refused or dropped. */
+  readonly failures: number;
   /** The job's command line. */
   readonly command: string;
   /** Its exit status. */
@@ -85,9 +107,19 @@ export class RunnerState {
       await Deno.rename(idPath + ".tmp", idPath);
     }
     let seq = 0;
-    for (const entry of Deno.readDirSync(join(dir, "pending"))) {
-      const n = parseInt(entry.name, 10);
-      if (Number.isFinite(n)) seq = Math.max(seq, n);
+    // Names set aside are never reused either.
+    for (const sub of [PENDING_DIR, SET_ASIDE_DIR]) {
+      let entries: Deno.DirEntry[];
+      try {
+        entries = [...Deno.readDirSync(join(dir, sub))];
+      } catch (err) {
+        if (err instanceof Deno.errors.NotFound) continue;
+        throw err;
+      }
+      for (const entry of entries) {
+        const n = parseInt(entry.name, 10);
+        if (Number.isFinite(n)) seq = Math.max(seq, n);
+      }
     }
     return new RunnerState(dir, id, seq);
   }
@@ -144,6 +176,50 @@ export class RunnerState {
     await Deno.remove(join(this.dir, "tasks", `${key.replace(/[^A-Za-z0-9._-]/g, "_")}.json`)).catch(() => {});
   }
 
+  /**
+   * Counts one more refused or dropped delivery of `result` (durably, so a
+   * restart does not reset it); resolves with the count in a row.
+   */
+  async noteFailedDelivery(result: StoredResult): Promise<number> {
+    const failures = result.failures + 1;
+    const path = join(this.dir, PENDING_DIR, result.name + ".failures");
+    await Deno.writeTextFile(path + ".tmp", `${failures}\n`);
+    const file = await Deno.open(path + ".tmp", { read: true, write: true });
+    await file.sync();
+    file.close();
+    await Deno.rename(path + ".tmp", path);
+    return failures;
+  }
+
+  /**
+   * Sets a kept result aside: moves its files to `STATE_DIR/set-aside/`
+   * with a `.reason` file saying why, and logs a WARN saying where. From
+   * then on it is never announced nor delivered, and blocks nothing; its
+   * output stays for a person to look at. For any result no manager will
+   * take (refused or dropped too often, over a manager's output limit, or
+   * not wanted). Resolves with the path of its output there.
+   */
+  async setAside(result: StoredResult, reason: string): Promise<string> {
+    const aside = join(this.dir, SET_ASIDE_DIR);
+    await Deno.mkdir(aside, { recursive: true, mode: 0o700 });
+    await Deno.writeTextFile(join(aside, result.name + ".reason"), reason.replace(/[\r\n]+/g, " ") + "\n");
+    // The .json last: once it is gone from pending/, the result is no longer kept there.
+    for (const ext of [".out", ".failures", ".json"]) {
+      await Deno.rename(join(this.dir, PENDING_DIR, result.name + ext), join(aside, result.name + ext)).catch(
+        (err) => {
+          if (!(err instanceof Deno.errors.NotFound)) throw err;
+        },
+      );
+    }
+    const where = join(aside, result.name + ".out");
+    log.warn("Set aside the kept result of {job}: {reason}; no manager is offered it again. Its output is in {where}", {
+      job: result.command,
+      reason,
+      where,
+    });
+    return where;
+  }
+
   /** The undelivered results, oldest first. Half-written ones are dropped. */
   async pending(): Promise<StoredResult[]> {
     const dir = join(this.dir, "pending");
@@ -164,7 +240,10 @@ export class RunnerState {
       } catch {
         continue;
       }
+      const failures = Number(await Deno.readTextFile(base + ".failures").catch(() => "0")) || 0;
       out.push({
+        name: name.slice(0, -".json".length),
+        failures,
         command: meta.command,
         status: meta.status,
         size,
@@ -180,8 +259,7 @@ export class RunnerState {
           }
         },
         async dispose() {
-          await Deno.remove(base + ".json").catch(() => {});
-          await Deno.remove(base + ".out").catch(() => {});
+          for (const ext of RESULT_FILES) await Deno.remove(base + ext).catch(() => {});
         },
       });
     }
