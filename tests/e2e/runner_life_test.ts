@@ -113,3 +113,53 @@ Deno.test("Manager --local after a failed commit: the local worker comes back on
   assert.equal(dec.decode(readOutput(results, recs.get(1)!)), "one\n");
   assert.equal(dec.decode(readOutput(results, recs.get(2)!)), "two\n");
 });
+
+Deno.test("Runner --persist: a kept result over the new manager's --max-output is set aside and reported as 125 with a note", async () => {
+  await using dir = await tempDir();
+  const list = join(dir.path, "jobs.txt");
+  const results = join(dir.path, "res");
+  const stateDir = join(dir.path, "state");
+  await Deno.writeTextFile(list, "sleep 2; head -c 5000 /dev/zero\n");
+  const port = freePort();
+  const first = await startManager(["--jobs", list, "--results", results, "--port", String(port)]);
+  await using _a = first.manager;
+  await using runner = startRunner(port, [
+    "--persist",
+    "--state-dir",
+    stateDir,
+    "--retry-max",
+    "1s",
+    "--name",
+    "keeper",
+  ]);
+  await first.manager.waitFor(/Runner keeper joined/);
+  await new Promise((r) => setTimeout(r, 500));
+  first.manager.kill("SIGKILL");
+  await first.manager.exit();
+  await runner.waitFor(/Kept the result of/);
+  // The manager comes back with a smaller limit than the kept output.
+  const second = await startManager([
+    "--jobs",
+    list,
+    "--results",
+    results,
+    "--port",
+    String(port),
+    "--max-output",
+    "1000",
+  ]);
+  await using _b = second.manager;
+  const ms = await second.manager.exit(60_000);
+  assert.equal(ms.code, 1, second.manager.stderr);
+  const [rec] = readRecords(results);
+  assert.equal(rec.status, 125);
+  assert.match(
+    dec.decode(readOutput(results, rec)),
+    /Output of 5000 bytes exceeds the manager's limit of 1000 bytes; it was not sent/,
+  );
+  await runner.waitFor(/Set aside the kept result of .*exceeds the manager's limit.* Its output is in .*set-aside/);
+  const aside = [...Deno.readDirSync(join(stateDir, "set-aside"))].map((e) => e.name);
+  const out = aside.find((n) => n.endsWith(".out"))!;
+  assert.equal((await Deno.stat(join(stateDir, "set-aside", out))).size, 5000, "the output is kept, out of the way");
+  assert.deepEqual([...Deno.readDirSync(join(stateDir, "pending"))], [], "nothing left to deliver");
+});
