@@ -64,6 +64,9 @@ Examples:
       --state-dir DIR        Where --persist keeps the runner's id and its
                              undelivered results. Default:
                              $XDG_STATE_HOME/vico/runner or ~/.local/state/vico/runner.
+                             A kept result no manager takes (refused 3 times
+                             in a row, or over its --max-output) is moved to
+                             DIR/set-aside/ and never blocks other work.
       --retry-max DURATION   With --persist, the longest wait between attempts
                              to reach the manager (backoff doubles from 0.5s,
                              with jitter), and the wait before asking again
