@@ -653,6 +653,30 @@ export class Runner {
   /** Reports a finished job on the live connection, or keeps it (persist); returns what is still to deliver. */
   async #deliver(result: Finished, state: RunnerState | undefined): Promise<Finished | undefined> {
     const client = this.#client;
+    const limit = this.#managerMaxOutput;
+    if (client !== undefined && !client.closed && limit !== undefined && result.output.size > limit) {
+      // It ran under an earlier manager's larger limit (--persist): this one
+      // would drop the runner for it. Kept, it goes out as 125 and a note.
+      if (state === undefined) {
+        const note = `vico runner: Output of ${result.output.size} bytes exceeds the manager's limit of ${limit} ` +
+          `bytes; it was not sent\n`;
+        await result.output.dispose();
+        return {
+          command: result.command,
+          status: STATUS_RUNNER_FAILURE,
+          output: { ...noteOutput(note), dispose: async () => {} },
+        };
+      }
+      try {
+        await state.store(result.command, result.status, result.output);
+        const kept = (await state.pending()).filter((r) => r.command === result.command).at(-1);
+        if (kept !== undefined) await this.#deliverKept(client, kept, state);
+      } catch (err) {
+        log.error("Could not keep the result of {job}: {err}", { job: result.command, err: (err as Error).message });
+      }
+      await result.output.dispose();
+      return undefined;
+    }
     if (client !== undefined && !client.closed) {
       try {
         await client.report(result.command, result.status, result.output);

@@ -163,3 +163,41 @@ Deno.test("Runner --persist: a kept result over the new manager's --max-output i
   assert.equal((await Deno.stat(join(stateDir, "set-aside", out))).size, 5000, "the output is kept, out of the way");
   assert.deepEqual([...Deno.readDirSync(join(stateDir, "pending"))], [], "nothing left to deliver");
 });
+
+Deno.test("Runner --persist: a job that ends over the manager's --max-output after a reconnect gets 125; the runner is not dropped", async () => {
+  await using dir = await tempDir();
+  const list = join(dir.path, "jobs.txt");
+  const results = join(dir.path, "res");
+  const stateDir = join(dir.path, "state");
+  await Deno.writeTextFile(list, "sleep 4; head -c 5000 /dev/zero\n");
+  const port = freePort();
+  const first = await startManager(["--jobs", list, "--results", results, "--port", String(port)]);
+  await using _a = first.manager;
+  await using runner = startRunner(port, [
+    "--persist",
+    "--state-dir",
+    stateDir,
+    "--retry-max",
+    "1s",
+    "--name",
+    "keeper",
+  ]);
+  await first.manager.waitFor(/Runner keeper joined/);
+  await new Promise((r) => setTimeout(r, 500)); // the job runs, its assignment is durable
+  first.manager.kill("SIGKILL");
+  await first.manager.exit();
+  const args = ["--jobs", list, "--results", results, "--port", String(port), "--max-output", "1000"];
+  const second = await startManager(args);
+  await using _b = second.manager;
+  await second.manager.waitFor(/Runner keeper joined/);
+  assert.doesNotMatch(runner.stderr, /Kept the result/, "the job was still running when the runner came back");
+  const ms = await second.manager.exit(60_000);
+  assert.equal(ms.code, 1, second.manager.stderr);
+  assert.doesNotMatch(second.manager.stderr, /exceeds the limit/, "the runner was not dropped");
+  const [rec] = readRecords(results);
+  assert.equal(rec.status, 125);
+  assert.match(
+    dec.decode(readOutput(results, rec)),
+    /Output of 5000 bytes exceeds the manager's limit of 1000 bytes; it was not sent \(set aside/,
+  );
+});
