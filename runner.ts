@@ -64,6 +64,9 @@ Examples:
       --state-dir DIR        Where --persist keeps the runner's id and its
                              undelivered results. Default:
                              $XDG_STATE_HOME/vico/runner or ~/.local/state/vico/runner.
+                             A kept result no manager takes (refused 3 times
+                             in a row, or over its --max-output) is moved to
+                             DIR/set-aside/ and never blocks other work.
       --retry-max DURATION   With --persist, the longest wait between attempts
                              to reach the manager (backoff doubles from 0.5s,
                              with jitter), and the wait before asking again
@@ -117,7 +120,8 @@ VICO_PERSIST=1, VICO_JOIN_FILE=/etc/vico/join); the command line wins.
 VICO_JOIN holds a join token itself.
 
 Signals: the first SIGINT or SIGTERM stops taking jobs and lets running ones
-finish and be reported; a second one kills them.
+finish and be reported (with none running, the runner exits at once); a
+second one kills them.
 
 Exit status:
   0  the manager had no more jobs (clean FINO), or stopped by a signal after
@@ -301,7 +305,11 @@ export async function main(args: string[]): Promise<number> {
   let signals = 0;
   const handlers = (["SIGINT", "SIGTERM"] as const).map((sig) => {
     const handler = () => {
-      if (++signals === 1) {
+      if (++signals === 1 && runner.activity.running === 0) {
+        log.warn("{sig}: no job is running; stopping", { sig });
+        runner.stop();
+        notifier?.stopping();
+      } else if (signals === 1) {
         log.warn("{sig}: taking no new jobs; running jobs finish and are reported (send it again to kill them)", {
           sig,
         });

@@ -13,7 +13,7 @@ import { listenTcp } from "../transport/conn_transport.ts";
 import { listenTls, type TlsIdentity } from "../transport/tls.ts";
 import { mergeListeners, type TransportListener } from "../transport/transport.ts";
 import { logger, RateLimitedLog } from "../util/log.ts";
-import { Runner, type RunnerEnd } from "../runner/runner.ts";
+import { Runner, type RunnerEnd, type RunnerOptions } from "../runner/runner.ts";
 import { FleetWatch } from "./fleet_watch.ts";
 import { jobKey } from "./job_key.ts";
 import { identityOf, type JobList } from "./job_list.ts";
@@ -113,6 +113,13 @@ const joins = new RateLimitedLog(log, "runner join(s)", 20);
 const requeues = new RateLimitedLog(log, "requeue(s) of lost runners' jobs", 20);
 const leases = new RateLimitedLog(log, "lease(s) for lost runners", 20);
 
+/**
+ * Waits before a local runner that ended while the run goes on is started
+ * again: the first wait, doubled after each end up to the longest. A runner
+ * that worked this long before it ended starts again after the first wait.
+ */
+const LOCAL_RESTART = { initialMs: 500, maxMs: 30_000, workedMs: 10_000 };
+
 /** The address local runners dial: the listen address, or loopback for a wildcard. */
 function localTarget(hostname: string): string {
   return hostname === "0.0.0.0" ? "127.0.0.1" : hostname === "::" ? "::1" : hostname;
@@ -144,7 +151,10 @@ export class Manager {
   readonly status: RunStatus;
   /** Jobs settled per runner host in this run. */
   readonly settledByHost: () => ReadonlyMap<string, number>;
-  readonly #localRunners: Runner[] = [];
+  readonly #localRunners = new Set<Runner>();
+  /** Resolves once the run is over: local runners that end are not started again. */
+  readonly #over: Promise<void>;
+  #endLocal!: () => void;
   readonly #localAddress: { hostname: string; port: number };
   readonly #secret: SharedSecret | undefined;
   readonly #stopRequested: Promise<"graceful">;
@@ -166,6 +176,7 @@ export class Manager {
     this.#secret = secret;
     this.#stopRequested = new Promise((resolve) => (this.#requestStop = () => resolve("graceful")));
     this.#closeRequested = new Promise((resolve) => (this.#requestClose = () => resolve("now")));
+    this.#over = new Promise((resolve) => (this.#endLocal = resolve));
     this.finished = run(this);
   }
 
@@ -423,6 +434,8 @@ export class Manager {
           timeoutMs: options.jobTimeoutMs,
           lease: Math.round(leaseMs / 1000),
           ...(hello.want.includes(TAG_FEATURE) ? { tag: 1 } : {}),
+          // Runners keep jobs under it, so an over-limit job fails alone (125) instead of its runner being dropped.
+          ...(hello.proto === "text" ? { maxOutput: limits.maxOutputBytes } : {}),
           // A returning binary node asks whether to deliver the task it held.
           ...(hello.proto === "binary" && holds.length > 0 ? { resume: held.length > 0 ? 1 : 0 } : { drop }),
         };
@@ -460,6 +473,7 @@ export class Manager {
       const elapsedMs = performance.now() - started;
       clearInterval(watchdog);
       clearInterval(suspects);
+      self.#endLocal();
       for (const timer of leaseTimers.values()) clearTimeout(timer);
       for (const timer of liftTimers) clearTimeout(timer);
       if (how === "now") {
@@ -496,30 +510,57 @@ export class Manager {
     if (count > 0 && jobs.classes.some((c) => c.binaryOnly)) {
       // Task bundles need binary nodes. Running locally means this machine is
       // taken to offer every module the list asks for.
-      const runner = new Runner({
+      return [this.#keepLocal("node", {
         ...this.#localAddress,
         secret: this.#secret,
         workers: count,
         protocol: "binary",
         modules: [...new Set(jobs.classes.flatMap((c) => c.modules))],
         embedded: true,
-      });
-      this.#localRunners.push(runner);
-      return [runner.run()];
+      })];
     }
     for (let i = 1; i <= count; i++) {
       // One connection per worker: a worker never waits for another's reply.
-      const runner = new Runner({
+      ends.push(this.#keepLocal(`runner local-${i}`, {
         ...this.#localAddress,
         secret: this.#secret,
         workers: 1,
         name: `local-${i}`,
         embedded: true,
-      });
-      this.#localRunners.push(runner);
-      ends.push(runner.run());
+      }));
     }
     return ends;
+  }
+
+  /**
+   * Runs a local runner for as long as the run goes on. One that ends before
+   * (dropped after a commit failed, say, on a full disk) is started again
+   * with backoff, so the run carries on once the cause is gone; each new
+   * reason is logged at WARN.
+   */
+  async #keepLocal(what: string, options: RunnerOptions): Promise<RunnerEnd> {
+    let waitMs = LOCAL_RESTART.initialMs;
+    let lastReason: string | undefined;
+    let over = false;
+    this.#over.then(() => (over = true));
+    while (true) {
+      const runner = new Runner(options);
+      this.#localRunners.add(runner);
+      const started = performance.now();
+      const end = await runner.run();
+      this.#localRunners.delete(runner);
+      if (over || end.kind === "finished" || end.kind === "stopped") return end;
+      if (performance.now() - started >= LOCAL_RESTART.workedMs) waitMs = LOCAL_RESTART.initialMs;
+      if (end.reason !== lastReason) {
+        log.warn("Local {what} ended: {reason}; starting it again", { what, reason: end.reason });
+      }
+      lastReason = end.reason;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([this.#over, new Promise((r) => (timer = setTimeout(r, waitMs)))]);
+      clearTimeout(timer);
+      if (over) return end;
+      waitMs = Math.min(waitMs * 2, LOCAL_RESTART.maxMs);
+    }
   }
 
   /**

@@ -17,7 +17,8 @@
  * runner:  VICO/1 proof <hex64>
  * runner:  <n lines: the command line of each job it still holds (text),
  *           or "task <key>" for the task it still holds (binary)>
- * manager: VICO/1 ok [pulse=<seconds>] [timeout=<ms>] [lease=<seconds>] [resume=<0|1>] [tag=1] [drop=<i,j,…>]
+ * manager: VICO/1 ok [pulse=<seconds>] [timeout=<ms>] [lease=<seconds>] [resume=<0|1>] [maxout=<bytes>] [tag=1]
+ *          [drop=<i,j,…>]
  *      or: VICO/1 no <reason>
  * ```
  *
@@ -159,6 +160,13 @@ export type ServerHello =
     readonly tag?: number;
     /** Held lines (0-based) the manager does not want: set those results aside. */
     readonly drop?: readonly number[];
+    /**
+     * Largest output, in bytes, the manager takes in one `REZULTO` (its
+     * `--max-output`). A runner keeps each job under the smaller of this and
+     * its own limit, so an over-limit job fails alone (status 125 and a note)
+     * instead of the manager dropping the runner.
+     */
+    readonly maxOutput?: number;
   }
   | { readonly kind: "no"; readonly reason: string }
   /** A manager with a secret: its nonce and its proof, before the runner proves itself. */
@@ -178,6 +186,17 @@ function fields(rest: string, line: string): Map<string, string> {
     out.set(key, token.slice(eq + 1));
   }
   return out;
+}
+
+/** Largest `maxout=` accepted: any byte count a JavaScript number holds exactly. */
+const MAX_BYTE_COUNT = Number.MAX_SAFE_INTEGER;
+
+function byteCount(text: string | undefined, what: string, line: string): number | undefined {
+  if (text === undefined) return undefined;
+  if (!/^[0-9]{1,16}$/.test(text) || Number(text) > MAX_BYTE_COUNT) {
+    throw new ProtocolError(`Extension ${what} is not a byte count up to ${MAX_BYTE_COUNT}`, line);
+  }
+  return Number(text);
 }
 
 function whole(text: string | undefined, what: string, line: string, max: number): number | undefined {
@@ -257,6 +276,7 @@ export function parseServerHello(line: string): ServerHello {
     resume: whole(f.get("resume"), "resume", line, 1),
     tag: whole(f.get("tag"), "tag", line, 1),
     drop: f.has("drop") ? (f.get("drop") ?? "").split(",").map((n) => whole(n, "drop", line, MAX_HOLDS)!) : undefined,
+    maxOutput: byteCount(f.get("maxout"), "maxout", line),
   };
 }
 
@@ -271,6 +291,7 @@ export function formatServerHello(h: ServerHello): string {
   if (h.resume !== undefined) parts.push(`resume=${h.resume}`);
   if (h.tag) parts.push(`tag=${h.tag}`);
   if (h.drop !== undefined && h.drop.length > 0) parts.push(`drop=${h.drop.join(",")}`);
+  if (h.maxOutput !== undefined) parts.push(`maxout=${Math.floor(h.maxOutput)}`);
   return parts.join(" ");
 }
 

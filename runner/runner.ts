@@ -27,7 +27,14 @@ import { TaskDir } from "./task_dir.ts";
 import { OutputSpool } from "./output_spool.ts";
 import { runProcess, shellArgv, STATUS_RUNNER_FAILURE } from "./process_runner.ts";
 import { takeOverState } from "./job_reaper.ts";
-import { defaultStateDir, type LifeLedger, RunnerState, type StoredResult, type Streamable } from "./runner_state.ts";
+import {
+  defaultStateDir,
+  type LifeLedger,
+  MAX_DELIVERY_FAILURES,
+  RunnerState,
+  type StoredResult,
+  type Streamable,
+} from "./runner_state.ts";
 import { type ConnectionEnd, type HandedJob, RunnerTextClient, STOPPED } from "./text_client.ts";
 import { HELD_TASK_PREFIX, TAG_FEATURE } from "../protocol/vico_extension.ts";
 import type { SharedSecret } from "../protocol/auth.ts";
@@ -78,6 +85,12 @@ export interface RunnerOptions {
   runAs?: RunAs;
   /** Run each job in a cgroup leaf with these per-job limits (`--job-memory`, `--job-cpus`). */
   jobCgroups?: JobCgroups;
+  /**
+   * Longest wait for a connection's opening: from the vico extension's hello
+   * to KOMPRENAS (text), or to the manager's answer to the hello (binary).
+   * @default {HANDSHAKE_TIMEOUT_MS}
+   */
+  handshakeTimeoutMs?: number;
   /** Called when the runner has joined its manager (authenticated), and when it loses it or cannot reach it. */
   onConnection?: (activity: RunnerActivity) => void;
 }
@@ -113,6 +126,27 @@ interface Finished {
   timedOut?: boolean;
 }
 
+/**
+ * How long a runner waits for a manager to complete a connection's opening
+ * before it takes the connection for failed: an endpoint that accepts TCP
+ * and never answers does not hold a runner for ever.
+ */
+export const HANDSHAKE_TIMEOUT_MS = 30_000;
+
+/** A connection's opening under way: cut by its deadline, or by a stop with nothing running. */
+interface Opening {
+  /** Why the opening was cut short, once it was. */
+  readonly cut?: { readonly stopped: boolean; readonly reason: string };
+  /** The opening is over (the timer stops). */
+  done(): void;
+}
+
+/** A short output held in memory: the note a runner sends in place of a job's output. */
+function noteOutput(text: string): Streamable {
+  const bytes = new TextEncoder().encode(text);
+  return { size: bytes.length, pipeTo: (sink) => sink(bytes) };
+}
+
 /** Exit statuses of a job killed by SIGHUP, SIGINT or SIGTERM. */
 const STOP_SIGNAL_STATUSES: ReadonlySet<number> = new Set([128 + 1, 128 + 2, 128 + 15]);
 
@@ -143,14 +177,20 @@ export class Runner {
   #clientWaiters: (() => void)[] = [];
   #done: RunnerEnd | undefined;
   #jobTimeoutMs: number | undefined;
+  /** The largest output the manager of the live connection takes (its `maxout=`), if it said. */
+  #managerMaxOutput: number | undefined;
   readonly #running = new Map<number, HandedJob>();
   /** Tags of running jobs a manager said it does not want: their results are set aside, not delivered. */
   readonly #unwanted = new Set<string>();
   #jobsDone = 0;
+  /** Jobs handed to this runner since the start (text). */
+  #jobsStarted = 0;
   /** Where running jobs are written down (`--persist`). */
   #ledger: LifeLedger | undefined;
   #connected = false;
   #problem: string | undefined;
+  /** Openings under way, each with the function that cuts it short. */
+  readonly #openings = new Set<(stopped: boolean) => void>();
 
   /** @param options Where to connect and how many jobs to run at once. */
   constructor(options: RunnerOptions) {
@@ -186,6 +226,8 @@ export class Runner {
     this.#stopping = true;
     this.#client?.stop();
     this.#wake();
+    // Nothing to finish: an opening still waiting for its manager ends now.
+    if (this.activity.running === 0) { for (const cut of [...this.#openings]) cut(true); }
     // Binary sessions waiting for a task have nothing to finish.
     for (const session of this.#nodeSessions) if (session.state === "Joining") session.abort();
   }
@@ -197,6 +239,39 @@ export class Runner {
     this.#client?.abort(reason);
     this.#finish({ kind: "stopped", jobs: this.#jobsDone });
     for (const session of this.#nodeSessions) session.abort();
+  }
+
+  /**
+   * Starts the clock on a connection's opening: past the handshake limit,
+   * or on a stop with nothing running, the transport is closed and `cut`
+   * says why.
+   */
+  #opening(transport: Transport): Opening {
+    const ms = this.#options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
+    const { hostname, port } = this.#options;
+    let cut: Opening["cut"];
+    const end = (stopped: boolean) => {
+      if (cut !== undefined) return;
+      cut = stopped ? { stopped, reason: "Stopped before the manager answered" } : {
+        stopped,
+        reason: `The manager at ${hostname}:${port} accepted the connection but did not complete the handshake ` +
+          `within ${ms / 1000}s`,
+      };
+      done();
+      transport.close();
+    };
+    const timer = setTimeout(() => end(false), ms);
+    const done = () => {
+      clearTimeout(timer);
+      this.#openings.delete(end);
+    };
+    this.#openings.add(end);
+    return {
+      get cut() {
+        return cut;
+      },
+      done,
+    };
   }
 
   #newWakeup(): void {
@@ -334,6 +409,22 @@ export class Runner {
       const transport = dialed.transport;
       const reader = new BufferedReader(transport, { maxLineBytes: this.#limits.maxLineBytes });
       let negotiated: { pulseSec: number; timeoutMs?: number; tagged: boolean } | undefined;
+      const opening = this.#opening(transport);
+      // The opening was cut short (its time limit, or a stop): a failed connection, or the end.
+      const cutShort = async (): Promise<"break" | "continue" | undefined> => {
+        const cut = opening.cut;
+        if (cut === undefined) return undefined;
+        if (cut.stopped || !persist) {
+          this.#finish(
+            cut.stopped
+              ? { kind: "stopped", jobs: this.#jobsDone }
+              : { kind: "failed", reason: cut.reason, jobs: this.#jobsDone },
+          );
+          return "break";
+        }
+        await retry(cut.reason);
+        return "continue";
+      };
       if (extension) {
         // Held lines name each hand-out by its tag; untagged ones (from a
         // manager without tags) cannot be bound to a hand-out and are dropped.
@@ -352,7 +443,13 @@ export class Runner {
           secret: this.#options.secret,
           manager: `${hostname}:${port}`,
         });
-        if (hello.kind !== "ok") transport.close();
+        const cut = await cutShort();
+        if (cut === "break") break;
+        if (cut === "continue") continue;
+        if (hello.kind !== "ok") {
+          opening.done();
+          transport.close();
+        }
         if (hello.kind === "noExtension") {
           // A manager that only knows the drafts: connect again without it.
           log.info("The manager does not speak the vico extension; using the plain protocol");
@@ -395,6 +492,9 @@ export class Runner {
           else if (h.tag !== undefined) this.#unwanted.add(h.tag);
           else this.#unwanted.add(h.command);
         }
+        this.#managerMaxOutput = hello.answer.maxOutput;
+      } else {
+        this.#managerMaxOutput = undefined;
       }
       const client = new RunnerTextClient(transport, reader, {
         name: this.#options.name ?? Deno.hostname(),
@@ -402,6 +502,10 @@ export class Runner {
         extension: negotiated,
       });
       const opened = await client.open();
+      opening.done();
+      const cut = await cutShort();
+      if (cut === "break") break;
+      if (cut === "continue") continue;
       if (opened.kind === "refused") {
         this.#finish({ kind: "refused", reason: opened.reason });
         break;
@@ -426,18 +530,15 @@ export class Runner {
       );
       everConnected = true;
       this.#connection(true);
-      backoff.reset();
+      // The backoff starts again only after this connection did useful work
+      // (delivered a result or ran a job): connecting alone is not enough,
+      // or a delivery that keeps failing would be retried at the first wait.
+      const before = { done: this.#jobsDone, started: this.#jobsStarted };
       this.#jobTimeoutMs = opened.timeoutMs;
       // Results kept while the manager was away go first: REZULTO before PETO.
       if (state !== undefined) {
         for (const stored of await state.pending()) {
-          try {
-            await client.report(stored, stored.status, stored, stored.timedOut);
-            await stored.dispose();
-            this.#jobsDone++;
-          } catch {
-            break;
-          }
+          if (!await this.#deliverKept(client, stored, state)) break;
         }
       }
       this.#client = client;
@@ -446,6 +547,7 @@ export class Runner {
       const end: ConnectionEnd = await client.ended;
       await client.finished();
       this.#client = undefined;
+      if (this.#jobsDone > before.done || this.#jobsStarted > before.started) backoff.reset();
       this.#connection(false, end.kind === "goodbye" ? "it has no more jobs" : undefined);
       if (end.kind === "goodbye") {
         if (!persist || this.#stopping) {
@@ -497,6 +599,7 @@ export class Runner {
         continue;
       }
       log.debug("Worker {id} runs {job}", { id, job: job.command });
+      this.#jobsStarted++;
       this.#running.set(id, job);
       try {
         finished = { job, ...await this.#execute(job.command, spoolDir) };
@@ -533,6 +636,60 @@ export class Runner {
     return this.#stopping;
   }
 
+  /**
+   * Delivers a result kept in the state directory; false when the
+   * connection failed (try the rest on the next one). A result larger than
+   * the manager takes is set aside and reported as status 125 with a note; one
+   * whose delivery was refused or dropped {@linkcode MAX_DELIVERY_FAILURES}
+   * times in a row is set aside, so it never blocks other work.
+   */
+  async #deliverKept(client: RunnerTextClient, stored: StoredResult, state: RunnerState): Promise<boolean> {
+    const limit = this.#managerMaxOutput;
+    if (limit !== undefined && stored.size > limit) {
+      let note: string;
+      try {
+        const where = await state.setAside(
+          stored,
+          `its output of ${stored.size} bytes exceeds the manager's limit of ${limit} bytes`,
+        );
+        note = `vico runner: Output of ${stored.size} bytes exceeds the manager's limit of ${limit} bytes; ` +
+          `it was not sent (set aside on the runner in ${where})\n`;
+      } catch (err) {
+        log.error("Could not set aside the kept result of {job}: {err}", {
+          job: stored.command,
+          err: (err as Error).message,
+        });
+        return true;
+      }
+      try {
+        await client.report(stored, STATUS_RUNNER_FAILURE, noteOutput(note));
+        this.#jobsDone++;
+        return true;
+      } catch {
+        return false;
+      }
+    }
+    try {
+      await client.report(stored, stored.status, stored, stored.timedOut);
+    } catch {
+      try {
+        const failures = await state.noteFailedDelivery(stored);
+        if (failures >= MAX_DELIVERY_FAILURES) {
+          await state.setAside(stored, `its delivery was refused or dropped ${failures} times in a row`);
+        }
+      } catch (err) {
+        log.error("Could not count a failed delivery of {job}: {err}", {
+          job: stored.command,
+          err: (err as Error).message,
+        });
+      }
+      return false;
+    }
+    await stored.dispose();
+    this.#jobsDone++;
+    return true;
+  }
+
   /** Reports a finished job on the live connection, or keeps it (persist); returns what is still to deliver. */
   async #deliver(result: Finished, state: RunnerState | undefined): Promise<Finished | undefined> {
     const client = this.#client;
@@ -542,6 +699,32 @@ export class Runner {
         async (kept) => await state.setAside(kept, "no manager wants it (it was handed out by another run)"),
         (err) => log.error("Could not keep the result of {job}: {err}", { job: result.job.command, err: err.message }),
       );
+      await result.output.dispose();
+      return undefined;
+    }
+    const limit = this.#managerMaxOutput;
+    if (client !== undefined && !client.closed && limit !== undefined && result.output.size > limit) {
+      // It ran under an earlier manager's larger limit (--persist): this one
+      // would drop the runner for it. Kept, it goes out as 125 and a note.
+      if (state === undefined) {
+        const note = `vico runner: Output of ${result.output.size} bytes exceeds the manager's limit of ${limit} ` +
+          `bytes; it was not sent\n`;
+        await result.output.dispose();
+        return {
+          job: result.job,
+          status: STATUS_RUNNER_FAILURE,
+          output: { ...noteOutput(note), dispose: async () => {} },
+        };
+      }
+      try {
+        const kept = await state.store(result.job, result.status, result.output, result.timedOut);
+        await this.#deliverKept(client, kept, state);
+      } catch (err) {
+        log.error("Could not keep the result of {job}: {err}", {
+          job: result.job.command,
+          err: (err as Error).message,
+        });
+      }
       await result.output.dispose();
       return undefined;
     }
@@ -570,8 +753,13 @@ export class Runner {
     return undefined;
   }
 
+  /** The output limit a job runs under: the smaller of this runner's and its manager's. */
+  get #maxOutputBytes(): number {
+    return Math.min(this.#limits.maxOutputBytes, this.#managerMaxOutput ?? Infinity);
+  }
+
   async #execute(command: string, spoolDir: string): Promise<Omit<Finished, "job">> {
-    const output = new OutputSpool({ dir: spoolDir, maxBytes: this.#limits.maxOutputBytes });
+    const output = new OutputSpool({ dir: spoolDir, maxBytes: this.#maxOutputBytes });
     try {
       const outcome = await runProcess(shellArgv(command), {
         stderrOnStdout: true,
@@ -720,7 +908,9 @@ export class Runner {
       let ownerSilenceMs: number | undefined;
       if (extension) {
         // A persistent node says who it is and which task it still holds; a
-        // node with a secret authenticates.
+        // node with a secret authenticates. (A Join may then wait for a task
+        // as long as the owner has none: only the hello has a time limit.)
+        const opening = this.#opening(transport);
         const hello = await sayHello(transport, reader, {
           proto: "binary",
           id: state?.id,
@@ -728,6 +918,15 @@ export class Runner {
           secret: this.#options.secret,
           manager: `${hostname}:${port}`,
         });
+        opening.done();
+        const cut = opening.cut;
+        if (cut !== undefined) {
+          if (held) this.#heldTasks.get(held)!.claimed = false;
+          if (cut.stopped) return { kind: "stopped", jobs: tasks };
+          if (!persist) return { kind: "failed", reason: cut.reason, jobs: tasks };
+          await retry(cut.reason);
+          continue;
+        }
         if (hello.kind !== "ok") {
           if (held) this.#heldTasks.get(held)!.claimed = false;
           transport.close();

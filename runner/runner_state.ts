@@ -9,8 +9,9 @@
  *   id                     the runner's id (made once)
  *   pending/<n>.json       {"command": …, "tag": …, "status": …} of an undelivered result
  *   pending/<n>.out        its output
- *   set-aside/<n>.json     a result no manager wants (handed out by another
- *   set-aside/<n>.out      run, or refused): kept for a person, never sent
+ *   pending/<n>.failures   how many times in a row its delivery was refused or dropped (absent: none)
+ *   set-aside/<n>.*        results set aside (no manager wants them: handed out by another run, or
+ *   set-aside/<n>.reason   refused): the files above, and why, in a line of text; never sent again
  *   running/<life>/owner   "<pid> <start time>" of the runner process of one life
  *   running/<life>/<pgid>.json   {"pgid": …, "id": …, "cgroup"?: …} of a job running now
  * ```
@@ -32,11 +33,24 @@ import { defaultStateDir as defaultRoleStateDir } from "../util/state_dir.ts";
 import { writeAll } from "../util/write_all.ts";
 import { logger } from "../util/log.ts";
 
-const log = logger("runner");
 import type { JobLedger, JobRecord } from "./process_runner.ts";
+
+/** Deliveries of a kept result refused or dropped in a row before it is set aside. */
+export const MAX_DELIVERY_FAILURES = 3;
+
+const PENDING_DIR = "pending";
+const SET_ASIDE_DIR = "set-aside";
+/** What follows a result's name in its files. */
+const RESULT_FILES = [".json", ".out", ".failures"] as const;
+
+const log = logger("runner");
 
 /** An undelivered result, readable like a job's spooled output. */
 export interface StoredResult {
+  /** Its name in the state directory (`pending/<name>.json`). */
+  readonly name: string;
+  /** How many times in a row its delivery was refused or dropped. */
+  readonly failures: number;
   /** The job's command line. */
   readonly command: string;
   /** The tag of its hand-out, if the manager gave one. */
@@ -126,9 +140,19 @@ export class RunnerState {
       await Deno.rename(idPath + ".tmp", idPath);
     }
     let seq = 0;
-    for (const entry of Deno.readDirSync(join(dir, "pending"))) {
-      const n = parseInt(entry.name, 10);
-      if (Number.isFinite(n)) seq = Math.max(seq, n);
+    // Names set aside are never reused either.
+    for (const sub of [PENDING_DIR, SET_ASIDE_DIR]) {
+      let entries: Deno.DirEntry[];
+      try {
+        entries = [...Deno.readDirSync(join(dir, sub))];
+      } catch (err) {
+        if (err instanceof Deno.errors.NotFound) continue;
+        throw err;
+      }
+      for (const entry of entries) {
+        const n = parseInt(entry.name, 10);
+        if (Number.isFinite(n)) seq = Math.max(seq, n);
+      }
     }
     return new RunnerState(dir, id, seq);
   }
@@ -166,20 +190,47 @@ export class RunnerState {
   }
 
   /**
-   * Moves a kept result out of the way, into `set-aside/`: no manager will
-   * take it, so it is never sent again, but nothing of it is lost. Logged
-   * once, with where it went.
+   * Counts one more refused or dropped delivery of `result` (durably, so a
+   * restart does not reset it); resolves with the count in a row.
    */
-  async setAside(result: StoredResult, reason: string): Promise<void> {
-    const name = result.base.slice(result.base.lastIndexOf("/") + 1);
-    const target = join(this.dir, "set-aside", name);
-    await Deno.rename(result.base + ".out", target + ".out").catch(() => {});
-    await Deno.rename(result.base + ".json", target + ".json");
-    log.warn("Set aside the kept result of {job} in {path}: {reason}", {
+  async noteFailedDelivery(result: StoredResult): Promise<number> {
+    const failures = result.failures + 1;
+    const path = join(this.dir, PENDING_DIR, result.name + ".failures");
+    await Deno.writeTextFile(path + ".tmp", `${failures}\n`);
+    const file = await Deno.open(path + ".tmp", { read: true, write: true });
+    await file.sync();
+    file.close();
+    await Deno.rename(path + ".tmp", path);
+    return failures;
+  }
+
+  /**
+   * Sets a kept result aside: moves its files to `STATE_DIR/set-aside/`
+   * with a `.reason` file saying why, and logs a WARN saying where. From
+   * then on it is never announced nor delivered, and blocks nothing; its
+   * output stays for a person to look at. For any result no manager will
+   * take (refused or dropped too often, over a manager's output limit, or
+   * not wanted). Resolves with the path of its output there.
+   */
+  async setAside(result: StoredResult, reason: string): Promise<string> {
+    const aside = join(this.dir, SET_ASIDE_DIR);
+    await Deno.mkdir(aside, { recursive: true, mode: 0o700 });
+    await Deno.writeTextFile(join(aside, result.name + ".reason"), reason.replace(/[\r\n]+/g, " ") + "\n");
+    // The .json last: once it is gone from pending/, the result is no longer kept there.
+    for (const ext of [".out", ".failures", ".json"]) {
+      await Deno.rename(join(this.dir, PENDING_DIR, result.name + ext), join(aside, result.name + ext)).catch(
+        (err) => {
+          if (!(err instanceof Deno.errors.NotFound)) throw err;
+        },
+      );
+    }
+    const where = join(aside, result.name + ".out");
+    log.warn("Set aside the kept result of {job}: {reason}; no manager is offered it again. Its output is in {where}", {
       job: result.command,
-      path: target + ".json",
       reason,
+      where,
     });
+    return where;
   }
 
   /**
@@ -234,7 +285,8 @@ export class RunnerState {
       } catch {
         continue;
       }
-      out.push(storedResult(base, meta, size));
+      const failures = Number(await Deno.readTextFile(base + ".failures").catch(() => "0")) || 0;
+      out.push(storedResult(base, meta, size, failures));
     }
     return out;
   }
@@ -298,9 +350,12 @@ function storedResult(
   base: string,
   meta: { command: string; status: number; tag?: string; timedOut?: boolean },
   size: number,
+  failures = 0,
 ): StoredResult {
   return {
     base,
+    name: base.slice(base.lastIndexOf("/") + 1),
+    failures,
     command: meta.command,
     status: meta.status,
     ...(meta.tag !== undefined ? { tag: meta.tag } : {}),
@@ -318,8 +373,7 @@ function storedResult(
       }
     },
     async dispose() {
-      await Deno.remove(base + ".json").catch(() => {});
-      await Deno.remove(base + ".out").catch(() => {});
+      for (const ext of RESULT_FILES) await Deno.remove(base + ext).catch(() => {});
     },
   };
 }
