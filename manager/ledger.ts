@@ -52,7 +52,7 @@ export type Claim =
    * discard it, and acknowledge once `settled` resolves (the commit in
    * flight is durable, or failed).
    */
-  | { readonly kind: "duplicate"; readonly settled: Promise<void> }
+  | { readonly kind: "duplicate"; readonly settled: Promise<void>; readonly busy?: boolean }
   /** The manager never issued this assignment (to this runner, in a run of this directory). */
   | { readonly kind: "unknown" };
 
@@ -167,12 +167,17 @@ export class Ledger {
 
   /**
    * A delivery of `job` by `attempt` (from the identified `runner`, if it has
-   * an id): may it commit?
+   * an id): may it commit? While another attempt's commit is in flight the
+   * answer is a duplicate marked `busy`: ask again once `settled` resolves.
    */
   claim(job: number, attempt: number, runner?: string): Claim {
     const a = this.assignment(job, attempt);
-    if (this.#settled[job] === 1 || this.#commits.has(job) || (a === undefined && this.#wasIssued(job, attempt))) {
-      return this.#duplicate(job);
+    if (this.#settled[job] === 1 || (a === undefined && this.#wasIssued(job, attempt))) return this.#duplicate(job);
+    const commit = this.#commits.get(job);
+    if (commit !== undefined) {
+      // Another attempt is being recorded: it may settle the job, or not (a
+      // retry, a failed commit). Only then is this one a duplicate, or not.
+      return { kind: "duplicate", settled: commit.done, busy: a !== undefined && commit.attempt !== attempt };
     }
     if (a === undefined || (a.runner !== undefined && a.runner !== runner)) return { kind: "unknown" };
     return this.#begin(job, attempt);

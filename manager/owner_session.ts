@@ -427,7 +427,7 @@ export class OwnerSession implements RunnerLink, Session {
       clearTimeout(timer);
     }
     // May this delivery commit? Its bytes are read either way.
-    const admission = this.#ctx.recorder.admit(job, attempt, this);
+    const admission = await this.#ctx.recorder.admit(job, attempt, this);
     if (admission.kind === "unknown") throw new ProtocolError("Finished for a task this node was not given");
     // Finished before the Accept goes out: no probe may follow it (its answer would trail the Leave).
     this.#state = "Finished";

@@ -72,7 +72,7 @@ export interface ResultRecorderOptions {
  */
 export type Admission =
   | { readonly kind: "accepted"; readonly ticket: Admitted }
-  | { readonly kind: "duplicate"; readonly settled: Promise<void> }
+  | { readonly kind: "duplicate"; readonly settled: Promise<void>; readonly busy?: boolean }
   | { readonly kind: "unknown" };
 
 /** An admitted delivery: the ledger's ticket (a gang's is taken once all its parts are in). */
@@ -94,7 +94,8 @@ interface Pending {
 interface Suspect {
   attempt: number;
   delivery: Delivery;
-  record: AttemptRecord;
+  /** Its attempt record, durable once this resolves (held from the verdict on, so the quarantine and the recorder agree). */
+  record: Promise<AttemptRecord>;
 }
 
 /** Records results, one settlement per job, through the ledger. */
@@ -145,9 +146,20 @@ export class ResultRecorder {
 
   /**
    * A runner announces a delivery of `job` by `attempt`: may it commit?
-   * Call before reading its bytes.
+   * Call before reading its bytes. While another attempt of the job is
+   * being recorded, waits for that commit first: it may settle the job
+   * (this one is then a duplicate) or not (a retry, a failed commit: this
+   * one may commit).
    */
-  admit(job: number, attempt: number, link: RunnerLink): Admission {
+  async admit(job: number, attempt: number, link: RunnerLink): Promise<Admission> {
+    while (true) {
+      const admission = this.#admitNow(job, attempt, link);
+      if (admission.kind !== "duplicate" || admission.busy !== true) return admission;
+      await admission.settled;
+    }
+  }
+
+  #admitNow(job: number, attempt: number, link: RunnerLink): Admission {
     if ((this.#jobs.bundles?.[job]?.nodes ?? 1) > 1) {
       // A gang claims once, when all its members have delivered.
       const a = this.#ledger.assignment(job, attempt);
@@ -216,23 +228,27 @@ export class ResultRecorder {
     const host = delivery.link.host;
     const took = now - Date.parse(delivery.handedOutAt);
     const verdict = this.#quarantine!.onResult(host, job, delivery.status, took, now);
+    let heldRecord: Promise<AttemptRecord> | undefined;
     if (verdict.held) {
-      // Durable before it is acknowledged: an attempt record, marked suspect.
-      let record: AttemptRecord;
-      try {
-        record = await this.#results.commitAttempt(
-          this.#attemptFields(job, delivery, ticket.attempt),
-          this.#outputOf(delivery),
-          true,
-          delivery.returned,
-        );
-      } catch (err) {
-        this.#ledger.abort(ticket);
-        throw err;
-      }
-      this.#ledger.consume(ticket, true);
+      // Held from now on (the quarantine holds it already); durable, as an
+      // attempt record marked suspect, before it is acknowledged.
       this.#scheduler.detach(delivery.link, job);
-      this.#suspects.set(job, { attempt: ticket.attempt, delivery, record });
+      heldRecord = this.#results.commitAttempt(
+        this.#attemptFields(job, delivery, ticket.attempt),
+        this.#outputOf(delivery),
+        true,
+        delivery.returned,
+      ).then((record) => {
+        this.#ledger.consume(ticket, true);
+        return record;
+      }, (err) => {
+        this.#ledger.abort(ticket);
+        this.#suspects.delete(job);
+        this.#scheduler.requeueDetached(job);
+        throw err;
+      });
+      heldRecord.catch(() => {});
+      this.#suspects.set(job, { attempt: ticket.attempt, delivery, record: heldRecord });
     }
     if (verdict.quarantine !== undefined) {
       this.#scheduler.bar(host, verdict.quarantine.until);
@@ -242,14 +258,22 @@ export class ResultRecorder {
       const held = this.#suspects.get(j);
       if (held === undefined) continue;
       this.#suspects.delete(j);
+      try {
+        await held.record;
+      } catch {
+        continue; // not recorded: already back in the queue
+      }
       this.#ledger.unhold(j);
       this.#scheduler.requeueDetached(j);
     }
-    for (const j of verdict.record) {
+    // A job may stand in the list twice: this delivery, and an earlier
+    // attempt of it held as a suspect (which this one then supersedes).
+    for (const j of new Set(verdict.record)) {
       if (j === job && !verdict.held) await this.#commit(ticket, [delivery], job);
-      else await this.#flushSuspect(j);
+      else if (j !== job) await this.#flushSuspect(j);
     }
     await this.#releaseIfIdle();
+    if (heldRecord !== undefined) await heldRecord;
     // A break before the host is judged: its session (every worker of it) answers nothing until then.
     if (verdict.pause !== undefined) await new Promise((r) => setTimeout(r, Math.max(0, verdict.pause!.until - now)));
   }
@@ -276,6 +300,12 @@ export class ResultRecorder {
     const held = this.#suspects.get(job);
     if (held === undefined) return;
     this.#suspects.delete(job);
+    let record: AttemptRecord;
+    try {
+      record = await held.record;
+    } catch {
+      return; // not recorded: already back in the queue
+    }
     let claim = this.#ledger.claimHeld(job, held.attempt);
     while (claim.kind === "duplicate" && !this.#ledger.isSettled(job) && this.#ledger.isHeld(job, held.attempt)) {
       // Another attempt's commit is in flight: it may settle the job, or not.
@@ -292,7 +322,7 @@ export class ResultRecorder {
       return;
     }
     try {
-      await this.#results.commitFromAttempt({ ...this.#fields(job, held.delivery), status }, held.record);
+      await this.#results.commitFromAttempt({ ...this.#fields(job, held.delivery, held.attempt), status }, record);
     } catch (err) {
       this.#ledger.abort(claim.ticket);
       this.#suspects.set(job, held);

@@ -309,7 +309,7 @@ export class ManagerTextSession implements RunnerLink {
     // A kept result from an earlier connection: handed out then, not here.
     const handedOut = this.#handedOut.get(job) ?? { at: new Date().toISOString(), attempt: tag!.attempt };
     const attempt = tag?.attempt ?? handedOut.attempt;
-    const admission = recorder.admit(job, attempt, this);
+    const admission = await recorder.admit(job, attempt, this);
     if (admission.kind === "unknown") throw new ProtocolError("REZULTO for a job this runner was not given", msg.job);
     const accepted = admission.kind === "accepted";
     await this.#transport.write(PRETA);

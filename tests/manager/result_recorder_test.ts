@@ -107,7 +107,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
 );
 
 /** One manager life over `dir`, wired as Manager.start wires it. */
-async function startLife(dir: string, clock: { now: number }, runId: string) {
+async function startLife(dir: string, clock: { now: number }, runId: string, blackHoles: boolean) {
   const results = await ResultsStore.open(dir, { durable: false });
   const plan = planResume(JOBS, results.previous, keyOf);
   const settled = (job: number) => plan.settled[job] === 1;
@@ -129,7 +129,7 @@ async function startLife(dir: string, clock: { now: number }, runId: string) {
   scheduler.restoreLeases(plan.heldBy);
   const recorder = late.recorder = new ResultRecorder(scheduler, results, list, keyOf, {
     retries: 1,
-    quarantine: new Quarantine({ streak: 2, fastMs: 100, holdMs: 5000, initialMs: 2000 }),
+    quarantine: new Quarantine({ streak: blackHoles ? 2 : 0, fastMs: 100, holdMs: 5000, initialMs: 2000 }),
     onQuarantine: (host, until) => scheduler.bar(host, until),
     now: () => clock.now,
   });
@@ -139,11 +139,11 @@ async function startLife(dir: string, clock: { now: number }, runId: string) {
 
 type Life = Awaited<ReturnType<typeof startLife>>;
 
-async function play(ops: Op[]): Promise<void> {
+async function play(ops: Op[], blackHoles: boolean): Promise<void> {
   await using dir = await tempDir();
   const clock = { now: 1_000_000 };
   let runs = 0;
-  let life: Life = await startLife(dir.path, clock, `run${++runs}`);
+  let life: Life = await startLife(dir.path, clock, `run${++runs}`, blackHoles);
   const runners = [new ModelRunner("a", "ida"), new ModelRunner("b", "idb"), new ModelRunner("c", undefined)];
   const inFlight = new Set<Promise<void>>();
   const failures: string[] = [];
@@ -171,15 +171,15 @@ async function play(ops: Op[]): Promise<void> {
 
   const deliver = (runner: ModelRunner, hand: Hand, status: number, fast: boolean) => {
     const link = runner.link!;
-    const admission = life.recorder.admit(hand.job, hand.attempt, link);
-    if (admission.kind === "unknown") {
-      failures.push(`unknown delivery of a real hand-out ${JSON.stringify(hand)} by ${runner.name}`);
-      return;
-    }
     const output = life.results.stageOutput();
     const at = new Date(clock.now - (fast ? 10 : 1000)).toISOString();
     const delivery = { link, rank: 1, status, handedOutAt: at, output, returned: [] };
     const p = (async () => {
+      const admission = await life.recorder.admit(hand.job, hand.attempt, link);
+      if (admission.kind === "unknown") {
+        failures.push(`unknown delivery of a real hand-out ${JSON.stringify(hand)} by ${runner.name}`);
+        return;
+      }
       await output.write(new TextEncoder().encode(`out ${hand.job}/${hand.attempt}\n`));
       if (admission.kind === "accepted") {
         await life.recorder.record(admission.ticket, delivery);
@@ -229,7 +229,7 @@ async function play(ops: Op[]): Promise<void> {
         // A result for a job this runner was never handed as this attempt.
         if (runner!.link === undefined) break;
         const attempt = life.queue.attempts(o.job) + 7;
-        const admission = life.recorder.admit(o.job, attempt, runner!.link);
+        const admission = await life.recorder.admit(o.job, attempt, runner!.link);
         if (admission.kind === "accepted") failures.push(`forged result accepted for job ${o.job}`);
         break;
       }
@@ -253,7 +253,7 @@ async function play(ops: Op[]): Promise<void> {
       case "restart":
         await settle();
         await life.results.close();
-        life = await startLife(dir.path, clock, `run${++runs}`);
+        life = await startLife(dir.path, clock, `run${++runs}`, blackHoles);
         for (const r of runners) connect(r);
         break;
     }
@@ -298,7 +298,17 @@ Deno.test({
     "ResultRecorder through the Ledger: one record per key, nothing lost, no ack before durable, under random interleavings",
   permissions: { read: true, write: true, env: true, sys: ["hostname"] },
   async fn() {
-    await fc.assert(fc.asyncProperty(fc.array(opArb, { minLength: 5, maxLength: 60 }), play), {
+    await fc.assert(fc.asyncProperty(fc.array(opArb, { minLength: 5, maxLength: 60 }), (ops) => play(ops, false)), {
+      numRuns: Number(Deno.env.get("VICO_FUZZ_RUNS") ?? 150),
+    });
+  },
+});
+
+Deno.test({
+  name: "ResultRecorder through the Ledger with quarantine suspects: the same, under random interleavings",
+  permissions: { read: true, write: true, env: true, sys: ["hostname"] },
+  async fn() {
+    await fc.assert(fc.asyncProperty(fc.array(opArb, { minLength: 5, maxLength: 60 }), (ops) => play(ops, true)), {
       numRuns: Number(Deno.env.get("VICO_FUZZ_RUNS") ?? 150),
     });
   },
