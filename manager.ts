@@ -80,8 +80,8 @@ Examples:
                        Suspect a runner after N jobs in a row fail fast
                        (within --fast-fail) while other runners succeed; after
                        a 1s break, quarantine it if it still fails fast while
-                       the others' jobs do not (or once a job that failed fast
-                       on it succeeds elsewhere): it gets no jobs for
+                       the others' jobs do not (or once two jobs that failed
+                       fast on it succeed elsewhere): it gets no jobs for
                        --quarantine (doubling each time) and the jobs it
                        failed run elsewhere. 0 turns it off. Default 5.
       --fast-fail DURATION

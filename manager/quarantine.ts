@@ -10,8 +10,8 @@
  * failures are held back as suspects, and a host is quarantined only on
  * evidence that the failures are its own:
  *
- * - **Job-level**: a job that failed fast on it succeeded on another host
- *   (with `--retries`, or after it was requeued); its next fast failure
+ * - **Job-level**: two jobs that failed fast on it, since its last success,
+ *   succeeded on other hosts (with `--retries`); its next fast failure
  *   quarantines it.
  * - **Fleet-level**: after `streak` fast failures in a row while another
  *   host succeeded recently, it is given a break (`pause`: nothing for
@@ -56,6 +56,13 @@ export interface QuarantineOptions {
   /** The break a suspect host is given before it is judged (less than `holdMs`). @default {1000} */
   pauseMs: number;
 }
+
+/**
+ * Jobs that failed fast on a host and then succeeded elsewhere, since its
+ * last success, that quarantine it at its next fast failure (one could be a
+ * flaky job).
+ */
+const CONTRADICTIONS = 2;
 
 /** The defaults. */
 export const DEFAULT_QUARANTINE: Readonly<QuarantineOptions> = Object.freeze({
@@ -105,8 +112,10 @@ interface HostState {
   /** Times its suspicion came to nothing: the streak needed doubles each time. */
   cleared: number;
   suspicion?: Suspicion;
-  /** Set when a job that failed fast on it succeeded elsewhere. */
-  convicted?: string;
+  /** Jobs that failed fast on it and then succeeded elsewhere, since its last success. */
+  contradicted: Set<number>;
+  /** Where the last of those succeeded. */
+  contradictedOn?: string;
 }
 
 /** Per-host fast-failure tracking. */
@@ -114,7 +123,7 @@ export class Quarantine {
   readonly #o: QuarantineOptions;
   readonly #hosts = new Map<string, HostState>();
   /** The host each job last failed fast on, until it succeeds (bounded by the list). */
-  readonly #failedOn = new Map<number, string>();
+  readonly #failedOn = new Map<number, { host: string; at: number }>();
 
   /** @param options Thresholds. */
   constructor(options: Partial<QuarantineOptions> = {}) {
@@ -129,7 +138,8 @@ export class Quarantine {
   #host(host: string): HostState {
     let h = this.#hosts.get(host);
     if (h === undefined) {
-      this.#hosts.set(host, h = { streak: 0, suspects: [], level: 0, until: 0, lastSuccess: -Infinity, cleared: 0 });
+      h = { streak: 0, suspects: [], level: 0, until: 0, lastSuccess: -Infinity, cleared: 0, contradicted: new Set() };
+      this.#hosts.set(host, h);
     }
     return h;
   }
@@ -158,23 +168,32 @@ export class Quarantine {
       if (status === 0) {
         h.lastSuccess = now;
         h.level = 0;
-        h.convicted = undefined;
-        const culprit = this.#failedOn.get(job);
+        h.contradicted.clear();
+        const failed = this.#failedOn.get(job);
         this.#failedOn.delete(job);
-        if (culprit !== undefined && culprit !== host) {
-          this.#host(culprit).convicted = `a job that failed fast on it succeeded on ${host}`;
+        const culprit = failed === undefined || failed.host === host ? undefined : this.#host(failed.host);
+        if (culprit !== undefined && failed!.at > culprit.lastSuccess) {
+          culprit.contradicted.add(job);
+          culprit.contradictedOn = host;
         }
       }
       return { record: [...this.#clear(h), job], requeue: [], held: false };
     }
-    this.#failedOn.set(job, host);
+    this.#failedOn.set(job, { host, at: now });
     if (h.until > now) {
       // Still in quarantine (a job it had before it was barred): run it elsewhere.
       return { record: [], requeue: [job], held: true };
     }
     h.streak++;
     h.suspects.push({ job, at: now, status });
-    if (h.convicted !== undefined) return this.#quarantine(h, now, h.convicted);
+    if (h.contradicted.size >= CONTRADICTIONS) {
+      const n = h.contradicted.size;
+      return this.#quarantine(
+        h,
+        now,
+        `${n} jobs that failed fast on it succeeded elsewhere (last on ${h.contradictedOn})`,
+      );
+    }
     // A fast failure from a host in good standing: this list fails fast for its own reasons.
     const record = h.streak < this.#needed(h) && now - h.lastSuccess <= this.#o.windowMs
       ? this.#clearSuspectedBut(host)
@@ -202,7 +221,7 @@ export class Quarantine {
     h.suspects = [];
     h.streak = 0;
     h.suspicion = undefined;
-    h.convicted = undefined;
+    h.contradicted.clear();
     return { record: [], requeue, held: true, quarantine: { until: h.until, reason } };
   }
 

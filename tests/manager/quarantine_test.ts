@@ -65,18 +65,33 @@ Deno.test({
 });
 
 Deno.test({
-  name: "Quarantine.onResult quarantines a host whose fast failure then succeeded elsewhere",
+  name: "Quarantine.onResult quarantines a host whose fast failures then succeeded elsewhere",
   permissions: "none",
   fn() {
     const q = new Quarantine({ streak: 5, fastMs: 100, initialMs: 1000 });
     q.onResult("good", 0, 0, 5, 0);
     q.onResult("bad", 1, 127, 5, 1);
-    assert.deepEqual(q.expire(10_000), [1], "recorded as a failure (with --retries it runs again)");
+    q.onResult("bad", 2, 127, 5, 2);
+    assert.deepEqual(q.expire(10_000), [1, 2], "recorded as failures (with --retries they run again)");
     assert.deepEqual(q.onResult("good", 1, 0, 5, 10_001).record, [1]);
-    const v = q.onResult("bad", 2, 127, 5, 10_002);
-    assert.deepEqual(v.requeue, [2]);
-    assert.equal(v.quarantine!.until, 11_002);
-    assert.match(v.quarantine!.reason, /^a job that failed fast on it succeeded on good$/);
+    assert.ok(!q.onResult("bad", 3, 127, 5, 10_002).quarantine, "one could be a flaky job");
+    assert.deepEqual(q.onResult("good", 2, 0, 5, 10_003).record, [2]);
+    const v = q.onResult("bad", 4, 127, 5, 10_004);
+    assert.deepEqual(v.requeue, [3, 4]);
+    assert.equal(v.quarantine!.until, 11_004);
+    assert.match(v.quarantine!.reason, /^2 jobs that failed fast on it succeeded elsewhere \(last on good\)$/);
+  },
+});
+
+Deno.test({
+  name: "Quarantine.onResult forgets fast failures succeeded elsewhere once the host succeeds itself",
+  permissions: "none",
+  fn() {
+    const q = new Quarantine({ streak: 5, fastMs: 100 });
+    for (const job of [1, 2]) q.onResult("a", job, 1, 5, job);
+    q.onResult("a", 3, 0, 5, 3);
+    for (const job of [1, 2]) q.onResult("b", job, 0, 5, 10 + job);
+    assert.ok(!q.onResult("a", 4, 1, 5, 20).quarantine);
   },
 });
 
