@@ -31,8 +31,9 @@
  * Arguments are substituted shell-quoted ({@linkcode shellQuote}) for any
  * POSIX shell (sh, dash, bash, zsh, ksh; see {@linkcode checkShell}), so
  * spaces, quotes, `$`, backslashes, tabs, Unicode and leading dashes
- * arrive intact. A line break cannot be carried by a one-line job: such a
- * command is refused by the job list ({@linkcode whyNotCarriable}).
+ * arrive intact. A line break in a `:::` argument splits it into several
+ * arguments, as in Parallel (arguments are lines there); a file's or
+ * stream's lines are split on `\n` anyway, so no argument holds a line break.
  *
  * The command words themselves are shell text joined with spaces, as in
  * Parallel (`manager 'echo $HOME' ::: x` expands `$HOME` in the job).
@@ -114,7 +115,7 @@ export interface RefusedLine {
 export interface ArgumentSource {
   /** The arguments, in order. */
   readonly values: readonly string[];
-  /** For a file or stream, the 1-based line of each argument; for `:::`, its position. */
+  /** For a file or stream, the 1-based line of each argument; for `:::`, the position of its word. */
   readonly lines: readonly number[];
   /** Linked to the previous source (`:::+`). */
   readonly linked: boolean;
@@ -155,7 +156,16 @@ export async function readSources(specs: readonly SourceSpec[], input: SourceInp
   let stdinUsed = false;
   for (const [i, spec] of specs.entries()) {
     if (spec.kind === "args") {
-      sources.push({ values: spec.values, lines: spec.values.map((_, j) => j + 1), linked: spec.linked });
+      // As in Parallel, a line break in a `:::` argument makes several arguments.
+      const values: string[] = [];
+      const lines: number[] = [];
+      spec.values.forEach((value, j) => {
+        for (const part of value.split("\n")) {
+          values.push(part);
+          lines.push(j + 1);
+        }
+      });
+      sources.push({ values, lines, linked: spec.linked });
       continue;
     }
     let stream: AsyncIterable<Uint8Array>;

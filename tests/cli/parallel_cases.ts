@@ -113,6 +113,7 @@ export const CASES: ParallelCase[] = [
   { name: "standard input as a file", argv: ["echo", "{1}{2}", ":::", "a", "b", "::::", "-"], stdin: "1\n2\n" },
   { name: "no command: the arguments are the commands", argv: [":::", "echo a", "echo 'b  c'"] },
   { name: "the issue's example", argv: ["echo", "{1}-{2}", ":::", "a", "b", ":::", "1", "2"] },
+  { name: "a line break in an argument makes several arguments", argv: [P, ":::", "a\nb", "c\n", "\nd", "x\n\ny"] },
   { name: "command words are shell text", argv: ["echo", "x;", "echo", "{}", ":::", "a b"] },
 ];
 
@@ -145,5 +146,6 @@ export const RECORDED: Readonly<Record<string, string>> = {
   "standard input as a file": "a1\na2\nb1\nb2\n",
   "no command: the arguments are the commands": "a\nb  c\n",
   "the issue's example": "a-1\na-2\nb-1\nb-2\n",
+  "a line break in an argument makes several arguments": "[a]\n[b]\n[c]\n[]\n[]\n[d]\n[x]\n[]\n[y]\n",
   "command words are shell text": "x\na b\n",
 };
