@@ -1,0 +1,195 @@
+/**
+ * Exactly once, end to end (issue 13, items 1-6): real manager and runner
+ * processes, and scripted text runners (line peers) speaking the vico
+ * extension with tags by hand where a real runner cannot produce the
+ * interleaving. Each test says in its comment what it shows.
+ *
+ * Checked throughout: one `job` record per key, `manager verify` clean, and
+ * (where a run ends) a restart on the same results directory exits as the
+ * first run did.
+ */
+
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import { jobKey } from "../../manager/job_key.ts";
+import type { AttemptRecord, JournalRecord } from "../../manager/results_store.ts";
+import { formatTag, JOB_TAG_PREFIX, parseTag, PULSE_LINE, type Tag } from "../../protocol/vico_extension.ts";
+import { EntryProcess, freePort, startManager, startManagerOn, startRunner } from "../helpers/entry_process.ts";
+import { readJournal, readOutput, readRecords, tempDir } from "../helpers/journal.ts";
+import { LinePeer } from "../helpers/line_peer.ts";
+
+const dec = new TextDecoder();
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A scripted identified runner that asked for tagged hand-outs and results. */
+class TaggedPeer implements Disposable {
+  readonly peer: LinePeer;
+  /** The manager's `VICO/1 ok …` line. */
+  readonly ok: string;
+
+  private constructor(peer: LinePeer, ok: string) {
+    this.peer = peer;
+    this.ok = ok;
+  }
+
+  /** Connects as runner `id` (want=tag), holding `holds` (tagged held lines), and hails. */
+  static async join(port: number, id: string, holds: string[] = []): Promise<TaggedPeer> {
+    const peer = await LinePeer.connect(port);
+    const count = holds.length > 0 ? ` holds=${holds.length}` : "";
+    await peer.line(`VICO/1 hello proto=text id=${id} want=tag${count}`);
+    for (const h of holds) await peer.line(h);
+    const ok = await peer.read();
+    assert.match(ok ?? "", /^VICO\/1 ok .*tag=1/, "the manager agreed to tags");
+    assert.match((await peer.hail(id)) ?? "", /^VERSIO /);
+    return new TaggedPeer(peer, ok!);
+  }
+
+  /** The next line that is not a pulse. */
+  async read(timeoutMs = 15_000): Promise<string | null> {
+    while (true) {
+      const line = await this.peer.read(timeoutMs);
+      if (line !== PULSE_LINE) return line;
+    }
+  }
+
+  /** PETO, and the tagged hand-out that answers it. */
+  async take(): Promise<{ tag: Tag; command: string }> {
+    await this.peer.line("PETO");
+    const tagLine = await this.read();
+    assert.ok(tagLine?.startsWith(JOB_TAG_PREFIX), `a tagged hand-out, not ${tagLine}`);
+    const tag = parseTag(tagLine!.slice(JOB_TAG_PREFIX.length));
+    const command = await this.read();
+    assert.ok(command !== null);
+    return { tag: { run: tag.run, key: tag.key, attempt: tag.attempt }, command };
+  }
+
+  /** Announces a tagged result; returns the manager's answer (PRETA, or ERARO …). */
+  async announce(tag: Tag, command: string, status: number, size: number): Promise<string | null> {
+    await this.peer.line(`VICO/1 result ${formatTag(tag)}`);
+    await this.peer.line(`REZULTO ${command} ${status} ${size}`);
+    return await this.read();
+  }
+
+  /** Delivers a tagged result whole; returns the manager's answers (PRETA, then RICEVIS; or ERARO …). */
+  async deliver(tag: Tag, command: string, status: number, output: string): Promise<(string | null)[]> {
+    const bytes = new TextEncoder().encode(output);
+    const first = await this.announce(tag, command, status, bytes.length);
+    if (first !== "PRETA") return [first];
+    await this.peer.send(bytes);
+    return [first, await this.read()];
+  }
+
+  [Symbol.dispose](): void {
+    this.peer[Symbol.dispose]();
+  }
+}
+
+/** `manager verify` on `results`: its exit code and output. */
+async function verify(results: string): Promise<{ code: number; text: string }> {
+  const v = EntryProcess.spawn("manager.ts", ["verify", results]);
+  const { code } = await v.exit();
+  return { code, text: v.stdout + v.stderr };
+}
+
+/** Asserts one `job` record per key in `results`, and `manager verify` clean. */
+async function assertOnceAndVerified(results: string, keys: number): Promise<void> {
+  const counts = new Map<string, number>();
+  for (const r of readRecords(results)) counts.set(r.key, (counts.get(r.key) ?? 0) + 1);
+  assert.equal(counts.size, keys, `every key recorded: ${JSON.stringify([...counts])}`);
+  for (const [key, n] of counts) assert.equal(n, 1, `key ${key} has ${n} job records`);
+  const v = await verify(results);
+  assert.equal(v.code, 0, `manager verify: ${v.text}`);
+}
+
+/** Runs the manager again on a settled results directory: its exit code. */
+async function restartCode(list: string, results: string): Promise<number> {
+  const again = EntryProcess.spawn("manager.ts", ["--jobs", list, "--results", results, "--port", "0"]);
+  await using _a = again;
+  const { code } = await again.exit(60_000);
+  assert.match(again.stderr, /settled earlier \(not run again\); 0 to run/, again.stderr);
+  return code;
+}
+
+/** Polls `results`' journal until `found` holds (a record was made), at most `ms`. */
+async function journalUntil(
+  results: string,
+  found: (journal: JournalRecord[]) => boolean,
+  ms = 20_000,
+): Promise<JournalRecord[]> {
+  const deadline = performance.now() + ms;
+  while (true) {
+    let journal: JournalRecord[] = [];
+    try {
+      journal = readJournal(results);
+    } catch {
+      // Not there yet.
+    }
+    if (found(journal)) return journal;
+    if (performance.now() > deadline) throw new Error(`journal never matched: ${JSON.stringify(journal)}`);
+    await sleep(50);
+  }
+}
+
+const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
+
+// Item 3. What a forger (an identified runner) says about jobs it was never
+// issued is refused: ERARO and the connection is dropped; nothing of it is
+// recorded; the job it did hold goes back without a loss charged to it (with
+// --max-attempts 1 a charged loss would record it as lost); a real runner
+// then runs every job, and each is recorded once from its real output.
+Deno.test("Ledger.claim over the wire: a tagged result for a job or attempt the runner was not issued is refused with ERARO, recorded from nowhere, and costs no loss", async () => {
+  await using dir = await tempDir();
+  const jobs = ["echo y", "echo x", "echo z"];
+  const { manager, port, results, list } = await startManagerOn(dir.path, jobs, [
+    "--max-attempts",
+    "1",
+    "--pulse",
+    "30s",
+    "--lease",
+    "1s",
+  ]);
+  await using _m = manager;
+  // An honest identified runner holds "echo y" (attempt 1), as runner "g".
+  using honest = await TaggedPeer.join(port, "g");
+  type Hand = { tag: Tag; command: string };
+  const forged = async (make: (mine: Hand, y: Hand) => Hand) => {
+    using f = await TaggedPeer.join(port, "f");
+    const mine = await f.take();
+    const target = make(mine, y!);
+    const answer = await f.announce(target.tag, target.command, 0, 6);
+    assert.match(answer ?? "", /^ERARO /, `refused: ${answer}`);
+    assert.deepEqual(await f.peer.rest(), [], "then the connection is closed");
+    return mine;
+  };
+  const first = await honest.take();
+  const y = first.command === "echo y" ? first : undefined;
+  assert.ok(y !== undefined, `the honest runner got echo y first? ${first.command}`);
+  // A job it never held (held by runner g), as g's very attempt.
+  const m1 = await forged((_mine, y) => y);
+  // An attempt it was not issued: its own job, attempt 2.
+  const m2 = await forged((mine) => ({ ...mine, tag: { ...mine.tag, attempt: mine.tag.attempt + 1 } }));
+  // A job never handed out to anyone (pending), under this run's id.
+  const m3 = await forged((mine) => {
+    const other = jobs.find((c) => c !== mine.command && c !== "echo y")!;
+    return { command: other, tag: { run: mine.tag.run, key: jobKey(other, 1), attempt: 1 } };
+  });
+  // Its own job and attempt, but tagged with a run this directory never had.
+  const m4 = await forged((mine) => ({ ...mine, tag: { ...mine.tag, run: "0123456789abcdef" } }));
+  assert.match(manager.stderr, /Dropping runner f .*REZULTO for a job this runner (does not hold|was not given)/);
+  // The honest runner delivers its own; a real runner does the rest.
+  assert.deepEqual(await honest.deliver(y.tag, y.command, 0, "y\n"), ["PRETA", "RICEVIS"]);
+  await using runner = startRunner(port, ["--name", "real"]);
+  const [ms] = await Promise.all([manager.exit(), runner.exit()]);
+  assert.equal(ms.code, 0, manager.stderr);
+  await assertOnceAndVerified(results, 3);
+  for (const r of readRecords(results)) {
+    assert.equal(r.status, 0);
+    assert.equal(r.lost, undefined, `not charged a loss: ${JSON.stringify(r)}`);
+    assert.equal(dec.decode(readOutput(results, r)), r.command.slice(5) + "\n", "the real output, not the forger's");
+    assert.equal(r.host, r.command === "echo y" ? "g" : "real");
+  }
+  assert.doesNotMatch(manager.stderr, /given up as lost/);
+  for (const m of [m1, m2, m3, m4]) assert.notEqual(m.command, "echo y");
+  assert.equal(await restartCode(list, results), 0);
+});
