@@ -193,3 +193,128 @@ Deno.test("Ledger.claim over the wire: a tagged result for a job or attempt the 
   for (const m of [m1, m2, m3, m4]) assert.notEqual(m.command, "echo y");
   assert.equal(await restartCode(list, results), 0);
 });
+
+// Item 2, the result first. Runner "a" holds the job on one connection and,
+// on a second one (as after a partition the manager has not noticed yet),
+// begins delivering its result; then the first connection drops, its lease
+// runs out, and with --max-attempts 1 the job is given up as lost while the
+// result's bytes are still in flight. The result stands: one record, its
+// own, no lost record; the run exits 0, and so does a restart.
+Deno.test("Ledger.claimLost over the wire: a job given up as lost on its last loss while its result's bytes arrive is recorded once, from the result", async () => {
+  await using dir = await tempDir();
+  const { manager, port, results, list } = await startManagerOn(dir.path, ["echo x"], [
+    "--max-attempts",
+    "1",
+    "--pulse",
+    "30s",
+    "--lease",
+    "1s",
+  ]);
+  await using _m = manager;
+  const c1 = await TaggedPeer.join(port, "a");
+  const hand = await c1.take();
+  using c2 = await TaggedPeer.join(port, "a");
+  assert.equal(await c2.announce(hand.tag, hand.command, 0, 4), "PRETA");
+  await c2.peer.send("x-");
+  c1[Symbol.dispose]();
+  await manager.waitFor(/Job at line 1 is given up as lost: runner a did not come back in time; lost 1 time/);
+  await sleep(200); // the lost claim has met the commit in flight
+  await c2.peer.send("a\n");
+  assert.equal(await c2.read(), "RICEVIS");
+  assert.equal((await manager.exit()).code, 0, manager.stderr);
+  await assertOnceAndVerified(results, 1);
+  const [rec] = readRecords(results);
+  assert.equal(rec.status, 0);
+  assert.equal(rec.lost, undefined);
+  assert.equal(dec.decode(readOutput(results, rec)), "x-a\n");
+  assert.equal(await restartCode(list, results), 0);
+});
+
+// Item 2, the loss first. Runner "a" is lost holding the job; its lease
+// runs out and with --max-attempts 1 the job is given up as lost (recorded).
+// Then "a" comes back naming the very hand-out it holds: the manager does not
+// take it back (drop=0), and a REZULTO it sends for it anyway is refused. One
+// record, the lost one; the run exits 1, and so does a restart.
+Deno.test("Ledger.claimLost over the wire: a result that comes back after its job was given up as lost is not taken; one record", async () => {
+  await using dir = await tempDir();
+  const { manager, port, results, list } = await startManagerOn(dir.path, ["echo x", "echo keep"], [
+    "--max-attempts",
+    "1",
+    "--pulse",
+    "30s",
+    "--lease",
+    "1s",
+  ]);
+  await using _m = manager;
+  const c1 = await TaggedPeer.join(port, "a");
+  const hand = await c1.take();
+  assert.equal(hand.command, "echo x");
+  using keeper = await TaggedPeer.join(port, "k"); // keeps the run open
+  const keep = await keeper.take();
+  c1[Symbol.dispose]();
+  await manager.waitFor(/Job at line 1 is given up as lost: runner a did not come back in time; lost 1 time/);
+  await journalUntil(results, (j) => j.some((r) => r.type === "job"));
+  await sleep(300); // the lost record is durable and the ledger settled (the line is in the file before its fsync)
+  using c2 = await TaggedPeer.join(port, "a", [`${formatTag(hand.tag)} ${hand.command}`]);
+  assert.match(c2.ok, / drop=0( |$)/, `the manager does not want it back: ${c2.ok}`);
+  const answer = await c2.deliver(hand.tag, hand.command, 0, "x\n");
+  assert.match(answer[0] ?? "", /^ERARO /);
+  assert.deepEqual(await keeper.deliver(keep.tag, keep.command, 0, "keep\n"), ["PRETA", "RICEVIS"]);
+  assert.equal((await manager.exit()).code, 1, manager.stderr);
+  await assertOnceAndVerified(results, 2);
+  const rec = readRecords(results).find((r) => r.command === "echo x")!;
+  assert.equal(rec.status, null);
+  assert.match(rec.lost ?? "", /runner a did not come back in time; lost 1 time/);
+  assert.equal(await restartCode(list, results), 1);
+});
+
+// Item 1, a suspect plus a second result. Runner "a" fails the job fast: the
+// quarantine holds the result back as a suspect (an attempt record marked
+// suspect, durable before RICEVIS). Then a second result for the same job
+// arrives from another identified runner ("b", status 0), and "a" comes back
+// on a new connection and delivers its result again (as a --persist runner
+// that missed the RICEVIS would). Neither is recorded; once "a" succeeds at
+// another job, the suspect is recorded as the failure it is: one `job`
+// record per key, naming the suspect's output; verify is clean; the run
+// exits 1 and a restart exits 1 too.
+Deno.test("ResultRecorder suspect over the wire: a held fast failure plus second results for its job from identified runners is recorded once", async () => {
+  await using dir = await tempDir();
+  const { manager, port, results, list } = await startManagerOn(dir.path, ["echo x; exit 3", "echo keep"], [
+    "--pulse",
+    "30s",
+  ]);
+  await using _m = manager;
+  using a = await TaggedPeer.join(port, "a");
+  const x = await a.take();
+  assert.equal(x.command, "echo x; exit 3");
+  assert.deepEqual(await a.deliver(x.tag, x.command, 3, "x\n"), ["PRETA", "RICEVIS"]);
+  const [suspect] = readJournal(results).filter((r): r is AttemptRecord => r.type === "attempt");
+  assert.equal(suspect?.suspect, true, "held as a suspect, durable before RICEVIS");
+  assert.equal(readRecords(results).length, 0, "and not recorded yet");
+  // A second result for the job, from an identified runner it was never given to.
+  {
+    using b = await TaggedPeer.join(port, "b");
+    const answer = await b.deliver(x.tag, x.command, 0, "forged\n");
+    assert.ok(
+      answer[0]?.startsWith("ERARO ") || (answer[0] === "PRETA" && answer[1] === "RICEVIS"),
+      `refused, or discarded as a duplicate: ${answer}`,
+    );
+  }
+  // The same result again from "a", on a new connection that names it.
+  {
+    using again = await TaggedPeer.join(port, "a", [`${formatTag(x.tag)} ${x.command}`]);
+    assert.match(again.ok, / drop=0( |$)/, `not taken back: ${again.ok}`);
+    assert.deepEqual(await again.deliver(x.tag, x.command, 0, "late\n"), ["PRETA", "RICEVIS"]);
+  }
+  assert.equal(readRecords(results).length, 0, "nothing recorded from the second results");
+  const keep = await a.take();
+  assert.deepEqual(await a.deliver(keep.tag, keep.command, 0, "keep\n"), ["PRETA", "RICEVIS"]);
+  assert.equal((await manager.exit()).code, 1, manager.stderr);
+  await assertOnceAndVerified(results, 2);
+  const rec = readRecords(results).find((r) => r.command === x.command)!;
+  assert.equal(rec.status, 3);
+  assert.equal(rec.attempt, 1);
+  assert.equal(rec.output, suspect.output, "the job record names the suspect's output");
+  assert.equal(dec.decode(readOutput(results, rec)), "x\n");
+  assert.equal(await restartCode(list, results), 1);
+});
