@@ -370,3 +370,103 @@ Deno.test("ResultRecorder suspect: RICEVIS only after its attempt record is dura
   assert.notEqual(rec.output, held[0].output);
   assert.equal(await restartCode(list, results), 1);
 });
+
+// Item 6. `--retries` across a restart: the first run keeps attempt 1's
+// failure and is SIGKILLed while attempt 2 runs; the restart goes on from
+// the journal: its tries are attempts 2 and 3 (the retries left), each into
+// its own file; attempt 1's file is never overwritten (its hash, taken
+// before the restart, still matches, and `manager verify` is clean); the job
+// is recorded once, as attempt 3.
+Deno.test("manager --retries: attempt numbers continue across a restart; no earlier attempt's file is overwritten", async () => {
+  await using dir = await tempDir();
+  const counter = join(dir.path, "count");
+  // Each try says which it is; slow enough not to be a fast failure, and the
+  // second one slow enough to be killed in the middle.
+  const job =
+    `echo x >> ${counter}; n=$(wc -l < ${counter}); echo try $n; sleep $([ $n -eq 2 ] && echo 30 || echo 0.6); exit 7`;
+  const { manager, results, list } = await startManagerOn(dir.path, [job], ["--local", "1", "--retries", "2"]);
+  await using _m = manager;
+  const journal = await journalUntil(results, (j) => j.some((r) => r.type === "attempt"));
+  const first = journal.find((r): r is AttemptRecord => r.type === "attempt")!;
+  assert.equal(first.attempt, 1);
+  for (let i = 0; i < 200 && !Deno.readTextFileSync(counter).includes("x\nx\n"); i++) await sleep(50);
+  manager.kill("SIGKILL");
+  await manager.exit();
+  const before = sha256(Deno.readFileSync(join(results, first.output!)));
+  assert.equal(dec.decode(Deno.readFileSync(join(results, first.output!))), "try 1\n");
+  const again = EntryProcess.spawn("manager.ts", [
+    "--jobs",
+    list,
+    "--results",
+    results,
+    "--local",
+    "1",
+    "--retries",
+    "2",
+  ]);
+  await using _again = again;
+  assert.equal((await again.exit(90_000)).code, 1, again.stderr);
+  await assertOnceAndVerified(results, 1);
+  const attempts = readJournal(results).filter((r): r is AttemptRecord => r.type === "attempt");
+  const [rec] = readRecords(results);
+  // Attempt 2 of the first run left no record (a local worker, killed with its manager): the restart
+  // issues 2 again; the killed try is the counter's second line, so the restart's tries say 3 and 4.
+  assert.deepEqual(attempts.map((a) => a.attempt), [1, 2], "attempt 1 kept once, and the restart's attempt 2");
+  assert.deepEqual(attempts.map((a) => dec.decode(Deno.readFileSync(join(results, a.output!)))), [
+    "try 1\n",
+    "try 3\n",
+  ]);
+  assert.equal(new Set(attempts.map((a) => a.output)).size, 2, "each in its own file");
+  assert.equal(sha256(Deno.readFileSync(join(results, first.output!))), before, "attempt 1's file is untouched");
+  assert.deepEqual(attempts[0], first, "and so is its record");
+  assert.deepEqual([rec.attempt, dec.decode(readOutput(results, rec))], [3, "try 4\n"], "the retries left, no more");
+  assert.equal(rec.status, 7);
+  assert.equal(await restartCode(list, results), 1);
+});
+
+// Item 6, with an identified runner. Attempt 1 fails (kept); attempt 2 is
+// handed to runner "a" (its `assign` record durable first) and the manager is
+// SIGKILLed. The restart continues after the last number the journal gave:
+// its hand-outs are attempts 3 and 4 (the retries left), never 1 or 2 again;
+// each kept attempt has its own file, attempt 1's untouched; one record.
+Deno.test("manager --retries: after a restart, hand-outs continue after the journal's last assigned attempt", async () => {
+  await using dir = await tempDir();
+  const job = "echo local try; sleep 0.1; exit 7";
+  const { manager, port, results, list } = await startManagerOn(dir.path, [job], [
+    "--retries",
+    "2",
+    "--blackhole-streak",
+    "0",
+    "--pulse",
+    "30s",
+  ]);
+  await using _m = manager;
+  using a = await TaggedPeer.join(port, "a");
+  const one = await a.take();
+  assert.equal(one.tag.attempt, 1);
+  assert.deepEqual(await a.deliver(one.tag, one.command, 7, "peer try 1\n"), ["PRETA", "RICEVIS"]);
+  const two = await a.take();
+  assert.equal(two.tag.attempt, 2);
+  const [first] = readJournal(results).filter((r): r is AttemptRecord => r.type === "attempt");
+  const before = sha256(Deno.readFileSync(join(results, first.output!)));
+  manager.kill("SIGKILL");
+  await manager.exit();
+  a[Symbol.dispose]();
+  const args = ["--jobs", list, "--results", results, "--local", "1", "--retries", "2", "--lease", "1s"];
+  const again = EntryProcess.spawn("manager.ts", args);
+  await using _again = again;
+  assert.equal((await again.exit(90_000)).code, 1, again.stderr);
+  await assertOnceAndVerified(results, 1);
+  const [rec] = readRecords(results);
+  // The settling attempt may first be kept as a suspect (a fast failure): the tries before it are the retries.
+  const attempts = readJournal(results).filter((r): r is AttemptRecord =>
+    r.type === "attempt" && r.attempt !== rec.attempt
+  );
+  assert.deepEqual(attempts.map((r) => r.attempt), [1, 3], "attempt 2 was issued and never delivered");
+  assert.deepEqual(attempts[0], first);
+  assert.equal(sha256(Deno.readFileSync(join(results, first.output!))), before, "attempt 1's file is untouched");
+  assert.equal(dec.decode(Deno.readFileSync(join(results, attempts[1].output!))), "local try\n");
+  assert.equal(rec.attempt, 4);
+  assert.equal(rec.status, 7);
+  assert.equal(await restartCode(list, results), 1);
+});
