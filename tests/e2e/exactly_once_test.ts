@@ -470,3 +470,68 @@ Deno.test("manager --retries: after a restart, hand-outs continue after the jour
   assert.equal(rec.status, 7);
   assert.equal(await restartCode(list, results), 1);
 });
+
+// Item 5. A --persist runner keeps the result of a job whose manager died;
+// the next manager on that port is a --fresh run on the same results
+// directory, or an unrelated manager on another directory whose list has the
+// same command line. Neither records the kept result (produced before it
+// started): the runner is told it is not wanted (drop=), sets it aside in
+// STATE_DIR/set-aside/ with a WARN, runs the job afresh for the new run, and
+// goes on with the rest of that run's list.
+for (const how of ["--fresh on the same directory", "another results directory"]) {
+  Deno.test(`runner --persist: a kept result is not recorded by a later run that did not issue it (${how}); it is set aside`, async () => {
+    await using dir = await tempDir();
+    await using state = await tempDir();
+    const marks = join(dir.path, "marks");
+    const x = `echo ran >> ${marks}; sleep 1.5; echo out-$(wc -l < ${marks})`;
+    const port = freePort();
+    const first = await startManagerOn(dir.path, [x], ["--port", String(port), "--pulse", "1s", "--lease", "20s"]);
+    await using _first = first.manager;
+    const args = ["--persist", "--state-dir", state.path, "--name", "svc", "--retry-max", "1s", "--workers", "1"];
+    await using svc = startRunner(port, args);
+    await first.manager.waitFor(/Runner svc joined/);
+    await sleep(500); // the job runs
+    first.manager.kill("SIGKILL");
+    await first.manager.exit();
+    await svc.waitFor(/Kept the result of .*sleep 1\.5/, 15_000);
+    const jobs = [x, "echo other"];
+    let results: string, list: string;
+    if (how.startsWith("--fresh")) {
+      list = first.list;
+      results = first.results;
+      await Deno.writeTextFile(list, jobs.join("\n") + "\n");
+    } else {
+      list = join(dir.path, "other.txt");
+      results = join(dir.path, "other.results");
+      await Deno.writeTextFile(list, jobs.join("\n") + "\n");
+    }
+    const second = EntryProcess.spawn("manager.ts", [
+      "--jobs",
+      list,
+      "--results",
+      results,
+      "--port",
+      String(port),
+      "--pulse",
+      "1s",
+      ...(how.startsWith("--fresh") ? ["--fresh"] : []),
+    ]);
+    await using _second = second;
+    const started = Date.now();
+    assert.equal((await second.exit(60_000)).code, 0, second.stderr);
+    await assertOnceAndVerified(results, 2);
+    const rec = readRecords(results).find((r) => r.command === x)!;
+    assert.equal(dec.decode(readOutput(results, rec)), "out-2\n", "run afresh, not the kept output");
+    assert.ok(Date.parse(rec.start) >= started - 1000, "handed out by this run");
+    assert.ok(Date.parse(rec.end) - Date.parse(rec.start) >= 1000, `it ran here: ${rec.start} .. ${rec.end}`);
+    assert.ok(readRecords(results).every((r) => r.host === "svc"), "the runner went on working");
+    assert.equal(Deno.readTextFileSync(marks), "ran\nran\n");
+    assert.match(svc.stderr, /WARN .*Set aside the kept result of .*sleep 1\.5.*: the manager did not take it back/);
+    const aside = [...Deno.readDirSync(join(state.path, "set-aside"))].map((e) => e.name);
+    const out = aside.find((n) => n.endsWith(".out"));
+    assert.ok(out !== undefined, `set aside: ${aside}`);
+    assert.equal(Deno.readTextFileSync(join(state.path, "set-aside", out)), "out-1\n", "the kept output, kept");
+    svc.kill("SIGTERM");
+    assert.equal((await svc.exit()).code, 0, svc.stderr);
+  });
+}
