@@ -535,3 +535,59 @@ for (const how of ["--fresh on the same directory", "another results directory"]
     assert.equal((await svc.exit()).code, 0, svc.stderr);
   });
 }
+
+// Item 1, with real processes. A --persist runner is SIGSTOPped holding the
+// job, past its pulses and its lease: the job goes to another runner, where
+// it now fails fast (its first run left a flag), so the quarantine holds that
+// result back as a suspect. Then the stopped runner is continued and delivers
+// the result it finished meanwhile (status 0, the earlier attempt). Exactly
+// one `job` record for the key (whichever attempt the ledger let settle it),
+// `manager verify` clean, and a restart exits as the first run did.
+Deno.test("runner --persist SIGSTOPped past its lease, then continued, while its job's rerun is a held suspect: one record", async () => {
+  await using dir = await tempDir();
+  await using state = await tempDir();
+  const flag = join(dir.path, "flag");
+  const marks = join(dir.path, "marks");
+  const x = `echo ran >> ${marks}; if [ -e ${flag} ]; then echo again; exit 5; fi; touch ${flag}; sleep 1.5; echo slow`;
+  const port = freePort();
+  const { manager, results, list } = await startManagerOn(dir.path, [x, "sleep 8; echo keeper"], [
+    "--port",
+    String(port),
+    "--pulse",
+    "1s",
+    "--lease",
+    "1s",
+  ]);
+  await using _m = manager;
+  await using svc = startRunner(port, ["--persist", "--state-dir", state.path, "--name", "svc", "--workers", "1"]);
+  await manager.waitFor(/Runner svc joined/);
+  for (let i = 0; i < 100 && !(await Deno.stat(flag).then(() => true, () => false)); i++) await sleep(50);
+  svc.kill("SIGSTOP");
+  try {
+    await manager.waitFor(/1 job\(s\) of runner \S+ go back to the queue/, 15_000);
+    await using other = startRunner(port, ["--name", "other", "--workers", "2"]);
+    // The rerun fails fast: held back as a suspect (an attempt record marked so).
+    await journalUntil(
+      results,
+      (j) => j.some((r) => r.type === "attempt" && r.suspect === true && r.key === jobKey(x, 1)),
+    );
+    svc.kill("SIGCONT");
+    const [ms, os] = await Promise.all([manager.exit(60_000), other.exit()]);
+    const records = readRecords(results);
+    await assertOnceAndVerified(results, 2);
+    const rec = records.find((r) => r.command === x)!;
+    assert.ok(
+      (rec.status === 0 && dec.decode(readOutput(results, rec)) === "slow\n" && rec.host === "svc") ||
+        (rec.status === 5 && dec.decode(readOutput(results, rec)) === "again\n" && rec.host === "other"),
+      `one whole result: ${JSON.stringify(rec)}`,
+    );
+    assert.equal(ms.code, rec.status === 0 ? 0 : 1, manager.stderr);
+    assert.equal(os.code, 0, other.stderr);
+    assert.equal(Deno.readTextFileSync(marks), "ran\nran\n", "twice: once on each runner");
+    assert.equal(await restartCode(list, results), ms.code);
+  } finally {
+    svc.kill("SIGCONT");
+  }
+  svc.kill("SIGTERM");
+  assert.equal((await svc.exit()).code, 0, svc.stderr);
+});
