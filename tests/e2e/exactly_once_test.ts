@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { jobKey } from "../../manager/job_key.ts";
 import type { AttemptRecord, JournalRecord } from "../../manager/results_store.ts";
 import { formatTag, JOB_TAG_PREFIX, parseTag, PULSE_LINE, type Tag } from "../../protocol/vico_extension.ts";
-import { EntryProcess, freePort, startManager, startManagerOn, startRunner } from "../helpers/entry_process.ts";
+import { EntryProcess, freePort, startManagerOn, startRunner } from "../helpers/entry_process.ts";
 import { readJournal, readOutput, readRecords, tempDir } from "../helpers/journal.ts";
 import { LinePeer } from "../helpers/line_peer.ts";
 
