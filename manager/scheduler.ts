@@ -561,8 +561,11 @@ export class Scheduler {
       return;
     }
     const jobs = [...st.jobs].filter((j) => this.queue.stateOf(j) === JobState.RUNNING);
+    // A runner dropped for breaking the protocol gets no lease: its lease
+    // running out would count a loss against jobs that did nothing wrong.
     if (
-      link.runnerId !== undefined && this.#leaseMs > 0 && !this.#stopping && jobs.every((j) => !this.#gangs.has(j))
+      blame && link.runnerId !== undefined && this.#leaseMs > 0 && !this.#stopping &&
+      jobs.every((j) => !this.#gangs.has(j))
     ) {
       let lease = this.#leases.get(link.runnerId);
       if (lease === undefined) this.#leases.set(link.runnerId, lease = new Set());

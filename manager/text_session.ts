@@ -406,7 +406,7 @@ export class ManagerTextSession implements RunnerLink {
     const held = this.#joined ? this.#ctx.scheduler.jobsOf(this).size : 0;
     const jobs = held === 0
       ? ""
-      : this.runnerId !== undefined
+      : this.runnerId !== undefined && !(err instanceof ProtocolError)
       ? `; its ${held} job(s) wait for it to come back`
       : `; ${held} job(s) go back to the queue`;
     if (this.#dropReason !== undefined) err = new VicoError("CONNECTION_CLOSED", this.#dropReason);

@@ -241,3 +241,30 @@ Deno.test({
     assert.deepEqual([a.take(), b.take(), c.take()], [[1], ["rank2:1"], ["rank3:1"]]);
   },
 });
+
+Deno.test({
+  name: "Scheduler.onRunnerLost() without blame: an identified runner's jobs go back at once, no lease, no loss",
+  permissions: "none",
+  fn() {
+    const queue = new JobQueue(1);
+    const leased: string[] = [];
+    const lost: number[] = [];
+    const s = new Scheduler(queue, [PLAIN_CLASS], {
+      onLeased: (id) => leased.push(id),
+      onLost: (job) => lost.push(job),
+    }, { maxAttempts: 1, leaseMs: 60_000 });
+    const forger = Object.assign(new RecordingLink("f"), { runnerId: "f" });
+    s.onRunnerJoined(forger);
+    s.onJobRequest(forger);
+    assert.deepEqual(forger.take(), [0]);
+    s.onRunnerLost(forger, false); // it broke the protocol
+    assert.deepEqual([leased, lost, queue.losses(0), queue.pending], [[], [], 0, 1]);
+    // Coming back, or its lease running out, costs the job nothing either.
+    const back = Object.assign(new RecordingLink("f"), { runnerId: "f" });
+    s.onRunnerJoined(back);
+    s.expireLease("f");
+    assert.deepEqual([lost, queue.losses(0)], [[], 0]);
+    s.onJobRequest(back);
+    assert.deepEqual(back.take(), [0]);
+  },
+});
