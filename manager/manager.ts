@@ -134,6 +134,33 @@ function describeResume(plan: ResumePlan, dir: string): void {
 }
 
 /**
+ * Fast failures that were held as suspects when the last run stopped (the
+ * black-hole rule's verdict was still pending): durable as attempt records,
+ * acknowledged to their runners. Without the verdict they are the failures
+ * they are: each settles its job now (a `job` record naming the same output),
+ * unless `--retries` allows another try.
+ */
+async function settleHeldSuspects(plan: ResumePlan, results: ResultsStore, retries: number): Promise<ResumePlan> {
+  let settled = 0;
+  for (const [job, record] of plan.suspects) {
+    if (plan.failures[job] <= retries) continue;
+    const { type: _type, suspect: _suspect, size: _size, sha256: _sha, output: _output, files: _files, ...fields } =
+      record;
+    await results.commitFromAttempt(fields, record);
+    plan.settled[job] = 1;
+    settled++;
+  }
+  if (settled === 0) return plan;
+  return {
+    ...plan,
+    skipped: plan.skipped + settled,
+    failedEarlier: plan.failedEarlier + settled,
+    toRun: plan.toRun - settled,
+    unfinished: plan.unfinished - settled,
+  };
+}
+
+/**
  * Serves jobs until every one is settled, or until it is stopped.
  *
  * @example
@@ -230,7 +257,8 @@ export class Manager {
     }
     const keyOf = (job: number) => jobKey(identityOf(jobs, job), jobs.occurrences[job]);
     // Jobs settled by an earlier run on this results directory are not run again.
-    const plan = planResume(jobs.commands.length, results.previous, keyOf);
+    let plan = planResume(jobs.commands.length, results.previous, keyOf);
+    plan = await settleHeldSuspects(plan, results, options.retries ?? 0);
     describeResume(plan, options.resultsDir);
     const settledBefore = plan.skipped === 0 ? undefined : (job: number) => plan.settled[job] === 1;
     const queue = new JobQueue(jobs.commands.length, {

@@ -140,6 +140,12 @@ export interface JournalState {
   attempts: Map<string, number>;
   /** Failed attempts kept, per key (`--retries` counts them). */
   failures: Map<string, number>;
+  /**
+   * Unsettled keys whose last hand-out delivered a fast failure held as a
+   * suspect (its verdict was still pending when the run stopped): key → that
+   * attempt record. A restart records it as the failure it is (or retries it).
+   */
+  suspects: Map<string, AttemptRecord>;
   /** Manager runs recorded. */
   runs: number;
   /** Their identities, oldest first. */
@@ -513,6 +519,7 @@ async function readJournal(path: string): Promise<JournalState> {
     issued: new Map(),
     attempts: new Map(),
     failures: new Map(),
+    suspects: new Map(),
     runs: 0,
     runIds: [],
   };
@@ -562,6 +569,7 @@ function applyRecord(state: JournalState, record: Partial<JournalRecord>): void 
         state.assigned.delete(key);
         state.issued.delete(key);
         state.failures.delete(key);
+        state.suspects.delete(key);
       }
       break;
     case "assign":
@@ -577,6 +585,7 @@ function applyRecord(state: JournalState, record: Partial<JournalRecord>): void 
           attempt,
         };
         state.assigned.set(key, issued);
+        state.suspects.delete(key); // handed out again: that verdict was given
         const list = state.issued.get(key);
         if (list === undefined) state.issued.set(key, [issued]);
         else list.push(issued);
@@ -591,6 +600,8 @@ function applyRecord(state: JournalState, record: Partial<JournalRecord>): void 
         // Suspects count too: a restart cannot tell the ones the black-hole
         // rule sent elsewhere (a few retries fewer at worst, never more).
         state.failures.set(key, (state.failures.get(key) ?? 0) + 1);
+        if (record.suspect === true) state.suspects.set(key, record as AttemptRecord);
+        else state.suspects.delete(key);
       }
       break;
     case "run":

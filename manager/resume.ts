@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { IssuedRecord, JournalState } from "./results_store.ts";
+import type { AttemptRecord, IssuedRecord, JournalState } from "./results_store.ts";
 
 /** What a restart on an existing journal will do. */
 export interface ResumePlan {
@@ -32,6 +32,8 @@ export interface ResumePlan {
   readonly attempts: Uint16Array;
   /** Failed attempts earlier runs kept for each job (`--retries`). */
   readonly failures: Uint8Array;
+  /** Unsettled jobs whose last attempt is a held suspect (see {@linkcode JournalState.suspects}): job → its record. */
+  readonly suspects: ReadonlyMap<number, AttemptRecord>;
 }
 
 /**
@@ -48,8 +50,21 @@ export function planResume(size: number, previous: JournalState, keyOf: (job: nu
   const issued = new Map<number, readonly IssuedRecord[]>();
   const attempts = new Uint16Array(size);
   const failures = new Uint8Array(size);
+  const suspects = new Map<number, AttemptRecord>();
   if (previous.settled.size === 0 && previous.attempts.size === 0) {
-    return { settled, skipped, failedEarlier, toRun: size, unfinished, gone: 0, heldBy, issued, attempts, failures };
+    return {
+      settled,
+      skipped,
+      failedEarlier,
+      toRun: size,
+      unfinished,
+      gone: 0,
+      heldBy,
+      issued,
+      attempts,
+      failures,
+      suspects,
+    };
   }
   const present = new Set<string>();
   for (let job = 0; job < size; job++) {
@@ -64,6 +79,8 @@ export function planResume(size: number, previous: JournalState, keyOf: (job: nu
       continue;
     }
     failures[job] = Math.min(previous.failures.get(key) ?? 0, 0xff);
+    const suspect = previous.suspects.get(key);
+    if (suspect !== undefined) suspects.set(job, suspect);
     const open = previous.issued.get(key);
     if (open !== undefined && open.length > 0) issued.set(job, open);
     const assigned = previous.assigned.get(key);
@@ -85,5 +102,6 @@ export function planResume(size: number, previous: JournalState, keyOf: (job: nu
     issued,
     attempts,
     failures,
+    suspects,
   };
 }

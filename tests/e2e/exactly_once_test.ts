@@ -322,12 +322,9 @@ Deno.test("ResultRecorder suspect over the wire: a held fast failure plus second
 // Item 4. A fast non-zero result held as a suspect is acknowledged only once
 // its attempt record is durable: right after RICEVIS the journal holds it
 // (output file and hash included), so a SIGKILL of the manager right then
-// loses nothing. What a restart on the same directory does with it, exactly:
-// the suspect attempt is not a settlement, so the job runs again there, as
-// attempt 2 (numbers continue), into its own file; attempt 1's record and
-// file stay as they were; the job is recorded once (from attempt 2).
-// (So the job does run a second time after the restart: the attempt record
-// is kept, not used to settle it. See the report of issue 13's e2e tests.)
+// loses nothing. A restart on the same directory has no verdict for it: the
+// suspect is the failure it is (no --retries left), and the restart records
+// it from that attempt record, at start: the job does not run a second time.
 Deno.test("ResultRecorder suspect: RICEVIS only after its attempt record is durable; a manager SIGKILL right after loses nothing", async () => {
   await using dir = await tempDir();
   const marks = join(dir.path, "marks");
@@ -357,17 +354,15 @@ Deno.test("ResultRecorder suspect: RICEVIS only after its attempt record is dura
   const again = EntryProcess.spawn("manager.ts", ["--jobs", list, "--results", results, "--port", "0", "--local", "1"]);
   await using _again = again;
   assert.equal((await again.exit(60_000)).code, 1, again.stderr);
-  assert.match(again.stderr, /2 to run; 1 of them handed out before and never settled/);
-  assert.equal(Deno.readTextFileSync(marks), "ran\n", "the restart ran it (the peer only said it had)");
+  assert.match(again.stderr, /1 settled earlier \(not run again\); 1 to run/);
+  assert.throws(() => Deno.statSync(marks), Deno.errors.NotFound, "the restart did not run it again");
   await assertOnceAndVerified(results, 2);
   const journal = readJournal(results);
   const attempts = journal.filter((r): r is AttemptRecord => r.type === "attempt" && r.key === x.tag.key);
-  assert.deepEqual(attempts[0], held[0], "attempt 1's record is still the first");
-  assert.deepEqual(attempts.map((r) => r.attempt), [1, 2]);
-  assert.equal(dec.decode(Deno.readFileSync(join(results, held[0].output!))), "fake\n", "its file is untouched");
+  assert.deepEqual(attempts, [held[0]], "attempt 1's record, and no other attempt");
   const rec = readRecords(results).find((r) => r.key === x.tag.key)!;
-  assert.deepEqual([rec.attempt, rec.status, dec.decode(readOutput(results, rec))], [2, 3, "real\n"]);
-  assert.notEqual(rec.output, held[0].output);
+  assert.deepEqual([rec.attempt, rec.status, dec.decode(readOutput(results, rec))], [1, 3, "fake\n"]);
+  assert.equal(rec.output, held[0].output, "recorded from the suspect's own attempt record");
   assert.equal(await restartCode(list, results), 1);
 });
 

@@ -12,6 +12,7 @@ Deno.test({
       issued: new Map([["b-1", [{ runner: "r1", host: "h1", at: "t", run: "r0", attempt: 1 }]]]),
       attempts: new Map([["b-1", 1], ["a-1", 1], ["c-1", 2]]),
       failures: new Map([["c-1", 1]]),
+      suspects: new Map(),
       runs: 1,
       runIds: ["r0"],
     }, (job) => keys[job]);
@@ -27,6 +28,7 @@ Deno.test({
       issued: new Map(),
       attempts: new Map(),
       failures: new Map(),
+      suspects: new Map(),
       runs: 0,
       runIds: [],
     }, () => "k");
