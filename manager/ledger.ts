@@ -162,7 +162,9 @@ export class Ledger {
    */
   wants(runner: string, run: string, job: number, attempt: number): boolean {
     const a = this.assignment(job, attempt);
-    return this.#settled[job] === 0 && a !== undefined && a.runner === runner && a.run === run;
+    // A job being recorded as lost wants no result any more.
+    const losing = this.#commits.get(job)?.attempt === 0;
+    return this.#settled[job] === 0 && !losing && a !== undefined && a.runner === runner && a.run === run;
   }
 
   /**
