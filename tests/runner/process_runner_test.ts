@@ -131,11 +131,11 @@ for (const mode of MODES) {
     assert.equal(text((await run('echo "$#:$*"')).out), "0:\n");
   });
 
-  async function runWith(command: string, options: { timeoutMs?: number; killGraceMs?: number }) {
+  const runWith = async (command: string, options: { timeoutMs?: number; killGraceMs?: number }) => {
     const started = performance.now();
     const outcome = await runIn(mode, shellArgv(command), { stderrOnStdout: true, ...options });
     return { ...outcome, out: text(outcome.out), ms: performance.now() - started };
-  }
+  };
 
   Deno.test(`runProcess() ends what the job left in its process group when its main process ends (${mode})`, async () => {
     const { status, out } = await runWith(
