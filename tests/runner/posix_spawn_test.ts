@@ -216,3 +216,21 @@ for (const via of VIAS) {
     assert.ok(grown < 50_000_000, `RSS grew by ${grown} bytes`);
   });
 }
+
+Deno.test({
+  name: Deno.uid() === 0
+    ? "runProcess() to a file with --user and no cgroups takes the Deno.Command path, which can change user"
+    : "runProcess() to a file with --user (SKIPPED: needs root)",
+  ignore: Deno.uid() !== 0,
+  async fn() {
+    await withDir(async (dir) => {
+      const outputFile = join(dir, "out");
+      const outcome = await runProcess(shellArgv("id -u; id -g"), { outputFile, runAs: { uid: 65534, gid: 65534 } });
+      assert.equal(outcome.via, "command");
+      assert.equal(outcome.status, 0);
+      assert.equal(await Deno.readTextFile(outputFile), "65534\n65534\n");
+      const plain = await runProcess(shellArgv("id -u"), { outputFile });
+      assert.equal(plain.via, "posix_spawn");
+    });
+  },
+});
