@@ -2,7 +2,8 @@
  * A job's output, held until it can be sent: in memory up to a small
  * threshold, then in a temporary file, so that `REZULTO` can announce the
  * size before the bytes follow, and memory stays bounded whatever the job
- * writes.
+ * writes. Or a file the job's process wrote itself
+ * ({@linkcode OutputSpool.reserveFile}, {@linkcode OutputSpool.adopt}).
  *
  * @module
  */
@@ -31,6 +32,7 @@ export class OutputSpool {
   #file: Deno.FsFile | undefined;
   #path: string | undefined;
   #size = 0;
+  #reserved = false;
 
   /** @param options Where to spill and when. */
   constructor(options: OutputSpoolOptions) {
@@ -49,8 +51,27 @@ export class OutputSpool {
     return this.#path !== undefined;
   }
 
+  /**
+   * A fresh path in the spool's directory for the job to write its output
+   * into directly (see `RunProcessOptions.outputFile`); then
+   * {@linkcode adopt}. Removed by {@linkcode dispose} whether adopted or not.
+   */
+  reserveFile(): string {
+    if (this.#path !== undefined || this.#size > 0) throw new Error("The spool holds output already");
+    this.#path = join(this.#dir, `out-${Deno.pid}-${++spoolCounter}`);
+    this.#reserved = true;
+    return this.#path;
+  }
+
+  /** Takes the reserved file, of `size` bytes, as the whole output; it is opened when it is sent. */
+  adopt(size: number): void {
+    if (!this.#reserved || this.#file !== undefined) throw new Error("No file reserved");
+    this.#size = size;
+  }
+
   /** Appends a chunk (copied: the caller may reuse it). */
   write = async (chunk: Uint8Array): Promise<void> => {
+    if (this.#reserved) throw new Error("The spool's file is the job's to write");
     if (this.#size + chunk.length > this.#maxBytes) {
       throw new RangeError(`Output exceeds the limit of ${this.#maxBytes} bytes`);
     }
@@ -70,6 +91,9 @@ export class OutputSpool {
 
   /** Streams the whole output to `sink`, chunk by chunk. */
   async pipeTo(sink: (chunk: Uint8Array) => Promise<void>, chunkBytes = 1024 * 1024): Promise<void> {
+    if (this.#reserved && this.#file === undefined && this.#size > 0) {
+      this.#file = await Deno.open(this.#path!, { read: true });
+    }
     if (this.#file === undefined) {
       for (const chunk of this.#chunks) await sink(chunk);
       return;
@@ -92,5 +116,6 @@ export class OutputSpool {
     this.#file = undefined;
     if (this.#path !== undefined) await Deno.remove(this.#path).catch(() => {});
     this.#path = undefined;
+    this.#reserved = false;
   }
 }

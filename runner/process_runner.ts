@@ -8,10 +8,20 @@
  * the group is not waited for (see docs/guarantees.md, "No process outlives
  * its job"). Every process gets a {@linkcode JOB_ID_VARIABLE} of its own.
  *
+ * Two ways to start one, with the same results: with an
+ * {@linkcode RunProcessOptions.outputFile} and where libc's `posix_spawn` can
+ * be used (see runner/exec/posix_spawn.ts), the child gets its session and
+ * its output file itself, and the runner touches no byte of the output; else
+ * (output to a sink, FFI not available or not permitted, `--user` without
+ * per-job cgroups, `VICO_SPAWN=command`) `Deno.Command` starts it through
+ * `setsid(1)` and the runner pumps its output.
+ *
  * @module
  */
 
 import type { JobCgroups } from "./job_cgroup.ts";
+import { PosixSpawn, type SpawnedProcess } from "./exec/posix_spawn.ts";
+import { writeAll } from "../util/write_all.ts";
 
 /** Receives output chunks, in order; the next chunk waits for the promise. */
 export type OutputSink = (chunk: Uint8Array) => Promise<void>;
@@ -20,8 +30,28 @@ export type OutputSink = (chunk: Uint8Array) => Promise<void>;
 export interface RunProcessOptions {
   /** Working directory. */
   cwd?: string;
-  /** Where stdout and stderr go, merged. */
-  sink: OutputSink;
+  /** Where stdout and stderr go, merged (unless {@linkcode outputFile} is given). */
+  sink?: OutputSink;
+  /**
+   * Where stdout and stderr go, merged, instead of a sink: this file, created
+   * (or truncated) for the job. With `posix_spawn` the job's process writes
+   * it itself; the outcome's {@linkcode ProcessOutcome.outputBytes} is its size.
+   */
+  outputFile?: string;
+  /**
+   * With {@linkcode outputFile}: the largest output kept. A job that writes
+   * more has its group killed, and `runProcess` throws a `RangeError` (as
+   * {@linkcode OutputSpool} does for a sink). With `posix_spawn` the file's
+   * size is polled every {@linkcode OUTPUT_POLL_MS} while the job runs, and
+   * checked once it has ended.
+   */
+  maxOutputBytes?: number;
+  /**
+   * How to start it: `posix_spawn` where it can be used (the default), or
+   * `command` (`Deno.Command`) always. The default can be set with the
+   * environment variable `VICO_SPAWN=command`.
+   */
+  via?: "posix_spawn" | "command";
   /**
    * Aborting ends the process group: SIGTERM, then SIGKILL after
    * `killGraceMs`. The group is ended the same way when the process exits:
@@ -91,6 +121,10 @@ export interface ProcessOutcome {
    * by a process that left the group (`setsid`): vico stopped reading it.
    */
   outputAbandoned?: boolean;
+  /** With {@linkcode RunProcessOptions.outputFile}: its size once the job has ended. */
+  outputBytes?: number;
+  /** How it was started. */
+  via?: "posix_spawn" | "command";
 }
 
 /** Status for a command that could not be started (shell convention). */
@@ -134,7 +168,17 @@ const SIGNAL_NUMBERS: Record<string, number> = {
  * reports it, before the redirection runs.)
  */
 export function shellArgv(command: string): string[] {
-  return ["/bin/sh", "-c", 'exec /bin/sh -c "$1" sh 2>&1', "sh", command];
+  return [...MERGE_STDERR, "/bin/sh", "-c", command, "sh"];
+}
+
+/** The first shell of {@linkcode shellArgv} and {@linkcode programArgv}: stderr onto stdout, then exec. */
+const MERGE_STDERR = ["/bin/sh", "-c", 'exec "$@" 2>&1', "sh"];
+
+/** The argv without its {@linkcode MERGE_STDERR} shell, for a child whose stderr is its stdout already. */
+function withoutMerge(argv: string[]): string[] {
+  return MERGE_STDERR.every((arg, i) => argv[i] === arg) && argv.length > MERGE_STDERR.length
+    ? argv.slice(MERGE_STDERR.length)
+    : argv;
 }
 
 /**
@@ -144,7 +188,7 @@ export function shellArgv(command: string): string[] {
  */
 export function programArgv(path: string, hasShebang: boolean): string[] {
   const argv = hasShebang ? [path] : ["/bin/sh", path];
-  return ["/bin/sh", "-c", 'exec "$@" 2>&1', "sh", ...argv];
+  return [...MERGE_STDERR, ...argv];
 }
 
 /**
@@ -174,8 +218,48 @@ export const SETSID: string | undefined = ["/usr/bin/setsid", "/bin/setsid"].fin
  * ```
  */
 export function runProcess(argv: string[], options: RunProcessOptions): Promise<ProcessOutcome> {
+  const spawner = spawnerFor(options);
+  const start: Start = spawner === undefined
+    ? (argv, options, leaf) => runViaCommand(argv, options, leaf)
+    : (argv, options, leaf) => runSpawned(spawner, argv, options, leaf);
+  // The child's stderr is its stdout already: no shell to merge them.
+  if (spawner !== undefined) argv = withoutMerge(argv);
   // Without limits, straight on: not one extra step per job.
-  return options.cgroups === undefined ? runDirect(argv, options) : runInCgroup(argv, options, options.cgroups);
+  return options.cgroups === undefined ? start(argv, options) : runInCgroup(argv, options, options.cgroups, start);
+}
+
+type Start = (argv: string[], options: RunProcessOptions, leaf?: LeafEnd) => Promise<ProcessOutcome>;
+
+let defaultVia: "posix_spawn" | "command" | undefined;
+
+/** `posix_spawn` when the job's output goes to a file and nothing asks for more than it can do. */
+function spawnerFor(options: RunProcessOptions): PosixSpawn | undefined {
+  if (options.outputFile === undefined) return undefined;
+  defaultVia ??= (() => {
+    try {
+      return Deno.env.get("VICO_SPAWN") === "command" ? "command" : "posix_spawn";
+    } catch {
+      return "posix_spawn";
+    }
+  })();
+  if ((options.via ?? defaultVia) === "command") return undefined;
+  // posix_spawn cannot change user: a cgroup's wrapper shell can (it drops to the user after entering its leaf).
+  if (options.runAs !== undefined && options.cgroups === undefined) return undefined;
+  const spawner = PosixSpawn.open();
+  if (spawner === undefined || spawner.busy) return undefined;
+  if (options.cwd !== undefined && !spawner.canChdir) return undefined;
+  return spawner;
+}
+
+/** How often a job's output file is measured against {@linkcode RunProcessOptions.maxOutputBytes}. */
+export const OUTPUT_POLL_MS = 50;
+
+/** Adds a note at the end of the job's output, wherever it goes. */
+async function addNote(options: RunProcessOptions, note: string): Promise<void> {
+  const bytes = new TextEncoder().encode(note);
+  if (options.outputFile === undefined) return options.sink!(bytes);
+  using file = await Deno.open(options.outputFile, { append: true, create: true });
+  await writeAll(file, bytes);
 }
 
 /**
@@ -183,7 +267,12 @@ export function runProcess(argv: string[], options: RunProcessOptions): Promise<
  * shell makes the leaf and enters it before exec'ing the process, and once
  * it has ended the leaf says whether the OOM killer struck, and goes.
  */
-async function runInCgroup(argv: string[], options: RunProcessOptions, cgroups: JobCgroups): Promise<ProcessOutcome> {
+async function runInCgroup(
+  argv: string[],
+  options: RunProcessOptions,
+  cgroups: JobCgroups,
+  start: Start,
+): Promise<ProcessOutcome> {
   if (options.signal?.aborted) return { status: 128 + SIGNAL_NUMBERS.SIGTERM, signal: "SIGTERM" };
   const leaf = cgroups.next();
   let finished: Promise<{ oomKilled: boolean }> | undefined;
@@ -193,7 +282,7 @@ async function runInCgroup(argv: string[], options: RunProcessOptions, cgroups: 
   let oomKilled = false;
   try {
     // As another user, the wrapper enters the leaf as root, then drops to the user.
-    outcome = await runDirect(leaf.wrap(argv, options.runAs), { ...options, runAs: undefined }, {
+    outcome = await start(leaf.wrap(argv, options.runAs), { ...options, runAs: undefined }, {
       path: leaf.path,
       end: finish,
     });
@@ -201,8 +290,10 @@ async function runInCgroup(argv: string[], options: RunProcessOptions, cgroups: 
     ({ oomKilled } = await finish());
   }
   if (!oomKilled) return outcome;
-  await options.sink(new TextEncoder().encode(`\nvico: ${cgroups.memoryNote}\n`));
-  return { ...outcome, memoryExceeded: true };
+  const note = `\nvico: ${cgroups.memoryNote}\n`;
+  await addNote(options, note);
+  const more = outcome.outputBytes === undefined ? {} : { outputBytes: outcome.outputBytes + note.length };
+  return { ...outcome, memoryExceeded: true, ...more };
 }
 
 /** A job's cgroup leaf, for {@linkcode runDirect}: ending it ends every process in it. */
@@ -211,8 +302,31 @@ interface LeafEnd {
   readonly end: () => Promise<unknown>;
 }
 
-async function runDirect(argv: string[], options: RunProcessOptions, leaf?: LeafEnd): Promise<ProcessOutcome> {
-  const { signal, sink, ledger } = options;
+/**
+ * {@linkcode runProcess} through `Deno.Command`: with an output file, the
+ * runner writes into it what the job's pipe brings.
+ */
+async function runViaCommand(argv: string[], options: RunProcessOptions, leaf?: LeafEnd): Promise<ProcessOutcome> {
+  if (options.outputFile === undefined) return runDirect(argv, options, options.sink!, leaf);
+  if (options.signal?.aborted) return { status: 128 + SIGNAL_NUMBERS.SIGTERM, signal: "SIGTERM", via: "command" };
+  const max = options.maxOutputBytes ?? Infinity;
+  let size = 0;
+  using file = await Deno.open(options.outputFile, { write: true, create: true, truncate: true, mode: 0o600 });
+  const outcome = await runDirect(argv, options, async (chunk) => {
+    if (size + chunk.length > max) throw new RangeError(`Output exceeds the limit of ${max} bytes`);
+    size += chunk.length;
+    await writeAll(file, chunk);
+  }, leaf);
+  return { ...outcome, outputBytes: size };
+}
+
+async function runDirect(
+  argv: string[],
+  options: RunProcessOptions,
+  sink: OutputSink,
+  leaf?: LeafEnd,
+): Promise<ProcessOutcome> {
+  const { signal, ledger } = options;
   if (signal?.aborted) return { status: 128 + SIGNAL_NUMBERS.SIGTERM, signal: "SIGTERM" };
   const graceMs = options.killGraceMs ?? 2000;
   const id = nextJobId();
@@ -235,7 +349,7 @@ async function runDirect(argv: string[], options: RunProcessOptions, leaf?: Leaf
   } catch (err) {
     const error = err instanceof Error ? err.message : String(err);
     await sink(new TextEncoder().encode(`vico: cannot start ${argv[0]}: ${error}\n`));
-    return { status: STATUS_CANNOT_START, error };
+    return { status: STATUS_CANNOT_START, error, via: "command" };
   }
   const record: JobRecord = { pgid: child.pid, id, ...(leaf === undefined ? {} : { cgroup: leaf.path }) };
   const unrecorded = ledger === undefined ? undefined : await openGate(child, ledger, record);
@@ -290,7 +404,11 @@ async function runDirect(argv: string[], options: RunProcessOptions, leaf?: Leaf
     if (outputAbandoned) { for (const reader of readers) reader.cancel().catch(() => {}); }
     await pumped;
     if (failure !== undefined) throw failure.err;
-    const more = { ...(timedOut ? { timedOut } : {}), ...(outputAbandoned ? { outputAbandoned } : {}) };
+    const more = {
+      ...(timedOut ? { timedOut } : {}),
+      ...(outputAbandoned ? { outputAbandoned } : {}),
+      via: "command" as const,
+    };
     if (status.signal !== null) {
       const n = SIGNAL_NUMBERS[status.signal] ?? status.code - 128;
       return { status: (128 + n) & 0xff, signal: status.signal, ...more };
@@ -301,6 +419,109 @@ async function runDirect(argv: string[], options: RunProcessOptions, leaf?: Leaf
     clearTimeout(deadline);
     ledger?.ended(record);
   }
+}
+
+/**
+ * {@linkcode runProcess} through `posix_spawn`: the job writes its output
+ * file itself; the runner only measures it (against the limit while it
+ * runs, for its size once it has ended).
+ */
+async function runSpawned(
+  spawner: PosixSpawn,
+  argv: string[],
+  options: RunProcessOptions,
+  leaf?: LeafEnd,
+): Promise<ProcessOutcome> {
+  const { signal, ledger } = options;
+  const outputFile = options.outputFile!;
+  if (signal?.aborted) return { status: 128 + SIGNAL_NUMBERS.SIGTERM, signal: "SIGTERM", via: "posix_spawn" };
+  const graceMs = options.killGraceMs ?? 2000;
+  const max = options.maxOutputBytes ?? Infinity;
+  const id = nextJobId();
+  const child = await spawner.spawn({
+    // With a ledger, the job waits behind a gate until its record is written.
+    argv: ledger === undefined ? argv : [...GATE, ...argv],
+    env: { ...Deno.env.toObject(), [JOB_ID_VARIABLE]: id },
+    outputPath: outputFile,
+    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+    gated: ledger !== undefined,
+  });
+  if (!("pid" in child)) {
+    await addNote(options, `vico: cannot start ${argv[0]}: ${child.error}\n`);
+    return { status: STATUS_CANNOT_START, error: child.error, via: "posix_spawn", ...await sizeOf(outputFile) };
+  }
+  const record: JobRecord = { pgid: child.pid, id, ...(leaf === undefined ? {} : { cgroup: leaf.path }) };
+  const unrecorded = ledger === undefined ? undefined : openSpawnedGate(child, ledger, record);
+
+  const endGroup = groupEnder(child.pid, graceMs);
+  const onAbort = () => void endGroup();
+  signal?.addEventListener("abort", onAbort, { once: true });
+  let timedOut = false;
+  const deadline = options.timeoutMs === undefined ? undefined : setTimeout(() => {
+    timedOut = true;
+    void endGroup();
+  }, options.timeoutMs);
+  let overLimit = false;
+  let poll: ReturnType<typeof setTimeout> | undefined;
+  let ended = false;
+  if (max < Infinity) {
+    const measure = async () => {
+      const size = await Deno.stat(outputFile).then((s) => s.size, () => 0);
+      if (ended) return;
+      if (size > max) {
+        // As a sink that refuses a chunk: the job's output is lost, so is the job.
+        overLimit = true;
+        signalGroup(child.pid, "SIGKILL");
+        return;
+      }
+      poll = setTimeout(measure, OUTPUT_POLL_MS);
+    };
+    poll = setTimeout(measure, OUTPUT_POLL_MS);
+  }
+  try {
+    const status = await child.status;
+    // The job is its main process: whatever it left in its group goes with it.
+    await endGroup();
+    // A leaf holds even what left the group: it ends it all.
+    await leaf?.end().catch(() => {});
+    ended = true;
+    clearTimeout(poll);
+    if (unrecorded !== undefined) {
+      await addNote(options, `vico: the job was not run: cannot record it: ${unrecorded}\n`);
+    }
+    const { outputBytes } = await sizeOf(outputFile);
+    if (overLimit || outputBytes > max) throw new RangeError(`Output exceeds the limit of ${max} bytes`);
+    const more = { ...(timedOut ? { timedOut } : {}), outputBytes, via: "posix_spawn" as const };
+    if (status.signal !== null) {
+      const name = SIGNAL_NAMES.get(status.signal);
+      return { status: (128 + status.signal) & 0xff, ...(name === undefined ? {} : { signal: name }), ...more };
+    }
+    return { status: status.code! & 0xff, ...more };
+  } finally {
+    ended = true;
+    clearTimeout(poll);
+    signal?.removeEventListener("abort", onAbort);
+    clearTimeout(deadline);
+    ledger?.ended(record);
+  }
+}
+
+const SIGNAL_NAMES = new Map(Object.entries(SIGNAL_NUMBERS).map(([name, n]) => [n, name]));
+
+async function sizeOf(path: string): Promise<{ outputBytes: number }> {
+  return { outputBytes: (await Deno.stat(path)).size };
+}
+
+/** {@linkcode openGate} for a spawned job. */
+function openSpawnedGate(child: SpawnedProcess, ledger: JobLedger, record: JobRecord): string | undefined {
+  try {
+    ledger.started(record);
+  } catch (err) {
+    child.gate!.close();
+    return err instanceof Error ? err.message : String(err);
+  }
+  child.gate!.open();
+  return undefined;
 }
 
 /**

@@ -761,9 +761,11 @@ export class Runner {
   async #execute(command: string, spoolDir: string): Promise<Omit<Finished, "job">> {
     const output = new OutputSpool({ dir: spoolDir, maxBytes: this.#maxOutputBytes });
     try {
+      // The job writes its output file itself (the runner touches no byte of it while it runs).
       const outcome = await runProcess(shellArgv(command), {
         stderrOnStdout: true,
-        sink: output.write,
+        outputFile: output.reserveFile(),
+        maxOutputBytes: this.#maxOutputBytes,
         signal: this.#jobsAbort.signal,
         killGraceMs: this.#options.killGraceMs,
         timeoutMs: this.#jobTimeoutMs,
@@ -771,6 +773,7 @@ export class Runner {
         cgroups: this.#options.jobCgroups,
         ledger: this.#ledger,
       });
+      output.adopt(outcome.outputBytes ?? 0);
       if (outcome.memoryExceeded) {
         log.warn("Job {job} {note}", { job: command, note: this.#options.jobCgroups!.memoryNote });
       }

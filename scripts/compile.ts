@@ -3,7 +3,8 @@
  * `manager` and `runner` executables with `deno compile`, each with exactly
  * the `vico` permission set from deno.json (never `-A`): read and write
  * (results, spools, state), net, run (jobs; `manager --local` runs them
- * too), env (VICO_* flags), and sys hostname/uid. The version comes from
+ * too), env (VICO_* flags), ffi (jobs start through libc's posix_spawn),
+ * and sys hostname/uid. The version comes from
  * deno.json and is printed by `--version`.
  *
  * `deno compile` downloads its `denort` runtime for the target from

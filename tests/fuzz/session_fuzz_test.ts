@@ -125,7 +125,7 @@ Deno.test({
             killGraceMs: 50,
             // No process is ever started from a mutated script.
             run: async (_argv, options) => {
-              await options.sink(new TextEncoder().encode("stand-in run\n"));
+              await options.sink!(new TextEncoder().encode("stand-in run\n"));
               return { status: 0 };
             },
           });

@@ -164,7 +164,21 @@ const canMake = await (async () => {
   return top !== undefined;
 })();
 
-async function runIn(cgroups: JobCgroups, command: string) {
+/** Output to a sink (`Deno.Command`), or to a file through `posix_spawn` or the `Deno.Command` fallback. */
+type Mode = "sink" | "posix_spawn" | "command";
+
+async function runIn(cgroups: JobCgroups, command: string, mode: Mode = "sink", runAs?: { uid: number; gid: number }) {
+  if (mode !== "sink") {
+    const dir = await Deno.makeTempDir({ prefix: "vico-cgroup-test-" });
+    try {
+      const outputFile = join(dir, "out");
+      const outcome = await runProcess(shellArgv(command), { outputFile, via: mode, cgroups, runAs });
+      assert.equal(outcome.via, mode);
+      return { ...outcome, out: await Deno.readTextFile(outputFile) };
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
   let out = "";
   const outcome = await runProcess(shellArgv(command), {
     stderrOnStdout: true,
@@ -173,49 +187,54 @@ async function runIn(cgroups: JobCgroups, command: string) {
       return Promise.resolve();
     },
     cgroups,
+    runAs,
   });
   return { ...outcome, out };
 }
 
-Deno.test({
-  name: canMake
-    ? "runProcess() with cgroups: the job starts inside its own leaf, which goes when the job ends"
-    : "runProcess() with cgroups (SKIPPED: no writable cgroup v2 tree here)",
-  ignore: !canMake,
-  async fn() {
-    await using top = (await topCgroup())!;
-    // No limits: the placement alone, which needs no controller.
-    await using cgroups = await JobCgroups.setUp({}, { base: top.path });
-    const relative = top.path.slice(top.path.indexOf("/vico-test-"));
-    const first = await runIn(cgroups, "cat /proc/self/cgroup");
-    assert.equal(first.status, 0, first.out);
-    assert.match(first.out, new RegExp(`^0::${relative}/vico-job-${Deno.pid}-1$`, "m"));
-    const second = await runIn(cgroups, "sh -c 'cat /proc/self/cgroup'");
-    assert.match(second.out, new RegExp(`^0::${relative}/vico-job-${Deno.pid}-2$`, "m"), "its children too");
-    const left = (await sh('ls "$0"', [top.path])).stdout;
-    assert.doesNotMatch(left, /vico-job-/, "the leaves are removed");
-  },
-});
+for (const mode of ["sink", "posix_spawn", "command"] as const) {
+  Deno.test({
+    name: canMake
+      ? `runProcess() with cgroups: the job starts inside its own leaf, which goes when the job ends (${mode})`
+      : `runProcess() with cgroups (SKIPPED: no writable cgroup v2 tree here) (${mode})`,
+    ignore: !canMake,
+    async fn() {
+      await using top = (await topCgroup())!;
+      // No limits: the placement alone, which needs no controller.
+      await using cgroups = await JobCgroups.setUp({}, { base: top.path });
+      const relative = top.path.slice(top.path.indexOf("/vico-test-"));
+      const first = await runIn(cgroups, "cat /proc/self/cgroup", mode);
+      assert.equal(first.status, 0, first.out);
+      assert.match(first.out, new RegExp(`^0::${relative}/vico-job-${Deno.pid}-1$`, "m"));
+      const second = await runIn(cgroups, "sh -c 'cat /proc/self/cgroup'", mode);
+      assert.match(second.out, new RegExp(`^0::${relative}/vico-job-${Deno.pid}-2$`, "m"), "its children too");
+      const left = (await sh('ls "$0"', [top.path])).stdout;
+      assert.doesNotMatch(left, /vico-job-/, "the leaves are removed");
+    },
+  });
+}
 
-Deno.test({
-  name: canMake
-    ? "runProcess() with cgroups: what a job leaves running in its leaf ends with it"
-    : "runProcess() with cgroups, leftovers (SKIPPED: no writable cgroup v2 tree here)",
-  ignore: !canMake,
-  async fn() {
-    await using top = (await topCgroup())!;
-    await using cgroups = await JobCgroups.setUp({}, { base: top.path });
-    // The background sleep keeps its own copy of stdout: close it, or the pipe stays open.
-    const { status, out } = await runIn(cgroups, "sleep 60 >/dev/null 2>&1 & echo $!");
-    assert.equal(status, 0);
-    const pid = Number(out.trim());
-    assert.ok(pid > 0, out);
-    // Killed: gone, or a zombie until init reaps it.
-    const state = (await sh('grep State /proc/"$0"/status 2>/dev/null', [String(pid)])).stdout;
-    assert.ok(state === "" || /\bZ\b/.test(state), `the leftover sleep is gone: ${state}`);
-    assert.doesNotMatch((await sh('ls "$0"', [top.path])).stdout, /vico-job-/);
-  },
-});
+for (const mode of ["sink", "posix_spawn", "command"] as const) {
+  Deno.test({
+    name: canMake
+      ? `runProcess() with cgroups: what a job leaves running in its leaf ends with it (${mode})`
+      : `runProcess() with cgroups, leftovers (SKIPPED: no writable cgroup v2 tree here) (${mode})`,
+    ignore: !canMake,
+    async fn() {
+      await using top = (await topCgroup())!;
+      await using cgroups = await JobCgroups.setUp({}, { base: top.path });
+      // The background sleep keeps its own copy of stdout: close it, or the pipe stays open.
+      const { status, out } = await runIn(cgroups, "sleep 60 >/dev/null 2>&1 & echo $!", mode);
+      assert.equal(status, 0);
+      const pid = Number(out.trim());
+      assert.ok(pid > 0, out);
+      // Killed: gone, or a zombie until init reaps it.
+      const state = (await sh('grep State /proc/"$0"/status 2>/dev/null', [String(pid)])).stdout;
+      assert.ok(state === "" || /\bZ\b/.test(state), `the leftover sleep is gone: ${state}`);
+      assert.doesNotMatch((await sh('ls "$0"', [top.path])).stdout, /vico-job-/);
+    },
+  });
+}
 
 Deno.test({
   name: canMake
@@ -240,46 +259,44 @@ Deno.test({
   },
 });
 
-Deno.test({
-  name: canMake
-    ? "runProcess() with cgroups: a wrapper that cannot enter its leaf fails the job with 125 and says why"
-    : "runProcess() with cgroups, failure (SKIPPED: no writable cgroup v2 tree here)",
-  ignore: !canMake,
-  async fn() {
-    await using top = (await topCgroup())!;
-    await using cgroups = await JobCgroups.setUp({}, { base: top.path });
-    await sh('rmdir "$0"', [top.path]); // gone under the runner's feet
-    const { status, out } = await runIn(cgroups, "echo should-not-run");
-    assert.equal(status, 125);
-    assert.match(out, /vico: cannot put the job in its cgroup .*\/vico-job-/);
-    assert.doesNotMatch(out, /should-not-run/);
-  },
-});
+for (const mode of ["sink", "posix_spawn", "command"] as const) {
+  Deno.test({
+    name: canMake
+      ? `runProcess() with cgroups: a wrapper that cannot enter its leaf fails the job with 125 and says why (${mode})`
+      : `runProcess() with cgroups, failure (SKIPPED: no writable cgroup v2 tree here) (${mode})`,
+    ignore: !canMake,
+    async fn() {
+      await using top = (await topCgroup())!;
+      await using cgroups = await JobCgroups.setUp({}, { base: top.path });
+      await sh('rmdir "$0"', [top.path]); // gone under the runner's feet
+      const { status, out } = await runIn(cgroups, "echo should-not-run", mode);
+      assert.equal(status, 125);
+      assert.match(out, /vico: cannot put the job in its cgroup .*\/vico-job-/);
+      assert.doesNotMatch(out, /should-not-run/);
+    },
+  });
+}
 
-Deno.test({
-  name: canMake && Deno.uid() === 0
-    ? "runProcess() with cgroups and another user: the wrapper enters the leaf as root, then the job runs as the user"
-    : "runProcess() with cgroups and another user (SKIPPED: needs root and a writable cgroup v2 tree)",
-  ignore: !canMake || Deno.uid() !== 0,
-  async fn() {
-    await using top = (await topCgroup())!;
-    await using cgroups = await JobCgroups.setUp({}, { base: top.path, runAs: true });
-    let out = "";
-    const outcome = await runProcess(shellArgv("id -u; id -g; id -G; cat /proc/self/cgroup"), {
-      stderrOnStdout: true,
-      sink: (c) => {
-        out += dec.decode(c);
-        return Promise.resolve();
-      },
-      cgroups,
-      runAs: { uid: 65534, gid: 65534 },
-    });
-    assert.equal(outcome.status, 0, out);
-    const [uid, gid, groups] = out.split("\n");
-    assert.deepEqual([uid, gid, groups], ["65534", "65534", "65534"], "no supplementary groups left");
-    assert.match(out, new RegExp(`^0::/vico-test-[^/]+/vico-job-${Deno.pid}-1$`, "m"));
-  },
-});
+for (const mode of ["sink", "posix_spawn", "command"] as const) {
+  Deno.test({
+    name: canMake && Deno.uid() === 0
+      ? `runProcess() with cgroups and another user: the wrapper enters the leaf as root, then the job runs as the user (${mode})`
+      : `runProcess() with cgroups and another user (SKIPPED: needs root and a writable cgroup v2 tree) (${mode})`,
+    ignore: !canMake || Deno.uid() !== 0,
+    async fn() {
+      await using top = (await topCgroup())!;
+      await using cgroups = await JobCgroups.setUp({}, { base: top.path, runAs: true });
+      const { out, ...outcome } = await runIn(cgroups, "id -u; id -g; id -G; cat /proc/self/cgroup", mode, {
+        uid: 65534,
+        gid: 65534,
+      });
+      assert.equal(outcome.status, 0, out);
+      const [uid, gid, groups] = out.split("\n");
+      assert.deepEqual([uid, gid, groups], ["65534", "65534", "65534"], "no supplementary groups left");
+      assert.match(out, new RegExp(`^0::/vico-test-[^/]+/vico-job-${Deno.pid}-1$`, "m"));
+    },
+  });
+}
 
 Deno.test({
   name: canMake
@@ -312,23 +329,25 @@ Deno.test({
   },
 });
 
-Deno.test({
-  name: canMake
-    ? "runProcess() with cgroups: a process that left the job's group (setsid) holding its output ends with the job"
-    : "runProcess() with cgroups, setsid escapee (SKIPPED: no writable cgroup v2 tree here)",
-  ignore: !canMake,
-  async fn() {
-    await using top = (await topCgroup())!;
-    await using cgroups = await JobCgroups.setUp({}, { base: top.path });
-    const started = performance.now();
-    const { status, out, outputAbandoned } = await runIn(cgroups, "setsid sleep 60 & echo $!");
-    assert.equal(status, 0);
-    assert.equal(outputAbandoned, undefined, "the pipe closed: the escapee is gone");
-    assert.ok(performance.now() - started < 5000);
-    const state = (await sh('grep State /proc/"$0"/status 2>/dev/null', [out.trim()])).stdout;
-    assert.ok(state === "" || /\bZ\b/.test(state), `the escaped sleep is gone: ${state}`);
-  },
-});
+for (const mode of ["sink", "posix_spawn", "command"] as const) {
+  Deno.test({
+    name: canMake
+      ? `runProcess() with cgroups: a process that left the job's group (setsid) holding its output ends with the job (${mode})`
+      : `runProcess() with cgroups, setsid escapee (SKIPPED: no writable cgroup v2 tree here) (${mode})`,
+    ignore: !canMake,
+    async fn() {
+      await using top = (await topCgroup())!;
+      await using cgroups = await JobCgroups.setUp({}, { base: top.path });
+      const started = performance.now();
+      const { status, out, outputAbandoned } = await runIn(cgroups, "setsid sleep 60 & echo $!", mode);
+      assert.equal(status, 0);
+      assert.equal(outputAbandoned, undefined, "the pipe closed: the escapee is gone");
+      assert.ok(performance.now() - started < 5000);
+      const state = (await sh('grep State /proc/"$0"/status 2>/dev/null', [out.trim()])).stdout;
+      assert.ok(state === "" || /\bZ\b/.test(state), `the escaped sleep is gone: ${state}`);
+    },
+  });
+}
 
 Deno.test({
   name: canMake

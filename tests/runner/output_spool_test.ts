@@ -53,3 +53,28 @@ Deno.test("OutputSpool refuses output beyond its limit", async () => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("OutputSpool.adopt() sends the reserved file the job wrote, its size as given, and removes it", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const spool = new OutputSpool({ dir });
+    const path = spool.reserveFile();
+    await Deno.writeFile(path, new Uint8Array([1, 0, 255, 3, 9]));
+    spool.adopt(4);
+    assert.equal(spool.size, 4);
+    assert.equal(spool.onDisk, true);
+    await assert.rejects(spool.write(new Uint8Array([1])));
+    const sent: number[] = [];
+    await spool.pipeTo((chunk) => Promise.resolve(void sent.push(...chunk)), 3);
+    assert.deepEqual(sent, [1, 0, 255, 3]);
+    await spool.dispose();
+    await assert.rejects(Deno.stat(path), Deno.errors.NotFound);
+    const empty = new OutputSpool({ dir });
+    empty.reserveFile();
+    empty.adopt(0);
+    await empty.pipeTo(() => Promise.reject(new Error("no chunk expected")));
+    await empty.dispose();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

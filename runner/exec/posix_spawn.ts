@@ -1,0 +1,302 @@
+/**
+ * Starting a job's process through libc's `posix_spawn(3)` via Deno's FFI:
+ * no fork of the runner, no extra exec (`setsid(1)`), and the job's merged
+ * stdout and stderr written by the child itself straight into a file.
+ *
+ * The child gets:
+ * - a session of its own (`POSIX_SPAWN_SETSID`), hence a process group it
+ *   leads, so that ending the group ends all it started;
+ * - default signal dispositions and an empty signal mask
+ *   (`POSIX_SPAWN_SETSIGDEF`, `POSIX_SPAWN_SETSIGMASK`): Deno ignores
+ *   `SIGPIPE`, and an ignored signal would survive the exec, so that
+ *   `yes | head -1` would never end;
+ * - stdin from `/dev/null` (or from a gate pipe, see {@linkcode SpawnRequest.gated}),
+ *   stdout opened on the output file (`O_WRONLY|O_CREAT|O_TRUNC`, mode 0600,
+ *   without `O_CLOEXEC`), stderr a `dup2` of stdout;
+ * - exactly the environment given (`envp`), and optionally a working directory
+ *   (`posix_spawn_file_actions_addchdir_np`, glibc 2.29 and later).
+ *
+ * `posix_spawnp` and `waitpid` are declared `nonblocking`: both run on a
+ * thread of Deno's blocking pool, never on the JavaScript thread.
+ *
+ * Platforms: Linux with glibc (`libc.so.6`) on a 64-bit architecture;
+ * x86_64 is tested here, aarch64 shares every constant and struct size used
+ * (`posix_spawnattr_t` is 336 bytes and `posix_spawn_file_actions_t` 80 on
+ * both, `sigset_t` 128; the buffers here are larger still and only libc's
+ * own `*_init`/`*_destroy` touch them). `POSIX_SPAWN_SETSID` needs glibc
+ * 2.26. Anywhere else (musl, macOS, 32-bit, FFI not permitted)
+ * {@linkcode PosixSpawn.open} returns `undefined` and callers use
+ * `Deno.Command`.
+ *
+ * @module
+ */
+
+/** How a spawned process ended, as `waitpid(2)` tells it. */
+export interface WaitStatus {
+  /** Exit code when it exited (0-255), else `null`. */
+  readonly code: number | null;
+  /** Number of the signal that ended it, else `null`. */
+  readonly signal: number | null;
+}
+
+/** What to start (see {@linkcode PosixSpawn.spawn}). */
+export interface SpawnRequest {
+  /** The program (looked up in `PATH` when it has no slash) and its arguments. */
+  readonly argv: readonly string[];
+  /** The whole environment of the process. */
+  readonly env: Readonly<Record<string, string>>;
+  /** The file that receives stdout and stderr, created or truncated by the child. */
+  readonly outputPath: string;
+  /** Working directory. */
+  readonly cwd?: string;
+  /**
+   * Stdin is the read end of a pipe instead of `/dev/null`: the process can
+   * wait on it (a gate) until {@linkcode SpawnedProcess.gate} writes or closes.
+   */
+  readonly gated?: boolean;
+}
+
+/** The write end of a gated process's stdin. */
+export interface Gate {
+  /** Writes one newline, then closes. */
+  open(): void;
+  /** Closes without writing (the process sees the end of its stdin). */
+  close(): void;
+}
+
+/** A started process. */
+export interface SpawnedProcess {
+  /** Its pid, which is also its process group and session id. */
+  readonly pid: number;
+  /** Resolves once it has ended (and is reaped). */
+  readonly status: Promise<WaitStatus>;
+  /** With {@linkcode SpawnRequest.gated}: its stdin's write end. */
+  readonly gate?: Gate;
+}
+
+/** A process that could not be started: libc's error number and text. */
+export interface SpawnFailure {
+  readonly errno: number;
+  readonly error: string;
+}
+
+// glibc, Linux (identical on x86_64 and aarch64).
+const POSIX_SPAWN_SETSIGDEF = 0x04;
+const POSIX_SPAWN_SETSIGMASK = 0x08;
+const POSIX_SPAWN_SETSID = 0x80;
+const O_RDONLY = 0;
+const O_WRONLY = 1;
+const O_CREAT = 0o100;
+const O_TRUNC = 0o1000;
+const O_CLOEXEC = 0o2000000;
+/** Bigger than any libc's struct: only libc's own init/destroy write them. */
+const ATTR_BYTES = 1024;
+const FILE_ACTIONS_BYTES = 512;
+const SIGSET_BYTES = 256;
+
+const SYMBOLS = {
+  posix_spawnp: {
+    parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "buffer"],
+    result: "i32",
+    nonblocking: true,
+  },
+  waitpid: { parameters: ["i32", "buffer", "i32"], result: "i32", nonblocking: true },
+  posix_spawnattr_init: { parameters: ["buffer"], result: "i32" },
+  posix_spawnattr_setflags: { parameters: ["buffer", "i16"], result: "i32" },
+  posix_spawnattr_setsigdefault: { parameters: ["buffer", "buffer"], result: "i32" },
+  posix_spawnattr_setsigmask: { parameters: ["buffer", "buffer"], result: "i32" },
+  posix_spawn_file_actions_init: { parameters: ["buffer"], result: "i32" },
+  posix_spawn_file_actions_destroy: { parameters: ["buffer"], result: "i32" },
+  posix_spawn_file_actions_addopen: { parameters: ["buffer", "i32", "buffer", "i32", "u32"], result: "i32" },
+  posix_spawn_file_actions_adddup2: { parameters: ["buffer", "i32", "i32"], result: "i32" },
+  posix_spawn_file_actions_addchdir_np: { parameters: ["buffer", "buffer"], result: "i32", optional: true },
+  sigemptyset: { parameters: ["buffer"], result: "i32" },
+  sigfillset: { parameters: ["buffer"], result: "i32" },
+  pipe2: { parameters: ["buffer", "i32"], result: "i32" },
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  close: { parameters: ["i32"], result: "i32" },
+  strerror: { parameters: ["i32"], result: "pointer" },
+} as const;
+
+type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+const encoder = new TextEncoder();
+
+function cString(s: string): Uint8Array<ArrayBuffer> {
+  const bytes = new Uint8Array(encoder.encode(s).length + 1);
+  encoder.encodeInto(s, bytes);
+  return bytes;
+}
+
+/** A NULL-terminated array of pointers to the strings (kept alive by the caller through `held`). */
+function cStringArray(strings: readonly string[], held: ArrayBufferView[]): BigUint64Array<ArrayBuffer> {
+  const array = new BigUint64Array(strings.length + 1);
+  strings.forEach((s, i) => {
+    const c = cString(s);
+    held.push(c);
+    array[i] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(c)));
+  });
+  return array;
+}
+
+/** Number of processes waited for at once before {@linkcode PosixSpawn.busy} says so. */
+const MAX_WAITING = 256;
+
+/** libc's `posix_spawn`, opened once per process. */
+export class PosixSpawn {
+  readonly #libc: Libc;
+  readonly #attr = new Uint8Array(ATTR_BYTES);
+  #waiting = 0;
+
+  private constructor(libc: Libc) {
+    this.#libc = libc;
+    const sigdefault = new Uint8Array(SIGSET_BYTES);
+    const sigmask = new Uint8Array(SIGSET_BYTES);
+    // One attribute object for every spawn: libc only reads it.
+    if (
+      libc.posix_spawnattr_init(this.#attr) !== 0 ||
+      libc.sigfillset(sigdefault) !== 0 || libc.sigemptyset(sigmask) !== 0 ||
+      libc.posix_spawnattr_setsigdefault(this.#attr, sigdefault) !== 0 ||
+      libc.posix_spawnattr_setsigmask(this.#attr, sigmask) !== 0 ||
+      libc.posix_spawnattr_setflags(this.#attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK) !==
+        0
+    ) {
+      throw new Error("posix_spawnattr setup failed");
+    }
+  }
+
+  static #opened: PosixSpawn | null | undefined;
+
+  /**
+   * The process's `posix_spawn`, or `undefined` where it cannot be used:
+   * not Linux on a 64-bit architecture, FFI not permitted, no `libc.so.6`
+   * (not glibc), or a glibc without `POSIX_SPAWN_SETSID`.
+   */
+  static open(): PosixSpawn | undefined {
+    if (PosixSpawn.#opened !== undefined) return PosixSpawn.#opened ?? undefined;
+    PosixSpawn.#opened = null;
+    if (Deno.build.os !== "linux" || !["x86_64", "aarch64"].includes(Deno.build.arch)) return undefined;
+    try {
+      if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return undefined;
+      const lib = Deno.dlopen("libc.so.6", SYMBOLS);
+      PosixSpawn.#opened = new PosixSpawn(lib.symbols);
+    } catch {
+      // No glibc, or one too old for the flags: the caller's fallback it is.
+    }
+    return PosixSpawn.#opened ?? undefined;
+  }
+
+  /** Whether a working directory can be given (glibc 2.29 and later). */
+  get canChdir(): boolean {
+    return this.#libc.posix_spawn_file_actions_addchdir_np !== null;
+  }
+
+  /**
+   * Whether so many processes are being waited for that each more would
+   * hold one more thread of Deno's blocking pool: start the next elsewhere.
+   */
+  get busy(): boolean {
+    return this.#waiting >= MAX_WAITING;
+  }
+
+  /** libc's text for an error number. */
+  strerror(errno: number): string {
+    const p = this.#libc.strerror(errno);
+    return p === null ? `error ${errno}` : Deno.UnsafePointerView.getCString(p);
+  }
+
+  /**
+   * Starts a process; resolves once it exists (or could not start: then a
+   * {@linkcode SpawnFailure}, as for a program that is missing or not executable).
+   */
+  async spawn(request: SpawnRequest): Promise<SpawnedProcess | SpawnFailure> {
+    const libc = this.#libc;
+    const all = [...request.argv, request.outputPath, request.cwd ?? "", ...Object.entries(request.env).flat()];
+    if (all.some((s) => s.includes("\0"))) return { errno: 22, error: "an argument contains a NUL byte" };
+    if (request.argv.length === 0) return { errno: 22, error: "no program" };
+    if (request.cwd !== undefined && !this.canChdir) return { errno: 38, error: "no posix_spawn chdir" };
+    const held: ArrayBufferView[] = [];
+    const file = cString(request.argv[0]);
+    const argv = cStringArray(request.argv, held);
+    const envp = cStringArray(Object.entries(request.env).map(([k, v]) => `${k}=${v}`), held);
+    const output = cString(request.outputPath);
+    const devNull = cString("/dev/null");
+    const cwd = request.cwd === undefined ? undefined : cString(request.cwd);
+    const actions = new Uint8Array(FILE_ACTIONS_BYTES);
+    let gateFds: Int32Array<ArrayBuffer> | undefined;
+    if (request.gated) {
+      gateFds = new Int32Array(2);
+      // Both ends close on exec: the child gets its read end as fd 0 by dup2 only.
+      if (libc.pipe2(gateFds, O_CLOEXEC) !== 0) return { errno: 24, error: "cannot make a pipe" };
+    }
+    const closeGateFds = () => {
+      if (gateFds === undefined) return;
+      libc.close(gateFds[0]);
+      libc.close(gateFds[1]);
+    };
+    if (libc.posix_spawn_file_actions_init(actions) !== 0) {
+      closeGateFds();
+      return { errno: 12, error: "posix_spawn_file_actions_init failed" };
+    }
+    const pid = new Int32Array(1);
+    let rc: number;
+    try {
+      const setup = [
+        gateFds === undefined
+          ? libc.posix_spawn_file_actions_addopen(actions, 0, devNull, O_RDONLY, 0)
+          : libc.posix_spawn_file_actions_adddup2(actions, gateFds[0], 0),
+        libc.posix_spawn_file_actions_addopen(actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o600),
+        libc.posix_spawn_file_actions_adddup2(actions, 1, 2),
+        ...(cwd === undefined ? [] : [libc.posix_spawn_file_actions_addchdir_np!(actions, cwd)]),
+      ];
+      if (setup.some((r) => r !== 0)) rc = 12;
+      else rc = await libc.posix_spawnp(pid, file, actions, this.#attr, argv, envp);
+    } finally {
+      libc.posix_spawn_file_actions_destroy(actions);
+    }
+    // Keeps every buffer alive until libc is done with them.
+    held.push(file, argv, envp, output, devNull, actions, pid, ...(cwd === undefined ? [] : [cwd]));
+    held.length = 0;
+    if (rc !== 0) {
+      closeGateFds();
+      return { errno: rc, error: this.strerror(rc) };
+    }
+    let gate: Gate | undefined;
+    if (gateFds !== undefined) {
+      libc.close(gateFds[0]);
+      const writeEnd = gateFds[1];
+      let closed = false;
+      const close = () => {
+        if (!closed) libc.close(writeEnd);
+        closed = true;
+      };
+      gate = {
+        open: () => {
+          // One byte into an empty pipe never blocks; a gone reader is EPIPE (SIGPIPE is ignored).
+          if (!closed) libc.write(writeEnd, new Uint8Array([10]), 1n);
+          close();
+        },
+        close,
+      };
+    }
+    return { pid: pid[0], status: this.#wait(pid[0]), ...(gate === undefined ? {} : { gate }) };
+  }
+
+  async #wait(pid: number): Promise<WaitStatus> {
+    const raw = new Int32Array(1);
+    this.#waiting++;
+    try {
+      // -1 is EINTR (retry) or ECHILD (reaped elsewhere: nothing more to know).
+      for (let tries = 0;; tries++) {
+        const r = await this.#libc.waitpid(pid, raw, 0);
+        if (r === pid) break;
+        if (tries >= 100) return { code: 127, signal: null };
+      }
+    } finally {
+      this.#waiting--;
+    }
+    const s = raw[0];
+    if ((s & 0x7f) === 0) return { code: (s >> 8) & 0xff, signal: null };
+    return { code: null, signal: s & 0x7f };
+  }
+}

@@ -1,0 +1,236 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { PosixSpawn, type SpawnedProcess } from "../../runner/exec/posix_spawn.ts";
+import {
+  JOB_ID_VARIABLE,
+  type JobRecord,
+  type ProcessOutcome,
+  runProcess,
+  type RunProcessOptions,
+  shellArgv,
+} from "../../runner/process_runner.ts";
+
+const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+function spawner(): PosixSpawn {
+  const spawn = PosixSpawn.open();
+  assert.ok(spawn !== undefined, "posix_spawn is expected to work on this test machine (Linux, glibc, --allow-ffi)");
+  return spawn;
+}
+
+async function withDir<T>(f: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await Deno.makeTempDir({ prefix: "vico-spawn-test-" });
+  try {
+    return await f(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Spawns `sh -c command` with its output in a file: its wait status and output. */
+async function sh(command: string, env: Record<string, string> = { PATH: "/usr/bin:/bin" }) {
+  return await withDir(async (dir) => {
+    const outputPath = join(dir, "out");
+    const child = await spawner().spawn({ argv: ["/bin/sh", "-c", command, "sh"], env, outputPath });
+    assert.ok("pid" in child, "started");
+    const status = await child.status;
+    return { ...status, pid: child.pid, out: await Deno.readFile(outputPath) };
+  });
+}
+
+Deno.test("PosixSpawn.spawn() reports the exit code or the signal of the process", async () => {
+  assert.deepEqual((await sh("exit 0")).code, 0);
+  assert.deepEqual((await sh("exit 3")).code, 3);
+  assert.deepEqual((await sh("exit 255")).code, 255);
+  const killed = await sh("kill -9 $$");
+  assert.equal(killed.code, null);
+  assert.equal(killed.signal, 9);
+  assert.equal((await sh("kill -TERM $$")).signal, 15);
+});
+
+Deno.test("PosixSpawn.spawn() fails with libc's error for a program that does not exist", async () => {
+  await withDir(async (dir) => {
+    const failed = await spawner().spawn({ argv: ["/no/such/program"], env: {}, outputPath: join(dir, "out") });
+    assert.ok(!("pid" in failed));
+    assert.equal(failed.errno, 2);
+    assert.equal(failed.error, "No such file or directory");
+  });
+});
+
+Deno.test("PosixSpawn.spawn() starts the process in a session and process group of its own", async () => {
+  const { out, pid } = await sh("ps -o pid=,pgid=,sid= -p $$");
+  assert.deepEqual(text(out).trim().split(/\s+/).map(Number), [pid, pid, pid]);
+});
+
+Deno.test("PosixSpawn.spawn() resets the signals Deno ignores and blocks (SIGPIPE): `yes | head -1` ends", async () => {
+  const { out } = await sh("grep -E '^Sig(Ign|Blk):' /proc/self/status");
+  const [blocked, ignored] = text(out).trim().split("\n").map((line) => BigInt(`0x${line.split(/\s+/)[1]}`));
+  // Signals 1-31 (SIGPIPE is 13): none blocked, none ignored (32 and 33, glibc's own, stay as Deno has them, as with Deno.Command).
+  assert.equal(blocked & 0x7fffffffn, 0n);
+  assert.equal(ignored & 0x7fffffffn, 0n);
+  const started = performance.now();
+  const yes = await sh("yes | head -1; echo done");
+  assert.equal(text(yes.out), "y\ndone\n");
+  assert.ok(performance.now() - started < 5000);
+});
+
+Deno.test("PosixSpawn.spawn() merges stderr into stdout, stdin is /dev/null, the environment is exactly envp", async () => {
+  const { out } = await sh("echo out; echo err >&2; cat; env | sort", { A: "1", B: "two words" });
+  assert.equal(text(out), "out\nerr\nA=1\nB=two words\nPWD=" + Deno.cwd() + "\n");
+});
+
+Deno.test("PosixSpawn.spawn() runs in the working directory given", async () => {
+  await withDir(async (dir) => {
+    const outputPath = join(dir, "out");
+    const child = await spawner().spawn({ argv: ["/bin/pwd"], env: {}, outputPath, cwd: dir });
+    assert.ok("pid" in child);
+    assert.equal((await child.status).code, 0);
+    assert.equal(await Deno.readTextFile(outputPath), `${await Deno.realPath(dir)}\n`);
+  });
+});
+
+Deno.test("PosixSpawn.spawn() gated: the process reads one line once the gate opens, or sees the end", async () => {
+  await withDir(async (dir) => {
+    const gated = ["/bin/sh", "-c", "read -r _ || exit 125; echo ran"];
+    const outputPath = join(dir, "out");
+    const open = await spawner().spawn({ argv: gated, env: {}, outputPath, gated: true }) as SpawnedProcess;
+    open.gate!.open();
+    assert.equal((await open.status).code, 0);
+    assert.equal(await Deno.readTextFile(outputPath), "ran\n");
+    const closed = await spawner().spawn({ argv: gated, env: {}, outputPath, gated: true }) as SpawnedProcess;
+    closed.gate!.close();
+    assert.equal((await closed.status).code, 125);
+    assert.equal(await Deno.readTextFile(outputPath), "");
+  });
+});
+
+Deno.test("PosixSpawn.spawn() does not block the JavaScript thread while the process runs", async () => {
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 10);
+  try {
+    await sh("sleep 0.5");
+  } finally {
+    clearInterval(timer);
+  }
+  assert.ok(ticks >= 20, `${ticks} ticks in 500 ms`);
+});
+
+// ---------------------------------------------------------------------------
+// runProcess() with an output file, both ways
+// ---------------------------------------------------------------------------
+
+const VIAS = ["posix_spawn", "command"] as const;
+
+async function runToFile(
+  via: "posix_spawn" | "command",
+  command: string,
+  options: Omit<RunProcessOptions, "outputFile" | "via"> = {},
+): Promise<ProcessOutcome & { out: Uint8Array }> {
+  return await withDir(async (dir) => {
+    const outputFile = join(dir, "out");
+    const outcome = await runProcess(shellArgv(command), { ...options, outputFile, via });
+    assert.equal(outcome.via, via);
+    const out = await Deno.readFile(outputFile);
+    assert.equal(outcome.outputBytes, out.length);
+    return { ...outcome, out };
+  });
+}
+
+for (const via of VIAS) {
+  Deno.test(`runProcess() to a file keeps the output byte-exact, NUL and invalid UTF-8 included (${via})`, async () => {
+    const { status, out } = await runToFile(via, "printf 'a\\000\\377\\303\\050\\n'; printf 'e\\000' >&2");
+    assert.equal(status, 0);
+    assert.deepEqual(out, new Uint8Array([0x61, 0, 0xff, 0xc3, 0x28, 0x0a, 0x65, 0]));
+    const empty = await runToFile(via, "true");
+    assert.equal(empty.outputBytes, 0);
+    assert.equal(empty.out.length, 0);
+  });
+
+  Deno.test(`runProcess() to a file reports 128+N for a signal and 127 for a missing command (${via})`, async () => {
+    const pipe = await runToFile(via, "kill -PIPE $$");
+    assert.equal(pipe.status, 141);
+    assert.equal(pipe.signal, "SIGPIPE");
+    const missing = await runToFile(via, "no-such-command-vico");
+    assert.equal(missing.status, 127);
+    assert.match(text(missing.out), /^sh: 1: no-such-command-vico: not found\n$|^sh: line 1: /);
+  });
+
+  Deno.test(`runProcess() to a file gives the job ${JOB_ID_VARIABLE} and the runner's environment (${via})`, async () => {
+    const { out } = await runToFile(via, `echo "$${JOB_ID_VARIABLE}"; echo "$HOME"`);
+    const [id, home] = text(out).split("\n");
+    assert.match(id, new RegExp(`^${Deno.pid}\\.`));
+    assert.equal(home, Deno.env.get("HOME") ?? "");
+  });
+
+  Deno.test(`runProcess() to a file: yes | head -1 ends (SIGPIPE is not ignored in the job) (${via})`, async () => {
+    const { status, out } = await runToFile(via, "yes | head -1", { timeoutMs: 10_000 });
+    assert.equal(status, 0);
+    assert.equal(text(out), "y\n");
+  });
+
+  Deno.test(`runProcess() to a file: over maxOutputBytes kills the group and throws (${via})`, async () => {
+    // Fast, then slow: caught while it runs, not only at the end.
+    const started = performance.now();
+    await assert.rejects(
+      runToFile(via, "head -c 100000 /dev/zero; sleep 30", { maxOutputBytes: 1000, killGraceMs: 300 }),
+      (err: Error) => err instanceof RangeError && err.message === "Output exceeds the limit of 1000 bytes",
+    );
+    assert.ok(performance.now() - started < 5000);
+    // At the very end: caught once it has ended.
+    await assert.rejects(
+      runToFile(via, "head -c 1001 /dev/zero", { maxOutputBytes: 1000 }),
+      (err: Error) => err instanceof RangeError,
+    );
+    const exact = await runToFile(via, "head -c 1000 /dev/zero", { maxOutputBytes: 1000 });
+    assert.equal(exact.outputBytes, 1000);
+  });
+
+  Deno.test(`runProcess() to a file with a ledger: the job runs once recorded, not at all if not (${via})`, async () => {
+    const records: JobRecord[] = [];
+    const ran = await runToFile(via, "echo ran", {
+      ledger: { started: (job) => void records.push(job), ended: () => {} },
+    });
+    assert.equal(ran.status, 0);
+    assert.equal(text(ran.out), "ran\n");
+    assert.equal(records.length, 1);
+    const refused = await runToFile(via, "echo ran", {
+      ledger: {
+        started: () => {
+          throw new Error("disk full");
+        },
+        ended: () => {},
+      },
+    });
+    assert.equal(refused.status, 125);
+    assert.equal(text(refused.out), "vico: the job was not run: cannot record it: disk full\n");
+  });
+
+  Deno.test(`runProcess() to a file: 100 MB of output with bounded memory (${via})`, async () => {
+    const before = Deno.memoryUsage().rss;
+    const { status, outputBytes } = await withDir(async (dir) => {
+      return await runProcess(shellArgv("head -c 100000000 /dev/zero"), { outputFile: join(dir, "out"), via });
+    });
+    const grown = Deno.memoryUsage().rss - before;
+    assert.equal(status, 0);
+    assert.equal(outputBytes, 100_000_000);
+    assert.ok(grown < 50_000_000, `RSS grew by ${grown} bytes`);
+  });
+}
+
+Deno.test({
+  name: Deno.uid() === 0
+    ? "runProcess() to a file with --user and no cgroups takes the Deno.Command path, which can change user"
+    : "runProcess() to a file with --user (SKIPPED: needs root)",
+  ignore: Deno.uid() !== 0,
+  async fn() {
+    await withDir(async (dir) => {
+      const outputFile = join(dir, "out");
+      const outcome = await runProcess(shellArgv("id -u; id -g"), { outputFile, runAs: { uid: 65534, gid: 65534 } });
+      assert.equal(outcome.via, "command");
+      assert.equal(outcome.status, 0);
+      assert.equal(await Deno.readTextFile(outputFile), "65534\n65534\n");
+      const plain = await runProcess(shellArgv("id -u"), { outputFile });
+      assert.equal(plain.via, "posix_spawn");
+    });
+  },
+});
