@@ -72,8 +72,12 @@ export function setAsideResults(stateDir: string): KeptResult[] {
   return resultsIn(join(stateDir, "set-aside"));
 }
 
-/** How many jobs `stateDir` records as running, over all runner lives (`running/<life>/<pgid>.json`). */
-export function runningJobCount(stateDir: string): number {
+/**
+ * How many jobs `stateDir` records as running (`running/<life>/<pgid>.json`):
+ * over all runner lives, or only the life of the runner process `ownerPid`
+ * (its `owner` file), leaving out what a killed runner's life left there.
+ */
+export function runningJobCount(stateDir: string, ownerPid?: number): number {
   let n = 0;
   let lives: Deno.DirEntry[];
   try {
@@ -85,6 +89,10 @@ export function runningJobCount(stateDir: string): number {
   for (const life of lives) {
     if (!life.isDirectory) continue;
     try {
+      if (ownerPid !== undefined) {
+        const owner = Deno.readTextFileSync(join(stateDir, "running", life.name, "owner")).trim();
+        if (owner.split(" ")[0] !== String(ownerPid)) continue;
+      }
       for (const e of Deno.readDirSync(join(stateDir, "running", life.name))) {
         if (e.isFile && e.name.endsWith(".json")) n++;
       }
