@@ -200,9 +200,20 @@ export class Quarantine {
       : [];
     if (s !== undefined) {
       if (now - durationMs < s.until) return { record, requeue: [], held: true }; // handed out before the break
+      // Evidence is a host in good standing that succeeded during the break:
+      // the list still succeeds elsewhere now. Without one (the tail of a
+      // run is often nothing but the list's own failures, retried), its
+      // failures are the list's own.
+      const succeededMeanwhile = [...this.#hosts].some(([other, o]) =>
+        other !== host && o.suspicion === undefined && o.until <= now && o.lastSuccess >= s.since
+      );
+      if (!succeededMeanwhile) {
+        h.cleared++;
+        return { record: [...record, ...this.#clear(h)], requeue: [], held: false };
+      }
       const reason = `its last ${s.streak} jobs failed (${exits(h)}) within ${this.#o.fastMs} ms ` +
         `while other runners succeed, and it failed again after a ${seconds(s.until - s.since)} break ` +
-        `in which no other runner's job failed fast`;
+        `in which other runners succeeded and none failed fast`;
       return { ...this.#quarantine(h, now, reason), record };
     }
     if (h.streak < this.#needed(h)) return { record, requeue: [], held: true };

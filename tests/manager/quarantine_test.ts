@@ -23,12 +23,13 @@ Deno.test({
     assert.equal(v.quarantine!.until, 1060);
     assert.match(
       v.quarantine!.reason,
-      /^its last 3 jobs failed \(exit 127\) within 100 ms while other runners succeed, and it failed again after a 1s break in which no other runner's job failed fast$/,
+      /^its last 3 jobs failed \(exit 127\) within 100 ms while other runners succeed, and it failed again after a 1s break in which other runners succeeded and none failed fast$/,
     );
     assert.ok(q.isQuarantined("bad", 1059));
     assert.ok(!q.isQuarantined("bad", 1061));
     for (const job of [7, 8]) q.onResult("bad", job, 127, 5, 2000);
     assert.ok(q.onResult("bad", 9, 127, 5, 2000).pause);
+    q.onResult("good", 11, 0, 20, 2030);
     assert.equal(q.onResult("bad", 10, 127, 5, 2100).quarantine!.until, 4100, "second quarantine doubles");
   },
 });
@@ -41,6 +42,7 @@ Deno.test({
     q.onResult("good", 0, 0, 50, 0);
     q.onResult("bad", 1, 127, 5, 10);
     assert.ok(q.onResult("bad", 2, 127, 5, 20).pause);
+    q.onResult("good", 5, 0, 50, 500);
     // Its other worker's job failed at once, but is only read once the break is over.
     assert.deepEqual(q.onResult("bad", 3, 127, 1015, 1020), { record: [], requeue: [], held: true });
     assert.ok(q.onResult("bad", 4, 127, 5, 1030).quarantine);
@@ -165,6 +167,7 @@ Deno.test({
     q.onResult("good", 0, 0, 50, 0);
     q.onResult("bad", 1, 127, 5, 1);
     assert.ok(q.onResult("bad", 2, 127, 5, 2).pause);
+    q.onResult("good", 5, 0, 5, 8);
     assert.ok(q.onResult("bad", 3, 127, 5, 20).quarantine);
     assert.deepEqual(q.onResult("bad", 4, 127, 5, 21), { record: [], requeue: [4], held: true });
   },
@@ -180,5 +183,25 @@ Deno.test({
     assert.deepEqual(q.release().sort(), [1, 2]);
     assert.deepEqual(q.release(), []);
     assert.deepEqual(q.expire(120_000), [], "released suspects are not expired again");
+  },
+});
+
+Deno.test({
+  name:
+    "Quarantine.onResult quarantines nobody when the whole fleet fails fast (the tail of a run of retried failures)",
+  permissions: "none",
+  fn() {
+    // Four healthy one-worker hosts; jobs 0-39 succeed, then only failures
+    // (the list's own, retried at the back of the queue) are left.
+    const q = new Quarantine({ streak: 5, fastMs: 500, pauseMs: 1000, initialMs: 60_000 });
+    const hosts = ["r0", "r1", "r2", "r3"];
+    let now = 0;
+    for (let job = 0; job < 40; job++) q.onResult(hosts[job % 4], job, 0, 100, now += 25);
+    const quarantined = new Set<string>();
+    for (let job = 40; job < 200; job++) {
+      const v = q.onResult(hosts[job % 4], job, 3, 20, now += 20);
+      if (v.quarantine !== undefined) quarantined.add(hosts[job % 4]);
+    }
+    assert.deepEqual([...quarantined], [], "no runner is a black hole here");
   },
 });
