@@ -5,23 +5,23 @@
  */
 
 import { basename, dirname, extname, join } from "node:path";
-import { JobListError, VicoError } from "./protocol/errors.ts";
-import { readJobList } from "./manager/job_list.ts";
+import { JobListError, VicoError } from "./core/errors.ts";
+import { readJobList } from "./manager/jobs/job_list.ts";
 import { DEFAULT_PORT, Manager } from "./manager/manager.ts";
-import { formatSummary, ProgressBar, ProgressLog } from "./manager/progress.ts";
-import { verifyResults } from "./manager/verify.ts";
-import { reportMain } from "./manager/report.ts";
-import { StatusServer } from "./manager/status_server.ts";
-import { enroll, type Enrollment, writeJoinToken } from "./manager/enrollment.ts";
+import { formatSummary, ProgressBar, ProgressLog } from "./manager/observe/progress.ts";
+import { verifyResults } from "./manager/results/verify.ts";
+import { reportMain } from "./manager/observe/report.ts";
+import { StatusServer } from "./manager/observe/status_server.ts";
+import { enroll, type Enrollment, writeJoinToken } from "./manager/sessions/enrollment.ts";
 import type { SharedSecret } from "./protocol/auth.ts";
 import type { TlsIdentity } from "./transport/tls.ts";
-import { complain, ExitCode, intFlag, isLoopback, parseFlags } from "./util/cli.ts";
-import { parseDuration } from "./util/duration.ts";
-import { readPrivateFile, readSecretFile } from "./util/secret_file.ts";
-import { parseSize } from "./util/size.ts";
-import { defaultStateDir } from "./util/state_dir.ts";
+import { complain, ExitCode, intFlag, isLoopback, parseFlags } from "./cli/flags.ts";
+import { parseDuration } from "./core/duration.ts";
+import { readPrivateFile, readSecretFile } from "./transport/secret_file.ts";
+import { parseSize } from "./core/size.ts";
+import { defaultStateDir } from "./io/state_dir.ts";
 import { logger, loggingFromFlags, setupLogging } from "./util/log.ts";
-import { versionText } from "./util/version.ts";
+import { versionText } from "./cli/version.ts";
 
 const USAGE = `Usage: manager --jobs FILE|- [options]
        manager verify RESULTS_DIR

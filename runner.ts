@@ -4,21 +4,21 @@
  * @module
  */
 
-import { VicoError } from "./protocol/errors.ts";
+import { VicoError } from "./core/errors.ts";
 import { DEFAULT_PORT } from "./manager/manager.ts";
 import { Runner } from "./runner/runner.ts";
-import { runnerStatus, ServiceNotifier } from "./runner/sd_notify.ts";
-import { complain, ExitCode, intFlag, isLoopback, parseFlags, parseHostPort } from "./util/cli.ts";
+import { runnerStatus, ServiceNotifier } from "./runner/service/sd_notify.ts";
+import { complain, ExitCode, intFlag, isLoopback, parseFlags, parseHostPort } from "./cli/flags.ts";
 import { SharedSecret } from "./protocol/auth.ts";
 import { type JoinToken, parseJoinToken } from "./protocol/join_token.ts";
-import { resolveUser, type RunAs } from "./runner/run_as.ts";
-import { JobCgroups, type JobLimits, parseJobLimits } from "./runner/job_cgroup.ts";
+import { resolveUser, type RunAs } from "./runner/exec/run_as.ts";
+import { JobCgroups, type JobLimits, parseJobLimits } from "./runner/exec/job_cgroup.ts";
 import { tlsConnector, type TlsTrust } from "./transport/tls.ts";
-import { readPrivateFile, readSecretFile } from "./util/secret_file.ts";
+import { readPrivateFile, readSecretFile } from "./transport/secret_file.ts";
 import { logger, loggingFromFlags, setupLogging } from "./util/log.ts";
-import { versionText } from "./util/version.ts";
-import { parseDuration } from "./util/duration.ts";
-import { parseSize } from "./util/size.ts";
+import { versionText } from "./cli/version.ts";
+import { parseDuration } from "./core/duration.ts";
+import { parseSize } from "./core/size.ts";
 
 const USAGE = `Usage: runner --manager HOST[:PORT] [options]
        runner --join TOKEN [options]

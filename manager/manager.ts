@@ -6,7 +6,7 @@
  * @module
  */
 
-import { DEFAULT_LIMITS, type Limits } from "../protocol/limits.ts";
+import { DEFAULT_LIMITS, type Limits } from "../core/limits.ts";
 import type { SharedSecret } from "../protocol/auth.ts";
 import { heldTag, type ServerHello, TAG_FEATURE } from "../protocol/vico_extension.ts";
 import { listenTcp } from "../transport/conn_transport.ts";
@@ -14,21 +14,21 @@ import { listenTls, type TlsIdentity } from "../transport/tls.ts";
 import { mergeListeners, type TransportListener } from "../transport/transport.ts";
 import { logger, RateLimitedLog } from "../util/log.ts";
 import { Runner, type RunnerEnd, type RunnerOptions } from "../runner/runner.ts";
-import { FleetWatch } from "./fleet_watch.ts";
-import { jobKey } from "./job_key.ts";
-import { identityOf, type JobList } from "./job_list.ts";
-import { JobQueue } from "./job_queue.ts";
-import { OwnerSession, type OwnerSessionContext } from "./owner_session.ts";
-import { Quarantine, type QuarantineOptions } from "./quarantine.ts";
-import { ResultRecorder } from "./result_recorder.ts";
-import { ResultsStore } from "./results_store.ts";
-import { ResultsDir, unusable } from "./results_dir.ts";
-import { planResume, type ResumePlan } from "./resume.ts";
-import { type HeldJob, type RunnerLink, Scheduler } from "./scheduler.ts";
-import { Ledger } from "./ledger.ts";
-import { RunStatus } from "./run_status.ts";
-import { Server } from "./server.ts";
-import { ManagerTextSession, type TextSessionContext } from "./text_session.ts";
+import { FleetWatch } from "./scheduling/fleet_watch.ts";
+import { jobKey } from "./jobs/job_key.ts";
+import { identityOf, type JobList } from "./jobs/job_list.ts";
+import { JobQueue } from "./jobs/job_queue.ts";
+import { OwnerSession, type OwnerSessionContext } from "./sessions/owner_session.ts";
+import { Quarantine, type QuarantineOptions } from "./scheduling/quarantine.ts";
+import { ResultRecorder } from "./results/result_recorder.ts";
+import { ResultsStore } from "./results/results_store.ts";
+import { ResultsDir, unusable } from "./results/results_dir.ts";
+import { planResume, type ResumePlan } from "./jobs/resume.ts";
+import { type HeldJob, type RunnerLink, Scheduler } from "./scheduling/scheduler.ts";
+import { Ledger } from "./results/ledger.ts";
+import { RunStatus } from "./observe/run_status.ts";
+import { Server } from "./sessions/server.ts";
+import { ManagerTextSession, type TextSessionContext } from "./sessions/text_session.ts";
 
 /** The port a manager listens on unless told otherwise. */
 export const DEFAULT_PORT = 7707;

@@ -38,8 +38,8 @@
  */
 
 import { isHex64 } from "./auth.ts";
-import { ProtocolError } from "./errors.ts";
-import { clipReason } from "./limits.ts";
+import { ProtocolError } from "../core/errors.ts";
+import { clipReason } from "../core/limits.ts";
 
 /** First byte of the extension (`V`). */
 export const EXTENSION_FIRST_BYTE = 0x56;

@@ -18,15 +18,15 @@
 
 import { join } from "node:path";
 import { BufferedReader } from "../protocol/buffered_reader.ts";
-import { DEFAULT_LIMITS, type Limits } from "../protocol/limits.ts";
+import { DEFAULT_LIMITS, type Limits } from "../core/limits.ts";
 import { connectTcp } from "../transport/conn_transport.ts";
 import type { Transport } from "../transport/transport.ts";
 import { logger } from "../util/log.ts";
-import { type HeldTask, NodeSession } from "./node_session.ts";
-import { TaskDir } from "./task_dir.ts";
-import { OutputSpool } from "./output_spool.ts";
-import { runProcess, shellArgv, STATUS_RUNNER_FAILURE } from "./process_runner.ts";
-import { takeOverState } from "./job_reaper.ts";
+import { type HeldTask, NodeSession } from "./binary/node_session.ts";
+import { TaskDir } from "./binary/task_dir.ts";
+import { OutputSpool } from "./exec/output_spool.ts";
+import { runProcess, shellArgv, STATUS_RUNNER_FAILURE } from "./exec/process_runner.ts";
+import { takeOverState } from "./exec/job_reaper.ts";
 import {
   defaultStateDir,
   type LifeLedger,
@@ -34,14 +34,14 @@ import {
   RunnerState,
   type StoredResult,
   type Streamable,
-} from "./runner_state.ts";
-import { type ConnectionEnd, type HandedJob, RunnerTextClient, STOPPED } from "./text_client.ts";
+} from "./service/runner_state.ts";
+import { type ConnectionEnd, type HandedJob, RunnerTextClient, STOPPED } from "./text/text_client.ts";
 import { HELD_TASK_PREFIX, TAG_FEATURE } from "../protocol/vico_extension.ts";
 import type { SharedSecret } from "../protocol/auth.ts";
-import { VicoError } from "../protocol/errors.ts";
-import { sayHello } from "./extension_hello.ts";
-import type { RunAs } from "./run_as.ts";
-import type { JobCgroups } from "./job_cgroup.ts";
+import { VicoError } from "../core/errors.ts";
+import { sayHello } from "./connect/extension_hello.ts";
+import type { RunAs } from "./exec/run_as.ts";
+import type { JobCgroups } from "./exec/job_cgroup.ts";
 
 /** Options for {@linkcode Runner}. */
 export interface RunnerOptions {

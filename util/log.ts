@@ -9,7 +9,7 @@
  * @module
  */
 
-import { VicoError } from "../protocol/errors.ts";
+import { VicoError } from "../core/errors.ts";
 import { configure, getLogger, type Logger, type LogLevel, type LogRecord, reset } from "@logtape/logtape";
 
 /** A logger under the `vico` category, e.g. `logger("manager")`. */
