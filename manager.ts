@@ -7,10 +7,12 @@
 import { basename, dirname, extname, join } from "node:path";
 import { JobListError, VicoError } from "./core/errors.ts";
 import { readJobList } from "./manager/jobs/job_list.ts";
-import { DEFAULT_PORT, Manager } from "./manager/manager.ts";
+import { Manager } from "./manager/manager.ts";
+import { DEFAULT_PORT } from "./protocol/messages.ts";
+import { localRunners } from "./cli/local_runners.ts";
 import { formatSummary, ProgressBar, ProgressLog } from "./manager/observe/progress.ts";
-import { verifyResults } from "./manager/results/verify.ts";
-import { reportMain } from "./manager/observe/report.ts";
+import { verifyMain } from "./cli/verify_main.ts";
+import { reportMain } from "./cli/report_main.ts";
 import { StatusServer } from "./manager/observe/status_server.ts";
 import { enroll, type Enrollment, writeJoinToken } from "./manager/sessions/enrollment.ts";
 import type { SharedSecret } from "./protocol/auth.ts";
@@ -418,6 +420,7 @@ export async function main(args: string[]): Promise<number> {
       hostname,
       port,
       local,
+      localWorkers: localRunners,
       tls,
       secret,
       limits,
@@ -512,43 +515,6 @@ export async function main(args: string[]): Promise<number> {
   console.log(formatSummary(summary).trimEnd());
   if (summary.stopped) return 128 + (stoppedBy === "SIGINT" ? 2 : 15);
   return summary.failed === 0 ? ExitCode.OK : ExitCode.FAILED;
-}
-
-const VERIFY_USAGE = `Usage: manager verify RESULTS_DIR
-
-Re-hashes every output and returned file a results directory's journal
-records and reports any file that is missing, of another size, or of another
-SHA-256. Exit 0 when everything matches, 1 otherwise, 2 on usage errors.
-
-Example:
-  manager verify jobs.results && tar czf jobs-results.tgz jobs.results
-`;
-
-/** `manager verify RESULTS_DIR`. */
-async function verifyMain(args: string[]): Promise<number> {
-  if (args.includes("--help") || args.includes("-h")) {
-    console.log(VERIFY_USAGE);
-    return ExitCode.OK;
-  }
-  if (args.length !== 1) {
-    return complain("manager verify", `expected one RESULTS_DIR\n\n${VERIFY_USAGE}`, ExitCode.USAGE);
-  }
-  let report;
-  try {
-    report = await verifyResults(args[0]);
-  } catch (err) {
-    return complain("manager verify", `cannot read ${args[0]}: ${(err as Error).message}`, ExitCode.USAGE);
-  }
-  for (const p of report.problems) console.log(`${p.path}: ${p.problem} (journal line ${p.line})`);
-  if (report.tornTail) {
-    console.log("journal: the last record is torn (a crash while writing it); it is dropped on restart");
-  }
-  const mb = (report.bytes / 1048576).toFixed(1);
-  console.log(
-    `verify: ${report.records} record(s), ${report.files} file(s), ${mb} MB checked: ` +
-      (report.problems.length === 0 ? "all match" : `${report.problems.length} problem(s)`),
-  );
-  return report.problems.length === 0 ? ExitCode.OK : ExitCode.FAILED;
 }
 
 function isWildcard(host: string): boolean {

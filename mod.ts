@@ -28,10 +28,10 @@
  *
  * @example Run a job list on this machine with two local workers
  * ```ts ignore
- * import { Manager, parseJobList } from "./mod.ts";
+ * import { localRunners, Manager, parseJobList } from "./mod.ts";
  *
  * const jobs = parseJobList(new TextEncoder().encode("echo one\necho two\n"));
- * const manager = await Manager.start({ jobs, resultsDir: "results", port: 0, local: 2 });
+ * const manager = await Manager.start({ jobs, resultsDir: "results", port: 0, local: 2, localWorkers: localRunners });
  * const summary = await manager.finished;
  * console.log(`${summary.succeeded} of ${summary.jobs} succeeded`);
  * ```
@@ -49,6 +49,7 @@ export {
 export { describeBytes, JobListError, ProtocolError, VicoError, type VicoErrorCode } from "./core/errors.ts";
 export { DEFAULT_LIMITS, type Limits, SIXTEEN_GIB } from "./core/limits.ts";
 export {
+  DEFAULT_PORT,
   type FromRunnerText,
   type RunnerExpectation,
   TEXT_PROTOCOL_VERSION,
@@ -154,7 +155,16 @@ export {
   type SessionContext,
   type SessionFactory,
 } from "./manager/sessions/server.ts";
-export { DEFAULT_PORT, Manager, type ManagerOptions, type RunSummary } from "./manager/manager.ts";
+export {
+  type LocalWorker,
+  type LocalWorkerEnd,
+  type LocalWorkerFactory,
+  type LocalWorkerSpec,
+  Manager,
+  type ManagerOptions,
+  type RunSummary,
+} from "./manager/manager.ts";
+export { localRunners } from "./cli/local_runners.ts";
 export {
   enroll,
   type Enrollment,

@@ -5,7 +5,7 @@
  */
 
 import { VicoError } from "./core/errors.ts";
-import { DEFAULT_PORT } from "./manager/manager.ts";
+import { DEFAULT_PORT } from "./protocol/messages.ts";
 import { Runner } from "./runner/runner.ts";
 import { runnerStatus, ServiceNotifier } from "./runner/service/sd_notify.ts";
 import { complain, ExitCode, intFlag, isLoopback, parseFlags, parseHostPort } from "./cli/flags.ts";

@@ -10,6 +10,9 @@
  * @module
  */
 
+/** The TCP port a manager listens on, and a runner dials, unless told otherwise (both protocols). */
+export const DEFAULT_PORT = 7707;
+
 // ---------------------------------------------------------------------------
 // Text protocol 1.1
 // ---------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 /**
- * `manager report`: what a run did, read back from its results journal:
+ * What a run did, read back from its results journal:
  * jobs ok, failed, timed out (`"timedOut": true`: stopped by `--timeout`)
  * and lost, attempts, wall time, per-host counts and busy
  * time, the slowest jobs, the exit status distribution, and the timeline
@@ -18,11 +18,8 @@
  */
 
 import { join } from "node:path";
-import { parseArgs } from "node:util";
-import { complain, ExitCode, intFlag } from "../../cli/flags.ts";
 import { JOURNAL_FILE, type JournalRecord } from "../results/results_store.ts";
 import { clip } from "./run_status.ts";
-import { renderStatusPage } from "./status_page.ts";
 
 /** Job intervals kept for the timeline unless told otherwise (the most recent ones). */
 export const DEFAULT_TIMELINE_LIMIT = 5000;
@@ -533,80 +530,4 @@ export function formatReport(r: RunReport, dir: string): string {
   }
   if (r.unreadable > 0) lines.push(`  ${r.unreadable} journal line(s) could not be read`);
   return lines.join("\n") + "\n";
-}
-
-/** `manager report --help`. */
-export const REPORT_USAGE = `Usage: manager report RESULTS_DIR [--html FILE] [--json] [--timeline-jobs N]
-
-Summarizes a run from its results journal: jobs ok, failed, timed out
-(stopped by --timeout) and lost,
-retried attempts, wall time, jobs and busy time per host, the exit status
-distribution and the slowest jobs. Read-only; works on a finished run or
-one still going.
-
-      --html FILE      Also write the status page with this run embedded: a
-                       Gantt chart of every job by host and lane, and
-                       throughput over time. One self-contained file (no
-                       network needed to view it).
-      --json           Print the summary as JSON instead of text.
-      --timeline-jobs N
-                       Jobs the timeline keeps: the most recent N.
-                       Default ${DEFAULT_TIMELINE_LIMIT}.
-  -h, --help           Show this help.
-
-Exit status: 0, or 2 when the directory has no readable journal.
-`;
-
-/** `manager report RESULTS_DIR [--html FILE] [--json]`; returns the exit code. */
-export async function reportMain(args: string[]): Promise<number> {
-  let parsed;
-  let limit: number;
-  try {
-    parsed = parseArgs({
-      args,
-      options: {
-        html: { type: "string" },
-        json: { type: "boolean" },
-        "timeline-jobs": { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-      allowPositionals: true,
-    });
-    limit = intFlag("timeline-jobs", parsed.values["timeline-jobs"], DEFAULT_TIMELINE_LIMIT, 1);
-  } catch (err) {
-    return complain("manager report", `${(err as Error).message}\n\n${REPORT_USAGE}`, ExitCode.USAGE);
-  }
-  if (parsed.values.help) {
-    console.log(REPORT_USAGE);
-    return ExitCode.OK;
-  }
-  if (parsed.positionals.length !== 1) {
-    return complain("manager report", `expected one RESULTS_DIR\n\n${REPORT_USAGE}`, ExitCode.USAGE);
-  }
-  const dir = parsed.positionals[0];
-  let digest: JournalDigest;
-  try {
-    digest = await digestResults(dir, limit);
-  } catch (err) {
-    const why = err instanceof Deno.errors.NotFound ? `no ${JOURNAL_FILE} there` : (err as Error).message;
-    return complain("manager report", `cannot read ${dir}: ${why}`, ExitCode.USAGE);
-  }
-  const report = digest.report();
-  if (parsed.values.json) console.log(JSON.stringify(report, null, 2));
-  else console.log(formatReport(report, dir).trimEnd());
-  if (parsed.values.html !== undefined) {
-    const html = renderStatusPage({ resultsDir: dir, report, timeline: digest.timeline() });
-    try {
-      await Deno.writeTextFile(parsed.values.html, html);
-    } catch (err) {
-      return complain(
-        "manager report",
-        `cannot write ${parsed.values.html}: ${(err as Error).message}`,
-        ExitCode.USAGE,
-      );
-    }
-    if (!parsed.values.json) console.log(`  timeline: ${parsed.values.html}`);
-  }
-  return ExitCode.OK;
 }

@@ -27,7 +27,7 @@ import { join } from "node:path";
 import { VicoError } from "../../core/errors.ts";
 import { parseSize } from "../../core/size.ts";
 import { logger } from "../../util/log.ts";
-import { SETSID } from "./process_runner.ts";
+import { type JobLeaf, type JobLeaves, SETSID } from "./process_runner.ts";
 
 const log = logger("runner", "cgroup");
 
@@ -349,7 +349,7 @@ export async function endCgroupLeaves(paths: readonly string[]): Promise<void> {
 }
 
 /** The leaves of one runner's jobs. */
-export class JobCgroups implements AsyncDisposable {
+export class JobCgroups implements AsyncDisposable, JobLeaves {
   /** The cgroup v2 directory the job leaves are made in. */
   readonly dir: string;
   /** The limits every job gets. */
@@ -521,7 +521,7 @@ export class JobCgroups implements AsyncDisposable {
 }
 
 /** One job's leaf. */
-export class JobCgroup {
+export class JobCgroup implements JobLeaf {
   /** The leaf's directory. */
   readonly path: string;
   readonly #owner: JobCgroups;

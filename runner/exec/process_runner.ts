@@ -11,8 +11,6 @@
  * @module
  */
 
-import type { JobCgroups } from "./job_cgroup.ts";
-
 /** Receives output chunks, in order; the next chunk waits for the promise. */
 export type OutputSink = (chunk: Uint8Array) => Promise<void>;
 
@@ -44,7 +42,7 @@ export interface RunProcessOptions {
    * Run in a fresh cgroup v2 leaf with the runner's per-job limits
    * (`--job-memory`, `--job-cpus`), removed once the process has ended.
    */
-  cgroups?: JobCgroups;
+  cgroups?: JobLeaves;
   /**
    * Where the job is written down while it runs (a `--persist` runner's
    * state directory), so that a runner restarted after a crash can end it.
@@ -183,7 +181,7 @@ export function runProcess(argv: string[], options: RunProcessOptions): Promise<
  * shell makes the leaf and enters it before exec'ing the process, and once
  * it has ended the leaf says whether the OOM killer struck, and goes.
  */
-async function runInCgroup(argv: string[], options: RunProcessOptions, cgroups: JobCgroups): Promise<ProcessOutcome> {
+async function runInCgroup(argv: string[], options: RunProcessOptions, cgroups: JobLeaves): Promise<ProcessOutcome> {
   if (options.signal?.aborted) return { status: 128 + SIGNAL_NUMBERS.SIGTERM, signal: "SIGTERM" };
   const leaf = cgroups.next();
   let finished: Promise<{ oomKilled: boolean }> | undefined;
@@ -203,6 +201,28 @@ async function runInCgroup(argv: string[], options: RunProcessOptions, cgroups: 
   if (!oomKilled) return outcome;
   await options.sink(new TextEncoder().encode(`\nvico: ${cgroups.memoryNote}\n`));
   return { ...outcome, memoryExceeded: true };
+}
+
+/**
+ * What {@linkcode runProcess} needs of the cgroups jobs run in: `JobCgroups`
+ * (`job_cgroup.ts`) is the one. Declared here so that the process runner,
+ * which that module builds on, does not import it back.
+ */
+export interface JobLeaves {
+  /** A fresh leaf for the next job. */
+  next(): JobLeaf;
+  /** The note a job killed for exceeding its memory limit gets in its output. */
+  readonly memoryNote: string;
+}
+
+/** One job's cgroup leaf (`JobCgroup`). */
+export interface JobLeaf {
+  /** The leaf's directory. */
+  readonly path: string;
+  /** The argv that enters the leaf (and, with `runAs`, drops to that user) before exec'ing `argv`. */
+  wrap(argv: readonly string[], runAs?: { uid: number; gid: number }): string[];
+  /** Ends everything left in the leaf and removes it; says whether the OOM killer struck. */
+  finish(): Promise<{ oomKilled: boolean }>;
 }
 
 /** A job's cgroup leaf, for {@linkcode runDirect}: ending it ends every process in it. */
