@@ -1,26 +1,12 @@
 /**
- * Small helpers shared by the entry points: flag values, addresses and
- * exit codes.
+ * The entry points' flags: one table per command drives parsing, the usage
+ * text and the `VICO_*` variables; and the flag-value parsers they share.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
 import { VicoError } from "../core/errors.ts";
-
-/** Exit codes of `manager` and `runner` (documented in the README). */
-export const ExitCode = Object.freeze({
-  /** Manager: every job exited 0. Runner: the manager had no more jobs. */
-  OK: 0,
-  /** Manager: some job exited non-zero. Runner: connection lost, dropped, or protocol error. */
-  FAILED: 1,
-  /** Bad flags or an invalid job list: nothing ran. */
-  USAGE: 2,
-  /** Manager: could not start (port in use, results directory unusable). Runner: version refused. */
-  CANNOT_START: 3,
-  /** Runner: the manager could not be verified (TLS certificate, secret) or refused this runner's proof. */
-  UNTRUSTED: 4,
-});
 
 /**
  * Whether a host name or address is this machine's loopback.
@@ -67,8 +53,61 @@ export function parseHostPort(text: string, defaultPort: number): { hostname: st
   return { hostname: m[1] ?? m[2], port };
 }
 
-/** The option table `parseArgs` takes, as far as the entry points use it. */
-export type FlagTable = Record<string, { type: "string" | "boolean"; short?: string }>;
+/**
+ * One flag of a command: what `parseArgs` needs, what the usage text says of
+ * it, and whether a `VICO_*` variable sets it. A command's flags are one
+ * {@linkcode FlagTable}, which drives its parsing ({@linkcode parseFlags}),
+ * its usage text ({@linkcode flagUsage}) and its environment
+ * ({@linkcode envArgs}).
+ */
+export interface FlagSpec {
+  /** A value (`string`) or a switch (`boolean`). */
+  readonly type: "string" | "boolean";
+  /** One-letter alias (`-j`). */
+  readonly short?: string;
+  /** The value's placeholder in the usage text (`FILE`). */
+  readonly arg?: string;
+  /** What the flag does, as printed: one entry a line. A flag without it is left out of the usage text. */
+  readonly help?: readonly string[];
+  /** Printed after a blank line before the flag: a section's title, or `""` for the blank line alone. */
+  readonly heading?: string;
+  /** Whether `VICO_<NAME>` sets it. @default {true} */
+  readonly env?: boolean;
+}
+
+/** A command's flags, in the order its usage text lists them. */
+export type FlagTable = Record<string, FlagSpec>;
+
+/**
+ * The option lines of a usage text, from a {@linkcode FlagTable}: the flag
+ * (with its short form and placeholder) in a column `width` wide, then its
+ * description; a flag too long for the column has its description on the
+ * next line.
+ *
+ * @example
+ * ```ts
+ * import { flagUsage } from "./flags.ts";
+ * const text = flagUsage({ jobs: { type: "string", short: "j", arg: "FILE", help: ["The job list."] } }, 23);
+ * console.assert(text === "  -j, --jobs FILE      The job list.");
+ * ```
+ */
+export function flagUsage(table: FlagTable, width: number): string {
+  const out: string[] = [];
+  const indent = " ".repeat(width);
+  for (const [flag, spec] of Object.entries(table)) {
+    if (spec.help === undefined) continue;
+    if (spec.heading !== undefined) out.push("", ...(spec.heading === "" ? [] : [spec.heading]));
+    const left = `${spec.short === undefined ? "      " : `  -${spec.short}, `}--${flag}${
+      spec.arg === undefined ? "" : ` ${spec.arg}`
+    }`;
+    const [first, ...rest] = spec.help;
+    if (first === undefined) out.push(left);
+    else if (left.length < width) out.push(left.padEnd(width) + first);
+    else out.push(left, indent + first);
+    for (const line of rest) out.push(indent + line);
+  }
+  return out.join("\n");
+}
 
 /**
  * The environment variable that sets a flag: `VICO_` and the flag's name
@@ -89,7 +128,7 @@ const FALSE = new Set(["", "0", "false", "no", "off"]);
 
 /**
  * Command-line arguments for the flags in `options` that are set in the
- * environment (`VICO_WORKERS=8` → `--workers=8`, `VICO_PERSIST=1` →
+ * environment (all but those marked `env: false` and the `skip` list) (`VICO_WORKERS=8` → `--workers=8`, `VICO_PERSIST=1` →
  * `--persist`), to be put before the real arguments so the command line
  * wins. For systemd environment files and batch scripts.
  *
@@ -110,8 +149,8 @@ export function envArgs(
   skip: readonly string[] = ["help", "version"],
 ): string[] {
   const args: string[] = [];
-  for (const [flag, { type }] of Object.entries(options)) {
-    if (skip.includes(flag)) continue;
+  for (const [flag, { type, env: fromEnv }] of Object.entries(options)) {
+    if (skip.includes(flag) || fromEnv === false) continue;
     const value = env(envName(flag));
     if (value === undefined) continue;
     if (type === "string") {

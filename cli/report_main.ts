@@ -5,8 +5,9 @@
  * @module
  */
 
+import { ExitCode } from "./exit_code.ts";
 import { parseArgs } from "node:util";
-import { complain, ExitCode, intFlag } from "./flags.ts";
+import { complain, intFlag } from "./flags.ts";
 import { JOURNAL_FILE } from "../manager/results/results_store.ts";
 import { DEFAULT_TIMELINE_LIMIT, digestResults, formatReport, type JournalDigest } from "../manager/observe/report.ts";
 import { renderStatusPage } from "../manager/observe/status_page.ts";

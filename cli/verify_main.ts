@@ -5,7 +5,8 @@
  * @module
  */
 
-import { complain, ExitCode } from "./flags.ts";
+import { ExitCode } from "./exit_code.ts";
+import { complain } from "./flags.ts";
 import { verifyResults } from "../manager/results/verify.ts";
 
 /** `manager verify --help`. */

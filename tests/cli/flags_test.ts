@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
-import { envArgs, envName } from "../../cli/flags.ts";
+import { envArgs, envName, type FlagTable } from "../../cli/flags.ts";
+import { MANAGER_FLAGS, MANAGER_USAGE } from "../../cli/manager_flags.ts";
+import { RUNNER_FLAGS, RUNNER_USAGE } from "../../cli/runner_flags.ts";
 import { VicoError } from "../../core/errors.ts";
 
 const OPTIONS = {
@@ -50,5 +52,26 @@ Deno.test({
       () => envArgs(OPTIONS, (n) => (n === "VICO_PERSIST" ? "maybe" : undefined)),
       (err) => err instanceof VicoError && err.code === "USAGE" && /VICO_PERSIST="maybe"/.test(err.message),
     );
+  },
+});
+
+Deno.test({
+  name: "MANAGER_USAGE and RUNNER_USAGE list every flag of their tables, so help and parsing cannot drift",
+  permissions: "none",
+  fn() {
+    for (const [table, usage] of [[MANAGER_FLAGS, MANAGER_USAGE], [RUNNER_FLAGS, RUNNER_USAGE]] as const) {
+      for (const [flag, spec] of Object.entries(table as FlagTable)) {
+        const short = spec.short === undefined ? "      " : `  -${spec.short}, `;
+        assert.ok(usage.includes(`\n${short}--${flag}`), `--${flag} is missing from the usage text`);
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "envArgs leaves out flags marked env: false (runner --join: VICO_JOIN holds the token itself)",
+  permissions: "none",
+  fn() {
+    assert.deepEqual(envArgs(RUNNER_FLAGS, (n) => (n === "VICO_JOIN" ? "vico1_token" : undefined)), []);
   },
 });
