@@ -58,6 +58,7 @@ export {
 } from "./protocol/messages.ts";
 export {
   BINARY_PROTOCOL_VERSION,
+  type BinaryState,
   FrameType,
   type FromNode,
   MISSING_FILE_LENGTH,

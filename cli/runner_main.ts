@@ -145,7 +145,7 @@ function endExitCode(end: RunnerEnd, log: ReturnType<typeof logger>): number {
       return ExitCode.OK;
     case "refused":
       log.error("{reason}", { reason: end.reason });
-      return /authenticat/.test(end.reason) ? ExitCode.UNTRUSTED : ExitCode.CANNOT_START;
+      return end.auth ? ExitCode.UNTRUSTED : ExitCode.CANNOT_START;
     case "untrusted":
       log.error("{reason}", { reason: end.reason });
       return ExitCode.UNTRUSTED;

@@ -28,11 +28,13 @@ export class ProtocolError extends Error {
 
 /** Codes of {@linkcode VicoError}. */
 export type VicoErrorCode =
+  /** The peer closed the connection (or it dropped) where the protocol expected more. */
   | "CONNECTION_CLOSED"
-  | "VERSION_REFUSED"
+  /** Refused: a results directory that is not vico's or is in use, a returned file that may not be stored. */
   | "REFUSED"
+  /** A job list that cannot be served ({@linkcode JobListError}). */
   | "JOB_LIST_INVALID"
-  | "LIMIT_EXCEEDED"
+  /** A bad flag, setting or input file given by the user: the command exits 2. */
   | "USAGE"
   /** A peer could not prove who it is (wrong secret, wrong certificate, no authentication). */
   | "AUTH_FAILED"

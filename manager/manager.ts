@@ -1,6 +1,7 @@
 /**
  * A manager: serves a job list to runners and records every result. With
- * `local: N` it also starts N runner workers of its own on loopback, which
+ * `local: N` it also starts N workers of its own on loopback (runners, made
+ * by the `localWorkers` hook the caller gives: see `cli/local_runners.ts`), which
  * makes one process a complete local run.
  *
  * @module

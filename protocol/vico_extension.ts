@@ -312,3 +312,20 @@ export function parseClientProof(line: string): string {
   if (!isHex64(proof)) throw new ProtocolError("Expected VICO/1 proof with 64 lowercase hex digits", line);
   return proof;
 }
+
+/**
+ * Whether a manager's refusal (`VICO/1 no <reason>`, or a binary Reject) is
+ * about authentication: a runner with the wrong secret or none. VICO/1
+ * carries only the reason's words, and the manager's reasons about
+ * authentication all name it; this is the one place that reads them.
+ *
+ * @example
+ * ```ts
+ * import { isAuthRefusal } from "./vico_extension.ts";
+ * console.assert(isAuthRefusal("authentication failed: the runner's proof is wrong"));
+ * console.assert(!isAuthRefusal("no more tasks"));
+ * ```
+ */
+export function isAuthRefusal(reason: string): boolean {
+  return /authenticat/i.test(reason);
+}

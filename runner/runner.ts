@@ -36,7 +36,7 @@ import {
   type Streamable,
 } from "./service/runner_state.ts";
 import { type ConnectionEnd, type HandedJob, RunnerTextClient, STOPPED } from "./text/text_client.ts";
-import { HELD_TASK_PREFIX, TAG_FEATURE } from "../protocol/vico_extension.ts";
+import { HELD_TASK_PREFIX, isAuthRefusal, TAG_FEATURE } from "../protocol/vico_extension.ts";
 import type { SharedSecret } from "../protocol/auth.ts";
 import { VicoError } from "../core/errors.ts";
 import { sayHello } from "./connect/extension_hello.ts";
@@ -111,7 +111,8 @@ export interface RunnerActivity {
 export type RunnerEnd =
   | { readonly kind: "finished"; readonly jobs: number }
   | { readonly kind: "stopped"; readonly jobs: number }
-  | { readonly kind: "refused"; readonly reason: string }
+  /** The manager refused it; `auth`: because it did not authenticate (wrong secret or none). */
+  | { readonly kind: "refused"; readonly reason: string; readonly auth: boolean }
   /** The manager could not be verified (TLS certificate, secret): nothing was sent or run. */
   | { readonly kind: "untrusted"; readonly reason: string }
   | { readonly kind: "failed"; readonly reason: string; readonly jobs: number };
@@ -459,7 +460,11 @@ export class Runner {
         if (hello.kind === "untrusted" || hello.kind === "refused") {
           const reason = hello.kind === "refused" ? `Manager refused this runner: ${hello.reason}` : hello.reason;
           if (!persist) {
-            this.#finish(hello.kind === "untrusted" ? { kind: "untrusted", reason } : { kind: "refused", reason });
+            this.#finish(
+              hello.kind === "untrusted"
+                ? { kind: "untrusted", reason }
+                : { kind: "refused", reason, auth: hello.auth },
+            );
             break;
           }
           await retry(reason);
@@ -507,7 +512,7 @@ export class Runner {
       if (cut === "break") break;
       if (cut === "continue") continue;
       if (opened.kind === "refused") {
-        this.#finish({ kind: "refused", reason: opened.reason });
+        this.#finish({ kind: "refused", reason: opened.reason, auth: false });
         break;
       }
       if (opened.kind === "failed") {
@@ -945,7 +950,7 @@ export class Runner {
           // Closed without a word after tasks: the owner's run is over (as a closed port).
           if (hello.kind === "closed" && (tasks > 0 || this.#stopping)) return { kind: "finished", jobs: tasks };
           if (hello.kind === "untrusted") return { kind: "untrusted", reason };
-          if (hello.kind === "refused") return { kind: "refused", reason };
+          if (hello.kind === "refused") return { kind: "refused", reason, auth: hello.auth };
           return { kind: "failed", reason, jobs: tasks };
         }
         const answer = hello.answer;
@@ -1012,7 +1017,11 @@ export class Runner {
             jobs: 0,
           };
         case "refused":
-          return { kind: "refused", reason: `Manager refused this node: ${end.reason}` };
+          return {
+            kind: "refused",
+            reason: `Manager refused this node: ${end.reason}`,
+            auth: isAuthRefusal(end.reason),
+          };
         case "failed":
           if (this.#stopping) return { kind: "stopped", jobs: tasks };
           return { kind: "failed", reason: end.reason, jobs: tasks };

@@ -1,6 +1,6 @@
 /**
  * One byte budget shared by every connection that has not completed its
- * handshake (`HANDSHAKE_BUDGET_BYTES` in `protocol/limits.ts`): whatever the split (one
+ * handshake (`HANDSHAKE_BUDGET_BYTES` in `core/limits.ts`): whatever the split (one
  * connection with huge held-job lines, or many with a little each), what
  * unauthenticated and handshaking peers make the manager hold stays under it.
  * Pure bookkeeping: the server charges each read and closes what this says.

@@ -27,17 +27,10 @@ import type { ReturnedFile, StagedOutput } from "../results/results_store.ts";
 import type { RunnerLink } from "../scheduling/scheduler.ts";
 import type { Extension, HandshakeWindow, Session, SessionContext } from "./server.ts";
 import type { TaskBundle } from "../jobs/task_bundle.ts";
+import type { BinaryState } from "../../protocol/messages.ts";
 
-/** Owner states, after the node statuses of the draft. */
-export type OwnerState =
-  | "Joining"
-  | "Idle"
-  | "WaitingForInput"
-  | "ReadyToStart"
-  | "Working"
-  | "Finished"
-  | "Leaving"
-  | "Closed";
+/** An owner session's state: the draft's binary states ({@linkcode BinaryState}). */
+export type OwnerState = BinaryState;
 
 /** What an owner session needs from the manager around it. */
 export interface OwnerSessionContext extends SessionContext {

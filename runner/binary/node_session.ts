@@ -34,17 +34,10 @@ import type { JobCgroups } from "../exec/job_cgroup.ts";
 import { TaskDir, TaskPathError } from "./task_dir.ts";
 import { TASK_KEY_FILE } from "../../protocol/vico_extension.ts";
 import { quoteName } from "../../protocol/task_path.ts";
+import type { BinaryState } from "../../protocol/messages.ts";
 
-/** Node states, after the draft's node statuses. */
-export type NodeState =
-  | "Joining"
-  | "Idle"
-  | "WaitingForInput"
-  | "ReadyToStart"
-  | "Working"
-  | "Finished"
-  | "Leaving"
-  | "Closed";
+/** A node session's state: the draft's binary states ({@linkcode BinaryState}). */
+export type NodeState = BinaryState;
 
 /** The Status value each state reports. */
 export const STATUS_OF_STATE: Readonly<Record<NodeState, NodeStatusValue>> = Object.freeze({
@@ -96,7 +89,7 @@ export interface NodeSessionOptions {
   killGraceMs?: number;
   /** Wire limits. */
   limits: Limits;
-  /** Where running programs are written down (`--persist`: see runner/job_reaper.ts). */
+  /** Where running programs are written down (`--persist`: see runner/exec/job_reaper.ts). */
   ledger?: JobLedger;
   /** Starts a run's process (tests inject a stand-in). @default {runProcess} */
   run?: typeof runProcess;
@@ -402,7 +395,9 @@ export class NodeSession {
 
   /** Persist: on a lost connection in the middle of a task, keeps it going. */
   #detach(err: unknown): HeldTask | undefined {
-    const lostConnection = !(err instanceof ProtocolError) && !/Owner disconnected/.test(String(err));
+    // A Disconnect from the owner is an end (`#handle` returns it), never thrown:
+    // whatever was thrown and is not the wire's fault lost the connection.
+    const lostConnection = !(err instanceof ProtocolError);
     if (!this.#options.persist || this.#key === undefined || !lostConnection) return undefined;
     if (this.#state !== "Working" && this.#state !== "Finished") return undefined;
     this.#detached = true;

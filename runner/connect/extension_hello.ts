@@ -18,6 +18,7 @@ import {
   EXTENSION_PREFIX,
   formatClientHello,
   formatClientProof,
+  isAuthRefusal,
   parseServerHello,
   type ServerHello,
 } from "../../protocol/vico_extension.ts";
@@ -44,8 +45,8 @@ export type HelloResult =
   | { readonly kind: "ok"; readonly answer: Extract<ServerHello, { kind: "ok" }> }
   /** The manager only knows the drafts (it closed, or answered in a draft's words). */
   | { readonly kind: "noExtension" }
-  /** The manager answered `VICO/1 no`. */
-  | { readonly kind: "refused"; readonly reason: string }
+  /** The manager answered `VICO/1 no` (`auth`: because this runner did not authenticate). */
+  | { readonly kind: "refused"; readonly reason: string; readonly auth: boolean }
   /** The manager could not be trusted: it did not prove it knows the secret. Nothing was sent. */
   | { readonly kind: "untrusted"; readonly reason: string }
   /** With a secret: the manager closed the connection without a word (its run may be over). */
@@ -119,10 +120,11 @@ export async function sayHello(
       const reply = await readReply(reader, options.manager);
       if (reply === undefined || reply === CLOSED) return { kind: "noExtension" };
       const answer = parseServerHello(reply);
-      if (answer.kind === "no") return { kind: "refused", reason: answer.reason };
+      if (answer.kind === "no") return { kind: "refused", reason: answer.reason, auth: isAuthRefusal(answer.reason) };
       if (answer.kind === "auth") {
         return {
           kind: "refused",
+          auth: true,
           reason:
             `The manager at ${options.manager} requires authentication; start the runner with --join TOKEN or --secret-file FILE`,
         };
@@ -145,7 +147,7 @@ export async function sayHello(
       };
     }
     const auth = parseServerHello(challenge);
-    if (auth.kind === "no") return { kind: "refused", reason: auth.reason };
+    if (auth.kind === "no") return { kind: "refused", reason: auth.reason, auth: isAuthRefusal(auth.reason) };
     if (auth.kind === "ok") {
       return {
         kind: "untrusted",
@@ -164,7 +166,7 @@ export async function sayHello(
       return { kind: "closed", reason: `The manager at ${options.manager} closed the connection after authentication` };
     }
     const answer = parseServerHello(reply);
-    if (answer.kind === "no") return { kind: "refused", reason: answer.reason };
+    if (answer.kind === "no") return { kind: "refused", reason: answer.reason, auth: isAuthRefusal(answer.reason) };
     if (answer.kind === "auth") throw new ProtocolError("The manager sent a second auth line", reply);
     return { kind: "ok", answer };
   } catch (err) {

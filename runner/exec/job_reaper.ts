@@ -12,7 +12,7 @@
  * runner's on the same directory, and is left alone too.
  *
  * Deno gives no program without `--allow-all` `/proc`, so `/bin/sh` reads
- * it (as runner/job_cgroup.ts does for `/sys`).
+ * it (as runner/exec/job_cgroup.ts does for `/sys`).
  *
  * @module
  */

@@ -21,7 +21,7 @@
  * issued it.
  *
  * A job's record is written before the job runs and removed once it and its
- * process group have ended (see runner/job_reaper.ts): what a runner killed
+ * process group have ended (see runner/exec/job_reaper.ts): what a runner killed
  * with SIGKILL left running is found there by the next runner on the same
  * directory.
  *
