@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { DEFAULT_LIMITS } from "../../../core/limits.ts";
 import { Server, type ServerOptions, type SessionFactory } from "../../../manager/sessions/server.ts";
 import { listenTcp } from "../../../transport/conn_transport.ts";
+import { MemoryListener, type MemoryTransport } from "../../../transport/memory_transport.ts";
 import { LinePeer } from "../../helpers/line_peer.ts";
 
 const enc = new TextEncoder();
@@ -110,4 +111,38 @@ Deno.test("Server charges every handshake byte to one budget and closes the bigg
     await next.line("KOMPRENAS");
     assert.equal(await next.read(5000), "OK");
   }
+});
+
+Deno.test({
+  name:
+    "Server over a MemoryListener hands a text peer to the text session and closes one that speaks neither protocol",
+  permissions: "none",
+  async fn() {
+    const listener = new MemoryListener();
+    const server = new Server(listener, lineSessions, {
+      limits: { ...DEFAULT_LIMITS },
+      handshakeTimeoutMs: 10_000,
+      maxHandshaking: 2,
+    });
+    const serving = server.serve();
+    const readAll = async (t: MemoryTransport) => {
+      const buf = new Uint8Array(64);
+      let text = "";
+      while (true) {
+        const n = await t.read(buf);
+        if (n === null) return text;
+        text += new TextDecoder().decode(buf.subarray(0, n));
+        if (text.endsWith("\n")) return text;
+      }
+    };
+    const runner = listener.connect();
+    await runner.write(enc.encode("SALUTON; MI memory\nKOMPRENAS\n"));
+    assert.equal(await readAll(runner), "OK\n");
+    const stranger = listener.connect();
+    await stranger.write(enc.encode("GET / HTTP/1.1\r\n\r\n"));
+    assert.equal(await readAll(stranger), "", "closed without a word");
+    runner.close();
+    await server.drain(0);
+    await serving;
+  },
 });
