@@ -125,3 +125,10 @@ Deno.test("source folders import only the layers below them", () => {
 Deno.test("source modules import in no cycle", () => {
   assertEquals(findCycles(importGraph()).map((c) => c.join(" -> ")), []);
 });
+
+Deno.test("only util/command.ts starts processes (new Deno.Command)", () => {
+  const starters = [...importGraph().keys()].filter((file) =>
+    /new Deno\.Command\(/.test(Deno.readTextFileSync(join(ROOT, file)).replace(/\/\*[\s\S]*?\*\//g, ""))
+  );
+  assertEquals(starters, ["util/command.ts"]);
+});

@@ -28,6 +28,7 @@ import { VicoError } from "../../core/errors.ts";
 import { parseSize } from "../../core/size.ts";
 import { logger } from "../../util/log.ts";
 import { type JobLeaf, type JobLeaves, SETSID } from "./process_runner.ts";
+import { processOutput, startProcess } from "../../util/command.ts";
 
 const log = logger("runner", "cgroup");
 
@@ -226,12 +227,12 @@ const HOW =
 export async function sh(script: string, args: readonly string[] = []): Promise<
   { ok: boolean; stdout: string; stderr: string }
 > {
-  const out = await new Deno.Command("/bin/sh", {
+  const out = await processOutput("/bin/sh", {
     args: ["-c", script, ...args],
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
-  }).output();
+  });
   const dec = new TextDecoder();
   return { ok: out.success, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr).trim() };
 }
@@ -291,12 +292,12 @@ class Reaper {
     // In a session of its own, like the jobs: a Ctrl-C or a batch system's
     // signal to the runner's process group must not end it.
     const argv = [...(SETSID === undefined ? [] : [SETSID]), "/bin/sh", "-c", REAPER];
-    this.#child = new Deno.Command(argv[0], {
+    this.#child = startProcess(argv[0], {
       args: argv.slice(1),
       stdin: "piped",
       stdout: "piped",
       stderr: "null",
-    }).spawn();
+    });
     this.#writer = this.#child.stdin.getWriter();
     this.#reader = this.#child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   }

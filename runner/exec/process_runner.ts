@@ -1,5 +1,6 @@
 /**
- * The one place vico starts a process. Each process leads its own process
+ * The one place vico starts a job's process (through `util/command.ts`,
+ * where every process starts). Each process leads its own process
  * group (so a kill reaches everything it started), its stdout and stderr go
  * to one sink in the order written, and its end is reported with shell
  * conventions: the exit code, 128+N for signal N, 127 when it cannot start.
@@ -10,6 +11,8 @@
  *
  * @module
  */
+
+import { startProcess } from "../../util/command.ts";
 
 /** Receives output chunks, in order; the next chunk waits for the promise. */
 export type OutputSink = (chunk: Uint8Array) => Promise<void>;
@@ -241,7 +244,7 @@ async function runDirect(argv: string[], options: RunProcessOptions, leaf?: Leaf
   let child: Deno.ChildProcess;
   try {
     const viaSetsid = SETSID !== undefined;
-    child = new Deno.Command(viaSetsid ? SETSID! : gated[0], {
+    child = startProcess(viaSetsid ? SETSID! : gated[0], {
       args: viaSetsid ? gated : gated.slice(1),
       cwd: options.cwd,
       env: { [JOB_ID_VARIABLE]: id },
@@ -251,7 +254,7 @@ async function runDirect(argv: string[], options: RunProcessOptions, leaf?: Leaf
       // A new session, hence a new process group led by the child.
       detached: !viaSetsid,
       ...(options.runAs === undefined ? {} : { uid: options.runAs.uid, gid: options.runAs.gid }),
-    }).spawn();
+    });
   } catch (err) {
     const error = err instanceof Error ? err.message : String(err);
     await sink(new TextEncoder().encode(`vico: cannot start ${argv[0]}: ${error}\n`));

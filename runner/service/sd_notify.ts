@@ -26,6 +26,7 @@
 import { join } from "node:path";
 import { logger } from "../../util/log.ts";
 import type { RunnerActivity } from "../runner.ts";
+import { processOutput } from "../../util/command.ts";
 
 const log = logger("runner");
 
@@ -310,13 +311,13 @@ async function datagramSender(socket: string): Promise<{ send: NotifySend; close
  */
 export function systemdNotifySender(socket: string, pid: number, program = "systemd-notify"): NotifySend {
   return async (message) => {
-    const out = await new Deno.Command(program, {
+    const out = await processOutput(program, {
       args: [`--pid=${pid}`, ...message.split("\n")],
       env: { NOTIFY_SOCKET: socket },
       stdin: "null",
       stdout: "null",
       stderr: "piped",
-    }).output();
+    });
     if (!out.success) {
       const why = new TextDecoder().decode(out.stderr).trim() || `exit status ${out.code}`;
       throw new Error(`${program}: ${why}`);
