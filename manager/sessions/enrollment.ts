@@ -24,6 +24,7 @@ import { SharedSecret } from "../../protocol/auth.ts";
 import { VicoError } from "../../core/errors.ts";
 import { formatJoinToken } from "../../protocol/join_token.ts";
 import { certificateFingerprint, derToPem, isIpAddress, pemToDer, type TlsIdentity } from "../../transport/tls.ts";
+import { writeFileAtomic } from "../../io/atomic_write.ts";
 import { newSecretText, readPrivateFile, readSecretBytes, writePrivateFile } from "../../transport/secret_file.ts";
 
 /** What enrollment yields: how to serve, and what a join token carries. */
@@ -85,9 +86,7 @@ async function exists(path: string): Promise<boolean> {
 
 /** Replaces `path` with `text` atomically (temporary file, fsync, rename), mode 0600. */
 async function replacePrivateFile(path: string, text: string): Promise<void> {
-  const tmp = `${path}.tmp-${crypto.randomUUID()}`;
-  await writePrivateFile(tmp, text);
-  await Deno.rename(tmp, path);
+  await writeFileAtomic(path, text, { mode: 0o600, tmp: `${path}.tmp-${crypto.randomUUID()}` });
 }
 
 /**

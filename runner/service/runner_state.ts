@@ -30,6 +30,7 @@
 
 import { join } from "node:path";
 import { defaultStateDir as defaultRoleStateDir } from "../../io/state_dir.ts";
+import { writeFileAtomic } from "../../io/atomic_write.ts";
 import { writeAll } from "../../io/write_all.ts";
 import { logger } from "../../util/log.ts";
 
@@ -136,8 +137,7 @@ export class RunnerState {
       id = (await Deno.readTextFile(idPath)).trim();
     } catch {
       id = `${Deno.hostname().replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 40)}-${crypto.randomUUID().slice(0, 8)}`;
-      await Deno.writeTextFile(idPath + ".tmp", id + "\n");
-      await Deno.rename(idPath + ".tmp", idPath);
+      await writeFileAtomic(idPath, id + "\n");
     }
     let seq = 0;
     // Names set aside are never reused either.
@@ -181,11 +181,7 @@ export class RunnerState {
       ...(job.tag ? { tag: job.tag } : {}),
       ...(timedOut ? { timedOut } : {}),
     };
-    await Deno.writeTextFile(base + ".json.tmp", JSON.stringify(meta));
-    const json = await Deno.open(base + ".json.tmp", { read: true, write: true });
-    await json.sync();
-    json.close();
-    await Deno.rename(base + ".json.tmp", base + ".json");
+    await writeFileAtomic(base + ".json", JSON.stringify(meta));
     return storedResult(base, meta, output.size);
   }
 
@@ -196,11 +192,7 @@ export class RunnerState {
   async noteFailedDelivery(result: StoredResult): Promise<number> {
     const failures = result.failures + 1;
     const path = join(this.dir, PENDING_DIR, result.name + ".failures");
-    await Deno.writeTextFile(path + ".tmp", `${failures}\n`);
-    const file = await Deno.open(path + ".tmp", { read: true, write: true });
-    await file.sync();
-    file.close();
-    await Deno.rename(path + ".tmp", path);
+    await writeFileAtomic(path, `${failures}\n`);
     return failures;
   }
 
@@ -239,11 +231,7 @@ export class RunnerState {
    */
   async keepTask(task: HeldTaskRecord): Promise<void> {
     const path = join(this.dir, "tasks", `${task.key.replace(/[^A-Za-z0-9._-]/g, "_")}.json`);
-    await Deno.writeTextFile(path + ".tmp", JSON.stringify(task));
-    const file = await Deno.open(path + ".tmp", { read: true, write: true });
-    await file.sync();
-    file.close();
-    await Deno.rename(path + ".tmp", path);
+    await writeFileAtomic(path, JSON.stringify(task));
   }
 
   /** Binary: the finished tasks kept for delivery. */
