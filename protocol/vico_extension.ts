@@ -47,6 +47,19 @@ export const EXTENSION_FIRST_BYTE = 0x56;
 export const EXTENSION_PREFIX = "VICO/1 ";
 /** The liveness line either side sends when the `pulse` feature is on. */
 export const PULSE_LINE = "PULSO";
+/**
+ * Pulses a manager lets a runner (or a binary node, probed with Status)
+ * stay silent before it takes it for lost: more than this many pulse
+ * intervals without a byte.
+ */
+export const MANAGER_SILENT_PULSES = 3;
+/**
+ * Pulses a runner lets its manager stay silent before it drops the
+ * connection: one more than {@linkcode MANAGER_SILENT_PULSES}, so that of
+ * two sides cut apart, the manager notices first and the runner's jobs are
+ * already waiting for it on its lease.
+ */
+export const RUNNER_SILENT_PULSES = 4;
 /** Most held jobs a runner may announce. */
 export const MAX_HOLDS = 10_000;
 /** Prefix of a binary node's held-task line: `task <key>`. */

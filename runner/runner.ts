@@ -36,7 +36,7 @@ import {
   type Streamable,
 } from "./service/runner_state.ts";
 import { type ConnectionEnd, type HandedJob, RunnerTextClient, STOPPED } from "./text/text_client.ts";
-import { HELD_TASK_PREFIX, isAuthRefusal, TAG_FEATURE } from "../protocol/vico_extension.ts";
+import { HELD_TASK_PREFIX, isAuthRefusal, RUNNER_SILENT_PULSES, TAG_FEATURE } from "../protocol/vico_extension.ts";
 import type { SharedSecret } from "../protocol/auth.ts";
 import { VicoError } from "../core/errors.ts";
 import { sayHello } from "./connect/extension_hello.ts";
@@ -954,7 +954,7 @@ export class Runner {
           return { kind: "failed", reason, jobs: tasks };
         }
         const answer = hello.answer;
-        ownerSilenceMs = answer.pulse ? answer.pulse * 4000 : undefined;
+        ownerSilenceMs = answer.pulse ? answer.pulse * RUNNER_SILENT_PULSES * 1000 : undefined;
         if (held !== undefined && answer.resume === 1) resume = held;
         else if (held !== undefined) {
           log.info("The manager no longer needs task {key}; dropping it", { key: held.key });

@@ -17,7 +17,7 @@ import type { BufferedReader } from "../../protocol/buffered_reader.ts";
 import { encodeToNode, isAcceptedBinaryVersion, readFromNode } from "../../protocol/binary_codec.ts";
 import { ProtocolError, VicoError } from "../../core/errors.ts";
 import { type FromNode, NO_MORE_TASKS, NodeStatus, type ToNode } from "../../protocol/messages.ts";
-import { formatTag, TASK_KEY_FILE } from "../../protocol/vico_extension.ts";
+import { formatTag, MANAGER_SILENT_PULSES, TASK_KEY_FILE } from "../../protocol/vico_extension.ts";
 import type { Transport } from "../../transport/transport.ts";
 import { logger, RateLimitedLog } from "../../util/log.ts";
 import { Mutex } from "../../util/mutex.ts";
@@ -56,7 +56,7 @@ type Assignment =
  * Result, when a node cannot answer Status, the transfer timeout
  * (`--transfer-timeout`) applies instead, as on the text side.
  */
-export const SILENT_PULSES = 3;
+export const SILENT_PULSES = MANAGER_SILENT_PULSES;
 
 /** States in which the node answers Status at once (the draft allows Status in any state). */
 const ANSWERING_STATES: readonly OwnerState[] = ["Joining", "Idle", "WaitingForInput", "ReadyToStart", "Working"];

@@ -21,6 +21,7 @@ import { encodeLine, formatManagerLine, parseRunnerLine } from "../../protocol/t
 import {
   formatTag,
   JOB_TAG_PREFIX,
+  MANAGER_SILENT_PULSES,
   parseTag,
   PULSE_LINE,
   RESULT_TAG_PREFIX,
@@ -173,7 +174,7 @@ export class ManagerTextSession implements RunnerLink {
   #watch(): void {
     if (!this.#joined || this.#state === "ProcessJob") return; // a transfer has its own progress timeout
     const silent = performance.now() - this.#lastHeard;
-    if (this.#pulseMs > 0 && silent > 3 * this.#pulseMs) {
+    if (this.#pulseMs > 0 && silent > MANAGER_SILENT_PULSES * this.#pulseMs) {
       this.#dropReason = `Runner silent for ${Math.round(silent / 1000)}s (no pulse)`;
       this.#transport.close();
     } else if (

@@ -18,7 +18,7 @@ import type { BufferedReader } from "../../protocol/buffered_reader.ts";
 import { ProtocolError, VicoError } from "../../core/errors.ts";
 import type { RunnerExpectation, ToRunnerText } from "../../protocol/messages.ts";
 import { encodeLine, formatRunnerLine, isAcceptedVersion, parseManagerLine } from "../../protocol/text_codec.ts";
-import { JOB_TAG_PREFIX, PULSE_LINE, RESULT_TAG_PREFIX } from "../../protocol/vico_extension.ts";
+import { JOB_TAG_PREFIX, PULSE_LINE, RESULT_TAG_PREFIX, RUNNER_SILENT_PULSES } from "../../protocol/vico_extension.ts";
 import type { Transport } from "../../transport/transport.ts";
 import { Mutex } from "../../util/mutex.ts";
 import type { Streamable } from "../service/runner_state.ts";
@@ -245,8 +245,8 @@ export class RunnerTextClient {
 
   #startPulses(sec: number): void {
     this.#pulseTimer = setInterval(() => {
-      if (performance.now() - this.#lastHeard > sec * 4000) {
-        this.#fail(new VicoError("CONNECTION_CLOSED", `Manager silent for ${sec * 4}s (no pulse)`));
+      if (performance.now() - this.#lastHeard > sec * RUNNER_SILENT_PULSES * 1000) {
+        this.#fail(new VicoError("CONNECTION_CLOSED", `Manager silent for ${sec * RUNNER_SILENT_PULSES}s (no pulse)`));
         return;
       }
       // Never between a REZULTO and the end of its output: the manager reads raw bytes then.
