@@ -27,6 +27,7 @@ import type { ReturnedFile, StagedOutput } from "../results/results_store.ts";
 import type { RunnerLink } from "../scheduling/scheduler.ts";
 import type { Extension, HandshakeWindow, Session, SessionContext } from "./server.ts";
 import type { TaskBundle } from "../jobs/task_bundle.ts";
+import { copyExact } from "../../io/copy_exact.ts";
 import type { BinaryState } from "../../protocol/messages.ts";
 
 /** An owner session's state: the draft's binary states ({@linkcode BinaryState}). */
@@ -508,15 +509,10 @@ export class OwnerSession implements RunnerLink, Session {
     await this.#writeLock.run(() =>
       this.#transfer(`file ${name}`, async (moved) => {
         await this.#transport.write(encodeToNode({ kind: "file", name, size }));
-        const buf = new Uint8Array(Math.min(CHUNK_BYTES, Math.max(size, 1)));
-        let left = size;
-        while (left > 0) {
-          const n = await file.read(buf.subarray(0, Math.min(left, buf.length)));
-          if (n === null) throw new Error(`Input ${src} shrank while being sent`);
-          left -= n;
-          await this.#transport.write(buf.subarray(0, n));
+        await copyExact(file, size, async (chunk) => {
+          await this.#transport.write(chunk);
           moved();
-        }
+        }, { chunkBytes: CHUNK_BYTES, shortMessage: `Input ${src} shrank while being sent` });
       })
     );
   }

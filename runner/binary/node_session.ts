@@ -35,6 +35,7 @@ import { TaskDir, TaskPathError } from "./task_dir.ts";
 import { TASK_KEY_FILE } from "../../protocol/vico_extension.ts";
 import { quoteName } from "../../protocol/task_path.ts";
 import type { BinaryState } from "../../protocol/messages.ts";
+import { copyExact } from "../../io/copy_exact.ts";
 
 /** A node session's state: the draft's binary states ({@linkcode BinaryState}). */
 export type NodeState = BinaryState;
@@ -489,15 +490,10 @@ export class NodeSession {
         // The whole frame goes out under one lock: no Status reply inside it.
         await this.#writeLock.run(async () => {
           await this.#transport.write(encodeFromNode({ kind: "result", size: opened.size, missing: false }));
-          const buf = new Uint8Array(Math.min(1 << 20, Math.max(opened.size, 1)));
-          let left = opened.size;
-          while (left > 0) {
-            const n = await opened.file.read(buf.subarray(0, Math.min(left, buf.length)));
-            if (n === null) throw new Error(`${name} shrank while being sent`);
-            left -= n;
-            await this.#transport.write(buf.subarray(0, n));
+          await copyExact(opened.file, opened.size, async (chunk) => {
+            await this.#transport.write(chunk);
             this.#lastHeard = performance.now(); // an owner taking a Result's bytes is alive
-          }
+          }, { shortMessage: `${name} shrank while being sent` });
         });
       } finally {
         opened.file.close();

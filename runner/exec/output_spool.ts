@@ -9,6 +9,7 @@
 
 import { join } from "node:path";
 import { writeAll } from "../../io/write_all.ts";
+import { copyExact } from "../../io/copy_exact.ts";
 
 /** Options for {@linkcode OutputSpool}. */
 export interface OutputSpoolOptions {
@@ -75,14 +76,10 @@ export class OutputSpool {
       return;
     }
     await this.#file.seek(0, Deno.SeekMode.Start);
-    const buf = new Uint8Array(chunkBytes);
-    let left = this.#size;
-    while (left > 0) {
-      const n = await this.#file.read(buf.subarray(0, Math.min(left, buf.length)));
-      if (n === null) throw new Error(`Spool file ${this.#path} is shorter than the ${this.#size} bytes written`);
-      left -= n;
-      await sink(buf.subarray(0, n));
-    }
+    await copyExact(this.#file, this.#size, sink, {
+      chunkBytes,
+      shortMessage: `Spool file ${this.#path} is shorter than the ${this.#size} bytes written`,
+    });
   }
 
   /** Releases memory and removes the temporary file. */

@@ -31,6 +31,7 @@
 import { join } from "node:path";
 import { defaultStateDir as defaultRoleStateDir } from "../../io/state_dir.ts";
 import { writeFileAtomic } from "../../io/atomic_write.ts";
+import { copyExact } from "../../io/copy_exact.ts";
 import { writeAll } from "../../io/write_all.ts";
 import { logger } from "../../util/log.ts";
 
@@ -351,14 +352,7 @@ function storedResult(
     size,
     async pipeTo(sink) {
       using file = await Deno.open(base + ".out", { read: true });
-      const buf = new Uint8Array(1 << 20);
-      let left = size;
-      while (left > 0) {
-        const n = await file.read(buf.subarray(0, Math.min(left, buf.length)));
-        if (n === null) throw new Error(`${base}.out is shorter than ${size} bytes`);
-        left -= n;
-        await sink(buf.subarray(0, n));
-      }
+      await copyExact(file, size, sink, { shortMessage: `${base}.out is shorter than ${size} bytes` });
     },
     async dispose() {
       for (const ext of RESULT_FILES) await Deno.remove(base + ext).catch(() => {});
