@@ -28,10 +28,10 @@
  *
  * @example Run a job list on this machine with two local workers
  * ```ts ignore
- * import { Manager, parseJobList } from "./mod.ts";
+ * import { localRunners, Manager, parseJobList } from "./mod.ts";
  *
  * const jobs = parseJobList(new TextEncoder().encode("echo one\necho two\n"));
- * const manager = await Manager.start({ jobs, resultsDir: "results", port: 0, local: 2 });
+ * const manager = await Manager.start({ jobs, resultsDir: "results", port: 0, local: 2, localWorkers: localRunners });
  * const summary = await manager.finished;
  * console.log(`${summary.succeeded} of ${summary.jobs} succeeded`);
  * ```
@@ -46,9 +46,10 @@ export {
   type ByteSource,
   type ChunkSink,
 } from "./protocol/buffered_reader.ts";
-export { describeBytes, JobListError, ProtocolError, VicoError, type VicoErrorCode } from "./protocol/errors.ts";
-export { DEFAULT_LIMITS, type Limits, SIXTEEN_GIB } from "./protocol/limits.ts";
+export { describeBytes, JobListError, ProtocolError, VicoError, type VicoErrorCode } from "./core/errors.ts";
+export { DEFAULT_LIMITS, type Limits, SIXTEEN_GIB } from "./core/limits.ts";
 export {
+  DEFAULT_PORT,
   type FromRunnerText,
   type RunnerExpectation,
   TEXT_PROTOCOL_VERSION,
@@ -57,6 +58,7 @@ export {
 } from "./protocol/messages.ts";
 export {
   BINARY_PROTOCOL_VERSION,
+  type BinaryState,
   FrameType,
   type FromNode,
   MISSING_FILE_LENGTH,
@@ -116,7 +118,7 @@ export {
   PLAIN_CLASS,
   readJobList,
   taskOf,
-} from "./manager/job_list.ts";
+} from "./manager/jobs/job_list.ts";
 export {
   COMMAND_LOG,
   COMMAND_SCRIPT,
@@ -127,14 +129,14 @@ export {
   parseTaskSpec,
   type TaskBundle,
   type TaskRun,
-} from "./manager/task_bundle.ts";
-export { type Delivery, ResultRecorder, type ResultRecorderOptions } from "./manager/result_recorder.ts";
-export { planResume, type ResumePlan } from "./manager/resume.ts";
-export { OwnerSession, type OwnerSessionContext, type OwnerState } from "./manager/owner_session.ts";
-export { describeClass, FleetWatch } from "./manager/fleet_watch.ts";
-export { jobKey } from "./manager/job_key.ts";
-export { JobQueue, JobState, type JobStateValue } from "./manager/job_queue.ts";
-export { type RunnerLink, Scheduler, type SchedulerEvents } from "./manager/scheduler.ts";
+} from "./manager/jobs/task_bundle.ts";
+export { type Delivery, ResultRecorder, type ResultRecorderOptions } from "./manager/results/result_recorder.ts";
+export { planResume, type ResumePlan } from "./manager/jobs/resume.ts";
+export { OwnerSession, type OwnerSessionContext, type OwnerState } from "./manager/sessions/owner_session.ts";
+export { describeClass, FleetWatch } from "./manager/scheduling/fleet_watch.ts";
+export { jobKey } from "./manager/jobs/job_key.ts";
+export { JobQueue, JobState, type JobStateValue } from "./manager/jobs/job_queue.ts";
+export { type RunnerLink, Scheduler, type SchedulerEvents } from "./manager/scheduling/scheduler.ts";
 export {
   type FileRecord,
   type JobFields,
@@ -144,8 +146,8 @@ export {
   ResultsStore,
   type ReturnedFile,
   StagedOutput,
-} from "./manager/results_store.ts";
-export { ManagerTextSession, type ManagerTextState, type TextSessionContext } from "./manager/text_session.ts";
+} from "./manager/results/results_store.ts";
+export { ManagerTextSession, type ManagerTextState, type TextSessionContext } from "./manager/sessions/text_session.ts";
 export {
   type HandshakeWindow,
   Server,
@@ -153,15 +155,24 @@ export {
   type Session,
   type SessionContext,
   type SessionFactory,
-} from "./manager/server.ts";
-export { DEFAULT_PORT, Manager, type ManagerOptions, type RunSummary } from "./manager/manager.ts";
+} from "./manager/sessions/server.ts";
+export {
+  type LocalWorker,
+  type LocalWorkerEnd,
+  type LocalWorkerFactory,
+  type LocalWorkerSpec,
+  Manager,
+  type ManagerOptions,
+  type RunSummary,
+} from "./manager/manager.ts";
+export { localRunners } from "./cli/local_runners.ts";
 export {
   enroll,
   type Enrollment,
   type EnrollOptions,
   makeSelfSignedIdentity,
   writeJoinToken,
-} from "./manager/enrollment.ts";
+} from "./manager/sessions/enrollment.ts";
 
 // Runner.
 export {
@@ -173,24 +184,24 @@ export {
   shellArgv,
   STATUS_CANNOT_START,
   STATUS_RUNNER_FAILURE,
-} from "./runner/process_runner.ts";
-export { TaskDir, TaskPathError } from "./runner/task_dir.ts";
+} from "./runner/exec/process_runner.ts";
+export { TaskDir, TaskPathError } from "./runner/binary/task_dir.ts";
 export {
   NodeSession,
   type NodeSessionEnd,
   type NodeSessionOptions,
   type NodeState,
   STATUS_OF_STATE,
-} from "./runner/node_session.ts";
-export { OutputSpool, type OutputSpoolOptions } from "./runner/output_spool.ts";
+} from "./runner/binary/node_session.ts";
+export { OutputSpool, type OutputSpoolOptions } from "./runner/exec/output_spool.ts";
 export {
   type ConnectionEnd,
   type OpenResult,
   RunnerTextClient,
   type RunnerTextClientOptions,
   type RunnerTextState,
-} from "./runner/text_client.ts";
-export { defaultStateDir, RunnerState, type StoredResult } from "./runner/runner_state.ts";
+} from "./runner/text/text_client.ts";
+export { defaultStateDir, RunnerState, type StoredResult } from "./runner/service/runner_state.ts";
 export { Runner, type RunnerEnd, type RunnerOptions } from "./runner/runner.ts";
-export { type HelloOptions, type HelloResult, sayHello } from "./runner/extension_hello.ts";
-export { resolveUser, type RunAs } from "./runner/run_as.ts";
+export { type HelloOptions, type HelloResult, sayHello } from "./runner/connect/extension_hello.ts";
+export { resolveUser, type RunAs } from "./runner/exec/run_as.ts";

@@ -11,7 +11,7 @@
 
 import { join } from "node:path";
 import { Manager } from "../manager/manager.ts";
-import { parseJobList } from "../manager/job_list.ts";
+import { parseJobList } from "../manager/jobs/job_list.ts";
 
 const [queued, window, runners] = Deno.args.map(Number);
 

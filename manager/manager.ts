@@ -1,37 +1,76 @@
 /**
  * A manager: serves a job list to runners and records every result. With
- * `local: N` it also starts N runner workers of its own on loopback, which
+ * `local: N` it also starts N workers of its own on loopback (runners, made
+ * by the `localWorkers` hook the caller gives: see `cli/local_runners.ts`), which
  * makes one process a complete local run.
  *
  * @module
  */
 
-import { DEFAULT_LIMITS, type Limits } from "../protocol/limits.ts";
+import { DEFAULT_LIMITS, type Limits } from "../core/limits.ts";
 import type { SharedSecret } from "../protocol/auth.ts";
+import { DEFAULT_PORT } from "../protocol/messages.ts";
+import { VicoError } from "../core/errors.ts";
 import { heldTag, type ServerHello, TAG_FEATURE } from "../protocol/vico_extension.ts";
 import { listenTcp } from "../transport/conn_transport.ts";
 import { listenTls, type TlsIdentity } from "../transport/tls.ts";
 import { mergeListeners, type TransportListener } from "../transport/transport.ts";
 import { logger, RateLimitedLog } from "../util/log.ts";
-import { Runner, type RunnerEnd, type RunnerOptions } from "../runner/runner.ts";
-import { FleetWatch } from "./fleet_watch.ts";
-import { jobKey } from "./job_key.ts";
-import { identityOf, type JobList } from "./job_list.ts";
-import { JobQueue } from "./job_queue.ts";
-import { OwnerSession, type OwnerSessionContext } from "./owner_session.ts";
-import { Quarantine, type QuarantineOptions } from "./quarantine.ts";
-import { ResultRecorder } from "./result_recorder.ts";
-import { ResultsStore } from "./results_store.ts";
-import { ResultsDir, unusable } from "./results_dir.ts";
-import { planResume, type ResumePlan } from "./resume.ts";
-import { type HeldJob, type RunnerLink, Scheduler } from "./scheduler.ts";
-import { Ledger } from "./ledger.ts";
-import { RunStatus } from "./run_status.ts";
-import { Server } from "./server.ts";
-import { ManagerTextSession, type TextSessionContext } from "./text_session.ts";
+import { FleetWatch } from "./scheduling/fleet_watch.ts";
+import { jobKey } from "./jobs/job_key.ts";
+import { identityOf, type JobList } from "./jobs/job_list.ts";
+import { JobQueue } from "./jobs/job_queue.ts";
+import { OwnerSession, type OwnerSessionContext } from "./sessions/owner_session.ts";
+import { Quarantine, type QuarantineOptions } from "./scheduling/quarantine.ts";
+import { ResultRecorder } from "./results/result_recorder.ts";
+import { ResultsStore } from "./results/results_store.ts";
+import { ResultsDir, unusable } from "./results/results_dir.ts";
+import { planResume, type ResumePlan } from "./jobs/resume.ts";
+import { type HeldJob, type RunnerLink, Scheduler } from "./scheduling/scheduler.ts";
+import { Ledger } from "./results/ledger.ts";
+import { RunStatus } from "./observe/run_status.ts";
+import { Server } from "./sessions/server.ts";
+import { ManagerTextSession, type TextSessionContext } from "./sessions/text_session.ts";
 
-/** The port a manager listens on unless told otherwise. */
-export const DEFAULT_PORT = 7707;
+/** How a worker the manager started in its own process (`local`) ended. */
+export type LocalWorkerEnd =
+  | { readonly kind: "finished" | "stopped"; readonly reason?: undefined }
+  | { readonly kind: string; readonly reason: string };
+
+/** A worker the manager starts in its own process (`local`): a runner, composed in by the caller. */
+export interface LocalWorker {
+  /** Runs until the manager has no more jobs, or until it fails or is aborted. */
+  run(): Promise<LocalWorkerEnd>;
+  /** Ends it now, killing its jobs. */
+  abort(reason: string): void;
+}
+
+/** What a local worker is told: where to dial and how to present itself. */
+export interface LocalWorkerSpec {
+  /** The manager's host, as the worker dials it. */
+  hostname: string;
+  /** The manager's port. */
+  port: number;
+  /** The run's shared secret. */
+  secret?: SharedSecret;
+  /** Jobs it runs at once. */
+  workers: number;
+  /** Name it announces (text runners). */
+  name?: string;
+  /** `binary` for a node that runs task bundles; text otherwise. */
+  protocol?: "binary";
+  /** Modules a binary node offers. */
+  modules?: string[];
+  /** Always true: it runs inside the manager's process. */
+  embedded: true;
+}
+
+/**
+ * Makes local workers. `manager/` does not know runners: the caller (the
+ * `manager` command, or `localRunners` from `cli/local_runners.ts` in
+ * `mod.ts`) composes them in, so the two sides never import each other.
+ */
+export type LocalWorkerFactory = (spec: LocalWorkerSpec) => LocalWorker;
 
 /** Options for {@linkcode Manager.start}. */
 export interface ManagerOptions {
@@ -45,8 +84,10 @@ export interface ManagerOptions {
   hostname?: string;
   /** Port to listen on; 0 picks a free one. @default {DEFAULT_PORT} */
   port?: number;
-  /** Runner workers to start in this process on loopback. @default {0} */
+  /** Runner workers to start in this process on loopback (needs `localWorkers`). @default {0} */
   local?: number;
+  /** Makes the `local` workers. */
+  localWorkers?: LocalWorkerFactory;
   /** Wire limits. */
   limits?: Partial<Limits>;
   /** fsync outputs and journal before acknowledging. @default {true} */
@@ -178,12 +219,13 @@ export class Manager {
   readonly status: RunStatus;
   /** Jobs settled per runner host in this run. */
   readonly settledByHost: () => ReadonlyMap<string, number>;
-  readonly #localRunners = new Set<Runner>();
+  readonly #localRunners = new Set<LocalWorker>();
   /** Resolves once the run is over: local runners that end are not started again. */
   readonly #over: Promise<void>;
   #endLocal!: () => void;
   readonly #localAddress: { hostname: string; port: number };
   readonly #secret: SharedSecret | undefined;
+  readonly #localWorkers: LocalWorkerFactory | undefined;
   readonly #stopRequested: Promise<"graceful">;
   readonly #closeRequested: Promise<"now">;
   #requestStop!: () => void;
@@ -193,6 +235,7 @@ export class Manager {
     address: { hostname: string; port: number },
     localAddress: { hostname: string; port: number } | undefined,
     secret: SharedSecret | undefined,
+    localWorkers: LocalWorkerFactory | undefined,
     status: { status: RunStatus; settledByHost: () => ReadonlyMap<string, number> },
     run: (self: Manager) => Promise<RunSummary>,
   ) {
@@ -201,6 +244,7 @@ export class Manager {
     this.address = address;
     this.#localAddress = localAddress ?? { hostname: localTarget(address.hostname), port: address.port };
     this.#secret = secret;
+    this.#localWorkers = localWorkers;
     this.#stopRequested = new Promise((resolve) => (this.#requestStop = () => resolve("graceful")));
     this.#closeRequested = new Promise((resolve) => (this.#requestClose = () => resolve("now")));
     this.#over = new Promise((resolve) => (this.#endLocal = resolve));
@@ -218,6 +262,9 @@ export class Manager {
   static async start(options: ManagerOptions): Promise<Manager> {
     const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
     const { jobs } = options;
+    if ((options.local ?? 0) > 0 && options.localWorkers === undefined) {
+      throw new VicoError("USAGE", "local workers need a localWorkers factory (localRunners in mod.ts)");
+    }
     // Start-up order: lock, port, rotation, then the results themselves.
     const claim = await ResultsDir.claim(options.resultsDir, { durable: options.durable });
     const hostname = options.hostname ?? "127.0.0.1";
@@ -474,7 +521,7 @@ export class Manager {
     watch.announce();
 
     const live = { status, settledByHost: () => scheduler.settledByHost };
-    return new Manager(listener.address, localAddress, options.secret, live, async (self) => {
+    return new Manager(listener.address, localAddress, options.secret, options.localWorkers, live, async (self) => {
       const serving = server.serve();
       const locals = self.#startLocalRunners(queue.finished ? 0 : options.local ?? 0, jobs);
       const watchdog = setInterval(() => watch.check(), 5000);
@@ -533,8 +580,8 @@ export class Manager {
     });
   }
 
-  #startLocalRunners(count: number, jobs: JobList): Promise<RunnerEnd>[] {
-    const ends: Promise<RunnerEnd>[] = [];
+  #startLocalRunners(count: number, jobs: JobList): Promise<LocalWorkerEnd>[] {
+    const ends: Promise<LocalWorkerEnd>[] = [];
     if (count > 0 && jobs.classes.some((c) => c.binaryOnly)) {
       // Task bundles need binary nodes. Running locally means this machine is
       // taken to offer every module the list asks for.
@@ -566,13 +613,13 @@ export class Manager {
    * with backoff, so the run carries on once the cause is gone; each new
    * reason is logged at WARN.
    */
-  async #keepLocal(what: string, options: RunnerOptions): Promise<RunnerEnd> {
+  async #keepLocal(what: string, options: LocalWorkerSpec): Promise<LocalWorkerEnd> {
     let waitMs = LOCAL_RESTART.initialMs;
     let lastReason: string | undefined;
     let over = false;
     this.#over.then(() => (over = true));
     while (true) {
-      const runner = new Runner(options);
+      const runner = this.#localWorkers!(options);
       this.#localRunners.add(runner);
       const started = performance.now();
       const end = await runner.run();

@@ -26,8 +26,8 @@
  */
 
 import type { BufferedReader } from "./buffered_reader.ts";
-import { ProtocolError } from "./errors.ts";
-import { clipReason, type Limits } from "./limits.ts";
+import { ProtocolError } from "../core/errors.ts";
+import { clipReason, type Limits } from "../core/limits.ts";
 import { FrameType as T, type FromNode, MISSING_FILE_LENGTH, type ToNode } from "./messages.ts";
 
 /** The limits the decoders check lengths against. */

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { ProtocolError, VicoError } from "./errors.ts";
+import { ProtocolError, VicoError } from "../core/errors.ts";
 
 /** Anything with a `read` like `Deno.Conn`: fills `p`, returns the count or `null` at end of stream. */
 export interface ByteSource {

@@ -14,7 +14,7 @@
  */
 
 import { isHex64 } from "./auth.ts";
-import { VicoError } from "./errors.ts";
+import { VicoError } from "../core/errors.ts";
 
 /** What a join token carries. */
 export interface JoinToken {

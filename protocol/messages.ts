@@ -10,6 +10,9 @@
  * @module
  */
 
+/** The TCP port a manager listens on, and a runner dials, unless told otherwise (both protocols). */
+export const DEFAULT_PORT = 7707;
+
 // ---------------------------------------------------------------------------
 // Text protocol 1.1
 // ---------------------------------------------------------------------------
@@ -123,6 +126,23 @@ export const NodeStatus = Object.freeze({
 
 /** One of {@linkcode NodeStatus}'s values. */
 export type NodeStatusValue = typeof NodeStatus[keyof typeof NodeStatus];
+
+/**
+ * The states of a binary session, after the draft's node statuses: both
+ * sides (the manager's owner session and the runner's node session) walk
+ * the same ones. The five in the middle are reported as
+ * {@linkcode NodeStatus} values; `Joining`, `Leaving` and `Closed` are the
+ * connection's ends.
+ */
+export type BinaryState =
+  | "Joining"
+  | "Idle"
+  | "WaitingForInput"
+  | "ReadyToStart"
+  | "Working"
+  | "Finished"
+  | "Leaving"
+  | "Closed";
 
 /** Result length that marks a requested file that does not exist. */
 export const MISSING_FILE_LENGTH = 0xffffffff;

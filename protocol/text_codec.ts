@@ -7,8 +7,8 @@
  */
 
 import { EXTENSION_PREFIX } from "./vico_extension.ts";
-import { ProtocolError } from "./errors.ts";
-import { clipReason } from "./limits.ts";
+import { ProtocolError } from "../core/errors.ts";
+import { clipReason } from "../core/limits.ts";
 import { type FromRunnerText, type RunnerExpectation, TextKeyword as K, type ToRunnerText } from "./messages.ts";
 
 const DIGITS = /^[0-9]+$/;

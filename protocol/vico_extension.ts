@@ -38,8 +38,8 @@
  */
 
 import { isHex64 } from "./auth.ts";
-import { ProtocolError } from "./errors.ts";
-import { clipReason } from "./limits.ts";
+import { ProtocolError } from "../core/errors.ts";
+import { clipReason } from "../core/limits.ts";
 
 /** First byte of the extension (`V`). */
 export const EXTENSION_FIRST_BYTE = 0x56;
@@ -47,6 +47,19 @@ export const EXTENSION_FIRST_BYTE = 0x56;
 export const EXTENSION_PREFIX = "VICO/1 ";
 /** The liveness line either side sends when the `pulse` feature is on. */
 export const PULSE_LINE = "PULSO";
+/**
+ * Pulses a manager lets a runner (or a binary node, probed with Status)
+ * stay silent before it takes it for lost: more than this many pulse
+ * intervals without a byte.
+ */
+export const MANAGER_SILENT_PULSES = 3;
+/**
+ * Pulses a runner lets its manager stay silent before it drops the
+ * connection: one more than {@linkcode MANAGER_SILENT_PULSES}, so that of
+ * two sides cut apart, the manager notices first and the runner's jobs are
+ * already waiting for it on its lease.
+ */
+export const RUNNER_SILENT_PULSES = 4;
 /** Most held jobs a runner may announce. */
 export const MAX_HOLDS = 10_000;
 /** Prefix of a binary node's held-task line: `task <key>`. */
@@ -311,4 +324,21 @@ export function parseClientProof(line: string): string {
   const proof = line.startsWith(PROOF_HEAD) ? line.slice(PROOF_HEAD.length) : "";
   if (!isHex64(proof)) throw new ProtocolError("Expected VICO/1 proof with 64 lowercase hex digits", line);
   return proof;
+}
+
+/**
+ * Whether a manager's refusal (`VICO/1 no <reason>`, or a binary Reject) is
+ * about authentication: a runner with the wrong secret or none. VICO/1
+ * carries only the reason's words, and the manager's reasons about
+ * authentication all name it; this is the one place that reads them.
+ *
+ * @example
+ * ```ts
+ * import { isAuthRefusal } from "./vico_extension.ts";
+ * console.assert(isAuthRefusal("authentication failed: the runner's proof is wrong"));
+ * console.assert(!isAuthRefusal("no more tasks"));
+ * ```
+ */
+export function isAuthRefusal(reason: string): boolean {
+  return /authenticat/i.test(reason);
 }

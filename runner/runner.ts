@@ -18,15 +18,15 @@
 
 import { join } from "node:path";
 import { BufferedReader } from "../protocol/buffered_reader.ts";
-import { DEFAULT_LIMITS, type Limits } from "../protocol/limits.ts";
+import { DEFAULT_LIMITS, type Limits } from "../core/limits.ts";
 import { connectTcp } from "../transport/conn_transport.ts";
 import type { Transport } from "../transport/transport.ts";
 import { logger } from "../util/log.ts";
-import { type HeldTask, NodeSession } from "./node_session.ts";
-import { TaskDir } from "./task_dir.ts";
-import { OutputSpool } from "./output_spool.ts";
-import { runProcess, shellArgv, STATUS_RUNNER_FAILURE } from "./process_runner.ts";
-import { takeOverState } from "./job_reaper.ts";
+import { type HeldTask, NodeSession } from "./binary/node_session.ts";
+import { TaskDir } from "./binary/task_dir.ts";
+import { OutputSpool } from "./exec/output_spool.ts";
+import { runProcess, shellArgv, STATUS_RUNNER_FAILURE } from "./exec/process_runner.ts";
+import { takeOverState } from "./exec/job_reaper.ts";
 import {
   defaultStateDir,
   type LifeLedger,
@@ -34,14 +34,14 @@ import {
   RunnerState,
   type StoredResult,
   type Streamable,
-} from "./runner_state.ts";
-import { type ConnectionEnd, type HandedJob, RunnerTextClient, STOPPED } from "./text_client.ts";
-import { HELD_TASK_PREFIX, TAG_FEATURE } from "../protocol/vico_extension.ts";
+} from "./service/runner_state.ts";
+import { type ConnectionEnd, type HandedJob, RunnerTextClient, STOPPED } from "./text/text_client.ts";
+import { HELD_TASK_PREFIX, isAuthRefusal, RUNNER_SILENT_PULSES, TAG_FEATURE } from "../protocol/vico_extension.ts";
 import type { SharedSecret } from "../protocol/auth.ts";
-import { VicoError } from "../protocol/errors.ts";
-import { sayHello } from "./extension_hello.ts";
-import type { RunAs } from "./run_as.ts";
-import type { JobCgroups } from "./job_cgroup.ts";
+import { VicoError } from "../core/errors.ts";
+import { sayHello } from "./connect/extension_hello.ts";
+import type { RunAs } from "./exec/run_as.ts";
+import type { JobCgroups } from "./exec/job_cgroup.ts";
 
 /** Options for {@linkcode Runner}. */
 export interface RunnerOptions {
@@ -111,7 +111,8 @@ export interface RunnerActivity {
 export type RunnerEnd =
   | { readonly kind: "finished"; readonly jobs: number }
   | { readonly kind: "stopped"; readonly jobs: number }
-  | { readonly kind: "refused"; readonly reason: string }
+  /** The manager refused it; `auth`: because it did not authenticate (wrong secret or none). */
+  | { readonly kind: "refused"; readonly reason: string; readonly auth: boolean }
   /** The manager could not be verified (TLS certificate, secret): nothing was sent or run. */
   | { readonly kind: "untrusted"; readonly reason: string }
   | { readonly kind: "failed"; readonly reason: string; readonly jobs: number };
@@ -459,7 +460,11 @@ export class Runner {
         if (hello.kind === "untrusted" || hello.kind === "refused") {
           const reason = hello.kind === "refused" ? `Manager refused this runner: ${hello.reason}` : hello.reason;
           if (!persist) {
-            this.#finish(hello.kind === "untrusted" ? { kind: "untrusted", reason } : { kind: "refused", reason });
+            this.#finish(
+              hello.kind === "untrusted"
+                ? { kind: "untrusted", reason }
+                : { kind: "refused", reason, auth: hello.auth },
+            );
             break;
           }
           await retry(reason);
@@ -507,7 +512,7 @@ export class Runner {
       if (cut === "break") break;
       if (cut === "continue") continue;
       if (opened.kind === "refused") {
-        this.#finish({ kind: "refused", reason: opened.reason });
+        this.#finish({ kind: "refused", reason: opened.reason, auth: false });
         break;
       }
       if (opened.kind === "failed") {
@@ -948,11 +953,11 @@ export class Runner {
           // Closed without a word after tasks: the owner's run is over (as a closed port).
           if (hello.kind === "closed" && (tasks > 0 || this.#stopping)) return { kind: "finished", jobs: tasks };
           if (hello.kind === "untrusted") return { kind: "untrusted", reason };
-          if (hello.kind === "refused") return { kind: "refused", reason };
+          if (hello.kind === "refused") return { kind: "refused", reason, auth: hello.auth };
           return { kind: "failed", reason, jobs: tasks };
         }
         const answer = hello.answer;
-        ownerSilenceMs = answer.pulse ? answer.pulse * 4000 : undefined;
+        ownerSilenceMs = answer.pulse ? answer.pulse * RUNNER_SILENT_PULSES * 1000 : undefined;
         if (held !== undefined && answer.resume === 1) resume = held;
         else if (held !== undefined) {
           log.info("The manager no longer needs task {key}; dropping it", { key: held.key });
@@ -1015,7 +1020,11 @@ export class Runner {
             jobs: 0,
           };
         case "refused":
-          return { kind: "refused", reason: `Manager refused this node: ${end.reason}` };
+          return {
+            kind: "refused",
+            reason: `Manager refused this node: ${end.reason}`,
+            auth: isAuthRefusal(end.reason),
+          };
         case "failed":
           if (this.#stopping) return { kind: "stopped", jobs: tasks };
           return { kind: "failed", reason: end.reason, jobs: tasks };

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { writeAll } from "../util/write_all.ts";
+import { writeAll } from "../io/write_all.ts";
 import type { Transport, TransportListener } from "./transport.ts";
 
 /** Wraps a connected `Deno.Conn`. */

@@ -9,7 +9,7 @@
 
 import tls from "node:tls";
 import { toHex } from "../protocol/auth.ts";
-import { VicoError } from "../protocol/errors.ts";
+import { VicoError } from "../core/errors.ts";
 import { ConnTransport, transportListener, tune } from "./conn_transport.ts";
 import type { Transport, TransportListener } from "./transport.ts";
 

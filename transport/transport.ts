@@ -1,7 +1,7 @@
 /**
  * The seam between sessions and sockets. Sessions read and write through a
- * {@linkcode Transport}; TCP and TLS implement it below, tests can
- * implement it in memory.
+ * {@linkcode Transport}; TCP and TLS implement it (`conn_transport.ts`,
+ * `tls.ts`), and `memory_transport.ts` in memory, for tests without sockets.
  *
  * @module
  */

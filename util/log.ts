@@ -9,8 +9,9 @@
  * @module
  */
 
-import { VicoError } from "../protocol/errors.ts";
+import { VicoError } from "../core/errors.ts";
 import { configure, getLogger, type Logger, type LogLevel, type LogRecord, reset } from "@logtape/logtape";
+import { processOutputSync } from "./command.ts";
 
 /** A logger under the `vico` category, e.g. `logger("manager")`. */
 export function logger(...category: string[]): Logger {
@@ -129,8 +130,7 @@ export function stderrIsJournal(): boolean {
     // stderr it inherits instead (once, at start-up, and only under systemd).
   }
   try {
-    const out = new Deno.Command("stat", { args: ["-L", "-c", "%d:%i", "/proc/self/fd/2"], stderr: "inherit" })
-      .outputSync();
+    const out = processOutputSync("stat", { args: ["-L", "-c", "%d:%i", "/proc/self/fd/2"], stderr: "inherit" });
     if (out.success) return new TextDecoder().decode(out.stdout).trim() === stream;
   } catch {
     // No stat(1) or no permission to run it.

@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import type { AttemptRecord } from "../../manager/results_store.ts";
+import type { AttemptRecord } from "../../manager/results/results_store.ts";
 import { join } from "node:path";
 import { EntryProcess, startManager, startRunner } from "../helpers/entry_process.ts";
 import { byLine, readJournal, readOutput, readRecords, tempDir } from "../helpers/journal.ts";

@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { EntryProcess, ROOT, RUN_FLAGS, startManager, startRunner } from "../helpers/entry_process.ts";
 import { byLine, readOutput, readRecords, tempDir } from "../helpers/journal.ts";
-import { cgroupV2Dir, parseMountInfo, procCgroupTexts, sh } from "../../runner/job_cgroup.ts";
+import { cgroupV2Dir, parseMountInfo, procCgroupTexts, sh } from "../../runner/exec/job_cgroup.ts";
 
 const dec = new TextDecoder();
 const here = await procCgroupTexts();

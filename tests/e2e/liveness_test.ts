@@ -10,7 +10,7 @@ import { readOutput, readRecords, tempDir } from "../helpers/journal.ts";
 import { LineServer } from "../helpers/line_peer.ts";
 import { FramePeer } from "../helpers/frame_peer.ts";
 import { NodeStatus } from "../../protocol/messages.ts";
-import { SILENT_PULSES } from "../../manager/owner_session.ts";
+import { SILENT_PULSES } from "../../manager/sessions/owner_session.ts";
 
 const dec = new TextDecoder();
 

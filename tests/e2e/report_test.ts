@@ -6,8 +6,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { EntryProcess, startManagerOn, startRunner } from "../helpers/entry_process.ts";
 import { readRecords, tempDir } from "../helpers/journal.ts";
-import type { RunReport } from "../../manager/report.ts";
-import type { EmbeddedRun } from "../../manager/status_page.ts";
+import type { RunReport } from "../../manager/observe/report.ts";
+import type { EmbeddedRun } from "../../manager/observe/status_page.ts";
 
 /** Runs `manager report ARGS` to the end. */
 async function report(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {

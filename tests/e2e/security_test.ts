@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { formatJoinToken, parseJoinToken } from "../../protocol/join_token.ts";
-import { makeSelfSignedIdentity } from "../../manager/enrollment.ts";
+import { makeSelfSignedIdentity } from "../../manager/sessions/enrollment.ts";
 import { EntryProcess, ROOT, startManager, startRunner } from "../helpers/entry_process.ts";
 import { readJournal, readOutput, readRecords, tempDir } from "../helpers/journal.ts";
 import { LinePeer } from "../helpers/line_peer.ts";

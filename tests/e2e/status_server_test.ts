@@ -7,8 +7,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { EntryProcess, startManagerOn, startRunner } from "../helpers/entry_process.ts";
 import { tempDir } from "../helpers/journal.ts";
-import type { StatusSnapshot } from "../../manager/run_status.ts";
-import type { Timeline } from "../../manager/report.ts";
+import type { StatusSnapshot } from "../../manager/observe/run_status.ts";
+import type { Timeline } from "../../manager/observe/report.ts";
 
 /** What the manager logs once its status page listens: the port is group 1. */
 const STATUS_LISTENING = /Status page on http:\/\/[^ ]+:(\d+)\//;

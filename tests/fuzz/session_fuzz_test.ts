@@ -14,13 +14,13 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import fc from "fast-check";
 import { BufferedReader } from "../../protocol/buffered_reader.ts";
-import { DEFAULT_LIMITS } from "../../protocol/limits.ts";
+import { DEFAULT_LIMITS } from "../../core/limits.ts";
 import { ConnTransport } from "../../transport/conn_transport.ts";
-import { parseJobList } from "../../manager/job_list.ts";
+import { parseJobList } from "../../manager/jobs/job_list.ts";
 import { Manager } from "../../manager/manager.ts";
-import { NodeSession } from "../../runner/node_session.ts";
+import { NodeSession } from "../../runner/binary/node_session.ts";
 import { Runner } from "../../runner/runner.ts";
-import { type HandedJob, RunnerTextClient } from "../../runner/text_client.ts";
+import { type HandedJob, RunnerTextClient } from "../../runner/text/text_client.ts";
 import { readRecords, tempDir } from "../helpers/journal.ts";
 import { chunked, corpus, mutatedSession, params, RUNS } from "./fuzz_support.ts";
 

@@ -7,7 +7,7 @@
 
 import { BufferedReader } from "../../protocol/buffered_reader.ts";
 import { encodeFromNode, encodeToNode, readFromNode, readToNode } from "../../protocol/binary_codec.ts";
-import { DEFAULT_LIMITS } from "../../protocol/limits.ts";
+import { DEFAULT_LIMITS } from "../../core/limits.ts";
 import type { FromNode, ToNode } from "../../protocol/messages.ts";
 
 const enc = new TextEncoder();

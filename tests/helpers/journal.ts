@@ -5,7 +5,7 @@
  */
 
 import { join } from "node:path";
-import type { JobRecord, JournalRecord } from "../../manager/results_store.ts";
+import type { JobRecord, JournalRecord } from "../../manager/results/results_store.ts";
 
 /** Every record of a results directory's journal, in order. */
 export function readJournal(resultsDir: string): JournalRecord[] {

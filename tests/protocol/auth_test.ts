@@ -8,7 +8,7 @@ import {
   parseClientProof,
   parseServerHello,
 } from "../../protocol/vico_extension.ts";
-import { ProtocolError } from "../../protocol/errors.ts";
+import { ProtocolError } from "../../core/errors.ts";
 
 const enc = new TextEncoder();
 const secretOf = (text: string) => SharedSecret.from(enc.encode(text));

@@ -8,7 +8,7 @@ import {
   readFromNode,
   readToNode,
 } from "../../protocol/binary_codec.ts";
-import { DEFAULT_LIMITS } from "../../protocol/limits.ts";
+import { DEFAULT_LIMITS } from "../../core/limits.ts";
 import type { FromNode, ToNode } from "../../protocol/messages.ts";
 import { whyBadTaskPath } from "../../protocol/task_path.ts";
 import { chunkedSource, CHUNKINGS, concat } from "../helpers/chunked_source.ts";

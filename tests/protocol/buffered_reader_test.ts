@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { BufferedReader } from "../../protocol/buffered_reader.ts";
-import { ProtocolError, VicoError } from "../../protocol/errors.ts";
+import { ProtocolError, VicoError } from "../../core/errors.ts";
 import { chunkedSource, CHUNKINGS, concat } from "../helpers/chunked_source.ts";
 
 Deno.test({

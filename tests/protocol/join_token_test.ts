@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { formatJoinToken, JOIN_TOKEN_PREFIX, parseJoinToken } from "../../protocol/join_token.ts";
-import { VicoError } from "../../protocol/errors.ts";
+import { VicoError } from "../../core/errors.ts";
 
 const token = { manager: "head.example:7707", fingerprint: "0f".repeat(32), secret: "e3".repeat(32) };
 

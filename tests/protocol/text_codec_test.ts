@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ProtocolError } from "../../protocol/errors.ts";
+import { ProtocolError } from "../../core/errors.ts";
 import type { FromRunnerText, ToRunnerText } from "../../protocol/messages.ts";
 import {
   encodeLine,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { ProtocolError } from "../../protocol/errors.ts";
+import { ProtocolError } from "../../core/errors.ts";
 import { formatServerHello, parseServerHello } from "../../protocol/vico_extension.ts";
-import { SIXTEEN_GIB } from "../../protocol/limits.ts";
+import { SIXTEEN_GIB } from "../../core/limits.ts";
 
 Deno.test("formatServerHello/parseServerHello: maxout carries the manager's output limit, up to 16 GiB and beyond", () => {
   for (const maxOutput of [1, 1000, SIXTEEN_GIB, Number.MAX_SAFE_INTEGER]) {

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Runner } from "../../runner/runner.ts";
-import { RunnerState } from "../../runner/runner_state.ts";
+import { RunnerState } from "../../runner/service/runner_state.ts";
 import { LinePeer } from "../helpers/line_peer.ts";
 
 /** A loopback endpoint that accepts every connection and never says a word; counts them. */

@@ -7,7 +7,7 @@ import {
   loggingFromFlags,
   RateLimitedLog,
 } from "../../util/log.ts";
-import { VicoError } from "../../protocol/errors.ts";
+import { VicoError } from "../../core/errors.ts";
 
 const record: LogRecord = {
   category: ["vico", "manager"],

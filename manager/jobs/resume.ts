@@ -1,0 +1,107 @@
+/**
+ * Resuming a run on a results directory that already holds a journal: which
+ * jobs of the (possibly edited) list are settled, which run, which records
+ * belong to jobs no longer in the list. Matching is by content key, never
+ * by line number, so an edited, reordered or extended list runs exactly the
+ * jobs whose keys have no settled record.
+ *
+ * @module
+ */
+
+import type { AttemptRecord, IssuedRecord, JournalState } from "../results/results_store.ts";
+
+/** What a restart on an existing journal will do. */
+export interface ResumePlan {
+  /** 1 for jobs settled by an earlier run (not run again). */
+  readonly settled: Uint8Array;
+  /** Jobs settled earlier. */
+  readonly skipped: number;
+  /** Of those, the ones that failed or were lost. */
+  readonly failedEarlier: number;
+  /** Jobs to run now. */
+  readonly toRun: number;
+  /** Of those, jobs an earlier run handed to a runner and never settled. */
+  readonly unfinished: number;
+  /** Settled records whose job is no longer in the list. */
+  readonly gone: number;
+  /** Unsettled jobs last held by an identified runner: job → its id. */
+  readonly heldBy: ReadonlyMap<number, { runner: string; host: string }>;
+  /** Open hand-outs of unsettled jobs to identified runners (their kept results are still wanted): job → hand-outs. */
+  readonly issued: ReadonlyMap<number, readonly IssuedRecord[]>;
+  /** The latest attempt number earlier runs gave each job (0: never handed out). */
+  readonly attempts: Uint16Array;
+  /** Failed attempts earlier runs kept for each job (`--retries`). */
+  readonly failures: Uint8Array;
+  /** Unsettled jobs whose last attempt is a held suspect (see {@linkcode JournalState.suspects}): job → its record. */
+  readonly suspects: ReadonlyMap<number, AttemptRecord>;
+}
+
+/**
+ * Plans a resume.
+ *
+ * @param size Jobs in the list.
+ * @param previous What the journal recorded.
+ * @param keyOf Content key of job `i`.
+ */
+export function planResume(size: number, previous: JournalState, keyOf: (job: number) => string): ResumePlan {
+  const settled = new Uint8Array(size);
+  let skipped = 0, failedEarlier = 0, unfinished = 0;
+  const heldBy = new Map<number, { runner: string; host: string }>();
+  const issued = new Map<number, readonly IssuedRecord[]>();
+  const attempts = new Uint16Array(size);
+  const failures = new Uint8Array(size);
+  const suspects = new Map<number, AttemptRecord>();
+  if (previous.settled.size === 0 && previous.attempts.size === 0) {
+    return {
+      settled,
+      skipped,
+      failedEarlier,
+      toRun: size,
+      unfinished,
+      gone: 0,
+      heldBy,
+      issued,
+      attempts,
+      failures,
+      suspects,
+    };
+  }
+  const present = new Set<string>();
+  for (let job = 0; job < size; job++) {
+    const key = keyOf(job);
+    present.add(key);
+    attempts[job] = Math.min(previous.attempts.get(key) ?? 0, 0xffff);
+    const status = previous.settled.get(key);
+    if (status !== undefined) {
+      settled[job] = 1;
+      skipped++;
+      if (status !== 0) failedEarlier++;
+      continue;
+    }
+    failures[job] = Math.min(previous.failures.get(key) ?? 0, 0xff);
+    const suspect = previous.suspects.get(key);
+    if (suspect !== undefined) suspects.set(job, suspect);
+    const open = previous.issued.get(key);
+    if (open !== undefined && open.length > 0) issued.set(job, open);
+    const assigned = previous.assigned.get(key);
+    if (assigned !== undefined) {
+      heldBy.set(job, { runner: assigned.runner, host: assigned.host });
+    }
+    if (attempts[job] > 0) unfinished++;
+  }
+  let gone = 0;
+  for (const key of previous.settled.keys()) if (!present.has(key)) gone++;
+  return {
+    settled,
+    skipped,
+    failedEarlier,
+    toRun: size - skipped,
+    unfinished,
+    gone,
+    heldBy,
+    issued,
+    attempts,
+    failures,
+    suspects,
+  };
+}

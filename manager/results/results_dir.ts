@@ -1,0 +1,298 @@
+/**
+ * A results directory vico owns. vico deletes or moves only what it made:
+ *
+ * - **Marker.** A directory vico creates (or finds empty) gets a marker file,
+ *   {@linkcode MARKER_FILE}, naming the format. A directory is taken only if
+ *   it has the marker, is empty, or is one an earlier vico made before
+ *   markers existed (a `journal.jsonl` and nothing but `out/`, `files/` and
+ *   `tmp/` beside it; it is marked then). Anything else is refused untouched.
+ * - **Lock.** One manager at a time: the claimant holds an exclusive `flock`
+ *   on {@linkcode LOCK_FILE} for its whole run (the kernel drops it when the
+ *   process ends, however it ends) and writes who it is (pid, host, since
+ *   when) into it, so that a second manager can name the holder. Nothing is
+ *   written before the lock is held, except the lock file itself.
+ * - **Rotation.** `--fresh` moves aside only a directory claimed this way,
+ *   never the current directory or one that contains it.
+ *
+ * Every failure is a {@linkcode ResultsDirError}: the manager exits 3 on it.
+ *
+ * @module
+ */
+
+import { basename, dirname, isAbsolute, join, relative, resolve } from "node:path";
+import { VicoError } from "../../core/errors.ts";
+import { writeAll } from "../../io/write_all.ts";
+
+/** The marker file of a vico results directory. */
+export const MARKER_FILE = ".vico-results";
+/** The lock file: locked by the manager running on the directory, naming it. */
+export const LOCK_FILE = ".vico-lock";
+/** The results directory format this vico writes (in the marker). */
+export const RESULTS_FORMAT = 1;
+
+/** What a results directory made by a vico older than markers may contain. */
+const LEGACY_ENTRIES = new Set(["journal.jsonl", "out", "files", "tmp"]);
+const encoder = new TextEncoder();
+
+/** The manager holding a results directory, as its lock file says. */
+export interface LockHolder {
+  /** Its process id. */
+  pid: number;
+  /** Its host name. */
+  host: string;
+  /** When it took the lock (ISO-8601 UTC). */
+  since: string;
+}
+
+/** Why a results directory cannot be used. */
+export type ResultsDirProblem =
+  /** Another manager holds its lock. */
+  | "in-use"
+  /** It is not a vico results directory (or not a directory), or cannot be moved aside. */
+  | "not-ours"
+  /** An I/O failure (disk full, permissions, …). */
+  | "unusable";
+
+/** A results directory that cannot be claimed, rotated or written at start. */
+export class ResultsDirError extends VicoError {
+  /** What kind of problem. */
+  readonly problem: ResultsDirProblem;
+  /** For `in-use`: who holds it, if its lock file says. */
+  readonly holder?: LockHolder;
+
+  /**
+   * @param problem What kind of problem.
+   * @param message The whole story, naming the directory.
+   * @param options `holder` for `in-use`; `cause`.
+   */
+  constructor(problem: ResultsDirProblem, message: string, options: ErrorOptions & { holder?: LockHolder } = {}) {
+    super("REFUSED", message, options);
+    this.name = "ResultsDirError";
+    this.problem = problem;
+    this.holder = options.holder;
+  }
+}
+
+/**
+ * Wraps an I/O failure during start-up as an `unusable` {@linkcode ResultsDirError}
+ * (errors that already are one pass through).
+ */
+export function unusable(dir: string, doing: string, err: unknown): ResultsDirError {
+  if (err instanceof ResultsDirError) return err;
+  const why = err instanceof Error ? err.message : String(err);
+  return new ResultsDirError("unusable", `Results directory ${dir} is unusable: cannot ${doing}: ${why}`, {
+    cause: err,
+  });
+}
+
+/**
+ * A results directory claimed by this process: marked as vico's and locked
+ * until {@linkcode ResultsDir.release} (or the process's end).
+ *
+ * @example
+ * ```ts ignore
+ * const dir = await ResultsDir.claim("jobs.results");
+ * try {
+ *   // … write results under dir.path …
+ * } finally {
+ *   dir.release();
+ * }
+ * ```
+ */
+export class ResultsDir {
+  /** The directory, absolute. */
+  readonly path: string;
+  /** It did not exist, or was empty, before this claim. */
+  readonly created: boolean;
+  /** It was made by a vico older than markers, and marked now. */
+  readonly adopted: boolean;
+  readonly #lock: Deno.FsFile;
+  readonly #durable: boolean;
+  #released = false;
+
+  private constructor(path: string, lock: Deno.FsFile, created: boolean, adopted: boolean, durable: boolean) {
+    this.path = path;
+    this.#lock = lock;
+    this.created = created;
+    this.adopted = adopted;
+    this.#durable = durable;
+  }
+
+  /**
+   * Claims `path`: creates it if missing, refuses it unless it is vico's (or
+   * empty), takes its lock without waiting and marks it.
+   *
+   * @param path The results directory.
+   * @param options `durable: false` skips fsyncs.
+   * @throws {ResultsDirError} `not-ours`, `in-use` (naming the holder) or `unusable`.
+   */
+  static async claim(path: string, options: { durable?: boolean } = {}): Promise<ResultsDir> {
+    const dir = resolve(path);
+    const durable = options.durable ?? true;
+    let made = false;
+    try {
+      const info = await Deno.stat(dir).catch((err) => {
+        if (err instanceof Deno.errors.NotFound) return undefined;
+        throw err;
+      });
+      if (info === undefined) {
+        await Deno.mkdir(dirname(dir), { recursive: true });
+        made = await Deno.mkdir(dir).then(() => true, (err) => {
+          if (err instanceof Deno.errors.AlreadyExists) return false; // another claimant made it first
+          throw err;
+        });
+        if (made && durable) await syncDir(dirname(dir));
+      } else if (!info.isDirectory) {
+        throw new ResultsDirError("not-ours", `Results directory ${path} is not a directory`);
+      }
+    } catch (err) {
+      throw unusable(path, "create it", err);
+    }
+    const kind = made ? "empty" : await classify(dir, path);
+    let lock: Deno.FsFile;
+    try {
+      lock = await Deno.open(join(dir, LOCK_FILE), { read: true, write: true, create: true });
+    } catch (err) {
+      throw unusable(path, `open ${LOCK_FILE}`, err);
+    }
+    try {
+      if (!(await lock.tryLock(true))) {
+        const holder = await readHolder(join(dir, LOCK_FILE));
+        throw new ResultsDirError(
+          "in-use",
+          holder === undefined
+            ? `Results directory ${path} is in use by another manager (it has not said which yet)`
+            : `Results directory ${path} is in use by another manager: pid ${holder.pid} on ${holder.host} ` +
+              `since ${holder.since}`,
+          { holder },
+        );
+      }
+      // Ours now: say who holds it, then mark it (only the holder writes the marker).
+      const holder: LockHolder = { pid: Deno.pid, host: Deno.hostname(), since: new Date().toISOString() };
+      await lock.truncate(0);
+      await lock.seek(0, Deno.SeekMode.Start);
+      await writeAll(lock, encoder.encode(JSON.stringify(holder) + "\n"));
+      if (kind !== "marked") await writeMarker(dir, durable);
+      return new ResultsDir(dir, lock, kind === "empty", kind === "legacy", durable);
+    } catch (err) {
+      lock.close();
+      throw unusable(path, "mark and lock it", err);
+    }
+  }
+
+  /**
+   * Moves this directory aside (to `PATH.<date>`) and claims a new, empty
+   * one at its path; this claim is released. Call it only once everything
+   * else at start-up has succeeded.
+   *
+   * @returns The new directory, and where the old one went (`undefined`
+   *   when there was nothing to move: it was empty).
+   * @throws {ResultsDirError} `not-ours` for the current directory (or one
+   *   that contains it), `in-use` if another manager took the new one first,
+   *   `unusable` on I/O failure.
+   */
+  async rotate(): Promise<{ dir: ResultsDir; movedTo?: string }> {
+    const entries = [...Deno.readDirSync(this.path)].filter((e) => e.name !== MARKER_FILE && e.name !== LOCK_FILE);
+    if (entries.length === 0) return { dir: this };
+    const within = relative(this.path, Deno.cwd());
+    if (!(within === ".." || within.startsWith("../") || isAbsolute(within))) {
+      throw new ResultsDirError(
+        "not-ours",
+        `Results directory ${this.path}: --fresh cannot move it aside: it is the current directory or contains ` +
+          "it; run from elsewhere or name another --results",
+      );
+    }
+    const movedTo = `${this.path}.${new Date().toISOString().replace(/[:.]/g, "-")}`;
+    try {
+      await Deno.rename(this.path, movedTo);
+      if (this.#durable) await syncDir(dirname(this.path));
+    } catch (err) {
+      throw unusable(this.path, `move it aside to ${basename(movedTo)}`, err);
+    }
+    this.release();
+    return { dir: await ResultsDir.claim(this.path, { durable: this.#durable }), movedTo };
+  }
+
+  /** Releases the lock (the process's end releases it too). */
+  release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    this.#lock.close();
+  }
+}
+
+/** How an existing directory stands, read without touching it. */
+async function classify(dir: string, shown: string): Promise<"marked" | "empty" | "legacy"> {
+  const names: string[] = [];
+  try {
+    for await (const e of Deno.readDir(dir)) names.push(e.name);
+  } catch (err) {
+    throw unusable(shown, "read it", err);
+  }
+  const others = names.filter((n) => n !== MARKER_FILE && n !== LOCK_FILE);
+  if (names.includes(MARKER_FILE)) {
+    const marker = await readMarker(join(dir, MARKER_FILE));
+    if (marker === "newer") {
+      throw new ResultsDirError(
+        "not-ours",
+        `Results directory ${shown} was made by a newer vico; refusing to touch it`,
+      );
+    }
+    if (marker === "ok") return "marked";
+  }
+  // Nothing but a marker being written by another claimant (or a lock file): empty.
+  if (others.length === 0) return "empty";
+  if (others.every((n) => LEGACY_ENTRIES.has(n)) && await isFile(join(dir, "journal.jsonl"))) return "legacy";
+  throw new ResultsDirError(
+    "not-ours",
+    `Results directory ${shown} is not a vico results directory (it has no ${MARKER_FILE} and is not empty); ` +
+      "refusing to touch it: name a new or empty directory with --results",
+  );
+}
+
+async function readMarker(path: string): Promise<"ok" | "newer" | "bad"> {
+  try {
+    const marker = JSON.parse(await Deno.readTextFile(path));
+    if (marker?.vico !== "results" || typeof marker.format !== "number") return "bad";
+    return marker.format > RESULTS_FORMAT ? "newer" : "ok";
+  } catch {
+    return "bad";
+  }
+}
+
+async function writeMarker(dir: string, durable: boolean): Promise<void> {
+  const file = await Deno.open(join(dir, MARKER_FILE), { write: true, create: true, truncate: true });
+  try {
+    const marker = { vico: "results", format: RESULTS_FORMAT, created: new Date().toISOString() };
+    await writeAll(file, encoder.encode(JSON.stringify(marker) + "\n"));
+    if (durable) await file.sync();
+  } finally {
+    file.close();
+  }
+  if (durable) await syncDir(dir);
+}
+
+async function syncDir(path: string): Promise<void> {
+  const dir = await Deno.open(path, { read: true });
+  try {
+    await dir.sync();
+  } finally {
+    dir.close();
+  }
+}
+
+async function readHolder(path: string): Promise<LockHolder | undefined> {
+  try {
+    const h = JSON.parse(await Deno.readTextFile(path));
+    if (typeof h?.pid === "number" && typeof h.host === "string" && typeof h.since === "string") {
+      return { pid: h.pid, host: h.host, since: h.since };
+    }
+  } catch {
+    // Not written yet, or torn: the holder is unnamed.
+  }
+  return undefined;
+}
+
+async function isFile(path: string): Promise<boolean> {
+  return await Deno.stat(path).then((s) => s.isFile, () => false);
+}

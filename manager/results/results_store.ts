@@ -1,0 +1,621 @@
+/**
+ * The one place that writes results. A results directory holds:
+ *
+ * - `journal.jsonl`: one JSON record per settled job, append-only;
+ * - `out/<key>.out`: each job's output, byte for byte (jobs with empty
+ *   output have no file: their record says `"size": 0, "output": null`);
+ * - `tmp/`: outputs being received, never at a final name;
+ * - `.vico-results` and `.vico-lock`: the marker that the directory is vico's
+ *   and the lock of the manager running on it (see `results_dir.ts`).
+ *
+ * A result is committed in one step: the output streams into `tmp/` while
+ * being hashed, is fsynced and renamed to its final name, then its record is
+ * appended to the journal and the journal fdatasynced. Records are group
+ * committed: all records that arrive while one flush is in progress share
+ * the next write and fdatasync.
+ *
+ * @module
+ */
+
+import { createHash, type Hash } from "node:crypto";
+import { dirname, join } from "node:path";
+import { writeAll } from "../../io/write_all.ts";
+import { VicoError } from "../../core/errors.ts";
+import { whyBadTaskPath } from "../../protocol/task_path.ts";
+import { ResultsDir, unusable } from "./results_dir.ts";
+
+/** One settled job, as stored in `journal.jsonl`. */
+export interface JobRecord {
+  /** Record type. */
+  type: "job";
+  /** Content key: hash of the command plus its occurrence number. */
+  key: string;
+  /** 1-based line of the job in its job list. */
+  line: number;
+  /** The command line. */
+  command: string;
+  /** Exit status, 0-255 (128+N for signal N, 127 could not start); `null` when lost. */
+  status: number | null;
+  /** Host name the runner announced. */
+  host: string;
+  /** When the manager handed the job out (ISO-8601 UTC). */
+  start: string;
+  /** When the manager received the result (ISO-8601 UTC). */
+  end: string;
+  /** 1 for the first hand-out, 2 after one requeue, … */
+  attempt: number;
+  /** Output size in bytes. */
+  size: number;
+  /** SHA-256 of the output, hex. */
+  sha256: string;
+  /** Output file relative to the results directory, or `null` when empty. */
+  output: string | null;
+  /** The bundle's `name`, if it has one. */
+  name?: string;
+  /** Files returned by a task bundle. */
+  files?: FileRecord[];
+  /** The binary node(s) that ran it. */
+  nodes?: NodeRecord[];
+  /** Why the job was given up as lost (its runners kept vanishing). */
+  lost?: string;
+  /** The job was stopped by `--timeout` (its status is that of the signal). */
+  timedOut?: true;
+}
+
+/** An attempt that failed and will be tried again (`--retries`); not a settlement. */
+export interface AttemptRecord extends Omit<JobRecord, "type" | "status" | "lost" | "nodes"> {
+  /** Record type. */
+  type: "attempt";
+  /** Its exit status. */
+  status: number;
+  /**
+   * Held back by the black-hole rule (a fast failure): kept, and then
+   * either settles the job (a job record naming the same output and files),
+   * or is retried (`--retries`), or the job runs again elsewhere (then,
+   * within the run, it spends no `--retries`).
+   */
+  suspect?: true;
+}
+
+/** A job handed to an identified runner (one that can come back after a manager restart). */
+export interface AssignRecord {
+  /** Record type. */
+  type: "assign";
+  /** The job's key. */
+  key: string;
+  /** The runner's stable id. */
+  runner: string;
+  /** Its host name. */
+  host: string;
+  /** When (ISO-8601 UTC). */
+  at: string;
+  /** The manager run that handed it out (its `run` record's id). */
+  run: string;
+  /** The attempt number it went out as. */
+  attempt: number;
+}
+
+/** A manager run started on this results directory. */
+export interface RunRecord {
+  /** Record type. */
+  type: "run";
+  /** The run's identity (128 random bits, hex): kept results carry it, so they are taken only by the run that issued them or a later run on the same directory. */
+  id: string;
+  /** When (ISO-8601 UTC). */
+  started: string;
+  /** The job list. */
+  source: string;
+  /** Jobs in the list. */
+  jobs: number;
+  /** Manager process id. */
+  pid: number;
+}
+
+/** Any journal record. */
+export type JournalRecord = JobRecord | AttemptRecord | AssignRecord | RunRecord;
+
+/** An open hand-out to an identified runner, as the journal recorded it. */
+export interface IssuedRecord {
+  /** The runner's id. */
+  runner: string;
+  /** Its host name. */
+  host: string;
+  /** When. */
+  at: string;
+  /** The run that issued it. */
+  run: string;
+  /** The attempt number. */
+  attempt: number;
+}
+
+/** What earlier runs left in a journal. */
+export interface JournalState {
+  /** Settled jobs: key → status (`null`: lost). */
+  settled: Map<string, number | null>;
+  /** Unsettled jobs last handed to an identified runner (and not delivered since): key → that hand-out. */
+  assigned: Map<string, IssuedRecord>;
+  /** Every open hand-out of unsettled jobs to identified runners: key → hand-outs. */
+  issued: Map<string, IssuedRecord[]>;
+  /** The latest attempt number of each key (attempt numbers continue across runs). */
+  attempts: Map<string, number>;
+  /** Failed attempts kept, per key (`--retries` counts them). */
+  failures: Map<string, number>;
+  /**
+   * Unsettled keys whose last hand-out delivered a fast failure held as a
+   * suspect (its verdict was still pending when the run stopped): key → that
+   * attempt record. A restart records it as the failure it is (or retries it).
+   */
+  suspects: Map<string, AttemptRecord>;
+  /** Manager runs recorded. */
+  runs: number;
+  /** Their identities, oldest first. */
+  runIds: string[];
+}
+
+/** A file a task returned, as stored. */
+export interface FileRecord {
+  /** Its name in the task. */
+  name: string;
+  /** Gang member (from 1) that returned it; absent for single-node tasks. */
+  node?: number;
+  /** Where it is stored, relative to the results directory; `null` when missing. */
+  path: string | null;
+  /** Size in bytes (0 when missing). */
+  size: number;
+  /** SHA-256, hex (absent when missing). */
+  sha256?: string;
+  /** The node reported that the file did not exist. */
+  missing?: true;
+}
+
+/** One node's part in a task run on binary nodes. */
+export interface NodeRecord {
+  /** The node's address. */
+  host: string;
+  /** Gang rank, from 1. */
+  rank: number;
+  /** Exit status it reported in Finished. */
+  status: number;
+  /** Start time the node reported in its reply to Start (its own clock). */
+  started: string;
+}
+
+/** The fields of a {@linkcode JobRecord} the caller provides. */
+export type JobFields = Omit<JobRecord, "type" | "size" | "sha256" | "output" | "files" | "lost">;
+
+/** A returned file as received: its bytes, or missing. */
+export interface ReturnedFile {
+  /** Its name in the task. */
+  name: string;
+  /** Gang member (from 1), for gangs. */
+  node?: number;
+  /** The bytes; `undefined` when the node reported the file missing. */
+  staged?: StagedOutput;
+}
+
+/** Name of the journal inside a results directory. */
+export const JOURNAL_FILE = "journal.jsonl";
+const OUT_DIR = "out";
+const FILES_DIR = "files";
+const TMP_DIR = "tmp";
+const encoder = new TextEncoder();
+
+let tmpCounter = 0;
+
+/** An output being received: streamed to a temporary file and hashed on the way. */
+export class StagedOutput {
+  readonly #tmpDir: string;
+  readonly #hash: Hash = createHash("sha256");
+  #file: Deno.FsFile | undefined;
+  #tmpPath: string | undefined;
+  #size = 0;
+
+  /** @param tmpDir Directory for the temporary file (same file system as the final one). */
+  constructor(tmpDir: string) {
+    this.#tmpDir = tmpDir;
+  }
+
+  /** Bytes written so far. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Appends a chunk. The chunk may be reused by the caller once this settles. */
+  async write(chunk: Uint8Array): Promise<void> {
+    if (chunk.length === 0) return;
+    if (this.#file === undefined) {
+      this.#tmpPath = join(this.#tmpDir, `${Deno.pid}-${++tmpCounter}.part`);
+      this.#file = await Deno.open(this.#tmpPath, { write: true, createNew: true });
+    }
+    this.#hash.update(chunk);
+    this.#size += chunk.length;
+    await writeAll(this.#file, chunk);
+  }
+
+  /**
+   * Makes the bytes durable and moves them to `finalPath`; returns the
+   * SHA-256. Nothing is written for empty output unless `always` (a returned
+   * file exists even when empty).
+   */
+  async publish(finalPath: string, always = false): Promise<string> {
+    const sha256 = this.#hash.digest("hex");
+    if (this.#file === undefined && always) {
+      this.#tmpPath = join(this.#tmpDir, `${Deno.pid}-${++tmpCounter}.part`);
+      this.#file = await Deno.open(this.#tmpPath, { write: true, createNew: true });
+    }
+    if (this.#file !== undefined) {
+      await this.#file.sync();
+      this.#file.close();
+      this.#file = undefined;
+      await Deno.rename(this.#tmpPath!, finalPath);
+      this.#tmpPath = undefined;
+    }
+    return sha256;
+  }
+
+  /** Drops whatever was received. */
+  async discard(): Promise<void> {
+    this.#file?.close();
+    this.#file = undefined;
+    if (this.#tmpPath !== undefined) await Deno.remove(this.#tmpPath).catch(() => {});
+    this.#tmpPath = undefined;
+  }
+}
+
+/**
+ * Writes outputs and journal records of one results directory.
+ *
+ * @example
+ * ```ts ignore
+ * const store = await ResultsStore.open("results");
+ * const out = store.stageOutput();
+ * await out.write(new TextEncoder().encode("hi\n"));
+ * await store.commit({ key: "k-1", line: 1, command: "echo hi", status: 0, host: "h",
+ *   start: "…", end: "…", attempt: 1 }, out);
+ * await store.close();
+ * ```
+ */
+export class ResultsStore {
+  /** The results directory. */
+  readonly dir: string;
+  readonly #journal: Deno.FsFile;
+  readonly #durable: boolean;
+  #batch: string[] = [];
+  #waiters: { resolve: () => void; reject: (e: unknown) => void }[] = [];
+  #flushing: Promise<void> | undefined;
+  /** Directories that got a new entry since the last journal flush. */
+  #dirty = new Set<string>();
+  /** Journal length up to its last complete, durable batch. */
+  #goodLength: number;
+
+  /** What earlier runs on this directory recorded. */
+  readonly previous: JournalState;
+  /** The claim (marker and lock) on the directory, released on close. */
+  readonly #claim: ResultsDir;
+
+  private constructor(
+    dir: string,
+    journal: Deno.FsFile,
+    durable: boolean,
+    previous: JournalState,
+    length: number,
+    claim: ResultsDir,
+  ) {
+    this.dir = dir;
+    this.#claim = claim;
+    this.previous = previous;
+    this.#goodLength = length;
+    this.#journal = journal;
+    this.#durable = durable;
+  }
+
+  /**
+   * Opens a results directory, creating it if needed. Records of earlier
+   * runs are read back into {@linkcode previous}; a torn last record (the
+   * manager died while appending it) is cut off. Leftover temporary files
+   * are removed: only in a directory claimed as vico's and locked
+   * ({@linkcode ResultsDir.claim}), which the store holds until closed.
+   *
+   * @param dir The results directory, or a claim on it (the store takes it over).
+   * @param options `durable: false` skips fsyncs (tests, benchmarks of the engine).
+   * @throws {VicoError} `USAGE` if the journal is damaged before its last line;
+   *   `ResultsDirError` (results_dir.ts) if the directory is not vico's, is in use or is unusable.
+   */
+  static async open(dir: string | ResultsDir, options: { durable?: boolean } = {}): Promise<ResultsStore> {
+    const claim = typeof dir === "string" ? await ResultsDir.claim(dir, options) : dir;
+    const path = typeof dir === "string" ? dir : dir.path;
+    let journal: Deno.FsFile | undefined;
+    try {
+      await Deno.mkdir(join(path, OUT_DIR), { recursive: true });
+      await Deno.remove(join(path, TMP_DIR), { recursive: true }).catch(() => {});
+      await Deno.mkdir(join(path, TMP_DIR), { recursive: true });
+      const journalPath = join(path, JOURNAL_FILE);
+      const previous = await readJournal(journalPath);
+      journal = await Deno.open(journalPath, { append: true, create: true });
+      const durable = options.durable ?? true;
+      // The journal's own directory entry (new or just cut) must be durable too.
+      if (durable) await syncDir(path);
+      const length = (await journal.stat()).size;
+      return new ResultsStore(path, journal, durable, previous, length, claim);
+    } catch (err) {
+      journal?.close();
+      claim.release();
+      throw err instanceof VicoError ? err : unusable(path, "open its journal", err);
+    }
+  }
+
+  /** Starts receiving one output. */
+  stageOutput(): StagedOutput {
+    return new StagedOutput(join(this.dir, TMP_DIR));
+  }
+
+  /**
+   * Commits one result: publishes its output under `out/<key>.out` (when
+   * not empty) and its returned files under `files/<key>/` (per gang member
+   * under `node-<n>/`), then appends its one record. Resolves once the
+   * record is durable. On failure every staged file is discarded.
+   */
+  async commit(fields: JobFields, output?: StagedOutput, returned: ReturnedFile[] = []): Promise<JobRecord> {
+    const staged = output ?? this.stageOutput();
+    try {
+      const published = await this.#publishOutput(`${fields.key}.out`, staged);
+      const record: JobRecord = { type: "job", ...fields, ...published };
+      if (returned.length > 0) record.files = await this.#publishFiles(fields.key, returned);
+      await this.#append(record);
+      return record;
+    } catch (err) {
+      await staged.discard();
+      for (const f of returned) await f.staged?.discard();
+      throw err;
+    }
+  }
+
+  /**
+   * Records an attempt that failed and will be tried again; its output is
+   * kept as `out/<key>~<attempt>.out`. Not a settlement.
+   */
+  async commitAttempt(
+    fields: JobFields & { status: number },
+    output: StagedOutput,
+    suspect = false,
+    returned: ReturnedFile[] = [],
+  ): Promise<AttemptRecord> {
+    try {
+      const published = await this.#publishOutput(`${fields.key}~${fields.attempt}.out`, output);
+      const { nodes: _nodes, ...rest } = fields;
+      const record: AttemptRecord = { type: "attempt", ...rest, ...published, ...(suspect ? { suspect } : {}) };
+      if (returned.length > 0) record.files = await this.#publishFiles(`${fields.key}~${fields.attempt}`, returned);
+      await this.#append(record);
+      return record;
+    } catch (err) {
+      await output.discard();
+      for (const f of returned) await f.staged?.discard();
+      throw err;
+    }
+  }
+
+  /**
+   * Settles a job with an attempt already recorded (a held suspect): the
+   * job record names that attempt's output; nothing is copied or moved.
+   */
+  async commitFromAttempt(fields: JobFields, attempt: AttemptRecord): Promise<JobRecord> {
+    const record: JobRecord = {
+      type: "job",
+      ...fields,
+      size: attempt.size,
+      sha256: attempt.sha256,
+      output: attempt.output,
+      ...(attempt.files !== undefined ? { files: attempt.files } : {}),
+    };
+    await this.#append(record);
+    return record;
+  }
+
+  /** Settles a job as lost: no runner ever reported it. */
+  async commitLost(fields: Omit<JobFields, "status">, reason: string): Promise<JobRecord> {
+    const empty = this.stageOutput();
+    const published = await this.#publishOutput("", empty);
+    const record: JobRecord = { type: "job", ...fields, status: null, ...published, lost: reason };
+    await this.#append(record);
+    return record;
+  }
+
+  /**
+   * Appends a bookkeeping record (an assignment, a run start). It is
+   * written with the next batch; callers need not wait.
+   */
+  note(record: AssignRecord | RunRecord): Promise<void> {
+    return this.#append(record);
+  }
+
+  async #publishOutput(
+    name: string,
+    staged: StagedOutput,
+  ): Promise<{ size: number; sha256: string; output: string | null }> {
+    const size = staged.size;
+    const relative = size > 0 ? `${OUT_DIR}/${name}` : null;
+    const sha256 = await staged.publish(relative === null ? "" : join(this.dir, relative));
+    if (relative !== null) this.#dirty.add(join(this.dir, OUT_DIR));
+    return { size, sha256, output: relative };
+  }
+
+  async #publishFiles(key: string, returned: ReturnedFile[]): Promise<FileRecord[]> {
+    const records: FileRecord[] = [];
+    for (const f of returned) {
+      // Names come from the manager's own validated task list; check again:
+      // whatever arrives, nothing is written outside the results directory.
+      const why = whyBadTaskPath(f.name);
+      if (why !== undefined) throw new VicoError("REFUSED", `Refusing to store returned file: ${why}`);
+      const base = f.node === undefined ? [FILES_DIR, key] : [FILES_DIR, key, `node-${f.node}`];
+      const node = f.node === undefined ? {} : { node: f.node };
+      if (f.staged === undefined) {
+        records.push({ name: f.name, ...node, path: null, size: 0, missing: true });
+        continue;
+      }
+      const relative = [...base, f.name].join("/");
+      const target = join(this.dir, relative);
+      await Deno.mkdir(dirname(target), { recursive: true });
+      const size = f.staged.size;
+      const sha256 = await f.staged.publish(target, true);
+      this.#dirty.add(dirname(target));
+      records.push({ name: f.name, ...node, path: relative, size, sha256 });
+    }
+    return records;
+  }
+
+  /** Waits for pending records, closes the journal and releases the directory. */
+  async close(): Promise<void> {
+    await this.#flushing;
+    this.#journal.close();
+    this.#claim.release();
+  }
+
+  #append(record: JournalRecord): Promise<void> {
+    const done = new Promise<void>((resolve, reject) => this.#waiters.push({ resolve, reject }));
+    this.#batch.push(JSON.stringify(record) + "\n");
+    this.#flushing ??= this.#flush();
+    return done;
+  }
+
+  async #flush(): Promise<void> {
+    // Let the records of this turn of the event loop join the batch.
+    await Promise.resolve();
+    while (this.#batch.length > 0) {
+      const lines = this.#batch;
+      const waiters = this.#waiters;
+      this.#batch = [];
+      this.#waiters = [];
+      try {
+        if (this.#dirty.size > 0) {
+          const dirs = [...this.#dirty];
+          this.#dirty.clear();
+          if (this.#durable) { for (const d of dirs) await syncDir(d); }
+        }
+        const bytes = encoder.encode(lines.join(""));
+        await writeAll(this.#journal, bytes);
+        if (this.#durable) await this.#journal.syncData();
+        this.#goodLength += bytes.length;
+        for (const w of waiters) w.resolve();
+      } catch (err) {
+        // A partial write must not glue the next batch onto a torn record:
+        // cut the journal back to its last good length (best effort).
+        await this.#journal.truncate(this.#goodLength).catch(() => {});
+        for (const w of waiters) w.reject(err);
+      }
+    }
+    this.#flushing = undefined;
+  }
+}
+
+/**
+ * Reads what a journal recorded. A last line without its newline, or that
+ * does not parse, is a record torn by a crash: it is cut off so the next
+ * append starts on a clean line. Damage before the last line is refused.
+ */
+async function readJournal(path: string): Promise<JournalState> {
+  const state: JournalState = {
+    settled: new Map(),
+    assigned: new Map(),
+    issued: new Map(),
+    attempts: new Map(),
+    failures: new Map(),
+    suspects: new Map(),
+    runs: 0,
+    runIds: [],
+  };
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return state;
+    throw err;
+  }
+  const decoder = new TextDecoder("utf-8", { fatal: true });
+  let at = 0;
+  let lineNo = 0;
+  while (at < bytes.length) {
+    lineNo++;
+    const nl = bytes.indexOf(0x0a, at);
+    let record: Partial<JournalRecord> | undefined;
+    try {
+      record = nl === -1 ? undefined : JSON.parse(decoder.decode(bytes.subarray(at, nl)));
+    } catch {
+      record = undefined;
+    }
+    if (record === undefined || record === null || typeof record !== "object") {
+      if (nl !== -1 && nl !== bytes.length - 1) {
+        throw new VicoError("USAGE", `Journal ${path} is damaged at line ${lineNo}; refusing to guess what ran`);
+      }
+      await Deno.truncate(path, at);
+      break;
+    }
+    applyRecord(state, record);
+    at = nl + 1;
+  }
+  return state;
+}
+
+/** Folds one journal record into the state. */
+function applyRecord(state: JournalState, record: Partial<JournalRecord>): void {
+  const key = (record as { key?: unknown }).key;
+  const attempt = (record as { attempt?: unknown }).attempt;
+  if (typeof key === "string" && typeof attempt === "number" && attempt > (state.attempts.get(key) ?? 0)) {
+    state.attempts.set(key, attempt);
+  }
+  switch (record.type) {
+    case "job":
+      if (typeof key === "string" && (typeof record.status === "number" || record.status === null)) {
+        state.settled.set(key, record.status);
+        state.assigned.delete(key);
+        state.issued.delete(key);
+        state.failures.delete(key);
+        state.suspects.delete(key);
+      }
+      break;
+    case "assign":
+      if (
+        typeof key === "string" && typeof record.runner === "string" && typeof record.run === "string" &&
+        typeof attempt === "number" && !state.settled.has(key)
+      ) {
+        const issued: IssuedRecord = {
+          runner: record.runner,
+          host: String(record.host),
+          at: String(record.at),
+          run: record.run,
+          attempt,
+        };
+        state.assigned.set(key, issued);
+        state.suspects.delete(key); // handed out again: that verdict was given
+        const list = state.issued.get(key);
+        if (list === undefined) state.issued.set(key, [issued]);
+        else list.push(issued);
+      }
+      break;
+    case "attempt":
+      if (typeof key === "string" && typeof attempt === "number" && !state.settled.has(key)) {
+        // That hand-out delivered: it holds nothing any more.
+        const list = state.issued.get(key)?.filter((i) => i.attempt !== attempt);
+        if (list !== undefined) state.issued.set(key, list);
+        if (state.assigned.get(key)?.attempt === attempt) state.assigned.delete(key);
+        // Suspects count too: a restart cannot tell the ones the black-hole
+        // rule sent elsewhere (a few retries fewer at worst, never more).
+        state.failures.set(key, (state.failures.get(key) ?? 0) + 1);
+        if (record.suspect === true) state.suspects.set(key, record as AttemptRecord);
+        else state.suspects.delete(key);
+      }
+      break;
+    case "run":
+      state.runs++;
+      if (typeof record.id === "string") state.runIds.push(record.id);
+      break;
+  }
+}
+
+async function syncDir(path: string): Promise<void> {
+  const dir = await Deno.open(path, { read: true });
+  try {
+    await dir.sync();
+  } finally {
+    dir.close();
+  }
+}

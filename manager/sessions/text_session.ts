@@ -1,0 +1,437 @@
+/**
+ * The manager's side of one text-protocol connection, as the draft's server
+ * state machine: Accept → Wait ⇄ SendJob / ProcessJob → WaitClose.
+ *
+ * One session per connection; a session that fails (protocol error, closed
+ * socket, silent runner, full disk) drops its runner with a reason and hands
+ * its jobs back to the scheduler. It never throws to its caller.
+ *
+ * With the vico extension the runner has a stable id (a restarted manager
+ * waits for it, and it may report jobs it ran for an earlier connection),
+ * both sides send `PULSO` lines, and a runner silent for three pulses is
+ * taken for lost.
+ *
+ * @module
+ */
+
+import type { BufferedReader } from "../../protocol/buffered_reader.ts";
+import { ProtocolError, VicoError } from "../../core/errors.ts";
+import { type FromRunnerText, TEXT_PROTOCOL_VERSION } from "../../protocol/messages.ts";
+import { encodeLine, formatManagerLine, parseRunnerLine } from "../../protocol/text_codec.ts";
+import {
+  formatTag,
+  JOB_TAG_PREFIX,
+  MANAGER_SILENT_PULSES,
+  parseTag,
+  PULSE_LINE,
+  RESULT_TAG_PREFIX,
+  type Tag,
+} from "../../protocol/vico_extension.ts";
+import type { Transport } from "../../transport/transport.ts";
+import { logger, RateLimitedLog } from "../../util/log.ts";
+import { settlesWithin } from "../../util/timeout.ts";
+import type { JobClass } from "../jobs/job_list.ts";
+import type { RunnerLink } from "../scheduling/scheduler.ts";
+import type { Extension, HandshakeWindow, SessionContext } from "./server.ts";
+
+/** The draft's server states (plus Closed, after the connection ends). */
+export type ManagerTextState = "Accept" | "Wait" | "SendJob" | "ProcessJob" | "WaitClose" | "Closed";
+
+/** What a text session needs from the manager around it. */
+export interface TextSessionContext extends SessionContext {
+  /** A plain runner that holds nothing and sends nothing for this long is dropped. */
+  readonly idleTimeoutMs: number;
+  /** Whether `--timeout` is set (plain runners cannot enforce it: they are warned about). */
+  readonly jobTimeout: boolean;
+}
+
+const log = logger("manager");
+const handshakeFailures = new RateLimitedLog(log, "failed handshake(s)");
+const drops = new RateLimitedLog(log, "dropped runner(s)");
+const losses = new RateLimitedLog(log, "runner(s) lost holding jobs", 20);
+const departures = new RateLimitedLog(log, "departed runner(s)");
+const plainUnderTimeout = new RateLimitedLog(log, "plain runner(s) under --timeout", 1, 60_000);
+const FINO = encodeLine(formatManagerLine({ kind: "fino" }));
+const PRETA = encodeLine(formatManagerLine({ kind: "preta" }));
+const RICEVIS = encodeLine(formatManagerLine({ kind: "ricevis" }));
+const VERSIO = encodeLine(formatManagerLine({ kind: "versio", version: TEXT_PROTOCOL_VERSION }));
+const PULSE = encodeLine(PULSE_LINE);
+
+type RezultoMsg = Extract<FromRunnerText, { kind: "rezulto" }>;
+
+/** One runner connection speaking the text protocol. */
+export class ManagerTextSession implements RunnerLink {
+  /** Host name from the hail (empty until then). */
+  host = "";
+  /** The runner's address. */
+  readonly peer: string;
+  /** The runner's stable id (vico extension), if it has one. */
+  readonly runnerId?: string;
+  readonly #transport: Transport;
+  readonly #reader: BufferedReader;
+  readonly #ctx: TextSessionContext;
+  readonly #handshake: HandshakeWindow;
+  readonly #extension: Extension | undefined;
+  readonly #pulseMs: number;
+  /** Hand-outs and results carry their tags (the extension's `tag` feature). */
+  readonly #tagged: boolean;
+  /** The tag line that came just before the REZULTO being read. */
+  #resultTag: (Tag & { timedOut: boolean }) | undefined;
+  #state: ManagerTextState = "Accept";
+  #joined = false;
+  #reply: ((job: number, attempt: number) => void) | undefined;
+  /** A line read that is still to be consumed (read while waiting for a job). */
+  #pendingLine: Promise<string | null> | undefined;
+  #lastHeard = performance.now();
+  #dropReason: string | undefined;
+  /** Jobs this connection was given and has not delivered, oldest first: when, and as which attempt. */
+  readonly #handedOut = new Map<number, { at: string; attempt: number }>();
+
+  /**
+   * @param transport The connection.
+   * @param reader The connection's reader (the server already peeked at it).
+   * @param ctx The manager around this session.
+   * @param handshake The window the hail must arrive in.
+   * @param extension What a vico runner said in the extension's hello.
+   */
+  constructor(
+    transport: Transport,
+    reader: BufferedReader,
+    ctx: TextSessionContext,
+    handshake: HandshakeWindow,
+    extension?: Extension,
+  ) {
+    this.#transport = transport;
+    this.#reader = reader;
+    this.#ctx = ctx;
+    this.#handshake = handshake;
+    this.#extension = extension;
+    this.peer = transport.peer;
+    this.runnerId = extension?.hello.id;
+    this.#pulseMs = (extension?.answer.pulse ?? 0) * 1000;
+    this.#tagged = extension?.answer.tag === 1;
+  }
+
+  /** Current state. */
+  get state(): ManagerTextState {
+    return this.#state;
+  }
+
+  /** A text runner carries plain command lines only. */
+  accepts(cls: JobClass): boolean {
+    return !cls.binaryOnly;
+  }
+
+  /** Scheduler's answer to the pending PETO: a job. */
+  assign(job: number, _rank: number, attempt: number): void {
+    this.#answer(job, attempt);
+  }
+
+  /** Scheduler's answer to the pending PETO: no more jobs. */
+  release(): void {
+    this.#answer(-1);
+  }
+
+  /** Jobs remain, but only for binary nodes: FINO as well. */
+  refuse(): void {
+    this.#answer(-1);
+  }
+
+  #answer(job: number, attempt = 0): void {
+    const reply = this.#reply;
+    this.#reply = undefined;
+    reply?.(job, attempt);
+  }
+
+  /** Serves the connection until it closes. Never rejects. */
+  async run(): Promise<void> {
+    const peer = this.#transport.peer;
+    const watchdog = setInterval(() => this.#watch(), Math.max(50, Math.min(this.#pulseMs || 5000, 5000)));
+    // A runner that breaks the protocol is to blame, not its jobs: they go
+    // back without a loss counted against them.
+    let blameJobs = true;
+    try {
+      await this.#accept();
+      log.debug("Runner {host} joined from {peer}", { host: this.host, peer });
+      if (await this.#serve()) log.debug("Runner {host} ({peer}) finished cleanly", { host: this.host, peer });
+    } catch (err) {
+      blameJobs = !(err instanceof ProtocolError);
+      await this.#reportFailure(err);
+    } finally {
+      clearInterval(watchdog);
+      this.#state = "Closed";
+      if (this.#joined) this.#ctx.scheduler.onRunnerLost(this, blameJobs);
+      this.#transport.close();
+    }
+  }
+
+  /** Closes the connection (the session then ends and gives its jobs back). */
+  close(): void {
+    this.#transport.close();
+  }
+
+  /** Drops a runner that went silent (no pulse), or a plain one idle too long. */
+  #watch(): void {
+    if (!this.#joined || this.#state === "ProcessJob") return; // a transfer has its own progress timeout
+    const silent = performance.now() - this.#lastHeard;
+    if (this.#pulseMs > 0 && silent > MANAGER_SILENT_PULSES * this.#pulseMs) {
+      this.#dropReason = `Runner silent for ${Math.round(silent / 1000)}s (no pulse)`;
+      this.#transport.close();
+    } else if (
+      this.#pulseMs === 0 && this.#state === "Wait" && silent > this.#ctx.idleTimeoutMs &&
+      this.#ctx.scheduler.jobsOf(this).size === 0
+    ) {
+      this.#dropReason = `Runner idle for ${Math.round(silent / 1000)}s holding no job`;
+      this.#transport.close();
+    }
+  }
+
+  async #accept(): Promise<void> {
+    // The server closes the connection if this does not finish in its window.
+    const hail = await this.#next();
+    if (hail.kind !== "hail") throw new ProtocolError("Expected the hail SALUTON; MI <HOSTNAME>", hail.kind);
+    this.host = hail.host;
+    await this.#transport.write(VERSIO);
+    const ack = await this.#next();
+    if (ack.kind !== "komprenas") throw new ProtocolError("Expected KOMPRENAS after VERSIO", ack.kind);
+    this.#handshake.done();
+    this.#joined = true;
+    this.#ctx.scheduler.onRunnerJoined(this, this.#extension?.held ?? []);
+    if (this.#ctx.jobTimeout && this.#extension === undefined) {
+      const warning = "Runner {host} speaks the plain protocol: --timeout cannot be enforced on its jobs";
+      plainUnderTimeout.log("warn", warning, { host: this.host });
+    }
+    this.#state = "Wait";
+  }
+
+  /** Runs states Wait to WaitClose; true when the runner said FINO ANKAU. */
+  async #serve(): Promise<boolean> {
+    let from: "Wait" | "WaitClose" = "Wait";
+    let result: RezultoMsg | undefined;
+    while (true) {
+      switch (this.#state) {
+        case "Wait": {
+          const msg = await this.#next();
+          if (msg.kind === "peto") {
+            this.#state = "SendJob";
+          } else if (msg.kind === "rezulto") {
+            [result, from, this.#state] = [msg, "Wait", "ProcessJob"];
+          } else {
+            throw new ProtocolError("Unexpected message in state Wait", msg.kind);
+          }
+          break;
+        }
+        case "SendJob": {
+          const { job, attempt } = await this.#requestJob();
+          if (job === -1) {
+            await this.#transport.write(FINO);
+            this.#state = "WaitClose";
+          } else {
+            this.#handedOut.set(job, { at: new Date().toISOString(), attempt });
+            if (this.runnerId !== undefined) await this.#ctx.noteAssignment(job, attempt, this);
+            if (this.#tagged) {
+              const tag = formatTag({ run: this.#ctx.run, key: this.#ctx.keyOf(job), attempt });
+              await this.#transport.write(encodeLine(JOB_TAG_PREFIX + tag));
+            }
+            await this.#transport.write(encodeLine(this.#ctx.jobs.commands[job]));
+            this.#state = "Wait";
+          }
+          break;
+        }
+        case "ProcessJob":
+          await this.#processJob(result!);
+          this.#state = from;
+          break;
+        case "WaitClose": {
+          const msg = await this.#next();
+          if (msg.kind === "finoAnkau") return true;
+          if (msg.kind === "rezulto") {
+            [result, from, this.#state] = [msg, "WaitClose", "ProcessJob"];
+          } else if (msg.kind === "peto") {
+            await this.#transport.write(FINO);
+          } else {
+            throw new ProtocolError("Unexpected message in state WaitClose", msg.kind);
+          }
+          break;
+        }
+        default:
+          return false;
+      }
+    }
+  }
+
+  /** SendJob: asks the scheduler; while it holds the request, watches the runner (pulses, or leaving). */
+  async #requestJob(): Promise<{ job: number; attempt: number }> {
+    let answered: { job: number; attempt: number } | undefined;
+    this.#reply = (job, attempt) => (answered = { job, attempt });
+    this.#ctx.scheduler.onJobRequest(this);
+    if (answered !== undefined) return answered;
+    const assigned = new Promise<{ job: number; attempt: number }>((
+      resolve,
+    ) => (this.#reply = (job, attempt) => resolve({ job, attempt })));
+    // Held: the runner sends nothing but pulses until answered.
+    while (true) {
+      this.#pendingLine ??= this.#readLine();
+      const got = await Promise.race([assigned.then((job) => ({ job })), this.#pendingLine.then((line) => ({ line }))]);
+      if ("job" in got) return got.job;
+      this.#pendingLine = undefined;
+      if (got.line === null) {
+        this.#reply = undefined;
+        throw new VicoError("CONNECTION_CLOSED", "Runner closed the connection while waiting for a job");
+      }
+      if (this.#pulseMs > 0 && got.line === PULSE_LINE) {
+        await this.#transport.write(PULSE);
+        continue;
+      }
+      this.#reply = undefined;
+      throw new ProtocolError("Runner sent a line while waiting for a job", got.line);
+    }
+  }
+
+  /**
+   * ProcessJob: the job is the oldest this connection was given with that
+   * command line; the recorder (its ledger) says whether this delivery may
+   * commit. Its bytes are read either way; `RICEVIS` goes only once a
+   * record is durable (or, for a late duplicate, once the commit that beat
+   * it has ended).
+   */
+  async #processJob(msg: RezultoMsg): Promise<void> {
+    const { results, jobs, limits, recorder } = this.#ctx;
+    const tag = this.#resultTag;
+    this.#resultTag = undefined;
+    if (this.#tagged && tag === undefined) throw new ProtocolError("REZULTO without its tag line", msg.job);
+    const job = tag === undefined ? this.#oldestNamed(msg.job) : this.#jobTagged(tag);
+    if (job === undefined || jobs.commands[job] !== msg.job) {
+      throw new ProtocolError("REZULTO for a job this runner does not hold", msg.job);
+    }
+    if (msg.size > limits.maxOutputBytes) {
+      throw new ProtocolError(`Output of ${msg.size} bytes exceeds the limit of ${limits.maxOutputBytes}`);
+    }
+    // A kept result from an earlier connection: handed out then, not here.
+    const handedOut = this.#handedOut.get(job) ?? { at: new Date().toISOString(), attempt: tag!.attempt };
+    const attempt = tag?.attempt ?? handedOut.attempt;
+    const admission = await recorder.admit(job, attempt, this);
+    if (admission.kind === "unknown") throw new ProtocolError("REZULTO for a job this runner was not given", msg.job);
+    const accepted = admission.kind === "accepted";
+    await this.#transport.write(PRETA);
+    const output = results.stageOutput();
+    // A runner that stops sending mid-output would hold its job forever.
+    const idleMs = this.#ctx.transferIdleTimeoutMs;
+    let stalled = false;
+    const watchdog = setInterval(() => {
+      if (performance.now() - this.#lastHeard < idleMs) return;
+      stalled = true;
+      this.#transport.close();
+    }, Math.max(10, idleMs / 4));
+    try {
+      await this.#reader.pipeExact(msg.size, (chunk) => {
+        this.#lastHeard = performance.now();
+        return accepted ? output.write(chunk) : undefined;
+      });
+    } catch (err) {
+      await output.discard();
+      if (accepted) recorder.refuse(admission.ticket);
+      if (stalled) {
+        throw new VicoError(
+          "CONNECTION_CLOSED",
+          `Runner sent no output for ${idleMs / 1000}s in the middle of a result`,
+        );
+      }
+      throw err;
+    } finally {
+      clearInterval(watchdog);
+    }
+    if (this.#handedOut.get(job)?.attempt === attempt) this.#handedOut.delete(job);
+    const delivery = {
+      link: this,
+      rank: 1,
+      status: msg.status,
+      handedOutAt: handedOut.at,
+      output,
+      returned: [],
+      timedOut: tag?.timedOut ?? false,
+    };
+    if (accepted) await recorder.record(admission.ticket, delivery);
+    else await recorder.discard(job, delivery, admission.settled);
+    await this.#transport.write(RICEVIS);
+  }
+
+  /** The oldest job this connection was given with that command line (untagged results). */
+  #oldestNamed(command: string): number | undefined {
+    for (const j of this.#handedOut.keys()) if (this.#ctx.jobs.commands[j] === command) return j;
+    return undefined;
+  }
+
+  /** The job a tagged result names: one of this connection's, or one its runner was issued earlier. */
+  #jobTagged(tag: Tag): number | undefined {
+    if (tag.run !== this.#ctx.run && !this.#ctx.scheduler.ledger.knowsRun(tag.run)) return undefined;
+    for (const [j, h] of this.#handedOut) if (h.attempt === tag.attempt && this.#ctx.keyOf(j) === tag.key) return j;
+    return this.runnerId === undefined ? undefined : this.#ctx.scheduler.ledger.jobOfKey(tag.key);
+  }
+
+  #readLine(): Promise<string | null> {
+    return this.#reader.readLine().then((line) => {
+      this.#lastHeard = performance.now();
+      return line;
+    });
+  }
+
+  /** The next runner message; pulses are answered and skipped. */
+  async #next(): Promise<FromRunnerText> {
+    while (true) {
+      const pending = this.#pendingLine;
+      this.#pendingLine = undefined;
+      const line = await (pending ?? this.#readLine());
+      if (line === null) throw new VicoError("CONNECTION_CLOSED", this.#dropReason ?? "Runner closed the connection");
+      if (this.#pulseMs > 0 && line === PULSE_LINE) {
+        await this.#transport.write(PULSE);
+        continue;
+      }
+      if (this.#tagged && line.startsWith(RESULT_TAG_PREFIX)) {
+        if (this.#resultTag !== undefined) throw new ProtocolError("Two result tags in a row", line);
+        const tag = parseTag(line.slice(RESULT_TAG_PREFIX.length));
+        if (tag.rest !== "" && tag.rest !== "timedout=1") throw new ProtocolError("Unknown result tag field", line);
+        this.#resultTag = { run: tag.run, key: tag.key, attempt: tag.attempt, timedOut: tag.rest === "timedout=1" };
+        continue;
+      }
+      const msg = parseRunnerLine(line);
+      if (this.#resultTag !== undefined && msg.kind !== "rezulto") {
+        throw new ProtocolError("A result tag must come just before REZULTO", line);
+      }
+      return msg;
+    }
+  }
+
+  async #reportFailure(err: unknown): Promise<void> {
+    const who = this.host ? `${this.host} (${this.#transport.peer})` : this.#transport.peer;
+    const held = this.#joined ? this.#ctx.scheduler.jobsOf(this).size : 0;
+    const jobs = held === 0
+      ? ""
+      : this.runnerId !== undefined && !(err instanceof ProtocolError)
+      ? `; its ${held} job(s) wait for it to come back`
+      : `; ${held} job(s) go back to the queue`;
+    if (this.#dropReason !== undefined) err = new VicoError("CONNECTION_CLOSED", this.#dropReason);
+    // Any of these may come by the thousand (a flood, a fleet that churns):
+    // each kind is logged at a bounded rate. Only a runner lost holding jobs
+    // is a warning; one that leaves holding nothing lost nothing.
+    const props = { who, state: this.#state, jobs };
+    if (err instanceof ProtocolError) {
+      (this.#joined ? drops : handshakeFailures).log("warn", "Dropping runner {who} in state {state}: {reason}{jobs}", {
+        ...props,
+        reason: err.message,
+      });
+      // Tell the runner why, best effort: it may already be gone or not reading.
+      const eraro = encodeLine(formatManagerLine({ kind: "eraro", reason: err.message }));
+      await settlesWithin(this.#transport.write(eraro), 1000);
+    } else if (err instanceof VicoError && err.code === "CONNECTION_CLOSED") {
+      const limited = !this.#joined ? handshakeFailures : held > 0 ? losses : departures;
+      limited.log(held > 0 ? "warn" : "info", "Lost runner {who} in state {state}: {reason}{jobs}", {
+        ...props,
+        reason: err.message,
+      });
+    } else {
+      const reason = err instanceof Error ? err.message : String(err);
+      log.error("Runner {who} failed in state {state}: {reason}{jobs}", { ...props, reason });
+    }
+  }
+}

@@ -1,0 +1,361 @@
+/**
+ * A persistent runner's state directory: its stable identity, and the
+ * results of jobs that finished while no manager could take them. A result
+ * lives here (fsynced) until a manager acknowledges it, so neither a
+ * manager restart nor a runner restart loses finished work.
+ *
+ * ```
+ * STATE_DIR/
+ *   id                     the runner's id (made once)
+ *   pending/<n>.json       {"command": …, "tag": …, "status": …} of an undelivered result
+ *   pending/<n>.out        its output
+ *   pending/<n>.failures   how many times in a row its delivery was refused or dropped (absent: none)
+ *   set-aside/<n>.*        results set aside (no manager wants them: handed out by another run, or
+ *   set-aside/<n>.reason   refused): the files above, and why, in a line of text; never sent again
+ *   running/<life>/owner   "<pid> <start time>" of the runner process of one life
+ *   running/<life>/<pgid>.json   {"pgid": …, "id": …, "cgroup"?: …} of a job running now
+ * ```
+ *
+ * A result's tag (`run=… key=… attempt=…`, from the manager that handed the
+ * job out) binds it to that hand-out: a manager takes it back only if it
+ * issued it.
+ *
+ * A job's record is written before the job runs and removed once it and its
+ * process group have ended (see runner/exec/job_reaper.ts): what a runner killed
+ * with SIGKILL left running is found there by the next runner on the same
+ * directory.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { defaultStateDir as defaultRoleStateDir } from "../../io/state_dir.ts";
+import { writeFileAtomic } from "../../io/atomic_write.ts";
+import { copyExact } from "../../io/copy_exact.ts";
+import { writeAll } from "../../io/write_all.ts";
+import { logger } from "../../util/log.ts";
+
+import type { JobLedger, JobRecord } from "../exec/process_runner.ts";
+
+/** Deliveries of a kept result refused or dropped in a row before it is set aside. */
+export const MAX_DELIVERY_FAILURES = 3;
+
+const PENDING_DIR = "pending";
+const SET_ASIDE_DIR = "set-aside";
+/** What follows a result's name in its files. */
+const RESULT_FILES = [".json", ".out", ".failures"] as const;
+
+const log = logger("runner");
+
+/** An undelivered result, readable like a job's spooled output. */
+export interface StoredResult {
+  /** Its name in the state directory (`pending/<name>.json`). */
+  readonly name: string;
+  /** How many times in a row its delivery was refused or dropped. */
+  readonly failures: number;
+  /** The job's command line. */
+  readonly command: string;
+  /** The tag of its hand-out, if the manager gave one. */
+  readonly tag?: string;
+  /** Its exit status. */
+  readonly status: number;
+  /** The runner stopped it at its --timeout. */
+  readonly timedOut?: boolean;
+  /** Output size. */
+  readonly size: number;
+  /** Where it is kept (without `.json` / `.out`). */
+  readonly base: string;
+  /** Streams the output. */
+  pipeTo(sink: (chunk: Uint8Array) => Promise<void>): Promise<void>;
+  /** Forgets it (after the manager acknowledged it). */
+  dispose(): Promise<void>;
+}
+
+/** A finished binary task kept for delivery. */
+export interface HeldTaskRecord {
+  /** The task's key. */
+  key: string;
+  /** Its last run's status. */
+  status: number;
+  /** Files to return, in order. */
+  rets: string[];
+  /** Its task directory. */
+  dir: string;
+}
+
+/** A runner life's {@linkcode JobLedger}, which it closes when it ends. */
+export interface LifeLedger extends JobLedger {
+  /** Forgets this life's records unless some job is still recorded as running. */
+  close(): Promise<void>;
+}
+
+/** One runner life's records in a state directory ({@linkcode RunnerState.lives}). */
+export interface RunnerLife {
+  /** Its directory's name under `running/`. */
+  readonly life: string;
+  /** `"<pid> <start time>"` of its runner process ("" when unknown). */
+  readonly owner: string;
+  /** The jobs it had running. */
+  readonly jobs: JobRecord[];
+}
+
+/** Something with bytes to stream, like an output spool. */
+export interface Streamable {
+  /** Size in bytes. */
+  readonly size: number;
+  /** Streams the bytes. */
+  pipeTo(sink: (chunk: Uint8Array) => Promise<void>): Promise<void>;
+}
+
+/** The default state directory: `$XDG_STATE_HOME/vico/runner`, or `~/.local/state/vico/runner`. */
+export function defaultStateDir(): string {
+  return defaultRoleStateDir("runner");
+}
+
+/** A runner's state directory. */
+export class RunnerState {
+  /** The directory. */
+  readonly dir: string;
+  /** The runner's stable id. */
+  readonly id: string;
+  #seq = 0;
+
+  private constructor(dir: string, id: string, seq: number) {
+    this.dir = dir;
+    this.id = id;
+    this.#seq = seq;
+  }
+
+  /** Opens (creating) a state directory; makes an id the first time. */
+  static async open(dir: string): Promise<RunnerState> {
+    await Deno.mkdir(join(dir, "pending"), { recursive: true, mode: 0o700 });
+    await Deno.mkdir(join(dir, "tasks"), { recursive: true, mode: 0o700 });
+    await Deno.mkdir(join(dir, "set-aside"), { recursive: true, mode: 0o700 });
+    await Deno.mkdir(join(dir, "running"), { recursive: true, mode: 0o700 });
+    const idPath = join(dir, "id");
+    let id: string;
+    try {
+      id = (await Deno.readTextFile(idPath)).trim();
+    } catch {
+      id = `${Deno.hostname().replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 40)}-${crypto.randomUUID().slice(0, 8)}`;
+      await writeFileAtomic(idPath, id + "\n");
+    }
+    let seq = 0;
+    // Names set aside are never reused either.
+    for (const sub of [PENDING_DIR, SET_ASIDE_DIR]) {
+      let entries: Deno.DirEntry[];
+      try {
+        entries = [...Deno.readDirSync(join(dir, sub))];
+      } catch (err) {
+        if (err instanceof Deno.errors.NotFound) continue;
+        throw err;
+      }
+      for (const entry of entries) {
+        const n = parseInt(entry.name, 10);
+        if (Number.isFinite(n)) seq = Math.max(seq, n);
+      }
+    }
+    return new RunnerState(dir, id, seq);
+  }
+
+  /** Keeps a finished job's result until a manager takes it. Durable when this resolves. */
+  async store(
+    job: { command: string; tag?: string },
+    status: number,
+    output: Streamable,
+    timedOut = false,
+  ): Promise<StoredResult> {
+    const n = ++this.#seq;
+    const base = join(this.dir, "pending", String(n).padStart(8, "0"));
+    const file = await Deno.open(base + ".out.tmp", { write: true, createNew: true });
+    try {
+      await output.pipeTo((chunk) => writeAll(file, chunk));
+      await file.sync();
+    } finally {
+      file.close();
+    }
+    await Deno.rename(base + ".out.tmp", base + ".out");
+    // The .json marks the result complete: written last, under a temporary name.
+    const meta = {
+      command: job.command,
+      status,
+      ...(job.tag ? { tag: job.tag } : {}),
+      ...(timedOut ? { timedOut } : {}),
+    };
+    await writeFileAtomic(base + ".json", JSON.stringify(meta));
+    return storedResult(base, meta, output.size);
+  }
+
+  /**
+   * Counts one more refused or dropped delivery of `result` (durably, so a
+   * restart does not reset it); resolves with the count in a row.
+   */
+  async noteFailedDelivery(result: StoredResult): Promise<number> {
+    const failures = result.failures + 1;
+    const path = join(this.dir, PENDING_DIR, result.name + ".failures");
+    await writeFileAtomic(path, `${failures}\n`);
+    return failures;
+  }
+
+  /**
+   * Sets a kept result aside: moves its files to `STATE_DIR/set-aside/`
+   * with a `.reason` file saying why, and logs a WARN saying where. From
+   * then on it is never announced nor delivered, and blocks nothing; its
+   * output stays for a person to look at. For any result no manager will
+   * take (refused or dropped too often, over a manager's output limit, or
+   * not wanted). Resolves with the path of its output there.
+   */
+  async setAside(result: StoredResult, reason: string): Promise<string> {
+    const aside = join(this.dir, SET_ASIDE_DIR);
+    await Deno.mkdir(aside, { recursive: true, mode: 0o700 });
+    await Deno.writeTextFile(join(aside, result.name + ".reason"), reason.replace(/[\r\n]+/g, " ") + "\n");
+    // The .json last: once it is gone from pending/, the result is no longer kept there.
+    for (const ext of [".out", ".failures", ".json"]) {
+      await Deno.rename(join(this.dir, PENDING_DIR, result.name + ext), join(aside, result.name + ext)).catch(
+        (err) => {
+          if (!(err instanceof Deno.errors.NotFound)) throw err;
+        },
+      );
+    }
+    const where = join(aside, result.name + ".out");
+    log.warn("Set aside the kept result of {job}: {reason}; no manager is offered it again. Its output is in {where}", {
+      job: result.command,
+      reason,
+      where,
+    });
+    return where;
+  }
+
+  /**
+   * Binary: keeps the record of a finished task whose owner was lost: its
+   * key, status, the files to return and its directory (which stays).
+   */
+  async keepTask(task: HeldTaskRecord): Promise<void> {
+    const path = join(this.dir, "tasks", `${task.key.replace(/[^A-Za-z0-9._-]/g, "_")}.json`);
+    await writeFileAtomic(path, JSON.stringify(task));
+  }
+
+  /** Binary: the finished tasks kept for delivery. */
+  async heldTasks(): Promise<HeldTaskRecord[]> {
+    const out: HeldTaskRecord[] = [];
+    for (const entry of Deno.readDirSync(join(this.dir, "tasks"))) {
+      if (!entry.name.endsWith(".json")) continue;
+      try {
+        out.push(JSON.parse(await Deno.readTextFile(join(this.dir, "tasks", entry.name))));
+      } catch {
+        // A record torn by a crash: the task will simply run again.
+      }
+    }
+    return out;
+  }
+
+  /** Binary: forgets a kept task (delivered, or refused by the manager). */
+  async forgetTask(key: string): Promise<void> {
+    await Deno.remove(join(this.dir, "tasks", `${key.replace(/[^A-Za-z0-9._-]/g, "_")}.json`)).catch(() => {});
+  }
+
+  /** The undelivered results, oldest first. Half-written ones are dropped. */
+  async pending(): Promise<StoredResult[]> {
+    const dir = join(this.dir, "pending");
+    const names = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+    const out: StoredResult[] = [];
+    for (const name of names) {
+      if (name.endsWith(".tmp")) {
+        await Deno.remove(join(dir, name)).catch(() => {});
+        continue;
+      }
+      if (!name.endsWith(".json")) continue;
+      const base = join(dir, name.slice(0, -".json".length));
+      let meta: { command: string; status: number; tag?: string; timedOut?: boolean };
+      let size: number;
+      try {
+        meta = JSON.parse(await Deno.readTextFile(base + ".json"));
+        size = (await Deno.stat(base + ".out")).size;
+      } catch {
+        continue;
+      }
+      const failures = Number(await Deno.readTextFile(base + ".failures").catch(() => "0")) || 0;
+      out.push(storedResult(base, meta, size, failures));
+    }
+    return out;
+  }
+
+  /**
+   * The ledger of this runner life's jobs, in `running/<life>/`, whose
+   * `owner` file names the runner process (`"<pid> <start time>"`). Job
+   * records are written without fsync: a power loss ends their processes too.
+   */
+  async ledger(life: string, owner: string): Promise<LifeLedger> {
+    const dir = join(this.dir, "running", life);
+    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+    await Deno.writeTextFile(join(dir, "owner"), owner + "\n");
+    const path = (job: JobRecord) => join(dir, `${job.pgid}.json`);
+    return {
+      close: async () => {
+        const jobs = [...Deno.readDirSync(dir)].filter((e) => e.name.endsWith(".json"));
+        if (jobs.length === 0) await Deno.remove(dir, { recursive: true }).catch(() => {});
+      },
+      started: (job) => Deno.writeTextFileSync(path(job), JSON.stringify(job)),
+      ended: (job) => {
+        try {
+          Deno.removeSync(path(job));
+        } catch {
+          // Already gone.
+        }
+      },
+    };
+  }
+
+  /** The runner lives recorded in `running/`: each one's owner and the jobs it had running. */
+  async lives(): Promise<RunnerLife[]> {
+    const out: RunnerLife[] = [];
+    for (const entry of Deno.readDirSync(join(this.dir, "running"))) {
+      if (!entry.isDirectory) continue;
+      const dir = join(this.dir, "running", entry.name);
+      const owner = (await Deno.readTextFile(join(dir, "owner")).catch(() => "")).trim();
+      const jobs: JobRecord[] = [];
+      for (const file of Deno.readDirSync(dir)) {
+        if (!file.name.endsWith(".json")) continue;
+        try {
+          const job = JSON.parse(await Deno.readTextFile(join(dir, file.name)));
+          if (Number.isSafeInteger(job.pgid) && job.pgid > 1 && typeof job.id === "string") jobs.push(job);
+        } catch {
+          // Torn by a crash while being written: that job had not started (it waits for its record).
+        }
+      }
+      out.push({ life: entry.name, owner, jobs });
+    }
+    return out;
+  }
+
+  /** Forgets a runner life's records (its jobs have been ended). */
+  async forgetLife(life: string): Promise<void> {
+    await Deno.remove(join(this.dir, "running", life), { recursive: true }).catch(() => {});
+  }
+}
+
+/** A kept result at `base` (`.json` and `.out`). */
+function storedResult(
+  base: string,
+  meta: { command: string; status: number; tag?: string; timedOut?: boolean },
+  size: number,
+  failures = 0,
+): StoredResult {
+  return {
+    base,
+    name: base.slice(base.lastIndexOf("/") + 1),
+    failures,
+    command: meta.command,
+    status: meta.status,
+    ...(meta.tag !== undefined ? { tag: meta.tag } : {}),
+    ...(meta.timedOut ? { timedOut: true } : {}),
+    size,
+    async pipeTo(sink) {
+      using file = await Deno.open(base + ".out", { read: true });
+      await copyExact(file, size, sink, { shortMessage: `${base}.out is shorter than ${size} bytes` });
+    },
+    async dispose() {
+      for (const ext of RESULT_FILES) await Deno.remove(base + ext).catch(() => {});
+    },
+  };
+}

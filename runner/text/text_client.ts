@@ -1,0 +1,310 @@
+/**
+ * One text-protocol connection from a runner to its manager: the draft's
+ * Initialization (hail, version, KOMPRENAS; after the vico extension's hello,
+ * see `extension_hello.ts`, when both sides speak it), the communication lock the workers share, and
+ * WaitClose, where the last worker answers `FINO ANKAU`. The workers
+ * themselves (WorkerLoop) live in the {@linkcode Runner}, so that with
+ * `--persist` they and their jobs outlive a connection.
+ *
+ * One pump reads every line the manager sends and hands it to the single
+ * worker waiting for a reply (the lock guarantees there is at most one). A
+ * line that nobody waits for, an `ERARO`, the end of the connection, or (with
+ * pulses) a silent manager ends the connection; every pending call fails.
+ *
+ * @module
+ */
+
+import type { BufferedReader } from "../../protocol/buffered_reader.ts";
+import { ProtocolError, VicoError } from "../../core/errors.ts";
+import type { RunnerExpectation, ToRunnerText } from "../../protocol/messages.ts";
+import { encodeLine, formatRunnerLine, isAcceptedVersion, parseManagerLine } from "../../protocol/text_codec.ts";
+import { JOB_TAG_PREFIX, PULSE_LINE, RESULT_TAG_PREFIX, RUNNER_SILENT_PULSES } from "../../protocol/vico_extension.ts";
+import type { Transport } from "../../transport/transport.ts";
+import { Mutex } from "../../util/mutex.ts";
+import type { Streamable } from "../service/runner_state.ts";
+
+/** The draft's client states (plus Closed). */
+export type RunnerTextState = "Initialization" | "WorkerLoop" | "WaitClose" | "Closed";
+
+/** Options for {@linkcode RunnerTextClient}. */
+export interface RunnerTextClientOptions {
+  /** Name announced in the hail. */
+  name: string;
+  /** Workers sharing the connection (the last of them answers FINO ANKAU). */
+  workers: number;
+  /** What the vico extension's exchange agreed, if it took place: pulses, job timeout, tags. */
+  extension?: { pulseSec: number; timeoutMs?: number; tagged?: boolean };
+}
+
+/** How opening a connection went. */
+export type OpenResult =
+  | { readonly kind: "open"; readonly extension: boolean; readonly pulseSec: number; readonly timeoutMs?: number }
+  /** The manager refused this runner (another protocol version). */
+  | { readonly kind: "refused"; readonly reason: string }
+  | { readonly kind: "failed"; readonly reason: string };
+
+/** How a connection ended. */
+export type ConnectionEnd =
+  | { readonly kind: "goodbye" }
+  | { readonly kind: "stopped" }
+  | { readonly kind: "failed"; readonly reason: string; readonly error: unknown };
+
+/** A worker waiting for the manager's next line, parsed as `expect`. */
+/** A job handed out: its command line, and with the `tag` feature the tag of its hand-out. */
+export interface HandedJob {
+  /** The command line. */
+  readonly command: string;
+  /** `run=… key=… attempt=…` (opaque to the runner: echoed with its result). */
+  readonly tag?: string;
+}
+
+interface Waiter {
+  expect: RunnerExpectation;
+  resolve(reply: ToRunnerText): void;
+  reject(err: unknown): void;
+}
+
+/** Rejects the reply a worker waits for when the runner stops gracefully. */
+export const STOPPED: Error = new Error("runner stopped");
+
+const PETO = encodeLine(formatRunnerLine({ kind: "peto" }));
+const KOMPRENAS = encodeLine(formatRunnerLine({ kind: "komprenas" }));
+const FINO_ANKAU = encodeLine(formatRunnerLine({ kind: "finoAnkau" }));
+const PULSE = encodeLine(PULSE_LINE);
+
+/** One connection to a manager, shared by N workers. */
+export class RunnerTextClient {
+  readonly #transport: Transport;
+  readonly #reader: BufferedReader;
+  readonly #options: RunnerTextClientOptions;
+  readonly #lock = new Mutex();
+  readonly #writeLock = new Mutex();
+  #state: RunnerTextState = "Initialization";
+  #waiter: Waiter | undefined;
+  #finoReceived = false;
+  #stopping = false;
+  #closing = false;
+  #arrived = 0;
+  #reporting = 0;
+  #pulseSec = 0;
+  #tagged = false;
+  /** The tag line read just before the job line now awaited. */
+  #jobTag: string | undefined;
+  #lastHeard = performance.now();
+  #pulseTimer: ReturnType<typeof setInterval> | undefined;
+  #pump: Promise<void> | undefined;
+  #resolveEnded!: (end: ConnectionEnd) => void;
+  /** Settles once when the connection is over. */
+  readonly ended: Promise<ConnectionEnd>;
+
+  /**
+   * @param transport Connection to the manager.
+   * @param reader Reader over that connection.
+   * @param options Name, workers, extension.
+   */
+  constructor(transport: Transport, reader: BufferedReader, options: RunnerTextClientOptions) {
+    this.#transport = transport;
+    this.#reader = reader;
+    this.#options = options;
+    this.ended = new Promise((resolve) => (this.#resolveEnded = resolve));
+  }
+
+  /** Current state. */
+  get state(): RunnerTextState {
+    return this.#state;
+  }
+
+  /** Whether the manager said FINO on this connection (MASTERSTOP). */
+  get finoReceived(): boolean {
+    return this.#finoReceived;
+  }
+
+  /** Whether the connection is over. */
+  get closed(): boolean {
+    return this.#closing;
+  }
+
+  /** Initialization (after the extension's exchange, if any): hail, VERSIO, KOMPRENAS. */
+  async open(): Promise<OpenResult> {
+    this.#pump = this.#runPump();
+    const ext = this.#options.extension;
+    const pulseSec = ext?.pulseSec ?? 0;
+    const timeoutMs = ext?.timeoutMs;
+    try {
+      const versio = await this.#request(
+        encodeLine(formatRunnerLine({ kind: "hail", host: this.#options.name })),
+        "versio",
+      );
+      if (versio.kind !== "versio" || !isAcceptedVersion(versio.version)) {
+        const version = versio.kind === "versio" ? versio.version : "?";
+        this.#end({ kind: "stopped" });
+        return { kind: "refused", reason: `Manager speaks protocol version ${version}; this runner speaks 1.x` };
+      }
+      await this.#write(KOMPRENAS);
+    } catch (err) {
+      this.#fail(err);
+      return { kind: "failed", reason: describe(err) };
+    }
+    this.#state = "WorkerLoop";
+    this.#pulseSec = pulseSec;
+    this.#tagged = ext?.tagged ?? false;
+    if (pulseSec > 0) this.#startPulses(pulseSec);
+    return { kind: "open", extension: ext !== undefined, pulseSec, timeoutMs };
+  }
+
+  /** WorkerLoop: asks for a job under the lock. Resolves with the job, or `null` for FINO. */
+  request(): Promise<HandedJob | null> {
+    return this.#lock.run(async () => {
+      if (this.#finoReceived || this.#stopping) return null;
+      const reply = await this.#request(PETO, "job");
+      const tag = this.#jobTag;
+      this.#jobTag = undefined;
+      if (reply.kind === "fino") {
+        if (tag !== undefined) throw new ProtocolError("FINO after a job tag");
+        this.#finoReceived = true;
+        return null;
+      }
+      if (reply.kind !== "job") throw new ProtocolError("Expected a job or FINO", reply.kind);
+      if (this.#tagged && tag === undefined) throw new ProtocolError("Job without its tag line", reply.name);
+      return tag === undefined ? { command: reply.name } : { command: reply.name, tag };
+    });
+  }
+
+  /** WorkerLoop: reports a finished job under the lock: REZULTO, PRETA, the output, RICEVIS. */
+  report(job: HandedJob, status: number, output: Streamable, timedOut = false): Promise<void> {
+    return this.#lock.run(async () => {
+      this.#reporting++;
+      try {
+        if (this.#tagged && job.tag !== undefined) {
+          await this.#write(encodeLine(RESULT_TAG_PREFIX + job.tag + (timedOut ? " timedout=1" : "")));
+        }
+        const rezulto = formatRunnerLine({ kind: "rezulto", job: job.command, status, size: output.size });
+        await this.#request(encodeLine(rezulto), "preta");
+        // RICEVIS can only come after every output byte: wait for it from now on.
+        const ricevis = this.#expect("ricevis");
+        ricevis.catch(() => {});
+        await this.#writeLock.run(() => output.pipeTo((chunk) => this.#transport.write(chunk)));
+        await ricevis;
+      } finally {
+        this.#reporting--;
+      }
+    });
+  }
+
+  /**
+   * WaitClose: a worker is done with this connection. The last of the N
+   * answers FINO ANKAU (after a FINO) and closes. Resolves when the
+   * connection is over.
+   */
+  async arriveWaitClose(): Promise<ConnectionEnd> {
+    if (++this.#arrived >= this.#options.workers && !this.#closing) {
+      this.#state = "WaitClose";
+      if (this.#finoReceived) {
+        try {
+          await this.#lock.run(() => this.#write(FINO_ANKAU));
+          this.#end({ kind: "goodbye" });
+        } catch (err) {
+          this.#fail(err);
+        }
+      } else {
+        this.#end({ kind: "stopped" });
+      }
+    }
+    return await this.ended;
+  }
+
+  /** Raises MASTERSTOP on this connection: no new PETO; a worker waiting for a job's reply is let go. */
+  stop(): void {
+    this.#stopping = true;
+    const waiter = this.#waiter;
+    if (waiter?.expect === "job") {
+      this.#waiter = undefined;
+      waiter.reject(STOPPED);
+    }
+  }
+
+  /** Ends the connection now (calls in flight fail). */
+  abort(reason: string): void {
+    this.#fail(new VicoError("CONNECTION_CLOSED", reason));
+  }
+
+  #request(line: Uint8Array, expect: RunnerExpectation): Promise<ToRunnerText> {
+    const reply = this.#expect(expect);
+    this.#write(line).catch((err) => this.#fail(err));
+    return reply;
+  }
+
+  #expect(expect: RunnerExpectation): Promise<ToRunnerText> {
+    if (this.#closing) return Promise.reject(new VicoError("CONNECTION_CLOSED", "Connection is closed"));
+    return new Promise((resolve, reject) => (this.#waiter = { expect, resolve, reject }));
+  }
+
+  #write(bytes: Uint8Array): Promise<void> {
+    return this.#writeLock.run(() => this.#transport.write(bytes));
+  }
+
+  #startPulses(sec: number): void {
+    this.#pulseTimer = setInterval(() => {
+      if (performance.now() - this.#lastHeard > sec * RUNNER_SILENT_PULSES * 1000) {
+        this.#fail(new VicoError("CONNECTION_CLOSED", `Manager silent for ${sec * RUNNER_SILENT_PULSES}s (no pulse)`));
+        return;
+      }
+      // Never between a REZULTO and the end of its output: the manager reads raw bytes then.
+      if (this.#reporting === 0) this.#write(PULSE).catch((err) => this.#fail(err));
+    }, sec * 1000);
+  }
+
+  async #runPump(): Promise<void> {
+    try {
+      while (true) {
+        const line = await this.#reader.readLine();
+        if (line === null) {
+          if (this.#closing) return;
+          throw new VicoError("CONNECTION_CLOSED", "Manager closed the connection");
+        }
+        this.#lastHeard = performance.now();
+        if (this.#pulseSec > 0 && line === PULSE_LINE) continue;
+        const waiter = this.#waiter;
+        if (this.#tagged && waiter?.expect === "job" && line.startsWith(JOB_TAG_PREFIX)) {
+          if (this.#jobTag !== undefined) throw new ProtocolError("Two job tags in a row", line);
+          this.#jobTag = line.slice(JOB_TAG_PREFIX.length);
+          continue;
+        }
+        // The waiter stays registered until it is resolved, so that a failure
+        // here (ERARO, a malformed line) rejects it in #fail.
+        const msg = parseManagerLine(line, waiter?.expect ?? "job");
+        if (msg.kind === "eraro") throw new VicoError("REFUSED", `Manager dropped this runner: ${msg.reason}`);
+        if (waiter === undefined) throw new ProtocolError("Manager sent a line no worker asked for", line);
+        this.#waiter = undefined;
+        waiter.resolve(msg);
+      }
+    } catch (err) {
+      this.#fail(err);
+    }
+  }
+
+  #fail(err: unknown): void {
+    this.#end({ kind: "failed", reason: describe(err), error: err });
+  }
+
+  #end(end: ConnectionEnd): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    this.#state = "Closed";
+    clearInterval(this.#pulseTimer);
+    const waiter = this.#waiter;
+    this.#waiter = undefined;
+    waiter?.reject(end.kind === "failed" ? end.error : new VicoError("CONNECTION_CLOSED", "Connection is closed"));
+    this.#transport.close();
+    this.#resolveEnded(end);
+  }
+
+  /** Waits for the pump to stop (after the connection ended). */
+  async finished(): Promise<void> {
+    await this.#pump;
+  }
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,111 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { LOCK_FILE, MARKER_FILE, ResultsDir, ResultsDirError } from "../../../manager/results/results_dir.ts";
+import { tempDir } from "../../helpers/journal.ts";
+
+/** Names and bytes of every file directly in `dir`. */
+function contents(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const e of Deno.readDirSync(dir)) out[e.name] = e.isFile ? Deno.readTextFileSync(join(dir, e.name)) : "/";
+  return out;
+}
+
+async function refusal(promise: Promise<unknown>): Promise<ResultsDirError> {
+  const err = await promise.then(() => undefined, (e) => e);
+  assert.ok(err instanceof ResultsDirError, `expected a ResultsDirError, got ${err}`);
+  return err;
+}
+
+Deno.test("ResultsDir.claim creates, marks and locks; a second claim is refused naming the holder and touches nothing", async () => {
+  await using tmp = await tempDir();
+  const path = join(tmp.path, "a", "res");
+  const first = await ResultsDir.claim(path, { durable: false });
+  try {
+    assert.equal(first.created, true);
+    assert.deepEqual(JSON.parse(Deno.readTextFileSync(join(path, MARKER_FILE))).format, 1);
+    const before = contents(path);
+    const err = await refusal(ResultsDir.claim(path, { durable: false }));
+    assert.equal(err.problem, "in-use");
+    assert.equal(err.holder?.pid, Deno.pid);
+    assert.equal(err.holder?.host, Deno.hostname());
+    assert.match(err.message, new RegExp(`in use by another manager: pid ${Deno.pid} on .* since \\d{4}-`));
+    assert.deepEqual(contents(path), before, "the refused claim wrote nothing");
+  } finally {
+    first.release();
+  }
+  const again = await ResultsDir.claim(path, { durable: false });
+  assert.equal(again.created, false, "marked and empty of results: taken again");
+  again.release();
+});
+
+Deno.test("ResultsDir.claim refuses a foreign directory, a file and a newer format, leaving them as they were", async () => {
+  await using tmp = await tempDir();
+  const foreign = join(tmp.path, "project");
+  Deno.mkdirSync(join(foreign, "tmp"), { recursive: true });
+  Deno.writeTextFileSync(join(foreign, "notes.txt"), "mine");
+  const file = join(tmp.path, "file");
+  Deno.writeTextFileSync(file, "x");
+  const newer = join(tmp.path, "newer");
+  Deno.mkdirSync(newer);
+  Deno.writeTextFileSync(join(newer, MARKER_FILE), JSON.stringify({ vico: "results", format: 99 }));
+  Deno.writeTextFileSync(join(newer, "journal.jsonl"), "");
+  for (
+    const [path, pattern] of [[foreign, /is not a vico results directory/], [file, /is not a directory/], [
+      newer,
+      /made by a newer vico/,
+    ]] as const
+  ) {
+    const before = Deno.statSync(path).isDirectory ? contents(path) : Deno.readTextFileSync(path);
+    const err = await refusal(ResultsDir.claim(path, { durable: false }));
+    assert.equal(err.problem, "not-ours");
+    assert.match(err.message, pattern);
+    assert.deepEqual(Deno.statSync(path).isDirectory ? contents(path) : Deno.readTextFileSync(path), before);
+    assert.ok(!Deno.statSync(path).isDirectory || !(LOCK_FILE in contents(path)), "no lock file left behind");
+  }
+});
+
+Deno.test("ResultsDir.claim takes a directory an earlier vico made (journal.jsonl, out/, tmp/) and marks it", async () => {
+  await using tmp = await tempDir();
+  const path = join(tmp.path, "old");
+  Deno.mkdirSync(join(path, "out"), { recursive: true });
+  Deno.writeTextFileSync(join(path, "journal.jsonl"), "");
+  const dir = await ResultsDir.claim(path, { durable: false });
+  assert.equal(dir.adopted, true);
+  assert.ok(Deno.statSync(join(path, MARKER_FILE)).isFile);
+  dir.release();
+  // With anything else beside them it is not taken for one.
+  const mixed = join(tmp.path, "mixed");
+  Deno.mkdirSync(join(mixed, "out"), { recursive: true });
+  Deno.writeTextFileSync(join(mixed, "journal.jsonl"), "");
+  Deno.writeTextFileSync(join(mixed, "Makefile"), "all:\n");
+  assert.equal((await refusal(ResultsDir.claim(mixed, { durable: false }))).problem, "not-ours");
+});
+
+Deno.test("ResultsDir.rotate moves a vico directory aside and claims a new one; never the current directory", async () => {
+  await using tmp = await tempDir();
+  const path = join(tmp.path, "res");
+  const dir = await ResultsDir.claim(path, { durable: false });
+  const empty = await dir.rotate();
+  assert.equal(empty.movedTo, undefined, "nothing to move in an empty one");
+  Deno.writeTextFileSync(join(path, "journal.jsonl"), "{}\n");
+  const { dir: next, movedTo } = await empty.dir.rotate();
+  try {
+    assert.ok(movedTo !== undefined && movedTo.startsWith(`${path}.`));
+    assert.equal(Deno.readTextFileSync(join(movedTo, "journal.jsonl")), "{}\n");
+    assert.deepEqual(Object.keys(contents(path)).sort(), [LOCK_FILE, MARKER_FILE]);
+    assert.equal((await refusal(ResultsDir.claim(path, { durable: false }))).problem, "in-use", "the new one is held");
+    Deno.writeTextFileSync(join(path, "journal.jsonl"), "{}\n");
+    const cwd = Deno.cwd();
+    Deno.chdir(path);
+    try {
+      const err = await refusal(next.rotate());
+      assert.equal(err.problem, "not-ours");
+      assert.match(err.message, /--fresh cannot move it aside: it is the current directory/);
+    } finally {
+      Deno.chdir(cwd);
+    }
+    assert.ok(Deno.statSync(join(path, "journal.jsonl")).isFile, "nothing moved");
+  } finally {
+    next.release();
+  }
+});

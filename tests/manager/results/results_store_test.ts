@@ -1,0 +1,128 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { createHash } from "node:crypto";
+import { type JobRecord, JOURNAL_FILE, ResultsStore } from "../../../manager/results/results_store.ts";
+
+const enc = new TextEncoder();
+const fields = (key: string) => ({
+  key,
+  line: 1,
+  command: "echo hi",
+  status: 0,
+  host: "h",
+  start: new Date().toISOString(),
+  end: new Date().toISOString(),
+  attempt: 1,
+});
+
+async function records(dir: string): Promise<JobRecord[]> {
+  const text = await Deno.readTextFile(join(dir, JOURNAL_FILE));
+  return text.trim().split("\n").filter((l) => l).map((l) => JSON.parse(l));
+}
+
+Deno.test("ResultsStore.commit() stores output byte for byte and its SHA-256 in one record", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = await ResultsStore.open(dir);
+    const out = store.stageOutput();
+    const bytes = new Uint8Array([0, 255, 10, 0xc3, 0x28]);
+    await out.write(bytes.subarray(0, 2));
+    await out.write(bytes.subarray(2));
+    const rec = await store.commit(fields("k-1"), out);
+    const empty = await store.commit(fields("k-2"), store.stageOutput());
+    await store.close();
+    assert.deepEqual(await Deno.readFile(join(dir, rec.output!)), bytes);
+    assert.equal(rec.sha256, createHash("sha256").update(bytes).digest("hex"));
+    assert.equal(empty.output, null);
+    assert.equal(empty.size, 0);
+    assert.deepEqual((await records(dir)).map((r) => r.key), ["k-1", "k-2"]);
+    assert.deepEqual([...Deno.readDirSync(join(dir, "tmp"))], [], "nothing left under temporary names");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ResultsStore group-commits concurrent records, each exactly once", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = await ResultsStore.open(dir);
+    await Promise.all(Array.from({ length: 200 }, async (_, i) => {
+      const out = store.stageOutput();
+      await out.write(enc.encode(`output ${i}\n`));
+      await store.commit(fields(`k-${i}`), out);
+    }));
+    await store.close();
+    const keys = (await records(dir)).map((r) => r.key).sort();
+    assert.equal(keys.length, 200);
+    assert.equal(new Set(keys).size, 200);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ResultsStore.open() reads back settled jobs and cuts off a torn last record", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = await ResultsStore.open(dir);
+    await store.commit({ ...fields("a-1"), status: 3 }, store.stageOutput());
+    await store.close();
+    const path = join(dir, JOURNAL_FILE);
+    const before = (await Deno.readFile(path)).length;
+    await Deno.writeTextFile(path, '{"type":"job","key":"b-1","sta', { append: true });
+    await Deno.mkdir(join(dir, "tmp"), { recursive: true });
+    await Deno.writeTextFile(join(dir, "tmp", "123-1.part"), "half written");
+
+    const again = await ResultsStore.open(dir);
+    assert.deepEqual([...again.previous.settled], [["a-1", 3]]);
+    assert.equal((await Deno.readFile(path)).length, before, "torn record cut off");
+    assert.deepEqual([...Deno.readDirSync(join(dir, "tmp"))], [], "leftover temporary output removed");
+    await again.commit(fields("c-1"), again.stageOutput());
+    await again.close();
+    assert.deepEqual((await records(dir)).map((r) => r.key), ["a-1", "c-1"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ResultsStore.open() refuses a journal damaged before its last line", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(join(dir, JOURNAL_FILE), 'garbage\n{"type":"job","key":"a","status":0}\n');
+    await assert.rejects(ResultsStore.open(dir), /damaged at line 1/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ResultsStore cuts a torn batch after a failed write, so later records stay readable", async () => {
+  const dir = await Deno.makeTempDir();
+  const original = Deno.FsFile.prototype.write;
+  try {
+    const store = await ResultsStore.open(dir);
+    await store.commit(fields("k-1"), store.stageOutput());
+    // The next journal write puts out 40 bytes, then the disk "fills up".
+    let failNext = true;
+    Deno.FsFile.prototype.write = async function (this: Deno.FsFile, p: Uint8Array) {
+      if (failNext) {
+        failNext = false;
+        await original.call(this, p.subarray(0, 40));
+        throw new Deno.errors.WriteZero("No space left on device (simulated)");
+      }
+      return original.call(this, p);
+    };
+    await assert.rejects(store.commit(fields("k-2"), store.stageOutput()), /No space left/);
+    Deno.FsFile.prototype.write = original;
+    await store.commit(fields("k-3"), store.stageOutput());
+    await store.close();
+    const reopened = await ResultsStore.open(dir);
+    assert.deepEqual(
+      [...reopened.previous.settled.keys()],
+      ["k-1", "k-3"],
+      "the acknowledged record after the failure survives",
+    );
+    await reopened.close();
+  } finally {
+    Deno.FsFile.prototype.write = original;
+    await Deno.remove(dir, { recursive: true });
+  }
+});

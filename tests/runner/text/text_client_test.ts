@@ -1,0 +1,86 @@
+/**
+ * The runner's text client against a scripted manager over an in-memory
+ * transport pair: no sockets, no processes.
+ */
+
+import assert from "node:assert/strict";
+import { BufferedReader } from "../../../protocol/buffered_reader.ts";
+import { RunnerTextClient } from "../../../runner/text/text_client.ts";
+import { memoryTransportPair } from "../../../transport/memory_transport.ts";
+
+const enc = new TextEncoder();
+
+/** The manager's end: reads lines and raw bytes, writes lines. */
+function scriptedManager() {
+  const [runnerEnd, managerEnd] = memoryTransportPair({ a: "runner", b: "manager" });
+  const reader = new BufferedReader(managerEnd);
+  return {
+    runnerEnd,
+    line: () => reader.readLine(),
+    bytes: (n: number) => reader.readExact(n),
+    say: (line: string) => managerEnd.write(enc.encode(line + "\n")),
+    close: () => managerEnd.close(),
+  };
+}
+
+Deno.test({
+  name: "RunnerTextClient over a memory transport: hail, KOMPRENAS, PETO, REZULTO and its output, FINO ANKAU",
+  permissions: "none",
+  async fn() {
+    const manager = scriptedManager();
+    const client = new RunnerTextClient(manager.runnerEnd, new BufferedReader(manager.runnerEnd), {
+      name: "memory",
+      workers: 1,
+    });
+    const opening = client.open();
+    assert.equal(await manager.line(), "SALUTON; MI memory");
+    await manager.say("VERSIO 1.1");
+    assert.equal((await opening).kind, "open");
+    assert.equal(await manager.line(), "KOMPRENAS");
+
+    const asking = client.request();
+    assert.equal(await manager.line(), "PETO");
+    await manager.say("echo hi");
+    assert.deepEqual(await asking, { command: "echo hi" });
+
+    const output = enc.encode("hi\n");
+    const reporting = client.report({ command: "echo hi" }, 0, {
+      size: output.length,
+      pipeTo: (sink) => sink(output),
+    });
+    assert.equal(await manager.line(), "REZULTO echo hi 0 3");
+    await manager.say("PRETA");
+    assert.deepEqual(await manager.bytes(3), output);
+    await manager.say("RICEVIS");
+    await reporting;
+
+    const last = client.request();
+    assert.equal(await manager.line(), "PETO");
+    await manager.say("FINO");
+    assert.equal(await last, null);
+    const ending = client.arriveWaitClose();
+    assert.equal(await manager.line(), "FINO ANKAU");
+    assert.deepEqual(await ending, { kind: "goodbye" });
+    manager.close();
+    await client.finished();
+  },
+});
+
+Deno.test({
+  name: "RunnerTextClient.open() refuses a manager that speaks another protocol version",
+  permissions: "none",
+  async fn() {
+    const manager = scriptedManager();
+    const client = new RunnerTextClient(manager.runnerEnd, new BufferedReader(manager.runnerEnd), {
+      name: "memory",
+      workers: 1,
+    });
+    const opening = client.open();
+    assert.equal(await manager.line(), "SALUTON; MI memory");
+    await manager.say("VERSIO 2.0");
+    const opened = await opening;
+    assert.equal(opened.kind, "refused");
+    manager.close();
+    await client.finished();
+  },
+});
