@@ -33,7 +33,7 @@ import { join } from "node:path";
 import { EntryProcess, freePort } from "../helpers/entry_process.ts";
 import { byLine, readJournal, readOutput, readRecords, tempDir } from "../helpers/journal.ts";
 import { type KeptResult, keptResults, runningJobCount, setAsideResults } from "../helpers/runner_state_dir.ts";
-import type { AttemptRecord, JobRecord, RunRecord } from "../../manager/results_store.ts";
+import type { AttemptRecord, JobRecord, RunRecord } from "../../manager/results/results_store.ts";
 
 const JOBS = Number(Deno.env.get("VICO_CHAOS_JOBS") ?? "800");
 const RUNNERS = 4;

@@ -12,8 +12,8 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { jobKey } from "../../manager/job_key.ts";
-import type { AttemptRecord, JournalRecord } from "../../manager/results_store.ts";
+import { jobKey } from "../../manager/jobs/job_key.ts";
+import type { AttemptRecord, JournalRecord } from "../../manager/results/results_store.ts";
 import { formatTag, JOB_TAG_PREFIX, parseTag, PULSE_LINE, type Tag } from "../../protocol/vico_extension.ts";
 import { EntryProcess, freePort, startManagerOn, startRunner } from "../helpers/entry_process.ts";
 import { readJournal, readOutput, readRecords, tempDir } from "../helpers/journal.ts";

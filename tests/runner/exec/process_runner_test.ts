@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type ProcessOutcome, runProcess, type RunProcessOptions, shellArgv } from "../../../runner/exec/process_runner.ts";
+import {
+  type ProcessOutcome,
+  runProcess,
+  type RunProcessOptions,
+  shellArgv,
+} from "../../../runner/exec/process_runner.ts";
 import { PosixSpawn } from "../../../runner/exec/posix_spawn.ts";
 
 /**

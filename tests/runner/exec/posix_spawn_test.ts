@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { PosixSpawn, type SpawnedProcess } from "../../runner/exec/posix_spawn.ts";
+import { PosixSpawn, type SpawnedProcess } from "../../../runner/exec/posix_spawn.ts";
 import {
   JOB_ID_VARIABLE,
   type JobRecord,
@@ -8,7 +8,7 @@ import {
   runProcess,
   type RunProcessOptions,
   shellArgv,
-} from "../../runner/process_runner.ts";
+} from "../../../runner/exec/process_runner.ts";
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 
