@@ -105,8 +105,6 @@ export interface HandshakeWindow {
 export interface Extension {
   /** The hello. */
   readonly hello: ClientHello;
-  /** The held lines as the runner sent them (tagged: `<tag> <command>`, or `task <tag>`). */
-  readonly holds: readonly string[];
   /** Of those, the hand-outs the manager takes back (issued to this runner, still unsettled). */
   readonly held: readonly HeldJob[];
   /** Whether the runner proved it knows the manager's secret. */
@@ -459,7 +457,8 @@ export class Server {
     const { answer, held } = this.#options.extensionAnswer?.(hello, holds) ??
       { answer: { kind: "ok" as const }, held: [] };
     await transport.write(encodeLine(formatServerHello(answer)));
-    return { hello, holds, held, answer, authenticated: secret !== undefined };
+    // The held lines themselves are not kept: only what they resolved to.
+    return { hello, held, answer, authenticated: secret !== undefined };
   }
 
   /**

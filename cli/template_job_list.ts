@@ -1,0 +1,112 @@
+/**
+ * A template run as the job list the manager serves today: each generated
+ * command line becomes one plain job of a {@linkcode JobList}, through
+ * {@linkcode parseJobList}, so keys, occurrences and classes are what a
+ * text job list with the same lines would get.
+ *
+ * Job `i` of the list has `lines[i]` = its sequence number (`{#}`), so a
+ * message naming a line names the job.
+ *
+ * @module
+ */
+
+import { type JobList, parseJobList } from "../manager/job_list.ts";
+import { VicoError } from "../protocol/errors.ts";
+import { DEFAULT_LIMITS } from "../protocol/limits.ts";
+import { whyNotCarriable } from "../protocol/text_codec.ts";
+import {
+  compileTemplate,
+  expandJobs,
+  parseTemplateArgs,
+  readSources,
+  type RefusedLine,
+  type SourceInput,
+  type SourceSpec,
+  type TemplateJob,
+  type TemplateRun,
+} from "./command_template.ts";
+
+/** A template run read from the command line: ready to expand. */
+export interface LoadedTemplateRun {
+  /** The template and its sources. */
+  readonly run: TemplateRun;
+  /** The sources as written (to name them in messages). */
+  readonly specs: readonly SourceSpec[];
+  /** Source lines that are not arguments (not UTF-8, too long), to report. */
+  readonly refused: readonly RefusedLine[];
+}
+
+/**
+ * Parses `COMMAND [ARG...] ::: ...` (the words after the manager's options),
+ * reads its sources and compiles the template.
+ *
+ * @throws {VicoError} `USAGE` for a malformed template or sources.
+ */
+export async function loadTemplateRun(words: readonly string[], input: SourceInput): Promise<LoadedTemplateRun> {
+  const args = parseTemplateArgs(words);
+  const { sources, refused } = await readSources(args.sources, input);
+  return { run: { template: compileTemplate(args.command, sources.length), sources }, specs: args.sources, refused };
+}
+
+/** Options for {@linkcode templateJobList}. */
+export interface TemplateJobListOptions {
+  /** The protocol line limit each command must fit in. @default {DEFAULT_LIMITS.maxLineBytes} */
+  readonly maxLineBytes?: number;
+  /** Where the list came from, for messages. @default {"template"} */
+  readonly source?: string;
+}
+
+/** A template run's job list, with each job's arguments. */
+export interface TemplateJobList {
+  /** The job list to serve. */
+  readonly list: JobList;
+  /** Every generated job by sequence number: list job `i` is `jobs[list.lines[i] - 1]`. */
+  readonly jobs: readonly TemplateJob[];
+}
+
+/** Names where a job's arguments came from, e.g. `source 2 line 7`. */
+function originOf(job: TemplateJob, specs?: readonly SourceSpec[]): string {
+  return job.args.map((_, i) => {
+    const spec = specs?.[i];
+    const kind = spec === undefined || spec.kind === "args" ? "argument" : "line";
+    return `source ${i + 1} ${kind} ${job.argLines[i]}`;
+  }).join(", ");
+}
+
+/**
+ * The job list of a template run. With a bare template (no command words),
+ * a blank argument line is no job, and a line starting with `#` is a
+ * comment, as in a job list read from standard input today.
+ *
+ * @example
+ * ```ts
+ * import { loadTemplateRun, templateJobList } from "./template_job_list.ts";
+ * const { run } = await loadTemplateRun(["echo", "{1}-{2}", ":::", "a", "b", ":::", "1", "2"], {});
+ * const { list } = templateJobList(run);
+ * console.assert(list.commands.join(",") === "echo a-1,echo a-2,echo b-1,echo b-2");
+ * ```
+ * @throws {VicoError} `JOB_LIST_INVALID` naming the first job that cannot be served
+ *   (too long, a line break from the template, a reserved protocol word) and where its arguments came from.
+ */
+export function templateJobList(
+  run: TemplateRun,
+  options: TemplateJobListOptions = {},
+  specs?: readonly SourceSpec[],
+): TemplateJobList {
+  const maxLine = options.maxLineBytes ?? DEFAULT_LIMITS.maxLineBytes;
+  const jobs: TemplateJob[] = [];
+  const lines: string[] = [];
+  for (const job of expandJobs(run)) {
+    jobs.push(job);
+    const blank = run.template.bare && (job.command.trim() === "" || job.command.trimStart().startsWith("#"));
+    const why = blank ? undefined : whyNotCarriable(job.command, maxLine);
+    if (why !== undefined) {
+      throw new VicoError("JOB_LIST_INVALID", `job ${job.seq} (${originOf(job, specs)}): ${why}`);
+    }
+    // One command per line: line N of the text is job N.
+    lines.push(blank ? "" : job.command);
+  }
+  const text = new TextEncoder().encode(lines.join("\n"));
+  const list = parseJobList(text, { source: options.source ?? "template", maxLineBytes: maxLine, format: "text" });
+  return { list, jobs };
+}

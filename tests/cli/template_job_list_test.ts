@@ -1,0 +1,50 @@
+import assert from "node:assert/strict";
+import { loadTemplateRun, templateJobList } from "../../cli/template_job_list.ts";
+import { VicoError } from "../../protocol/errors.ts";
+import { jobKey } from "../../manager/job_key.ts";
+import { identityOf } from "../../manager/job_list.ts";
+
+const stdinOf = (text: string) => ReadableStream.from([new TextEncoder().encode(text)]);
+
+Deno.test("templateJobList: one plain job per generated command, lines are sequence numbers", async () => {
+  const { run } = await loadTemplateRun(["gzip", "-9", ":::", "a b.txt", "it's.txt", "a b.txt"], {});
+  const { list, jobs } = templateJobList(run);
+  assert.deepEqual(list.commands, ["gzip -9 'a b.txt'", "gzip -9 'it'\\''s.txt'", "gzip -9 'a b.txt'"]);
+  assert.deepEqual([...list.lines], [1, 2, 3]);
+  assert.deepEqual([...list.occurrences], [1, 1, 2]);
+  assert.equal(list.format, "text");
+  assert.equal(list.source, "template");
+  assert.deepEqual(jobs.map((j) => j.args), [["a b.txt"], ["it's.txt"], ["a b.txt"]]);
+});
+
+Deno.test("templateJobList: a bare template from standard input skips blank and # lines like a job list", async () => {
+  const { run } = await loadTemplateRun([], { stdin: stdinOf("echo a\n\n# note\necho b\n") });
+  const { list, jobs } = templateJobList(run);
+  assert.deepEqual(list.commands, ["echo a", "echo b"]);
+  assert.deepEqual([...list.lines], [1, 4]);
+  assert.equal(jobs[list.lines[1] - 1].args[0], "echo b");
+});
+
+Deno.test("templateJobList: {%} stays ${VICO_SLOT}, so a job's key does not depend on its slot", async () => {
+  const { run } = await loadTemplateRun(["CUDA_VISIBLE_DEVICES={%}", "train", "{}", ":::", "x"], {});
+  const { list } = templateJobList(run);
+  assert.equal(list.commands[0], "CUDA_VISIBLE_DEVICES=${VICO_SLOT} train x");
+  const again = templateJobList(
+    (await loadTemplateRun(["CUDA_VISIBLE_DEVICES={%}", "train", "{}", ":::", "x"], {})).run,
+  );
+  assert.equal(jobKey(identityOf(again.list, 0), 1), jobKey(identityOf(list, 0), 1));
+});
+
+Deno.test("templateJobList: a job too long or with a line break from a CRLF file is refused, naming job and line", async () => {
+  const { run, specs } = await loadTemplateRun(["echo", "::::", "-"], { stdin: stdinOf("ok\r\nfine\n") });
+  assert.throws(
+    () => templateJobList(run, {}, specs),
+    (e) => e instanceof VicoError && e.code === "JOB_LIST_INVALID" && e.message.startsWith("job 1 (source 1 line 1): "),
+  );
+  const long = await loadTemplateRun(["echo", ":::", "x", "y".repeat(200)], {});
+  assert.throws(
+    () => templateJobList(long.run, { maxLineBytes: 100 }, long.specs),
+    (e) =>
+      e instanceof VicoError && e.code === "JOB_LIST_INVALID" && e.message.startsWith("job 2 (source 1 argument 2)"),
+  );
+});
