@@ -43,7 +43,7 @@
  * @module
  */
 
-import { VicoError } from "../protocol/errors.ts";
+import { VicoError } from "../core/errors.ts";
 
 /** The separators that start a source. */
 const SEPARATORS = new Set([":::", ":::+", "::::", "::::+"]);

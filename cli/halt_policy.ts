@@ -19,7 +19,7 @@
  * @module
  */
 
-import { VicoError } from "../protocol/errors.ts";
+import { VicoError } from "../core/errors.ts";
 
 /** What `--halt` says. */
 export type HaltPolicy =

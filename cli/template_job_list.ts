@@ -10,9 +10,9 @@
  * @module
  */
 
-import { type JobList, parseJobList } from "../manager/job_list.ts";
-import { VicoError } from "../protocol/errors.ts";
-import { DEFAULT_LIMITS } from "../protocol/limits.ts";
+import { type JobList, parseJobList } from "../manager/jobs/job_list.ts";
+import { VicoError } from "../core/errors.ts";
+import { DEFAULT_LIMITS } from "../core/limits.ts";
 import { whyNotCarriable } from "../protocol/text_codec.ts";
 import {
   compileTemplate,

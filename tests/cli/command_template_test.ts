@@ -11,7 +11,7 @@ import {
   shellQuote,
   SLOT_EXPANSION,
 } from "../../cli/command_template.ts";
-import { VicoError } from "../../protocol/errors.ts";
+import { VicoError } from "../../core/errors.ts";
 import { CASES, HOSTILE, type ParallelCase, RECORDED } from "./parallel_cases.ts";
 
 const encoder = new TextEncoder();

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { HaltWatch, parseHalt } from "../../cli/halt_policy.ts";
-import { VicoError } from "../../protocol/errors.ts";
+import { VicoError } from "../../core/errors.ts";
 
 /**
  * What `parallel -j1 -k --halt HALT 'echo {}; exit {}' ::: STATUSES` did (20221122):

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { loadTemplateRun, templateJobList } from "../../cli/template_job_list.ts";
-import { VicoError } from "../../protocol/errors.ts";
-import { jobKey } from "../../manager/job_key.ts";
-import { identityOf } from "../../manager/job_list.ts";
+import { VicoError } from "../../core/errors.ts";
+import { jobKey } from "../../manager/jobs/job_key.ts";
+import { identityOf } from "../../manager/jobs/job_list.ts";
 
 const stdinOf = (text: string) => ReadableStream.from([new TextEncoder().encode(text)]);
 
