@@ -22,7 +22,7 @@ import { JobQueue } from "./jobs/job_queue.ts";
 import { OwnerSession, type OwnerSessionContext } from "./sessions/owner_session.ts";
 import { Quarantine, type QuarantineOptions } from "./scheduling/quarantine.ts";
 import { ResultRecorder } from "./results/result_recorder.ts";
-import { ResultsStore } from "./results/results_store.ts";
+import { type JobRecord, ResultsStore } from "./results/results_store.ts";
 import { ResultsDir, unusable } from "./results/results_dir.ts";
 import { planResume, type ResumePlan } from "./jobs/resume.ts";
 import { type HeldJob, type RunnerLink, Scheduler } from "./scheduling/scheduler.ts";
@@ -62,6 +62,10 @@ export interface LocalWorkerSpec {
   modules?: string[];
   /** Always true: it runs inside the manager's process. */
   embedded: true;
+  /** Its first worker's `VICO_SLOT` is this plus 1 (local workers share one numbering 1..N). @default {0} */
+  slotBase?: number;
+  /** The shell its jobs run under. @default {"/bin/sh"} */
+  shell?: string;
 }
 
 /**
@@ -123,6 +127,13 @@ export interface ManagerOptions {
   secret?: SharedSecret;
   /** Called when a job settles (for progress display). */
   onSettled?: (job: number, status: number, host: string) => void;
+  /**
+   * Called with job `job`'s settling record once it is durable: its output
+   * file (`record.output`, relative to the results directory) is final then.
+   */
+  onRecorded?: (job: number, record: JobRecord) => void;
+  /** The shell the `local` workers run jobs under. @default {"/bin/sh"} */
+  shell?: string;
 }
 
 /** What a finished (or stopped) run did. */
@@ -293,6 +304,15 @@ export class Manager {
     // hand-outs to identified runners still open (their kept results are wanted).
     const run = crypto.randomUUID().replaceAll("-", "");
     const ledger = new Ledger(jobs.commands.length, run, results.previous.runIds, settledBefore);
+    if (options.onRecorded !== undefined) {
+      const onRecorded = options.onRecorded;
+      const jobOf = new Map<string, number>();
+      for (let job = 0; job < jobs.commands.length; job++) jobOf.set(keyOf(job), job);
+      results.onJob = (record) => {
+        const job = jobOf.get(record.key);
+        if (job !== undefined) onRecorded(job, record);
+      };
+    }
     for (const [job, issued] of plan.issued) {
       for (const i of issued) ledger.issue(job, { attempt: i.attempt, runner: i.runner, run: i.run }, keyOf(job));
     }
@@ -494,7 +514,7 @@ export class Manager {
     const live = { status, settledByHost: () => scheduler.settledByHost };
     return new Manager(listener.address, localAddress, options.secret, options.localWorkers, live, async (self) => {
       const serving = server.serve();
-      const locals = self.#startLocalRunners(queue.finished ? 0 : options.local ?? 0, jobs);
+      const locals = self.#startLocalRunners(queue.finished ? 0 : options.local ?? 0, jobs, options.shell);
       const watchdog = setInterval(() => watch.check(), 5000);
       const suspects = setInterval(() => recorder.expireSuspects().catch(() => {}), 1000);
       let how = await Promise.race([
@@ -551,7 +571,7 @@ export class Manager {
     });
   }
 
-  #startLocalRunners(count: number, jobs: JobList): Promise<LocalWorkerEnd>[] {
+  #startLocalRunners(count: number, jobs: JobList, shell?: string): Promise<LocalWorkerEnd>[] {
     const ends: Promise<LocalWorkerEnd>[] = [];
     if (count > 0 && jobs.classes.some((c) => c.binaryOnly)) {
       // Task bundles need binary nodes. Running locally means this machine is
@@ -573,6 +593,8 @@ export class Manager {
         workers: 1,
         name: `local-${i}`,
         embedded: true,
+        slotBase: i - 1,
+        ...(shell === undefined ? {} : { shell }),
       }));
     }
     return ends;

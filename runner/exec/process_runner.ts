@@ -18,6 +18,8 @@ export type OutputSink = (chunk: Uint8Array) => Promise<void>;
 export interface RunProcessOptions {
   /** Working directory. */
   cwd?: string;
+  /** Variables added to the job's environment (the runner's own are inherited). */
+  env?: Readonly<Record<string, string>>;
   /** Where stdout and stderr go, merged. */
   sink: OutputSink;
   /**
@@ -131,7 +133,8 @@ const SIGNAL_NUMBERS: Record<string, number> = {
  * one line would lose a syntax error: the shell parses the whole line, and
  * reports it, before the redirection runs.)
  */
-export function shellArgv(command: string): string[] {
+export function shellArgv(command: string, shell = "/bin/sh"): string[] {
+  if (shell !== "/bin/sh") return ["/bin/sh", "-c", 'exec "$0" -c "$1" 2>&1', shell, command];
   return ["/bin/sh", "-c", 'exec /bin/sh -c "$1" sh 2>&1', "sh", command];
 }
 
@@ -244,7 +247,7 @@ async function runDirect(argv: string[], options: RunProcessOptions, leaf?: Leaf
     child = new Deno.Command(viaSetsid ? SETSID! : gated[0], {
       args: viaSetsid ? gated : gated.slice(1),
       cwd: options.cwd,
-      env: { [JOB_ID_VARIABLE]: id },
+      env: { ...options.env, [JOB_ID_VARIABLE]: id },
       stdin: ledger === undefined ? "null" : "piped",
       stdout: "piped",
       stderr: options.stderrOnStdout ? "null" : "piped",
@@ -353,6 +356,9 @@ async function openGate(child: Deno.ChildProcess, ledger: JobLedger, record: Job
 
 /** The environment variable every process of a job inherits: the job's id, unique to this runner's life. */
 export const JOB_ID_VARIABLE = "VICO_JOB_ID";
+
+/** The variable that gives each job its worker slot on its runner, 1..N (`{%}`). */
+export const SLOT_VARIABLE = "VICO_SLOT";
 
 const LIFE = crypto.randomUUID().slice(0, 8);
 let jobSeq = 0;
