@@ -18,7 +18,6 @@ import { type FlagTable, flagUsage, intFlag, type parseFlags } from "./flags.ts"
 export const MANAGER_FLAGS = {
   jobs: {
     type: "string",
-    short: "j",
     arg: "FILE",
     help: [
       `Job list: one shell command line per line; '-' reads`,
@@ -26,6 +25,55 @@ export const MANAGER_FLAGS = {
       `are skipped. A .jsonl file is a list of task bundles`,
       `(files to stage, programs, files to return, modules,`,
       `gang size, timeout): see examples/tasks.jsonl.`,
+      `(-j is not --jobs: it is the number of jobs at a time.)`,
+    ],
+  },
+  "max-procs": {
+    type: "string",
+    short: "j",
+    arg: "N",
+    help: [
+      `Jobs at a time on this machine (as make -j, xargs -P,`,
+      `parallel -j); 0: one per core. A template run runs here,`,
+      `one job per core, unless --host or --port is given.`,
+    ],
+  },
+  "keep-order": {
+    type: "boolean",
+    short: "k",
+    help: [`Print outputs in the order of the arguments.`],
+  },
+  tag: { type: "boolean", help: [`Prefix each output line with the job's arguments.`] },
+  print: {
+    type: "boolean",
+    help: [`Print each job's output on stdout when it ends (the`, `default for a template run).`],
+  },
+  "dry-run": {
+    type: "boolean",
+    env: false,
+    help: [`Print the commands that would run, and exit 0.`],
+  },
+  halt: {
+    type: "string",
+    arg: "WHEN",
+    help: [
+      `soon|now,fail|success|done=N or =N%: stop starting`,
+      `jobs (soon) or also end the running ones (now) once N`,
+      `jobs (or N% of all) failed/succeeded/ended.`,
+    ],
+  },
+  shell: {
+    type: "string",
+    arg: "PATH",
+    help: [`Run jobs under this POSIX shell (e.g. /bin/bash).`, `Default /bin/sh. Local runs only.`],
+  },
+  joblog: { type: "string", arg: "FILE", help: [`Write GNU Parallel's joblog to FILE.`] },
+  resume: {
+    type: "boolean",
+    env: false,
+    help: [
+      `Continue the latest ad-hoc run (vico-results/<date>-<n>),`,
+      `or with --results DIR (or --resume=DIR) that one.`,
     ],
   },
   format: { type: "string", arg: "text|jsonl", help: [`Job list format, when the extension does not say.`] },
@@ -319,20 +367,66 @@ export type ManagerSettings =
     | "maxHandshaking"
     | "limits"
   >
-  & { jobs: string; local: number; port: number; statusPort?: number };
+  & { jobs?: string; local: number; port: number; statusPort?: number };
+
+/** What kind of run the command line asks for, as {@linkcode managerSettings} needs it. */
+export interface RunKind {
+  /** A template or commands from standard input rather than `--jobs FILE`. */
+  readonly adhoc: boolean;
+  /** This machine's cores (`-j 0`, and a template run's default). */
+  readonly cores: number;
+}
+
+/**
+ * Parses `-j/--max-procs`: a whole number, 0 meaning one per core.
+ *
+ * @example
+ * ```ts
+ * import { maxProcs } from "./manager_flags.ts";
+ * console.assert(maxProcs("4", 2) === 4 && maxProcs("0", 2) === 2);
+ * ```
+ * @throws {VicoError} `USAGE` naming the flag and the expected form (and `--jobs FILE`, for the old spelling).
+ */
+export function maxProcs(value: string, cores: number): number {
+  if (!/^[0-9]{1,6}$/.test(value)) {
+    throw new VicoError(
+      "USAGE",
+      `-j/--max-procs needs a whole number of jobs at a time (0: one per core), got ${JSON.stringify(value)}` +
+        ` (a job list file is --jobs FILE)`,
+    );
+  }
+  const n = Number(value);
+  return n === 0 ? Math.max(1, cores) : n;
+}
 
 /**
  * Checks the flags and reads their values.
  *
  * @throws {VicoError} `USAGE` on a missing, malformed or contradictory flag.
  */
-export function managerSettings(flags: ManagerFlags): ManagerSettings {
+export function managerSettings(
+  flags: ManagerFlags,
+  kind: RunKind = { adhoc: false, cores: 1 },
+): ManagerSettings {
   const statusPort = flags["status-port"] === undefined ? undefined : intFlag("status-port", flags["status-port"], 0);
   if (statusPort !== undefined && statusPort > 65535) {
     throw new VicoError("USAGE", `--status-port ${statusPort} is out of range`);
   }
-  if (flags.jobs === undefined) throw new VicoError("USAGE", "--jobs FILE is required ('-' for standard input)");
-  const local = intFlag("local", flags.local, 0);
+  const procs = flags["max-procs"] === undefined ? undefined : maxProcs(flags["max-procs"], kind.cores);
+  if (flags.jobs === undefined && !kind.adhoc) {
+    throw new VicoError("USAGE", "--jobs FILE is required ('-' for standard input), or a COMMAND with ::: arguments");
+  }
+  if (flags.jobs !== undefined && kind.adhoc) {
+    throw new VicoError("USAGE", "a COMMAND template and --jobs FILE do not go together: give one or the other");
+  }
+  // A template run is local unless told to serve (--host/--port), as Parallel's.
+  const served = flags.host !== undefined || flags.port !== undefined;
+  if (procs !== undefined && flags.local !== undefined) {
+    throw new VicoError("USAGE", "-j/--max-procs and --local say the same thing: give one");
+  }
+  const local = flags.local !== undefined
+    ? intFlag("local", flags.local, 0)
+    : procs ?? (kind.adhoc && !served ? Math.max(1, kind.cores) : 0);
   const port = intFlag("port", flags.port, local > 0 ? 0 : DEFAULT_PORT);
   if (port > 65535) throw new VicoError("USAGE", `--port ${port} is out of range`);
   const transferIdleTimeoutMs = flags["transfer-timeout"] === undefined
