@@ -175,3 +175,20 @@ Deno.test("a template run with --port serves the same jobs to a separate runner"
   assert.equal(ms.code, 0, m.stderr);
   assert.equal(m.stdout, "a-1\na-2\nb-1\nb-2\n");
 });
+
+Deno.test("runner -j N runs N jobs at once (-w N too); -j TOKEN is a usage error naming --join-file", async () => {
+  await using dir = await tempDir();
+  await using m = EntryProcess.spawn("manager.ts", ["--port", "0", "echo", "{%}", ":::", "a", "b", "c", "d"], {
+    cwd: dir.path,
+  });
+  const port = Number((await m.waitFor(LISTENING))[1]);
+  await using runner = startRunner(port, ["-j", "2", "--shell", "/bin/bash"]);
+  const [ms, rs] = await Promise.all([m.exit(), runner.exit()]);
+  assert.equal(rs.code, 0, runner.stderr);
+  assert.equal(ms.code, 0, m.stderr);
+  assert.ok(m.stdout.trim().split("\n").every((s) => s === "1" || s === "2"), m.stdout);
+  await using bad = startRunner(1, ["-j", "vico1:abc"]);
+  assert.equal((await bad.exit()).code, 2);
+  assert.match(bad.stderr, /-j\/--workers needs a whole number.*--join-file/);
+  assert.match(bad.stderr, /Try 'runner --help'/);
+});
