@@ -11,7 +11,7 @@ import { checkShell } from "./command_template.ts";
 import { parseSize } from "../core/size.ts";
 import { DEFAULT_PORT } from "../protocol/messages.ts";
 import { type JobLimits, parseJobLimits } from "../runner/exec/job_cgroup.ts";
-import { type FlagTable, flagUsage, intFlag, isLoopback, type parseFlags, parseHostPort } from "./flags.ts";
+import { type FlagTable, flagUsage, isLoopback, type parseFlags, parseHostPort } from "./flags.ts";
 import type { RunnerSecurity } from "./runner_security.ts";
 
 /** Every flag of `runner`, in the order its usage text lists them. */
