@@ -307,17 +307,27 @@ export const MANAGER_FLAGS = {
 export type ManagerFlags = ReturnType<typeof parseFlags<typeof MANAGER_FLAGS>>;
 
 /** `manager --help`. */
-export const MANAGER_USAGE = `Usage: manager --jobs FILE|- [options]
+export const MANAGER_USAGE = `Usage: manager [options] COMMAND [ARG...] ::: A B ... [::: C D ...]
+       manager [options] COMMAND [ARG...] < arguments (one per line)
+       manager --jobs FILE|- [options]
        manager verify RESULTS_DIR
        manager report RESULTS_DIR [--html FILE] [--json]
 
-Serves a list of shell jobs to vico runners and records every result.
+Runs a command template once per argument (as GNU Parallel: ::: A B,
+:::+ linked, :::: FILE, or one argument per line on standard input;
+{} {.} {/} {//} {/.} {#} {%} {1} {2.} ...), or a list of shell jobs,
+here (-j N) or on vico runners (--host/--port), and records every result.
+A template run prints each job's output on stdout when it ends; its
+results go to a new vico-results/<date>-<n>/ each time.
 'manager verify' re-hashes every stored output and returned file of a
 results directory against its journal (exit 1 on any mismatch).
 'manager report' summarizes a run from its journal (per host, slowest
 jobs, exit statuses) and can write its timeline as one HTML page.
 
 Examples:
+  manager -j 4 gzip ::: *.txt                  # 4 at a time, here
+  find . -name '*.log' | manager -k wc -l {}   # arguments from stdin, in order
+  manager --port 7707 gzip ::: *.txt           # the same, served to runners
   manager --jobs jobs.txt --local 4            # run here, 4 at a time
   manager --jobs jobs.txt --host 0.0.0.0       # serve runners; prints a join token
   seq 100 | sed 's/^/echo /' | manager --jobs - --local 2
@@ -341,7 +351,8 @@ the journal is consistent and a restart on the same results finishes the rest.
 
 Exit status:
   0  every job in the list exited 0
-  1  at least one job exited non-zero (see the journal)
+  1  at least one job exited non-zero (see the journal); with --halt, GNU
+     Parallel's status, except 2-4 and 128 and over, which become 1
   2  usage error or invalid job list (nothing ran)
   3  could not start (port in use; results directory not vico's, in use
      by another manager, or unusable, e.g. disk full; enrollment failed)
