@@ -25,7 +25,7 @@ import { logger } from "../util/log.ts";
 import { type HeldTask, NodeSession } from "./binary/node_session.ts";
 import { TaskDir } from "./binary/task_dir.ts";
 import { OutputSpool } from "./exec/output_spool.ts";
-import { runProcess, shellArgv, SLOT_VARIABLE, STATUS_RUNNER_FAILURE } from "./exec/process_runner.ts";
+import { runProcess, SEQ_VARIABLE, shellArgv, SLOT_VARIABLE, STATUS_RUNNER_FAILURE } from "./exec/process_runner.ts";
 import { takeOverState } from "./exec/job_reaper.ts";
 import {
   defaultStateDir,
@@ -606,7 +606,8 @@ export class Runner {
       this.#jobsStarted++;
       this.#running.set(id, job);
       try {
-        finished = { job, ...await this.#execute(job.command, spoolDir, (this.#options.slotBase ?? 0) + id + 1) };
+        const slot = (this.#options.slotBase ?? 0) + id + 1;
+        finished = { job, ...await this.#execute(job.command, spoolDir, slot, job.seq) };
       } finally {
         this.#running.delete(id);
       }
@@ -762,11 +763,11 @@ export class Runner {
     return Math.min(this.#limits.maxOutputBytes, this.#managerMaxOutput ?? Infinity);
   }
 
-  async #execute(command: string, spoolDir: string, slot: number): Promise<Omit<Finished, "job">> {
+  async #execute(command: string, spoolDir: string, slot: number, seq?: number): Promise<Omit<Finished, "job">> {
     const output = new OutputSpool({ dir: spoolDir, maxBytes: this.#maxOutputBytes });
     try {
       const outcome = await runProcess(shellArgv(command, this.#options.shell), {
-        env: { [SLOT_VARIABLE]: String(slot) },
+        env: { [SLOT_VARIABLE]: String(slot), ...(seq === undefined ? {} : { [SEQ_VARIABLE]: String(seq) }) },
         stderrOnStdout: true,
         sink: output.write,
         signal: this.#jobsAbort.signal,

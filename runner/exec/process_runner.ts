@@ -360,6 +360,9 @@ export const JOB_ID_VARIABLE = "VICO_JOB_ID";
 /** The variable that gives each job its worker slot on its runner, 1..N (`{%}`). */
 export const SLOT_VARIABLE = "VICO_SLOT";
 
+/** The variable that gives each job its sequence number (its line in the manager's list; a template's `{#}`). */
+export const SEQ_VARIABLE = "VICO_SEQ";
+
 const LIFE = crypto.randomUUID().slice(0, 8);
 let jobSeq = 0;
 

@@ -192,3 +192,31 @@ Deno.test("runner -j N runs N jobs at once (-w N too); -j TOKEN is a usage error
   assert.match(bad.stderr, /-j\/--workers needs a whole number.*--join-file/);
   assert.match(bad.stderr, /Try 'runner --help'/);
 });
+
+Deno.test("each job sees VICO_SEQ (its {#}) and VICO_SLOT, locally and on a separate runner", async () => {
+  await using dir = await tempDir();
+  const template = ["-k", 'echo "$VICO_SEQ {#} $VICO_SLOT"', ":::", "a", "b", "c"];
+  const local = await manager(["-j", "2", ...template], dir.path);
+  assert.equal(local.code, 0, local.stderr);
+  const rows = local.stdout.trim().split("\n").map((l) => l.split(" "));
+  assert.deepEqual(rows.map((r) => [r[0], r[1]]), [["1", "1"], ["2", "2"], ["3", "3"]]);
+  assert.ok(rows.every((r) => r[2] === "1" || r[2] === "2"), local.stdout);
+  await using m = EntryProcess.spawn("manager.ts", ["--port", "0", ...template], { cwd: dir.path });
+  const port = Number((await m.waitFor(LISTENING))[1]);
+  await using runner = startRunner(port, ["-j", "1"]);
+  const [ms, rs] = await Promise.all([m.exit(), runner.exit()]);
+  assert.equal(rs.code, 0, runner.stderr);
+  assert.equal(ms.code, 0, m.stderr);
+  assert.equal(m.stdout, "1 1 1\n2 2 1\n3 3 1\n");
+});
+
+Deno.test("runner with no -j runs one job per core", async () => {
+  await using dir = await tempDir();
+  await using m = EntryProcess.spawn("manager.ts", ["--port", "0", "true", ":::", "a"], { cwd: dir.path });
+  const port = Number((await m.waitFor(LISTENING))[1]);
+  await using runner = startRunner(port, [], { env: { VICO_WORKERS: "" } });
+  const [ms, rs] = await Promise.all([m.exit(), runner.exit()]);
+  assert.equal(rs.code, 0, runner.stderr);
+  assert.equal(ms.code, 0, m.stderr);
+  assert.match(runner.stderr, new RegExp(`with ${navigator.hardwareConcurrency} worker\\(s\\)`));
+});
