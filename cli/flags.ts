@@ -219,3 +219,8 @@ export function splitAtCommand(args: readonly string[], table: FlagTable): { opt
 export function helpPointer(program: string): string {
   return `Try '${program} --help' for the options.`;
 }
+
+/** An error's message on one line (parseArgs' own messages take several). */
+export function oneLine(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).replace(/\s*\n\s*/g, " ");
+}

@@ -15,7 +15,7 @@ import { formatSummary, ProgressBar, ProgressLog } from "../manager/observe/prog
 import type { StatusServer } from "../manager/observe/status_server.ts";
 import { logger, loggingFromFlags, setupLogging } from "../util/log.ts";
 import { CommandFailure, ExitCode, signalExitCode } from "./exit_code.ts";
-import { complain, helpPointer, parseFlags, splitAtCommand } from "./flags.ts";
+import { complain, helpPointer, oneLine, parseFlags, splitAtCommand } from "./flags.ts";
 import { ADHOC_PARENT, latestAdhocRunName, makeAdhocRunDir } from "./adhoc_results.ts";
 import { checkShell, type TemplateJob } from "./command_template.ts";
 import { type HaltDecision, HaltWatch, parseHalt } from "./halt_policy.ts";
@@ -54,7 +54,7 @@ export async function main(args: string[]): Promise<number> {
   try {
     flags = parseFlags(optionArgs, MANAGER_FLAGS);
   } catch (err) {
-    return complain("manager", usageError((err as Error).message), ExitCode.USAGE);
+    return complain("manager", usageError(oneLine(err)), ExitCode.USAGE);
   }
   if (flags.help) {
     console.log(MANAGER_USAGE);

@@ -260,7 +260,15 @@ export function runnerSettings(flags: RunnerFlags, security: RunnerSecurity): Ru
   if (flags.manager === undefined && security.token === undefined) {
     throw new VicoError("USAGE", "--manager HOST[:PORT] (or --join TOKEN) is required");
   }
-  const address = parseHostPort(flags.manager ?? security.token!.manager, DEFAULT_PORT);
+  if (flags.manager !== undefined && /^[a-z][a-z0-9+.-]*:\/\//i.test(flags.manager)) {
+    throw new VicoError("USAGE", `-m/--manager needs HOST[:PORT] (no scheme), got ${JSON.stringify(flags.manager)}`);
+  }
+  let address;
+  try {
+    address = parseHostPort(flags.manager ?? security.token!.manager, DEFAULT_PORT);
+  } catch (err) {
+    throw new VicoError("USAGE", `-m/--manager: ${(err as Error).message}`);
+  }
   if (flags.shell !== undefined) checkShell(flags.shell);
   const cores = Math.max(1, navigator.hardwareConcurrency);
   if (flags.workers !== undefined && !/^[0-9]{1,6}$/.test(flags.workers)) {

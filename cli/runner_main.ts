@@ -14,7 +14,7 @@ import { tlsConnector } from "../transport/tls.ts";
 import { logger, loggingFromFlags, setupLogging } from "../util/log.ts";
 import { parseDuration } from "../core/duration.ts";
 import { ExitCode, signalExitCode } from "./exit_code.ts";
-import { complain, helpPointer, isLoopback, parseFlags } from "./flags.ts";
+import { complain, helpPointer, isLoopback, oneLine, parseFlags } from "./flags.ts";
 import { RUNNER_FLAGS, RUNNER_USAGE, type RunnerFlags, type RunnerSettings, runnerSettings } from "./runner_flags.ts";
 import { jobUser, type RunnerSecurity, runnerSecurity } from "./runner_security.ts";
 import { onStopSignals, type StopSignal } from "./signals.ts";
@@ -30,7 +30,7 @@ export async function main(args: string[]): Promise<number> {
       RUNNER_FLAGS,
     );
   } catch (err) {
-    return complain("runner", `${(err as Error).message}\n${helpPointer("runner")}`, ExitCode.USAGE);
+    return complain("runner", `${oneLine(err)}\n${helpPointer("runner")}`, ExitCode.USAGE);
   }
   if (flags.help) {
     console.log(RUNNER_USAGE);

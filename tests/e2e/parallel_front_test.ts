@@ -138,6 +138,7 @@ Deno.test("manager usage errors: one line with the reason and a pointer to --hel
     const [args, reason] of [
       [["-j", "jobs.txt"], /-j\/--max-procs needs a whole number.*--jobs FILE/],
       [["--local", "two", "--jobs", "x"], /--local needs a whole number/],
+      [["--local", "-1", "--jobs", "x"], /'--local' argument is ambiguous.*--local=-XYZ/],
       [["--halt", "sometimes", "echo", ":::", "a"], /--halt needs/],
       [["--shell", "bash", "echo", ":::", "a"], /--shell needs an absolute path/],
       [["--no-such-flag"], /no-such-flag/],
@@ -191,6 +192,9 @@ Deno.test("runner -j N runs N jobs at once (-w N too); -j TOKEN is a usage error
   assert.equal((await bad.exit()).code, 2);
   assert.match(bad.stderr, /-j\/--workers needs a whole number.*--join-file/);
   assert.match(bad.stderr, /Try 'runner --help'/);
+  await using scheme = EntryProcess.spawn("runner.ts", ["-m", "http://head:7707"]);
+  assert.equal((await scheme.exit()).code, 2);
+  assert.match(scheme.stderr, /^runner: -m\/--manager needs HOST\[:PORT\] \(no scheme\), got "http:\/\/head:7707"\n/);
 });
 
 Deno.test("each job sees VICO_SEQ (its {#}) and VICO_SLOT, locally and on a separate runner", async () => {
