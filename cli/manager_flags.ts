@@ -85,7 +85,8 @@ export const MANAGER_FLAGS = {
       `Results directory (journal.jsonl plus out/). Default:`,
       `next to the job file, named after it without its`,
       `extension plus '.results' (jobs.txt -> jobs.results);`,
-      `./vico-results for standard input. Running again on the`,
+      `for a template or standard input, a new`,
+      `vico-results/<date>-<n>/ each run. Running again on the`,
       `same directory skips the jobs it has already settled`,
       `(matched by content, not line number). It must be`,
       `new, empty, or vico's (marked by .vico-results); one`,
@@ -511,6 +512,7 @@ export function advertiseAddress(flag: string | undefined, hostname: string, por
  * ```
  */
 export function defaultResultsDir(jobsPath: string): string {
+  // (The manager gives standard input a new ad-hoc directory under it instead.)
   if (jobsPath === "-") return "vico-results";
   const base = basename(jobsPath, extname(jobsPath)) || basename(jobsPath);
   return join(dirname(jobsPath), `${base}.results`);

@@ -224,3 +224,18 @@ Deno.test("runner with no -j runs one job per core", async () => {
   assert.equal(ms.code, 0, m.stderr);
   assert.match(runner.stderr, new RegExp(`with ${navigator.hardwareConcurrency} worker\\(s\\)`));
 });
+
+Deno.test("manager --jobs - is an ad-hoc run too; an old ./vico-results results directory is refused with a reason", async () => {
+  await using dir = await tempDir();
+  const run = await manager(["--jobs", "-", "--local", "1"], dir.path, "echo one\necho two\n");
+  assert.equal(run.code, 0, run.stderr);
+  assert.equal(run.stdout.split("\n").sort().join("\n"), "\none\ntwo");
+  const [made] = [...Deno.readDirSync(join(dir.path, "vico-results"))].map((e) => e.name);
+  assert.match(made, /^\d{4}-\d\d-\d\d-1$/);
+  await using old = await tempDir();
+  await Deno.mkdir(join(old.path, "vico-results"));
+  await Deno.writeTextFile(join(old.path, "vico-results", ".vico-results"), "1\n");
+  const refused = await manager(["echo", ":::", "a"], old.path);
+  assert.equal(refused.code, 3, refused.stderr);
+  assert.match(refused.stderr, /vico-results is the results directory of an earlier standard-input run/);
+});
