@@ -448,7 +448,9 @@ export function managerSettings(
   const retries = intFlag("retries", flags.retries, 0);
   const jobTimeoutMs = flags.timeout === undefined ? undefined : parseDuration(flags.timeout);
   const quarantine = {
-    streak: intFlag("blackhole-streak", flags["blackhole-streak"], 5),
+    // On one machine there is no other host to send a black hole's jobs to: a local template run has it off,
+    // and so a failure settles (and counts for --halt) at once rather than being held as a suspect.
+    streak: intFlag("blackhole-streak", flags["blackhole-streak"], kind.adhoc && !served ? 0 : 5),
     fastMs: flags["fast-fail"] === undefined ? undefined : parseDuration(flags["fast-fail"]),
     initialMs: flags.quarantine === undefined ? undefined : parseDuration(flags.quarantine),
   };

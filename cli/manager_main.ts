@@ -278,6 +278,10 @@ async function serve(flags: ManagerFlags, command: readonly string[], resumeDir?
       tls,
       secret,
       onRecorded,
+      // -k: what an earlier run settled prints nothing now; later jobs need not wait for it.
+      onResumed: (before) => {
+        for (const job of before) printing.push(grouper?.skipped(job + 1) ?? Promise.resolve());
+      },
       ...(flags.shell === undefined ? {} : { shell: flags.shell }),
     });
   } catch (err) {

@@ -132,6 +132,8 @@ export interface ManagerOptions {
    * file (`record.output`, relative to the results directory) is final then.
    */
   onRecorded?: (job: number, record: JobRecord) => void;
+  /** Called once, before serving, with the jobs an earlier run on the results directory settled (not run again). */
+  onResumed?: (settledBefore: readonly number[]) => void;
   /** The shell the `local` workers run jobs under. @default {"/bin/sh"} */
   shell?: string;
 }
@@ -290,6 +292,11 @@ export class Manager {
     const plan = planResume(jobs.commands.length, results.previous, keyOf);
     describeResume(plan, options.resultsDir);
     const settledBefore = plan.skipped === 0 ? undefined : (job: number) => plan.settled[job] === 1;
+    if (options.onResumed !== undefined && plan.skipped > 0) {
+      const before: number[] = [];
+      for (let job = 0; job < jobs.commands.length; job++) if (plan.settled[job] === 1) before.push(job);
+      options.onResumed(before);
+    }
     const queue = new JobQueue(jobs.commands.length, {
       classOf: jobs.classOf,
       classes: jobs.classes.length,

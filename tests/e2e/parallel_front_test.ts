@@ -239,3 +239,16 @@ Deno.test("manager --jobs - is an ad-hoc run too; an old ./vico-results results 
   assert.equal(refused.code, 3, refused.stderr);
   assert.match(refused.stderr, /vico-results is the results directory of an earlier standard-input run/);
 });
+
+Deno.test("manager -k --resume prints, in order, only the jobs it runs now", async () => {
+  await using dir = await tempDir();
+  // The run halts at b (-j 1: c and d never start); --resume runs c and d and prints them in order.
+  const job = ["-k", "-j", "1", "test {} != b || exit 1; echo {}", ":::", "a", "b", "c", "d"];
+  const first = await manager(["--halt", "now,fail=1", ...job], dir.path);
+  assert.equal(first.code, 1, first.stderr);
+  assert.equal(first.stdout, "a\n");
+  const again = await manager(["--resume", ...job], dir.path);
+  assert.equal(again.code, 1, again.stderr);
+  assert.equal(again.stdout, "c\nd\n");
+  assert.match(again.stderr, /of 4 in the list 3 succeeded, 1 failed/);
+});
