@@ -182,3 +182,45 @@ export function complain(program: string, message: string, code: number): number
   console.error(`${program}: ${message}`);
   return code;
 }
+
+/**
+ * Splits a command line at its first word that is not an option: options
+ * before it are the command's, the rest is a command template (as
+ * Parallel's, so `manager -j 4 wc -l {}` keeps `-l` for `wc`). A string
+ * flag's value is its next word unless written `--flag=value` or `-fVALUE`;
+ * `--` ends the options.
+ *
+ * @example
+ * ```ts
+ * import { splitAtCommand } from "./flags.ts";
+ * const { options, command } = splitAtCommand(["-j", "4", "-k", "wc", "-l", "{}"],
+ *   { procs: { type: "string", short: "j" }, keep: { type: "boolean", short: "k" } });
+ * console.assert(options.join(" ") === "-j 4 -k" && command.join(" ") === "wc -l {}");
+ * ```
+ */
+export function splitAtCommand(args: readonly string[], table: FlagTable): { options: string[]; command: string[] } {
+  const takesValue = new Set<string>();
+  for (const [flag, spec] of Object.entries(table)) {
+    if (spec.type !== "string") continue;
+    takesValue.add(`--${flag}`);
+    if (spec.short !== undefined) takesValue.add(`-${spec.short}`);
+  }
+  let i = 0;
+  while (i < args.length) {
+    const word = args[i];
+    if (word === "--") return { options: args.slice(0, i), command: args.slice(i + 1) };
+    if (!word.startsWith("-") || word === "-") break;
+    i += takesValue.has(word) ? 2 : 1;
+  }
+  return { options: args.slice(0, Math.min(i, args.length)), command: args.slice(i) };
+}
+
+/** The line a usage error ends with: where the whole story is. */
+export function helpPointer(program: string): string {
+  return `Try '${program} --help' for the options.`;
+}
+
+/** An error's message on one line (parseArgs' own messages take several). */
+export function oneLine(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).replace(/\s*\n\s*/g, " ");
+}

@@ -18,7 +18,6 @@ import { type FlagTable, flagUsage, intFlag, type parseFlags } from "./flags.ts"
 export const MANAGER_FLAGS = {
   jobs: {
     type: "string",
-    short: "j",
     arg: "FILE",
     help: [
       `Job list: one shell command line per line; '-' reads`,
@@ -26,6 +25,55 @@ export const MANAGER_FLAGS = {
       `are skipped. A .jsonl file is a list of task bundles`,
       `(files to stage, programs, files to return, modules,`,
       `gang size, timeout): see examples/tasks.jsonl.`,
+      `(-j is not --jobs: it is the number of jobs at a time.)`,
+    ],
+  },
+  "max-procs": {
+    type: "string",
+    short: "j",
+    arg: "N",
+    help: [
+      `Jobs at a time on this machine (as make -j, xargs -P,`,
+      `parallel -j); 0: one per core. A template run runs here,`,
+      `one job per core, unless --host or --port is given.`,
+    ],
+  },
+  "keep-order": {
+    type: "boolean",
+    short: "k",
+    help: [`Print outputs in the order of the arguments.`],
+  },
+  tag: { type: "boolean", help: [`Prefix each output line with the job's arguments.`] },
+  print: {
+    type: "boolean",
+    help: [`Print each job's output on stdout when it ends (the`, `default for a template run).`],
+  },
+  "dry-run": {
+    type: "boolean",
+    env: false,
+    help: [`Print the commands that would run, and exit 0.`],
+  },
+  halt: {
+    type: "string",
+    arg: "WHEN",
+    help: [
+      `soon|now,fail|success|done=N or =N%: stop starting`,
+      `jobs (soon) or also end the running ones (now) once N`,
+      `jobs (or N% of all) failed/succeeded/ended.`,
+    ],
+  },
+  shell: {
+    type: "string",
+    arg: "PATH",
+    help: [`Run jobs under this POSIX shell (e.g. /bin/bash).`, `Default /bin/sh. Local runs only.`],
+  },
+  joblog: { type: "string", arg: "FILE", help: [`Write GNU Parallel's joblog to FILE.`] },
+  resume: {
+    type: "boolean",
+    env: false,
+    help: [
+      `Continue the latest ad-hoc run (vico-results/<date>-<n>),`,
+      `or with --results DIR (or --resume=DIR) that one.`,
     ],
   },
   format: { type: "string", arg: "text|jsonl", help: [`Job list format, when the extension does not say.`] },
@@ -37,7 +85,8 @@ export const MANAGER_FLAGS = {
       `Results directory (journal.jsonl plus out/). Default:`,
       `next to the job file, named after it without its`,
       `extension plus '.results' (jobs.txt -> jobs.results);`,
-      `./vico-results for standard input. Running again on the`,
+      `for a template or standard input, a new`,
+      `vico-results/<date>-<n>/ each run. Running again on the`,
       `same directory skips the jobs it has already settled`,
       `(matched by content, not line number). It must be`,
       `new, empty, or vico's (marked by .vico-results); one`,
@@ -259,17 +308,27 @@ export const MANAGER_FLAGS = {
 export type ManagerFlags = ReturnType<typeof parseFlags<typeof MANAGER_FLAGS>>;
 
 /** `manager --help`. */
-export const MANAGER_USAGE = `Usage: manager --jobs FILE|- [options]
+export const MANAGER_USAGE = `Usage: manager [options] COMMAND [ARG...] ::: A B ... [::: C D ...]
+       manager [options] COMMAND [ARG...] < arguments (one per line)
+       manager --jobs FILE|- [options]
        manager verify RESULTS_DIR
        manager report RESULTS_DIR [--html FILE] [--json]
 
-Serves a list of shell jobs to vico runners and records every result.
+Runs a command template once per argument (as GNU Parallel: ::: A B,
+:::+ linked, :::: FILE, or one argument per line on standard input;
+{} {.} {/} {//} {/.} {#} {%} {1} {2.} ...), or a list of shell jobs,
+here (-j N) or on vico runners (--host/--port), and records every result.
+A template run prints each job's output on stdout when it ends; its
+results go to a new vico-results/<date>-<n>/ each time.
 'manager verify' re-hashes every stored output and returned file of a
 results directory against its journal (exit 1 on any mismatch).
 'manager report' summarizes a run from its journal (per host, slowest
 jobs, exit statuses) and can write its timeline as one HTML page.
 
 Examples:
+  manager -j 4 gzip ::: *.txt                  # 4 at a time, here
+  find . -name '*.log' | manager -k wc -l {}   # arguments from stdin, in order
+  manager --port 7707 gzip ::: *.txt           # the same, served to runners
   manager --jobs jobs.txt --local 4            # run here, 4 at a time
   manager --jobs jobs.txt --host 0.0.0.0       # serve runners; prints a join token
   seq 100 | sed 's/^/echo /' | manager --jobs - --local 2
@@ -293,7 +352,8 @@ the journal is consistent and a restart on the same results finishes the rest.
 
 Exit status:
   0  every job in the list exited 0
-  1  at least one job exited non-zero (see the journal)
+  1  at least one job exited non-zero (see the journal); with --halt, GNU
+     Parallel's status, except 2-4 and 128 and over, which become 1
   2  usage error or invalid job list (nothing ran)
   3  could not start (port in use; results directory not vico's, in use
      by another manager, or unusable, e.g. disk full; enrollment failed)
@@ -319,20 +379,66 @@ export type ManagerSettings =
     | "maxHandshaking"
     | "limits"
   >
-  & { jobs: string; local: number; port: number; statusPort?: number };
+  & { jobs?: string; local: number; port: number; statusPort?: number };
+
+/** What kind of run the command line asks for, as {@linkcode managerSettings} needs it. */
+export interface RunKind {
+  /** A template or commands from standard input rather than `--jobs FILE`. */
+  readonly adhoc: boolean;
+  /** This machine's cores (`-j 0`, and a template run's default). */
+  readonly cores: number;
+}
+
+/**
+ * Parses `-j/--max-procs`: a whole number, 0 meaning one per core.
+ *
+ * @example
+ * ```ts
+ * import { maxProcs } from "./manager_flags.ts";
+ * console.assert(maxProcs("4", 2) === 4 && maxProcs("0", 2) === 2);
+ * ```
+ * @throws {VicoError} `USAGE` naming the flag and the expected form (and `--jobs FILE`, for the old spelling).
+ */
+export function maxProcs(value: string, cores: number): number {
+  if (!/^[0-9]{1,6}$/.test(value)) {
+    throw new VicoError(
+      "USAGE",
+      `-j/--max-procs needs a whole number of jobs at a time (0: one per core), got ${JSON.stringify(value)}` +
+        ` (a job list file is --jobs FILE)`,
+    );
+  }
+  const n = Number(value);
+  return n === 0 ? Math.max(1, cores) : n;
+}
 
 /**
  * Checks the flags and reads their values.
  *
  * @throws {VicoError} `USAGE` on a missing, malformed or contradictory flag.
  */
-export function managerSettings(flags: ManagerFlags): ManagerSettings {
+export function managerSettings(
+  flags: ManagerFlags,
+  kind: RunKind = { adhoc: false, cores: 1 },
+): ManagerSettings {
   const statusPort = flags["status-port"] === undefined ? undefined : intFlag("status-port", flags["status-port"], 0);
   if (statusPort !== undefined && statusPort > 65535) {
     throw new VicoError("USAGE", `--status-port ${statusPort} is out of range`);
   }
-  if (flags.jobs === undefined) throw new VicoError("USAGE", "--jobs FILE is required ('-' for standard input)");
-  const local = intFlag("local", flags.local, 0);
+  const procs = flags["max-procs"] === undefined ? undefined : maxProcs(flags["max-procs"], kind.cores);
+  if (flags.jobs === undefined && !kind.adhoc) {
+    throw new VicoError("USAGE", "--jobs FILE is required ('-' for standard input), or a COMMAND with ::: arguments");
+  }
+  if (flags.jobs !== undefined && kind.adhoc) {
+    throw new VicoError("USAGE", "a COMMAND template and --jobs FILE do not go together: give one or the other");
+  }
+  // A template run is local unless told to serve (--host/--port), as Parallel's.
+  const served = flags.host !== undefined || flags.port !== undefined;
+  if (procs !== undefined && flags.local !== undefined) {
+    throw new VicoError("USAGE", "-j/--max-procs and --local say the same thing: give one");
+  }
+  const local = flags.local !== undefined
+    ? intFlag("local", flags.local, 0)
+    : procs ?? (kind.adhoc && !served ? Math.max(1, kind.cores) : 0);
   const port = intFlag("port", flags.port, local > 0 ? 0 : DEFAULT_PORT);
   if (port > 65535) throw new VicoError("USAGE", `--port ${port} is out of range`);
   const transferIdleTimeoutMs = flags["transfer-timeout"] === undefined
@@ -342,7 +448,9 @@ export function managerSettings(flags: ManagerFlags): ManagerSettings {
   const retries = intFlag("retries", flags.retries, 0);
   const jobTimeoutMs = flags.timeout === undefined ? undefined : parseDuration(flags.timeout);
   const quarantine = {
-    streak: intFlag("blackhole-streak", flags["blackhole-streak"], 5),
+    // On one machine there is no other host to send a black hole's jobs to: a local template run has it off,
+    // and so a failure settles (and counts for --halt) at once rather than being held as a suspect.
+    streak: intFlag("blackhole-streak", flags["blackhole-streak"], kind.adhoc && !served ? 0 : 5),
     fastMs: flags["fast-fail"] === undefined ? undefined : parseDuration(flags["fast-fail"]),
     initialMs: flags.quarantine === undefined ? undefined : parseDuration(flags.quarantine),
   };
@@ -406,6 +514,7 @@ export function advertiseAddress(flag: string | undefined, hostname: string, por
  * ```
  */
 export function defaultResultsDir(jobsPath: string): string {
+  // (The manager gives standard input a new ad-hoc directory under it instead.)
   if (jobsPath === "-") return "vico-results";
   const base = basename(jobsPath, extname(jobsPath)) || basename(jobsPath);
   return join(dirname(jobsPath), `${base}.results`);

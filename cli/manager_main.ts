@@ -5,14 +5,23 @@
  * @module
  */
 
-import { JobListError } from "../core/errors.ts";
-import { readJobList } from "../manager/jobs/job_list.ts";
+import { join } from "node:path";
+import { JobListError, VicoError } from "../core/errors.ts";
+import { writeAll } from "../io/write_all.ts";
+import { type JobList, readJobList } from "../manager/jobs/job_list.ts";
 import { Manager } from "../manager/manager.ts";
+import type { JobRecord } from "../manager/results/results_store.ts";
 import { formatSummary, ProgressBar, ProgressLog } from "../manager/observe/progress.ts";
 import type { StatusServer } from "../manager/observe/status_server.ts";
 import { logger, loggingFromFlags, setupLogging } from "../util/log.ts";
 import { CommandFailure, ExitCode, signalExitCode } from "./exit_code.ts";
-import { complain, parseFlags } from "./flags.ts";
+import { complain, helpPointer, oneLine, parseFlags, splitAtCommand } from "./flags.ts";
+import { ADHOC_PARENT, latestAdhocRunName, makeAdhocRunDir } from "./adhoc_results.ts";
+import { checkShell, type TemplateJob } from "./command_template.ts";
+import { type HaltDecision, HaltWatch, parseHalt } from "./halt_policy.ts";
+import { JoblogWriter, LOCAL_HOST } from "./joblog.ts";
+import { OutputGrouper, parallelTag } from "./output_grouper.ts";
+import { loadTemplateRun, templateJobList } from "./template_job_list.ts";
 import { localRunners } from "./local_runners.ts";
 import {
   advertiseAddress,
@@ -33,11 +42,19 @@ import { versionText } from "./version.ts";
 export async function main(args: string[]): Promise<number> {
   if (args[0] === "verify") return await verifyMain(args.slice(1));
   if (args[0] === "report") return await reportMain(args.slice(1));
+  // Options end at the first word that is not one: the rest is a command template.
+  const split = splitAtCommand(args, MANAGER_FLAGS);
+  let resumeDir: string | undefined;
+  const optionArgs = split.options.map((word) => {
+    if (!word.startsWith("--resume=")) return word;
+    resumeDir = word.slice("--resume=".length);
+    return "--resume";
+  });
   let flags: ManagerFlags;
   try {
-    flags = parseFlags(args, MANAGER_FLAGS);
+    flags = parseFlags(optionArgs, MANAGER_FLAGS);
   } catch (err) {
-    return complain("manager", `${(err as Error).message}\n\n${MANAGER_USAGE}`, ExitCode.USAGE);
+    return complain("manager", usageError(oneLine(err)), ExitCode.USAGE);
   }
   if (flags.help) {
     console.log(MANAGER_USAGE);
@@ -47,38 +64,137 @@ export async function main(args: string[]): Promise<number> {
     console.log(versionText("manager"));
     return ExitCode.OK;
   }
+  // A local template run is as quiet as Parallel: warnings and errors only, unless asked.
+  const localTemplate = (split.command.length > 0 || (flags.jobs === undefined && stdinHasData())) &&
+    flags.host === undefined && flags.port === undefined;
+  const quietly = localTemplate && !flags.verbose && flags["log-level"] === undefined;
   try {
-    await setupLogging(loggingFromFlags(flags));
+    await setupLogging(loggingFromFlags(quietly ? { ...flags, "log-level": "warning" } : flags));
   } catch (err) {
     return complain("manager", (err as Error).message, ExitCode.USAGE);
   }
   try {
-    return await serve(flags);
+    return await serve(flags, split.command, resumeDir);
   } catch (err) {
     if (err instanceof CommandFailure) return complain("manager", err.message, err.exitCode);
     throw err;
   }
 }
 
-async function serve(flags: ManagerFlags): Promise<number> {
+/** A usage error: its one-line reason and where the whole story is (not the whole help). */
+function usageError(message: string): string {
+  return `${message}\n${helpPointer("manager")}`;
+}
+
+/** Whether standard input carries data (a pipe or a file), not a terminal or nothing. */
+function stdinHasData(): boolean {
+  try {
+    if (Deno.stdin.isTerminal()) return false;
+    const info = Deno.statSync("/dev/stdin");
+    return info.isFile || info.isFifo === true || info.isSocket === true;
+  } catch {
+    return false;
+  }
+}
+
+/** The job list of the run: a template's (ad hoc) or a job file's. */
+async function loadJobs(
+  flags: ManagerFlags,
+  command: readonly string[],
+  adhoc: boolean,
+  jobsPath: string | undefined,
+): Promise<{ jobs: JobList; template?: readonly TemplateJob[] }> {
+  if (!adhoc) {
+    try {
+      return { jobs: await readJobList(jobsPath!, { format: flags.format as "text" | "jsonl" | undefined }) };
+    } catch (err) {
+      if (err instanceof JobListError) throw new CommandFailure(ExitCode.USAGE, `${jobsPath}: ${err.message}`);
+      throw new CommandFailure(ExitCode.USAGE, `cannot read job list ${jobsPath}: ${(err as Error).message}`);
+    }
+  }
+  try {
+    const loaded = await loadTemplateRun(command, {
+      stdin: Deno.stdin.readable,
+      openFile: (path) => Deno.openSync(path).readable,
+    });
+    for (const r of loaded.refused) {
+      console.error(`manager: argument source ${r.source} line ${r.line} skipped: ${r.reason}`);
+    }
+    const made = templateJobList(loaded.run, { source: command.length > 0 ? "template" : "stdin" }, loaded.specs);
+    return { jobs: made.list, template: made.jobs };
+  } catch (err) {
+    if (err instanceof VicoError) throw new CommandFailure(ExitCode.USAGE, usageError(err.message));
+    throw new CommandFailure(ExitCode.USAGE, usageError(`cannot read the arguments: ${(err as Error).message}`));
+  }
+}
+
+/** The results directory of an ad-hoc run: a new one under `vico-results/`, or the latest with `--resume`. */
+async function adhocResultsDir(resume: boolean): Promise<string> {
+  try {
+    if (Deno.statSync(join(ADHOC_PARENT, ".vico-results")).isFile) {
+      throw new CommandFailure(
+        ExitCode.CANNOT_START,
+        `${ADHOC_PARENT} is the results directory of an earlier standard-input run; ad-hoc runs now keep one ` +
+          `directory each under it: move it aside, or name a directory with --results`,
+      );
+    }
+  } catch (err) {
+    if (err instanceof CommandFailure) throw err;
+  }
+  if (!resume) return await makeAdhocRunDir();
+  const names: string[] = [];
+  try {
+    for (const entry of Deno.readDirSync(ADHOC_PARENT)) names.push(entry.name);
+  } catch { /* no parent: no earlier run */ }
+  const latest = latestAdhocRunName(names);
+  if (latest === undefined) {
+    throw new CommandFailure(ExitCode.USAGE, usageError(`--resume: no earlier run in ${ADHOC_PARENT}/`));
+  }
+  return join(ADHOC_PARENT, latest);
+}
+
+/**
+ * The exit status of a run `--halt` stopped: Parallel's, except that vico's
+ * own meanings (2 usage, 3 could not start, 4 untrusted, 128 and over:
+ * signals) are never reused: those become 1.
+ */
+export function haltExitStatus(parallels: number): number {
+  if (parallels === 0) return 0;
+  return parallels === 1 || (parallels >= 5 && parallels < 128) ? parallels : ExitCode.FAILED;
+}
+
+async function serve(flags: ManagerFlags, command: readonly string[], resumeDir?: string): Promise<number> {
   const log = logger("manager");
+  // An ad-hoc run: a template, or commands on standard input with neither a template nor --jobs.
+  const templateRun = command.length > 0 || (flags.jobs === undefined && stdinHasData());
+  const adhoc = templateRun || flags.jobs === "-";
   let settings;
   try {
-    settings = managerSettings(flags);
+    settings = managerSettings(flags, { adhoc: templateRun, cores: navigator.hardwareConcurrency });
+    if (flags.format !== undefined && flags.format !== "text" && flags.format !== "jsonl") {
+      throw new VicoError("USAGE", `--format must be text or jsonl, got ${JSON.stringify(flags.format)}`);
+    }
+    if (flags.shell !== undefined) {
+      checkShell(flags.shell);
+      if (flags.host !== undefined || flags.port !== undefined || settings.local === 0) {
+        throw new VicoError(
+          "USAGE",
+          "--shell sets the shell of this machine's workers (a local run); remote runners take runner --shell PATH",
+        );
+      }
+    }
+    if (flags.halt !== undefined) parseHalt(flags.halt);
   } catch (err) {
-    throw new CommandFailure(ExitCode.USAGE, `${(err as Error).message}\n\n${MANAGER_USAGE}`);
+    throw new CommandFailure(ExitCode.USAGE, usageError((err as Error).message));
   }
-  if (flags.format !== undefined && flags.format !== "text" && flags.format !== "jsonl") {
-    throw new CommandFailure(ExitCode.USAGE, `--format must be text or jsonl, got ${JSON.stringify(flags.format)}`);
+  const { jobs, template } = await loadJobs(flags, command, templateRun, settings.jobs);
+  if (flags["dry-run"]) {
+    const text = jobs.commands.map((c) => c + "\n").join("");
+    await writeAll(Deno.stdout, new TextEncoder().encode(text));
+    return ExitCode.OK;
   }
-  let jobs;
-  try {
-    jobs = await readJobList(settings.jobs, { format: flags.format });
-  } catch (err) {
-    if (err instanceof JobListError) throw new CommandFailure(ExitCode.USAGE, `${settings.jobs}: ${err.message}`);
-    throw new CommandFailure(ExitCode.USAGE, `cannot read job list ${settings.jobs}: ${(err as Error).message}`);
-  }
-  const resultsDir = flags.results ?? defaultResultsDir(settings.jobs);
+  const resultsDir = flags.results ?? resumeDir ??
+    (adhoc ? await adhocResultsDir(flags.resume ?? false) : defaultResultsDir(settings.jobs!));
   const hostname = flags.host ?? "127.0.0.1";
   const { tls, secret, enrollment } = await managerSecurity(flags, hostname, log);
 
@@ -88,6 +204,69 @@ async function serve(flags: ManagerFlags): Promise<number> {
     : serveStatus({ hostname: flags["status-host"] ?? "127.0.0.1", port: settings.statusPort, resultsDir }, () =>
       manager, log);
   const { jobs: _, statusPort: __, ...options } = settings;
+  const localNames = new Set(Array.from({ length: settings.local }, (_, i) => `local-${i + 1}`));
+  // Outputs on stdout, whole, as each job ends (a template run, or --print).
+  const outputs = new Map<number, string | null>();
+  const grouper = adhoc || flags.print
+    ? new OutputGrouper({
+      write: (bytes) => writeAll(Deno.stdout, bytes),
+      stored: (seq) => storedOutput(resultsDir, outputs.get(seq - 1)),
+      keepOrder: flags["keep-order"],
+      tag: flags.tag
+        ? (seq) => template === undefined ? jobs.commands[seq - 1] : parallelTag(template[jobs.lines[seq - 1] - 1].args)
+        : undefined,
+    })
+    : undefined;
+  const printing: Promise<void>[] = [];
+  const halt = flags.halt === undefined ? undefined : new HaltWatch(parseHalt(flags.halt), jobs.commands.length);
+  let halted: HaltDecision | undefined;
+  let joblog: { file: Deno.FsFile; writer: JoblogWriter } | undefined;
+  if (flags.joblog !== undefined) {
+    try {
+      const file = await Deno.open(flags.joblog, { write: true, create: true, truncate: true });
+      joblog = { file, writer: new JoblogWriter((bytes) => writeAll(file, bytes)) };
+    } catch (err) {
+      throw new CommandFailure(
+        ExitCode.CANNOT_START,
+        `cannot write --joblog ${flags.joblog}: ${(err as Error).message}`,
+      );
+    }
+  }
+  const onRecorded = (job: number, record: JobRecord) => {
+    outputs.set(job, record.output);
+    if (grouper !== undefined) {
+      printing.push(
+        grouper.finished(job + 1).catch((err) =>
+          log.error("Cannot print the output of job {n}: {err}", {
+            n: job + 1,
+            err: (err as Error).message,
+          })
+        ),
+      );
+    }
+    const status = record.status ?? 255;
+    if (joblog !== undefined) {
+      const startMs = Date.parse(record.start);
+      joblog.writer.entry({
+        seq: template === undefined ? job + 1 : jobs.lines[job],
+        host: localNames.has(record.host) ? LOCAL_HOST : record.host,
+        startMs,
+        runtimeMs: Math.max(0, Date.parse(record.end) - startMs),
+        sendBytes: 0,
+        receiveBytes: record.size,
+        exitval: status,
+        signal: status > 128 && status <= 128 + 64 ? status - 128 : 0,
+        command: record.command,
+      }).catch(() => {});
+    }
+    const decision = halt?.ended({ status });
+    if (decision !== undefined) {
+      halted = decision;
+      console.error(`manager: halting (${decision.action}): ${decision.reason}`);
+      // Asked while the manager is still starting: as soon as it is there.
+      queueMicrotask(() => decision.action === "now" ? manager.close() : manager.stop());
+    }
+  };
   try {
     manager = await Manager.start({
       ...options,
@@ -98,6 +277,12 @@ async function serve(flags: ManagerFlags): Promise<number> {
       localWorkers: localRunners,
       tls,
       secret,
+      onRecorded,
+      // -k: what an earlier run settled prints nothing now; later jobs need not wait for it.
+      onResumed: (before) => {
+        for (const job of before) printing.push(grouper?.skipped(job + 1) ?? Promise.resolve());
+      },
+      ...(flags.shell === undefined ? {} : { shell: flags.shell }),
     });
   } catch (err) {
     await statusServer?.close();
@@ -157,7 +342,26 @@ async function serve(flags: ManagerFlags): Promise<number> {
   progressLog?.stop();
   await statusServer?.finish();
   await statusServer?.close();
-  console.log(formatSummary(summary).trimEnd());
+  if (grouper !== undefined) {
+    await Promise.all(printing);
+    await grouper.end().catch(() => {});
+  }
+  if (joblog !== undefined) {
+    await joblog.writer.flushed().catch((err) => log.error("Cannot write the joblog: {err}", { err: err.message }));
+    joblog.file.close();
+  }
+  // With outputs on stdout, the summary goes to stderr.
+  const summaryText = formatSummary(summary).trimEnd();
+  if (grouper !== undefined) console.error(summaryText);
+  else console.log(summaryText);
+  if (halted !== undefined) return haltExitStatus(halt!.exitStatus(summary.jobs - summary.unsettled));
   if (summary.stopped) return signalExitCode(stoppedBy ?? "SIGTERM");
   return summary.failed === 0 ? ExitCode.OK : ExitCode.FAILED;
+}
+
+/** A job's stored output, read in chunks; nothing for an empty (or lost) one. */
+async function* storedOutput(resultsDir: string, output: string | null | undefined): AsyncIterable<Uint8Array> {
+  if (output === null || output === undefined) return;
+  using file = await Deno.open(join(resultsDir, output));
+  for await (const chunk of file.readable) yield chunk;
 }

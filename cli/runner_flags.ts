@@ -7,10 +7,11 @@
  */
 
 import { VicoError } from "../core/errors.ts";
+import { checkShell } from "./command_template.ts";
 import { parseSize } from "../core/size.ts";
 import { DEFAULT_PORT } from "../protocol/messages.ts";
 import { type JobLimits, parseJobLimits } from "../runner/exec/job_cgroup.ts";
-import { type FlagTable, flagUsage, intFlag, isLoopback, type parseFlags, parseHostPort } from "./flags.ts";
+import { type FlagTable, flagUsage, isLoopback, type parseFlags, parseHostPort } from "./flags.ts";
 import type { RunnerSecurity } from "./runner_security.ts";
 
 /** Every flag of `runner`, in the order its usage text lists them. */
@@ -21,7 +22,17 @@ export const RUNNER_FLAGS = {
     arg: "HOST[:PORT]",
     help: [`The manager (port ${DEFAULT_PORT} if omitted; with a`, `join token, overrides the address it names).`],
   },
-  workers: { type: "string", short: "w", arg: "N", help: [`Jobs to run at once. Default: 1.`] },
+  workers: {
+    type: "string",
+    short: "j",
+    arg: "N",
+    help: [`Jobs to run at once (-w N too). Default: one per core;`, `0: one per core.`],
+  },
+  shell: {
+    type: "string",
+    arg: "PATH",
+    help: [`Run jobs under this POSIX shell. Default /bin/sh.`],
+  },
   name: {
     type: "string",
     short: "n",
@@ -106,7 +117,6 @@ export const RUNNER_FLAGS = {
   "keep-task-dirs": { type: "boolean", help: [`Binary: keep each task's directory (debugging).`] },
   join: {
     type: "string",
-    short: "j",
     arg: "TOKEN",
     heading: "Security (docs/security.md):",
     env: false,
@@ -250,8 +260,25 @@ export function runnerSettings(flags: RunnerFlags, security: RunnerSecurity): Ru
   if (flags.manager === undefined && security.token === undefined) {
     throw new VicoError("USAGE", "--manager HOST[:PORT] (or --join TOKEN) is required");
   }
-  const address = parseHostPort(flags.manager ?? security.token!.manager, DEFAULT_PORT);
-  const workers = intFlag("workers", flags.workers, 1, 1);
+  if (flags.manager !== undefined && /^[a-z][a-z0-9+.-]*:\/\//i.test(flags.manager)) {
+    throw new VicoError("USAGE", `-m/--manager needs HOST[:PORT] (no scheme), got ${JSON.stringify(flags.manager)}`);
+  }
+  let address;
+  try {
+    address = parseHostPort(flags.manager ?? security.token!.manager, DEFAULT_PORT);
+  } catch (err) {
+    throw new VicoError("USAGE", `-m/--manager: ${(err as Error).message}`);
+  }
+  if (flags.shell !== undefined) checkShell(flags.shell);
+  const cores = Math.max(1, navigator.hardwareConcurrency);
+  if (flags.workers !== undefined && !/^[0-9]{1,6}$/.test(flags.workers)) {
+    throw new VicoError(
+      "USAGE",
+      `-j/--workers needs a whole number of jobs at a time (0: one per core), got ${JSON.stringify(flags.workers)}` +
+        ` (a join token is --join-file FILE or VICO_JOIN)`,
+    );
+  }
+  const workers = flags.workers === undefined || flags.workers === "0" ? cores : Number(flags.workers);
   const maxOutput = flags["max-output"] === undefined ? undefined : parseSize(flags["max-output"]);
   const maxFile = flags["max-file"] === undefined ? undefined : parseSize(flags["max-file"]);
   const jobLimits = parseJobLimits(flags["job-memory"], flags["job-cpus"]);

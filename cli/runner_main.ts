@@ -14,7 +14,7 @@ import { tlsConnector } from "../transport/tls.ts";
 import { logger, loggingFromFlags, setupLogging } from "../util/log.ts";
 import { parseDuration } from "../core/duration.ts";
 import { ExitCode, signalExitCode } from "./exit_code.ts";
-import { complain, isLoopback, parseFlags } from "./flags.ts";
+import { complain, helpPointer, isLoopback, oneLine, parseFlags } from "./flags.ts";
 import { RUNNER_FLAGS, RUNNER_USAGE, type RunnerFlags, type RunnerSettings, runnerSettings } from "./runner_flags.ts";
 import { jobUser, type RunnerSecurity, runnerSecurity } from "./runner_security.ts";
 import { onStopSignals, type StopSignal } from "./signals.ts";
@@ -24,9 +24,13 @@ import { versionText } from "./version.ts";
 export async function main(args: string[]): Promise<number> {
   let flags: RunnerFlags;
   try {
-    flags = parseFlags(args, RUNNER_FLAGS);
+    // -w N is the older spelling of -j N.
+    flags = parseFlags(
+      args.map((a) => a.startsWith("-w") && !a.startsWith("--") ? "-j" + a.slice(2) : a),
+      RUNNER_FLAGS,
+    );
   } catch (err) {
-    return complain("runner", `${(err as Error).message}\n\n${RUNNER_USAGE}`, ExitCode.USAGE);
+    return complain("runner", `${oneLine(err)}\n${helpPointer("runner")}`, ExitCode.USAGE);
   }
   if (flags.help) {
     console.log(RUNNER_USAGE);
@@ -41,7 +45,7 @@ export async function main(args: string[]): Promise<number> {
     security = await runnerSecurity(flags);
     settings = runnerSettings(flags, security);
   } catch (err) {
-    const usage = err instanceof VicoError && err.code === "USAGE" ? `\n\n${RUNNER_USAGE}` : "";
+    const usage = err instanceof VicoError && err.code === "USAGE" ? `\n${helpPointer("runner")}` : "";
     return complain("runner", `${(err as Error).message}${usage}`, ExitCode.USAGE);
   }
   const { address } = settings;
@@ -77,6 +81,7 @@ export async function main(args: string[]): Promise<number> {
   const runner = new Runner({
     ...address,
     workers: settings.workers,
+    ...(flags.shell === undefined ? {} : { shell: flags.shell }),
     name: flags.name,
     limits: {
       ...(settings.maxOutput === undefined ? {} : { maxOutputBytes: settings.maxOutput }),

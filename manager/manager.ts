@@ -23,7 +23,7 @@ import { JobQueue } from "./jobs/job_queue.ts";
 import { OwnerSession, type OwnerSessionContext } from "./sessions/owner_session.ts";
 import { Quarantine, type QuarantineOptions } from "./scheduling/quarantine.ts";
 import { ResultRecorder } from "./results/result_recorder.ts";
-import { ResultsStore } from "./results/results_store.ts";
+import { type JobRecord, ResultsStore } from "./results/results_store.ts";
 import { ResultsDir, unusable } from "./results/results_dir.ts";
 import { planResume, type ResumePlan } from "./jobs/resume.ts";
 import { type HeldJob, type RunnerLink, Scheduler } from "./scheduling/scheduler.ts";
@@ -63,6 +63,10 @@ export interface LocalWorkerSpec {
   modules?: string[];
   /** Always true: it runs inside the manager's process. */
   embedded: true;
+  /** Its first worker's `VICO_SLOT` is this plus 1 (local workers share one numbering 1..N). @default {0} */
+  slotBase?: number;
+  /** The shell its jobs run under. @default {"/bin/sh"} */
+  shell?: string;
 }
 
 /**
@@ -124,6 +128,15 @@ export interface ManagerOptions {
   secret?: SharedSecret;
   /** Called when a job settles (for progress display). */
   onSettled?: (job: number, status: number, host: string) => void;
+  /**
+   * Called with job `job`'s settling record once it is durable: its output
+   * file (`record.output`, relative to the results directory) is final then.
+   */
+  onRecorded?: (job: number, record: JobRecord) => void;
+  /** Called once, before serving, with the jobs an earlier run on the results directory settled (not run again). */
+  onResumed?: (settledBefore: readonly number[]) => void;
+  /** The shell the `local` workers run jobs under. @default {"/bin/sh"} */
+  shell?: string;
 }
 
 /** What a finished (or stopped) run did. */
@@ -308,6 +321,11 @@ export class Manager {
     plan = await settleHeldSuspects(plan, results, options.retries ?? 0);
     describeResume(plan, options.resultsDir);
     const settledBefore = plan.skipped === 0 ? undefined : (job: number) => plan.settled[job] === 1;
+    if (options.onResumed !== undefined && plan.skipped > 0) {
+      const before: number[] = [];
+      for (let job = 0; job < jobs.commands.length; job++) if (plan.settled[job] === 1) before.push(job);
+      options.onResumed(before);
+    }
     const queue = new JobQueue(jobs.commands.length, {
       classOf: jobs.classOf,
       classes: jobs.classes.length,
@@ -322,6 +340,15 @@ export class Manager {
     // hand-outs to identified runners still open (their kept results are wanted).
     const run = crypto.randomUUID().replaceAll("-", "");
     const ledger = new Ledger(jobs.commands.length, run, results.previous.runIds, settledBefore);
+    if (options.onRecorded !== undefined) {
+      const onRecorded = options.onRecorded;
+      const jobOf = new Map<string, number>();
+      for (let job = 0; job < jobs.commands.length; job++) jobOf.set(keyOf(job), job);
+      results.onJob = (record) => {
+        const job = jobOf.get(record.key);
+        if (job !== undefined) onRecorded(job, record);
+      };
+    }
     for (const [job, issued] of plan.issued) {
       for (const i of issued) ledger.issue(job, { attempt: i.attempt, runner: i.runner, run: i.run }, keyOf(job));
     }
@@ -523,7 +550,7 @@ export class Manager {
     const live = { status, settledByHost: () => scheduler.settledByHost };
     return new Manager(listener.address, localAddress, options.secret, options.localWorkers, live, async (self) => {
       const serving = server.serve();
-      const locals = self.#startLocalRunners(queue.finished ? 0 : options.local ?? 0, jobs);
+      const locals = self.#startLocalRunners(queue.finished ? 0 : options.local ?? 0, jobs, options.shell);
       const watchdog = setInterval(() => watch.check(), 5000);
       const suspects = setInterval(() => recorder.expireSuspects().catch(() => {}), 1000);
       let how = await Promise.race([
@@ -580,7 +607,7 @@ export class Manager {
     });
   }
 
-  #startLocalRunners(count: number, jobs: JobList): Promise<LocalWorkerEnd>[] {
+  #startLocalRunners(count: number, jobs: JobList, shell?: string): Promise<LocalWorkerEnd>[] {
     const ends: Promise<LocalWorkerEnd>[] = [];
     if (count > 0 && jobs.classes.some((c) => c.binaryOnly)) {
       // Task bundles need binary nodes. Running locally means this machine is
@@ -602,6 +629,8 @@ export class Manager {
         workers: 1,
         name: `local-${i}`,
         embedded: true,
+        slotBase: i - 1,
+        ...(shell === undefined ? {} : { shell }),
       }));
     }
     return ends;

@@ -101,6 +101,30 @@ export function formatTag(tag: Tag): string {
 }
 
 /**
+ * A job tag line's optional sequence field, after the tag: `seq=<n>` (the
+ * job's line in its list; for a template run, its sequence number `{#}`).
+ * The runner exports it to the job as `VICO_SEQ` and does not echo it.
+ */
+export const SEQ_FIELD = "seq=";
+
+/**
+ * Splits a hand-out's tag text into the tag the runner echoes and the
+ * job's sequence number, if the manager sent one (` seq=<n>` at the end).
+ *
+ * @example
+ * ```ts
+ * import { splitJobSeq } from "./vico_extension.ts";
+ * const { tag, seq } = splitJobSeq("run=r1 key=ab12-1 attempt=2 seq=7");
+ * console.assert(tag === "run=r1 key=ab12-1 attempt=2" && seq === 7);
+ * console.assert(splitJobSeq("run=r1 key=k attempt=1").seq === undefined);
+ * ```
+ */
+export function splitJobSeq(text: string): { tag: string; seq?: number } {
+  const m = / seq=([1-9][0-9]{0,14})$/.exec(text);
+  return m === null ? { tag: text } : { tag: text.slice(0, m.index), seq: Number(m[1]) };
+}
+
+/**
  * Parses the first three tokens of `text` as a tag; the rest (after one
  * space) is returned too.
  *

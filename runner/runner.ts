@@ -25,7 +25,7 @@ import { logger } from "../util/log.ts";
 import { type HeldTask, NodeSession } from "./binary/node_session.ts";
 import { TaskDir } from "./binary/task_dir.ts";
 import { OutputSpool } from "./exec/output_spool.ts";
-import { runProcess, shellArgv, STATUS_RUNNER_FAILURE } from "./exec/process_runner.ts";
+import { runProcess, SEQ_VARIABLE, shellArgv, SLOT_VARIABLE, STATUS_RUNNER_FAILURE } from "./exec/process_runner.ts";
 import { takeOverState } from "./exec/job_reaper.ts";
 import {
   defaultStateDir,
@@ -91,6 +91,10 @@ export interface RunnerOptions {
    * @default {HANDSHAKE_TIMEOUT_MS}
    */
   handshakeTimeoutMs?: number;
+  /** Worker `i` (from 0) exports `VICO_SLOT` = this + i + 1 to its jobs. @default {0} */
+  slotBase?: number;
+  /** The shell jobs run under (`sh -c` compatible). @default {"/bin/sh"} */
+  shell?: string;
   /** Called when the runner has joined its manager (authenticated), and when it loses it or cannot reach it. */
   onConnection?: (activity: RunnerActivity) => void;
 }
@@ -607,7 +611,8 @@ export class Runner {
       this.#jobsStarted++;
       this.#running.set(id, job);
       try {
-        finished = { job, ...await this.#execute(job.command, spoolDir) };
+        const slot = (this.#options.slotBase ?? 0) + id + 1;
+        finished = { job, ...await this.#execute(job.command, spoolDir, slot, job.seq) };
       } finally {
         this.#running.delete(id);
       }
@@ -763,11 +768,12 @@ export class Runner {
     return Math.min(this.#limits.maxOutputBytes, this.#managerMaxOutput ?? Infinity);
   }
 
-  async #execute(command: string, spoolDir: string): Promise<Omit<Finished, "job">> {
+  async #execute(command: string, spoolDir: string, slot: number, seq?: number): Promise<Omit<Finished, "job">> {
     const output = new OutputSpool({ dir: spoolDir, maxBytes: this.#maxOutputBytes });
     try {
       // The job writes its output file itself (the runner touches no byte of it while it runs).
-      const outcome = await runProcess(shellArgv(command), {
+      const outcome = await runProcess(shellArgv(command, this.#options.shell), {
+        env: { [SLOT_VARIABLE]: String(slot), ...(seq === undefined ? {} : { [SEQ_VARIABLE]: String(seq) }) },
         stderrOnStdout: true,
         outputFile: output.reserveFile(),
         maxOutputBytes: this.#maxOutputBytes,

@@ -280,6 +280,8 @@ export class ResultsStore {
   readonly dir: string;
   readonly #journal: Deno.FsFile;
   readonly #durable: boolean;
+  /** Called with each settling `job` record once it is durable (its output file is final then). */
+  onJob?: (record: JobRecord) => void;
   #batch: string[] = [];
   #waiters: { resolve: () => void; reject: (e: unknown) => void }[] = [];
   #flushing: Promise<void> | undefined;
@@ -362,6 +364,7 @@ export class ResultsStore {
       const record: JobRecord = { type: "job", ...fields, ...published };
       if (returned.length > 0) record.files = await this.#publishFiles(fields.key, returned);
       await this.#append(record);
+      this.onJob?.(record);
       return record;
     } catch (err) {
       await staged.discard();
@@ -408,6 +411,7 @@ export class ResultsStore {
       ...(attempt.files !== undefined ? { files: attempt.files } : {}),
     };
     await this.#append(record);
+    this.onJob?.(record);
     return record;
   }
 
@@ -417,6 +421,7 @@ export class ResultsStore {
     const published = await this.#publishOutput("", empty);
     const record: JobRecord = { type: "job", ...fields, status: null, ...published, lost: reason };
     await this.#append(record);
+    this.onJob?.(record);
     return record;
   }
 

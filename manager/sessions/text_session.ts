@@ -25,6 +25,7 @@ import {
   parseTag,
   PULSE_LINE,
   RESULT_TAG_PREFIX,
+  SEQ_FIELD,
   type Tag,
 } from "../../protocol/vico_extension.ts";
 import type { Transport } from "../../transport/transport.ts";
@@ -231,7 +232,10 @@ export class ManagerTextSession implements RunnerLink {
             if (this.runnerId !== undefined) await this.#ctx.noteAssignment(job, attempt, this);
             if (this.#tagged) {
               const tag = formatTag({ run: this.#ctx.run, key: this.#ctx.keyOf(job), attempt });
-              await this.#transport.write(encodeLine(JOB_TAG_PREFIX + tag));
+              // The job's line (a template's {#}): the runner gives it to the job as VICO_SEQ.
+              await this.#transport.write(
+                encodeLine(`${JOB_TAG_PREFIX}${tag} ${SEQ_FIELD}${this.#ctx.jobs.lines[job]}`),
+              );
             }
             await this.#transport.write(encodeLine(this.#ctx.jobs.commands[job]));
             this.#state = "Wait";
@@ -390,8 +394,12 @@ export class ManagerTextSession implements RunnerLink {
       if (this.#tagged && line.startsWith(RESULT_TAG_PREFIX)) {
         if (this.#resultTag !== undefined) throw new ProtocolError("Two result tags in a row", line);
         const tag = parseTag(line.slice(RESULT_TAG_PREFIX.length));
-        if (tag.rest !== "" && tag.rest !== "timedout=1") throw new ProtocolError("Unknown result tag field", line);
-        this.#resultTag = { run: tag.run, key: tag.key, attempt: tag.attempt, timedOut: tag.rest === "timedout=1" };
+        // A runner that does not know seq= may echo it: it is ignored here.
+        const fields = tag.rest === "" ? [] : tag.rest.split(" ").filter((f) => !/^seq=[0-9]{1,15}$/.test(f));
+        if (fields.length > 1 || (fields.length === 1 && fields[0] !== "timedout=1")) {
+          throw new ProtocolError("Unknown result tag field", line);
+        }
+        this.#resultTag = { run: tag.run, key: tag.key, attempt: tag.attempt, timedOut: fields[0] === "timedout=1" };
         continue;
       }
       const msg = parseRunnerLine(line);

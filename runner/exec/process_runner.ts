@@ -31,6 +31,8 @@ export type OutputSink = (chunk: Uint8Array) => Promise<void>;
 export interface RunProcessOptions {
   /** Working directory. */
   cwd?: string;
+  /** Variables added to the job's environment (the runner's own are inherited). */
+  env?: Readonly<Record<string, string>>;
   /** Where stdout and stderr go, merged (unless {@linkcode outputFile} is given). */
   sink?: OutputSink;
   /**
@@ -168,8 +170,8 @@ const SIGNAL_NUMBERS: Record<string, number> = {
  * one line would lose a syntax error: the shell parses the whole line, and
  * reports it, before the redirection runs.)
  */
-export function shellArgv(command: string): string[] {
-  return [...MERGE_STDERR, "/bin/sh", "-c", command, "sh"];
+export function shellArgv(command: string, shell = "/bin/sh"): string[] {
+  return [...MERGE_STDERR, shell, "-c", command, shell === "/bin/sh" ? "sh" : shell.slice(shell.lastIndexOf("/") + 1)];
 }
 
 /** The first shell of {@linkcode shellArgv} and {@linkcode programArgv}: stderr onto stdout, then exec. */
@@ -361,7 +363,7 @@ async function runDirect(
     child = startProcess(viaSetsid ? SETSID! : gated[0], {
       args: viaSetsid ? gated : gated.slice(1),
       cwd: options.cwd,
-      env: { [JOB_ID_VARIABLE]: id },
+      env: { ...options.env, [JOB_ID_VARIABLE]: id },
       stdin: ledger === undefined ? "null" : "piped",
       stdout: "piped",
       stderr: options.stderrOnStdout ? "null" : "piped",
@@ -464,7 +466,7 @@ async function runSpawned(
   const child = await spawner.spawn({
     // With a ledger, the job waits behind a gate until its record is written.
     argv: ledger === undefined ? argv : [...GATE, ...argv],
-    env: { ...Deno.env.toObject(), [JOB_ID_VARIABLE]: id },
+    env: { ...Deno.env.toObject(), ...options.env, [JOB_ID_VARIABLE]: id },
     outputPath: outputFile,
     ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
     gated: ledger !== undefined,
@@ -577,6 +579,12 @@ async function openGate(child: Deno.ChildProcess, ledger: JobLedger, record: Job
 
 /** The environment variable every process of a job inherits: the job's id, unique to this runner's life. */
 export const JOB_ID_VARIABLE = "VICO_JOB_ID";
+
+/** The variable that gives each job its worker slot on its runner, 1..N (`{%}`). */
+export const SLOT_VARIABLE = "VICO_SLOT";
+
+/** The variable that gives each job its sequence number (its line in the manager's list; a template's `{#}`). */
+export const SEQ_VARIABLE = "VICO_SEQ";
 
 const LIFE = crypto.randomUUID().slice(0, 8);
 let jobSeq = 0;

@@ -18,7 +18,13 @@ import type { BufferedReader } from "../../protocol/buffered_reader.ts";
 import { ProtocolError, VicoError } from "../../core/errors.ts";
 import type { RunnerExpectation, ToRunnerText } from "../../protocol/messages.ts";
 import { encodeLine, formatRunnerLine, isAcceptedVersion, parseManagerLine } from "../../protocol/text_codec.ts";
-import { JOB_TAG_PREFIX, PULSE_LINE, RESULT_TAG_PREFIX, RUNNER_SILENT_PULSES } from "../../protocol/vico_extension.ts";
+import {
+  JOB_TAG_PREFIX,
+  PULSE_LINE,
+  RESULT_TAG_PREFIX,
+  RUNNER_SILENT_PULSES,
+  splitJobSeq,
+} from "../../protocol/vico_extension.ts";
 import type { Transport } from "../../transport/transport.ts";
 import { Mutex } from "../../util/mutex.ts";
 import type { Streamable } from "../service/runner_state.ts";
@@ -56,6 +62,8 @@ export interface HandedJob {
   readonly command: string;
   /** `run=… key=… attempt=…` (opaque to the runner: echoed with its result). */
   readonly tag?: string;
+  /** Its line in the manager's list (a template's `{#}`), when the manager said (`seq=`): the job's `VICO_SEQ`. */
+  readonly seq?: number;
 }
 
 interface Waiter {
@@ -157,7 +165,8 @@ export class RunnerTextClient {
     return this.#lock.run(async () => {
       if (this.#finoReceived || this.#stopping) return null;
       const reply = await this.#request(PETO, "job");
-      const tag = this.#jobTag;
+      const tagged = this.#jobTag === undefined ? undefined : splitJobSeq(this.#jobTag);
+      const tag = tagged?.tag;
       this.#jobTag = undefined;
       if (reply.kind === "fino") {
         if (tag !== undefined) throw new ProtocolError("FINO after a job tag");
@@ -166,7 +175,8 @@ export class RunnerTextClient {
       }
       if (reply.kind !== "job") throw new ProtocolError("Expected a job or FINO", reply.kind);
       if (this.#tagged && tag === undefined) throw new ProtocolError("Job without its tag line", reply.name);
-      return tag === undefined ? { command: reply.name } : { command: reply.name, tag };
+      if (tag === undefined) return { command: reply.name };
+      return tagged?.seq === undefined ? { command: reply.name, tag } : { command: reply.name, tag, seq: tagged.seq };
     });
   }
 

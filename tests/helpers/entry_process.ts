@@ -16,9 +16,16 @@ export const RUN_FLAGS = ["run", "-q", "-P=vico"];
  * Environment every spawned process gets. Tests run as root in CI
  * containers, and a root runner refuses to run jobs unless told to
  * (`VICO_ALLOW_ROOT=1`, the same as `--allow-root`); the tests of that rule
- * pass `VICO_ALLOW_ROOT: ""` to take it away.
+ * pass `VICO_ALLOW_ROOT: ""` to take it away. A runner's default is one
+ * worker per core; tests written when it was one worker get one
+ * (`VICO_WORKERS=1`) unless they say `--workers`/`-j` (the command line wins)
+ * or pass `VICO_WORKERS: ""`.
  */
-export const TEST_ENV: Readonly<Record<string, string>> = Object.freeze({ NO_COLOR: "1", VICO_ALLOW_ROOT: "1" });
+export const TEST_ENV: Readonly<Record<string, string>> = Object.freeze({
+  NO_COLOR: "1",
+  VICO_ALLOW_ROOT: "1",
+  VICO_WORKERS: "1",
+});
 
 /** Options for {@linkcode EntryProcess.spawn}. */
 export interface SpawnOptions {
