@@ -5,6 +5,7 @@
  * @module
  */
 
+import { VicoError } from "../core/errors.ts";
 import { ExitCode } from "./exit_code.ts";
 import { parseArgs } from "node:util";
 import { complain, intFlag } from "./flags.ts";
@@ -66,6 +67,10 @@ export async function reportMain(args: string[]): Promise<number> {
   try {
     digest = await digestResults(dir, limit);
   } catch (err) {
+    // A damaged journal is not the user's mistake: it fails like a run that went wrong.
+    if (err instanceof VicoError && err.code === "JOURNAL_DAMAGED") {
+      return complain("manager report", `cannot read ${dir}: ${err.message}`, ExitCode.FAILED);
+    }
     const why = err instanceof Deno.errors.NotFound ? `no ${JOURNAL_FILE} there` : (err as Error).message;
     return complain("manager report", `cannot read ${dir}: ${why}`, ExitCode.USAGE);
   }

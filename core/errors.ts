@@ -39,7 +39,9 @@ export type VicoErrorCode =
   /** A peer could not prove who it is (wrong secret, wrong certificate, no authentication). */
   | "AUTH_FAILED"
   /** A setting that would expose a node or a manager (a secret others can read, jobs as root). */
-  | "UNSAFE";
+  | "UNSAFE"
+  /** A results journal damaged before its last line ({@linkcode JournalDamagedError}): nobody can tell what ran. */
+  | "JOURNAL_DAMAGED";
 
 /** A domain error with a stable {@linkcode VicoErrorCode}. */
 export class VicoError extends Error {
@@ -71,6 +73,33 @@ export class JobListError extends VicoError {
     super("JOB_LIST_INVALID", `line ${line}: ${message}`);
     this.name = "JobListError";
     this.line = line;
+  }
+}
+
+/**
+ * A journal line before the last one that is not a record (a torn last line
+ * is a crash while appending and is not this error), with its 1-based line.
+ */
+export class JournalDamagedError extends VicoError {
+  /** 1-based line number of the damaged line (counted from where the read started). */
+  readonly line: number;
+  /** Byte offset where the damaged line starts. */
+  readonly offset: number;
+
+  /**
+   * @param path The journal.
+   * @param line 1-based line number of the damaged line.
+   * @param offset Byte offset where it starts.
+   * @param why What is wrong with it.
+   */
+  constructor(path: string, line: number, offset: number, why = "not a record") {
+    super(
+      "JOURNAL_DAMAGED",
+      `Journal ${path} is damaged at line ${line} (byte ${offset}: ${why}); refusing to guess what ran`,
+    );
+    this.name = "JournalDamagedError";
+    this.line = line;
+    this.offset = offset;
   }
 }
 

@@ -18,6 +18,7 @@
  */
 
 import { join } from "node:path";
+import { type JournalTail, readJournal } from "../../io/journal_reader.ts";
 import { JOURNAL_FILE, type JournalRecord } from "../results/results_store.ts";
 import { clip } from "./run_status.ts";
 
@@ -127,7 +128,7 @@ export interface RunReport {
   statuses: [status: string, jobs: number][];
   /** The slowest settled jobs. */
   slowest: { line: number; name: string; host: string; seconds: number; status: number | null; timedOut?: true }[];
-  /** Journal lines that did not parse (a torn last line while the manager writes is normal). */
+  /** Job and attempt records whose times cannot be read (the journal reader refuses lines that do not parse). */
   unreadable: number;
 }
 
@@ -190,11 +191,6 @@ export class JournalDigest {
   /** @param limit Job intervals kept for the timeline (the most recent). */
   constructor(limit = DEFAULT_TIMELINE_LIMIT) {
     this.#limit = Math.max(1, limit);
-  }
-
-  /** A journal line that did not parse. */
-  unreadable(): void {
-    this.#unreadable++;
   }
 
   /** Folds in one record. */
@@ -423,53 +419,27 @@ export function packLanes(
 }
 
 /**
- * Reads journal bytes from `offset` to the end and feeds each complete line
- * to `digest`; a last line without its newline (being written) is left for
- * the next call.
+ * Reads journal records from `offset` to the end and feeds each to `digest`
+ * (io/journal_reader.ts); a torn last line (being written) is left for the
+ * next call.
  *
- * @returns The offset just past the last complete line read.
+ * @returns The offset just past the last complete record read.
+ * @throws {JournalDamagedError} (core/errors.ts) for damage before the last line.
  */
 export async function feedJournal(path: string, digest: JournalDigest, offset = 0): Promise<number> {
-  const file = await Deno.open(path, { read: true });
-  try {
-    await file.seek(offset, Deno.SeekMode.Start);
-    const decoder = new TextDecoder();
-    const buf = new Uint8Array(1 << 16);
-    let carry = new Uint8Array(0);
-    let at = offset;
-    for (;;) {
-      const n = await file.read(buf);
-      if (n === null) break;
-      const chunk = carry.length === 0 ? buf.subarray(0, n) : concat(carry, buf.subarray(0, n));
-      let from = 0;
-      for (let nl = chunk.indexOf(0x0a); nl !== -1; nl = chunk.indexOf(0x0a, from)) {
-        const line = chunk.subarray(from, nl);
-        from = nl + 1;
-        if (line.length === 0) continue;
-        let record: JournalRecord | undefined;
-        try {
-          record = JSON.parse(decoder.decode(line));
-        } catch {
-          digest.unreadable();
-        }
-        if (record !== undefined && record !== null && typeof record === "object") digest.feed(record);
-      }
-      at += from; // `at` is where `carry` (the chunk's unread tail) starts in the file
-      carry = chunk.slice(from);
-      // One line longer than 64 MiB is not a journal record.
-      if (carry.length > 1 << 26) throw new Error(`${path}: a line longer than 64 MiB at byte ${at}`);
-    }
-    return at;
-  } finally {
-    file.close();
-  }
+  return (await feedJournalFrom(path, digest, { offset, line: 1 })).end;
 }
 
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
+/**
+ * {@linkcode feedJournal} from a position a previous read returned, so that
+ * line numbers (in a damage error) count from the journal's start.
+ */
+export function feedJournalFrom(
+  path: string,
+  digest: JournalDigest,
+  from: { offset: number; line: number },
+): Promise<JournalTail> {
+  return readJournal(path, ({ record }) => digest.feed(record as unknown as JournalRecord), from);
 }
 
 /** Reads a results directory's journal into a new digest. */
@@ -528,6 +498,6 @@ export function formatReport(r: RunReport, dir: string): string {
       );
     }
   }
-  if (r.unreadable > 0) lines.push(`  ${r.unreadable} journal line(s) could not be read`);
+  if (r.unreadable > 0) lines.push(`  ${r.unreadable} journal record(s) with unreadable times`);
   return lines.join("\n") + "\n";
 }

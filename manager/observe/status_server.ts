@@ -20,7 +20,7 @@
 
 import { join } from "node:path";
 import { logger } from "../../util/log.ts";
-import { DEFAULT_TIMELINE_LIMIT, feedJournal, JournalDigest, type Timeline } from "./report.ts";
+import { DEFAULT_TIMELINE_LIMIT, feedJournalFrom, JournalDigest, type Timeline } from "./report.ts";
 import { JOURNAL_FILE } from "../results/results_store.ts";
 import { formatMetrics, type StatusSnapshot } from "./run_status.ts";
 import { renderStatusPage } from "./status_page.ts";
@@ -82,7 +82,8 @@ export class StatusServer {
   readonly #server: Deno.HttpServer<Deno.NetAddr>;
   readonly #options: StatusServerOptions;
   readonly #digest: JournalDigest;
-  #offset = 0;
+  /** Where the next timeline read starts in the journal. */
+  #from = { offset: 0, line: 1 };
   #reading: Promise<Timeline> | undefined;
   readonly #page: string;
   /** When `/status` was last asked for (performance.now()). */
@@ -173,7 +174,8 @@ export class StatusServer {
     // Concurrent requests share one read.
     this.#reading ??= (async () => {
       try {
-        this.#offset = await feedJournal(join(this.#options.resultsDir, JOURNAL_FILE), this.#digest, this.#offset);
+        const tail = await feedJournalFrom(join(this.#options.resultsDir, JOURNAL_FILE), this.#digest, this.#from);
+        this.#from = { offset: tail.end, line: tail.nextLine };
       } catch (err) {
         if (!(err instanceof Deno.errors.NotFound)) throw err;
       } finally {

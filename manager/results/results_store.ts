@@ -20,6 +20,7 @@
 import { createHash, type Hash } from "node:crypto";
 import { dirname, join } from "node:path";
 import { writeAll } from "../../io/write_all.ts";
+import { readJournal as readJournalRecords } from "../../io/journal_reader.ts";
 import { VicoError } from "../../core/errors.ts";
 import { whyBadTaskPath } from "../../protocol/task_path.ts";
 import { ResultsDir, unusable } from "./results_dir.ts";
@@ -320,7 +321,7 @@ export class ResultsStore {
    *
    * @param dir The results directory, or a claim on it (the store takes it over).
    * @param options `durable: false` skips fsyncs (tests, benchmarks of the engine).
-   * @throws {VicoError} `USAGE` if the journal is damaged before its last line;
+   * @throws {JournalDamagedError} `JOURNAL_DAMAGED` if the journal is damaged before its last line;
    *   `ResultsDirError` (results_dir.ts) if the directory is not vico's, is in use or is unusable.
    */
   static async open(dir: string | ResultsDir, options: { durable?: boolean } = {}): Promise<ResultsStore> {
@@ -513,9 +514,9 @@ export class ResultsStore {
 }
 
 /**
- * Reads what a journal recorded. A last line without its newline, or that
- * does not parse, is a record torn by a crash: it is cut off so the next
- * append starts on a clean line. Damage before the last line is refused.
+ * Reads what a journal recorded, one record at a time (bounded memory). A
+ * torn last line (see io/journal_reader.ts) is cut off so the next append
+ * starts on a clean line; damage before it is a `JournalDamagedError` (core/errors.ts).
  */
 async function readJournal(path: string): Promise<JournalState> {
   const state: JournalState = {
@@ -528,35 +529,14 @@ async function readJournal(path: string): Promise<JournalState> {
     runs: 0,
     runIds: [],
   };
-  let bytes: Uint8Array;
+  let tail;
   try {
-    bytes = await Deno.readFile(path);
+    tail = await readJournalRecords(path, ({ record }) => applyRecord(state, record as Partial<JournalRecord>));
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return state;
     throw err;
   }
-  const decoder = new TextDecoder("utf-8", { fatal: true });
-  let at = 0;
-  let lineNo = 0;
-  while (at < bytes.length) {
-    lineNo++;
-    const nl = bytes.indexOf(0x0a, at);
-    let record: Partial<JournalRecord> | undefined;
-    try {
-      record = nl === -1 ? undefined : JSON.parse(decoder.decode(bytes.subarray(at, nl)));
-    } catch {
-      record = undefined;
-    }
-    if (record === undefined || record === null || typeof record !== "object") {
-      if (nl !== -1 && nl !== bytes.length - 1) {
-        throw new VicoError("USAGE", `Journal ${path} is damaged at line ${lineNo}; refusing to guess what ran`);
-      }
-      await Deno.truncate(path, at);
-      break;
-    }
-    applyRecord(state, record);
-    at = nl + 1;
-  }
+  if (tail.torn !== undefined) await Deno.truncate(path, tail.torn.offset);
   return state;
 }
 

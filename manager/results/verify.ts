@@ -1,13 +1,16 @@
 /**
  * `manager verify`: re-reads a results directory and checks that every file
  * a journal record points to exists with the recorded size and SHA-256.
- * Read-only: a torn last record is reported, not cut.
+ * Read-only: a torn last record is reported, not cut; damage before the last
+ * line is a problem, and the journal is not read past it.
  *
  * @module
  */
 
 import { createHash } from "node:crypto";
 import { join } from "node:path";
+import { JournalDamagedError } from "../../core/errors.ts";
+import { type JournalEntry, readJournal } from "../../io/journal_reader.ts";
 import { JOURNAL_FILE, type JournalRecord } from "./results_store.ts";
 
 /** One thing wrong in a results directory. */
@@ -37,25 +40,9 @@ export interface VerifyReport {
 /** Checks every stored output and returned file of a results directory against its journal. */
 export async function verifyResults(dir: string): Promise<VerifyReport> {
   const report: VerifyReport = { records: 0, files: 0, bytes: 0, problems: [], tornTail: false };
-  const text = await Deno.readTextFile(join(dir, JOURNAL_FILE));
-  const lines = text.split("\n");
-  const last = lines.length - 1;
-  for (let i = 0; i < lines.length; i++) {
-    if (lines[i] === "") continue;
-    let record: JournalRecord;
-    try {
-      record = JSON.parse(lines[i]);
-    } catch {
-      if (i === last) report.tornTail = true;
-      else report.problems.push({ line: i + 1, path: JOURNAL_FILE, problem: "record does not parse" });
-      continue;
-    }
-    if (i === last) {
-      // No newline after it: the manager cuts it on its next start.
-      report.tornTail = true;
-      continue;
-    }
-    if (record.type !== "job" && record.type !== "attempt") continue;
+  const checkRecord = async ({ record: r, line }: JournalEntry) => {
+    const record = r as unknown as JournalRecord;
+    if (record.type !== "job" && record.type !== "attempt") return;
     report.records++;
     const files: { path: string | null; size: number; sha256?: string; missing?: true }[] = [
       { path: record.output, size: record.size, sha256: record.sha256 },
@@ -65,8 +52,16 @@ export async function verifyResults(dir: string): Promise<VerifyReport> {
       if (f.missing || f.path === null) continue;
       report.files++;
       const problem = await check(join(dir, f.path), f.size, f.sha256, report);
-      if (problem !== undefined) report.problems.push({ line: i + 1, path: f.path, problem });
+      if (problem !== undefined) report.problems.push({ line, path: f.path, problem });
     }
+  };
+  try {
+    const tail = await readJournal(join(dir, JOURNAL_FILE), checkRecord);
+    report.tornTail = tail.torn !== undefined;
+  } catch (err) {
+    // Damage before the last line: nothing after it can be trusted.
+    if (!(err instanceof JournalDamagedError)) throw err;
+    report.problems.push({ line: err.line, path: JOURNAL_FILE, problem: "record does not parse" });
   }
   return report;
 }
