@@ -43,3 +43,21 @@ export async function tempDir(): Promise<AsyncDisposable & { path: string }> {
     },
   };
 }
+
+/**
+ * Writes a journal of `count` job records of about `bytes` bytes each (ten
+ * keys, settled again and again), in 1 MiB writes.
+ */
+export async function writeBigJournal(path: string, count: number, bytes: number): Promise<void> {
+  using file = await Deno.open(path, { write: true, create: true, truncate: true });
+  const pad = "x".repeat(Math.max(0, bytes - 60));
+  let batch = "";
+  for (let i = 0; i < count; i++) {
+    batch += JSON.stringify({ type: "job", key: `k-${i % 10}`, status: 0, pad }) + "\n";
+    if (batch.length >= 1 << 20 || i === count - 1) {
+      const chunk = new TextEncoder().encode(batch);
+      for (let at = 0; at < chunk.length;) at += await file.write(chunk.subarray(at));
+      batch = "";
+    }
+  }
+}

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
+import { JournalDamagedError } from "../../../core/errors.ts";
 import { type JobRecord, JOURNAL_FILE, ResultsStore } from "../../../manager/results/results_store.ts";
+import { writeBigJournal } from "../../helpers/journal.ts";
 
 const enc = new TextEncoder();
 const fields = (key: string) => ({
@@ -89,6 +91,47 @@ Deno.test("ResultsStore.open() refuses a journal damaged before its last line", 
   try {
     await Deno.writeTextFile(join(dir, JOURNAL_FILE), 'garbage\n{"type":"job","key":"a","status":0}\n');
     await assert.rejects(ResultsStore.open(dir), /damaged at line 1/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ResultsStore.open() refuses a damaged journal with JOURNAL_DAMAGED and the line, not a usage error", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const good = JSON.stringify({ type: "job", key: "a", status: 0 }) + "\n";
+    await Deno.writeTextFile(join(dir, JOURNAL_FILE), good + good + "{oops\n" + good);
+    await assert.rejects(
+      ResultsStore.open(dir),
+      (err) => err instanceof JournalDamagedError && err.code === "JOURNAL_DAMAGED" && err.line === 3,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ResultsStore.open() reads a journal far larger than its state in bounded memory", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = join(dir, JOURNAL_FILE);
+    await writeBigJournal(path, 400_000, 400);
+    await Deno.writeTextFile(path, '{"type":"job","key":"torn', { append: true });
+    const size = (await Deno.stat(path)).size;
+    assert.ok(size > 128 * 1048576, `${size} bytes`);
+    let peak = Deno.memoryUsage().rss;
+    const before = peak;
+    const sampler = setInterval(() => peak = Math.max(peak, Deno.memoryUsage().rss), 5);
+    let store;
+    try {
+      store = await ResultsStore.open(dir, { durable: false });
+    } finally {
+      clearInterval(sampler);
+    }
+    peak = Math.max(peak, Deno.memoryUsage().rss);
+    assert.equal(store.previous.settled.size, 10);
+    await store.close();
+    assert.ok((peak - before) / 1048576 < 64, `RSS grew ${((peak - before) / 1048576).toFixed(1)} MB`);
+    assert.equal((await Deno.stat(path)).size, size - '{"type":"job","key":"torn'.length, "torn tail cut");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
