@@ -81,6 +81,33 @@ Deno.test("manager verify: all match, then a flipped byte and a missing file are
   assert.equal((await usage.exit()).code, 2);
 });
 
+Deno.test("JOURNAL_DAMAGED: a journal damaged before its last line stops manager (exit 3), verify and report, naming the line", async () => {
+  await using dir = await tempDir();
+  const list = join(dir.path, "jobs.txt");
+  await Deno.writeTextFile(list, "echo one\necho two\necho three\n");
+  const results = join(dir.path, "res");
+  await run(["--jobs", list, "--results", results, "--local", "1"]);
+  const path = join(results, "journal.jsonl");
+  const lines = (await Deno.readTextFile(path)).split("\n");
+  assert.ok(lines.length > 3, "a run record and three job records");
+  lines[1] = lines[1].slice(0, 10); // a damaged line 2 with lines after it
+  await Deno.writeTextFile(path, lines.join("\n"));
+  const before = await Deno.readFile(path);
+
+  const again = await run(["--jobs", list, "--results", results, "--local", "1"]);
+  assert.equal((await again.exit()).code, 3, again.stderr);
+  assert.match(again.stderr, /damaged at line 2\b/);
+  assert.deepEqual(await Deno.readFile(path), before, "a damaged journal is left as it is");
+
+  const verify = await run(["verify", results]);
+  assert.equal((await verify.exit()).code, 1);
+  assert.match(verify.stdout, /journal\.jsonl: record does not parse \(journal line 2\)/);
+
+  const report = await run(["report", results]);
+  assert.equal((await report.exit()).code, 1, report.stderr);
+  assert.match(report.stderr, /damaged at line 2\b/);
+});
+
 Deno.test("manager --retries: a failing job is tried again, each attempt kept, recorded once", async () => {
   await using dir = await tempDir();
   const counter = join(dir.path, "count");
