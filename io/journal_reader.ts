@@ -83,6 +83,8 @@ export class JournalSplitter {
   #end: number;
   /** A complete line that did not parse: torn if nothing follows, damage otherwise. */
   #bad: { offset: number; line: number; bytes: number } | undefined;
+  /** Damage found: thrown by the next push or finish, after the records before it. */
+  #damage: JournalDamagedError | undefined;
 
   /**
    * @param path The journal's name, for errors.
@@ -97,11 +99,13 @@ export class JournalSplitter {
 
   /**
    * Takes the next bytes; returns the records they complete, in order. The
-   * chunk is not kept (a reused read buffer is fine).
+   * chunk is not kept (a reused read buffer is fine). Damage in a chunk
+   * still returns the records before it; the next call throws it.
    *
    * @throws {JournalDamagedError} for a line that does not parse but is not the last.
    */
   push(chunk: Uint8Array): JournalEntry[] {
+    if (this.#damage !== undefined) throw this.#damage;
     const out: JournalEntry[] = [];
     if (chunk.length === 0) return out;
     if (this.#bad !== undefined) throw this.#damaged(this.#bad.line, this.#bad.offset, "does not parse");
@@ -109,7 +113,7 @@ export class JournalSplitter {
     for (let nl = chunk.indexOf(NL); nl !== -1; nl = chunk.indexOf(NL, from)) {
       const piece = chunk.subarray(from, nl);
       const lineBytes = this.#partBytes + piece.length;
-      if (lineBytes > this.#maxLine) throw this.#damaged(this.#line, this.#at, "line too long");
+      if (lineBytes > this.#maxLine) return this.#stop(out, this.#damaged(this.#line, this.#at, "line too long"));
       const bytes = this.#parts.length === 0 ? piece : this.#join(piece);
       const offset = this.#at, line = this.#line;
       const end = offset + lineBytes + 1;
@@ -118,7 +122,7 @@ export class JournalSplitter {
       from = nl + 1;
       const record = this.#parse(bytes);
       if (record === undefined) {
-        if (from < chunk.length) throw this.#damaged(line, offset, "does not parse");
+        if (from < chunk.length) return this.#stop(out, this.#damaged(line, offset, "does not parse"));
         this.#bad = { offset, line, bytes: lineBytes + 1 };
         return out;
       }
@@ -127,7 +131,7 @@ export class JournalSplitter {
     }
     if (from < chunk.length) {
       if (this.#partBytes + chunk.length - from > this.#maxLine) {
-        throw this.#damaged(this.#line, this.#at, "line too long");
+        return this.#stop(out, this.#damaged(this.#line, this.#at, "line too long"));
       }
       this.#parts.push(chunk.slice(from));
       this.#partBytes += chunk.length - from;
@@ -135,8 +139,13 @@ export class JournalSplitter {
     return out;
   }
 
-  /** The bytes ended: where the last record ended, and the torn tail if any. */
+  /**
+   * The bytes ended: where the last record ended, and the torn tail if any.
+   *
+   * @throws {JournalDamagedError} for damage the last push found.
+   */
   finish(): JournalTail {
+    if (this.#damage !== undefined) throw this.#damage;
     if (this.#bad !== undefined) return { end: this.#end, nextLine: this.#bad.line, torn: this.#bad };
     if (this.#partBytes > 0) {
       return {
@@ -146,6 +155,13 @@ export class JournalSplitter {
       };
     }
     return { end: this.#end, nextLine: this.#line };
+  }
+
+  #stop(out: JournalEntry[], damage: JournalDamagedError): JournalEntry[] {
+    this.#damage = damage;
+    this.#parts = [];
+    this.#partBytes = 0;
+    return out;
   }
 
   #join(last: Uint8Array): Uint8Array {

@@ -83,6 +83,11 @@ Deno.test("JournalSplitter: damage before the last line is JOURNAL_DAMAGED with 
     assert.deepEqual([err.line, err.offset], [3, before.length], name);
     assert.match(err.message, /damaged at line 3/);
   }
+  // The records before the damage come out first, even from the same chunk.
+  const s = new JournalSplitter("j.jsonl");
+  assert.deepEqual(s.push(bytes).map((e) => e.line), [1, 2]);
+  assert.equal(damageOf(() => s.finish()).line, 3);
+  assert.equal(damageOf(() => s.push(enc.encode(rec(5)))).line, 3, "and it stays damaged");
   // Even one byte after a line that does not parse makes it damage, not a tail.
   assert.equal(damageOf(() => split(concat(rec(1), "[1,\n", "x"), 1)).line, 2);
 });
@@ -91,7 +96,8 @@ Deno.test("JournalSplitter: a line longer than the limit is damage, without hold
   const s = new JournalSplitter("j.jsonl", { maxLineBytes: 100 });
   s.push(enc.encode(rec(1)));
   s.push(new Uint8Array(60).fill(0x20));
-  const err = damageOf(() => s.push(new Uint8Array(60).fill(0x20)));
+  assert.deepEqual(s.push(new Uint8Array(60).fill(0x20)), []);
+  const err = damageOf(() => s.finish());
   assert.equal(err.line, 2);
 });
 
