@@ -46,7 +46,14 @@ export {
   type ByteSource,
   type ChunkSink,
 } from "./protocol/buffered_reader.ts";
-export { describeBytes, JobListError, ProtocolError, VicoError, type VicoErrorCode } from "./core/errors.ts";
+export {
+  describeBytes,
+  JobListError,
+  JournalDamagedError,
+  ProtocolError,
+  VicoError,
+  type VicoErrorCode,
+} from "./core/errors.ts";
 export { DEFAULT_LIMITS, type Limits, SIXTEEN_GIB } from "./core/limits.ts";
 export {
   DEFAULT_PORT,
