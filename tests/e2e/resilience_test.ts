@@ -114,7 +114,18 @@ Deno.test("manager --local: SIGTERM kills local jobs, exits 143; a rerun finishe
   const results = join(dir.path, "res");
   await using first = EntryProcess.spawn("manager.ts", ["--jobs", list, "--results", results, "--local", "2"]);
   await first.waitFor(/Serving 2 job/);
-  for (let i = 0; i < 50 && !/sleep 288\.7/.test(ps()); i++) await new Promise((r) => setTimeout(r, 100));
+  // Both jobs under way: the quick one recorded, the slow one running (ps is
+  // machine-wide, so the record is what says this run got that far).
+  const recorded = () => {
+    try {
+      return readRecords(results).length > 0;
+    } catch {
+      return false;
+    }
+  };
+  for (let i = 0; i < 100 && !(recorded() && /sleep 288\.7/.test(ps())); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
   first.kill("SIGTERM");
   assert.equal((await first.exit()).code, 143, first.stderr);
   assert.match(first.stdout, /stopped with 1 job\(s\) unsettled/);
