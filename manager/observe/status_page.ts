@@ -69,6 +69,8 @@ export function renderStatusPage(embedded?: EmbeddedRun): string {
   <div class="tile"><b id="elapsed">–</b><span>elapsed</span></div>
 </section>
 <div id="bar" title="done, failed, running"><div id="bar-done"></div><div id="bar-failed"></div><div id="bar-running"></div></div>
+<p id="filter-row" hidden><input id="host-filter" type="search" placeholder="filter hosts (name contains…)" aria-label="filter hosts">
+  <span class="muted">tables and timeline</span></p>
 <section id="runners-section">
   <h2>Runners</h2>
   <table id="runners"><thead><tr><th>host</th><th>kind</th><th>address</th><th class="num">workers</th><th class="num">settled</th>
@@ -81,8 +83,7 @@ export function renderStatusPage(embedded?: EmbeddedRun): string {
   <table id="hosts"><thead><tr><th>host</th><th class="num">jobs</th><th class="num">ok</th><th class="num">retried</th>
   <th class="num">busy</th></tr></thead>
   <tbody></tbody></table>
-  <h3>Exit status</h3><p id="statuses"></p>
-  <h3>Slowest jobs</h3><ol id="slowest"></ol>
+  <p id="hosts-note" class="muted"></p>
 </section>
 <section>
   <h2>Timeline <span class="legend"><i class="ok"></i>ok <i class="failed"></i>failed <i class="attempt"></i>retried
@@ -92,6 +93,10 @@ export function renderStatusPage(embedded?: EmbeddedRun): string {
   <h2>Throughput</h2>
   <p id="throughput-note" class="muted"></p>
   <div class="chart"><svg id="throughput" xmlns="http://www.w3.org/2000/svg" width="100%" height="0"></svg></div>
+</section>
+<section id="report-details" hidden>
+  <h3>Exit status</h3><p id="statuses"></p>
+  <h3>Slowest jobs</h3><ol id="slowest"></ol>
 </section>
 <script id="vico-data" type="application/json">${embedded === undefined ? "null" : embedJson(embedded)}</script>
 <script>"use strict";(${String(statusPageClient)})();</script>
@@ -137,6 +142,9 @@ rect.job.ok { fill: var(--ok); } rect.job.failed { fill: var(--failed); } rect.j
 rect.job.attempt { fill: var(--attempt); }
 rect.job.running { fill: var(--running); opacity: 0.75; } rect.bar { fill: var(--ok); } rect.bar.failed { fill: var(--failed); }
 line.grid { stroke: var(--line); } line.sep { stroke: #c9ced6; }
+.tag { margin-left: 6px; padding: 0 5px; border-radius: 8px; background: var(--line); color: var(--muted); font-size: 11px; }
+#filter-row { margin: 10px 0 0; } #host-filter { font: inherit; padding: 3px 8px; width: 280px; border: 1px solid #c9ced6; border-radius: 4px; }
+rect.track { fill: #eef0f3; fill-opacity: 0.7; } rect.util { fill: var(--ok); } rect.util.failed { fill: var(--failed); } rect.util.running { fill: var(--running); }
 .legend { font-weight: normal; font-size: 12px; color: var(--muted); margin-left: 12px; }
 .legend i { display: inline-block; width: 10px; height: 10px; margin: 0 3px 0 8px; border-radius: 2px; }
 .legend i.ok { background: var(--ok); } .legend i.failed { background: var(--failed); }

@@ -43,6 +43,67 @@ export function statusPageClient(): void {
   const embedded = JSON.parse($("vico-data").textContent || "null") as ClientEmbeddedRun | null;
   let lastStatus: StatusSnapshot | null = null, lastTimeline: Timeline | null = null;
   let finishedSeen = false, timelineBusy = false, lastTimelineAt = 0;
+  /** Beyond so many hosts the tables list only the busiest and slowest few (and what the filter matches). */
+  const SUMMARY_HOSTS = 12;
+  /** Busiest hosts listed in a summarized table (the rest of `SUMMARY_HOSTS` are the slowest). */
+  const BUSIEST = 6;
+  /** Most rows a filtered table lists. */
+  const FILTER_ROWS = 200;
+  /** Beyond so many hosts, or `BAND_LANES` lanes, the timeline draws utilization bands. */
+  const BAND_HOSTS = 40;
+  /** See `BAND_HOSTS`. */
+  const BAND_LANES = 120;
+  /** Most bands (rows) on an aggregated timeline; hosts are grouped so that they fit. */
+  const BAND_ROWS = 60;
+  /** Time columns of a band. */
+  const BAND_COLUMNS = 240;
+  /** What is drawn now, to draw again when the host filter changes. */
+  let shownTimeline: DrawTimeline | null = null, shownReport: RunReport | null = null;
+  const filterBox = $("host-filter") as HTMLInputElement;
+  const hostFilter = () => filterBox.value.trim().toLowerCase();
+  filterBox.addEventListener("input", () => {
+    if (shownReport !== null) showHosts(shownReport);
+    if (lastStatus !== null && embedded === null) showRunners(lastStatus);
+    drawTimeline(shownTimeline);
+  });
+
+  /**
+   * The rows a host table lists: all of a small fleet; of a big one the
+   * `BUSIEST` busiest and the slowest to fill `SUMMARY_HOSTS`, each with why;
+   * with a filter, the hosts it matches.
+   */
+  function pick<T extends { host: string }>(
+    list: T[],
+    busiest: (a: T, b: T) => number,
+    slowest: (a: T, b: T) => number,
+  ): { rows: { item: T; why: string }[]; note: string } {
+    const f = hostFilter();
+    if (f !== "") {
+      const hits = list.filter((h) => h.host.toLowerCase().includes(f));
+      return {
+        rows: hits.slice(0, FILTER_ROWS).map((item) => ({ item, why: "" })),
+        note: hits.length + " of " + list.length + " hosts match" +
+          (hits.length > FILTER_ROWS ? " (the first " + FILTER_ROWS + " listed)." : "."),
+      };
+    }
+    if (list.length <= SUMMARY_HOSTS) return { rows: list.map((item) => ({ item, why: "" })), note: "" };
+    const rows = list.slice().sort(busiest).slice(0, BUSIEST).map((item) => ({ item, why: "busiest" }));
+    const seen = new Set(rows.map((r) => r.item));
+    for (const item of list.slice().sort(slowest)) {
+      if (rows.length >= SUMMARY_HOSTS) break;
+      if (!seen.has(item)) rows.push({ item, why: "slowest" });
+    }
+    return {
+      rows,
+      note: "The " + BUSIEST + " busiest and " + (rows.length - BUSIEST) + " slowest of " + list.length +
+        " hosts; filter to find any other.",
+    };
+  }
+  function hostCell(host: string, why: string): HTMLElement {
+    const td = el("td", {}, host);
+    if (why !== "") td.append(el("span", { class: "tag" }, why));
+    return td;
+  }
 
   function text(id: string, value: string | number): void {
     $(id).textContent = String(value);
@@ -98,10 +159,10 @@ export function statusPageClient(): void {
     }
   }
 
-  function runnerRow(r: RunnerStatus, now: number): HTMLElement {
+  function runnerRow(r: RunnerStatus, now: number, why: string): HTMLElement {
     const tr = el("tr", { class: "runner", "data-host": r.host });
     tr.append(
-      el("td", {}, r.host),
+      hostCell(r.host, why),
       el("td", {}, r.protocol),
       el("td", {}, r.peer),
       el("td", { class: "num" }, String(r.workers)),
@@ -128,23 +189,30 @@ export function statusPageClient(): void {
     if (s.finished) {
       setState(failed ? "finished, " + s.jobs.failed + " failed" : "finished", failed ? "failed" : "done");
     } else setState(s.stopping ? "stopping" : "running", "running");
+    showRunners(s);
+  }
+
+  // Busiest: most jobs running, then most settled; slowest: fewest settled.
+  function showRunners(s: StatusSnapshot): void {
     const body = ($("runners") as HTMLTableElement).tBodies[0];
     body.textContent = "";
     const now = Date.parse(s.now);
-    for (const r of s.runnerList.slice(0, 300)) body.append(runnerRow(r, now));
-    const shown = Math.min(300, s.runnerList.length);
-    text(
-      "runners-note",
-      s.runners === 0
-        ? "No runner connected."
-        : s.runners > shown
-        ? shown + " of " + s.runners + " runners shown."
-        : "",
+    const picked = pick(
+      s.runnerList,
+      (a, b) => b.running - a.running || b.settled - a.settled,
+      (a, b) => a.settled - b.settled || b.running - a.running,
     );
+    for (const r of picked.rows) body.append(runnerRow(r.item, now, r.why === "slowest" ? "fewest settled" : r.why));
+    $("filter-row").hidden = s.runnerList.length <= SUMMARY_HOSTS;
+    const listed = s.runners > s.runnerList.length
+      ? " (" + s.runnerList.length + " of " + s.runners + " runners asked for)"
+      : "";
+    text("runners-note", s.runners === 0 ? "No runner connected." : picked.note + (picked.note !== "" ? listed : ""));
   }
 
   function showReport(r: RunReport, dir: string): void {
     $("report-section").hidden = false;
+    $("report-details").hidden = false;
     $("runners-section").hidden = true;
     const failed = r.failed + (r.timedOut || 0) + r.lost;
     setState(failed > 0 ? "report, " + failed + " failed" : "report", failed > 0 ? "failed" : "done");
@@ -162,18 +230,7 @@ export function statusPageClient(): void {
         (r.timedOut ? r.timedOut + " timed out, " : "") + r.lost + " lost; " + r.retried + " retried attempt(s). " +
         "Wall time " + fmtDuration(r.wallSeconds) + ", busy " + fmtDuration(r.busySeconds) + ".",
     );
-    const body = ($("hosts") as HTMLTableElement).tBodies[0];
-    for (const h of r.hosts) {
-      const tr = el("tr", { class: "host", "data-host": h.host });
-      tr.append(
-        el("td", {}, h.host),
-        el("td", { class: "num" }, String(h.jobs)),
-        el("td", { class: "num" }, String(h.ok)),
-        el("td", { class: "num" }, String(h.attempts)),
-        el("td", { class: "num" }, fmtDuration(h.busySeconds)),
-      );
-      body.append(tr);
-    }
+    showHosts(r);
     text(
       "statuses",
       r.statuses.map((p) => (p[0] === "lost" ? "lost" : "exit " + p[0]) + ": " + p[1]).join(", ") || "–",
@@ -185,6 +242,28 @@ export function statusPageClient(): void {
         fmtDuration(s.seconds) + " — line " + s.line + " on " + s.host + " (" +
           (s.status === null ? "lost" : (s.timedOut ? "timed out, exit " : "exit ") + s.status) + "): " + s.name,
       ));
+    }
+  }
+
+  // Busiest: most jobs; slowest: longest busy time per job.
+  function showHosts(r: RunReport): void {
+    shownReport = r;
+    const body = ($("hosts") as HTMLTableElement).tBodies[0];
+    body.textContent = "";
+    const perJob = (h: { jobs: number; busySeconds: number }) => h.busySeconds / Math.max(1, h.jobs);
+    const picked = pick(r.hosts, (a, b) => b.jobs - a.jobs, (a, b) => perJob(b) - perJob(a));
+    $("filter-row").hidden = r.hosts.length <= SUMMARY_HOSTS;
+    text("hosts-note", picked.note);
+    for (const { item: h, why } of picked.rows) {
+      const tr = el("tr", { class: "host", "data-host": h.host });
+      tr.append(
+        hostCell(h.host, why),
+        el("td", { class: "num" }, String(h.jobs)),
+        el("td", { class: "num" }, String(h.ok)),
+        el("td", { class: "num" }, String(h.attempts)),
+        el("td", { class: "num" }, fmtDuration(h.busySeconds)),
+      );
+      body.append(tr);
     }
   }
 
@@ -271,6 +350,7 @@ export function statusPageClient(): void {
     const gantt = $("gantt") as unknown as SVGSVGElement, tp = $("throughput") as unknown as SVGSVGElement;
     gantt.textContent = "";
     tp.textContent = "";
+    shownTimeline = t;
     if (t === null || t.jobs.length === 0) {
       gantt.setAttribute("height", "0");
       tp.setAttribute("height", "0");
@@ -318,66 +398,200 @@ export function statusPageClient(): void {
     }
     if (t1 <= t0) t1 = t0 + 1000;
     const x = (ms: number) => L + ((ms - t0) / (t1 - t0)) * (W - L - R);
-    const laneTop: number[] = [];
-    let y = top;
-    for (const h of t.hosts) {
-      laneTop.push(y);
-      y += h.lanes * (laneH + gap) + hostGap;
+    const v = filterHosts(t);
+    const lanes = v.hosts.reduce((n, h) => n + h.lanes, 0);
+    let note = "";
+    if (v.hosts.length < t.hosts.length) {
+      note = " Showing the " + v.hosts.length + " of " + t.hosts.length + " hosts the filter matches.";
     }
-    const height = y + 4;
-    gantt.setAttribute("height", String(height));
-    gantt.setAttribute("viewBox", "0 0 " + W + " " + height);
-    axis(gantt, L, W - R, 12, t0, t1, height);
-    const groups = t.hosts.map((h, i) => {
-      const g = svgEl("g", { class: "host", "data-host": h.name });
-      const lanes: SVGElement[] = [];
-      for (let l = 0; l < h.lanes; l++) {
-        const lane = svgEl("g", { class: "lane", "data-lane": String(l) });
-        lanes.push(lane);
-        g.append(lane);
+    if (v.hosts.length > BAND_HOSTS || lanes > BAND_LANES) {
+      note += " " + drawBands(gantt, v, x, W, L, R, top);
+    } else {
+      const laneTop: number[] = [];
+      let y = top;
+      for (const h of v.hosts) {
+        laneTop.push(y);
+        y += h.lanes * (laneH + gap) + hostGap;
       }
-      const label = svgEl(
-        "text",
-        { class: "host", x: 4, y: laneTop[i] + laneH - 2 },
-        h.name.length > 22 ? h.name.slice(0, 21) + "…" : h.name,
-      );
-      label.append(svgEl("title", {}, h.name + ": " + h.lanes + " lane(s)"));
-      g.append(label);
-      if (i > 0) {
-        g.append(
-          svgEl("line", { class: "sep", x1: 0, x2: W, y1: laneTop[i] - hostGap / 2, y2: laneTop[i] - hostGap / 2 }),
+      const height = y + 4;
+      gantt.setAttribute("height", String(height));
+      gantt.setAttribute("viewBox", "0 0 " + W + " " + height);
+      axis(gantt, L, W - R, 12, t0, t1, height);
+      const groups = v.hosts.map((h, i) => {
+        const g = svgEl("g", { class: "host", "data-host": h.name });
+        const lanes: SVGElement[] = [];
+        for (let l = 0; l < h.lanes; l++) {
+          const lane = svgEl("g", { class: "lane", "data-lane": String(l) });
+          lanes.push(lane);
+          g.append(lane);
+        }
+        const label = svgEl(
+          "text",
+          { class: "host", x: 4, y: laneTop[i] + laneH - 2 },
+          h.name.length > 22 ? h.name.slice(0, 21) + "…" : h.name,
         );
-      }
-      gantt.append(g);
-      return lanes;
-    });
-    for (const j of t.jobs) {
-      const x0 = x(j.start), w = Math.max(1, x(j.end) - x0);
-      const r = svgEl("rect", {
-        class: "job " + statusClass(j),
-        x: x0.toFixed(1),
-        y: laneTop[j.host] + j.lane * (laneH + gap),
-        width: w.toFixed(1),
-        height: laneH,
-        rx: 2,
-        "data-line": String(j.line),
+        label.append(svgEl("title", {}, h.name + ": " + h.lanes + " lane(s)"));
+        g.append(label);
+        if (i > 0) {
+          g.append(
+            svgEl("line", { class: "sep", x1: 0, x2: W, y1: laneTop[i] - hostGap / 2, y2: laneTop[i] - hostGap / 2 }),
+          );
+        }
+        gantt.append(g);
+        return lanes;
       });
-      const st = j.kind === "running"
-        ? "running"
-        : j.status === null
-        ? "lost"
-        : (j.timedOut ? "timed out, exit " : "exit ") + j.status;
-      r.append(svgEl(
-        "title",
-        {},
-        "line " + j.line + ": " + j.name + "\n" + t.hosts[j.host].name + ", " +
-          fmtDuration((j.end - j.start) / 1000) + ", " + st + (j.attempt > 1 ? ", attempt " + j.attempt : "") +
-          (j.kind === "attempt" ? " (retried)" : ""),
-      ));
-      groups[j.host][j.lane].append(r);
+      for (const j of v.jobs) {
+        const x0 = x(j.start), w = Math.max(1, x(j.end) - x0);
+        const r = svgEl("rect", {
+          class: "job " + statusClass(j),
+          x: x0.toFixed(1),
+          y: laneTop[j.host] + j.lane * (laneH + gap),
+          width: w.toFixed(1),
+          height: laneH,
+          rx: 2,
+          "data-line": String(j.line),
+        });
+        const st = j.kind === "running"
+          ? "running"
+          : j.status === null
+          ? "lost"
+          : (j.timedOut ? "timed out, exit " : "exit ") + j.status;
+        r.append(svgEl(
+          "title",
+          {},
+          "line " + j.line + ": " + j.name + "\n" + v.hosts[j.host].name + ", " +
+            fmtDuration((j.end - j.start) / 1000) + ", " + st + (j.attempt > 1 ? ", attempt " + j.attempt : "") +
+            (j.kind === "attempt" ? " (retried)" : ""),
+        ));
+        groups[j.host][j.lane].append(r);
+      }
     }
+    $("timeline-note").textContent += note;
     drawThroughput(tp, b, t.omitted === 0 ? t1 : Math.max(b.ok.length * b.bucketMs, 1000), W, L, R);
     document.body.dataset.timeline = "drawn";
+  }
+
+  /** The timeline of the hosts the filter matches (all without a filter). */
+  function filterHosts(t: DrawTimeline): DrawTimeline {
+    const f = hostFilter();
+    if (f === "") return t;
+    const index = new Map<number, number>();
+    const hosts = t.hosts.filter((h, i) => {
+      if (!h.name.toLowerCase().includes(f)) return false;
+      index.set(i, index.size);
+      return true;
+    });
+    const jobs = t.jobs.filter((j) => index.has(j.host)).map((j) => Object.assign({}, j, { host: index.get(j.host)! }));
+    return Object.assign({}, t, { hosts, jobs });
+  }
+
+  /**
+   * A big fleet's timeline: hosts (in order) grouped into at most `BAND_ROWS`
+   * bands, each shaded over time by the share of its hosts' slots (lanes)
+   * busy, with the share of that work that failed in red along its bottom.
+   * Adjacent columns of the same shade are drawn as one rectangle, so the
+   * chart's size depends on the bands and columns, not on the jobs.
+   *
+   * @returns A sentence for the note under the title.
+   */
+  function drawBands(
+    gantt: SVGSVGElement,
+    t: DrawTimeline,
+    x: (ms: number) => number,
+    W: number,
+    L: number,
+    R: number,
+    top: number,
+  ): string {
+    const per = Math.ceil(t.hosts.length / BAND_ROWS), rows = Math.ceil(t.hosts.length / per);
+    const bandH = 12, gap = 3, left = L, right = W - R, cols = BAND_COLUMNS;
+    // The columns span the drawn axis: x maps ms to px linearly, invert it.
+    const a = x(0), b1 = x(1000), pxPerMs = (b1 - a) / 1000;
+    const tAt = (px: number) => (px - a) / pxPerMs;
+    const c0 = tAt(left), colMs = (tAt(right) - c0) / cols;
+    const busy = new Float64Array(rows * cols), failed = new Float64Array(rows * cols);
+    const running = new Float64Array(rows * cols);
+    const slots = new Array<number>(rows).fill(0), jobs = new Array<number>(rows).fill(0);
+    t.hosts.forEach((h, i) => slots[Math.floor(i / per)] += Math.max(1, h.lanes));
+    for (const j of t.jobs) {
+      const row = Math.floor(j.host / per);
+      jobs[row]++;
+      const bad = j.kind !== "running" && j.status !== 0;
+      const first = Math.max(0, Math.floor((j.start - c0) / colMs)),
+        last = Math.min(cols - 1, Math.floor((j.end - c0) / colMs));
+      for (let c = first; c <= last; c++) {
+        const cs = c0 + c * colMs, overlap = Math.min(j.end, cs + colMs) - Math.max(j.start, cs);
+        if (overlap <= 0) continue;
+        busy[row * cols + c] += overlap;
+        if (bad) failed[row * cols + c] += overlap;
+        if (j.kind === "running") running[row * cols + c] += overlap;
+      }
+    }
+    const height = top + rows * (bandH + gap) + 4;
+    gantt.setAttribute("height", String(height));
+    gantt.setAttribute("viewBox", "0 0 " + W + " " + height);
+    axis(gantt, left, right, 12, c0, c0 + cols * colMs, height);
+    const colPx = (right - left) / cols;
+    for (let r = 0; r < rows; r++) {
+      const y = top + r * (bandH + gap), firstHost = t.hosts[r * per].name;
+      const lastHost = t.hosts[Math.min(t.hosts.length, (r + 1) * per) - 1].name;
+      const n = Math.min(t.hosts.length, (r + 1) * per) - r * per;
+      let sum = 0;
+      for (let c = 0; c < cols; c++) sum += busy[r * cols + c];
+      const g = svgEl("g", { class: "band", "data-first": firstHost, "data-last": lastHost });
+      let common = 0;
+      while (common < firstHost.length && firstHost[common] === lastHost[common]) common++;
+      const name = n === 1 ? firstHost : firstHost + " … " + lastHost;
+      // "node-0017–0033": the last name without the prefix both share.
+      const short = n === 1 ? firstHost : firstHost + "–" + lastHost.slice(common);
+      const label = svgEl(
+        "text",
+        { class: "host", x: 4, y: y + bandH - 2 },
+        short.length > 24 ? short.slice(0, 23) + "…" : short,
+      );
+      g.append(label);
+      g.append(svgEl("rect", { class: "track", x: left, y, width: right - left, height: bandH }));
+      // Shades in tenths; a run of columns of one shade is one rectangle.
+      const shade = (c: number) => Math.min(10, Math.ceil((10 * busy[r * cols + c]) / (slots[r] * colMs)));
+      const share = (of: Float64Array) => (c: number) =>
+        busy[r * cols + c] > 0 ? Math.ceil((10 * of[r * cols + c]) / busy[r * cols + c]) : 0;
+      for (
+        const [value, cls, h, dy] of [
+          [shade, "util", bandH, 0],
+          [share(failed), "util failed", 3, bandH - 3],
+          [share(running), "util running", 3, 0],
+        ] as const
+      ) {
+        for (let c = 0; c < cols;) {
+          const v = value(c);
+          let e = c + 1;
+          while (e < cols && value(e) === v) e++;
+          if (v > 0) {
+            g.append(svgEl("rect", {
+              class: cls,
+              x: (left + c * colPx).toFixed(1),
+              y: y + dy,
+              width: ((e - c) * colPx).toFixed(1),
+              height: h,
+              "fill-opacity": (cls === "util" ? 0.1 + 0.09 * v : 0.2 + 0.08 * v).toFixed(2),
+            }));
+          }
+          c = e;
+        }
+      }
+      const mean = slots[r] > 0 ? (100 * sum) / (slots[r] * cols * colMs) : 0;
+      g.append(svgEl(
+        "title",
+        {},
+        name + ": " + n + " host(s), " + slots[r] + " slot(s), " + jobs[r] + " job(s) shown, " + mean.toFixed(0) +
+          "% of the slots busy over the chart",
+      ));
+      gantt.append(g);
+    }
+    return t.hosts.length + " hosts drawn as " + rows + " bands of up to " + per +
+      ": the darker, the more of their slots are busy; red along the bottom, the share that failed; " +
+      "blue along the top, the share running now. " +
+      "Filter the hosts to see their lanes.";
   }
 
   function drawThroughput(
