@@ -357,13 +357,16 @@ export function statusPageClient(): void {
       return;
     }
     const running = t.jobs.filter((j) => j.kind === "running").length;
+    const v = filterHosts(t);
+    const lanes = v.hosts.reduce((n, h) => n + h.lanes, 0);
+    const banded = v.hosts.length > BAND_HOSTS || lanes > BAND_LANES;
     text(
       "timeline-note",
       (t.omitted > 0
         ? "The last " + (t.jobs.length - running) + " of " + t.total + " jobs and attempts"
         : t.total + " job(s) and attempt(s)") +
         (running > 0 ? " and " + running + " running" : "") +
-        " by host and lane (a lane is one job at a time on that host), " +
+        (banded ? " by group of hosts, " : " by host and lane (a lane is one job at a time on that host), ") +
         "from hand-out to result, since " + new Date(t.origin).toLocaleString() + ".",
     );
     const W = Math.max(640, gantt.parentElement!.clientWidth - 2),
@@ -398,13 +401,11 @@ export function statusPageClient(): void {
     }
     if (t1 <= t0) t1 = t0 + 1000;
     const x = (ms: number) => L + ((ms - t0) / (t1 - t0)) * (W - L - R);
-    const v = filterHosts(t);
-    const lanes = v.hosts.reduce((n, h) => n + h.lanes, 0);
     let note = "";
     if (v.hosts.length < t.hosts.length) {
       note = " Showing the " + v.hosts.length + " of " + t.hosts.length + " hosts the filter matches.";
     }
-    if (v.hosts.length > BAND_HOSTS || lanes > BAND_LANES) {
+    if (banded) {
       note += " " + drawBands(gantt, v, x, W, L, R, top);
     } else {
       const laneTop: number[] = [];
