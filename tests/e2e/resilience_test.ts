@@ -110,7 +110,10 @@ Deno.test("runner: a second SIGTERM kills running jobs (no orphans); the manager
 Deno.test("manager --local: SIGTERM kills local jobs, exits 143; a rerun finishes what was left", async () => {
   await using dir = await tempDir();
   const list = join(dir.path, "jobs.txt");
-  await Deno.writeTextFile(list, "echo quick\nsleep 288.7; echo slow\n");
+  // A sleep of its own (ps is machine-wide: other runs of this test may be about).
+  const slow = `sleep 288.${Deno.pid}${Math.floor(Math.random() * 1e6)}`;
+  const mine = new RegExp(slow.replace(".", "\\."));
+  await Deno.writeTextFile(list, `echo quick\n${slow}; echo slow\n`);
   const results = join(dir.path, "res");
   await using first = EntryProcess.spawn("manager.ts", ["--jobs", list, "--results", results, "--local", "2"]);
   await first.waitFor(/Serving 2 job/);
@@ -123,13 +126,13 @@ Deno.test("manager --local: SIGTERM kills local jobs, exits 143; a rerun finishe
       return false;
     }
   };
-  for (let i = 0; i < 100 && !(recorded() && /sleep 288\.7/.test(ps())); i++) {
+  for (let i = 0; i < 100 && !(recorded() && mine.test(ps())); i++) {
     await new Promise((r) => setTimeout(r, 100));
   }
   first.kill("SIGTERM");
   assert.equal((await first.exit()).code, 143, first.stderr);
   assert.match(first.stdout, /stopped with 1 job\(s\) unsettled/);
-  assert.doesNotMatch(ps(), /sleep 288\.7/, "the local job was killed with the manager");
+  assert.doesNotMatch(ps(), mine, "the local job was killed with the manager");
   assert.deepEqual(readRecords(results).map((r) => r.command), ["echo quick"]);
   await Deno.writeTextFile(list, "echo quick\nsleep 0.1; echo slow\n");
   await using second = EntryProcess.spawn("manager.ts", ["--jobs", list, "--results", results, "--local", "2"]);
