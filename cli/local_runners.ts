@@ -1,7 +1,8 @@
 /**
  * `--local`: the manager's own workers are runners, made here, where both
  * sides may be imported, and handed to {@linkcode Manager.start} as its
- * `localWorkers`.
+ * `localWorkers`. They connect in memory (the manager's `dial`), through
+ * the runner's `connect` hook: no socket, the same protocol and handshake.
  *
  * @module
  */
@@ -10,7 +11,8 @@ import type { LocalWorkerFactory } from "../manager/manager.ts";
 import { Runner } from "../runner/runner.ts";
 
 /**
- * Makes each local worker a {@linkcode Runner} in this process.
+ * Makes each local worker a {@linkcode Runner} in this process, connecting
+ * through the manager's in-memory dial instead of TCP.
  *
  * @example
  * ```ts ignore
@@ -19,4 +21,5 @@ import { Runner } from "../runner/runner.ts";
  * const manager = await Manager.start({ jobs, resultsDir: "results", local: 4, localWorkers: localRunners });
  * ```
  */
-export const localRunners: LocalWorkerFactory = (spec) => new Runner(spec);
+export const localRunners: LocalWorkerFactory = ({ dial, ...spec }) =>
+  new Runner({ ...spec, connect: () => Promise.resolve().then(dial) });

@@ -1,8 +1,11 @@
 /**
  * A manager: serves a job list to runners and records every result. With
- * `local: N` it also starts N workers of its own on loopback (runners, made
- * by the `localWorkers` hook the caller gives: see `cli/local_runners.ts`), which
- * makes one process a complete local run.
+ * `local: N` it also starts N workers of its own in its process (runners,
+ * made by the `localWorkers` hook the caller gives: see
+ * `cli/local_runners.ts`), which makes one process a complete local run.
+ * They reach the manager through an in-memory listener served beside the
+ * TCP (or TLS) one: the same sessions, handshake, secret and journal as a
+ * remote runner, without a socket.
  *
  * @module
  */
@@ -13,8 +16,9 @@ import { DEFAULT_PORT } from "../protocol/messages.ts";
 import { VicoError } from "../core/errors.ts";
 import { heldTag, type ServerHello, TAG_FEATURE } from "../protocol/vico_extension.ts";
 import { listenTcp } from "../transport/conn_transport.ts";
+import { MemoryListener } from "../transport/memory_transport.ts";
 import { listenTls, type TlsIdentity } from "../transport/tls.ts";
-import { mergeListeners, type TransportListener } from "../transport/transport.ts";
+import { mergeListeners, type Transport, type TransportListener } from "../transport/transport.ts";
 import { logger, RateLimitedLog } from "../util/log.ts";
 import { FleetWatch } from "./scheduling/fleet_watch.ts";
 import { jobKey } from "./jobs/job_key.ts";
@@ -45,12 +49,14 @@ export interface LocalWorker {
   abort(reason: string): void;
 }
 
-/** What a local worker is told: where to dial and how to present itself. */
+/** What a local worker is told: how to dial and how to present itself. */
 export interface LocalWorkerSpec {
-  /** The manager's host, as the worker dials it. */
+  /** The manager's listening host (for messages: the worker dials through {@linkcode dial}). */
   hostname: string;
-  /** The manager's port. */
+  /** The manager's listening port (for messages). */
   port: number;
+  /** Opens a connection to the manager in this process (no socket). Throws once the manager stopped listening. */
+  dial: () => Transport;
   /** The run's shared secret. */
   secret?: SharedSecret;
   /** Jobs it runs at once. */
@@ -88,7 +94,7 @@ export interface ManagerOptions {
   hostname?: string;
   /** Port to listen on; 0 picks a free one. @default {DEFAULT_PORT} */
   port?: number;
-  /** Runner workers to start in this process on loopback (needs `localWorkers`). @default {0} */
+  /** Runner workers to start in this process, connected in memory (needs `localWorkers`). @default {0} */
   local?: number;
   /** Makes the `local` workers. */
   localWorkers?: LocalWorkerFactory;
@@ -174,10 +180,8 @@ const leases = new RateLimitedLog(log, "lease(s) for lost runners", 20);
  */
 const LOCAL_RESTART = { initialMs: 500, maxMs: 30_000, workedMs: 10_000 };
 
-/** The address local runners dial: the listen address, or loopback for a wildcard. */
-function localTarget(hostname: string): string {
-  return hostname === "0.0.0.0" ? "127.0.0.1" : hostname === "::" ? "::1" : hostname;
-}
+/** The `peer` of a local worker's connection: `in-process:N` (so its host, for a binary node, is `in-process`). */
+const LOCAL_PEER_PREFIX = "in-process:";
 
 function describeResume(plan: ResumePlan, dir: string): void {
   if (plan.skipped === 0 && plan.gone === 0 && plan.unfinished === 0) return;
@@ -236,7 +240,7 @@ export class Manager {
   /** Resolves once the run is over: local runners that end are not started again. */
   readonly #over: Promise<void>;
   #endLocal!: () => void;
-  readonly #localAddress: { hostname: string; port: number };
+  readonly #localListener: MemoryListener;
   readonly #secret: SharedSecret | undefined;
   readonly #localWorkers: LocalWorkerFactory | undefined;
   readonly #stopRequested: Promise<"graceful">;
@@ -246,7 +250,7 @@ export class Manager {
 
   private constructor(
     address: { hostname: string; port: number },
-    localAddress: { hostname: string; port: number } | undefined,
+    localListener: MemoryListener,
     secret: SharedSecret | undefined,
     localWorkers: LocalWorkerFactory | undefined,
     status: { status: RunStatus; settledByHost: () => ReadonlyMap<string, number> },
@@ -255,7 +259,7 @@ export class Manager {
     this.status = status.status;
     this.settledByHost = status.settledByHost;
     this.address = address;
-    this.#localAddress = localAddress ?? { hostname: localTarget(address.hostname), port: address.port };
+    this.#localListener = localListener;
     this.#secret = secret;
     this.#localWorkers = localWorkers;
     this.#stopRequested = new Promise((resolve) => (this.#requestStop = () => resolve("graceful")));
@@ -282,19 +286,15 @@ export class Manager {
     const claim = await ResultsDir.claim(options.resultsDir, { durable: options.durable });
     const hostname = options.hostname ?? "127.0.0.1";
     let listener: TransportListener;
-    // Local runners dial the listening port; with TLS they get a plain one of
-    // their own on loopback (still behind the secret, if there is one), as a
-    // certificate made for other names need not fit 127.0.0.1.
-    let localAddress: { hostname: string; port: number } | undefined;
+    // Local workers connect in memory, beside the TCP (or TLS) listener:
+    // plain, as nothing leaves the process, and still behind the secret if
+    // there is one.
+    const localListener = new MemoryListener({ peerPrefix: LOCAL_PEER_PREFIX });
     try {
       listener = options.tls === undefined
         ? listenTcp(hostname, options.port ?? DEFAULT_PORT)
         : listenTls(hostname, options.port ?? DEFAULT_PORT, options.tls);
-      if (options.tls !== undefined && (options.local ?? 0) > 0) {
-        const local = listenTcp(/:/.test(localTarget(hostname)) ? "::1" : "127.0.0.1", 0);
-        localAddress = local.address;
-        listener = mergeListeners(listener, local);
-      }
+      if ((options.local ?? 0) > 0) listener = mergeListeners(listener, localListener);
     } catch (err) {
       claim.release();
       throw err;
@@ -371,7 +371,7 @@ export class Manager {
       onJoined: (link) => {
         watch?.onJoined(link);
         status.joined(link);
-        const own = localNames.has(link.host) && /^(127\.|\[?::1)/.test(link.peer);
+        const own = localNames.has(link.host) && link.peer.startsWith(LOCAL_PEER_PREFIX);
         if (link instanceof OwnerSession) {
           // A binary node joins once per task: say so the first time only.
           const first = !nodesSeen.has(link.host);
@@ -548,7 +548,7 @@ export class Manager {
     watch.announce();
 
     const live = { status, settledByHost: () => scheduler.settledByHost };
-    return new Manager(listener.address, localAddress, options.secret, options.localWorkers, live, async (self) => {
+    return new Manager(listener.address, localListener, options.secret, options.localWorkers, live, async (self) => {
       const serving = server.serve();
       const locals = self.#startLocalRunners(queue.finished ? 0 : options.local ?? 0, jobs, options.shell);
       const watchdog = setInterval(() => watch.check(), 5000);
@@ -613,7 +613,7 @@ export class Manager {
       // Task bundles need binary nodes. Running locally means this machine is
       // taken to offer every module the list asks for.
       return [this.#keepLocal("node", {
-        ...this.#localAddress,
+        ...this.#local(),
         secret: this.#secret,
         workers: count,
         protocol: "binary",
@@ -624,7 +624,7 @@ export class Manager {
     for (let i = 1; i <= count; i++) {
       // One connection per worker: a worker never waits for another's reply.
       ends.push(this.#keepLocal(`runner local-${i}`, {
-        ...this.#localAddress,
+        ...this.#local(),
         secret: this.#secret,
         workers: 1,
         name: `local-${i}`,
@@ -634,6 +634,11 @@ export class Manager {
       }));
     }
     return ends;
+  }
+
+  /** Where local workers connect: the listening address (for their messages) and the in-memory dial. */
+  #local(): { hostname: string; port: number; dial: () => Transport } {
+    return { ...this.address, dial: () => this.#localListener.connect() };
   }
 
   /**

@@ -90,6 +90,35 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "manager --local with TLS and a secret: local workers authenticate in-process, a remote runner over TLS",
+  ignore: !hasOpenssl,
+  async fn() {
+    await using dir = await tempDir();
+    const pki = await makePki(join(dir.path, "pki"));
+    const list = await jobList(dir.path, Array.from({ length: 8 }, (_, i) => `sleep 0.3; echo both-${i}`));
+    const results = join(dir.path, "res");
+    const { manager, port } = await startManager([
+      ...["--jobs", list, "--results", results, "--port", "0", "--local", "1"],
+      ...["--tls-cert", pki.cert, "--tls-key", pki.key, "--secret-file", pki.secret],
+    ]);
+    await using _m = manager;
+    const security = ["--manager", `localhost:${port}`, "--tls-ca", pki.ca, "--secret-file", pki.secret];
+    await using remote = EntryProcess.spawn("runner.ts", [...security, "--workers", "2", "--name", "t"]);
+    const [ms, rs] = await Promise.all([manager.exit(), remote.exit()]);
+    assert.equal(ms.code, 0, manager.stderr);
+    assert.equal(rs.code, 0, remote.stderr);
+    const records = readRecords(results);
+    assert.equal(records.length, 8);
+    for (const r of records) assert.equal(dec.decode(readOutput(results, r)), `both-${r.line - 1}\n`);
+    const hosts = new Set(records.map((r) => r.host));
+    assert.ok(
+      hosts.has("t") && hosts.has("local-1"),
+      `both the local worker and the remote runner took jobs: ${[...hosts]}`,
+    );
+  },
+});
+
 Deno.test("enrollment: the manager makes its key, certificate and secret once; a join token is all a runner needs", async () => {
   await using dir = await tempDir();
   const state = join(dir.path, "state");

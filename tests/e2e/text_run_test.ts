@@ -199,6 +199,31 @@ Deno.test("manager --local: a complete local run; a second run on the same resul
   assert.equal(readRecords(results).length, 3, "nothing recorded twice");
 });
 
+Deno.test("manager --local: its workers hold no TCP connection to it (in-process transport)", async () => {
+  await using dir = await tempDir();
+  const list = join(dir.path, "work.txt");
+  // Each job lists the socket inodes its parent (the manager, which spawned
+  // it) holds open, then the kernel's TCP tables, where those inodes show
+  // their state.
+  const job = "ls -l /proc/$PPID/fd | sed -n 's/.*socket:\\[\\([0-9]*\\)\\].*/inode \\1/p'; " +
+    "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null";
+  await Deno.writeTextFile(list, `${job}\n${job} # 2\n`);
+  await using manager = EntryProcess.spawn("manager.ts", ["--jobs", list, "--local", "2"]);
+  assert.equal((await manager.exit()).code, 0, manager.stderr);
+  const results = join(dir.path, "work.results");
+  const records = readRecords(results);
+  assert.equal(records.length, 2);
+  for (const record of records) {
+    const text = dec.decode(readOutput(results, record));
+    const inodes = new Set([...text.matchAll(/^inode (\d+)$/gm)].map((m) => m[1]));
+    // /proc/net/tcp: "sl local rem st ... uid timeout inode"; st 0A listens, 01 is established.
+    const states = text.split("\n").map((line) => line.trim().split(/\s+/))
+      .filter((f) => f.length > 9 && inodes.has(f[9])).map((f) => f[3]);
+    assert.ok(states.includes("0A"), `the manager's listening socket is seen (the tables are read): ${text}`);
+    assert.deepEqual(states.filter((s) => s !== "0A"), [], "no TCP connection: local workers talk in-process");
+  }
+});
+
 Deno.test("manager refuses an invalid job list with its line number, exit 2, before anything runs", async () => {
   await using dir = await tempDir();
   const list = join(dir.path, "bad.txt");

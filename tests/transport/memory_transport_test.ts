@@ -60,3 +60,23 @@ Deno.test({
     assert.throws(() => listener.connect(), Deno.errors.ConnectionRefused);
   },
 });
+
+Deno.test({
+  name: "MemoryTransport.write() waits while the other end holds a high-water mark unread (bounded memory)",
+  permissions: "none",
+  async fn() {
+    const [a, b] = memoryTransportPair({ highWaterBytes: 8 });
+    await a.write(enc.encode("12345678"));
+    let done = false;
+    const second = a.write(enc.encode("9")).then(() => (done = true));
+    await new Promise((r) => setTimeout(r, 10));
+    assert.equal(done, false, "a write past the high-water mark waits for the reader");
+    const buf = new Uint8Array(4);
+    assert.equal(dec.decode(buf.subarray(0, (await b.read(buf))!)), "1234");
+    await second;
+    assert.equal(done, true, "the reader taking bytes lets it through");
+    const third = a.write(enc.encode("abcdefgh"));
+    a.close();
+    await assert.rejects(third, Deno.errors.BrokenPipe, "a write waiting when the transport closes rejects");
+  },
+});
