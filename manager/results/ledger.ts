@@ -92,7 +92,6 @@ export class Ledger {
   /** Content keys of unsettled jobs issued to identified runners, both ways. */
   readonly #byKey = new Map<string, number>();
   readonly #keyOf = new Map<number, string>();
-  #settledCount = 0;
 
   /**
    * @param size Jobs in the list.
@@ -105,18 +104,8 @@ export class Ledger {
     this.#runs = new Set([run, ...earlierRuns]);
     this.#settled = new Uint8Array(size);
     if (settled !== undefined) {
-      for (let job = 0; job < size; job++) {
-        if (settled(job)) {
-          this.#settled[job] = 1;
-          this.#settledCount++;
-        }
-      }
+      for (let job = 0; job < size; job++) if (settled(job)) this.#settled[job] = 1;
     }
-  }
-
-  /** Jobs settled (earlier runs included). */
-  get settledCount(): number {
-    return this.#settledCount;
   }
 
   /** Whether `job` is settled. */
@@ -204,7 +193,6 @@ export class Ledger {
     this.#end(ticket);
     if (this.#settled[job] === 1) return;
     this.#settled[job] = 1;
-    this.#settledCount++;
     this.#issued.delete(job);
     this.#spent.delete(job);
     this.#held.delete(job);

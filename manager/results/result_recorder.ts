@@ -139,11 +139,6 @@ export class ResultRecorder {
     this.#now = options.now ?? Date.now;
   }
 
-  /** Suspects held right now. */
-  get suspects(): number {
-    return this.#suspects.size;
-  }
-
   /**
    * A runner announces a delivery of `job` by `attempt`: may it commit?
    * Call before reading its bytes. While another attempt of the job is

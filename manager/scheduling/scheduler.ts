@@ -511,11 +511,6 @@ export class Scheduler {
     return true;
   }
 
-  /** Whether `job` was given up as lost and waits to be recorded. */
-  isLost(job: number): boolean {
-    return this.#lost.has(job);
-  }
-
   /**
    * Takes `job` out of wherever it is out (its runner or gang, a lease, the
    * held suspects, the lost ones). Returns the gang's members or the

@@ -86,7 +86,7 @@ export class ManagerTextSession implements RunnerLink {
   #lastHeard = performance.now();
   #dropReason: string | undefined;
   /** Jobs this connection was given and has not delivered, oldest first: when, and as which attempt. */
-  readonly #handedOut = new Map<number, { at: string; attempt: number }>();
+  readonly #handedOut = new Map<number, { at: string; attempt: number; key?: string }>();
 
   /**
    * @param transport The connection.
@@ -228,10 +228,12 @@ export class ManagerTextSession implements RunnerLink {
             await this.#transport.write(FINO);
             this.#state = "WaitClose";
           } else {
-            this.#handedOut.set(job, { at: new Date().toISOString(), attempt });
+            // Tagged: the key is made once here, and matched against the result's tag later.
+            const key = this.#tagged ? this.#ctx.keyOf(job) : undefined;
+            this.#handedOut.set(job, { at: new Date().toISOString(), attempt, key });
             if (this.runnerId !== undefined) await this.#ctx.noteAssignment(job, attempt, this);
-            if (this.#tagged) {
-              const tag = formatTag({ run: this.#ctx.run, key: this.#ctx.keyOf(job), attempt });
+            if (key !== undefined) {
+              const tag = formatTag({ run: this.#ctx.run, key, attempt });
               // The job's line (a template's {#}): the runner gives it to the job as VICO_SEQ.
               await this.#transport.write(
                 encodeLine(`${JOB_TAG_PREFIX}${tag} ${SEQ_FIELD}${this.#ctx.jobs.lines[job]}`),
@@ -369,7 +371,7 @@ export class ManagerTextSession implements RunnerLink {
   /** The job a tagged result names: one of this connection's, or one its runner was issued earlier. */
   #jobTagged(tag: Tag): number | undefined {
     if (tag.run !== this.#ctx.run && !this.#ctx.scheduler.ledger.knowsRun(tag.run)) return undefined;
-    for (const [j, h] of this.#handedOut) if (h.attempt === tag.attempt && this.#ctx.keyOf(j) === tag.key) return j;
+    for (const [j, h] of this.#handedOut) if (h.attempt === tag.attempt && h.key === tag.key) return j;
     return this.runnerId === undefined ? undefined : this.#ctx.scheduler.ledger.jobOfKey(tag.key);
   }
 
