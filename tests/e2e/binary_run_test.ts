@@ -6,17 +6,11 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { startManager, startRunner } from "../helpers/entry_process.ts";
+import { startManagerOn, startManagerOnTasks, startNode, startRunner } from "../helpers/entry_process.ts";
 import { byLine, readOutput, readRecords, tempDir } from "../helpers/journal.ts";
 
 const dec = new TextDecoder();
 const MB = 1024 * 1024;
-
-async function writeTasks(dir: string, tasks: unknown[]): Promise<string> {
-  const path = join(dir, "tasks.jsonl");
-  await Deno.writeTextFile(path, tasks.map((t) => JSON.stringify(t)).join("\n") + "\n");
-  return path;
-}
 
 Deno.test("binary: bundles with subdirectories come back byte-exact; a missing return is recorded missing", async () => {
   await using dir = await tempDir();
@@ -27,7 +21,7 @@ Deno.test("binary: bundles with subdirectories come back byte-exact; a missing r
     join(dir.path, "tool.sh"),
     "#!/bin/sh\nmkdir -p res/deep\nod -An -tx1 in/x/data.bin > res/deep/hex.txt\necho tool ran\n",
   );
-  const list = await writeTasks(dir.path, [
+  const { manager, port, results } = await startManagerOnTasks(dir.path, [
     {
       name: "hexdump",
       files: [{ src: "in/data.bin", as: "in/x/data.bin" }, "tool.sh"],
@@ -40,10 +34,8 @@ Deno.test("binary: bundles with subdirectories come back byte-exact; a missing r
       return: ["two.log", "a.txt"],
     },
   ]);
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
   await using _m = manager;
-  await using node = startRunner(port, ["--protocol", "binary", "--workers", "2", "--work-dir", work.path]);
+  await using node = startNode(port, ["--workers", "2", "--work-dir", work.path]);
   const [ms, ns] = await Promise.all([manager.exit(), node.exit()]);
   assert.equal(ns.code, 0, node.stderr);
   assert.equal(ms.code, 1, "the third task exits 4");
@@ -75,15 +67,13 @@ Deno.test("binary: a 200 MB input and a 200 MB returned file stream through; mem
   await new Deno.Command("/bin/sh", { args: ["-c", `head -c ${200 * MB} /dev/urandom > ${input}`] }).output();
   const inputSha = createHash("sha256");
   for await (const chunk of (await Deno.open(input)).readable) inputSha.update(chunk);
-  const list = await writeTasks(dir.path, [{
+  const { manager, port, results } = await startManagerOnTasks(dir.path, [{
     files: [{ src: "big.bin", as: "in.bin" }],
     command: "cp in.bin out.bin; wc -c < in.bin",
     return: ["out.bin"],
   }]);
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
   await using _m = manager;
-  await using node = startRunner(port, ["--protocol", "binary", "--work-dir", work.path]);
+  await using node = startNode(port, ["--work-dir", work.path]);
   let managerPeak = 0, nodePeak = 0;
   const sampler = setInterval(() => {
     managerPeak = Math.max(managerPeak, manager.peakRss());
@@ -106,15 +96,13 @@ Deno.test("binary: a 200 MB input and a 200 MB returned file stream through; mem
 Deno.test("binary: a task's timeout sends Stop; the run ends and its partial results come back", async () => {
   await using dir = await tempDir();
   await using work = await tempDir();
-  const list = await writeTasks(dir.path, [{
+  const { manager, port, results } = await startManagerOnTasks(dir.path, [{
     command: "echo begun; echo partial > part.txt; sleep 284.1; echo never",
     return: ["part.txt"],
     timeout: "700ms",
   }]);
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
   await using _m = manager;
-  await using node = startRunner(port, ["--protocol", "binary", "--work-dir", work.path]);
+  await using node = startNode(port, ["--work-dir", work.path]);
   const [ms] = await Promise.all([manager.exit(), node.exit()]);
   assert.equal(ms.code, 1);
   const [rec] = readRecords(results);
@@ -128,17 +116,15 @@ Deno.test("binary: a gang of 3 nodes is staged, held at Wait and started togethe
   await using dir = await tempDir();
   await using work = await tempDir();
   await Deno.writeFile(join(dir.path, "big.bin"), new Uint8Array(20 * MB));
-  const list = await writeTasks(dir.path, [
+  const { manager, port, results } = await startManagerOnTasks(dir.path, [
     { command: "echo solo" },
     { name: "gang", files: ["big.bin"], command: "date +%s%N", nodes: 3 },
     { command: "echo after" },
   ]);
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
   await using _m = manager;
-  await using a = startRunner(port, ["--protocol", "binary", "--workers", "2", "--work-dir", work.path]);
+  await using a = startNode(port, ["--workers", "2", "--work-dir", work.path]);
   await new Promise((r) => setTimeout(r, 500));
-  await using b = startRunner(port, ["--protocol", "binary", "--work-dir", work.path]);
+  await using b = startNode(port, ["--work-dir", work.path]);
   const [ms] = await Promise.all([manager.exit(), a.exit(), b.exit()]);
   assert.equal(ms.code, 0, manager.stderr);
   const recs = readRecords(results);
@@ -157,18 +143,16 @@ Deno.test("binary: nodes get only tasks whose modules they have; one that fits n
   await using dir = await tempDir();
   await using workA = await tempDir();
   await using workB = await tempDir();
-  const list = await writeTasks(dir.path, [
+  const { manager, port, results } = await startManagerOnTasks(dir.path, [
     ...Array.from({ length: 4 }, (_, i) => ({ command: `echo alpha ${i}; pwd`, modules: ["alpha"] })),
     ...Array.from({ length: 4 }, (_, i) => ({ command: `echo beta ${i}; pwd`, modules: ["beta", "sh"] })),
   ]);
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
   await using _m = manager;
-  await using misfit = startRunner(port, ["--protocol", "binary", "--modules", "gamma"]);
+  await using misfit = startNode(port, ["--modules", "gamma"]);
   assert.equal((await misfit.exit()).code, 3);
   assert.match(misfit.stderr, /no remaining task fits this node; they need modules alpha; modules beta,sh/);
-  await using a = startRunner(port, ["--protocol", "binary", "--modules", "alpha", "--work-dir", workA.path]);
-  await using b = startRunner(port, ["--protocol", "binary", "--modules", "sh,beta,extra", "--work-dir", workB.path]);
+  await using a = startNode(port, ["--modules", "alpha", "--work-dir", workA.path]);
+  await using b = startNode(port, ["--modules", "sh,beta,extra", "--work-dir", workB.path]);
   const [ms, as, bs] = await Promise.all([manager.exit(), a.exit(), b.exit()]);
   assert.equal(ms.code, 0, manager.stderr);
   assert.equal(as.code, 0, a.stderr);
@@ -183,17 +167,18 @@ Deno.test("binary: nodes get only tasks whose modules they have; one that fits n
 Deno.test("binary: a node killed with SIGKILL mid-task has its task redone by another", async () => {
   await using dir = await tempDir();
   await using work = await tempDir();
-  const list = await writeTasks(dir.path, [{ command: "sleep 1; echo survived", return: [] }]);
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
+  const { manager, port, results } = await startManagerOnTasks(dir.path, [{
+    command: "sleep 1; echo survived",
+    return: [],
+  }]);
   await using _m = manager;
-  await using doomed = startRunner(port, ["--protocol", "binary", "--work-dir", work.path]);
+  await using doomed = startNode(port, ["--work-dir", work.path]);
   await manager.waitFor(/Node 127\.0\.0\.1 joined/);
   await new Promise((r) => setTimeout(r, 400));
   doomed.kill("SIGKILL");
   await doomed.exit();
   await manager.waitFor(/Lost node .* in state Working/);
-  await using rescuer = startRunner(port, ["--protocol", "binary", "--work-dir", work.path]);
+  await using rescuer = startNode(port, ["--work-dir", work.path]);
   const [ms] = await Promise.all([manager.exit(), rescuer.exit()]);
   assert.equal(ms.code, 0);
   const [rec] = readRecords(results);
@@ -205,16 +190,11 @@ Deno.test("binary: a mixed fleet of text runners and binary nodes on one port dr
   await using dir = await tempDir();
   await using work = await tempDir();
   const n = 200;
-  const list = join(dir.path, "jobs.txt");
-  await Deno.writeTextFile(
-    list,
-    Array.from({ length: n }, (_, i) => `printf 'job %05d\\n' ${i}; sleep 0.0${i % 4}`).join("\n"),
-  );
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
+  const jobs = Array.from({ length: n }, (_, i) => `printf 'job %05d\\n' ${i}; sleep 0.0${i % 4}`);
+  const { manager, port, results } = await startManagerOn(dir.path, jobs);
   await using _m = manager;
   await using text = startRunner(port, ["--workers", "2", "--name", "text-runner"]);
-  await using node = startRunner(port, ["--protocol", "binary", "--workers", "2", "--work-dir", work.path]);
+  await using node = startNode(port, ["--workers", "2", "--work-dir", work.path]);
   const [ms, ts, ns] = await Promise.all([manager.exit(), text.exit(), node.exit()]);
   assert.equal(ms.code, 0, manager.stderr);
   assert.equal(ts.code, 0, text.stderr);

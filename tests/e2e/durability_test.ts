@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import type { AttemptRecord } from "../../manager/results/results_store.ts";
 import { join } from "node:path";
-import { EntryProcess, startManager, startRunner } from "../helpers/entry_process.ts";
+import { EntryProcess, startManagerOn, startRunner } from "../helpers/entry_process.ts";
 import { byLine, readJournal, readOutput, readRecords, tempDir } from "../helpers/journal.ts";
 import { LinePeer } from "../helpers/line_peer.ts";
 
@@ -141,19 +141,7 @@ Deno.test("manager --retries: a failing job is tried again, each attempt kept, r
 
 Deno.test("manager --max-attempts: a job whose runners keep vanishing is recorded as lost, once", async () => {
   await using dir = await tempDir();
-  const list = join(dir.path, "jobs.txt");
-  await Deno.writeTextFile(list, "echo never-delivered\n");
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager([
-    "--jobs",
-    list,
-    "--results",
-    results,
-    "--port",
-    "0",
-    "--max-attempts",
-    "2",
-  ]);
+  const { manager, port, results } = await startManagerOn(dir.path, ["echo never-delivered"], ["--max-attempts", "2"]);
   await using _m = manager;
   for (let i = 0; i < 2; i++) {
     using p = await LinePeer.connect(port);
@@ -170,10 +158,12 @@ Deno.test("manager --max-attempts: a job whose runners keep vanishing is recorde
 
 Deno.test("manager: SIGTERM stops handing out jobs and waits for running ones; the rest run on restart", async () => {
   await using dir = await tempDir();
-  const list = join(dir.path, "jobs.txt");
-  await Deno.writeTextFile(list, "sleep 1; echo slow\necho a\necho b\necho c\n");
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
+  const { manager, port, results, list } = await startManagerOn(dir.path, [
+    "sleep 1; echo slow",
+    "echo a",
+    "echo b",
+    "echo c",
+  ]);
   await using _m = manager;
   using p = await LinePeer.connect(port);
   await p.hail("manual");
@@ -198,10 +188,7 @@ Deno.test("manager: SIGTERM stops handing out jobs and waits for running ones; t
 
 Deno.test("manager: a second SIGTERM stops at once; the journal stays consistent", async () => {
   await using dir = await tempDir();
-  const list = join(dir.path, "jobs.txt");
-  await Deno.writeTextFile(list, "sleep 282.5\necho a\n");
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
+  const { manager, port, results } = await startManagerOn(dir.path, ["sleep 282.5", "echo a"]);
   await using _m = manager;
   await using runner = startRunner(port, ["--name", "r"]);
   await manager.waitFor(/Runner r joined/);

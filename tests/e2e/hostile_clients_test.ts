@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { EntryProcess, freePort, startManager, startRunner } from "../helpers/entry_process.ts";
+import { EntryProcess, freePort, startManagerOn, startRunner } from "../helpers/entry_process.ts";
 import { readOutput, readRecords, tempDir } from "../helpers/journal.ts";
 import { LinePeer } from "../helpers/line_peer.ts";
 
@@ -15,10 +15,7 @@ const dec = new TextDecoder();
 Deno.test("manager drops hostile clients with a reason while an honest runner finishes every job", async () => {
   await using dir = await tempDir();
   const jobs = Array.from({ length: 10 }, (_, i) => `echo job-${i}`);
-  const list = join(dir.path, "jobs.txt");
-  await Deno.writeTextFile(list, jobs.join("\n"));
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
+  const { manager, port, results } = await startManagerOn(dir.path, jobs);
   await using _m = manager;
 
   // 1. A bad hail: answered with ERARO, then closed.

@@ -10,7 +10,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { EntryProcess, ROOT, RUN_FLAGS, startManager, startRunner } from "../helpers/entry_process.ts";
+import { EntryProcess, ROOT, RUN_FLAGS, startManagerOn, startRunner } from "../helpers/entry_process.ts";
 import { byLine, readOutput, readRecords, tempDir } from "../helpers/journal.ts";
 import { cgroupV2Dir, parseMountInfo, procCgroupTexts, sh } from "../../runner/exec/job_cgroup.ts";
 
@@ -79,10 +79,7 @@ Deno.test({
       `cat "${v2Root}$(sed -n "s/^0:://p" /proc/self/cgroup)/memory.max"`,
       "echo after",
     ];
-    const list = join(dir.path, "jobs.txt");
-    await Deno.writeTextFile(list, jobs.join("\n") + "\n");
-    const results = join(dir.path, "res");
-    const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
+    const { manager, port, results } = await startManagerOn(dir.path, jobs);
     await using _m = manager;
     // The runner alone in a fresh cgroup, as a systemd service with Delegate=yes.
     const cgroup = join(v2Root!, `vico-test-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`);

@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { startManager, startRunner } from "../helpers/entry_process.ts";
+import { startManagerOn, startManagerOnTasks, startNode, startRunner } from "../helpers/entry_process.ts";
 import { readOutput, readRecords, tempDir } from "../helpers/journal.ts";
 import { LineServer } from "../helpers/line_peer.ts";
 import { FramePeer } from "../helpers/frame_peer.ts";
@@ -35,19 +35,8 @@ Deno.test("runner: speaks the vico hello first, and falls back to the plain prot
 
 Deno.test("manager: a paused runner (SIGSTOP) is noticed by its missing pulses and its jobs go to another", async () => {
   await using dir = await tempDir();
-  const list = join(dir.path, "jobs.txt");
-  await Deno.writeTextFile(list, "sleep 0.5; echo one\nsleep 0.5; echo two\n");
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager([
-    "--jobs",
-    list,
-    "--results",
-    results,
-    "--port",
-    "0",
-    "--pulse",
-    "1s",
-  ]);
+  const jobs = ["sleep 0.5; echo one", "sleep 0.5; echo two"];
+  const { manager, port, results } = await startManagerOn(dir.path, jobs, ["--pulse", "1s"]);
   await using _m = manager;
   await using paused = startRunner(port, ["--workers", "2", "--name", "paused"]);
   await manager.waitFor(/Runner paused joined/);
@@ -67,26 +56,15 @@ Deno.test("manager: a paused runner (SIGSTOP) is noticed by its missing pulses a
 Deno.test("manager: a paused binary node is noticed by its unanswered Status probes", async () => {
   await using dir = await tempDir();
   await using work = await tempDir();
-  const list = join(dir.path, "tasks.jsonl");
-  await Deno.writeTextFile(list, JSON.stringify({ command: "sleep 1; echo done", return: [] }) + "\n");
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager([
-    "--jobs",
-    list,
-    "--results",
-    results,
-    "--port",
-    "0",
-    "--pulse",
-    "1s",
-  ]);
+  const tasks = [{ command: "sleep 1; echo done", return: [] }];
+  const { manager, port, results } = await startManagerOnTasks(dir.path, tasks, ["--pulse", "1s"]);
   await using _m = manager;
-  await using paused = startRunner(port, ["--protocol", "binary", "--work-dir", work.path]);
+  await using paused = startNode(port, ["--work-dir", work.path]);
   await manager.waitFor(/Node 127\.0\.0\.1 joined/);
   await new Promise((r) => setTimeout(r, 300));
   paused.kill("SIGSTOP");
   await manager.waitFor(/Lost node .*Node silent for \d+s \(no Status reply\)/, 15_000);
-  await using other = startRunner(port, ["--protocol", "binary", "--work-dir", work.path]);
+  await using other = startNode(port, ["--work-dir", work.path]);
   const [ms] = await Promise.all([manager.exit(), other.exit()]);
   assert.equal(ms.code, 0);
   const [rec] = readRecords(results);
@@ -97,19 +75,8 @@ Deno.test("manager: a paused binary node is noticed by its unanswered Status pro
 
 Deno.test("manager --timeout: a vico runner ends a job that runs too long (status as for the signal)", async () => {
   await using dir = await tempDir();
-  const list = join(dir.path, "jobs.txt");
-  await Deno.writeTextFile(list, "echo begun; sleep 281.4; echo never\necho quick\n");
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager([
-    "--jobs",
-    list,
-    "--results",
-    results,
-    "--port",
-    "0",
-    "--timeout",
-    "700ms",
-  ]);
+  const jobs = ["echo begun; sleep 281.4; echo never", "echo quick"];
+  const { manager, port, results } = await startManagerOn(dir.path, jobs, ["--timeout", "700ms"]);
   await using _m = manager;
   await using runner = startRunner(port, ["--workers", "2"]);
   const [ms] = await Promise.all([manager.exit(), runner.exit()]);
@@ -123,19 +90,7 @@ Deno.test("manager --timeout: a vico runner ends a job that runs too long (statu
 
 Deno.test("manager --timeout: a plain runner is warned about, and its jobs run unlimited", async () => {
   await using dir = await tempDir();
-  const list = join(dir.path, "jobs.txt");
-  await Deno.writeTextFile(list, "sleep 0.3; echo ok\n");
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager([
-    "--jobs",
-    list,
-    "--results",
-    results,
-    "--port",
-    "0",
-    "--timeout",
-    "100ms",
-  ]);
+  const { manager, port } = await startManagerOn(dir.path, ["sleep 0.3; echo ok"], ["--timeout", "100ms"]);
   await using _m = manager;
   await using runner = startRunner(port, ["--plain", "--name", "old"]);
   const [ms] = await Promise.all([manager.exit(), runner.exit()]);
@@ -207,19 +162,10 @@ async function silentNodeLosesItsTask(state: SilentIn, stateLogged: string): Pro
     using f = await Deno.open(big, { create: true, write: true });
     await f.truncate(64 << 20);
   }
-  const list = join(dir.path, "tasks.jsonl");
   const task = state === "Staging"
     ? { command: "wc -c < big.bin", files: ["big.bin"] }
     : { command: "echo done", return: [] };
-  await Deno.writeTextFile(list, JSON.stringify(task) + "\n");
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager([
-    "--jobs",
-    list,
-    "--results",
-    results,
-    "--port",
-    "0",
+  const { manager, port, results } = await startManagerOnTasks(dir.path, [task], [
     "--pulse",
     "1s",
     "--transfer-timeout",
@@ -229,7 +175,7 @@ async function silentNodeLosesItsTask(state: SilentIn, stateLogged: string): Pro
   using silent = await FramePeer.connect(port);
   await goSilentIn(silent, state);
   const t0 = performance.now();
-  await using other = startRunner(port, ["--protocol", "binary", "--work-dir", work.path]);
+  await using other = startNode(port, ["--work-dir", work.path]);
   const lost = new RegExp(`Lost node 127\\.0\\.0\\.1:\\d+ in state ${stateLogged}: .*its task goes back to the queue`);
   await manager.waitFor(lost, 15_000);
   const noticed = performance.now() - t0;
@@ -269,26 +215,13 @@ Deno.test("OwnerSession: a gang member waiting in Leaving for the others is kept
   await using work = await tempDir();
   await using s1 = await tempDir();
   await using s2 = await tempDir();
-  const list = join(dir.path, "tasks.jsonl");
   // The first member to get there ends at once; the other runs 6 s, longer than 4 pulses.
   const command = `mkdir ${join(dir.path, "first")} 2>/dev/null || sleep 6; echo ok`;
-  await Deno.writeTextFile(list, JSON.stringify({ name: "gang", command, nodes: 2 }) + "\n");
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager([
-    "--jobs",
-    list,
-    "--results",
-    results,
-    "--port",
-    "0",
-    "--pulse",
-    "1s",
-  ]);
+  const tasks = [{ name: "gang", command, nodes: 2 }];
+  const { manager, port, results } = await startManagerOnTasks(dir.path, tasks, ["--pulse", "1s"]);
   await using _m = manager;
   const node = (state: string) =>
-    startRunner(port, [
-      "--protocol",
-      "binary",
+    startNode(port, [
       "--persist",
       "--state-dir",
       state,
@@ -321,25 +254,12 @@ async function alive(pid: number): Promise<boolean> {
 
 Deno.test("manager --timeout: a job is ended at its limit though a process that left its group holds its output; what it left in its group goes with it", async () => {
   await using dir = await tempDir();
-  const list = join(dir.path, "jobs.txt");
   const escaped = join(dir.path, "escaped");
   const left = join(dir.path, "left");
-  await Deno.writeTextFile(
-    list,
-    `echo begun; setsid sleep 281.5 & echo $! > ${escaped}; sleep 281.6\n` +
-      `sleep 281.7 >/dev/null & echo $! > ${left}; echo quick\n`,
-  );
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager([
-    "--jobs",
-    list,
-    "--results",
-    results,
-    "--port",
-    "0",
-    "--timeout",
-    "1s",
-  ]);
+  const { manager, port, results } = await startManagerOn(dir.path, [
+    `echo begun; setsid sleep 281.5 & echo $! > ${escaped}; sleep 281.6`,
+    `sleep 281.7 >/dev/null & echo $! > ${left}; echo quick`,
+  ], ["--timeout", "1s"]);
   await using _m = manager;
   const t0 = performance.now();
   await using runner = startRunner(port, ["--workers", "2"]);

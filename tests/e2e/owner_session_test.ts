@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { ToNode } from "../../protocol/messages.ts";
-import { startManager, startRunner } from "../helpers/entry_process.ts";
+import { startManager, startManagerOn, startRunner } from "../helpers/entry_process.ts";
 import { FramePeer } from "../helpers/frame_peer.ts";
 import { readRecords, tempDir } from "../helpers/journal.ts";
 
@@ -26,10 +26,7 @@ async function frames(node: FramePeer, until: ToNode["kind"]): Promise<ToNode[]>
 
 Deno.test("owner: the whole exchange for a plain job, as the notes lay it out", async () => {
   await using dir = await tempDir();
-  const list = join(dir.path, "jobs.txt");
-  await Deno.writeTextFile(list, "echo from-a-scripted-node\n");
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
+  const { manager, port, results } = await startManagerOn(dir.path, ["echo from-a-scripted-node"]);
   await using _m = manager;
   using node = await FramePeer.connect(port);
   await node.fromNode({ kind: "join", version: "1.0", modules: [] });

@@ -48,10 +48,10 @@ Deno.test("manager: a black-hole runner is quarantined; its failed jobs run else
 
 Deno.test("manager: jobs that fail fast everywhere are still recorded as failed", async () => {
   await using dir = await tempDir();
-  const list = join(dir.path, "jobs.txt");
-  await Deno.writeTextFile(list, Array.from({ length: 12 }, (_, i) => `exit ${i % 2 + 1}`).join("\n"));
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
+  const { manager, port, results } = await startManagerOn(
+    dir.path,
+    Array.from({ length: 12 }, (_, i) => `exit ${i % 2 + 1}`),
+  );
   await using _m = manager;
   await using a = startRunner(port, ["--name", "a"]);
   await using b = startRunner(port, ["--name", "b"]);
@@ -65,10 +65,7 @@ Deno.test("manager: jobs that fail fast everywhere are still recorded as failed"
 
 Deno.test("manager: a fast failure left at the end of the run is recorded at once, not held for the quarantine", async () => {
   await using dir = await tempDir();
-  const list = join(dir.path, "jobs.txt");
-  await Deno.writeTextFile(list, "sleep 0.3\ntrue\nexit 3\n");
-  const results = join(dir.path, "res");
-  const { manager } = await startManager(["--jobs", list, "--results", results, "--port", "0", "--local", "2"]);
+  const { manager, results } = await startManagerOn(dir.path, ["sleep 0.3", "true", "exit 3"], ["--local", "2"]);
   await using _m = manager;
   const status = await manager.exit();
   const exited = Date.now();

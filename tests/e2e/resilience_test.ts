@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { EntryProcess, startManager, startManagerOn, startRunner } from "../helpers/entry_process.ts";
+import { EntryProcess, startManagerOn, startRunner } from "../helpers/entry_process.ts";
 import { byLine, readOutput, readRecords, tempDir } from "../helpers/journal.ts";
 import { LinePeer, LineServer } from "../helpers/line_peer.ts";
 
@@ -14,10 +14,11 @@ const ps = () => dec.decode(new Deno.Command("ps", { args: ["-eo", "args"] }).ou
 
 Deno.test("runner --max-output: a job writing more fails alone with status 125; the others go on", async () => {
   await using dir = await tempDir();
-  const list = join(dir.path, "jobs.txt");
-  await Deno.writeTextFile(list, "sleep 0.5; echo slow-a\nhead -c 5000 /dev/zero\nsleep 0.5; echo slow-b\n");
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
+  const { manager, port, results } = await startManagerOn(dir.path, [
+    "sleep 0.5; echo slow-a",
+    "head -c 5000 /dev/zero",
+    "sleep 0.5; echo slow-b",
+  ]);
   await using _m = manager;
   await using runner = startRunner(port, ["--workers", "2", "--max-output", "1000"]);
   const [ms, rs] = await Promise.all([manager.exit(), runner.exit()]);
@@ -35,10 +36,11 @@ Deno.test("runner --max-output: a job writing more fails alone with status 125; 
 
 Deno.test("runner: SIGTERM finishes and reports running jobs, takes no new ones, exits 0", async () => {
   await using dir = await tempDir();
-  const list = join(dir.path, "jobs.txt");
-  await Deno.writeTextFile(list, "sleep 1; echo first\nsleep 1; echo second\necho third\n");
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
+  const { manager, port, results } = await startManagerOn(dir.path, [
+    "sleep 1; echo first",
+    "sleep 1; echo second",
+    "echo third",
+  ]);
   await using _m = manager;
   await using runner = startRunner(port, ["--workers", "2", "--name", "leaving"]);
   await manager.waitFor(/Runner leaving joined/);
@@ -88,10 +90,7 @@ Deno.test("runner: a job killed by the same SIGTERM that stops the runner (as Sl
 
 Deno.test("runner: a second SIGTERM kills running jobs (no orphans); the manager requeues them", async () => {
   await using dir = await tempDir();
-  const list = join(dir.path, "jobs.txt");
-  await Deno.writeTextFile(list, "sleep 289.3; echo never\n");
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
+  const { manager, port } = await startManagerOn(dir.path, ["sleep 289.3; echo never"]);
   await using _m = manager;
   await using runner = startRunner(port, ["--name", "doomed"]);
   await manager.waitFor(/Runner doomed joined/);
@@ -142,19 +141,7 @@ Deno.test("manager --local: SIGTERM kills local jobs, exits 143; a rerun finishe
 
 Deno.test("manager --transfer-timeout: a runner that stalls mid-output is dropped; its job runs elsewhere", async () => {
   await using dir = await tempDir();
-  const list = join(dir.path, "jobs.txt");
-  await Deno.writeTextFile(list, "echo payload\n");
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager([
-    "--jobs",
-    list,
-    "--results",
-    results,
-    "--port",
-    "0",
-    "--transfer-timeout",
-    "1s",
-  ]);
+  const { manager, port, results } = await startManagerOn(dir.path, ["echo payload"], ["--transfer-timeout", "1s"]);
   await using _m = manager;
   using staller = await LinePeer.connect(port);
   await staller.hail("staller");
@@ -174,10 +161,7 @@ Deno.test("manager --transfer-timeout: a runner that stalls mid-output is droppe
 
 Deno.test("manager: a flood of connections that never hail neither starves runners nor eats memory", async () => {
   await using dir = await tempDir();
-  const list = join(dir.path, "jobs.txt");
-  await Deno.writeTextFile(list, Array.from({ length: 20 }, (_, i) => `echo ${i}`).join("\n"));
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
+  const { manager, port, results } = await startManagerOn(dir.path, Array.from({ length: 20 }, (_, i) => `echo ${i}`));
   await using _m = manager;
   const junk = "S" + "x".repeat(65_535);
   const flood: Deno.TcpConn[] = [];

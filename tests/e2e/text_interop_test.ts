@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { EntryProcess, ROOT, startManager, startRunner } from "../helpers/entry_process.ts";
+import { EntryProcess, ROOT, startManager, startManagerOn, startRunner } from "../helpers/entry_process.ts";
 import { byLine, readOutput, readRecords, tempDir } from "../helpers/journal.ts";
 
 const PEER = ROOT + "tests/interop/peer.py";
@@ -96,10 +96,10 @@ Deno.test("interop: our runner drains an independent text manager's list byte-ex
 Deno.test("interop: our runner and an independent one share one manager, each job recorded once", async () => {
   await using dir = await tempDir();
   const n = 300;
-  const list = join(dir.path, "jobs.txt");
-  await Deno.writeTextFile(list, Array.from({ length: n }, (_, i) => `echo job-${i}; sleep 0.0${i % 3}`).join("\n"));
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
+  const { manager, port, results } = await startManagerOn(
+    dir.path,
+    Array.from({ length: n }, (_, i) => `echo job-${i}; sleep 0.0${i % 3}`),
+  );
   await using _m = manager;
   await using ours = startRunner(port, ["--workers", "2", "--name", "ours"]);
   await using theirs = EntryProcess.spawnProgram("python3", [

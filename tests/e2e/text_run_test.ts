@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { EntryProcess, startManager, startRunner } from "../helpers/entry_process.ts";
+import { EntryProcess, startManagerOn, startRunner } from "../helpers/entry_process.ts";
 import { byLine, readOutput, readRecords, tempDir } from "../helpers/journal.ts";
 
 const enc = new TextEncoder();
@@ -30,10 +30,7 @@ Deno.test("manager and runner: every kind of job comes back byte-exact with its 
     "",
     "printf '%s' 'ŝanĝo'", // 14: unicode
   ];
-  const list = join(dir.path, "jobs.txt");
-  await Deno.writeTextFile(list, jobs.join("\n") + "\n");
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
+  const { manager, port, results } = await startManagerOn(dir.path, jobs);
   await using _m = manager;
   await using runner = startRunner(port, ["--workers", "3", "--name", "node-a"]);
   const [ms, rs] = await Promise.all([manager.exit(), runner.exit()]);
@@ -78,10 +75,7 @@ Deno.test("manager and runners: a 1,000-job list across two runners, every outpu
   await using dir = await tempDir();
   const n = 1000;
   const jobs = Array.from({ length: n }, (_, i) => `printf 'job %d %s\\n' ${i} "$(printf '%0${i % 97}d' 0)"`);
-  const list = join(dir.path, "jobs.txt");
-  await Deno.writeTextFile(list, jobs.join("\n"));
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
+  const { manager, port, results } = await startManagerOn(dir.path, jobs);
   await using _m = manager;
   await using r1 = startRunner(port, ["--workers", "2", "--name", "left"]);
   await using r2 = startRunner(port, ["--workers", "3", "--name", "right"]);
@@ -102,10 +96,10 @@ Deno.test("manager and runners: a 1,000-job list across two runners, every outpu
 
 Deno.test("runner --workers N: the manager sees N jobs in flight at once", async () => {
   await using dir = await tempDir();
-  const list = join(dir.path, "jobs.txt");
-  await Deno.writeTextFile(list, Array.from({ length: 8 }, (_, i) => `sleep 0.6; echo ${i}`).join("\n"));
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
+  const { manager, port, results } = await startManagerOn(
+    dir.path,
+    Array.from({ length: 8 }, (_, i) => `sleep 0.6; echo ${i}`),
+  );
   await using _m = manager;
   await using runner = startRunner(port, ["--workers", "4"]);
   const t0 = performance.now();
@@ -124,10 +118,7 @@ Deno.test("manager: output of 100 MB streams through disk; manager and runner me
   await using dir = await tempDir();
   const size = 100 * 1024 * 1024;
   const command = `yes 'vico streams output through disk, never whole in memory' | head -c ${size}`;
-  const list = join(dir.path, "jobs.txt");
-  await Deno.writeTextFile(list, command + "\n");
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
+  const { manager, port, results } = await startManagerOn(dir.path, [command]);
   await using _m = manager;
   await using runner = startRunner(port, ["--workers", "1"]);
   let managerPeak = 0, runnerPeak = 0;
@@ -153,10 +144,10 @@ Deno.test("manager: output of 100 MB streams through disk; manager and runner me
 
 Deno.test("manager: a runner killed with SIGKILL mid-job gives its jobs back; another finishes them", async () => {
   await using dir = await tempDir();
-  const list = join(dir.path, "jobs.txt");
-  await Deno.writeTextFile(list, Array.from({ length: 4 }, (_, i) => `sleep 1; echo done-${i}`).join("\n"));
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
+  const { manager, port, results } = await startManagerOn(
+    dir.path,
+    Array.from({ length: 4 }, (_, i) => `sleep 1; echo done-${i}`),
+  );
   await using _m = manager;
   await using doomed = startRunner(port, ["--workers", "2", "--name", "doomed"]);
   await manager.waitFor(/Runner doomed joined/);

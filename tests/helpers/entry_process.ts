@@ -190,18 +190,62 @@ export async function startManager(args: string[], options: SpawnOptions = {}): 
   return { manager, port: Number(m[1]) };
 }
 
+/** Options for {@linkcode startManagerOn}. */
+export interface ManagerOnOptions extends SpawnOptions {
+  /** The job list's file name in `dir`; a `.jsonl` name makes it a list of task bundles. @default {"jobs.txt"} */
+  listName?: string;
+}
+
+/** A manager started by {@linkcode startManagerOn}: the process, its port, its job list and results directory. */
+export interface ManagerOn {
+  manager: EntryProcess;
+  port: number;
+  list: string;
+  results: string;
+}
+
 /**
- * Writes `jobs` (lines) to `dir/jobs.txt` and starts a manager on it, results
- * in `dir/res`, on any free port, with `extra` flags after those.
+ * Writes `jobs` (lines) to `dir/jobs.txt` (or `options.listName`) and starts
+ * a manager on it, results in `dir/res`, on any free port, with `extra` flags
+ * after those (a later `--port N` wins: a fixed port for a manager that must
+ * come back on it, see {@linkcode freePort}).
  */
 export async function startManagerOn(
   dir: string,
   jobs: readonly string[],
   extra: string[] = [],
-  options: SpawnOptions = {},
-): Promise<{ manager: EntryProcess; port: number; list: string; results: string }> {
-  const list = `${dir}/jobs.txt`, results = `${dir}/res`;
+  options: ManagerOnOptions = {},
+): Promise<ManagerOn> {
+  const { listName = "jobs.txt", ...spawn } = options;
+  const list = `${dir}/${listName}`;
   await Deno.writeTextFile(list, jobs.join("\n") + "\n");
+  return startManagerAgain({ list, results: `${dir}/res` }, extra, spawn);
+}
+
+/**
+ * Writes `tasks` (one JSON object a line) to `dir/tasks.jsonl` and starts a
+ * manager on it as {@linkcode startManagerOn} does.
+ */
+export function startManagerOnTasks(
+  dir: string,
+  tasks: readonly unknown[],
+  extra: string[] = [],
+  options: ManagerOnOptions = {},
+): Promise<ManagerOn> {
+  return startManagerOn(dir, tasks.map((t) => JSON.stringify(t)), extra, { listName: "tasks.jsonl", ...options });
+}
+
+/**
+ * Starts a manager on the job list and results directory of an earlier one
+ * (a restart), on any free port, with `extra` flags after those, and waits
+ * until it listens.
+ */
+export async function startManagerAgain(
+  on: { list: string; results: string },
+  extra: string[] = [],
+  options: SpawnOptions = {},
+): Promise<ManagerOn> {
+  const { list, results } = on;
   return {
     ...await startManager(["--jobs", list, "--results", results, "--port", "0", ...extra], options),
     list,
@@ -220,6 +264,11 @@ export function freePort(): number {
 /** Starts a runner against `127.0.0.1:port`. */
 export function startRunner(port: number, args: string[] = [], options: SpawnOptions = {}): EntryProcess {
   return EntryProcess.spawn("runner.ts", ["--manager", `127.0.0.1:${port}`, ...args], options);
+}
+
+/** Starts a binary node (a runner with `--protocol binary`) against `127.0.0.1:port`. */
+export function startNode(port: number, args: string[] = [], options: SpawnOptions = {}): EntryProcess {
+  return startRunner(port, ["--protocol", "binary", ...args], options);
 }
 
 /** Peak resident memory (VmHWM) of `pid` in bytes, or 0 once it is gone. */
