@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { EntryProcess, ROOT, startManager, startRunner } from "../helpers/entry_process.ts";
+import { EntryProcess, ROOT, startManagerOnTasks, startNode } from "../helpers/entry_process.ts";
 import { byLine, readOutput, readRecords, tempDir } from "../helpers/journal.ts";
 
 const PEER = ROOT + "tests/interop/peer.py";
@@ -47,7 +47,7 @@ Deno.test("interop: an independent owner drives our node through a whole task", 
     out,
   ]);
   const port = Number((await owner.waitFor(/LISTENING (\d+)/))[1]);
-  await using node = startRunner(port, ["--protocol", "binary", "--work-dir", work.path]);
+  await using node = startNode(port, ["--work-dir", work.path]);
   const [os, ns] = await Promise.all([owner.exit(), node.exit()]);
   assert.equal(os.code, 0, owner.stderr);
   assert.equal(ns.code, 0, node.stderr);
@@ -91,7 +91,7 @@ Deno.test("interop: an independent owner stops our node mid-run and still gets t
     "500",
   ]);
   const port = Number((await owner.waitFor(/LISTENING (\d+)/))[1]);
-  await using node = startRunner(port, ["--protocol", "binary", "--work-dir", work.path]);
+  await using node = startNode(port, ["--work-dir", work.path]);
   const [os, ns] = await Promise.all([owner.exit(), node.exit()]);
   assert.equal(os.code, 0, owner.stderr);
   assert.equal(ns.code, 0, node.stderr);
@@ -117,10 +117,7 @@ Deno.test("interop: independent nodes drain our manager's bundles, a gang shared
     { name: "gang", command: "echo member", nodes: 2, modules: ["py"] },
     ...Array.from({ length: 10 }, (_, i) => ({ command: `printf '%s' task-${i}` })),
   ];
-  const list = join(dir.path, "tasks.jsonl");
-  await Deno.writeTextFile(list, tasks.map((t) => JSON.stringify(t)).join("\n"));
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
+  const { manager, port, results } = await startManagerOnTasks(dir.path, tasks);
   await using _m = manager;
   await using theirs = EntryProcess.spawnProgram("python3", [
     PEER,
@@ -134,7 +131,7 @@ Deno.test("interop: independent nodes drain our manager's bundles, a gang shared
     "--workers",
     "2",
   ]);
-  await using ours = startRunner(port, ["--protocol", "binary", "--modules", "py", "--work-dir", ourWork.path]);
+  await using ours = startNode(port, ["--modules", "py", "--work-dir", ourWork.path]);
   const [ms, ts, os] = await Promise.all([manager.exit(), theirs.exit(), ours.exit()]);
   assert.equal(ms.code, 0, manager.stderr);
   assert.equal(ts.code, 0, theirs.stderr);

@@ -15,7 +15,14 @@ import { join } from "node:path";
 import { jobKey } from "../../manager/jobs/job_key.ts";
 import type { AttemptRecord, JournalRecord } from "../../manager/results/results_store.ts";
 import { formatTag, JOB_TAG_PREFIX, parseTag, PULSE_LINE, type Tag } from "../../protocol/vico_extension.ts";
-import { EntryProcess, freePort, startManagerOn, startRunner } from "../helpers/entry_process.ts";
+import {
+  EntryProcess,
+  freePort,
+  startManagerAgain,
+  startManagerOn,
+  startRunner,
+  writeJobList,
+} from "../helpers/entry_process.ts";
 import { readJournal, readOutput, readRecords, tempDir } from "../helpers/journal.ts";
 import { LinePeer } from "../helpers/line_peer.ts";
 
@@ -492,27 +499,18 @@ for (const how of ["--fresh on the same directory", "another results directory"]
     const jobs = [x, "echo other"];
     let results: string, list: string;
     if (how.startsWith("--fresh")) {
-      list = first.list;
+      list = await writeJobList(dir.path, jobs);
       results = first.results;
-      await Deno.writeTextFile(list, jobs.join("\n") + "\n");
     } else {
-      list = join(dir.path, "other.txt");
+      list = await writeJobList(dir.path, jobs, "other.txt");
       results = join(dir.path, "other.results");
-      await Deno.writeTextFile(list, jobs.join("\n") + "\n");
     }
-    const second = EntryProcess.spawn("manager.ts", [
-      "--jobs",
-      list,
-      "--results",
-      results,
-      "--port",
-      String(port),
-      "--pulse",
-      "1s",
+    const started = Date.now();
+    const { manager: second } = await startManagerAgain({ list, results }, [
+      ...["--port", String(port), "--pulse", "1s"],
       ...(how.startsWith("--fresh") ? ["--fresh"] : []),
     ]);
     await using _second = second;
-    const started = Date.now();
     assert.equal((await second.exit(60_000)).code, 0, second.stderr);
     await assertOnceAndVerified(results, 2);
     const rec = readRecords(results).find((r) => r.command === x)!;

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { NodeStatus } from "../../protocol/messages.ts";
-import { startRunner } from "../helpers/entry_process.ts";
+import { startNode } from "../helpers/entry_process.ts";
 import { type FramePeer, FrameServer } from "../helpers/frame_peer.ts";
 import { tempDir } from "../helpers/journal.ts";
 
@@ -32,8 +32,7 @@ async function expectReject(owner: FramePeer, reason: RegExp): Promise<void> {
 
 /** Starts a node against a scripted owner and accepts its Join. */
 async function joined(server: FrameServer, work: string, modules = "") {
-  const args = ["--protocol", "binary", "--work-dir", work, ...(modules ? ["--modules", modules] : [])];
-  const runner = startRunner(server.port, args);
+  const runner = startNode(server.port, ["--work-dir", work, ...(modules ? ["--modules", modules] : [])]);
   const owner = await server.accept();
   return { runner, owner };
 }
@@ -190,7 +189,7 @@ Deno.test("NodeSession: a File that keeps moving, slower than the owner-silence 
   await using work = await tempDir();
   using server = new FrameServer();
   // --persist speaks the vico extension, which agrees on pulses: an owner silent for 4 of them is lost.
-  await using _runner = startRunner(server.port, ["--protocol", "binary", "--persist", "--work-dir", work.path]);
+  await using _runner = startNode(server.port, ["--persist", "--work-dir", work.path]);
   using owner = await server.accept();
   assert.match((await owner.reader.readLine()) ?? "", /^VICO\/1 hello proto=binary /);
   await owner.send("VICO/1 ok pulse=1\n");
@@ -351,7 +350,7 @@ Deno.test("node: a link planted by an earlier run is not followed by a later log
   const secret = join(outside.path, "secret.txt");
   await Deno.writeTextFile(secret, "do not read");
   using server = new FrameServer();
-  const runner = startRunner(server.port, ["--protocol", "binary", "--work-dir", work.path, "--max-file", "1K"]);
+  const runner = startNode(server.port, ["--work-dir", work.path, "--max-file", "1K"]);
   await using _r = runner;
   using owner = await server.accept();
   await owner.nodeFrame();

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { ToNode } from "../../protocol/messages.ts";
-import { startManager, startManagerOn, startRunner } from "../helpers/entry_process.ts";
+import { startManagerOn, startManagerOnTasks, startNode } from "../helpers/entry_process.ts";
 import { FramePeer } from "../helpers/frame_peer.ts";
 import { readRecords, tempDir } from "../helpers/journal.ts";
 
@@ -59,9 +59,7 @@ Deno.test("owner: the whole exchange for a plain job, as the notes lay it out", 
 
 Deno.test("owner: refuses a Join of another version, and one whose modules fit no task", async () => {
   await using dir = await tempDir();
-  const list = join(dir.path, "tasks.jsonl");
-  await Deno.writeTextFile(list, '{"command": "true", "modules": ["matlab"]}\n');
-  const { manager, port } = await startManager(["--jobs", list, "--results", join(dir.path, "res"), "--port", "0"]);
+  const { manager, port } = await startManagerOnTasks(dir.path, [{ command: "true", modules: ["matlab"] }]);
   await using _m = manager;
   {
     using node = await FramePeer.connect(port);
@@ -87,20 +85,8 @@ Deno.test("owner: refuses a Join of another version, and one whose modules fit n
 Deno.test("owner: a node that rejects part of its task or breaks protocol is dropped; another finishes the job", async () => {
   await using dir = await tempDir();
   await using work = await tempDir();
-  const list = join(dir.path, "jobs.txt");
-  await Deno.writeTextFile(list, "echo finally\n");
-  const results = join(dir.path, "res");
   // Three bad nodes in a row: allow more losses than the default 3.
-  const { manager, port } = await startManager([
-    "--jobs",
-    list,
-    "--results",
-    results,
-    "--port",
-    "0",
-    "--max-attempts",
-    "5",
-  ]);
+  const { manager, port, results } = await startManagerOn(dir.path, ["echo finally"], ["--max-attempts", "5"]);
   await using _m = manager;
   // 1. Rejects the staged script.
   {
@@ -139,7 +125,7 @@ Deno.test("owner: a node that rejects part of its task or breaks protocol is dro
     assert.match((bye as { reason: string }).reason, /Node reports status 4, not idle/);
   }
   // 4. Leaves while held at Join (nothing pending for it then? here: there is; it just goes).
-  await using honest = startRunner(port, ["--protocol", "binary", "--work-dir", work.path]);
+  await using honest = startNode(port, ["--work-dir", work.path]);
   const [ms, hs] = await Promise.all([manager.exit(), honest.exit()]);
   assert.equal(hs.code, 0, honest.stderr);
   assert.equal(ms.code, 0);

@@ -7,7 +7,15 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { EntryProcess, freePort, startManager, startRunner } from "../helpers/entry_process.ts";
+import {
+  EntryProcess,
+  freePort,
+  startManagerAgain,
+  startManagerOn,
+  startManagerOnTasks,
+  startNode,
+  startRunner,
+} from "../helpers/entry_process.ts";
 import { byLine, readJournal, readOutput, readRecords, tempDir } from "../helpers/journal.ts";
 
 const dec = new TextDecoder();
@@ -17,16 +25,13 @@ Deno.test("runner --persist: jobs run on through a manager crash; the restarted 
   await using state = await tempDir();
   const marks = join(dir.path, "marks");
   await Deno.mkdir(marks);
-  const list = join(dir.path, "jobs.txt");
   const jobs = Array.from(
     { length: 6 },
     (_, i) => `echo run >> ${marks}/${i}; sleep ${i < 2 ? 2 : 0.1}; echo out-${i}`,
   );
-  await Deno.writeTextFile(list, jobs.join("\n"));
-  const results = join(dir.path, "res");
   const port = freePort();
-  const args = ["--jobs", list, "--results", results, "--port", String(port), "--pulse", "1s", "--lease", "20s"];
-  const first = EntryProcess.spawn("manager.ts", args);
+  const flags = ["--port", String(port), "--pulse", "1s", "--lease", "20s"];
+  const { manager: first, list, results } = await startManagerOn(dir.path, jobs, flags);
   await using _first = first;
   await first.waitFor(/Serving 6 job/);
   await using runner = startRunner(port, ["--persist", "--state-dir", state.path, "--workers", "2", "--name", "svc"]);
@@ -38,7 +43,7 @@ Deno.test("runner --persist: jobs run on through a manager crash; the restarted 
   // The slow jobs finish while no manager exists: their results go to disk.
   await runner.waitFor(/Kept the result of .*sleep 2/, 10_000);
   await runner.waitFor(/Kept the result of .*sleep 2.*\n[^]*Kept the result of .*sleep 2/, 10_000);
-  const second = EntryProcess.spawn("manager.ts", args);
+  const { manager: second } = await startManagerAgain({ list, results }, flags);
   await using _second = second;
   const ms = await second.exit(60_000);
   assert.equal(ms.code, 0, second.stderr);
@@ -59,16 +64,10 @@ Deno.test("runner --persist: jobs run on through a manager crash; the restarted 
 Deno.test("runner --persist: a lease that runs out hands the jobs to others; the late result is discarded", async () => {
   await using dir = await tempDir();
   await using state = await tempDir();
-  const list = join(dir.path, "jobs.txt");
   // The second job keeps the manager up until the paused runner is back.
-  await Deno.writeTextFile(list, "sleep 1.5; echo slow\nsleep 8; echo keeper\n");
-  const results = join(dir.path, "res");
+  const jobs = ["sleep 1.5; echo slow", "sleep 8; echo keeper"];
   const port = freePort();
-  const { manager } = await startManager([
-    "--jobs",
-    list,
-    "--results",
-    results,
+  const { manager, results } = await startManagerOn(dir.path, jobs, [
     "--port",
     String(port),
     "--pulse",
@@ -130,23 +129,18 @@ for (const restartNode of [false, true]) {
       await using dir = await tempDir();
       await using state = await tempDir();
       const marks = join(dir.path, "marks");
-      const list = join(dir.path, "tasks.jsonl");
-      await Deno.writeTextFile(
-        list,
-        JSON.stringify({
-          name: "long",
-          command: `echo run >> ${marks}; sleep 1.5; echo done > out.txt; echo finished`,
-          return: ["out.txt"],
-        }) + "\n",
-      );
-      const results = join(dir.path, "res");
+      const task = {
+        name: "long",
+        command: `echo run >> ${marks}; sleep 1.5; echo done > out.txt; echo finished`,
+        return: ["out.txt"],
+      };
       const port = freePort();
-      const args = ["--jobs", list, "--results", results, "--port", String(port), "--pulse", "1s", "--lease", "30s"];
-      const first = EntryProcess.spawn("manager.ts", args);
+      const flags = ["--port", String(port), "--pulse", "1s", "--lease", "30s"];
+      const { manager: first, list, results } = await startManagerOnTasks(dir.path, [task], flags);
       await using _first = first;
       await first.waitFor(/Serving 1 job/);
-      const nodeArgs = ["--protocol", "binary", "--persist", "--state-dir", state.path, "--retry-max", "1s"];
-      let node = startRunner(port, nodeArgs);
+      const nodeArgs = ["--persist", "--state-dir", state.path, "--retry-max", "1s"];
+      let node = startNode(port, nodeArgs);
       await using _node = node;
       await first.waitFor(/Node 127\.0\.0\.1 joined/);
       await new Promise((r) => setTimeout(r, 500));
@@ -157,10 +151,10 @@ for (const restartNode of [false, true]) {
       if (restartNode) {
         node.kill("SIGKILL");
         await node.exit();
-        node = startRunner(port, nodeArgs);
+        node = startNode(port, nodeArgs);
       }
       await using _node2 = node;
-      const second = EntryProcess.spawn("manager.ts", args);
+      const { manager: second } = await startManagerAgain({ list, results }, flags);
       await using _second = second;
       assert.equal((await second.exit(60_000)).code, 0, second.stderr);
       assert.match(second.stderr, /Node 127\.0\.0\.1:\d+ \(.*\) is back with the task at line 1/);
@@ -188,14 +182,10 @@ Deno.test("runner --persist: started again after a SIGKILL, it first ends the jo
   await using state = await tempDir();
   const again = join(dir.path, "again");
   const pids = join(dir.path, "pids");
-  const list = join(dir.path, "jobs.txt");
-  await Deno.writeTextFile(
-    list,
+  const { manager, port, results } = await startManagerOn(dir.path, [
     `if [ -e ${again} ]; then echo second; exit 0; fi; ` +
-      `sleep 281.2 >/dev/null 2>&1 & echo $! >> ${pids}; echo $$ >> ${pids}; sleep 281.3\n`,
-  );
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
+    `sleep 281.2 >/dev/null 2>&1 & echo $! >> ${pids}; echo $$ >> ${pids}; sleep 281.3`,
+  ]);
   await using _m = manager;
   const args = ["--persist", "--state-dir", state.path, "--name", "svc", "--retry-max", "1s"];
   const first = startRunner(port, args);

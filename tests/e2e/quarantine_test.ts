@@ -5,19 +5,14 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { EntryProcess, ROOT, RUN_FLAGS, startManager, startManagerOn, startRunner } from "../helpers/entry_process.ts";
+import { EntryProcess, ROOT, RUN_FLAGS, startManagerOn, startRunner } from "../helpers/entry_process.ts";
 import { byLine, readRecords, tempDir } from "../helpers/journal.ts";
 
 Deno.test("manager: a black-hole runner is quarantined; its failed jobs run elsewhere; every job succeeds", async () => {
   await using dir = await tempDir();
-  const list = join(dir.path, "jobs.txt");
   const n = 120;
-  await Deno.writeTextFile(
-    list,
-    Array.from({ length: n }, (_, i) => `date > /dev/null && sleep 0.02 && echo ok-${i}`).join("\n"),
-  );
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
+  const jobs = Array.from({ length: n }, (_, i) => `date > /dev/null && sleep 0.02 && echo ok-${i}`);
+  const { manager, port, results } = await startManagerOn(dir.path, jobs);
   await using _m = manager;
   await using healthy = startRunner(port, ["--workers", "2", "--name", "healthy"]);
   // Wait for the healthy runner's first results: the evidence that jobs can succeed.

@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { freePort, startManager, startManagerOn, startRunner } from "../helpers/entry_process.ts";
+import { freePort, startManagerAgain, startManagerOn, startRunner } from "../helpers/entry_process.ts";
 import { byLine, readOutput, readRecords, tempDir } from "../helpers/journal.ts";
 
 const dec = new TextDecoder();
@@ -116,12 +116,10 @@ Deno.test("Manager --local after a failed commit: the local worker comes back on
 
 Deno.test("Runner --persist: a kept result over the new manager's --max-output is set aside and reported as 125 with a note", async () => {
   await using dir = await tempDir();
-  const list = join(dir.path, "jobs.txt");
-  const results = join(dir.path, "res");
   const stateDir = join(dir.path, "state");
-  await Deno.writeTextFile(list, "sleep 2; head -c 5000 /dev/zero\n");
   const port = freePort();
-  const first = await startManager(["--jobs", list, "--results", results, "--port", String(port)]);
+  const first = await startManagerOn(dir.path, ["sleep 2; head -c 5000 /dev/zero"], ["--port", String(port)]);
+  const { results } = first;
   await using _a = first.manager;
   await using runner = startRunner(port, [
     "--persist",
@@ -138,16 +136,7 @@ Deno.test("Runner --persist: a kept result over the new manager's --max-output i
   await first.manager.exit();
   await runner.waitFor(/Kept the result of/);
   // The manager comes back with a smaller limit than the kept output.
-  const second = await startManager([
-    "--jobs",
-    list,
-    "--results",
-    results,
-    "--port",
-    String(port),
-    "--max-output",
-    "1000",
-  ]);
+  const second = await startManagerAgain(first, ["--port", String(port), "--max-output", "1000"]);
   await using _b = second.manager;
   const ms = await second.manager.exit(60_000);
   assert.equal(ms.code, 1, second.manager.stderr);
@@ -166,12 +155,10 @@ Deno.test("Runner --persist: a kept result over the new manager's --max-output i
 
 Deno.test("Runner --persist: a job that ends over the manager's --max-output after a reconnect gets 125; the runner is not dropped", async () => {
   await using dir = await tempDir();
-  const list = join(dir.path, "jobs.txt");
-  const results = join(dir.path, "res");
   const stateDir = join(dir.path, "state");
-  await Deno.writeTextFile(list, "sleep 4; head -c 5000 /dev/zero\n");
   const port = freePort();
-  const first = await startManager(["--jobs", list, "--results", results, "--port", String(port)]);
+  const first = await startManagerOn(dir.path, ["sleep 4; head -c 5000 /dev/zero"], ["--port", String(port)]);
+  const { results } = first;
   await using _a = first.manager;
   await using runner = startRunner(port, [
     "--persist",
@@ -186,8 +173,7 @@ Deno.test("Runner --persist: a job that ends over the manager's --max-output aft
   await new Promise((r) => setTimeout(r, 500)); // the job runs, its assignment is durable
   first.manager.kill("SIGKILL");
   await first.manager.exit();
-  const args = ["--jobs", list, "--results", results, "--port", String(port), "--max-output", "1000"];
-  const second = await startManager(args);
+  const second = await startManagerAgain(first, ["--port", String(port), "--max-output", "1000"]);
   await using _b = second.manager;
   await second.manager.waitFor(/Runner keeper joined/);
   assert.doesNotMatch(runner.stderr, /Kept the result/, "the job was still running when the runner came back");

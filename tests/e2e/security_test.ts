@@ -11,7 +11,15 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { formatJoinToken, parseJoinToken } from "../../protocol/join_token.ts";
 import { makeSelfSignedIdentity } from "../../manager/sessions/enrollment.ts";
-import { EntryProcess, ROOT, startManager, startRunner } from "../helpers/entry_process.ts";
+import {
+  EntryProcess,
+  ROOT,
+  startManager,
+  startManagerAgain,
+  startManagerOn,
+  startRunner,
+  writeJobList,
+} from "../helpers/entry_process.ts";
 import { readJournal, readOutput, readRecords, tempDir } from "../helpers/journal.ts";
 import { LinePeer } from "../helpers/line_peer.ts";
 
@@ -41,12 +49,6 @@ async function writeSecret(path: string, text: string, mode = 0o600): Promise<st
   return path;
 }
 
-async function jobList(dir: string, lines: string[]): Promise<string> {
-  const path = join(dir, "jobs.txt");
-  await Deno.writeTextFile(path, lines.join("\n") + "\n");
-  return path;
-}
-
 function onlyRunRecords(results: string): void {
   const kinds = readJournal(results).map((r) => r.type);
   assert.deepEqual(kinds, ["run"], `nothing was handed out: ${kinds}`);
@@ -63,10 +65,8 @@ Deno.test({
   async fn() {
     await using dir = await tempDir();
     const pki = await makePki(join(dir.path, "pki"));
-    const list = await jobList(dir.path, Array.from({ length: 8 }, (_, i) => `sleep 0.3; echo tls-${i}`));
-    const results = join(dir.path, "res");
-    const { manager, port } = await startManager([
-      ...["--jobs", list, "--results", results, "--port", "0"],
+    const jobs = Array.from({ length: 8 }, (_, i) => `sleep 0.3; echo tls-${i}`);
+    const { manager, port, results } = await startManagerOn(dir.path, jobs, [
       ...["--tls-cert", pki.cert, "--tls-key", pki.key, "--secret-file", pki.secret],
     ]);
     await using _m = manager;
@@ -96,10 +96,9 @@ Deno.test({
   async fn() {
     await using dir = await tempDir();
     const pki = await makePki(join(dir.path, "pki"));
-    const list = await jobList(dir.path, Array.from({ length: 8 }, (_, i) => `sleep 0.3; echo both-${i}`));
-    const results = join(dir.path, "res");
-    const { manager, port } = await startManager([
-      ...["--jobs", list, "--results", results, "--port", "0", "--local", "1"],
+    const jobs = Array.from({ length: 8 }, (_, i) => `sleep 0.3; echo both-${i}`);
+    const { manager, port, results } = await startManagerOn(dir.path, jobs, [
+      ...["--local", "1"],
       ...["--tls-cert", pki.cert, "--tls-key", pki.key, "--secret-file", pki.secret],
     ]);
     await using _m = manager;
@@ -122,11 +121,8 @@ Deno.test({
 Deno.test("enrollment: the manager makes its key, certificate and secret once; a join token is all a runner needs", async () => {
   await using dir = await tempDir();
   const state = join(dir.path, "state");
-  const list = await jobList(dir.path, Array.from({ length: 6 }, (_, i) => `echo joined-${i}`));
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager([
-    ...["--jobs", list, "--results", results, "--port", "0", "--enroll", "--state-dir", state],
-  ]);
+  const jobs = Array.from({ length: 6 }, (_, i) => `echo joined-${i}`);
+  const { manager, port, results } = await startManagerOn(dir.path, jobs, ["--enroll", "--state-dir", state]);
   await using _m = manager;
   const token = await tokenOf(manager);
   const parsed = parseJoinToken(token);
@@ -215,12 +211,11 @@ Deno.test("a join token whose fingerprint does not match: refused before a byte 
 
 Deno.test("a plain runner against a TLS manager, and a TLS runner against a plain one, fail cleanly; the managers go on", async () => {
   await using dir = await tempDir();
-  const list = await jobList(dir.path, ["echo a", "echo b"]);
+  const list = await writeJobList(dir.path, ["echo a", "echo b"]);
   const state = join(dir.path, "state");
   {
-    const results = join(dir.path, "tls-res");
-    const { manager, port } = await startManager([
-      ...["--jobs", list, "--results", results, "--port", "0", "--enroll", "--state-dir", state],
+    const { manager, port, results } = await startManagerAgain({ list, results: join(dir.path, "tls-res") }, [
+      ...["--enroll", "--state-dir", state],
     ]);
     await using _m = manager;
     const token = await tokenOf(manager);
@@ -235,8 +230,7 @@ Deno.test("a plain runner against a TLS manager, and a TLS runner against a plai
     assert.match(manager.stderr, /Refusing connection from 127\.0\.0\.1:\d+: .*TLS/);
   }
   {
-    const results = join(dir.path, "plain-res");
-    const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
+    const { manager, port, results } = await startManagerAgain({ list, results: join(dir.path, "plain-res") });
     await using _m = manager;
     const token = parseJoinToken(await Deno.readTextFile(join(state, "join-token")));
     await using tls = EntryProcess.spawn("runner.ts", [
@@ -255,13 +249,10 @@ Deno.test("a plain runner against a TLS manager, and a TLS runner against a plai
 Deno.test("a wrong secret on either side is refused before any job crosses; the job stays pending", async () => {
   await using dir = await tempDir();
   const marker = join(dir.path, "pwned");
-  const list = await jobList(dir.path, [`echo ran >> ${join(dir.path, "ran.log")}`]);
   const good = await writeSecret(join(dir.path, "good"), "a".repeat(32));
   const bad = await writeSecret(join(dir.path, "bad"), "b".repeat(32));
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager([
-    ...["--jobs", list, "--results", results, "--port", "0", "--secret-file", good],
-  ]);
+  const jobs = [`echo ran >> ${join(dir.path, "ran.log")}`];
+  const { manager, port, results } = await startManagerOn(dir.path, jobs, ["--secret-file", good]);
   await using _m = manager;
   // A runner that does not know the secret.
   await using intruder = startRunner(port, ["--workers", "1", "--secret-file", bad]);
@@ -291,10 +282,8 @@ Deno.test("a wrong secret on either side is refused before any job crosses; the 
   assert.equal(record.attempt, 1, "the refused runners never held it");
 
   // A rogue manager with the wrong secret cannot get a job run on the runner.
-  const rogueList = await jobList(dir.path, [`touch ${marker}`]);
-  const rogue = await startManager([
-    ...["--jobs", rogueList, "--results", join(dir.path, "rogue"), "--port", "0", "--secret-file", bad],
-  ]);
+  const rogueList = await writeJobList(dir.path, [`touch ${marker}`]);
+  const rogue = await startManagerAgain({ list: rogueList, results: join(dir.path, "rogue") }, ["--secret-file", bad]);
   await using _r = rogue.manager;
   for (const proto of ["text", "binary"]) {
     await using victim = startRunner(rogue.port, ["--workers", "1", "--secret-file", good, "--protocol", proto]);
@@ -346,12 +335,10 @@ const concat = (parts: Uint8Array[]) => {
 Deno.test("a recorded authentication transcript replayed to the manager, or to a runner, is refused", async () => {
   await using dir = await tempDir();
   const ran = join(dir.path, "ran.log");
-  const list = await jobList(dir.path, [`echo ran >> ${ran}`]);
+  const list = await writeJobList(dir.path, [`echo ran >> ${ran}`]);
   const secret = await writeSecret(join(dir.path, "secret"), "s".repeat(40));
   // Record an honest session, secret only (no TLS: an eavesdropper sees it all).
-  const first = await startManager([
-    ...["--jobs", list, "--results", join(dir.path, "r1"), "--port", "0", "--secret-file", secret],
-  ]);
+  const first = await startManagerAgain({ list, results: join(dir.path, "r1") }, ["--secret-file", secret]);
   await using _f = first.manager;
   const relay = recordingRelay(first.port);
   await using honest = startRunner(relay.port, ["--workers", "1", "--secret-file", secret]);
@@ -364,10 +351,8 @@ Deno.test("a recorded authentication transcript replayed to the manager, or to a
   assert.equal(await Deno.readTextFile(ran), "ran\n");
 
   // Replay the runner's side to a manager with the same secret.
-  const results = join(dir.path, "r2");
-  const second = await startManager([
-    ...["--jobs", list, "--results", results, "--port", "0", "--secret-file", secret],
-  ]);
+  const second = await startManagerAgain({ list, results: join(dir.path, "r2") }, ["--secret-file", secret]);
+  const { results } = second;
   await using _s = second.manager;
   {
     using p = await LinePeer.connect(second.port);
@@ -401,7 +386,7 @@ Deno.test("a recorded authentication transcript replayed to the manager, or to a
 
 Deno.test("secret files, keys and token files open to other users, or too short, are refused on both sides", async () => {
   await using dir = await tempDir();
-  const list = await jobList(dir.path, ["true"]);
+  const list = await writeJobList(dir.path, ["true"]);
   const loose = await writeSecret(join(dir.path, "loose"), "x".repeat(32), 0o644);
   const short = await writeSecret(join(dir.path, "short"), "tooshort");
   const cases: [string, string[], RegExp][] = [
@@ -430,16 +415,14 @@ Deno.test({
   ignore: Deno.uid() !== 0,
   async fn() {
     await using dir = await tempDir();
-    const list = await jobList(dir.path, ["id -u; id -g; id -G"]);
-    const results = join(dir.path, "res");
-    const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
+    const { manager, port, results, list } = await startManagerOn(dir.path, ["id -u; id -g; id -G"]);
     await using _m = manager;
     await using refused = startRunner(port, ["--workers", "1"], { env: { VICO_ALLOW_ROOT: "" } });
     assert.equal((await refused.exit()).code, 2);
     assert.match(refused.stderr, /root.*--user.*--allow-root/s);
     for (const proto of ["text", "binary"]) {
       if (proto === "binary") {
-        const again = await startManager(["--jobs", list, "--results", results + "-b", "--port", "0"]);
+        const again = await startManagerAgain({ list, results: results + "-b" });
         await using _a = again.manager;
         await using nobody = startRunner(again.port, ["--workers", "1", "--user", "nobody", "--protocol", proto], {
           env: { VICO_ALLOW_ROOT: "" },
@@ -463,11 +446,7 @@ Deno.test({
 
 Deno.test("the manager closes connections over --max-connections at once; runners within it finish", async () => {
   await using dir = await tempDir();
-  const list = await jobList(dir.path, ["echo capped"]);
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager([
-    ...["--jobs", list, "--results", results, "--port", "0", "--max-connections", "2"],
-  ]);
+  const { manager, port } = await startManagerOn(dir.path, ["echo capped"], ["--max-connections", "2"]);
   await using _m = manager;
   const idle = [
     await Deno.connect({ hostname: "127.0.0.1", port }),

@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { EntryProcess, ROOT, startManager, startManagerOn, startRunner } from "../helpers/entry_process.ts";
+import { EntryProcess, ROOT, startManagerOn, startRunner } from "../helpers/entry_process.ts";
 import { byLine, readOutput, readRecords, tempDir } from "../helpers/journal.ts";
 
 const PEER = ROOT + "tests/interop/peer.py";
@@ -35,9 +35,7 @@ async function writeJobs(dir: string): Promise<string> {
 
 Deno.test("interop: an independent text runner drains our manager's list byte-exact", async () => {
   await using dir = await tempDir();
-  const list = await writeJobs(dir.path);
-  const results = join(dir.path, "res");
-  const { manager, port } = await startManager(["--jobs", list, "--results", results, "--port", "0"]);
+  const { manager, port, results } = await startManagerOn(dir.path, JOBS.map(([c]) => c));
   await using _m = manager;
   await using peer = EntryProcess.spawnProgram("python3", [
     PEER,

@@ -217,9 +217,15 @@ export async function startManagerOn(
   options: ManagerOnOptions = {},
 ): Promise<ManagerOn> {
   const { listName = "jobs.txt", ...spawn } = options;
-  const list = `${dir}/${listName}`;
-  await Deno.writeTextFile(list, jobs.join("\n") + "\n");
+  const list = await writeJobList(dir, jobs, listName);
   return startManagerAgain({ list, results: `${dir}/res` }, extra, spawn);
+}
+
+/** Writes `jobs` (lines) to `dir/name` and returns its path. */
+export async function writeJobList(dir: string, jobs: readonly string[], name = "jobs.txt"): Promise<string> {
+  const list = `${dir}/${name}`;
+  await Deno.writeTextFile(list, jobs.join("\n") + "\n");
+  return list;
 }
 
 /**
