@@ -15,6 +15,22 @@ const dec = new TextDecoder();
 
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 
+/** Starts the independent owner on `task` (results into `out`) and waits until it listens. */
+async function startTheirOwner(task: string, out: string, extra: string[] = []) {
+  const owner = EntryProcess.spawnProgram("python3", [
+    PEER,
+    "owner",
+    "--port",
+    "0",
+    "--task",
+    task,
+    "--out",
+    out,
+    ...extra,
+  ]);
+  return { owner, port: Number((await owner.waitFor(/LISTENING (\d+)/))[1]) };
+}
+
 Deno.test("interop: an independent owner drives our node through a whole task", async () => {
   await using dir = await tempDir();
   await using work = await tempDir();
@@ -36,17 +52,8 @@ Deno.test("interop: an independent owner drives our node through a whole task", 
   };
   await Deno.writeTextFile(join(dir.path, "task.json"), JSON.stringify(task));
   const out = join(dir.path, "out");
-  await using owner = EntryProcess.spawnProgram("python3", [
-    PEER,
-    "owner",
-    "--port",
-    "0",
-    "--task",
-    join(dir.path, "task.json"),
-    "--out",
-    out,
-  ]);
-  const port = Number((await owner.waitFor(/LISTENING (\d+)/))[1]);
+  const { owner, port } = await startTheirOwner(join(dir.path, "task.json"), out);
+  await using _o = owner;
   await using node = startNode(port, ["--work-dir", work.path]);
   const [os, ns] = await Promise.all([owner.exit(), node.exit()]);
   assert.equal(os.code, 0, owner.stderr);
@@ -78,19 +85,8 @@ Deno.test("interop: an independent owner stops our node mid-run and still gets t
     }),
   );
   const out = join(dir.path, "out");
-  await using owner = EntryProcess.spawnProgram("python3", [
-    PEER,
-    "owner",
-    "--port",
-    "0",
-    "--task",
-    join(dir.path, "task.json"),
-    "--out",
-    out,
-    "--stop-after-ms",
-    "500",
-  ]);
-  const port = Number((await owner.waitFor(/LISTENING (\d+)/))[1]);
+  const { owner, port } = await startTheirOwner(join(dir.path, "task.json"), out, ["--stop-after-ms", "500"]);
+  await using _o = owner;
   await using node = startNode(port, ["--work-dir", work.path]);
   const [os, ns] = await Promise.all([owner.exit(), node.exit()]);
   assert.equal(os.code, 0, owner.stderr);

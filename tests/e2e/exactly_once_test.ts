@@ -138,6 +138,9 @@ async function journalUntil(
   }
 }
 
+/** A lease of 1 s, pulses too slow to matter, and a job's first loss is its last. */
+const ONE_LOSS = ["--max-attempts", "1", "--pulse", "30s", "--lease", "1s"];
+
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
 
 // Item 3. What a forger (an identified runner) says about jobs it was never
@@ -148,14 +151,7 @@ const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest(
 Deno.test("Ledger.claim over the wire: a tagged result for a job or attempt the runner was not issued is refused with ERARO, recorded from nowhere, and costs no loss", async () => {
   await using dir = await tempDir();
   const jobs = ["echo y", "echo x", "echo z"];
-  const { manager, port, results, list } = await startManagerOn(dir.path, jobs, [
-    "--max-attempts",
-    "1",
-    "--pulse",
-    "30s",
-    "--lease",
-    "1s",
-  ]);
+  const { manager, port, results, list } = await startManagerOn(dir.path, jobs, ONE_LOSS);
   await using _m = manager;
   // An honest identified runner holds "echo y" (attempt 1), as runner "g".
   using honest = await TaggedPeer.join(port, "g");
@@ -209,14 +205,7 @@ Deno.test("Ledger.claim over the wire: a tagged result for a job or attempt the 
 // own, no lost record; the run exits 0, and so does a restart.
 Deno.test("Ledger.claimLost over the wire: a job given up as lost on its last loss while its result's bytes arrive is recorded once, from the result", async () => {
   await using dir = await tempDir();
-  const { manager, port, results, list } = await startManagerOn(dir.path, ["echo x"], [
-    "--max-attempts",
-    "1",
-    "--pulse",
-    "30s",
-    "--lease",
-    "1s",
-  ]);
+  const { manager, port, results, list } = await startManagerOn(dir.path, ["echo x"], ONE_LOSS);
   await using _m = manager;
   const c1 = await TaggedPeer.join(port, "a");
   const hand = await c1.take();
@@ -244,14 +233,7 @@ Deno.test("Ledger.claimLost over the wire: a job given up as lost on its last lo
 // record, the lost one; the run exits 1, and so does a restart.
 Deno.test("Ledger.claimLost over the wire: a result that comes back after its job was given up as lost is not taken; one record", async () => {
   await using dir = await tempDir();
-  const { manager, port, results, list } = await startManagerOn(dir.path, ["echo x", "echo keep"], [
-    "--max-attempts",
-    "1",
-    "--pulse",
-    "30s",
-    "--lease",
-    "1s",
-  ]);
+  const { manager, port, results, list } = await startManagerOn(dir.path, ["echo x", "echo keep"], ONE_LOSS);
   await using _m = manager;
   const c1 = await TaggedPeer.join(port, "a");
   const hand = await c1.take();

@@ -100,6 +100,7 @@ Deno.test("ManagerTextSession: runners that join and leave are logged at a bound
   const list = join(dir.path, "jobs.txt");
   await Deno.writeTextFile(list, "echo one\necho two\n");
   const results = join(dir.path, "res");
+  // Under -q the manager logs no "Serving" line to wait for: a known port, polled until it answers.
   const port = freePort();
   await using manager = EntryProcess.spawn("manager.ts", [
     ...["--jobs", list, "--results", results, "--port", String(port), "-q"],

@@ -114,6 +114,11 @@ Deno.test("Manager --local after a failed commit: the local worker comes back on
   assert.equal(dec.decode(readOutput(results, recs.get(2)!)), "two\n");
 });
 
+/** A --persist runner named keeper that tries again every second while its manager is gone. */
+function startKeeper(port: number, stateDir: string) {
+  return startRunner(port, ["--persist", "--state-dir", stateDir, "--retry-max", "1s", "--name", "keeper"]);
+}
+
 Deno.test("Runner --persist: a kept result over the new manager's --max-output is set aside and reported as 125 with a note", async () => {
   await using dir = await tempDir();
   const stateDir = join(dir.path, "state");
@@ -121,15 +126,7 @@ Deno.test("Runner --persist: a kept result over the new manager's --max-output i
   const first = await startManagerOn(dir.path, ["sleep 2; head -c 5000 /dev/zero"], ["--port", String(port)]);
   const { results } = first;
   await using _a = first.manager;
-  await using runner = startRunner(port, [
-    "--persist",
-    "--state-dir",
-    stateDir,
-    "--retry-max",
-    "1s",
-    "--name",
-    "keeper",
-  ]);
+  await using runner = startKeeper(port, stateDir);
   await first.manager.waitFor(/Runner keeper joined/);
   await new Promise((r) => setTimeout(r, 500));
   first.manager.kill("SIGKILL");
@@ -160,15 +157,7 @@ Deno.test("Runner --persist: a job that ends over the manager's --max-output aft
   const first = await startManagerOn(dir.path, ["sleep 4; head -c 5000 /dev/zero"], ["--port", String(port)]);
   const { results } = first;
   await using _a = first.manager;
-  await using runner = startRunner(port, [
-    "--persist",
-    "--state-dir",
-    stateDir,
-    "--retry-max",
-    "1s",
-    "--name",
-    "keeper",
-  ]);
+  await using runner = startKeeper(port, stateDir);
   await first.manager.waitFor(/Runner keeper joined/);
   await new Promise((r) => setTimeout(r, 500)); // the job runs, its assignment is durable
   first.manager.kill("SIGKILL");

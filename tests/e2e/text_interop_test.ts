@@ -33,20 +33,18 @@ async function writeJobs(dir: string): Promise<string> {
   return path;
 }
 
+/** Starts the independent text runner (two workers, named `name`) against our manager on `port`. */
+function startTheirRunner(port: number, name: string): EntryProcess {
+  return EntryProcess.spawnProgram("python3", [
+    ...[PEER, "text-runner", "--manager", `127.0.0.1:${port}`, "--workers", "2", "--name", name],
+  ]);
+}
+
 Deno.test("interop: an independent text runner drains our manager's list byte-exact", async () => {
   await using dir = await tempDir();
   const { manager, port, results } = await startManagerOn(dir.path, JOBS.map(([c]) => c));
   await using _m = manager;
-  await using peer = EntryProcess.spawnProgram("python3", [
-    PEER,
-    "text-runner",
-    "--manager",
-    `127.0.0.1:${port}`,
-    "--workers",
-    "2",
-    "--name",
-    "py-runner",
-  ]);
+  await using peer = startTheirRunner(port, "py-runner");
   const [ms, ps] = await Promise.all([manager.exit(), peer.exit()]);
   assert.equal(ps.code, 0, peer.stderr);
   assert.equal(ms.code, 1, "two jobs fail, so the manager exits 1");
@@ -100,16 +98,7 @@ Deno.test("interop: our runner and an independent one share one manager, each jo
   );
   await using _m = manager;
   await using ours = startRunner(port, ["--workers", "2", "--name", "ours"]);
-  await using theirs = EntryProcess.spawnProgram("python3", [
-    PEER,
-    "text-runner",
-    "--manager",
-    `127.0.0.1:${port}`,
-    "--workers",
-    "2",
-    "--name",
-    "theirs",
-  ]);
+  await using theirs = startTheirRunner(port, "theirs");
   const [ms, os, ts] = await Promise.all([manager.exit(), ours.exit(), theirs.exit()]);
   assert.equal(ms.code, 0, manager.stderr);
   assert.equal(os.code, 0, ours.stderr);
