@@ -76,6 +76,17 @@ export const MANAGER_FLAGS = {
       `or with --results DIR (or --resume=DIR) that one.`,
     ],
   },
+  "resume-failed": {
+    type: "boolean",
+    env: false,
+    help: [
+      `Like --resume (--resume-failed=DIR), and also run again`,
+      `the jobs that failed (non-zero status) or were lost.`,
+      `Their earlier attempts stay in the journal and out/`,
+      `(a re-run's output is out/<key>.<attempt>.out). With`,
+      `no failure recorded, it says so and runs nothing new.`,
+    ],
+  },
   format: { type: "string", arg: "text|jsonl", help: [`Job list format, when the extension does not say.`] },
   results: {
     type: "string",

@@ -10,7 +10,7 @@ import { JobListError, VicoError } from "../core/errors.ts";
 import { writeAll } from "../io/write_all.ts";
 import { type JobList, readJobList } from "../manager/jobs/job_list.ts";
 import { Manager } from "../manager/manager.ts";
-import type { JobRecord } from "../manager/results/results_store.ts";
+import { type JobRecord, JOURNAL_FILE } from "../manager/results/results_store.ts";
 import { formatSummary, ProgressBar, ProgressLog } from "../manager/observe/progress.ts";
 import type { StatusServer } from "../manager/observe/status_server.ts";
 import { logger, loggingFromFlags, setupLogging } from "../util/log.ts";
@@ -45,10 +45,14 @@ export async function main(args: string[]): Promise<number> {
   // Options end at the first word that is not one: the rest is a command template.
   const split = splitAtCommand(args, MANAGER_FLAGS);
   let resumeDir: string | undefined;
+  // --resume[=DIR] and --resume-failed[=DIR]: a switch with an optional directory.
   const optionArgs = split.options.map((word) => {
-    if (!word.startsWith("--resume=")) return word;
-    resumeDir = word.slice("--resume=".length);
-    return "--resume";
+    for (const flag of ["--resume", "--resume-failed"]) {
+      if (!word.startsWith(`${flag}=`)) continue;
+      resumeDir = word.slice(flag.length + 1);
+      return flag;
+    }
+    return word;
   });
   let flags: ManagerFlags;
   try {
@@ -184,6 +188,12 @@ async function serve(flags: ManagerFlags, command: readonly string[], resumeDir?
       }
     }
     if (flags.halt !== undefined) parseHalt(flags.halt);
+    if (flags["resume-failed"] && flags.fresh) {
+      throw new VicoError(
+        "USAGE",
+        "--resume-failed re-runs the failed jobs of earlier results; --fresh moves them aside",
+      );
+    }
   } catch (err) {
     throw new CommandFailure(ExitCode.USAGE, usageError((err as Error).message));
   }
@@ -193,8 +203,12 @@ async function serve(flags: ManagerFlags, command: readonly string[], resumeDir?
     await writeAll(Deno.stdout, new TextEncoder().encode(text));
     return ExitCode.OK;
   }
+  const rerunFailed = flags["resume-failed"] ?? false;
   const resultsDir = flags.results ?? resumeDir ??
-    (adhoc ? await adhocResultsDir(flags.resume ?? false) : defaultResultsDir(settings.jobs!));
+    (adhoc ? await adhocResultsDir((flags.resume ?? false) || rerunFailed) : defaultResultsDir(settings.jobs!));
+  if (rerunFailed && !hasJournal(resultsDir)) {
+    throw new CommandFailure(ExitCode.USAGE, usageError(`--resume-failed: no results journal in ${resultsDir}`));
+  }
   const hostname = flags.host ?? "127.0.0.1";
   const { tls, secret, enrollment } = await managerSecurity(flags, hostname, log);
 
@@ -283,6 +297,18 @@ async function serve(flags: ManagerFlags, command: readonly string[], resumeDir?
         for (const job of before) printing.push(grouper?.skipped(job + 1) ?? Promise.resolve());
       },
       ...(flags.shell === undefined ? {} : { shell: flags.shell }),
+      rerunFailed,
+      onReopened: (reopened, toRun) => {
+        const none = `manager: no failed or lost job recorded in ${resultsDir}`;
+        console.error(
+          reopened.length > 0
+            ? `manager: re-running ${reopened.length} failed or lost job(s) recorded in ${resultsDir} ` +
+              `(their earlier attempts are kept)`
+            : toRun === 0
+            ? `${none}: nothing to re-run`
+            : `${none}; resuming the ${toRun} job(s) not settled yet`,
+        );
+      },
     });
   } catch (err) {
     await statusServer?.close();
@@ -357,6 +383,15 @@ async function serve(flags: ManagerFlags, command: readonly string[], resumeDir?
   if (halted !== undefined) return haltExitStatus(halt!.exitStatus(summary.jobs - summary.unsettled));
   if (summary.stopped) return signalExitCode(stoppedBy ?? "SIGTERM");
   return summary.failed === 0 ? ExitCode.OK : ExitCode.FAILED;
+}
+
+/** Whether `dir` holds a results journal. */
+function hasJournal(dir: string): boolean {
+  try {
+    return Deno.statSync(join(dir, JOURNAL_FILE)).isFile;
+  } catch {
+    return false;
+  }
 }
 
 /** A job's stored output, read in chunks; nothing for an empty (or lost) one. */
