@@ -5,6 +5,7 @@
  * @module
  */
 
+import { fstatSync } from "node:fs";
 import { join } from "node:path";
 import { JobListError, VicoError } from "../core/errors.ts";
 import { writeAll } from "../io/write_all.ts";
@@ -94,8 +95,9 @@ function usageError(message: string): string {
 function stdinHasData(): boolean {
   try {
     if (Deno.stdin.isTerminal()) return false;
-    const info = Deno.statSync("/dev/stdin");
-    return info.isFile || info.isFifo === true || info.isSocket === true;
+    // fstat of fd 0 (Deno.statSync("/dev/stdin") would need --allow-all).
+    const info = fstatSync(0);
+    return info.isFile() || info.isFIFO() || info.isSocket();
   } catch {
     return false;
   }
@@ -107,10 +109,14 @@ async function loadJobs(
   command: readonly string[],
   adhoc: boolean,
   jobsPath: string | undefined,
-): Promise<{ jobs: JobList; template?: readonly TemplateJob[] }> {
+): Promise<{ jobs: JobList; template?: readonly TemplateJob[]; refused: number }> {
   if (!adhoc) {
     try {
-      return { jobs: await readJobList(jobsPath!, { format: flags.format as "text" | "jsonl" | undefined }) };
+      const jobs = await readJobList(jobsPath!, { format: flags.format as "text" | "jsonl" | undefined });
+      for (const r of jobs.refused ?? []) {
+        console.error(`manager: ${jobsPath} line ${r.line} refused, not run: ${r.reason}`);
+      }
+      return { jobs, refused: jobs.refused?.length ?? 0 };
     } catch (err) {
       if (err instanceof JobListError) throw new CommandFailure(ExitCode.USAGE, `${jobsPath}: ${err.message}`);
       throw new CommandFailure(ExitCode.USAGE, `cannot read job list ${jobsPath}: ${(err as Error).message}`);
@@ -122,10 +128,11 @@ async function loadJobs(
       openFile: (path) => Deno.openSync(path).readable,
     });
     for (const r of loaded.refused) {
-      console.error(`manager: argument source ${r.source} line ${r.line} skipped: ${r.reason}`);
+      console.error(`manager: argument source ${r.source} line ${r.line} refused, not run: ${r.reason}`);
     }
     const made = templateJobList(loaded.run, { source: command.length > 0 ? "template" : "stdin" }, loaded.specs);
-    return { jobs: made.list, template: made.jobs };
+    for (const r of made.refused) console.error(`manager: job ${r.seq} (${r.origin}) refused, not run: ${r.reason}`);
+    return { jobs: made.list, template: made.jobs, refused: loaded.refused.length + made.refused.length };
   } catch (err) {
     if (err instanceof VicoError) throw new CommandFailure(ExitCode.USAGE, usageError(err.message));
     throw new CommandFailure(ExitCode.USAGE, usageError(`cannot read the arguments: ${(err as Error).message}`));
@@ -197,11 +204,16 @@ async function serve(flags: ManagerFlags, command: readonly string[], resumeDir?
   } catch (err) {
     throw new CommandFailure(ExitCode.USAGE, usageError((err as Error).message));
   }
-  const { jobs, template } = await loadJobs(flags, command, templateRun, settings.jobs);
+  const { jobs, template, refused } = await loadJobs(flags, command, templateRun, settings.jobs);
+  // Lines refused one by one (not UTF-8, too long): the rest runs, and the run ends non-zero.
+  const sayRefused = () => {
+    if (refused > 0) console.error(`manager: ${refused} line(s) refused and not run (named above)`);
+  };
   if (flags["dry-run"]) {
     const text = jobs.commands.map((c) => c + "\n").join("");
     await writeAll(Deno.stdout, new TextEncoder().encode(text));
-    return ExitCode.OK;
+    sayRefused();
+    return refused > 0 ? ExitCode.FAILED : ExitCode.OK;
   }
   const rerunFailed = flags["resume-failed"] ?? false;
   const resultsDir = flags.results ?? resumeDir ??
@@ -380,9 +392,10 @@ async function serve(flags: ManagerFlags, command: readonly string[], resumeDir?
   const summaryText = formatSummary(summary).trimEnd();
   if (grouper !== undefined) console.error(summaryText);
   else console.log(summaryText);
+  sayRefused();
   if (halted !== undefined) return haltExitStatus(halt!.exitStatus(summary.jobs - summary.unsettled));
   if (summary.stopped) return signalExitCode(stoppedBy ?? "SIGTERM");
-  return summary.failed === 0 ? ExitCode.OK : ExitCode.FAILED;
+  return summary.failed === 0 && refused === 0 ? ExitCode.OK : ExitCode.FAILED;
 }
 
 /** Whether `dir` holds a results journal. */
