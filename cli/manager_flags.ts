@@ -129,7 +129,11 @@ export const MANAGER_FLAGS = {
     type: "string",
     short: "l",
     arg: "N",
-    help: [`Also run N workers in this process: a complete run on`, `this machine, like 'xargs -P N'.`],
+    help: [
+      `Also run N workers in this process: a complete run on`,
+      `this machine, like 'xargs -P N'. With no N (last, or`,
+      `before another option): one per core.`,
+    ],
   },
   timeout: {
     type: "string",

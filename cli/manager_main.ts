@@ -44,7 +44,7 @@ export async function main(args: string[]): Promise<number> {
   if (args[0] === "verify") return await verifyMain(args.slice(1));
   if (args[0] === "report") return await reportMain(args.slice(1));
   // Options end at the first word that is not one: the rest is a command template.
-  const split = splitAtCommand(args, MANAGER_FLAGS);
+  const split = splitAtCommand(bareLocal(args, navigator.hardwareConcurrency), MANAGER_FLAGS);
   let resumeDir: string | undefined;
   // --resume[=DIR] and --resume-failed[=DIR]: a switch with an optional directory.
   const optionArgs = split.options.map((word) => {
@@ -84,6 +84,39 @@ export async function main(args: string[]): Promise<number> {
     if (err instanceof CommandFailure) return complain("manager", err.message, err.exitCode);
     throw err;
   }
+}
+
+/**
+ * `--local` (or `-l`) with no number, as the last word or before another
+ * option, means one worker per core: written `--local=N` for the parser.
+ * A negative number (`--local -1`) is left for the parser to refuse.
+ *
+ * @example
+ * ```ts
+ * import { bareLocal } from "./manager_main.ts";
+ * console.assert(bareLocal(["--local", "--jobs", "x"], 8).join(" ") === "--local=8 --jobs x");
+ * console.assert(bareLocal(["--local", "3"], 8).join(" ") === "--local 3");
+ * console.assert(bareLocal(["echo", "-l"], 8).join(" ") === "echo -l", "a template's words are its own");
+ * ```
+ */
+export function bareLocal(args: readonly string[], cores: number): string[] {
+  const out = [...args];
+  const takesValue = new Set<string>();
+  for (const [flag, spec] of Object.entries(MANAGER_FLAGS)) {
+    if (spec.type !== "string") continue;
+    takesValue.add(`--${flag}`);
+    if ("short" in spec) takesValue.add(`-${spec.short}`);
+  }
+  // Only among the options: they end where splitAtCommand ends them.
+  for (let i = 0; i < out.length; i++) {
+    const word = out[i];
+    if (word === "--" || !word.startsWith("-") || word === "-") break;
+    const next = out[i + 1];
+    if ((word === "--local" || word === "-l") && (next === undefined || /^-[^0-9]/.test(next))) {
+      out[i] = `--local=${Math.max(1, cores)}`;
+    } else if (takesValue.has(word)) i++; // its value
+  }
+  return out;
 }
 
 /** A usage error: its one-line reason and where the whole story is (not the whole help). */
