@@ -76,6 +76,17 @@ export const MANAGER_FLAGS = {
       `or with --results DIR (or --resume=DIR) that one.`,
     ],
   },
+  "resume-failed": {
+    type: "boolean",
+    env: false,
+    help: [
+      `Like --resume (--resume-failed=DIR), and also run again`,
+      `the jobs that failed (non-zero status) or were lost.`,
+      `Their earlier attempts stay in the journal and out/`,
+      `(a re-run's output is out/<key>.<attempt>.out). With`,
+      `no failure recorded, it says so and only resumes.`,
+    ],
+  },
   format: { type: "string", arg: "text|jsonl", help: [`Job list format, when the extension does not say.`] },
   results: {
     type: "string",
@@ -118,7 +129,11 @@ export const MANAGER_FLAGS = {
     type: "string",
     short: "l",
     arg: "N",
-    help: [`Also run N workers in this process: a complete run on`, `this machine, like 'xargs -P N'.`],
+    help: [
+      `Also run N workers in this process: a complete run on`,
+      `this machine, like 'xargs -P N'. With no N (last, or`,
+      `before another option): one per core.`,
+    ],
   },
   timeout: {
     type: "string",
@@ -319,7 +334,9 @@ Runs a command template once per argument (as GNU Parallel: ::: A B,
 {} {.} {/} {//} {/.} {#} {%} {1} {2.} ...), or a list of shell jobs,
 here (-j N) or on vico runners (--host/--port), and records every result.
 A template run prints each job's output on stdout when it ends; its
-results go to a new vico-results/<date>-<n>/ each time.
+results go to a new vico-results/<date>-<n>/ each time. A line that is
+not valid UTF-8 or a command over 64 KiB is refused alone, named with
+its line number, and the rest runs (the run then exits 1).
 'manager verify' re-hashes every stored output and returned file of a
 results directory against its journal (exit 1 on any mismatch).
 'manager report' summarizes a run from its journal (per host, slowest
@@ -352,7 +369,8 @@ the journal is consistent and a restart on the same results finishes the rest.
 
 Exit status:
   0  every job in the list exited 0
-  1  at least one job exited non-zero (see the journal); with --halt, GNU
+  1  at least one job exited non-zero (see the journal), or a line was
+     refused (not UTF-8, over 64 KiB); with --halt, GNU
      Parallel's status, except 2-4 and 128 and over, which become 1
   2  usage error or invalid job list (nothing ran)
   3  could not start (port in use; results directory not vico's, in use

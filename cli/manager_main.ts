@@ -5,12 +5,13 @@
  * @module
  */
 
+import { fstatSync } from "node:fs";
 import { join } from "node:path";
 import { JobListError, VicoError } from "../core/errors.ts";
 import { writeAll } from "../io/write_all.ts";
 import { type JobList, readJobList } from "../manager/jobs/job_list.ts";
 import { Manager } from "../manager/manager.ts";
-import type { JobRecord } from "../manager/results/results_store.ts";
+import { type JobRecord, JOURNAL_FILE } from "../manager/results/results_store.ts";
 import { formatSummary, ProgressBar, ProgressLog } from "../manager/observe/progress.ts";
 import type { StatusServer } from "../manager/observe/status_server.ts";
 import { logger, loggingFromFlags, setupLogging } from "../util/log.ts";
@@ -43,12 +44,16 @@ export async function main(args: string[]): Promise<number> {
   if (args[0] === "verify") return await verifyMain(args.slice(1));
   if (args[0] === "report") return await reportMain(args.slice(1));
   // Options end at the first word that is not one: the rest is a command template.
-  const split = splitAtCommand(args, MANAGER_FLAGS);
+  const split = splitAtCommand(bareLocal(args, navigator.hardwareConcurrency), MANAGER_FLAGS);
   let resumeDir: string | undefined;
+  // --resume[=DIR] and --resume-failed[=DIR]: a switch with an optional directory.
   const optionArgs = split.options.map((word) => {
-    if (!word.startsWith("--resume=")) return word;
-    resumeDir = word.slice("--resume=".length);
-    return "--resume";
+    for (const flag of ["--resume", "--resume-failed"]) {
+      if (!word.startsWith(`${flag}=`)) continue;
+      resumeDir = word.slice(flag.length + 1);
+      return flag;
+    }
+    return word;
   });
   let flags: ManagerFlags;
   try {
@@ -81,6 +86,39 @@ export async function main(args: string[]): Promise<number> {
   }
 }
 
+/**
+ * `--local` (or `-l`) with no number, as the last word or before another
+ * option, means one worker per core: written `--local=N` for the parser.
+ * A negative number (`--local -1`) is left for the parser to refuse.
+ *
+ * @example
+ * ```ts
+ * import { bareLocal } from "./manager_main.ts";
+ * console.assert(bareLocal(["--local", "--jobs", "x"], 8).join(" ") === "--local=8 --jobs x");
+ * console.assert(bareLocal(["--local", "3"], 8).join(" ") === "--local 3");
+ * console.assert(bareLocal(["echo", "-l"], 8).join(" ") === "echo -l", "a template's words are its own");
+ * ```
+ */
+export function bareLocal(args: readonly string[], cores: number): string[] {
+  const out = [...args];
+  const takesValue = new Set<string>();
+  for (const [flag, spec] of Object.entries(MANAGER_FLAGS)) {
+    if (spec.type !== "string") continue;
+    takesValue.add(`--${flag}`);
+    if ("short" in spec) takesValue.add(`-${spec.short}`);
+  }
+  // Only among the options: they end where splitAtCommand ends them.
+  for (let i = 0; i < out.length; i++) {
+    const word = out[i];
+    if (word === "--" || !word.startsWith("-") || word === "-") break;
+    const next = out[i + 1];
+    if ((word === "--local" || word === "-l") && (next === undefined || /^-[^0-9]/.test(next))) {
+      out[i] = `--local=${Math.max(1, cores)}`;
+    } else if (takesValue.has(word)) i++; // its value
+  }
+  return out;
+}
+
 /** A usage error: its one-line reason and where the whole story is (not the whole help). */
 function usageError(message: string): string {
   return `${message}\n${helpPointer("manager")}`;
@@ -90,8 +128,9 @@ function usageError(message: string): string {
 function stdinHasData(): boolean {
   try {
     if (Deno.stdin.isTerminal()) return false;
-    const info = Deno.statSync("/dev/stdin");
-    return info.isFile || info.isFifo === true || info.isSocket === true;
+    // fstat of fd 0 (Deno.statSync("/dev/stdin") would need --allow-all).
+    const info = fstatSync(0);
+    return info.isFile() || info.isFIFO() || info.isSocket();
   } catch {
     return false;
   }
@@ -103,10 +142,14 @@ async function loadJobs(
   command: readonly string[],
   adhoc: boolean,
   jobsPath: string | undefined,
-): Promise<{ jobs: JobList; template?: readonly TemplateJob[] }> {
+): Promise<{ jobs: JobList; template?: readonly TemplateJob[]; refused: number }> {
   if (!adhoc) {
     try {
-      return { jobs: await readJobList(jobsPath!, { format: flags.format as "text" | "jsonl" | undefined }) };
+      const jobs = await readJobList(jobsPath!, { format: flags.format as "text" | "jsonl" | undefined });
+      for (const r of jobs.refused ?? []) {
+        console.error(`manager: ${jobsPath} line ${r.line} refused, not run: ${r.reason}`);
+      }
+      return { jobs, refused: jobs.refused?.length ?? 0 };
     } catch (err) {
       if (err instanceof JobListError) throw new CommandFailure(ExitCode.USAGE, `${jobsPath}: ${err.message}`);
       throw new CommandFailure(ExitCode.USAGE, `cannot read job list ${jobsPath}: ${(err as Error).message}`);
@@ -118,10 +161,11 @@ async function loadJobs(
       openFile: (path) => Deno.openSync(path).readable,
     });
     for (const r of loaded.refused) {
-      console.error(`manager: argument source ${r.source} line ${r.line} skipped: ${r.reason}`);
+      console.error(`manager: argument source ${r.source} line ${r.line} refused, not run: ${r.reason}`);
     }
     const made = templateJobList(loaded.run, { source: command.length > 0 ? "template" : "stdin" }, loaded.specs);
-    return { jobs: made.list, template: made.jobs };
+    for (const r of made.refused) console.error(`manager: job ${r.seq} (${r.origin}) refused, not run: ${r.reason}`);
+    return { jobs: made.list, template: made.jobs, refused: loaded.refused.length + made.refused.length };
   } catch (err) {
     if (err instanceof VicoError) throw new CommandFailure(ExitCode.USAGE, usageError(err.message));
     throw new CommandFailure(ExitCode.USAGE, usageError(`cannot read the arguments: ${(err as Error).message}`));
@@ -184,17 +228,32 @@ async function serve(flags: ManagerFlags, command: readonly string[], resumeDir?
       }
     }
     if (flags.halt !== undefined) parseHalt(flags.halt);
+    if (flags["resume-failed"] && flags.fresh) {
+      throw new VicoError(
+        "USAGE",
+        "--resume-failed re-runs the failed jobs of earlier results; --fresh moves them aside",
+      );
+    }
   } catch (err) {
     throw new CommandFailure(ExitCode.USAGE, usageError((err as Error).message));
   }
-  const { jobs, template } = await loadJobs(flags, command, templateRun, settings.jobs);
+  const { jobs, template, refused } = await loadJobs(flags, command, templateRun, settings.jobs);
+  // Lines refused one by one (not UTF-8, too long): the rest runs, and the run ends non-zero.
+  const sayRefused = () => {
+    if (refused > 0) console.error(`manager: ${refused} line(s) refused and not run (named above)`);
+  };
   if (flags["dry-run"]) {
     const text = jobs.commands.map((c) => c + "\n").join("");
     await writeAll(Deno.stdout, new TextEncoder().encode(text));
-    return ExitCode.OK;
+    sayRefused();
+    return refused > 0 ? ExitCode.FAILED : ExitCode.OK;
   }
+  const rerunFailed = flags["resume-failed"] ?? false;
   const resultsDir = flags.results ?? resumeDir ??
-    (adhoc ? await adhocResultsDir(flags.resume ?? false) : defaultResultsDir(settings.jobs!));
+    (adhoc ? await adhocResultsDir((flags.resume ?? false) || rerunFailed) : defaultResultsDir(settings.jobs!));
+  if (rerunFailed && !hasJournal(resultsDir)) {
+    throw new CommandFailure(ExitCode.USAGE, usageError(`--resume-failed: no results journal in ${resultsDir}`));
+  }
   const hostname = flags.host ?? "127.0.0.1";
   const { tls, secret, enrollment } = await managerSecurity(flags, hostname, log);
 
@@ -283,6 +342,18 @@ async function serve(flags: ManagerFlags, command: readonly string[], resumeDir?
         for (const job of before) printing.push(grouper?.skipped(job + 1) ?? Promise.resolve());
       },
       ...(flags.shell === undefined ? {} : { shell: flags.shell }),
+      rerunFailed,
+      onReopened: (reopened, toRun) => {
+        const none = `manager: no failed or lost job recorded in ${resultsDir}`;
+        console.error(
+          reopened.length > 0
+            ? `manager: re-running ${reopened.length} failed or lost job(s) recorded in ${resultsDir} ` +
+              `(their earlier attempts are kept)`
+            : toRun === 0
+            ? `${none}: nothing to re-run`
+            : `${none}; resuming the ${toRun} job(s) not settled yet`,
+        );
+      },
     });
   } catch (err) {
     await statusServer?.close();
@@ -354,9 +425,19 @@ async function serve(flags: ManagerFlags, command: readonly string[], resumeDir?
   const summaryText = formatSummary(summary).trimEnd();
   if (grouper !== undefined) console.error(summaryText);
   else console.log(summaryText);
+  sayRefused();
   if (halted !== undefined) return haltExitStatus(halt!.exitStatus(summary.jobs - summary.unsettled));
   if (summary.stopped) return signalExitCode(stoppedBy ?? "SIGTERM");
-  return summary.failed === 0 ? ExitCode.OK : ExitCode.FAILED;
+  return summary.failed === 0 && refused === 0 ? ExitCode.OK : ExitCode.FAILED;
+}
+
+/** Whether `dir` holds a results journal. */
+function hasJournal(dir: string): boolean {
+  try {
+    return Deno.statSync(join(dir, JOURNAL_FILE)).isFile;
+  } catch {
+    return false;
+  }
 }
 
 /** A job's stored output, read in chunks; nothing for an empty (or lost) one. */

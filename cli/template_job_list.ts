@@ -62,6 +62,18 @@ export interface TemplateJobList {
   readonly list: JobList;
   /** Every generated job by sequence number: list job `i` is `jobs[list.lines[i] - 1]`. */
   readonly jobs: readonly TemplateJob[];
+  /** Jobs left out, each alone (too long for a protocol line): not run, the rest are. */
+  readonly refused: readonly RefusedTemplateJob[];
+}
+
+/** A generated job that is not served while the rest are. */
+export interface RefusedTemplateJob {
+  /** Its sequence number (`{#}`). */
+  readonly seq: number;
+  /** Where its arguments came from, e.g. `source 1 line 7`. */
+  readonly origin: string;
+  /** Why. */
+  readonly reason: string;
 }
 
 /** Names where a job's arguments came from, e.g. `source 2 line 7`. */
@@ -86,7 +98,8 @@ function originOf(job: TemplateJob, specs?: readonly SourceSpec[]): string {
  * console.assert(list.commands.join(",") === "echo a-1,echo a-2,echo b-1,echo b-2");
  * ```
  * @throws {VicoError} `JOB_LIST_INVALID` naming the first job that cannot be served
- *   (too long, a line break from the template, a reserved protocol word) and where its arguments came from.
+ *   (a line break from the template, a reserved protocol word) and where its arguments came from; a job
+ *   that is only too long is left out and named in `refused` instead.
  */
 export function templateJobList(
   run: TemplateRun,
@@ -96,17 +109,21 @@ export function templateJobList(
   const maxLine = options.maxLineBytes ?? DEFAULT_LIMITS.maxLineBytes;
   const jobs: TemplateJob[] = [];
   const lines: string[] = [];
+  const refused: RefusedTemplateJob[] = [];
   for (const job of expandJobs(run)) {
     jobs.push(job);
     const blank = run.template.bare && (job.command.trim() === "" || job.command.trimStart().startsWith("#"));
-    const why = blank ? undefined : whyNotCarriable(job.command, maxLine);
+    // What no line limit would let through refuses the run; a command merely too long is left out alone.
+    const why = blank ? undefined : whyNotCarriable(job.command, Infinity);
     if (why !== undefined) {
       throw new VicoError("JOB_LIST_INVALID", `job ${job.seq} (${originOf(job, specs)}): ${why}`);
     }
-    // One command per line: line N of the text is job N.
-    lines.push(blank ? "" : job.command);
+    const tooLong = blank ? undefined : whyNotCarriable(job.command, maxLine);
+    if (tooLong !== undefined) refused.push({ seq: job.seq, origin: originOf(job, specs), reason: tooLong });
+    // One command per line: line N of the text is job N (a refused job's line is blank).
+    lines.push(blank || tooLong !== undefined ? "" : job.command);
   }
   const text = new TextEncoder().encode(lines.join("\n"));
   const list = parseJobList(text, { source: options.source ?? "template", maxLineBytes: maxLine, format: "text" });
-  return { list, jobs };
+  return { list, jobs, refused };
 }

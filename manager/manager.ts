@@ -29,7 +29,7 @@ import { Quarantine, type QuarantineOptions } from "./scheduling/quarantine.ts";
 import { ResultRecorder } from "./results/result_recorder.ts";
 import { type JobRecord, ResultsStore } from "./results/results_store.ts";
 import { ResultsDir, unusable } from "./results/results_dir.ts";
-import { planResume, type ResumePlan } from "./jobs/resume.ts";
+import { planReopen, planResume, type ResumePlan } from "./jobs/resume.ts";
 import { type HeldJob, type RunnerLink, Scheduler } from "./scheduling/scheduler.ts";
 import { Ledger } from "./results/ledger.ts";
 import { RunStatus } from "./observe/run_status.ts";
@@ -143,6 +143,14 @@ export interface ManagerOptions {
   onResumed?: (settledBefore: readonly number[]) => void;
   /** The shell the `local` workers run jobs under. @default {"/bin/sh"} */
   shell?: string;
+  /**
+   * `--resume-failed`: first reopen the jobs whose settled record failed or
+   * was lost (durable `reopen` records, see `ResultsStore.reopen`), so they
+   * run again; then resume as usual. @default {false}
+   */
+  rerunFailed?: boolean;
+  /** With `rerunFailed`: called once, before serving, with the jobs reopened (maybe none) and the jobs to run. */
+  onReopened?: (reopened: readonly number[], toRun: number) => void;
 }
 
 /** What a finished (or stopped) run did. */
@@ -316,10 +324,24 @@ export class Manager {
       throw err;
     }
     const keyOf = (job: number) => jobKey(identityOf(jobs, job), jobs.occurrences[job]);
+    let reopened: number[] | undefined;
+    if (options.rerunFailed) {
+      // Reopened (durably) before anything is planned or handed out.
+      const reopen = planReopen(jobs.commands.length, results.previous, keyOf, (job) => jobs.lines[job]);
+      try {
+        await results.reopen(reopen.map((r) => r.record));
+      } catch (err) {
+        listener.close();
+        await results.close();
+        throw unusable(options.resultsDir, "record the jobs to re-run in its journal", err);
+      }
+      reopened = reopen.map((r) => r.job);
+    }
     // Jobs settled by an earlier run on this results directory are not run again.
     let plan = planResume(jobs.commands.length, results.previous, keyOf);
     plan = await settleHeldSuspects(plan, results, options.retries ?? 0);
     describeResume(plan, options.resultsDir);
+    if (reopened !== undefined) options.onReopened?.(reopened, plan.toRun);
     const settledBefore = plan.skipped === 0 ? undefined : (job: number) => plan.settled[job] === 1;
     if (options.onResumed !== undefined && plan.skipped > 0) {
       const before: number[] = [];

@@ -6,8 +6,12 @@
  * - **jsonl**: one task per line, a JSON object (see `task_bundle.ts`);
  *   blank and `#` lines are skipped too.
  *
- * A job that cannot be served is refused with its line number before
- * anything runs.
+ * A line that is not valid UTF-8, or a command too long for a text
+ * protocol line (64 KiB), is refused alone: it is left out of the list,
+ * named with its line number in {@linkcode JobList.refused}, and the rest
+ * runs. Any other job that cannot be served (a word the protocol reserves,
+ * a line break, a NUL, a malformed task) refuses the whole list, with its
+ * line number, before anything runs.
  *
  * @module
  */
@@ -51,6 +55,16 @@ export interface JobList {
   readonly classes: readonly JobClass[];
   /** Index into `classes` of each job. */
   readonly classOf: Uint16Array;
+  /** Lines left out of the list, each alone (not valid UTF-8, too long for a protocol line); absent: none. */
+  readonly refused?: readonly RefusedJob[];
+}
+
+/** A line of a job list that is not served while the rest of the list is. */
+export interface RefusedJob {
+  /** Its 1-based line number in the source. */
+  readonly line: number;
+  /** Why. */
+  readonly reason: string;
 }
 
 /** Options for {@linkcode parseJobList} and {@linkcode readJobList}. */
@@ -79,13 +93,20 @@ export function identityOf(list: JobList, job: number): string {
   return list.identities?.[job] ?? list.commands[job];
 }
 
-/** Calls `fn` for each job line (not blank, not a comment) with its 1-based number. */
-function forEachJobLine(bytes: Uint8Array, fn: (line: string, lineNo: number) => void): void {
+/**
+ * Calls `fn` for each job line (not blank, not a comment) with its 1-based
+ * number, and `refuse` for each line that is not valid UTF-8.
+ */
+function forEachJobLine(
+  bytes: Uint8Array,
+  fn: (line: string, lineNo: number) => void,
+  refuse: (job: RefusedJob) => void,
+): void {
   let text: string;
   try {
     text = fatalDecoder.decode(bytes);
   } catch {
-    throw new JobListError(firstInvalidUtf8Line(bytes), "not valid UTF-8");
+    text = decodeLineByLine(bytes, refuse);
   }
   let lineNo = 0;
   let at = 0;
@@ -130,12 +151,19 @@ export function parseJobList(bytes: Uint8Array, options: ParseJobListOptions = {
   const maxLine = options.maxLineBytes ?? DEFAULT_LIMITS.maxLineBytes;
   const commands: string[] = [];
   const lineNumbers: number[] = [];
+  const refused: RefusedJob[] = [];
   forEachJobLine(bytes, (line, lineNo) => {
-    const why = whyNotCarriable(line, maxLine);
+    // What no line limit would let through refuses the list; a line merely too long is left out alone.
+    const why = whyNotCarriable(line, Infinity);
     if (why !== undefined) throw new JobListError(lineNo, why);
+    const tooLong = whyNotCarriable(line, maxLine);
+    if (tooLong !== undefined) {
+      refused.push({ line: lineNo, reason: tooLong });
+      return;
+    }
     commands.push(line);
     lineNumbers.push(lineNo);
-  });
+  }, (job) => refused.push(job));
   return {
     source: options.source ?? "-",
     format: "text",
@@ -144,6 +172,7 @@ export function parseJobList(bytes: Uint8Array, options: ParseJobListOptions = {
     occurrences: occurrencesOf(commands),
     classes: [PLAIN_CLASS],
     classOf: new Uint16Array(commands.length),
+    ...(refused.length > 0 ? { refused } : {}),
   };
 }
 
@@ -154,7 +183,8 @@ export function parseJobList(bytes: Uint8Array, options: ParseJobListOptions = {
  */
 export async function parseTaskList(bytes: Uint8Array, options: ParseJobListOptions = {}): Promise<JobList> {
   const entries: [string, number][] = [];
-  forEachJobLine(bytes, (line, lineNo) => entries.push([line, lineNo]));
+  const refused: RefusedJob[] = [];
+  forEachJobLine(bytes, (line, lineNo) => entries.push([line, lineNo]), (job) => refused.push(job));
   const commands: string[] = [];
   const identities: string[] = [];
   const bundles: (TaskBundle | undefined)[] = [];
@@ -206,6 +236,7 @@ export async function parseTaskList(bytes: Uint8Array, options: ParseJobListOpti
     bundles,
     classes,
     classOf,
+    ...(refused.length > 0 ? { refused } : {}),
   };
 }
 
@@ -230,19 +261,20 @@ async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> 
   return new Uint8Array(await new Response(stream).arrayBuffer());
 }
 
-function firstInvalidUtf8Line(bytes: Uint8Array): number {
-  let line = 1;
+/** The text of `bytes` with each line that is not valid UTF-8 refused and left blank (so line numbers hold). */
+function decodeLineByLine(bytes: Uint8Array, refuse: (job: RefusedJob) => void): string {
+  const lines: string[] = [];
   let start = 0;
   while (start <= bytes.length) {
     let end = bytes.indexOf(0x0a, start);
     if (end === -1) end = bytes.length;
     try {
-      fatalDecoder.decode(bytes.subarray(start, end));
+      lines.push(fatalDecoder.decode(bytes.subarray(start, end)));
     } catch {
-      return line;
+      refuse({ line: lines.length + 1, reason: "not valid UTF-8" });
+      lines.push("");
     }
-    line++;
     start = end + 1;
   }
-  return line;
+  return lines.join("\n");
 }

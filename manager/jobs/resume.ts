@@ -5,10 +5,15 @@
  * by line number, so an edited, reordered or extended list runs exactly the
  * jobs whose keys have no settled record.
  *
+ * `--resume-failed` first reopens the jobs of the list whose settlement
+ * failed ({@linkcode planReopen}, then `ResultsStore.reopen`): a durable
+ * `reopen` record per key makes its earlier `job` record a past attempt,
+ * and the plan then sees the key unsettled, its attempt numbers going on.
+ *
  * @module
  */
 
-import type { AttemptRecord, IssuedRecord, JournalState } from "../results/results_store.ts";
+import type { AttemptRecord, IssuedRecord, JournalState, ReopenRecord } from "../results/results_store.ts";
 
 /** What a restart on an existing journal will do. */
 export interface ResumePlan {
@@ -104,4 +109,49 @@ export function planResume(size: number, previous: JournalState, keyOf: (job: nu
     failures,
     suspects,
   };
+}
+
+/** A job to open again, and its `reopen` record (without its time). */
+export interface ReopenPlan {
+  /** The job. */
+  readonly job: number;
+  /** What its `reopen` record says. */
+  readonly record: Omit<ReopenRecord, "type" | "at">;
+}
+
+/**
+ * The jobs of the list whose settled record failed (non-zero status, or
+ * lost), with the `reopen` records that open them again
+ * (`--resume-failed`). Settled records of keys no longer in the list are
+ * left alone.
+ *
+ * @example
+ * ```ts
+ * import { planReopen } from "./resume.ts";
+ * import type { JournalState } from "../results/results_store.ts";
+ * const previous = { settled: new Map([["a-1", 0], ["b-1", 2]]), failedSettled: new Map([["b-1",
+ *   { key: "b-1", status: 2, host: "h", attempt: 1 }]]) } as unknown as JournalState;
+ * console.assert(planReopen(2, previous, (job) => ["a-1", "b-1"][job], () => 1)[0].job === 1);
+ * ```
+ *
+ * @param size Jobs in the list.
+ * @param previous What the journal recorded.
+ * @param keyOf Content key of job `i`.
+ * @param lineOf Line of job `i` in the list.
+ */
+export function planReopen(
+  size: number,
+  previous: JournalState,
+  keyOf: (job: number) => string,
+  lineOf: (job: number) => number,
+): ReopenPlan[] {
+  const plans: ReopenPlan[] = [];
+  if (previous.failedSettled.size === 0) return plans;
+  for (let job = 0; job < size; job++) {
+    const failed = previous.failedSettled.get(keyOf(job));
+    if (failed !== undefined && previous.settled.has(failed.key)) {
+      plans.push({ job, record: { ...failed, line: lineOf(job) } });
+    }
+  }
+  return plans;
 }

@@ -202,6 +202,10 @@ export class JournalDigest {
       this.#noteOrigin(Date.parse(record.started));
       return;
     }
+    if (record.type === "reopen") {
+      this.#reopen(record);
+      return;
+    }
     if (record.type !== "job" && record.type !== "attempt") return;
     const start = Date.parse(record.start), end = Date.parse(record.end);
     if (!Number.isFinite(start) || !Number.isFinite(end)) {
@@ -265,6 +269,36 @@ export class JournalDigest {
         this.#ring[this.#ringAt] = slot;
         this.#ringAt = (this.#ringAt + 1) % this.#limit;
       }
+    }
+  }
+
+  /**
+   * A settled job opened again (`--resume-failed`): its settlement, counted
+   * when its record was read, becomes a past attempt (a failed try that was
+   * run again). The reopen record repeats what it said, so nothing per key
+   * is remembered.
+   */
+  #reopen(record: Extract<JournalRecord, { type: "reopen" }>): void {
+    const lost = record.status === null;
+    const status = lost ? "lost" : String(record.status);
+    const count = this.#statuses.get(status);
+    if (count === undefined || this.#jobs === 0) return; // not a settlement this digest counted
+    if (count > 1) this.#statuses.set(status, count - 1);
+    else this.#statuses.delete(status);
+    this.#jobs--;
+    if (lost) this.#lost--;
+    else if (record.timedOut === true) this.#timedOut--;
+    else if (record.status === 0) this.#ok--;
+    else this.#failed--;
+    this.#retried++;
+    if (record.timedOut === true) this.#retriedTimedOut++;
+    for (const name of String(record.host).split(",")) {
+      const host = this.#hosts.get(name);
+      if (host === undefined || host.jobs === 0) continue;
+      host.jobs--;
+      host.attempts++;
+      if (record.timedOut === true) host.timedOut--;
+      else if (record.status === 0) host.ok--;
     }
   }
 

@@ -4,6 +4,8 @@
  * - `journal.jsonl`: one JSON record per settled job, append-only;
  * - `out/<key>.out`: each job's output, byte for byte (jobs with empty
  *   output have no file: their record says `"size": 0, "output": null`);
+ *   a job re-run after a `reopen` record (`--resume-failed`) settles with
+ *   `out/<key>.<attempt>.out`, so the earlier attempt's file stays as it was;
  * - `tmp/`: outputs being received, never at a final name;
  * - `.vico-results` and `.vico-lock`: the marker that the directory is vico's
  *   and the lock of the manager running on it (see `results_dir.ts`).
@@ -112,8 +114,38 @@ export interface RunRecord {
   pid: number;
 }
 
+/**
+ * A settled job opened again (`--resume-failed`): from this record on, the
+ * key's earlier `job` record counts as a past attempt, and the key is
+ * unsettled until one new `job` record settles it. Written (and durable)
+ * before any job is handed out. It repeats what the reopened settlement
+ * said (status, host, attempt), so a reader with bounded memory (the
+ * report) can take that settlement back without remembering every key.
+ */
+export interface ReopenRecord {
+  /** Record type. */
+  type: "reopen";
+  /** The job's key. */
+  key: string;
+  /** Its 1-based line in the job list of the run that reopened it. */
+  line: number;
+  /** When (ISO-8601 UTC). */
+  at: string;
+  /** The attempt number of the settlement it reopens (attempt numbers go on from it). */
+  attempt: number;
+  /** That settlement's status (`null`: lost). */
+  status: number | null;
+  /** That settlement's host. */
+  host: string;
+  /** That settlement was stopped by `--timeout`. */
+  timedOut?: true;
+}
+
 /** Any journal record. */
-export type JournalRecord = JobRecord | AttemptRecord | AssignRecord | RunRecord;
+export type JournalRecord = JobRecord | AttemptRecord | AssignRecord | RunRecord | ReopenRecord;
+
+/** A settlement that did not succeed (non-zero or lost), as {@linkcode JournalState.failedSettled} keeps it. */
+export type FailedSettlement = Omit<ReopenRecord, "type" | "at" | "line">;
 
 /** An open hand-out to an identified runner, as the journal recorded it. */
 export interface IssuedRecord {
@@ -147,6 +179,10 @@ export interface JournalState {
    * attempt record. A restart records it as the failure it is (or retries it).
    */
   suspects: Map<string, AttemptRecord>;
+  /** Settled keys whose settlement failed (non-zero, lost): key → what it said (a `reopen` record repeats it). */
+  failedSettled: Map<string, FailedSettlement>;
+  /** Keys with a `reopen` record: their next settling output is named after its attempt. */
+  reopened: Set<string>;
   /** Manager runs recorded. */
   runs: number;
   /** Their identities, oldest first. */
@@ -355,15 +391,18 @@ export class ResultsStore {
   /**
    * Commits one result: publishes its output under `out/<key>.out` (when
    * not empty) and its returned files under `files/<key>/` (per gang member
-   * under `node-<n>/`), then appends its one record. Resolves once the
-   * record is durable. On failure every staged file is discarded.
+   * under `node-<n>/`), then appends its one record. A reopened key's
+   * (see {@linkcode reopen}) are named `<key>.<attempt>` instead, so the
+   * earlier attempt's files stay. Resolves once the record is durable. On
+   * failure every staged file is discarded.
    */
   async commit(fields: JobFields, output?: StagedOutput, returned: ReturnedFile[] = []): Promise<JobRecord> {
     const staged = output ?? this.stageOutput();
     try {
-      const published = await this.#publishOutput(`${fields.key}.out`, staged);
+      const name = this.previous.reopened.has(fields.key) ? `${fields.key}.${fields.attempt}` : fields.key;
+      const published = await this.#publishOutput(`${name}.out`, staged);
       const record: JobRecord = { type: "job", ...fields, ...published };
-      if (returned.length > 0) record.files = await this.#publishFiles(fields.key, returned);
+      if (returned.length > 0) record.files = await this.#publishFiles(name, returned);
       await this.#append(record);
       this.onJob?.(record);
       return record;
@@ -424,6 +463,24 @@ export class ResultsStore {
     await this.#append(record);
     this.onJob?.(record);
     return record;
+  }
+
+  /**
+   * Opens settled jobs again (`--resume-failed`): appends one `reopen`
+   * record per settlement and resolves once they are durable; from then on
+   * {@linkcode previous} has those keys unsettled (their earlier records
+   * count as past attempts, their failure count starts again), and their
+   * next settling outputs get names of their own. Call it before any job
+   * is handed out. A key that is not settled is left alone.
+   */
+  async reopen(records: readonly Omit<ReopenRecord, "type" | "at">[]): Promise<ReopenRecord[]> {
+    const at = new Date().toISOString();
+    const written = records
+      .filter((r) => this.previous.settled.has(r.key))
+      .map((r): ReopenRecord => ({ type: "reopen", ...r, at }));
+    await Promise.all(written.map((r) => this.#append(r)));
+    for (const r of written) applyRecord(this.previous, r);
+    return written;
   }
 
   /**
@@ -526,6 +583,8 @@ async function readJournal(path: string): Promise<JournalState> {
     attempts: new Map(),
     failures: new Map(),
     suspects: new Map(),
+    failedSettled: new Map(),
+    reopened: new Set(),
     runs: 0,
     runIds: [],
   };
@@ -551,6 +610,16 @@ function applyRecord(state: JournalState, record: Partial<JournalRecord>): void 
     case "job":
       if (typeof key === "string" && (typeof record.status === "number" || record.status === null)) {
         state.settled.set(key, record.status);
+        if (record.status === 0) state.failedSettled.delete(key);
+        else {
+          state.failedSettled.set(key, {
+            key,
+            status: record.status,
+            host: String(record.host),
+            attempt: typeof attempt === "number" ? attempt : 1,
+            ...(record.timedOut === true ? { timedOut: true as const } : {}),
+          });
+        }
         state.assigned.delete(key);
         state.issued.delete(key);
         state.failures.delete(key);
@@ -587,6 +656,14 @@ function applyRecord(state: JournalState, record: Partial<JournalRecord>): void 
         state.failures.set(key, (state.failures.get(key) ?? 0) + 1);
         if (record.suspect === true) state.suspects.set(key, record as AttemptRecord);
         else state.suspects.delete(key);
+      }
+      break;
+    case "reopen":
+      // Meaningful only for a settled key: its settlement becomes a past attempt.
+      if (typeof key === "string" && state.settled.has(key)) {
+        state.settled.delete(key);
+        state.failedSettled.delete(key);
+        state.reopened.add(key);
       }
       break;
     case "run":

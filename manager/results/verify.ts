@@ -4,6 +4,13 @@
  * Read-only: a torn last record is reported, not cut; damage before the last
  * line is a problem, and the journal is not read past it.
  *
+ * It also checks the journal's one rule about keys: one settling `job`
+ * record per key, and after a `reopen` record of the key (`--resume-failed`)
+ * one more at most. A second settlement with no reopen before it, or a
+ * reopen of a key that is not settled, is a problem at its line. An earlier
+ * attempt's files are checked like any other: a re-run that overwrote them
+ * would show here.
+ *
  * @module
  */
 
@@ -40,9 +47,27 @@ export interface VerifyReport {
 /** Checks every stored output and returned file of a results directory against its journal. */
 export async function verifyResults(dir: string): Promise<VerifyReport> {
   const report: VerifyReport = { records: 0, files: 0, bytes: 0, problems: [], tornTail: false };
+  /** Keys settled (and not reopened since). */
+  const settled = new Set<string>();
   const checkRecord = async ({ record: r, line }: JournalEntry) => {
     const record = r as unknown as JournalRecord;
+    if (record.type === "reopen") {
+      if (!settled.delete(record.key)) {
+        report.problems.push({ line, path: JOURNAL_FILE, problem: `reopens ${record.key}, which is not settled` });
+      }
+      return;
+    }
     if (record.type !== "job" && record.type !== "attempt") return;
+    if (record.type === "job") {
+      if (settled.has(record.key)) {
+        report.problems.push({
+          line,
+          path: JOURNAL_FILE,
+          problem: `settles ${record.key} a second time, with no reopen record before it`,
+        });
+      }
+      settled.add(record.key);
+    }
     report.records++;
     const files: { path: string | null; size: number; sha256?: string; missing?: true }[] = [
       { path: record.output, size: record.size, sha256: record.sha256 },

@@ -35,16 +35,20 @@ Deno.test("templateJobList: {%} stays ${VICO_SLOT}, so a job's key does not depe
   assert.equal(jobKey(identityOf(again.list, 0), 1), jobKey(identityOf(list, 0), 1));
 });
 
-Deno.test("templateJobList: a job too long or with a line break from a CRLF file is refused, naming job and line", async () => {
+Deno.test("templateJobList: a line break from a CRLF file refuses the run, naming job and line", async () => {
   const { run, specs } = await loadTemplateRun(["echo", "::::", "-"], { stdin: stdinOf("ok\r\nfine\n") });
   assert.throws(
     () => templateJobList(run, {}, specs),
     (e) => e instanceof VicoError && e.code === "JOB_LIST_INVALID" && e.message.startsWith("job 1 (source 1 line 1): "),
   );
-  const long = await loadTemplateRun(["echo", ":::", "x", "y".repeat(200)], {});
-  assert.throws(
-    () => templateJobList(long.run, { maxLineBytes: 100 }, long.specs),
-    (e) =>
-      e instanceof VicoError && e.code === "JOB_LIST_INVALID" && e.message.startsWith("job 2 (source 1 argument 2)"),
-  );
+});
+
+Deno.test("templateJobList: a job too long for a protocol line is left out alone, named with its origin; the rest run", async () => {
+  const long = await loadTemplateRun(["echo", ":::", "x", "y".repeat(200), "z"], {});
+  const made = templateJobList(long.run, { maxLineBytes: 100 }, long.specs);
+  assert.deepEqual(made.list.commands, ["echo x", "echo z"]);
+  assert.deepEqual([...made.list.lines], [1, 3], "list job i is still seq lines[i]");
+  assert.equal(made.jobs.length, 3);
+  assert.deepEqual(made.refused.map((r) => [r.seq, r.origin]), [[2, "source 1 argument 2"]]);
+  assert.match(made.refused[0].reason, /too long for a 100-byte protocol line/);
 });

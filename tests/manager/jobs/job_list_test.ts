@@ -33,7 +33,6 @@ Deno.test({
       ["echo a\nFINO\necho b\n", 2, /FINO/],
       ["echo a\n\necho b\rmore\n", 3, /line break/],
       ["ERARO x\n", 1, /ERARO/],
-      ["ok\nok\n" + "x".repeat(70_000) + "\n", 3, /too long/],
     ];
     for (const [text, line, why] of cases) {
       assert.throws(
@@ -46,11 +45,30 @@ Deno.test({
 });
 
 Deno.test({
-  name: "parseJobList() refuses invalid UTF-8 with the line it is on",
+  name: "parseJobList() leaves out alone a line that is not valid UTF-8, naming its line; the rest are served",
   permissions: "none",
   fn() {
-    const bytes = new Uint8Array([...enc.encode("echo a\necho b\necho "), 0xff, 0x0a]);
-    assert.throws(() => parseJobList(bytes), (e) => e instanceof JobListError && e.line === 3);
+    // Line 2: a Latin-1 name (é as one byte 0xe9); line 3: the same name in UTF-8; line 4: a stray 0xff.
+    const latin1 = [...enc.encode("echo a\necho "), 0xe9, ...enc.encode("t\n")];
+    const rest = [...enc.encode("echo t\u00e9\necho "), 0xff, ...enc.encode("\necho b\n")];
+    const list = parseJobList(new Uint8Array([...latin1, ...rest]));
+    assert.deepEqual(list.commands, ["echo a", "echo t\u00e9", "echo b"]);
+    assert.deepEqual([...list.lines], [1, 3, 5]);
+    assert.deepEqual(list.refused, [{ line: 2, reason: "not valid UTF-8" }, { line: 4, reason: "not valid UTF-8" }]);
+    assert.equal(parseJobList(enc.encode("echo a\n")).refused, undefined, "none refused: no field");
+  },
+});
+
+Deno.test({
+  name: "parseJobList() leaves out alone a command too long for a protocol line, naming its line",
+  permissions: "none",
+  fn() {
+    const list = parseJobList(enc.encode("ok\n" + "x".repeat(70_000) + "\necho later\n"));
+    assert.deepEqual(list.commands, ["ok", "echo later"]);
+    assert.deepEqual([...list.lines], [1, 3]);
+    assert.equal(list.refused?.length, 1);
+    assert.equal(list.refused![0].line, 2);
+    assert.match(list.refused![0].reason, /too long for a 65536-byte protocol line/);
   },
 });
 

@@ -1,5 +1,20 @@
 import assert from "node:assert/strict";
-import { planResume } from "../../../manager/jobs/resume.ts";
+import { planReopen, planResume } from "../../../manager/jobs/resume.ts";
+import type { JournalState } from "../../../manager/results/results_store.ts";
+
+/** An empty journal state. */
+const blank = (): JournalState => ({
+  settled: new Map(),
+  assigned: new Map(),
+  issued: new Map(),
+  attempts: new Map(),
+  failures: new Map(),
+  suspects: new Map(),
+  failedSettled: new Map(),
+  reopened: new Set(),
+  runs: 0,
+  runIds: [],
+});
 
 Deno.test({
   name: "planResume() matches by key: settled are skipped, gone are counted, unfinished are named",
@@ -13,6 +28,8 @@ Deno.test({
       attempts: new Map([["b-1", 1], ["a-1", 1], ["c-1", 2]]),
       failures: new Map([["c-1", 1]]),
       suspects: new Map(),
+      failedSettled: new Map(),
+      reopened: new Set(),
       runs: 1,
       runIds: ["r0"],
     }, (job) => keys[job]);
@@ -22,16 +39,41 @@ Deno.test({
       [2, 1, 2, 1, 2],
     );
     assert.deepEqual([...plan.heldBy], [[1, { runner: "r1", host: "h1" }]]);
-    const empty = planResume(3, {
-      settled: new Map(),
-      assigned: new Map(),
-      issued: new Map(),
-      attempts: new Map(),
-      failures: new Map(),
-      suspects: new Map(),
-      runs: 0,
-      runIds: [],
-    }, () => "k");
+    const empty = planResume(3, blank(), () => "k");
     assert.equal(empty.toRun, 3);
+  },
+});
+
+Deno.test({
+  name: "planReopen() names the jobs of the list whose settlement failed or was lost, with what it said",
+  permissions: "none",
+  fn() {
+    const keys = ["ok-1", "bad-1", "lost-1", "open-1"];
+    const state = blank();
+    state.settled = new Map([["ok-1", 0], ["bad-1", 3], ["lost-1", null], ["gone-1", 9]]);
+    state.failedSettled = new Map([
+      ["bad-1", { key: "bad-1", status: 3, host: "h1", attempt: 2, timedOut: true }],
+      ["lost-1", { key: "lost-1", status: null, host: "h2", attempt: 3 }],
+      ["gone-1", { key: "gone-1", status: 9, host: "h1", attempt: 1 }],
+    ]);
+    const plans = planReopen(keys.length, state, (job) => keys[job], (job) => 10 + job);
+    assert.deepEqual(plans, [
+      { job: 1, record: { key: "bad-1", status: 3, host: "h1", attempt: 2, timedOut: true, line: 11 } },
+      { job: 2, record: { key: "lost-1", status: null, host: "h2", attempt: 3, line: 12 } },
+    ], "a key no longer in the list is left alone");
+    assert.deepEqual(planReopen(keys.length, blank(), (job) => keys[job], () => 1), []);
+  },
+});
+
+Deno.test({
+  name: "planResume() after a reopen: the key runs again, its attempt numbers going on",
+  permissions: "none",
+  fn() {
+    const state = blank();
+    // What the journal "job bad-1 (attempt 2, status 3)" then "reopen bad-1" folds to.
+    state.attempts = new Map([["bad-1", 2]]);
+    state.reopened = new Set(["bad-1"]);
+    const plan = planResume(1, state, () => "bad-1");
+    assert.deepEqual([plan.settled[0], plan.attempts[0], plan.failures[0], plan.toRun], [0, 2, 0, 1]);
   },
 });

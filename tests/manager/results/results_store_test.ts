@@ -169,3 +169,69 @@ Deno.test("ResultsStore cuts a torn batch after a failed write, so later records
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("ResultsStore.reopen() makes failed settlements past attempts, durably; the re-run's output gets its own name", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = await ResultsStore.open(dir);
+    const failed = store.stageOutput();
+    await failed.write(enc.encode("first try\n"));
+    const first = await store.commit({ ...fields("bad-1"), status: 3 }, failed);
+    await store.commit(fields("ok-1"), store.stageOutput());
+    await store.close();
+
+    const again = await ResultsStore.open(dir);
+    assert.deepEqual([...again.previous.failedSettled.keys()], ["bad-1"]);
+    const written = await again.reopen([
+      { key: "bad-1", line: 1, status: 3, host: "h", attempt: 1 },
+      { key: "never-1", line: 2, status: 1, host: "h", attempt: 1 },
+    ]);
+    assert.deepEqual(written.map((r) => r.key), ["bad-1"], "a key that is not settled is not reopened");
+    assert.equal(again.previous.settled.has("bad-1"), false, "the state sees it unsettled at once");
+    const rerun = again.stageOutput();
+    await rerun.write(enc.encode("second try\n"));
+    const second = await again.commit({ ...fields("bad-1"), attempt: 2 }, rerun);
+    await again.close();
+    assert.equal(first.output, "out/bad-1.out");
+    assert.equal(second.output, "out/bad-1.2.out");
+    assert.equal(Deno.readTextFileSync(join(dir, first.output!)), "first try\n", "earlier output kept");
+    assert.deepEqual((await records(dir)).map((r) => `${r.type} ${r.key}`), [
+      "job bad-1",
+      "job ok-1",
+      "reopen bad-1",
+      "job bad-1",
+    ]);
+
+    // Read back: settled once more, and no longer a failure to reopen.
+    const third = await ResultsStore.open(dir);
+    assert.deepEqual([...third.previous.settled], [["ok-1", 0], ["bad-1", 0]]);
+    assert.equal(third.previous.failedSettled.size, 0);
+    assert.equal(third.previous.attempts.get("bad-1"), 2);
+    await third.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ResultsStore.open() after a reopen with no settlement yet: the key is open, its next output named by attempt", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = await ResultsStore.open(dir);
+    const { status: _, ...rest } = fields("k-1");
+    await store.commitLost(rest, "its runners kept vanishing");
+    await store.close();
+    const reopening = await ResultsStore.open(dir);
+    assert.deepEqual(reopening.previous.failedSettled.get("k-1"), { key: "k-1", status: null, host: "h", attempt: 1 });
+    await reopening.reopen([{ key: "k-1", line: 1, status: null, host: "h", attempt: 1 }]);
+    await reopening.close(); // a restart in the middle of a --resume-failed run
+    const again = await ResultsStore.open(dir);
+    assert.equal(again.previous.settled.has("k-1"), false);
+    assert.ok(again.previous.reopened.has("k-1"));
+    const out = again.stageOutput();
+    await out.write(enc.encode("x"));
+    assert.equal((await again.commit({ ...fields("k-1"), attempt: 2 }, out)).output, "out/k-1.2.out");
+    await again.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -23,3 +23,17 @@ Deno.test("verifyResults: damage before the last line is a problem at its line, 
   assert.equal(report.records, 1);
   assert.equal(report.tornTail, false);
 });
+
+Deno.test("verifyResults: one settlement per key, one more after each reopen; anything else is a problem at its line", async () => {
+  const reopen = (key: string) =>
+    JSON.stringify({ type: "reopen", key, line: 1, status: 1, host: "h", attempt: 1 }) + "\n";
+  await using good = await tempDir();
+  await Deno.writeTextFile(join(good.path, JOURNAL_FILE), job("a") + reopen("a") + job("a") + reopen("a") + job("a"));
+  assert.deepEqual((await verifyResults(good.path)).problems, []);
+  await using bad = await tempDir();
+  await Deno.writeTextFile(join(bad.path, JOURNAL_FILE), job("a") + job("b") + job("a") + reopen("c") + reopen("b"));
+  assert.deepEqual((await verifyResults(bad.path)).problems, [
+    { line: 3, path: JOURNAL_FILE, problem: "settles a a second time, with no reopen record before it" },
+    { line: 4, path: JOURNAL_FILE, problem: "reopens c, which is not settled" },
+  ]);
+});
