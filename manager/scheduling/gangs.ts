@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { RunnerLink } from "./scheduler.ts";
+import type { RunnerLink } from "./runner_link.ts";
 
 /** One gang job that is out: its members, in rank order, and those ready to start. */
 export interface Gang {
