@@ -30,10 +30,10 @@ import { ResultRecorder } from "./results/result_recorder.ts";
 import { type JobRecord, ResultsStore } from "./results/results_store.ts";
 import { ResultsDir, unusable } from "./results/results_dir.ts";
 import { planReopen, planResume, type ResumePlan } from "./jobs/resume.ts";
-import { type HeldJob, type RunnerLink, Scheduler } from "./scheduling/scheduler.ts";
+import { type CarriedJob, type RunnerLink, Scheduler, type SchedulerEvents } from "./scheduling/scheduler.ts";
 import { Ledger } from "./results/ledger.ts";
 import { RunStatus } from "./observe/run_status.ts";
-import { Server } from "./sessions/server.ts";
+import { Server, type ServerOptions } from "./sessions/server.ts";
 import { ManagerTextSession, type TextSessionContext } from "./sessions/text_session.ts";
 
 /** How a worker the manager started in its own process (`local`) ended. */
@@ -226,6 +226,193 @@ async function settleHeldSuspects(plan: ResumePlan, results: ResultsStore, retri
   };
 }
 
+/** What {@linkcode Manager.start} put together for the run to serve with. */
+interface RunParts {
+  readonly server: Server;
+  readonly scheduler: Scheduler;
+  readonly queue: JobQueue;
+  readonly recorder: ResultRecorder;
+  readonly watch: FleetWatch;
+  readonly results: ResultsStore;
+  readonly plan: ResumePlan;
+  /** When serving began (`performance.now()`). */
+  readonly started: number;
+}
+
+/**
+ * Listens on the TCP (or TLS) port, and in memory for local workers:
+ * plain, as nothing leaves the process, and still behind the secret if
+ * there is one. Lets go of `claim` if it cannot.
+ */
+function listen(options: ManagerOptions, claim: ResultsDir): {
+  listener: TransportListener;
+  localListener: MemoryListener;
+} {
+  const hostname = options.hostname ?? "127.0.0.1";
+  const localListener = new MemoryListener({ peerPrefix: LOCAL_PEER_PREFIX });
+  try {
+    let listener: TransportListener = options.tls === undefined
+      ? listenTcp(hostname, options.port ?? DEFAULT_PORT)
+      : listenTls(hostname, options.port ?? DEFAULT_PORT, options.tls);
+    if ((options.local ?? 0) > 0) listener = mergeListeners(listener, localListener);
+    return { listener, localListener };
+  } catch (err) {
+    claim.release();
+    throw err;
+  }
+}
+
+/** Moves earlier results aside (`fresh`) and opens the results; lets go of the directory and the port if it cannot. */
+async function openResults(options: ManagerOptions, claim: ResultsDir, listener: TransportListener) {
+  let current = claim;
+  try {
+    if (options.fresh) {
+      const { dir, movedTo } = await claim.rotate();
+      current = dir;
+      if (movedTo !== undefined) {
+        log.info("Earlier results in {dir} moved to {moved}", { dir: options.resultsDir, moved: movedTo });
+      }
+    }
+    return await ResultsStore.open(current, { durable: options.durable });
+  } catch (err) {
+    current.release();
+    listener.close();
+    throw err;
+  }
+}
+
+/**
+ * `--resume-failed`: makes a `reopen` record durable for every job whose
+ * last settlement failed or was lost, before anything is planned or handed
+ * out. Returns the jobs reopened.
+ */
+async function reopenFailed(
+  options: ManagerOptions,
+  results: ResultsStore,
+  keyOf: (job: number) => string,
+): Promise<number[]> {
+  const { jobs } = options;
+  const reopen = planReopen(jobs.commands.length, results.previous, keyOf, (job) => jobs.lines[job]);
+  await results.reopen(reopen.map((r) => r.record));
+  return reopen.map((r) => r.job);
+}
+
+/** What an earlier run on the results directory settled (not run again), said and told. */
+async function planRun(
+  options: ManagerOptions,
+  results: ResultsStore,
+  keyOf: (job: number) => string,
+  reopened: readonly number[] | undefined,
+): Promise<ResumePlan> {
+  const count = options.jobs.commands.length;
+  let plan = planResume(count, results.previous, keyOf);
+  plan = await settleHeldSuspects(plan, results, options.retries ?? 0);
+  describeResume(plan, options.resultsDir);
+  if (reopened !== undefined) options.onReopened?.(reopened, plan.toRun);
+  if (options.onResumed !== undefined && plan.skipped > 0) {
+    const before: number[] = [];
+    for (let job = 0; job < count; job++) if (plan.settled[job] === 1) before.push(job);
+    options.onResumed(before);
+  }
+  return plan;
+}
+
+/** Whether an earlier run settled a job (undefined when none did). */
+function settledBefore(plan: ResumePlan): ((job: number) => boolean) | undefined {
+  return plan.skipped === 0 ? undefined : (job) => plan.settled[job] === 1;
+}
+
+/** Turns the store's settling records into `onRecorded` calls by job. */
+function recordedByJob(
+  jobs: JobList,
+  keyOf: (job: number) => string,
+  onRecorded: NonNullable<ManagerOptions["onRecorded"]>,
+): (record: JobRecord) => void {
+  const jobOf = new Map<string, number>();
+  for (let job = 0; job < jobs.commands.length; job++) jobOf.set(keyOf(job), job);
+  return (record) => {
+    const job = jobOf.get(record.key);
+    if (job !== undefined) onRecorded(job, record);
+  };
+}
+
+/** The scheduler's events as the run's logs, status and `onSettled`. */
+function fleetLog(options: ManagerOptions, status: RunStatus): SchedulerEvents {
+  const localNames = new Set(Array.from({ length: options.local ?? 0 }, (_, i) => `local-${i + 1}`));
+  const nodesSeen = new Set<string>();
+  return {
+    onJoined: (link) => {
+      status.joined(link);
+      if (link.binary !== undefined) {
+        // A binary node joins once per task: say so the first time only.
+        const first = !nodesSeen.has(link.host);
+        nodesSeen.add(link.host);
+        const props = { host: link.host, modules: link.binary.modules.join(",") || "none" };
+        if (first) joins.log("info", "Node {host} joined (modules: {modules})", props);
+        else log.debug("Node {host} joined (modules: {modules})", props);
+      } else {
+        const own = link.name !== undefined && localNames.has(link.name) && link.peer.startsWith(LOCAL_PEER_PREFIX);
+        const props = { host: link.host, peer: link.peer };
+        if (own) log.debug("Runner {host} joined from {peer}", props);
+        else joins.log("info", "Runner {host} joined from {peer}", props);
+      }
+    },
+    onSettled: (job, code, link) => {
+      status.settled(job, code, link);
+      options.onSettled?.(job, code, link.host);
+    },
+    onAssigned: (job, link) => status.assigned(job, link),
+    onRequeued: (requeued, link) =>
+      requeues.log("warn", "{count} job(s) of runner {host} go back to the queue", {
+        count: requeued.length,
+        host: link.host,
+      }),
+    onLeased: (runnerId, leased, ms) =>
+      leases.log("warn", "Runner {id} is gone holding {n} job(s); they wait {s}s for it to come back", {
+        id: runnerId,
+        n: leased.length,
+        s: ms / 1000,
+      }),
+    onLifted: (host) => log.info("Quarantine of {host} is over", { host }),
+  };
+}
+
+/**
+ * The answer to a vico runner's extension hello. The lines it carries are
+ * taken back only as hand-outs this directory issued to this runner, for
+ * jobs still open; the rest are set aside (`drop`).
+ */
+function answerHello(ledger: Ledger, o: {
+  pulseSec: number;
+  jobTimeoutMs: number | undefined;
+  leaseMs: number;
+  maxOutputBytes: number;
+}): ServerOptions["extensionAnswer"] {
+  return (hello, holds) => {
+    const carried: CarriedJob[] = [];
+    const drop: number[] = [];
+    holds.forEach((line, i) => {
+      const tag = heldTag(line, hello.proto);
+      const job = tag !== undefined && ledger.knowsRun(tag.run) ? ledger.jobOfKey(tag.key) : undefined;
+      if (hello.id !== undefined && job !== undefined && ledger.wants(hello.id, tag!.run, job, tag!.attempt)) {
+        carried.push({ job, attempt: tag!.attempt });
+      } else drop.push(i);
+    });
+    const answer: Extract<ServerHello, { kind: "ok" }> = {
+      kind: "ok",
+      pulse: o.pulseSec,
+      timeoutMs: o.jobTimeoutMs,
+      lease: Math.round(o.leaseMs / 1000),
+      ...(hello.want.includes(TAG_FEATURE) ? { tag: 1 } : {}),
+      // Runners keep jobs under it, so an over-limit job fails alone (125) instead of its runner being dropped.
+      ...(hello.proto === "text" ? { maxOutput: o.maxOutputBytes } : {}),
+      // A returning binary node asks whether to deliver the task it carried.
+      ...(hello.proto === "binary" && holds.length > 0 ? { resume: carried.length > 0 ? 1 : 0 } : { drop }),
+    };
+    return { answer, held: carried };
+  };
+}
+
 /**
  * Serves jobs until every one is settled, or until it is stopped.
  *
@@ -248,32 +435,31 @@ export class Manager {
   /** Resolves once the run is over: local runners that end are not started again. */
   readonly #over: Promise<void>;
   #endLocal!: () => void;
+  readonly #options: ManagerOptions;
   readonly #localListener: MemoryListener;
-  readonly #secret: SharedSecret | undefined;
-  readonly #localWorkers: LocalWorkerFactory | undefined;
   readonly #stopRequested: Promise<"graceful">;
   readonly #closeRequested: Promise<"now">;
   #requestStop!: () => void;
   #requestClose!: () => void;
 
   private constructor(
-    address: { hostname: string; port: number },
-    localListener: MemoryListener,
-    secret: SharedSecret | undefined,
-    localWorkers: LocalWorkerFactory | undefined,
-    status: { status: RunStatus; settledByHost: () => ReadonlyMap<string, number> },
-    run: (self: Manager) => Promise<RunSummary>,
+    setup: {
+      options: ManagerOptions;
+      address: { hostname: string; port: number };
+      localListener: MemoryListener;
+      status: RunStatus;
+    },
+    parts: RunParts,
   ) {
-    this.status = status.status;
-    this.settledByHost = status.settledByHost;
-    this.address = address;
-    this.#localListener = localListener;
-    this.#secret = secret;
-    this.#localWorkers = localWorkers;
+    this.status = setup.status;
+    this.settledByHost = () => parts.scheduler.settledByHost;
+    this.address = setup.address;
+    this.#options = setup.options;
+    this.#localListener = setup.localListener;
     this.#stopRequested = new Promise((resolve) => (this.#requestStop = () => resolve("graceful")));
     this.#closeRequested = new Promise((resolve) => (this.#requestClose = () => resolve("now")));
     this.#over = new Promise((resolve) => (this.#endLocal = resolve));
-    this.finished = run(this);
+    this.finished = this.#run(parts);
   }
 
   /**
@@ -292,67 +478,25 @@ export class Manager {
     }
     // Start-up order: lock, port, rotation, then the results themselves.
     const claim = await ResultsDir.claim(options.resultsDir, { durable: options.durable });
-    const hostname = options.hostname ?? "127.0.0.1";
-    let listener: TransportListener;
-    // Local workers connect in memory, beside the TCP (or TLS) listener:
-    // plain, as nothing leaves the process, and still behind the secret if
-    // there is one.
-    const localListener = new MemoryListener({ peerPrefix: LOCAL_PEER_PREFIX });
-    try {
-      listener = options.tls === undefined
-        ? listenTcp(hostname, options.port ?? DEFAULT_PORT)
-        : listenTls(hostname, options.port ?? DEFAULT_PORT, options.tls);
-      if ((options.local ?? 0) > 0) listener = mergeListeners(listener, localListener);
-    } catch (err) {
-      claim.release();
-      throw err;
-    }
-    let results: ResultsStore;
-    let current = claim;
-    try {
-      if (options.fresh) {
-        const { dir, movedTo } = await claim.rotate();
-        current = dir;
-        if (movedTo !== undefined) {
-          log.info("Earlier results in {dir} moved to {moved}", { dir: options.resultsDir, moved: movedTo });
-        }
-      }
-      results = await ResultsStore.open(current, { durable: options.durable });
-    } catch (err) {
-      current.release();
-      listener.close();
-      throw err;
-    }
+    const { listener, localListener } = listen(options, claim);
+    const results = await openResults(options, claim, listener);
     const keyOf = (job: number) => jobKey(identityOf(jobs, job), jobs.occurrences[job]);
     let reopened: number[] | undefined;
     if (options.rerunFailed) {
-      // Reopened (durably) before anything is planned or handed out.
-      const reopen = planReopen(jobs.commands.length, results.previous, keyOf, (job) => jobs.lines[job]);
       try {
-        await results.reopen(reopen.map((r) => r.record));
+        reopened = await reopenFailed(options, results, keyOf);
       } catch (err) {
         listener.close();
         await results.close();
         throw unusable(options.resultsDir, "record the jobs to re-run in its journal", err);
       }
-      reopened = reopen.map((r) => r.job);
     }
-    // Jobs settled by an earlier run on this results directory are not run again.
-    let plan = planResume(jobs.commands.length, results.previous, keyOf);
-    plan = await settleHeldSuspects(plan, results, options.retries ?? 0);
-    describeResume(plan, options.resultsDir);
-    if (reopened !== undefined) options.onReopened?.(reopened, plan.toRun);
-    const settledBefore = plan.skipped === 0 ? undefined : (job: number) => plan.settled[job] === 1;
-    if (options.onResumed !== undefined && plan.skipped > 0) {
-      const before: number[] = [];
-      for (let job = 0; job < jobs.commands.length; job++) if (plan.settled[job] === 1) before.push(job);
-      options.onResumed(before);
-    }
+    const plan = await planRun(options, results, keyOf, reopened);
     const queue = new JobQueue(jobs.commands.length, {
       classOf: jobs.classOf,
       classes: jobs.classes.length,
-      settled: settledBefore,
-      // Jobs an identified runner held when the last run stopped wait for it.
+      settled: settledBefore(plan),
+      // Jobs an identified runner carried when the last run stopped are leased to it.
       running: plan.heldBy.size === 0 ? undefined : (job) => plan.heldBy.has(job),
       // Attempt numbers continue where the journal left off.
       attemptsBefore: (job) => plan.attempts[job],
@@ -361,23 +505,12 @@ export class Manager {
     // The commit authority: this run's identity, the earlier runs', and the
     // hand-outs to identified runners still open (their kept results are wanted).
     const run = crypto.randomUUID().replaceAll("-", "");
-    const ledger = new Ledger(jobs.commands.length, run, results.previous.runIds, settledBefore);
-    if (options.onRecorded !== undefined) {
-      const onRecorded = options.onRecorded;
-      const jobOf = new Map<string, number>();
-      for (let job = 0; job < jobs.commands.length; job++) jobOf.set(keyOf(job), job);
-      results.onJob = (record) => {
-        const job = jobOf.get(record.key);
-        if (job !== undefined) onRecorded(job, record);
-      };
-    }
+    const ledger = new Ledger(jobs.commands.length, run, results.previous.runIds, settledBefore(plan));
     for (const [job, issued] of plan.issued) {
       for (const i of issued) ledger.issue(job, { attempt: i.attempt, runner: i.runner, run: i.run }, keyOf(job));
     }
+    if (options.onRecorded !== undefined) results.onJob = recordedByJob(jobs, keyOf, options.onRecorded);
     const leaseMs = options.leaseMs ?? 120_000;
-    const leaseTimers = new Map<string, ReturnType<typeof setTimeout>>();
-    const localNames = new Set(Array.from({ length: options.local ?? 0 }, (_, i) => `local-${i + 1}`));
-    const nodesSeen = new Set<string>();
     const status = new RunStatus({
       total: jobs.commands.length,
       source: jobs.source,
@@ -387,55 +520,27 @@ export class Manager {
       skipped: plan.skipped,
       failedEarlier: plan.failedEarlier,
     });
-    let watch: FleetWatch | undefined = undefined;
-    let recorder: ResultRecorder | undefined = undefined;
-    const scheduler: Scheduler = new Scheduler(queue, jobs.classes, {
-      onJoined: (link) => {
-        watch?.onJoined(link);
-        status.joined(link);
-        const own = localNames.has(link.host) && link.peer.startsWith(LOCAL_PEER_PREFIX);
-        if (link instanceof OwnerSession) {
-          // A binary node joins once per task: say so the first time only.
-          const first = !nodesSeen.has(link.host);
-          nodesSeen.add(link.host);
-          const props = { host: link.host, modules: link.modules.join(",") || "none" };
-          if (first) joins.log("info", "Node {host} joined (modules: {modules})", props);
-          else log.debug("Node {host} joined (modules: {modules})", props);
-        } else {
-          const props = { host: link.host, peer: link.peer };
-          if (own) log.debug("Runner {host} joined from {peer}", props);
-          else joins.log("info", "Runner {host} joined from {peer}", props);
-        }
-      },
-      onSettled: (job, code, link: RunnerLink) => {
-        status.settled(job, code, link);
-        options.onSettled?.(job, code, link.host);
-      },
-      onAssigned: (job, link) => status.assigned(job, link),
-      onRequeued: (requeued, link) =>
-        requeues.log("warn", "{count} job(s) of runner {host} go back to the queue", {
-          count: requeued.length,
-          host: link.host,
+    const scheduler = new Scheduler(queue, jobs.classes, fleetLog(options, status), {
+      maxAttempts: options.maxAttempts,
+      leaseMs,
+      keyOf,
+      ledger,
+      timers: true,
+    });
+    const recorder = new ResultRecorder(scheduler, results, jobs, keyOf, {
+      retries: options.retries,
+      quarantine: new Quarantine(options.quarantine),
+      onQuarantine: (host, until, reason) =>
+        log.warn("Quarantined {host} for {s}s: {reason}; its failed jobs run elsewhere", {
+          host,
+          s: Math.round((until - Date.now()) / 1000),
+          reason,
         }),
-
-      onLeased: (runnerId, held, ms) => {
-        leases.log("warn", "Runner {id} is gone holding {n} job(s); they wait {s}s for it to come back", {
-          id: runnerId,
-          n: held.length,
-          s: ms / 1000,
-        });
-        clearTimeout(leaseTimers.get(runnerId));
-        leaseTimers.set(
-          runnerId,
-          setTimeout(() => {
-            leaseTimers.delete(runnerId);
-            scheduler.expireLease(runnerId);
-          }, ms),
-        );
-      },
+    });
+    scheduler.listen({
       onLost: (job, reason, link) => {
         log.error("Job at line {line} is given up as lost: {reason}", { line: jobs.lines[job], reason });
-        recorder!.lost(job, reason, link).then(
+        recorder.lost(job, reason, link).then(
           (recorded) => {
             if (!recorded) return; // a result beat it
             status.lost(job);
@@ -444,7 +549,9 @@ export class Manager {
           (err) => log.error("Could not record lost job: {err}", { err: (err as Error).message }),
         );
       },
-    }, { maxAttempts: options.maxAttempts, leaseMs, keyOf, ledger });
+    });
+    const watch = new FleetWatch(jobs.classes, queue, scheduler);
+    scheduler.listen({ onJoined: (link) => watch.onJoined(link) });
     if (plan.heldBy.size > 0) scheduler.restoreLeases(plan.heldBy);
     status.attach({
       get pending() {
@@ -461,28 +568,8 @@ export class Manager {
       },
       links: () => scheduler.links(),
       jobsOf: (link) => scheduler.jobsOf(link as RunnerLink),
-      protocolOf: (link) => (link instanceof OwnerSession ? "binary" : "text"),
+      protocolOf: (link) => ((link as RunnerLink).binary !== undefined ? "binary" : "text"),
     });
-    const liftTimers = new Set<ReturnType<typeof setTimeout>>();
-    recorder = new ResultRecorder(scheduler, results, jobs, keyOf, {
-      retries: options.retries,
-      quarantine: new Quarantine(options.quarantine),
-      onQuarantine: (host, until, reason) => {
-        const ms = until - Date.now();
-        log.warn("Quarantined {host} for {s}s: {reason}; its failed jobs run elsewhere", {
-          host,
-          s: Math.round(ms / 1000),
-          reason,
-        });
-        const timer = setTimeout(() => {
-          liftTimers.delete(timer);
-          log.info("Quarantine of {host} is over", { host });
-          scheduler.lift(host);
-        }, ms);
-        liftTimers.add(timer);
-      },
-    });
-    watch = new FleetWatch(jobs.classes, queue, scheduler);
     const context: TextSessionContext = {
       scheduler,
       results,
@@ -540,93 +627,78 @@ export class Manager {
       maxConnections: options.maxConnections ?? 4096,
       secret: options.secret,
       tls: options.tls !== undefined,
-      extensionAnswer: (hello, holds) => {
-        // Held lines are taken back only as hand-outs this directory issued
-        // to this runner, for jobs still open; the rest are set aside.
-        const held: HeldJob[] = [];
-        const drop: number[] = [];
-        holds.forEach((line, i) => {
-          const tag = heldTag(line, hello.proto);
-          const job = tag !== undefined && ledger.knowsRun(tag.run) ? ledger.jobOfKey(tag.key) : undefined;
-          if (hello.id !== undefined && job !== undefined && ledger.wants(hello.id, tag!.run, job, tag!.attempt)) {
-            held.push({ job, attempt: tag!.attempt });
-          } else drop.push(i);
-        });
-        const answer: Extract<ServerHello, { kind: "ok" }> = {
-          kind: "ok",
-          pulse: pulseSec,
-          timeoutMs: options.jobTimeoutMs,
-          lease: Math.round(leaseMs / 1000),
-          ...(hello.want.includes(TAG_FEATURE) ? { tag: 1 } : {}),
-          // Runners keep jobs under it, so an over-limit job fails alone (125) instead of its runner being dropped.
-          ...(hello.proto === "text" ? { maxOutput: limits.maxOutputBytes } : {}),
-          // A returning binary node asks whether to deliver the task it held.
-          ...(hello.proto === "binary" && holds.length > 0 ? { resume: held.length > 0 ? 1 : 0 } : { drop }),
-        };
-        return { answer, held };
-      },
+      extensionAnswer: answerHello(ledger, {
+        pulseSec,
+        jobTimeoutMs: options.jobTimeoutMs,
+        leaseMs,
+        maxOutputBytes: limits.maxOutputBytes,
+      }),
     });
-    const started = performance.now();
     watch.announce();
+    return new Manager(
+      { options, address: listener.address, localListener, status },
+      { server, scheduler, queue, recorder, watch, results, plan, started: performance.now() },
+    );
+  }
 
-    const live = { status, settledByHost: () => scheduler.settledByHost };
-    return new Manager(listener.address, localListener, options.secret, options.localWorkers, live, async (self) => {
-      const serving = server.serve();
-      const locals = self.#startLocalRunners(queue.finished ? 0 : options.local ?? 0, jobs, options.shell);
-      const watchdog = setInterval(() => watch.check(), 5000);
-      const suspects = setInterval(() => recorder.expireSuspects().catch(() => {}), 1000);
-      let how = await Promise.race([
-        scheduler.done.then(() => "done" as const),
-        self.#stopRequested,
-        self.#closeRequested,
-      ]);
-      if (how === "graceful") {
-        // No new jobs; the ones out may still report, until the stop timeout
-        // or a second request to end now.
-        scheduler.stopDispatch();
-        log.info("Stopping: no new jobs; waiting up to {s}s for {n} job(s) still running", {
-          s: (options.stopTimeoutMs ?? 30_000) / 1000,
-          n: queue.running,
-        });
-        const deadline = performance.now() + (options.stopTimeoutMs ?? 30_000);
-        let now = false;
-        self.#closeRequested.then(() => (now = true));
-        while (queue.running > 0 && !now && performance.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-        how = queue.finished ? "done" : "now";
-      }
-      const elapsedMs = performance.now() - started;
-      clearInterval(watchdog);
-      clearInterval(suspects);
-      self.#endLocal();
-      for (const timer of leaseTimers.values()) clearTimeout(timer);
-      for (const timer of liftTimers) clearTimeout(timer);
-      if (how === "now") {
-        for (const runner of self.#localRunners) runner.abort("the manager is stopping");
-        await server.drain(0);
-      } else {
-        // Runners finish their goodbyes; late joiners hear there is nothing left.
-        await server.drain(options.drainTimeoutMs ?? 5000);
-      }
-      await serving;
-      for (const end of await Promise.all(locals)) {
-        if (end.kind === "failed" && how === "done") log.warn("Local runner ended: {reason}", { reason: end.reason });
-      }
-      await results.close();
-      status.finish();
-      const failed = scheduler.failed + plan.failedEarlier;
-      const unsettled = queue.size - queue.settled;
-      return {
-        jobs: queue.size,
-        skipped: plan.skipped,
-        succeeded: queue.settled - failed,
-        failed,
-        unsettled,
-        stopped: unsettled > 0,
-        elapsedMs,
-        byHost: [...scheduler.settledByHost].sort((a, b) => b[1] - a[1]),
-        resultsDir: options.resultsDir,
-      };
-    });
+  /** Serves until every job is settled, or the run is stopped; then ends the run and sums it up. */
+  async #run(parts: RunParts): Promise<RunSummary> {
+    const { server, scheduler, queue, recorder, watch, results, plan, started } = parts;
+    const options = this.#options;
+    const serving = server.serve();
+    const locals = this.#startLocalRunners(queue.finished ? 0 : options.local ?? 0, options.jobs, options.shell);
+    watch.start();
+    const suspects = setInterval(() => recorder.expireSuspects().catch(() => {}), 1000);
+    let how = await Promise.race([
+      scheduler.done.then(() => "done" as const),
+      this.#stopRequested,
+      this.#closeRequested,
+    ]);
+    if (how === "graceful") {
+      // No new jobs; the ones out may still report, until the stop timeout
+      // or a second request to end now.
+      scheduler.stopDispatch();
+      log.info("Stopping: no new jobs; waiting up to {s}s for {n} job(s) still running", {
+        s: (options.stopTimeoutMs ?? 30_000) / 1000,
+        n: queue.running,
+      });
+      const deadline = performance.now() + (options.stopTimeoutMs ?? 30_000);
+      let now = false;
+      this.#closeRequested.then(() => (now = true));
+      while (queue.running > 0 && !now && performance.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      how = queue.finished ? "done" : "now";
+    }
+    const elapsedMs = performance.now() - started;
+    watch.stop();
+    clearInterval(suspects);
+    this.#endLocal();
+    scheduler.close();
+    if (how === "now") {
+      for (const runner of this.#localRunners) runner.abort("the manager is stopping");
+      await server.drain(0);
+    } else {
+      // Runners say their goodbyes; late joiners hear there is nothing left.
+      await server.drain(options.drainTimeoutMs ?? 5000);
+    }
+    await serving;
+    for (const end of await Promise.all(locals)) {
+      if (end.kind === "failed" && how === "done") log.warn("Local runner ended: {reason}", { reason: end.reason });
+    }
+    await results.close();
+    this.status.finish();
+    const failed = scheduler.failed + plan.failedEarlier;
+    const unsettled = queue.size - queue.settled;
+    return {
+      jobs: queue.size,
+      skipped: plan.skipped,
+      succeeded: queue.settled - failed,
+      failed,
+      unsettled,
+      stopped: unsettled > 0,
+      elapsedMs,
+      byHost: [...scheduler.settledByHost].sort((a, b) => b[1] - a[1]),
+      resultsDir: options.resultsDir,
+    };
   }
 
   #startLocalRunners(count: number, jobs: JobList, shell?: string): Promise<LocalWorkerEnd>[] {
@@ -636,7 +708,7 @@ export class Manager {
       // taken to offer every module the list asks for.
       return [this.#keepLocal("node", {
         ...this.#local(),
-        secret: this.#secret,
+        secret: this.#options.secret,
         workers: count,
         protocol: "binary",
         modules: [...new Set(jobs.classes.flatMap((c) => c.modules))],
@@ -647,7 +719,7 @@ export class Manager {
       // One connection per worker: a worker never waits for another's reply.
       ends.push(this.#keepLocal(`runner local-${i}`, {
         ...this.#local(),
-        secret: this.#secret,
+        secret: this.#options.secret,
         workers: 1,
         name: `local-${i}`,
         embedded: true,
@@ -675,7 +747,7 @@ export class Manager {
     let over = false;
     this.#over.then(() => (over = true));
     while (true) {
-      const runner = this.#localWorkers!(options);
+      const runner = this.#options.localWorkers!(options);
       this.#localRunners.add(runner);
       const started = performance.now();
       const end = await runner.run();

@@ -33,6 +33,7 @@ export class FleetWatch {
   #emptySince: number | undefined;
   #warnedEmpty = false;
   #warnedClasses = "";
+  #timer: ReturnType<typeof setInterval> | undefined;
 
   /**
    * @param classes The list's job classes.
@@ -45,6 +46,17 @@ export class FleetWatch {
     this.#queue = queue;
     this.#scheduler = scheduler;
     this.#windowMs = windowMs;
+  }
+
+  /** Checks every `everyMs` from now until {@linkcode stop}. */
+  start(everyMs = 5000): void {
+    this.#timer ??= setInterval(() => this.check(), everyMs);
+  }
+
+  /** Stops the checks {@linkcode start} began. */
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
   }
 
   /** Logs what the list needs, once at start-up. */

@@ -2,16 +2,18 @@
  * Scheduling, as `on*` handlers over the {@linkcode JobQueue} plus an
  * outbound {@linkcode RunnerLink} per connected runner. It knows nothing of
  * sockets or wire formats, so it is tested by driving the handlers with
- * recording links.
+ * recording links. Gangs, leases and held suspects are parts of their own
+ * (`gangs.ts`, `leases.ts`, `suspects.ts`); this module reacts to runners
+ * and decides.
  *
  * Rules:
  * - a request is answered with the oldest pending job the runner can take
  *   (its class: text runners take plain jobs, binary nodes also bundles
  *   whose modules they announced);
  * - with nothing it can take pending but such jobs still running elsewhere,
- *   a request from a runner that holds no job is held (a requeued job will
- *   still find a runner); a text runner that holds jobs is released at once
- *   (holding its request would deadlock its communication lock);
+ *   a request from a runner that carries no job is parked (a requeued job
+ *   will still find a runner); a text runner that carries jobs is released
+ *   at once (parking its request would deadlock its communication lock);
  * - when no job it could ever take remains, a runner is released (nothing
  *   left at all) or refused (jobs remain, but none it can take);
  * - a gang job (K nodes) is handed to K nodes; each stages it and reports
@@ -20,7 +22,27 @@
  *   gang that loses a member is abandoned by all and requeued once;
  * - whether a delivery may settle a job is the {@linkcode Ledger}'s call
  *   (the commit authority); once it settles, the job leaves wherever it
- *   is (a runner, a lease, a held suspect, the queue).
+ *   is (a runner, a lease, the held suspects, the queue).
+ *
+ * Glossary (one word per meaning, here and in `manager.ts`):
+ * - **carry**: a runner carries the jobs that are out with it (running, or
+ *   ended and kept until delivered); its **carrier** is the runner a
+ *   single-node job is out with. A runner that joins again names the jobs
+ *   it still carries ({@linkcode CarriedJob}).
+ * - **park**: a job request that cannot be answered yet is parked, and
+ *   looked at again whenever something changes.
+ * - **lease**: the jobs a lost identified runner carried wait for it for the
+ *   lease time; they are leased to it.
+ * - **hold**: only the quarantine's sense: a fast failure is held (back) as
+ *   a suspect while the verdict on it is pending (`Verdict.held`,
+ *   `holdMs`, the ledger's `claimHeld`).
+ * - **end**: a job ends when its process exits on its runner.
+ * - **settle**: a job settles once its record is durable (the ledger's
+ *   call), once per job; the run is **done** when every job is settled
+ *   ({@linkcode Scheduler.done}; the queue's `finished`).
+ * - **over**: the run is over, done or stopped (`Manager.finished`
+ *   resolves then, with the summary).
+ * - **host**: what a runner is counted and judged as ({@linkcode RunnerLink.host}).
  *
  * @module
  */
@@ -28,31 +50,12 @@
 import type { JobClass } from "../jobs/job_list.ts";
 import { type JobQueue, JobState } from "../jobs/job_queue.ts";
 import { Ledger } from "../results/ledger.ts";
+import { type Gang, Gangs } from "./gangs.ts";
+import { Leases } from "./leases.ts";
+import { Suspects } from "./suspects.ts";
+import type { CarriedJob, RunnerLink } from "./runner_link.ts";
 
-/** What the scheduler can tell one connected runner (its outbound side). */
-export interface RunnerLink {
-  /** Name for logs and counts (the runner's announced host name, or its address). */
-  readonly host: string;
-  /** The runner's address, for logs. */
-  readonly peer: string;
-  /** A stable identity, for runners that can come back after being lost (the vico extension). */
-  readonly runnerId?: string;
-  /** Whether this runner can carry jobs of class `cls`. */
-  accepts(cls: JobClass): boolean;
-  /**
-   * Answers the pending request with `job`, handed out as `attempt`; `rank`
-   * numbers gang members from 1.
-   */
-  assign(job: number, rank: number, attempt: number): void;
-  /** Answers the pending request: there is nothing left to do. */
-  release(): void;
-  /** Answers the pending request: jobs remain, but none this runner can take. */
-  refuse(reason: string): void;
-  /** Starts the staged task now (gang members are started together). */
-  start?(): void;
-  /** The task this runner holds was abandoned (another gang member was lost). */
-  abandon?(reason: string): void;
-}
+export type { CarriedJob, HeldJob, RunnerLink } from "./runner_link.ts";
 
 /** Notifications for logs, progress display and the summary. */
 export interface SchedulerEvents {
@@ -70,18 +73,20 @@ export interface SchedulerEvents {
   /** A job was handed to a runner. */
   onAssigned?(job: number, link: RunnerLink): void;
   /**
-   * An identified runner was lost holding jobs: they wait for it for
-   * `ms` milliseconds; the listener calls {@linkcode Scheduler.expireLease}
-   * when that time is up.
+   * An identified runner was lost carrying jobs: they are leased to it for
+   * `ms` milliseconds. Without `timers` (see {@linkcode SchedulerOptions}),
+   * the listener calls {@linkcode Scheduler.expireLease} when that time is up.
    */
   onLeased?(runnerId: string, jobs: readonly number[], ms: number): void;
+  /** A host's quarantine is over (with `timers`; it is lifted right after). */
+  onLifted?(host: string): void;
 }
 
 /** Options for {@linkcode Scheduler}. */
 export interface SchedulerOptions {
   /** Losses of a job's runner after which the job is given up as lost. @default {3} */
   maxAttempts?: number;
-  /** How long an identified runner's jobs wait for it after it is lost, in ms (0: not at all). @default {0} */
+  /** How long an identified runner's jobs are leased to it after it is lost, in ms (0: not at all). @default {0} */
   leaseMs?: number;
   /** The content key of a job (kept for jobs handed to identified runners, whose kept results name it). */
   keyOf?: (job: number) => string;
@@ -89,33 +94,23 @@ export interface SchedulerOptions {
   ledger?: Ledger;
   /** The clock (ms). @default {Date.now} */
   now?: () => number;
-}
-
-/** A job an identified runner says it still holds (running, or finished and kept): the hand-out it came with. */
-export interface HeldJob {
-  /** The job. */
-  readonly job: number;
-  /** The attempt it was handed out as. */
-  readonly attempt: number;
+  /**
+   * Leases run out and quarantines end on timers of the scheduler's own
+   * ({@linkcode Scheduler.close} stops them); otherwise the caller calls
+   * {@linkcode Scheduler.expireLease} and {@linkcode Scheduler.lift}. @default {false}
+   */
+  timers?: boolean;
 }
 
 interface LinkState {
   /** Per class: can this runner take it. */
   accepts: boolean[];
-  /** Jobs it holds (a gang job is held by every member). */
+  /** Jobs it carries (a gang job is carried by every member). */
   jobs: Set<number>;
 }
 
-interface Gang {
-  job: number;
-  size: number;
-  cls: number;
-  members: RunnerLink[];
-  ready: Set<RunnerLink>;
-}
-
 /**
- * Hands out jobs to runners and tracks which runner holds which job.
+ * Hands out jobs to runners and tracks which runner carries which job.
  *
  * @example
  * ```ts
@@ -136,32 +131,27 @@ interface Gang {
 export class Scheduler {
   /** The queue being drained. */
   readonly queue: JobQueue;
-  /** Resolves when every job is settled. */
+  /** Resolves when every job is settled (the run is done). */
   readonly done: Promise<void>;
+  /** The commit authority. */
+  readonly ledger: Ledger;
   readonly #classes: readonly JobClass[];
-  readonly #events: SchedulerEvents;
+  readonly #events: SchedulerEvents[];
   readonly #links = new Map<RunnerLink, LinkState>();
-  readonly #held = new Set<RunnerLink>();
-  readonly #gangs = new Map<number, Gang>();
-  readonly #assembling: Gang[] = [];
+  /** Runners whose job request is parked. */
+  readonly #parked = new Set<RunnerLink>();
+  readonly #gangs = new Gangs();
+  readonly #leases: Leases;
+  readonly #suspects: Suspects;
+  /** Settled jobs per host. */
   readonly #settledBy = new Map<string, number>();
-  /** The runner holding each single-node job that is out. */
-  readonly #holder = new Map<number, RunnerLink>();
-  /** Leased jobs: job → the runner id it waits for. */
-  readonly #leasedTo = new Map<number, string>();
+  /** The carrier of each single-node job that is out. */
+  readonly #carrier = new Map<number, RunnerLink>();
   /** Jobs given up as lost, waiting to be recorded. */
   readonly #lost = new Set<number>();
   readonly #maxAttempts: number;
   readonly #leaseMs: number;
   readonly #keyOf: (job: number) => string;
-  /** The commit authority. */
-  readonly ledger: Ledger;
-  /** Jobs of lost identified runners, waiting for them: runner id → jobs. */
-  readonly #leases = new Map<string, Set<number>>();
-  /** Jobs taken off their runner while a verdict is pending (quarantine suspects). */
-  readonly #detached = new Set<number>();
-  /** Quarantined hosts: host → until (ms). */
-  readonly #barred = new Map<string, number>();
   readonly #now: () => number;
   #failed = 0;
   #stopping = false;
@@ -181,14 +171,43 @@ export class Scheduler {
   ) {
     this.queue = queue;
     this.#classes = classes;
-    this.#events = events;
+    this.#events = [events];
     this.#maxAttempts = options.maxAttempts ?? 3;
     this.#leaseMs = options.leaseMs ?? 0;
     this.#keyOf = options.keyOf ?? String;
     this.ledger = options.ledger ?? new Ledger(queue.size, "run", [], (job) => queue.stateOf(job) === JobState.SETTLED);
     this.#now = options.now ?? Date.now;
+    this.#leases = new Leases(options.timers ? (runnerId) => this.expireLease(runnerId) : undefined);
+    this.#suspects = new Suspects(
+      options.timers
+        ? (host) => {
+          this.#emit((e) => e.onLifted?.(host));
+          this.lift(host);
+        }
+        : undefined,
+      this.#now,
+    );
     this.done = new Promise((resolve) => (this.#resolveDone = resolve));
     if (queue.finished) this.#resolveDone();
+  }
+
+  /**
+   * Adds observers after construction: parts built on the scheduler (the
+   * result recorder, the fleet watch) that it must tell too. Each event
+   * goes to every observer, in the order they were added.
+   */
+  listen(events: SchedulerEvents): void {
+    this.#events.push(events);
+  }
+
+  #emit(tell: (events: SchedulerEvents) => void): void {
+    for (const events of this.#events) tell(events);
+  }
+
+  /** Stops the scheduler's own timers (see `timers` in {@linkcode SchedulerOptions}): the run is over. */
+  close(): void {
+    this.#leases.close();
+    this.#suspects.close();
   }
 
   /** Jobs that settled with a non-zero status. */
@@ -196,7 +215,7 @@ export class Scheduler {
     return this.#failed;
   }
 
-  /** Settled job counts per runner host (a gang job counts for each member). */
+  /** Settled job counts per runner {@linkcode RunnerLink.host} (a gang job counts for each member). */
   get settledByHost(): ReadonlyMap<string, number> {
     return this.#settledBy;
   }
@@ -220,86 +239,79 @@ export class Scheduler {
 
   /**
    * A runner connected and completed its handshake. An identified runner
-   * that comes back names the jobs it still holds (already checked against
-   * the {@linkcode Ledger}: hand-outs it was issued): those it held before
-   * are its again, as are pending ones; those leased to it that it does not
-   * name are lost.
+   * that comes back names the jobs it still carries (already checked
+   * against the {@linkcode Ledger}: hand-outs it was issued): those leased
+   * to it are its again, as are pending ones; those leased to it that it
+   * does not name are lost.
    */
-  onRunnerJoined(link: RunnerLink, holds: readonly HeldJob[] = []): void {
+  onRunnerJoined(link: RunnerLink, carried: readonly CarriedJob[] = []): void {
     const st: LinkState = { accepts: this.#classes.map((c) => link.accepts(c)), jobs: new Set() };
     this.#links.set(link, st);
     if (link.runnerId !== undefined) {
-      const lease = this.#leases.get(link.runnerId) ?? new Set<number>();
-      this.#leases.delete(link.runnerId);
-      for (const { job } of holds) {
-        if (lease.delete(job)) this.#leasedTo.delete(job);
-        else if (!this.queue.claim(job)) continue;
+      const lease = this.#leases.take(link.runnerId);
+      for (const { job } of carried) {
+        if (!lease.delete(job) && !this.queue.claim(job)) continue;
         st.jobs.add(job);
-        this.#holder.set(job, link);
+        this.#carrier.set(job, link);
       }
-      for (const job of lease) this.#leasedTo.delete(job);
       if (lease.size > 0) this.#giveUp([...lease], link, "its runner came back without it");
     }
-    this.#events.onJoined?.(link);
+    this.#emit((e) => e.onJoined?.(link));
   }
 
-  /** Jobs of earlier runs last held by identified runners: they wait for them (a restart). */
-  restoreLeases(heldBy: ReadonlyMap<number, { runner: string }>): void {
-    for (const [job, { runner }] of heldBy) {
-      let lease = this.#leases.get(runner);
-      if (lease === undefined) this.#leases.set(runner, lease = new Set());
-      lease.add(job);
-      this.#leasedTo.set(job, runner);
-    }
-    for (const [runner, jobs] of this.#leases) this.#events.onLeased?.(runner, [...jobs], this.#leaseMs);
+  /** Jobs of earlier runs last carried by identified runners: they are leased to them (a restart). */
+  restoreLeases(carriedBy: ReadonlyMap<number, { runner: string }>): void {
+    for (const [job, { runner }] of carriedBy) this.#leases.grant(runner, [job]);
+    for (const [runner, jobs] of this.#leases.entries()) this.#leased(runner, [...jobs]);
+  }
+
+  #leased(runnerId: string, jobs: readonly number[]): void {
+    this.#emit((e) => e.onLeased?.(runnerId, jobs, this.#leaseMs));
+    this.#leases.arm(runnerId, this.#leaseMs);
   }
 
   /** A lost runner's lease ran out: its jobs go back to the queue (or are given up). */
   expireLease(runnerId: string): void {
-    const lease = this.#leases.get(runnerId);
-    if (lease === undefined) return;
-    this.#leases.delete(runnerId);
-    for (const job of lease) this.#leasedTo.delete(job);
+    if (!this.#leases.has(runnerId)) return;
+    const lease = this.#leases.take(runnerId);
     const link = { host: runnerId, peer: "(gone)" } as RunnerLink;
     this.#giveUp([...lease], link, `runner ${runnerId} did not come back in time`);
   }
 
-  /** Jobs held for lost identified runners right now. */
+  /** Jobs leased to lost identified runners right now. */
   get leased(): number {
-    let n = 0;
-    for (const jobs of this.#leases.values()) n += jobs.size;
-    return n;
+    return this.#leases.size;
   }
 
   /** Keeps `host` from being given jobs until `until` (ms). */
   bar(host: string, until: number): void {
-    this.#barred.set(host, until);
+    this.#suspects.bar(host, until);
   }
 
   /** Lets a quarantined host have jobs again. */
   lift(host: string): void {
-    this.#barred.delete(host);
-    this.#reviewHeld();
+    this.#suspects.unbar(host);
+    this.#reviewParked();
   }
 
-  /** Takes `job` off `link` while a verdict on its result is pending; it stays running. */
+  /** Takes `job` off `link` while a verdict on its result is pending (held as a suspect); it stays running. */
   detach(link: RunnerLink, job: number): boolean {
-    if (this.#holder.get(job) !== link || !this.#links.get(link)?.jobs.delete(job)) return false;
-    this.#holder.delete(job);
-    this.#detached.add(job);
+    if (this.#carrier.get(job) !== link || !this.#links.get(link)?.jobs.delete(job)) return false;
+    this.#carrier.delete(job);
+    this.#suspects.hold(job);
     return true;
   }
 
-  /** A detached job goes back to the front of the queue (its attempt number is not reused). */
+  /** A held suspect goes back to the front of the queue (its attempt number is not reused). */
   requeueDetached(job: number): void {
-    if (!this.#detached.delete(job)) return;
+    if (!this.#suspects.release(job)) return;
     this.queue.requeue(job);
-    this.#reviewHeld();
+    this.#reviewParked();
   }
 
-  /** Forgets that `link` holds `job` (its late duplicate result was discarded). */
+  /** Forgets that `link` carries `job` (its late duplicate result was discarded). */
   drop(link: RunnerLink, job: number): void {
-    if (this.#holder.get(job) === link) this.#holder.delete(job);
+    if (this.#carrier.get(job) === link) this.#carrier.delete(job);
     if (this.#gangs.has(job)) return;
     this.#links.get(link)?.jobs.delete(job);
   }
@@ -311,18 +323,17 @@ export class Scheduler {
       const job = jobs[i];
       if (this.queue.stateOf(job) !== JobState.RUNNING) continue;
       this.queue.noteLoss(job);
+      this.#carrier.delete(job);
       if (this.queue.losses(job) >= this.#maxAttempts) {
         this.#lost.add(job);
-        this.#holder.delete(job);
-        this.#events.onLost?.(job, `${why}; lost ${this.queue.losses(job)} time(s)`, link);
+        this.#emit((e) => e.onLost?.(job, `${why}; lost ${this.queue.losses(job)} time(s)`, link));
       } else {
-        this.#holder.delete(job);
         this.queue.requeue(job);
         requeued.unshift(job);
       }
     }
-    if (requeued.length > 0) this.#events.onRequeued?.(requeued, link);
-    this.#reviewHeld();
+    if (requeued.length > 0) this.#emit((e) => e.onRequeued?.(requeued, link));
+    this.#reviewParked();
   }
 
   /** Whether dispatch has been stopped (the manager is shutting down). */
@@ -331,15 +342,15 @@ export class Scheduler {
   }
 
   /**
-   * Stops handing out jobs: every request from now on, and every held one,
-   * is released. Jobs already out finish and are recorded as usual.
+   * Stops handing out jobs: every request from now on, and every parked
+   * one, is released. Jobs already out end and are recorded as usual.
    */
   stopDispatch(): void {
     this.#stopping = true;
-    this.#reviewHeld();
+    this.#reviewParked();
   }
 
-  /** A runner asks for a job: assign, hold, release or refuse it. */
+  /** A runner asks for a job: assign, park, release or refuse it. */
   onJobRequest(link: RunnerLink): void {
     const st = this.#links.get(link);
     if (st === undefined) return;
@@ -347,10 +358,10 @@ export class Scheduler {
       link.release();
       return;
     }
-    // A quarantined host takes nothing now; it is held (or released) as if
-    // nothing were pending, and looked at again when the quarantine lifts.
-    const barred = (this.#barred.get(link.host) ?? 0) > this.#now();
-    for (const gang of barred ? [] : this.#assembling) {
+    // A quarantined host takes nothing now; it is parked (or released) as
+    // if nothing were pending, and looked at again when the quarantine lifts.
+    const barred = this.#suspects.isBarred(link.host, this.#now());
+    for (const gang of barred ? [] : this.#gangs.gathering()) {
       if (st.accepts[gang.cls] && !gang.members.includes(link)) {
         this.#joinGang(gang, link, st);
         return;
@@ -361,23 +372,21 @@ export class Scheduler {
       const cls = this.queue.classOf(job);
       const size = this.#classes[cls].nodes;
       if (size > 1) {
-        const gang: Gang = { job, size, cls, members: [], ready: new Set() };
-        this.#gangs.set(job, gang);
-        this.#assembling.push(gang);
+        const gang = this.#gangs.open(job, size, cls);
         this.#joinGang(gang, link, st);
-        for (const held of [...this.#held]) {
-          if (!this.#assembling.includes(gang)) break;
-          const hs = this.#links.get(held)!;
-          if (hs.accepts[cls]) {
-            this.#held.delete(held);
-            this.#joinGang(gang, held, hs);
+        for (const parked of [...this.#parked]) {
+          if (!this.#gangs.isGathering(gang)) break;
+          const ps = this.#links.get(parked)!;
+          if (ps.accepts[cls]) {
+            this.#parked.delete(parked);
+            this.#joinGang(gang, parked, ps);
           }
         }
       } else {
         st.jobs.add(job);
-        this.#holder.set(job, link);
+        this.#carrier.set(job, link);
         this.#issue(job, link);
-        this.#events.onAssigned?.(job, link);
+        this.#emit((e) => e.onAssigned?.(job, link));
         link.assign(job, 1, this.queue.attempts(job));
       }
       return;
@@ -390,7 +399,7 @@ export class Scheduler {
       if (st.accepts[c] && unsettled > 0) mayCome = true;
     }
     if (mayCome && st.jobs.size === 0) {
-      this.#held.add(link);
+      this.#parked.add(link);
     } else if (!mayCome && remaining > 0) {
       link.refuse(this.#whyNone(st));
     } else {
@@ -399,12 +408,11 @@ export class Scheduler {
   }
 
   #joinGang(gang: Gang, link: RunnerLink, st: LinkState): void {
-    gang.members.push(link);
+    const rank = this.#gangs.join(gang, link);
     st.jobs.add(gang.job);
-    this.#events.onAssigned?.(gang.job, link);
-    if (gang.members.length === gang.size) this.#assembling.splice(this.#assembling.indexOf(gang), 1);
-    if (gang.members.length === 1) this.#issue(gang.job, undefined);
-    link.assign(gang.job, gang.members.length, this.queue.attempts(gang.job));
+    this.#emit((e) => e.onAssigned?.(gang.job, link));
+    if (rank === 1) this.#issue(gang.job, undefined);
+    link.assign(gang.job, rank, this.queue.attempts(gang.job));
   }
 
   /** Tells the ledger of a hand-out (a gang's, to no one runner in particular). */
@@ -432,7 +440,7 @@ export class Scheduler {
     return this.#links.keys();
   }
 
-  /** The jobs `link` holds right now. */
+  /** The jobs `link` carries right now. */
   jobsOf(link: RunnerLink): ReadonlySet<number> {
     return this.#links.get(link)?.jobs ?? new Set();
   }
@@ -440,18 +448,16 @@ export class Scheduler {
   /** A runner has staged `job` and waits for Start; gang members start together. */
   onReadyToStart(link: RunnerLink, job: number): void {
     if (!this.#links.get(link)?.jobs.has(job)) return;
-    const gang = this.#gangs.get(job);
-    if (gang === undefined) {
+    if (!this.#gangs.has(job)) {
       link.start?.();
       return;
     }
-    gang.ready.add(link);
-    if (gang.ready.size === gang.size) { for (const member of gang.members) member.start?.(); }
+    for (const member of this.#gangs.ready(job, link) ?? []) member.start?.();
   }
 
-  /** The members of the gang running `job` (just the holder for a plain job). */
+  /** The members of the gang running `job` (undefined for a single-node job). */
   gangOf(job: number): readonly RunnerLink[] | undefined {
-    return this.#gangs.get(job)?.members;
+    return this.#gangs.membersOf(job);
   }
 
   /**
@@ -469,7 +475,7 @@ export class Scheduler {
     if (!this.queue.settle(job)) return false;
     if (status !== 0) this.#failed++;
     for (const m of members) this.#settledBy.set(m.host, (this.#settledBy.get(m.host) ?? 0) + 1);
-    this.#events.onSettled?.(job, status, link);
+    this.#emit((e) => e.onSettled?.(job, status, link));
     this.#afterSettle();
     return true;
   }
@@ -484,19 +490,20 @@ export class Scheduler {
       this.queue.noteFailure(job);
       return this.queue.stateOf(job) === JobState.PENDING;
     }
-    const holder = this.#holder.get(job);
-    const mine = this.#gangs.has(job) ? this.#gangs.get(job)!.members.includes(link) : holder === link;
-    const leasedTo = this.#leasedTo.get(job);
+    const carrier = this.#carrier.get(job);
+    const members = this.#gangs.membersOf(job);
+    const mine = members !== undefined ? members.includes(link) : carrier === link;
+    const leasedTo = this.#leases.runnerOf(job);
     if (
-      !mine && !this.#detached.has(job) && !(leasedTo !== undefined && leasedTo === link.runnerId) &&
-      (holder !== undefined || this.#gangs.has(job) || leasedTo !== undefined || this.#lost.has(job))
+      !mine && !this.#suspects.isHeld(job) && !(leasedTo !== undefined && leasedTo === link.runnerId) &&
+      (carrier !== undefined || members !== undefined || leasedTo !== undefined || this.#lost.has(job))
     ) {
       this.queue.noteFailure(job);
       return false;
     }
     this.#unplace(job);
     this.queue.retry(job);
-    this.#reviewHeld();
+    this.#reviewParked();
     return true;
   }
 
@@ -514,45 +521,36 @@ export class Scheduler {
   /**
    * Takes `job` out of wherever it is out (its runner or gang, a lease, the
    * held suspects, the lost ones). Returns the gang's members or the
-   * holder, if it had any.
+   * carrier, if it had any.
    */
-  #unplace(job: number): RunnerLink[] | undefined {
-    const gang = this.#gangs.get(job);
-    const holder = this.#holder.get(job);
-    const members = gang?.members ?? (holder !== undefined ? [holder] : undefined);
-    this.#gangs.delete(job);
-    if (gang !== undefined) {
-      const at = this.#assembling.indexOf(gang);
-      if (at !== -1) this.#assembling.splice(at, 1);
-    }
-    this.#holder.delete(job);
+  #unplace(job: number): readonly RunnerLink[] | undefined {
+    const gang = this.#gangs.close(job);
+    const carrier = this.#carrier.get(job);
+    const members = gang?.members ?? (carrier !== undefined ? [carrier] : undefined);
+    this.#carrier.delete(job);
     for (const m of members ?? []) this.#links.get(m)?.jobs.delete(job);
-    const runner = this.#leasedTo.get(job);
-    if (runner !== undefined) {
-      this.#leasedTo.delete(job);
-      this.#leases.get(runner)?.delete(job);
-    }
-    this.#detached.delete(job);
+    this.#leases.drop(job);
+    this.#suspects.release(job);
     this.#lost.delete(job);
     return members;
   }
 
   #afterSettle(): void {
-    this.#reviewHeld();
+    this.#reviewParked();
     if (this.queue.finished) this.#resolveDone();
   }
 
   /**
    * A runner is gone (closed, broke protocol, timed out): its jobs go back to
-   * the front. An identified runner's jobs wait for it for the lease time
-   * first: it may only have lost its connection.
+   * the front. An identified runner's jobs are leased to it first: it may
+   * only have lost its connection.
    */
   onRunnerLost(link: RunnerLink, blame = true): void {
     const st = this.#links.get(link);
     this.#links.delete(link);
-    this.#held.delete(link);
+    this.#parked.delete(link);
     if (st === undefined || st.jobs.size === 0) {
-      if (st !== undefined) this.#reviewHeld();
+      if (st !== undefined) this.#reviewParked();
       return;
     }
     const jobs = [...st.jobs].filter((j) => this.queue.stateOf(j) === JobState.RUNNING);
@@ -562,51 +560,41 @@ export class Scheduler {
       blame && link.runnerId !== undefined && this.#leaseMs > 0 && !this.#stopping &&
       jobs.every((j) => !this.#gangs.has(j))
     ) {
-      let lease = this.#leases.get(link.runnerId);
-      if (lease === undefined) this.#leases.set(link.runnerId, lease = new Set());
-      for (const job of jobs) {
-        this.#holder.delete(job);
-        lease.add(job);
-        this.#leasedTo.set(job, link.runnerId);
-      }
-      if (jobs.length > 0) this.#events.onLeased?.(link.runnerId, jobs, this.#leaseMs);
-      this.#reviewHeld();
+      for (const job of jobs) this.#carrier.delete(job);
+      this.#leases.grant(link.runnerId, jobs);
+      if (jobs.length > 0) this.#leased(link.runnerId, jobs);
+      this.#reviewParked();
       return;
     }
     // Requeue in reverse so the runner's oldest job ends up first.
     for (let i = jobs.length - 1; i >= 0; i--) {
       const job = jobs[i];
-      const gang = this.#gangs.get(job);
-      if (gang !== undefined) {
-        this.#gangs.delete(job);
-        const at = this.#assembling.indexOf(gang);
-        if (at !== -1) this.#assembling.splice(at, 1);
-        for (const m of gang.members) {
-          if (m === link) continue;
-          this.#links.get(m)?.jobs.delete(job);
-          m.abandon?.(`gang member ${link.host} (${link.peer}) was lost`);
-        }
+      const gang = this.#gangs.close(job);
+      for (const m of gang?.members ?? []) {
+        if (m === link) continue;
+        this.#links.get(m)?.jobs.delete(job);
+        m.abandon?.(`gang member ${link.host} (${link.peer}) was lost`);
       }
     }
     if (!blame) {
       // The runner broke the protocol: its fault, not the jobs'. They go
       // back without counting a loss against them.
       for (let i = jobs.length - 1; i >= 0; i--) {
-        this.#holder.delete(jobs[i]);
+        this.#carrier.delete(jobs[i]);
         this.queue.requeue(jobs[i]);
       }
-      if (jobs.length > 0) this.#events.onRequeued?.(jobs, link);
-      this.#reviewHeld();
+      if (jobs.length > 0) this.#emit((e) => e.onRequeued?.(jobs, link));
+      this.#reviewParked();
       return;
     }
     this.#giveUp(jobs, link, `its runner ${link.host} (${link.peer}) was lost`);
   }
 
-  /** Gives held runners another look: assign, keep holding, release or refuse. */
-  #reviewHeld(): void {
-    for (const held of [...this.#held]) {
-      this.#held.delete(held);
-      this.onJobRequest(held);
+  /** Gives parked requests another look: assign, keep parked, release or refuse. */
+  #reviewParked(): void {
+    for (const parked of [...this.#parked]) {
+      this.#parked.delete(parked);
+      this.onJobRequest(parked);
     }
   }
 }

@@ -91,8 +91,8 @@ class TaskRefusedError extends Error {}
 
 /** One binary node connection, one task. */
 export class OwnerSession implements RunnerLink, Session {
-  /** The node's address (Join names no host). */
-  host: string;
+  /** The node's address, without its port: Join names no host, so it is counted and judged by it (see RunnerLink.host). */
+  readonly host: string;
   /** The node's address and port. */
   readonly peer: string;
   /** The node's stable id (vico extension), if it has one. */
@@ -158,6 +158,11 @@ export class OwnerSession implements RunnerLink, Session {
   /** Modules the node announced in Join. */
   get modules(): string[] {
     return [...this.#modules];
+  }
+
+  /** What it announced in Join: it is a binary node. */
+  get binary(): { readonly modules: readonly string[] } {
+    return { modules: this.modules };
   }
 
   /** A node takes any task whose modules it announced. */

@@ -62,10 +62,14 @@ type RezultoMsg = Extract<FromRunnerText, { kind: "rezulto" }>;
 
 /** One runner connection speaking the text protocol. */
 export class ManagerTextSession implements RunnerLink {
-  /** Host name from the hail (empty until then). */
-  host = "";
+  /** The name it announced in the hail (empty until then). */
+  name = "";
   /** The runner's address. */
   readonly peer: string;
+  /** It is counted and judged by its announced name (see RunnerLink.host). */
+  get host(): string {
+    return this.name;
+  }
   /** The runner's stable id (vico extension), if it has one. */
   readonly runnerId?: string;
   readonly #transport: Transport;
@@ -191,7 +195,7 @@ export class ManagerTextSession implements RunnerLink {
     // The server closes the connection if this does not finish in its window.
     const hail = await this.#next();
     if (hail.kind !== "hail") throw new ProtocolError("Expected the hail SALUTON; MI <HOSTNAME>", hail.kind);
-    this.host = hail.host;
+    this.name = hail.host;
     await this.#transport.write(VERSIO);
     const ack = await this.#next();
     if (ack.kind !== "komprenas") throw new ProtocolError("Expected KOMPRENAS after VERSIO", ack.kind);

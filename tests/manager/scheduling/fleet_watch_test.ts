@@ -41,3 +41,23 @@ Deno.test({
     assert.equal(describeClass({ modules: [], binaryOnly: true, nodes: 3 }), "binary nodes in gangs of 3");
   },
 });
+
+Deno.test({
+  name: "FleetWatch.start() checks on a clock of its own until stop()",
+  permissions: "none",
+  async fn() {
+    const queue = new JobQueue(1);
+    const watch = new FleetWatch([PLAIN_CLASS], queue, new Scheduler(queue, [PLAIN_CLASS]), 60_000);
+    let checks = 0;
+    const check = watch.check.bind(watch);
+    watch.check = (now?: number) => (checks++, check(now));
+    watch.start(5);
+    watch.start(5); // a second start keeps the one clock
+    await new Promise((r) => setTimeout(r, 40));
+    watch.stop();
+    const seen = checks;
+    assert.ok(seen >= 1, "it checked");
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(checks, seen, "no check after stop()");
+  },
+});
