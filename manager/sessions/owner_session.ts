@@ -25,7 +25,7 @@ import { settlesWithin } from "../../util/timeout.ts";
 import { type JobClass, taskOf } from "../jobs/job_list.ts";
 import type { ReturnedFile, StagedOutput } from "../results/results_store.ts";
 import type { RunnerLink } from "../scheduling/scheduler.ts";
-import type { Extension, HandshakeWindow, Session, SessionContext } from "./server.ts";
+import type { Extension, HandshakeWindow, Session, SessionContext } from "./session_context.ts";
 import type { TaskBundle } from "../jobs/task_bundle.ts";
 import { copyExact } from "../../io/copy_exact.ts";
 import type { BinaryState } from "../../protocol/messages.ts";

@@ -33,7 +33,7 @@ import { logger, RateLimitedLog } from "../../util/log.ts";
 import { settlesWithin } from "../../util/timeout.ts";
 import type { JobClass } from "../jobs/job_list.ts";
 import type { RunnerLink } from "../scheduling/scheduler.ts";
-import type { Extension, HandshakeWindow, SessionContext } from "./server.ts";
+import type { Extension, HandshakeWindow, SessionContext } from "./session_context.ts";
 
 /** The draft's server states (plus Closed, after the connection ends). */
 export type ManagerTextState = "Accept" | "Wait" | "SendJob" | "ProcessJob" | "WaitClose" | "Closed";
