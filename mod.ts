@@ -155,14 +155,8 @@ export {
   StagedOutput,
 } from "./manager/results/results_store.ts";
 export { ManagerTextSession, type ManagerTextState, type TextSessionContext } from "./manager/sessions/text_session.ts";
-export {
-  type HandshakeWindow,
-  Server,
-  type ServerOptions,
-  type Session,
-  type SessionContext,
-  type SessionFactory,
-} from "./manager/sessions/server.ts";
+export { Server, type ServerOptions, type SessionFactory } from "./manager/sessions/server.ts";
+export { type HandshakeWindow, type Session, type SessionContext } from "./manager/sessions/session_context.ts";
 export {
   type LocalWorker,
   type LocalWorkerEnd,

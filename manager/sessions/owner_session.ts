@@ -17,15 +17,18 @@ import type { BufferedReader } from "../../protocol/buffered_reader.ts";
 import { encodeToNode, isAcceptedBinaryVersion, readFromNode } from "../../protocol/binary_codec.ts";
 import { ProtocolError, VicoError } from "../../core/errors.ts";
 import { type FromNode, NO_MORE_TASKS, NodeStatus, type ToNode } from "../../protocol/messages.ts";
-import { formatTag, MANAGER_SILENT_PULSES, TASK_KEY_FILE } from "../../protocol/vico_extension.ts";
+import { formatTag, TASK_KEY_FILE } from "../../protocol/vico_extension.ts";
 import type { Transport } from "../../transport/transport.ts";
-import { logger, RateLimitedLog } from "../../util/log.ts";
+import { logger } from "../../util/log.ts";
 import { Mutex } from "../../util/mutex.ts";
-import { settlesWithin } from "../../util/timeout.ts";
 import { type JobClass, taskOf } from "../jobs/job_list.ts";
 import type { ReturnedFile, StagedOutput } from "../results/results_store.ts";
 import type { RunnerLink } from "../scheduling/scheduler.ts";
-import type { Extension, HandshakeWindow, Session, SessionContext } from "./server.ts";
+import type { Extension, HandshakeWindow, Session, SessionContext } from "./session_context.ts";
+import { FailureReporter } from "./failure_reporter.ts";
+import { SILENT_PULSES } from "./liveness.ts";
+import { SessionKit } from "./session_kit.ts";
+import { watchTransfer } from "./watch_transfer.ts";
 import type { TaskBundle } from "../jobs/task_bundle.ts";
 import { copyExact } from "../../io/copy_exact.ts";
 import type { BinaryState } from "../../protocol/messages.ts";
@@ -50,14 +53,8 @@ type Assignment =
   | { kind: "release" }
   | { kind: "refuse"; reason: string };
 
-/**
- * Liveness: a joined node that shows no sign of life for this many pulse
- * intervals (`--pulse`) in a {@linkcode WATCHED_STATES} state is taken for
- * lost, and its task goes back to the queue. In the middle of a File or
- * Result, when a node cannot answer Status, the transfer timeout
- * (`--transfer-timeout`) applies instead, as on the text side.
- */
-export const SILENT_PULSES = MANAGER_SILENT_PULSES;
+/** The liveness threshold (`liveness.ts`), as the owner applies it: silent pulses in {@linkcode WATCHED_STATES}. */
+export { SILENT_PULSES };
 
 /** States in which the node answers Status at once (the draft allows Status in any state). */
 const ANSWERING_STATES: readonly OwnerState[] = ["Joining", "Idle", "WaitingForInput", "ReadyToStart", "Working"];
@@ -81,10 +78,17 @@ const PROBED_STATES: ReadonlySet<OwnerState> = new Set([...ANSWERING_STATES, "Le
 const CHUNK_BYTES = 1 << 20;
 
 const log = logger("manager");
-const handshakeFailures = new RateLimitedLog(log, "failed Join(s)");
-const drops = new RateLimitedLog(log, "dropped node(s)");
-const losses = new RateLimitedLog(log, "node(s) lost holding a task", 20);
-const departures = new RateLimitedLog(log, "departed node(s)");
+const failures = new FailureReporter({
+  counts: {
+    handshakes: "failed Join(s)",
+    drops: "dropped node(s)",
+    losses: "node(s) lost holding a task",
+    departures: "departed node(s)",
+  },
+  dropping: "Dropping node {peer} in state {state}: {reason}{back}",
+  lost: "Lost node {peer} in state {state}: {reason}{back}",
+  failed: "Node {peer} failed in state {state}: {reason}{back}",
+});
 
 /** The node turned down part of its task; the task goes back to the queue. */
 class TaskRefusedError extends Error {}
@@ -100,12 +104,10 @@ export class OwnerSession implements RunnerLink, Session {
   readonly #transport: Transport;
   readonly #reader: BufferedReader;
   readonly #ctx: OwnerSessionContext;
-  readonly #handshake: HandshakeWindow;
   readonly #writeLock = new Mutex();
   #state: OwnerState = "Joining";
   #modules = new Set<string>();
-  #joined = false;
-  #reply: ((a: Assignment) => void) | undefined;
+  readonly #kit: SessionKit<Assignment>;
   #startNow!: () => void;
   #abandonStart!: (err: Error) => void;
   readonly #started = new Promise<void>((resolve, reject) => {
@@ -116,13 +118,8 @@ export class OwnerSession implements RunnerLink, Session {
   #stopPending = false;
   /** The task ran out of its time limit (it was sent Stop for it). */
   #timedOut = false;
-  /** Last sign of life: a frame from the node, or bytes of a transfer moving either way. */
-  #lastAlive = performance.now();
-  /** A File or Result is on the wire: the transfer timeout rules, not the pulses. */
-  #transferring = false;
   /** A Status probe is still being written (a node that reads nothing gets no second one). */
   #probing = false;
-  #dropReason: string | undefined;
   #job = -1;
   readonly #extension: Extension | undefined;
 
@@ -142,11 +139,11 @@ export class OwnerSession implements RunnerLink, Session {
     this.#transport = transport;
     this.#reader = reader;
     this.#ctx = ctx;
-    this.#handshake = handshake;
     this.peer = transport.peer;
     this.host = transport.peer.replace(/:\d+$/, "");
     this.#extension = extension;
     this.runnerId = extension?.hello.id;
+    this.#kit = new SessionKit(this, transport, ctx.scheduler, handshake, extension?.held ?? []);
     this.#started.catch(() => {});
   }
 
@@ -172,17 +169,17 @@ export class OwnerSession implements RunnerLink, Session {
 
   /** Scheduler: this node's task. */
   assign(job: number, rank: number, attempt: number): void {
-    this.#answer({ kind: "task", job, rank, attempt });
+    this.#kit.request.answer({ kind: "task", job, rank, attempt });
   }
 
   /** Scheduler: nothing left. */
   release(): void {
-    this.#answer({ kind: "release" });
+    this.#kit.request.answer({ kind: "release" });
   }
 
   /** Scheduler: tasks remain, none for this node. */
   refuse(reason: string): void {
-    this.#answer({ kind: "refuse", reason });
+    this.#kit.request.answer({ kind: "refuse", reason });
   }
 
   /** Scheduler: start now (all gang members are ready). */
@@ -206,50 +203,36 @@ export class OwnerSession implements RunnerLink, Session {
     this.#transport.close();
   }
 
-  #answer(a: Assignment): void {
-    const reply = this.#reply;
-    this.#reply = undefined;
-    reply?.(a);
+  /** Serves the connection until it closes. Never rejects. */
+  run(): Promise<void> {
+    if (this.#ctx.pulseMs > 0) this.#kit.liveness.watch(this.#ctx.pulseMs, () => this.#probe());
+    return this.#kit.run(() => this.#serve(), (err) => this.#report(err), () => (this.#state = "Closed"));
   }
 
-  /** Serves the connection until it closes. Never rejects. */
-  async run(): Promise<void> {
-    let job = -1;
-    // A node that breaks the protocol is to blame, not its task.
-    let blameJobs = true;
-    const prober = this.#ctx.pulseMs > 0 ? setInterval(() => this.#probe(), this.#ctx.pulseMs) : undefined;
-    try {
-      if (!await this.#join()) return;
-      if (this.#extension?.answer.resume === 1) {
-        // The node came back to deliver the task it held while we were apart.
-        const held = this.#extension.held[0];
-        if (held === undefined) throw new ProtocolError("The task this node held was taken by another meanwhile");
-        job = this.#job = held.job;
-        await this.#resumeTask(held.job, held.attempt);
-        return;
-      }
-      const a = await this.#request();
-      if (a.kind === "release") {
-        await this.#send({ kind: "disconnect", reason: NO_MORE_TASKS });
-      } else if (a.kind === "refuse") {
-        log.info("Refusing node {peer} (modules {modules}): {reason}", {
-          peer: this.peer,
-          modules: [...this.#modules].join(",") || "none",
-          reason: a.reason,
-        });
-        await this.#send({ kind: "reject", reason: a.reason });
-      } else {
-        job = this.#job = a.job;
-        await this.#serveTask(a.job, a.rank, a.attempt);
-      }
-    } catch (err) {
-      blameJobs = !(err instanceof ProtocolError);
-      await this.#report(err, job);
-    } finally {
-      clearInterval(prober);
-      this.#state = "Closed";
-      if (this.#joined) this.#ctx.scheduler.onRunnerLost(this, blameJobs);
-      this.#transport.close();
+  /** Joining, then the one task (or none): Idle to Leaving. */
+  async #serve(): Promise<void> {
+    if (!await this.#join()) return;
+    if (this.#extension?.answer.resume === 1) {
+      // The node came back to deliver the task it held while we were apart.
+      const held = this.#extension.held[0];
+      if (held === undefined) throw new ProtocolError("The task this node held was taken by another meanwhile");
+      this.#job = held.job;
+      await this.#resumeTask(held.job, held.attempt);
+      return;
+    }
+    const a = await this.#requestTask();
+    if (a.kind === "release") {
+      await this.#send({ kind: "disconnect", reason: NO_MORE_TASKS });
+    } else if (a.kind === "refuse") {
+      log.info("Refusing node {peer} (modules {modules}): {reason}", {
+        peer: this.peer,
+        modules: [...this.#modules].join(",") || "none",
+        reason: a.reason,
+      });
+      await this.#send({ kind: "reject", reason: a.reason });
+    } else {
+      this.#job = a.job;
+      await this.#serveTask(a.job, a.rank, a.attempt);
     }
   }
 
@@ -261,45 +244,24 @@ export class OwnerSession implements RunnerLink, Session {
    * has its own watchdog.
    */
   #probe(): void {
-    if (!this.#joined || this.#transferring) return;
-    const silent = performance.now() - this.#lastAlive;
-    if (WATCHED_STATES.has(this.#state) && silent > SILENT_PULSES * this.#ctx.pulseMs) {
+    if (!this.#kit.joined || this.#kit.liveness.transferring) return;
+    if (WATCHED_STATES.has(this.#state)) {
       const what = this.#state === "Finished" ? "no Result or Leave" : "no Status reply";
-      this.#drop(`Node silent for ${Math.round(silent / 1000)}s (${what})`);
-      return;
+      if (this.#kit.liveness.dropIfSilent(this.#ctx.pulseMs, "Node", what)) return;
     }
     if (this.#probing || !PROBED_STATES.has(this.#state)) return;
     this.#probing = true;
     this.#send({ kind: "statusRequest" }).catch(() => {}).finally(() => (this.#probing = false));
   }
 
-  /** Ends the connection for a liveness reason; the session then reports it as a lost node. */
-  #drop(reason: string): void {
-    this.#dropReason ??= reason;
-    this.#transport.close();
-  }
-
-  /**
-   * Runs one File or Result transfer under the transfer timeout: `moved` is
-   * called for each chunk that goes through; a transfer that moves nothing
-   * for `transferIdleTimeoutMs` drops the node.
-   */
-  async #transfer<T>(what: string, body: (moved: () => void) => Promise<T>): Promise<T> {
-    const idleMs = this.#ctx.transferIdleTimeoutMs;
-    const moved = () => (this.#lastAlive = performance.now());
-    moved();
-    this.#transferring = true;
-    const watchdog = setInterval(() => {
-      const stalled = performance.now() - this.#lastAlive;
-      if (stalled >= idleMs) this.#drop(`No progress for ${Math.round(stalled / 100) / 10}s in the middle of ${what}`);
-    }, Math.max(10, Math.min(idleMs / 4, 1000)));
-    try {
-      return await body(moved);
-    } finally {
-      clearInterval(watchdog);
-      this.#transferring = false;
-      moved();
-    }
+  /** Runs one File or Result transfer under the transfer watchdog (see {@linkcode watchTransfer}). */
+  #transfer<T>(what: string, body: (moved: () => void) => Promise<T>): Promise<T> {
+    return watchTransfer(
+      this.#kit.liveness,
+      this.#ctx.transferIdleTimeoutMs,
+      (stalled) => `No progress for ${Math.round(stalled / 100) / 10}s in the middle of ${what}`,
+      body,
+    );
   }
 
   /** Reads Join; false when the node was turned away. */
@@ -311,23 +273,16 @@ export class OwnerSession implements RunnerLink, Session {
       return false;
     }
     this.#modules = new Set(join.modules);
-    this.#handshake.done();
-    this.#joined = true;
-    this.#ctx.scheduler.onRunnerJoined(this, this.#extension?.held ?? []);
+    this.#kit.join();
     return true;
   }
 
-  async #request(): Promise<Assignment> {
-    let answered: Assignment | undefined;
-    this.#reply = (a) => (answered = a);
-    this.#ctx.scheduler.onJobRequest(this);
-    if (answered !== undefined) return answered;
-    const assigned = new Promise<Assignment>((resolve) => (this.#reply = resolve));
-    try {
-      return await this.#waitHeld(assigned, "a task");
-    } finally {
-      this.#reply = undefined;
-    }
+  /** Idle: asks the scheduler for a task; while it holds the request, watches the node. */
+  #requestTask(): Promise<Assignment> {
+    return this.#kit.request.request(
+      () => this.#ctx.scheduler.onJobRequest(this),
+      (assigned) => this.#waitHeld(assigned, "a task"),
+    );
   }
 
   /**
@@ -340,10 +295,7 @@ export class OwnerSession implements RunnerLink, Session {
       const got = await Promise.race([signal.then((value) => ({ value })), peek.then((byte) => ({ byte }))]);
       if ("value" in got) return got.value;
       if (got.byte === null) {
-        throw new VicoError(
-          "CONNECTION_CLOSED",
-          this.#dropReason ?? `Node closed the connection while waiting for ${what}`,
-        );
+        throw this.#kit.liveness.closedError(`Node closed the connection while waiting for ${what}`);
       }
       const frame = await this.#frame();
       if (frame.kind !== "status") throw new ProtocolError(`Node sent a frame while waiting for ${what}`, frame.kind);
@@ -594,13 +546,8 @@ export class OwnerSession implements RunnerLink, Session {
   /** The next frame, whatever it is. */
   async #frame(startReply = false): Promise<FromNode> {
     const frame = await readFromNode(this.#reader, this.#ctx.limits, startReply);
-    this.#lastAlive = performance.now();
-    if (frame === null) {
-      throw new VicoError(
-        "CONNECTION_CLOSED",
-        this.#dropReason ?? `Node closed the connection in state ${this.#state}`,
-      );
-    }
+    this.#kit.liveness.heard();
+    if (frame === null) throw this.#kit.liveness.closedError(`Node closed the connection in state ${this.#state}`);
     if (frame.kind === "disconnect") {
       throw new VicoError("CONNECTION_CLOSED", `Node disconnected in state ${this.#state}: ${frame.reason}`);
     }
@@ -611,33 +558,22 @@ export class OwnerSession implements RunnerLink, Session {
     return this.#writeLock.run(() => this.#transport.write(encodeToNode(msg)));
   }
 
-  async #report(err: unknown, job: number): Promise<void> {
+  async #report(err: unknown): Promise<void> {
+    const job = this.#job;
     const held = job >= 0 && this.#ctx.scheduler.jobsOf(this).has(job);
-    const back = held ? "; its task goes back to the queue" : "";
     if (this.#abandoned !== undefined) {
       log.info("Node {peer} left its gang task: {why}", { peer: this.peer, why: this.#abandoned });
       await this.#ctx.recorder.abandon(job, this.#abandoned);
       return;
     }
-    // A liveness drop closed the connection: whatever failed next, the node was lost.
-    if (this.#dropReason !== undefined) err = new VicoError("CONNECTION_CLOSED", this.#dropReason);
-    const reason = err instanceof Error ? err.message : String(err);
-    // Any of these may come by the thousand (a flood, a fleet that churns):
-    // each kind is logged at a bounded rate. A node lost holding nothing
-    // lost nothing: that is not a warning.
-    const props = { peer: this.peer, state: this.#state, reason, back };
-    if (err instanceof ProtocolError || err instanceof TaskRefusedError) {
-      (this.#joined ? drops : handshakeFailures).log(
-        "warn",
-        "Dropping node {peer} in state {state}: {reason}{back}",
-        props,
-      );
-      await settlesWithin(this.#send({ kind: "disconnect", reason }), 1000);
-    } else if (err instanceof VicoError && err.code === "CONNECTION_CLOSED") {
-      const limited = !this.#joined ? handshakeFailures : held ? losses : departures;
-      limited.log(held ? "warn" : "info", "Lost node {peer} in state {state}: {reason}{back}", props);
-    } else {
-      log.error("Node {peer} failed in state {state}: {reason}{back}", props);
-    }
+    await failures.report({
+      err,
+      joined: this.#kit.joined,
+      holding: held,
+      dropReason: this.#kit.liveness.dropReason,
+      peerFault: err instanceof ProtocolError || err instanceof TaskRefusedError,
+      props: { peer: this.peer, state: this.#state, back: held ? "; its task goes back to the queue" : "" },
+      tell: (reason) => this.#send({ kind: "disconnect", reason }),
+    });
   }
 }

@@ -15,13 +15,12 @@
  */
 
 import type { BufferedReader } from "../../protocol/buffered_reader.ts";
-import { ProtocolError, VicoError } from "../../core/errors.ts";
+import { ProtocolError } from "../../core/errors.ts";
 import { type FromRunnerText, TEXT_PROTOCOL_VERSION } from "../../protocol/messages.ts";
 import { encodeLine, formatManagerLine, parseRunnerLine } from "../../protocol/text_codec.ts";
 import {
   formatTag,
   JOB_TAG_PREFIX,
-  MANAGER_SILENT_PULSES,
   parseTag,
   PULSE_LINE,
   RESULT_TAG_PREFIX,
@@ -30,10 +29,13 @@ import {
 } from "../../protocol/vico_extension.ts";
 import type { Transport } from "../../transport/transport.ts";
 import { logger, RateLimitedLog } from "../../util/log.ts";
-import { settlesWithin } from "../../util/timeout.ts";
 import type { JobClass } from "../jobs/job_list.ts";
 import type { RunnerLink } from "../scheduling/scheduler.ts";
-import type { Extension, HandshakeWindow, SessionContext } from "./server.ts";
+import { FailureReporter } from "./failure_reporter.ts";
+import { LIVENESS_CHECK_MAX_MS, LIVENESS_CHECK_MIN_MS } from "./liveness.ts";
+import { SessionKit } from "./session_kit.ts";
+import type { Extension, HandshakeWindow, SessionContext } from "./session_context.ts";
+import { watchTransfer } from "./watch_transfer.ts";
 
 /** The draft's server states (plus Closed, after the connection ends). */
 export type ManagerTextState = "Accept" | "Wait" | "SendJob" | "ProcessJob" | "WaitClose" | "Closed";
@@ -47,10 +49,17 @@ export interface TextSessionContext extends SessionContext {
 }
 
 const log = logger("manager");
-const handshakeFailures = new RateLimitedLog(log, "failed handshake(s)");
-const drops = new RateLimitedLog(log, "dropped runner(s)");
-const losses = new RateLimitedLog(log, "runner(s) lost holding jobs", 20);
-const departures = new RateLimitedLog(log, "departed runner(s)");
+const failures = new FailureReporter({
+  counts: {
+    handshakes: "failed handshake(s)",
+    drops: "dropped runner(s)",
+    losses: "runner(s) lost holding jobs",
+    departures: "departed runner(s)",
+  },
+  dropping: "Dropping runner {who} in state {state}: {reason}{jobs}",
+  lost: "Lost runner {who} in state {state}: {reason}{jobs}",
+  failed: "Runner {who} failed in state {state}: {reason}{jobs}",
+});
 const plainUnderTimeout = new RateLimitedLog(log, "plain runner(s) under --timeout", 1, 60_000);
 const FINO = encodeLine(formatManagerLine({ kind: "fino" }));
 const PRETA = encodeLine(formatManagerLine({ kind: "preta" }));
@@ -59,6 +68,12 @@ const VERSIO = encodeLine(formatManagerLine({ kind: "versio", version: TEXT_PROT
 const PULSE = encodeLine(PULSE_LINE);
 
 type RezultoMsg = Extract<FromRunnerText, { kind: "rezulto" }>;
+
+/** The scheduler's answer to a PETO: a job and its attempt, or -1 for none (FINO). */
+interface Answer {
+  readonly job: number;
+  readonly attempt: number;
+}
 
 /** One runner connection speaking the text protocol. */
 export class ManagerTextSession implements RunnerLink {
@@ -75,7 +90,6 @@ export class ManagerTextSession implements RunnerLink {
   readonly #transport: Transport;
   readonly #reader: BufferedReader;
   readonly #ctx: TextSessionContext;
-  readonly #handshake: HandshakeWindow;
   readonly #extension: Extension | undefined;
   readonly #pulseMs: number;
   /** Hand-outs and results carry their tags (the extension's `tag` feature). */
@@ -83,12 +97,9 @@ export class ManagerTextSession implements RunnerLink {
   /** The tag line that came just before the REZULTO being read. */
   #resultTag: (Tag & { timedOut: boolean }) | undefined;
   #state: ManagerTextState = "Accept";
-  #joined = false;
-  #reply: ((job: number, attempt: number) => void) | undefined;
+  readonly #kit: SessionKit<Answer>;
   /** A line read that is still to be consumed (read while waiting for a job). */
   #pendingLine: Promise<string | null> | undefined;
-  #lastHeard = performance.now();
-  #dropReason: string | undefined;
   /** Jobs this connection was given and has not delivered, oldest first: when, and as which attempt. */
   readonly #handedOut = new Map<number, { at: string; attempt: number; key?: string }>();
 
@@ -109,12 +120,12 @@ export class ManagerTextSession implements RunnerLink {
     this.#transport = transport;
     this.#reader = reader;
     this.#ctx = ctx;
-    this.#handshake = handshake;
     this.#extension = extension;
     this.peer = transport.peer;
     this.runnerId = extension?.hello.id;
     this.#pulseMs = (extension?.answer.pulse ?? 0) * 1000;
     this.#tagged = extension?.answer.tag === 1;
+    this.#kit = new SessionKit(this, transport, ctx.scheduler, handshake, extension?.held ?? []);
   }
 
   /** Current state. */
@@ -129,45 +140,36 @@ export class ManagerTextSession implements RunnerLink {
 
   /** Scheduler's answer to the pending PETO: a job. */
   assign(job: number, _rank: number, attempt: number): void {
-    this.#answer(job, attempt);
+    this.#kit.request.answer({ job, attempt });
   }
 
   /** Scheduler's answer to the pending PETO: no more jobs. */
   release(): void {
-    this.#answer(-1);
+    this.#kit.request.answer({ job: -1, attempt: 0 });
   }
 
   /** Jobs remain, but only for binary nodes: FINO as well. */
   refuse(): void {
-    this.#answer(-1);
-  }
-
-  #answer(job: number, attempt = 0): void {
-    const reply = this.#reply;
-    this.#reply = undefined;
-    reply?.(job, attempt);
+    this.#kit.request.answer({ job: -1, attempt: 0 });
   }
 
   /** Serves the connection until it closes. Never rejects. */
-  async run(): Promise<void> {
+  run(): Promise<void> {
     const peer = this.#transport.peer;
-    const watchdog = setInterval(() => this.#watch(), Math.max(50, Math.min(this.#pulseMs || 5000, 5000)));
-    // A runner that breaks the protocol is to blame, not its jobs: they go
-    // back without a loss counted against them.
-    let blameJobs = true;
-    try {
-      await this.#accept();
-      log.debug("Runner {host} joined from {peer}", { host: this.host, peer });
-      if (await this.#serve()) log.debug("Runner {host} ({peer}) finished cleanly", { host: this.host, peer });
-    } catch (err) {
-      blameJobs = !(err instanceof ProtocolError);
-      await this.#reportFailure(err);
-    } finally {
-      clearInterval(watchdog);
-      this.#state = "Closed";
-      if (this.#joined) this.#ctx.scheduler.onRunnerLost(this, blameJobs);
-      this.#transport.close();
-    }
+    const checkMs = Math.max(
+      LIVENESS_CHECK_MIN_MS,
+      Math.min(this.#pulseMs || LIVENESS_CHECK_MAX_MS, LIVENESS_CHECK_MAX_MS),
+    );
+    this.#kit.liveness.watch(checkMs, () => this.#watch());
+    return this.#kit.run(
+      async () => {
+        await this.#accept();
+        log.debug("Runner {host} joined from {peer}", { host: this.host, peer });
+        if (await this.#serve()) log.debug("Runner {host} ({peer}) finished cleanly", { host: this.host, peer });
+      },
+      (err) => this.#reportFailure(err),
+      () => (this.#state = "Closed"),
+    );
   }
 
   /** Closes the connection (the session then ends and gives its jobs back). */
@@ -177,17 +179,14 @@ export class ManagerTextSession implements RunnerLink {
 
   /** Drops a runner that went silent (no pulse), or a plain one idle too long. */
   #watch(): void {
-    if (!this.#joined || this.#state === "ProcessJob") return; // a transfer has its own progress timeout
-    const silent = performance.now() - this.#lastHeard;
-    if (this.#pulseMs > 0 && silent > MANAGER_SILENT_PULSES * this.#pulseMs) {
-      this.#dropReason = `Runner silent for ${Math.round(silent / 1000)}s (no pulse)`;
-      this.#transport.close();
-    } else if (
+    if (!this.#kit.joined || this.#state === "ProcessJob") return; // a transfer has its own progress timeout
+    if (this.#kit.liveness.dropIfSilent(this.#pulseMs, "Runner", "no pulse")) return;
+    const silent = this.#kit.liveness.silentMs;
+    if (
       this.#pulseMs === 0 && this.#state === "Wait" && silent > this.#ctx.idleTimeoutMs &&
       this.#ctx.scheduler.jobsOf(this).size === 0
     ) {
-      this.#dropReason = `Runner idle for ${Math.round(silent / 1000)}s holding no job`;
-      this.#transport.close();
+      this.#kit.liveness.drop(`Runner idle for ${Math.round(silent / 1000)}s holding no job`);
     }
   }
 
@@ -199,9 +198,7 @@ export class ManagerTextSession implements RunnerLink {
     await this.#transport.write(VERSIO);
     const ack = await this.#next();
     if (ack.kind !== "komprenas") throw new ProtocolError("Expected KOMPRENAS after VERSIO", ack.kind);
-    this.#handshake.done();
-    this.#joined = true;
-    this.#ctx.scheduler.onRunnerJoined(this, this.#extension?.held ?? []);
+    this.#kit.join();
     if (this.#ctx.jobTimeout && this.#extension === undefined) {
       const warning = "Runner {host} speaks the plain protocol: --timeout cannot be enforced on its jobs";
       plainUnderTimeout.log("warn", warning, { host: this.host });
@@ -271,29 +268,27 @@ export class ManagerTextSession implements RunnerLink {
   }
 
   /** SendJob: asks the scheduler; while it holds the request, watches the runner (pulses, or leaving). */
-  async #requestJob(): Promise<{ job: number; attempt: number }> {
-    let answered: { job: number; attempt: number } | undefined;
-    this.#reply = (job, attempt) => (answered = { job, attempt });
-    this.#ctx.scheduler.onJobRequest(this);
-    if (answered !== undefined) return answered;
-    const assigned = new Promise<{ job: number; attempt: number }>((
-      resolve,
-    ) => (this.#reply = (job, attempt) => resolve({ job, attempt })));
-    // Held: the runner sends nothing but pulses until answered.
+  #requestJob(): Promise<Answer> {
+    return this.#kit.request.request(
+      () => this.#ctx.scheduler.onJobRequest(this),
+      (assigned) => this.#holdPeto(assigned),
+    );
+  }
+
+  /** SendJob, held: the runner sends nothing but pulses until answered. */
+  async #holdPeto(assigned: Promise<Answer>): Promise<Answer> {
     while (true) {
       this.#pendingLine ??= this.#readLine();
       const got = await Promise.race([assigned.then((job) => ({ job })), this.#pendingLine.then((line) => ({ line }))]);
       if ("job" in got) return got.job;
       this.#pendingLine = undefined;
       if (got.line === null) {
-        this.#reply = undefined;
-        throw new VicoError("CONNECTION_CLOSED", "Runner closed the connection while waiting for a job");
+        throw this.#kit.liveness.closedError("Runner closed the connection while waiting for a job");
       }
       if (this.#pulseMs > 0 && got.line === PULSE_LINE) {
         await this.#transport.write(PULSE);
         continue;
       }
-      this.#reply = undefined;
       throw new ProtocolError("Runner sent a line while waiting for a job", got.line);
     }
   }
@@ -325,31 +320,22 @@ export class ManagerTextSession implements RunnerLink {
     const accepted = admission.kind === "accepted";
     await this.#transport.write(PRETA);
     const output = results.stageOutput();
-    // A runner that stops sending mid-output would hold its job forever.
     const idleMs = this.#ctx.transferIdleTimeoutMs;
-    let stalled = false;
-    const watchdog = setInterval(() => {
-      if (performance.now() - this.#lastHeard < idleMs) return;
-      stalled = true;
-      this.#transport.close();
-    }, Math.max(10, idleMs / 4));
     try {
-      await this.#reader.pipeExact(msg.size, (chunk) => {
-        this.#lastHeard = performance.now();
-        return accepted ? output.write(chunk) : undefined;
-      });
+      await watchTransfer(
+        this.#kit.liveness,
+        idleMs,
+        () => `Runner sent no output for ${idleMs / 1000}s in the middle of a result`,
+        (moved) =>
+          this.#reader.pipeExact(msg.size, (chunk) => {
+            moved();
+            return accepted ? output.write(chunk) : undefined;
+          }),
+      );
     } catch (err) {
       await output.discard();
       if (accepted) recorder.refuse(admission.ticket);
-      if (stalled) {
-        throw new VicoError(
-          "CONNECTION_CLOSED",
-          `Runner sent no output for ${idleMs / 1000}s in the middle of a result`,
-        );
-      }
       throw err;
-    } finally {
-      clearInterval(watchdog);
     }
     if (this.#handedOut.get(job)?.attempt === attempt) this.#handedOut.delete(job);
     const delivery = {
@@ -381,7 +367,7 @@ export class ManagerTextSession implements RunnerLink {
 
   #readLine(): Promise<string | null> {
     return this.#reader.readLine().then((line) => {
-      this.#lastHeard = performance.now();
+      this.#kit.liveness.heard();
       return line;
     });
   }
@@ -392,7 +378,7 @@ export class ManagerTextSession implements RunnerLink {
       const pending = this.#pendingLine;
       this.#pendingLine = undefined;
       const line = await (pending ?? this.#readLine());
-      if (line === null) throw new VicoError("CONNECTION_CLOSED", this.#dropReason ?? "Runner closed the connection");
+      if (line === null) throw this.#kit.liveness.closedError("Runner closed the connection");
       if (this.#pulseMs > 0 && line === PULSE_LINE) {
         await this.#transport.write(PULSE);
         continue;
@@ -416,36 +402,22 @@ export class ManagerTextSession implements RunnerLink {
     }
   }
 
-  async #reportFailure(err: unknown): Promise<void> {
+  #reportFailure(err: unknown): Promise<void> {
     const who = this.host ? `${this.host} (${this.#transport.peer})` : this.#transport.peer;
-    const held = this.#joined ? this.#ctx.scheduler.jobsOf(this).size : 0;
+    const held = this.#kit.joined ? this.#ctx.scheduler.jobsOf(this).size : 0;
     const jobs = held === 0
       ? ""
       : this.runnerId !== undefined && !(err instanceof ProtocolError)
       ? `; its ${held} job(s) wait for it to come back`
       : `; ${held} job(s) go back to the queue`;
-    if (this.#dropReason !== undefined) err = new VicoError("CONNECTION_CLOSED", this.#dropReason);
-    // Any of these may come by the thousand (a flood, a fleet that churns):
-    // each kind is logged at a bounded rate. Only a runner lost holding jobs
-    // is a warning; one that leaves holding nothing lost nothing.
-    const props = { who, state: this.#state, jobs };
-    if (err instanceof ProtocolError) {
-      (this.#joined ? drops : handshakeFailures).log("warn", "Dropping runner {who} in state {state}: {reason}{jobs}", {
-        ...props,
-        reason: err.message,
-      });
-      // Tell the runner why, best effort: it may already be gone or not reading.
-      const eraro = encodeLine(formatManagerLine({ kind: "eraro", reason: err.message }));
-      await settlesWithin(this.#transport.write(eraro), 1000);
-    } else if (err instanceof VicoError && err.code === "CONNECTION_CLOSED") {
-      const limited = !this.#joined ? handshakeFailures : held > 0 ? losses : departures;
-      limited.log(held > 0 ? "warn" : "info", "Lost runner {who} in state {state}: {reason}{jobs}", {
-        ...props,
-        reason: err.message,
-      });
-    } else {
-      const reason = err instanceof Error ? err.message : String(err);
-      log.error("Runner {who} failed in state {state}: {reason}{jobs}", { ...props, reason });
-    }
+    return failures.report({
+      err,
+      joined: this.#kit.joined,
+      holding: held > 0,
+      dropReason: this.#kit.liveness.dropReason,
+      peerFault: err instanceof ProtocolError,
+      props: { who, state: this.#state, jobs },
+      tell: (reason) => this.#transport.write(encodeLine(formatManagerLine({ kind: "eraro", reason }))),
+    });
   }
 }
