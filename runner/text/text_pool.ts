@@ -1,0 +1,543 @@
+/**
+ * The text protocol's side of a runner: N long-lived workers (the draft's
+ * WorkerLoop) share one connection at a time, which a connection loop keeps
+ * open. Without `persist`, losing the manager kills the running jobs and
+ * ends the runner. With `persist` the runner is a service: jobs keep running
+ * while the manager is gone, their results wait in the state directory, and
+ * the runner reconnects, announces what it holds, delivers what finished,
+ * and carries on; an empty queue only means waiting for the next one. What
+ * follows each connection's outcome is the reconnect policy's
+ * (`runner/connect/reconnect_policy.ts`).
+ *
+ * @module
+ */
+
+import { BufferedReader } from "../../protocol/buffered_reader.ts";
+import type { Limits } from "../../core/limits.ts";
+import { logger } from "../../util/log.ts";
+import { TAG_FEATURE } from "../../protocol/vico_extension.ts";
+import { OutputSpool } from "../exec/output_spool.ts";
+import { runProcess, SEQ_VARIABLE, shellArgv, SLOT_VARIABLE, STATUS_RUNNER_FAILURE } from "../exec/process_runner.ts";
+import {
+  type LifeLedger,
+  MAX_DELIVERY_FAILURES,
+  type RunnerState,
+  type StoredResult,
+  type Streamable,
+} from "../service/runner_state.ts";
+import { sayHello } from "../connect/extension_hello.ts";
+import type { ManagerLink } from "../connect/manager_link.ts";
+import type { Happened, Reconnect } from "../connect/reconnect.ts";
+import type { PoolState, RunnerEnd, RunnerOptions } from "../runner_options.ts";
+import { type ConnectionEnd, type HandedJob, RunnerTextClient, STOPPED } from "./text_client.ts";
+
+/** A job that ended, with its output, waiting to be reported. */
+interface Finished {
+  job: HandedJob;
+  status: number;
+  output: Streamable & { dispose(): Promise<void> };
+  /** The runner itself ended the job (its --timeout, or its memory limit). */
+  endedByRunner?: boolean;
+  /** It was its --timeout. */
+  timedOut?: boolean;
+}
+
+/** A short output held in memory: the note a runner sends in place of a job's output. */
+function noteOutput(text: string): Streamable {
+  const bytes = new TextEncoder().encode(text);
+  return { size: bytes.length, pipeTo: (sink) => sink(bytes) };
+}
+
+/** Exit statuses of a job killed by SIGHUP, SIGINT or SIGTERM. */
+const STOP_SIGNAL_STATUSES: ReadonlySet<number> = new Set([128 + 1, 128 + 2, 128 + 15]);
+
+const log = logger("runner");
+
+/**
+ * A text runner's workers and its connection loop.
+ *
+ * @example
+ * ```ts ignore
+ * const link = new ManagerLink({ hostname: "127.0.0.1", port: 7707 });
+ * const end = await new TextPool({ hostname: "127.0.0.1", port: 7707, workers: 4 }, limits, link).run({});
+ * ```
+ */
+export class TextPool {
+  readonly #options: RunnerOptions;
+  readonly #limits: Limits;
+  readonly #link: ManagerLink;
+  readonly #jobsAbort = new AbortController();
+  #client: RunnerTextClient | undefined;
+  #clientWaiters: (() => void)[] = [];
+  #done: RunnerEnd | undefined;
+  #jobTimeoutMs: number | undefined;
+  /** The largest output the manager of the live connection takes (its `maxout=`), if it said. */
+  #managerMaxOutput: number | undefined;
+  readonly #running = new Map<number, HandedJob>();
+  /** Tags of running jobs a manager said it does not want: their results are set aside, not delivered. */
+  readonly #unwanted = new Set<string>();
+  #jobsDone = 0;
+  /** Jobs handed to this runner since the start. */
+  #jobsStarted = 0;
+  /** Where running jobs are written down (`--persist`). */
+  #ledger: LifeLedger | undefined;
+
+  /**
+   * @param options The runner's options.
+   * @param limits Its wire limits.
+   * @param link Its way to the manager (and its stop).
+   */
+  constructor(options: RunnerOptions, limits: Limits, link: ManagerLink) {
+    this.#options = options;
+    this.#limits = limits;
+    this.#link = link;
+  }
+
+  /** Jobs running now, including those kept while the manager is away. */
+  get running(): number {
+    return this.#running.size;
+  }
+
+  /** Jobs reported to a manager since the start. */
+  get done(): number {
+    return this.#jobsDone;
+  }
+
+  /** Serves until the manager has no more jobs (or until stopped). Never rejects. */
+  async run({ state, ledger }: PoolState): Promise<RunnerEnd> {
+    this.#ledger = ledger;
+    let spoolDir: string;
+    try {
+      spoolDir = this.#options.spoolDir ?? await Deno.makeTempDir({ prefix: "vico-runner-" });
+    } catch (err) {
+      return { kind: "failed", reason: `Cannot prepare the runner: ${(err as Error).message}`, jobs: 0 };
+    }
+    try {
+      const workers = Array.from({ length: this.#options.workers }, (_, i) => this.#textWorker(i, spoolDir, state));
+      await this.#connectionLoop(state);
+      await Promise.all(workers);
+      return this.#done!;
+    } finally {
+      if (this.#options.spoolDir === undefined) await Deno.remove(spoolDir, { recursive: true }).catch(() => {});
+    }
+  }
+
+  /** Takes no new jobs (the link is already stopping). */
+  stop(): void {
+    this.#client?.stop();
+  }
+
+  /** Kills running jobs and drops the connection. */
+  abort(reason: string): void {
+    this.#jobsAbort.abort();
+    this.#client?.abort(reason);
+    this.#finish({ kind: "stopped", jobs: this.#jobsDone });
+  }
+
+  #finish(end: RunnerEnd): void {
+    this.#done ??= end;
+    for (const w of this.#clientWaiters.splice(0)) w();
+    this.#link.wake();
+  }
+
+  /** The live client, waiting for one if there is none; undefined once the runner is done. */
+  async #nextClient(): Promise<RunnerTextClient | undefined> {
+    while (this.#done === undefined) {
+      if (this.#client !== undefined && !this.#client.closed) return this.#client;
+      await new Promise<void>((resolve) => this.#clientWaiters.push(resolve));
+    }
+    return undefined;
+  }
+
+  /** Keeps one connection open at a time, until the reconnect policy ends the runner. */
+  async #connectionLoop(state: RunnerState | undefined): Promise<void> {
+    const reconnect = this.#link.reconnect({ persist: state !== undefined, jobs: () => this.#jobsDone });
+    const loop = { extension: this.#options.extension ?? true, everConnected: false };
+    while (this.#done === undefined) {
+      // Stopping waits for running jobs only: kept results are on disk and go
+      // out on the next start.
+      if (this.#link.stopping && this.#running.size === 0) {
+        this.#finish({ kind: "stopped", jobs: this.#jobsDone });
+        break;
+      }
+      const happened = await this.#connectOnce(state, reconnect, loop);
+      const end = await reconnect.after(happened);
+      if (end !== undefined) {
+        // Without --persist, jobs do not outlive their manager's connection.
+        if (happened.outcome === "lost") this.#jobsAbort.abort();
+        this.#finish(end);
+        break;
+      }
+    }
+    for (const w of this.#clientWaiters.splice(0)) w();
+  }
+
+  /**
+   * One connection, from dialling to its end (or to the failure of its
+   * opening): how it came out. `loop` carries what one connection teaches
+   * the next (a manager without the extension; whether one ever answered).
+   */
+  async #connectOnce(
+    state: RunnerState | undefined,
+    reconnect: Reconnect,
+    loop: { extension: boolean; everConnected: boolean },
+  ): Promise<Happened> {
+    const { hostname, port } = this.#options;
+    const quietly = this.#options.embedded ? "debug" : "info";
+    const dialed = await this.#link.dial();
+    if (!("transport" in dialed)) return dialed;
+    const transport = dialed.transport;
+    const reader = new BufferedReader(transport, { maxLineBytes: this.#limits.maxLineBytes });
+    let negotiated: { pulseSec: number; timeoutMs?: number; tagged: boolean } | undefined;
+    const opening = this.#link.opening(transport);
+    // The opening was cut short (its time limit, or a stop).
+    const cutShort = (): Happened | undefined => {
+      const cut = opening.cut;
+      if (cut === undefined) return undefined;
+      return { outcome: cut.stopped ? "openingStopped" : "handshakeTimeout", reason: cut.reason };
+    };
+    if (loop.extension) {
+      // Held lines name each hand-out by its tag; untagged ones (from a
+      // manager without tags) cannot be bound to a hand-out and are dropped.
+      const running = [...this.#running.values()].filter((j) => !this.#unwanted.has(j.tag ?? ""));
+      const kept = state ? await state.pending() : [];
+      const held: { tag?: string; command: string; kept?: StoredResult }[] = [
+        ...running,
+        ...kept.map((r) => ({ tag: r.tag, command: r.command, kept: r })),
+      ];
+      const holds = held.map((h) => h.tag === undefined ? h.command : `${h.tag} ${h.command}`);
+      const hello = await sayHello(transport, reader, {
+        proto: "text",
+        id: state?.id,
+        want: ["pulse", TAG_FEATURE],
+        holds,
+        secret: this.#options.secret,
+        manager: `${hostname}:${port}`,
+      });
+      const cut = cutShort();
+      if (cut !== undefined) return cut;
+      if (hello.kind !== "ok") {
+        opening.done();
+        transport.close();
+      }
+      switch (hello.kind) {
+        case "noExtension":
+          // A manager that only knows the drafts: connect again without it.
+          log.info("The manager does not speak the vico extension; using the plain protocol");
+          loop.extension = false;
+          return { outcome: "noExtension" };
+        case "untrusted":
+          return { outcome: "AUTH_FAILED", reason: hello.reason };
+        case "refused":
+          return { outcome: "helloRefused", reason: `Manager refused this runner: ${hello.reason}`, auth: hello.auth };
+        case "closed":
+          return { outcome: "closedSilently", reason: hello.reason };
+        case "failed":
+          return { outcome: "openingFailed", reason: hello.reason };
+      }
+      negotiated = {
+        pulseSec: hello.answer.pulse ?? 0,
+        timeoutMs: hello.answer.timeoutMs,
+        tagged: hello.answer.tag === 1,
+      };
+      // What this manager does not want is set aside: kept results now,
+      // running jobs once they finish. It never holds up other work.
+      for (const i of hello.answer.drop ?? []) {
+        const h = held[i];
+        if (h === undefined) continue;
+        if (h.kept !== undefined) await state!.setAside(h.kept, "the manager did not take it back");
+        else if (h.tag !== undefined) this.#unwanted.add(h.tag);
+        else this.#unwanted.add(h.command);
+      }
+      this.#managerMaxOutput = hello.answer.maxOutput;
+    } else {
+      this.#managerMaxOutput = undefined;
+    }
+    const client = new RunnerTextClient(transport, reader, {
+      name: this.#options.name ?? Deno.hostname(),
+      workers: this.#options.workers,
+      extension: negotiated,
+    });
+    const opened = await client.open();
+    opening.done();
+    const cut = cutShort();
+    if (cut !== undefined) return cut;
+    if (opened.kind === "refused") return { outcome: "versionRefused", reason: opened.reason, auth: false };
+    if (opened.kind === "failed") return { outcome: "openingFailed", reason: opened.reason };
+    log[loop.everConnected && reconnect.backoff.down === undefined ? "debug" : quietly](
+      "Connected to {host}:{port} as {name} with {workers} worker(s){ext}",
+      {
+        host: hostname,
+        port,
+        name: this.#options.name ?? Deno.hostname(),
+        workers: this.#options.workers,
+        ext: opened.extension ? ` (pulse ${opened.pulseSec}s${state ? `, id ${state.id}` : ""})` : "",
+      },
+    );
+    loop.everConnected = true;
+    this.#link.connection(true);
+    // The backoff starts again only after this connection did useful work
+    // (delivered a result or ran a job): connecting alone is not enough,
+    // or a delivery that keeps failing would be retried at the first wait.
+    const before = { done: this.#jobsDone, started: this.#jobsStarted };
+    this.#jobTimeoutMs = opened.timeoutMs;
+    // Results kept while the manager was away go first: REZULTO before PETO.
+    if (state !== undefined) {
+      for (const stored of await state.pending()) {
+        if (!await this.#deliverKept(client, stored, state)) break;
+      }
+    }
+    this.#client = client;
+    for (const w of this.#clientWaiters.splice(0)) w();
+    if (this.#link.stopping) client.stop();
+    const end: ConnectionEnd = await client.ended;
+    await client.finished();
+    this.#client = undefined;
+    if (this.#jobsDone > before.done || this.#jobsStarted > before.started) reconnect.backoff.reset();
+    this.#link.connection(false, end.kind === "goodbye" ? "it has no more jobs" : undefined);
+    switch (end.kind) {
+      case "goodbye":
+        return { outcome: "goodbye", onIdle: () => log[quietly]("The manager has no more jobs; waiting for more") };
+      case "stopped":
+        return { outcome: "stopped" };
+      case "failed":
+        return {
+          outcome: "lost",
+          reason: end.reason,
+          retryReason: `Lost the manager: ${end.reason}; ${this.#running.size} job(s) keep running`,
+        };
+    }
+  }
+
+  /** One worker: the draft's WorkerLoop, across connections. */
+  async #textWorker(id: number, spoolDir: string, state: RunnerState | undefined): Promise<void> {
+    let finished: Finished | undefined;
+    while (true) {
+      if (finished !== undefined) {
+        finished = await this.#deliver(finished, state);
+        continue;
+      }
+      const client = await this.#nextClient();
+      if (client === undefined) return;
+      if (this.#link.stopping || client.finoReceived) {
+        await client.arriveWaitClose();
+        continue;
+      }
+      let job: HandedJob | null;
+      try {
+        job = await client.request();
+      } catch (err) {
+        if (err === STOPPED) await client.arriveWaitClose();
+        continue;
+      }
+      if (job === null) {
+        await client.arriveWaitClose();
+        continue;
+      }
+      log.debug("Worker {id} runs {job}", { id, job: job.command });
+      this.#jobsStarted++;
+      this.#running.set(id, job);
+      try {
+        const slot = (this.#options.slotBase ?? 0) + id + 1;
+        finished = { job, ...await this.#execute(job.command, spoolDir, slot, job.seq) };
+      } finally {
+        this.#running.delete(id);
+      }
+      if (
+        STOP_SIGNAL_STATUSES.has(finished.status) && !finished.endedByRunner && await this.#stopSignalArrives()
+      ) {
+        // Not a result: the signal that stops the runner reached the job too
+        // (Slurm signals every process of a step, a terminal its process
+        // group). Leaving it unreported, the manager runs it again once this
+        // runner's connection closes.
+        log.warn(
+          "Job {job} was ended by the signal that stops this runner (exit {status}); it is not reported, " +
+            "so the manager runs it again",
+          { job: job.command, status: finished.status },
+        );
+        await finished.output.dispose();
+        finished = undefined;
+      }
+    }
+  }
+
+  /**
+   * For a job that died of SIGHUP/SIGINT/SIGTERM from outside: whether this
+   * runner is being stopped too. Its own signal handler may run just after
+   * the job's end is seen, so this waits a moment for it.
+   */
+  async #stopSignalArrives(): Promise<boolean> {
+    for (let waited = 0; !this.#link.stopping && waited < 500; waited += 50) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    return this.#link.stopping;
+  }
+
+  /**
+   * Delivers a result kept in the state directory; false when the
+   * connection failed (try the rest on the next one). A result larger than
+   * the manager takes is set aside and reported as status 125 with a note; one
+   * whose delivery was refused or dropped {@linkcode MAX_DELIVERY_FAILURES}
+   * times in a row is set aside, so it never blocks other work.
+   */
+  async #deliverKept(client: RunnerTextClient, stored: StoredResult, state: RunnerState): Promise<boolean> {
+    const limit = this.#managerMaxOutput;
+    if (limit !== undefined && stored.size > limit) {
+      let note: string;
+      try {
+        const where = await state.setAside(
+          stored,
+          `its output of ${stored.size} bytes exceeds the manager's limit of ${limit} bytes`,
+        );
+        note = `vico runner: Output of ${stored.size} bytes exceeds the manager's limit of ${limit} bytes; ` +
+          `it was not sent (set aside on the runner in ${where})\n`;
+      } catch (err) {
+        log.error("Could not set aside the kept result of {job}: {err}", {
+          job: stored.command,
+          err: (err as Error).message,
+        });
+        return true;
+      }
+      try {
+        await client.report(stored, STATUS_RUNNER_FAILURE, noteOutput(note));
+        this.#jobsDone++;
+        return true;
+      } catch {
+        return false;
+      }
+    }
+    try {
+      await client.report(stored, stored.status, stored, stored.timedOut);
+    } catch {
+      try {
+        const failures = await state.noteFailedDelivery(stored);
+        if (failures >= MAX_DELIVERY_FAILURES) {
+          await state.setAside(stored, `its delivery was refused or dropped ${failures} times in a row`);
+        }
+      } catch (err) {
+        log.error("Could not count a failed delivery of {job}: {err}", {
+          job: stored.command,
+          err: (err as Error).message,
+        });
+      }
+      return false;
+    }
+    await stored.dispose();
+    this.#jobsDone++;
+    return true;
+  }
+
+  /** Reports a finished job on the live connection, or keeps it (persist); returns what is still to deliver. */
+  async #deliver(result: Finished, state: RunnerState | undefined): Promise<Finished | undefined> {
+    const client = this.#client;
+    const unwanted = this.#unwanted.delete(result.job.tag ?? result.job.command);
+    if (unwanted && state !== undefined) {
+      await state.store(result.job, result.status, result.output, result.timedOut).then(
+        async (kept) => await state.setAside(kept, "no manager wants it (it was handed out by another run)"),
+        (err) => log.error("Could not keep the result of {job}: {err}", { job: result.job.command, err: err.message }),
+      );
+      await result.output.dispose();
+      return undefined;
+    }
+    const limit = this.#managerMaxOutput;
+    if (client !== undefined && !client.closed && limit !== undefined && result.output.size > limit) {
+      // It ran under an earlier manager's larger limit (--persist): this one
+      // would drop the runner for it. Kept, it goes out as 125 and a note.
+      if (state === undefined) {
+        const note = `vico runner: Output of ${result.output.size} bytes exceeds the manager's limit of ${limit} ` +
+          `bytes; it was not sent\n`;
+        await result.output.dispose();
+        return {
+          job: result.job,
+          status: STATUS_RUNNER_FAILURE,
+          output: { ...noteOutput(note), dispose: async () => {} },
+        };
+      }
+      try {
+        const kept = await state.store(result.job, result.status, result.output, result.timedOut);
+        await this.#deliverKept(client, kept, state);
+      } catch (err) {
+        log.error("Could not keep the result of {job}: {err}", {
+          job: result.job.command,
+          err: (err as Error).message,
+        });
+      }
+      await result.output.dispose();
+      return undefined;
+    }
+    if (client !== undefined && !client.closed) {
+      try {
+        await client.report(result.job, result.status, result.output, result.timedOut);
+        this.#jobsDone++;
+        await result.output.dispose();
+        return undefined;
+      } catch {
+        // Lost mid-report: keep it (persist) or let the manager run it again.
+      }
+    }
+    if (state !== undefined) {
+      try {
+        await state.store(result.job, result.status, result.output, result.timedOut);
+        log.info("Kept the result of {job} until a manager takes it", { job: result.job.command });
+      } catch (err) {
+        log.error("Could not keep the result of {job}: {err}", {
+          job: result.job.command,
+          err: (err as Error).message,
+        });
+      }
+    }
+    await result.output.dispose();
+    return undefined;
+  }
+
+  /** The output limit a job runs under: the smaller of this runner's and its manager's. */
+  get #maxOutputBytes(): number {
+    return Math.min(this.#limits.maxOutputBytes, this.#managerMaxOutput ?? Infinity);
+  }
+
+  async #execute(command: string, spoolDir: string, slot: number, seq?: number): Promise<Omit<Finished, "job">> {
+    const output = new OutputSpool({ dir: spoolDir, maxBytes: this.#maxOutputBytes });
+    try {
+      // The job writes its output file itself (the runner touches no byte of it while it runs).
+      const outcome = await runProcess(shellArgv(command, this.#options.shell), {
+        env: { [SLOT_VARIABLE]: String(slot), ...(seq === undefined ? {} : { [SEQ_VARIABLE]: String(seq) }) },
+        stderrOnStdout: true,
+        outputFile: output.reserveFile(),
+        maxOutputBytes: this.#maxOutputBytes,
+        signal: this.#jobsAbort.signal,
+        killGraceMs: this.#options.killGraceMs,
+        timeoutMs: this.#jobTimeoutMs,
+        runAs: this.#options.runAs,
+        cgroups: this.#options.jobCgroups,
+        ledger: this.#ledger,
+      });
+      output.adopt(outcome.outputBytes ?? 0);
+      if (outcome.memoryExceeded) {
+        log.warn("Job {job} {note}", { job: command, note: this.#options.jobCgroups!.memoryNote });
+      }
+      if (outcome.outputAbandoned) {
+        log.warn("Job {job} has ended, but a process that left its process group still holds its output: not read", {
+          job: command,
+        });
+      }
+      if (outcome.timedOut) {
+        log.warn("Job {job} ran past its {s}s limit and was stopped", { job: command, s: this.#jobTimeoutMs! / 1000 });
+      }
+      return {
+        status: outcome.status,
+        output,
+        endedByRunner: outcome.timedOut || outcome.memoryExceeded,
+        timedOut: outcome.timedOut ?? false,
+      };
+    } catch (err) {
+      // The job's output could not be kept (over the limit, or the spool
+      // failed): the job fails on its own, with a note saying why.
+      await output.dispose();
+      const reason = err instanceof Error ? err.message : String(err);
+      log.warn("Job {job} failed in the runner: {reason}", { job: command, reason });
+      const note = new OutputSpool({ dir: spoolDir });
+      await note.write(new TextEncoder().encode(`vico runner: ${reason}; the job was killed\n`));
+      return { status: STATUS_RUNNER_FAILURE, output: note };
+    }
+  }
+}
