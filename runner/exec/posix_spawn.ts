@@ -110,7 +110,9 @@ const O_WRONLY = 1;
 const O_CREAT = 0o100;
 const O_TRUNC = 0o1000;
 const O_CLOEXEC = 0o2000000;
+const SEEK_CUR = 1;
 const SEEK_END = 2;
+const F_GETFL = 3;
 /** Bigger than any libc's struct: only libc's own init/destroy write them. */
 const ATTR_BYTES = 1024;
 const FILE_ACTIONS_BYTES = 512;
@@ -136,6 +138,11 @@ const SYMBOLS = {
   lseek: { parameters: ["i32", "i64", "i32"], result: "i64" },
   ftruncate: { parameters: ["i32", "i64"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
+  opendir: { parameters: ["buffer"], result: "pointer" },
+  readdir: { parameters: ["pointer"], result: "pointer" },
+  closedir: { parameters: ["pointer"], result: "i32" },
+  fstat: { parameters: ["i32", "buffer"], result: "i32", optional: true },
+  fcntl: { parameters: ["i32", "i32"], result: "i32" },
   sigemptyset: { parameters: ["buffer"], result: "i32" },
   sigfillset: { parameters: ["buffer"], result: "i32" },
   pipe2: { parameters: ["buffer", "i32"], result: "i32" },
@@ -194,40 +201,15 @@ function encodedEnv(env: Readonly<Record<string, string>>): EncodedEnv {
 
 /**
  * The descriptor of an open file of this process: the one of its
- * descriptors (found in `/proc/self/fd`) that is open for writing on the
- * same file at the same offset. `undefined` when there is no `/proc`, or
- * none or more than one such descriptor (it cannot tell which is the file's).
- * About a stat per open descriptor of the process: for a binary run's log,
- * not for every text job.
+ * descriptors (listed from `/proc/self/fd` through libc, as Deno's own file
+ * API may not look there) that is open for writing on the same file at the
+ * same offset. `undefined` where `posix_spawn` cannot be used, without
+ * `/proc`, or with none or more than one such descriptor (it cannot tell
+ * which is the file's). About an `fstat` per open descriptor of the process:
+ * for a binary run's log, not for every text job.
  */
 export function descriptorOf(file: Deno.FsFile): number | undefined {
-  let found: number | undefined;
-  try {
-    const info = file.statSync();
-    const offset = file.seekSync(0, Deno.SeekMode.Current);
-    for (const entry of Deno.readDirSync("/proc/self/fd")) {
-      const fd = Number(entry.name);
-      if (!(fd > 2)) continue;
-      let at: Deno.FileInfo;
-      let fdinfo: string;
-      try {
-        at = Deno.statSync(`/proc/self/fd/${fd}`);
-        if (at.ino !== info.ino || at.dev !== info.dev) continue;
-        fdinfo = Deno.readTextFileSync(`/proc/self/fdinfo/${fd}`);
-      } catch {
-        continue;
-      }
-      const pos = /^pos:\s*(\d+)$/m.exec(fdinfo)?.[1];
-      const flags = /^flags:\s*([0-7]+)$/m.exec(fdinfo)?.[1];
-      if (pos === undefined || flags === undefined || Number(pos) !== offset) continue;
-      if ((parseInt(flags, 8) & 3) === O_RDONLY) continue;
-      if (found !== undefined) return undefined;
-      found = fd;
-    }
-  } catch {
-    return undefined;
-  }
-  return found;
+  return PosixSpawn.open()?.descriptorOf(file);
 }
 
 /** Number of processes waited for at once before {@linkcode PosixSpawn.busy} says so. */
@@ -316,6 +298,37 @@ export class PosixSpawn {
       throw new Error(`cannot truncate the output: ${this.strerror(this.#errno())}`);
     }
     this.#libc.lseek(fd, BigInt(size), 0);
+  }
+
+  /** See {@linkcode descriptorOf}. */
+  descriptorOf(file: Deno.FsFile): number | undefined {
+    const libc = this.#libc;
+    if (libc.fstat === null) return undefined;
+    const info = file.statSync();
+    const offset = BigInt(file.seekSync(0, Deno.SeekMode.Current));
+    const dir = libc.opendir(cString("/proc/self/fd"));
+    if (dir === null) return undefined;
+    const fds: number[] = [];
+    try {
+      for (let entry = libc.readdir(dir); entry !== null; entry = libc.readdir(dir)) {
+        // struct dirent: d_ino, d_off (8 bytes each), d_reclen (2), d_type (1), then d_name.
+        const fd = Number(Deno.UnsafePointerView.getCString(entry, 19));
+        if (fd > 2) fds.push(fd);
+      }
+    } finally {
+      libc.closedir(dir);
+    }
+    // struct stat begins with st_dev and st_ino (8 bytes each) on x86_64 and aarch64.
+    const stat = new BigUint64Array(32);
+    let found: number | undefined;
+    for (const fd of fds) {
+      if (libc.fstat(fd, stat) !== 0 || Number(stat[0]) !== info.dev || Number(stat[1]) !== info.ino) continue;
+      const flags = libc.fcntl(fd, F_GETFL);
+      if (flags < 0 || (flags & 3) === O_RDONLY || BigInt(libc.lseek(fd, 0n, SEEK_CUR)) !== offset) continue;
+      if (found !== undefined) return undefined;
+      found = fd;
+    }
+    return found;
   }
 
   /** Closes a descriptor of {@linkcode openOutput}. */

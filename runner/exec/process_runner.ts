@@ -293,8 +293,9 @@ function inheritedEnvironment(): Readonly<Record<string, string>> {
  * Removes variables from the runner's environment, so that no job started
  * afterwards inherits them (a join token, `NOTIFY_SOCKET`): the one way to
  * change what jobs inherit. The environment jobs get through `posix_spawn`
- * is a snapshot taken at the first job and renewed by this call only; a
- * `Deno.env.set`/`delete` elsewhere reaches the `Deno.Command` path alone.
+ * is a snapshot taken at the first job and renewed by this call only (with
+ * no names it renews it); a `Deno.env.set`/`delete` elsewhere reaches the
+ * `Deno.Command` path alone.
  */
 export function unsetInheritedVariables(...names: string[]): void {
   for (const name of names) Deno.env.delete(name);
