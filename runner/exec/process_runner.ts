@@ -7,12 +7,16 @@
  * When it exits, what it left in its group (or cgroup leaf) is ended before
  * its end is reported, and output still held open by a process that left
  * the group is not waited for (see docs/guarantees.md, "No process outlives
- * its job"). Every process gets a {@linkcode JOB_ID_VARIABLE} of its own.
+ * its job"). Every process gets a {@linkcode JOB_ID_VARIABLE} of its own, and
+ * the runner's environment as {@linkcode unsetInheritedVariables} leaves it.
+ * Output limits follow the one rule of runner/exec/output_limit.ts.
  *
  * Two ways to start one, with the same results: with an
- * {@linkcode RunProcessOptions.outputFile} and where libc's `posix_spawn` can
- * be used (see runner/exec/posix_spawn.ts), the child gets its session and
- * its output file itself, and the runner touches no byte of the output; else
+ * {@linkcode RunProcessOptions.outputFile} (a path, or a file already open,
+ * as a binary run's log) and where libc's `posix_spawn` can be used (see
+ * runner/exec/posix_spawn.ts), the child gets its session and its output
+ * file as its stdout and stderr, and the runner touches no byte of the
+ * output; else
  * (output to a sink, FFI not available or not permitted, `--user` without
  * per-job cgroups, `VICO_SPAWN=command`) `Deno.Command` starts it through
  * `setsid(1)` and the runner pumps its output.
