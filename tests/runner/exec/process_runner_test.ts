@@ -215,7 +215,7 @@ for (const mode of MODES) {
       await assert.rejects(
         runProcess(shellArgv("printf 0123456789"), {
           maxOutputBytes: 4,
-          sink: async (c) => void chunks.push(c.slice()),
+          sink: (c) => Promise.resolve(void chunks.push(c.slice())),
         }),
         OutputLimitError,
       );
