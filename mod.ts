@@ -185,7 +185,9 @@ export {
   shellArgv,
   STATUS_CANNOT_START,
   STATUS_RUNNER_FAILURE,
+  unsetInheritedVariables,
 } from "./runner/exec/process_runner.ts";
+export { OutputLimitError, outputLimitNote } from "./runner/exec/output_limit.ts";
 export { TaskDir, TaskPathError } from "./runner/binary/task_dir.ts";
 export {
   NodeSession,

@@ -9,6 +9,7 @@ import { VicoError } from "../core/errors.ts";
 import { SharedSecret } from "../protocol/auth.ts";
 import { type JoinToken, parseJoinToken } from "../protocol/join_token.ts";
 import { resolveUser, type RunAs } from "../runner/exec/run_as.ts";
+import { unsetInheritedVariables } from "../runner/exec/process_runner.ts";
 import { readPrivateFile, readSecretFile } from "../transport/secret_file.ts";
 import type { TlsTrust } from "../transport/tls.ts";
 
@@ -32,7 +33,7 @@ export async function runnerSecurity(flags: {
 }): Promise<RunnerSecurity> {
   // The token carries the secret: jobs must not inherit it.
   const envToken = Deno.env.get("VICO_JOIN");
-  Deno.env.delete("VICO_JOIN");
+  unsetInheritedVariables("VICO_JOIN");
   const tokenText = flags.join ??
     (flags["join-file"] === undefined
       ? undefined

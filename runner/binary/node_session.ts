@@ -9,6 +9,19 @@
  * it are rejected with a reason. After Start the runs execute in the
  * background while the session keeps reading (Status, Stop, Disconnect).
  *
+ * Runs start through runner/exec/process_runner.ts as text jobs do
+ * (`posix_spawn` where it can be used, else `Deno.Command`), each writing
+ * its log itself (the log opened before any run, shared by the runs that
+ * name it), under the one `--max-output` rule of runner/exec/output_limit.ts
+ * (a log may not grow past it). Each run gets `VICO_SLOT`: the task's slot,
+ * the lowest number from 1 that no other task running under the same work
+ * directory holds (a runner's N node sessions share one: 1..N, as a text
+ * runner's worker slots). The draft's binary protocol carries no sequence
+ * number: a run gets `VICO_SEQ` only when the owner's task key
+ * (`.vico/task`) ends in the text tag's ` seq=<n>` field, and a vico
+ * manager does not send one today, so binary runs have no `VICO_SEQ` (as a
+ * text job handed out without one).
+ *
  * @module
  */
 
@@ -28,11 +41,19 @@ import type { Transport } from "../../transport/transport.ts";
 import { logger } from "../../util/log.ts";
 import { Mutex } from "../../util/mutex.ts";
 import { writeAll } from "../../io/write_all.ts";
-import { type JobLedger, programArgv, runProcess, STATUS_RUNNER_FAILURE } from "../exec/process_runner.ts";
+import {
+  type JobLedger,
+  programArgv,
+  runProcess,
+  SEQ_VARIABLE,
+  SLOT_VARIABLE,
+  STATUS_RUNNER_FAILURE,
+} from "../exec/process_runner.ts";
+import { OutputLimitError } from "../exec/output_limit.ts";
 import type { RunAs } from "../exec/run_as.ts";
 import type { JobCgroups } from "../exec/job_cgroup.ts";
 import { TaskDir, TaskPathError } from "./task_dir.ts";
-import { TASK_KEY_FILE } from "../../protocol/vico_extension.ts";
+import { splitJobSeq, TASK_KEY_FILE } from "../../protocol/vico_extension.ts";
 import { quoteName } from "../../protocol/task_path.ts";
 import type { BinaryState } from "../../protocol/messages.ts";
 import { copyExact } from "../../io/copy_exact.ts";
@@ -113,6 +134,24 @@ interface Run {
 
 const log = logger("runner");
 
+/** The slots held by running tasks, by work directory (see the module doc). */
+const slotsInUse = new Map<string, Set<number>>();
+
+function takeSlot(workDir: string): number {
+  let used = slotsInUse.get(workDir);
+  if (used === undefined) slotsInUse.set(workDir, used = new Set());
+  let slot = 1;
+  while (used.has(slot)) slot++;
+  used.add(slot);
+  return slot;
+}
+
+function releaseSlot(workDir: string, slot: number): void {
+  const used = slotsInUse.get(workDir);
+  used?.delete(slot);
+  if (used?.size === 0) slotsInUse.delete(workDir);
+}
+
 /** One task, from Join to Leave. */
 export class NodeSession {
   readonly #transport: Transport;
@@ -133,6 +172,8 @@ export class NodeSession {
   #key: string | undefined;
   #detached = false;
   #lastHeard = performance.now();
+  /** From the task key's `seq=`, if the owner sent one. */
+  #seq: number | undefined;
 
   /**
    * @param transport Connection to the owner.
@@ -350,10 +391,14 @@ export class NodeSession {
       await this.#send({ kind: "reject", reason: `cannot start: ${(err as Error).message}` });
       return;
     }
-    if (this.#options.persist) this.#key = await this.#readKey();
+    const key = await this.#readKey();
+    this.#seq = key?.seq;
+    if (this.#options.persist) this.#key = key?.tag;
     this.#state = "Working";
     await this.#send({ kind: "started", time: new Date().toISOString() });
-    this.#done = this.#execute();
+    const slot = takeSlot(this.#options.workDir);
+    this.#done = this.#execute(slot);
+    this.#done.finally(() => releaseSlot(this.#options.workDir, slot)).catch(() => {});
     this.#report(this.#done);
   }
 
@@ -381,14 +426,15 @@ export class NodeSession {
     this.#report(held.done);
   }
 
-  /** The key the owner staged, if it did (an identified node's task). */
-  async #readKey(): Promise<string | undefined> {
+  /** The key the owner staged, if it did (an identified node's task), and its `seq=`, if any. */
+  async #readKey(): Promise<{ tag: string; seq?: number } | undefined> {
     const opened = await this.#task!.openForReading(TASK_KEY_FILE);
     if (opened === undefined) return undefined;
     try {
       const bytes = new Uint8Array(Math.min(opened.size, 256));
       const n = await opened.file.read(bytes);
-      return new TextDecoder().decode(bytes.subarray(0, n ?? 0)).trim() || undefined;
+      const text = new TextDecoder().decode(bytes.subarray(0, n ?? 0)).trim();
+      return text === "" ? undefined : splitJobSeq(text);
     } finally {
       opened.file.close();
     }
@@ -421,46 +467,42 @@ export class NodeSession {
 
   /**
    * Runs the programs in order; the first non-zero status stops the rest. A
-   * log may grow up to the output limit; a run that writes more is stopped
-   * with status 125 and a note at the end of its log.
+   * log may grow up to the output limit; a run that writes more is killed
+   * with status 125, its log cut there and ended with the limit's note.
    */
-  async #execute(): Promise<number> {
+  async #execute(slot: number): Promise<number> {
     let status = 0;
     const max = this.#options.limits.maxOutputBytes;
-    const written = new Map<string, number>();
+    const env = {
+      [SLOT_VARIABLE]: String(slot),
+      ...(this.#seq === undefined ? {} : { [SEQ_VARIABLE]: String(this.#seq) }),
+    };
     for (const run of this.#runs) {
       if (this.#stop.signal.aborted) break;
-      const logFile = this.#logs.get(run.log)!;
       const argv = programArgv(this.#task!.resolve(run.program), await this.#task!.hasShebang(run.program));
-      const overflow = new AbortController();
-      const stop = AbortSignal.any([this.#stop.signal, overflow.signal]);
-      const outcome = await (this.#options.run ?? runProcess)(argv, {
-        cwd: this.#task!.path,
-        stderrOnStdout: true,
-        sink: async (chunk) => {
-          const before = written.get(run.log) ?? 0;
-          if (overflow.signal.aborted) return;
-          if (before + chunk.length > max) {
-            await writeAll(logFile, chunk.subarray(0, max - before));
-            await writeAll(logFile, new TextEncoder().encode(`\nvico: log over the ${max}-byte limit; run stopped\n`));
-            written.set(run.log, max);
-            overflow.abort();
-            return;
-          }
-          written.set(run.log, before + chunk.length);
-          await writeAll(logFile, chunk);
-        },
-        signal: stop,
-        killGraceMs: this.#options.killGraceMs,
-        runAs: this.#options.runAs,
-        cgroups: this.#options.cgroups,
-        ledger: this.#options.ledger,
-      });
-      if (outcome.memoryExceeded) {
-        log.warn("A run of this task was {note}", { note: this.#options.cgroups!.memoryNote });
+      try {
+        const outcome = await (this.#options.run ?? runProcess)(argv, {
+          cwd: this.#task!.path,
+          env,
+          stderrOnStdout: true,
+          // The log opened before any run: the run writes that very file, whatever is at its name now.
+          outputFile: this.#logs.get(run.log)!,
+          maxOutputBytes: max,
+          signal: this.#stop.signal,
+          killGraceMs: this.#options.killGraceMs,
+          runAs: this.#options.runAs,
+          cgroups: this.#options.cgroups,
+          ledger: this.#options.ledger,
+        });
+        if (outcome.memoryExceeded) {
+          log.warn("A run of this task was {note}", { note: this.#options.cgroups!.memoryNote });
+        }
+        status = outcome.status;
+      } catch (err) {
+        if (!(err instanceof OutputLimitError)) throw err;
+        log.warn("A run of this task wrote over {max} bytes to its log: killed", { max });
+        status = STATUS_RUNNER_FAILURE;
       }
-      status = overflow.signal.aborted ? STATUS_RUNNER_FAILURE : outcome.status;
-      if (overflow.signal.aborted) log.warn("A run of this task wrote over {max} bytes to its log: stopped", { max });
       if (status !== 0) break;
     }
     return status;

@@ -11,6 +11,7 @@
 import { join } from "node:path";
 import { writeAll } from "../../io/write_all.ts";
 import { copyExact } from "../../io/copy_exact.ts";
+import { OutputLimitError } from "./output_limit.ts";
 
 /** Options for {@linkcode OutputSpool}. */
 export interface OutputSpoolOptions {
@@ -18,7 +19,7 @@ export interface OutputSpoolOptions {
   dir: string;
   /** Bytes kept in memory before spilling to disk. @default {262144} */
   memoryLimit?: number;
-  /** Largest output accepted; beyond it the spool throws. @default {Infinity} */
+  /** Largest output accepted; beyond it the spool throws an `OutputLimitError`. @default {Infinity} */
   maxBytes?: number;
 }
 
@@ -74,7 +75,7 @@ export class OutputSpool {
   write = async (chunk: Uint8Array): Promise<void> => {
     if (this.#reserved) throw new Error("The spool's file is the job's to write");
     if (this.#size + chunk.length > this.#maxBytes) {
-      throw new RangeError(`Output exceeds the limit of ${this.#maxBytes} bytes`);
+      throw new OutputLimitError(this.#maxBytes);
     }
     this.#size += chunk.length;
     if (this.#file === undefined && this.#size <= this.#memoryLimit) {

@@ -12,8 +12,10 @@
  *   `yes | head -1` would never end;
  * - stdin from `/dev/null` (or from a gate pipe, see {@linkcode SpawnRequest.gated}),
  *   stdout opened on the output file (`O_WRONLY|O_CREAT|O_TRUNC`, mode 0600,
- *   without `O_CLOEXEC`), stderr a `dup2` of stdout;
- * - exactly the environment given (`envp`), and optionally a working directory
+ *   without `O_CLOEXEC`), or a `dup2` of a descriptor of the runner's
+ *   ({@linkcode SpawnRequest.outputFd}), stderr a `dup2` of stdout;
+ * - exactly the environment given (`envp`: a base encoded once, and the
+ *   job's own variables), and optionally a working directory
  *   (`posix_spawn_file_actions_addchdir_np`, glibc 2.29 and later).
  *
  * `posix_spawnp` and `waitpid` are declared `nonblocking`: both run on a
@@ -43,10 +45,29 @@ export interface WaitStatus {
 export interface SpawnRequest {
   /** The program (looked up in `PATH` when it has no slash) and its arguments. */
   readonly argv: readonly string[];
-  /** The whole environment of the process. */
+  /**
+   * The environment of the process: {@linkcode baseEnv}'s variables, with
+   * these added or replacing them.
+   */
   readonly env: Readonly<Record<string, string>>;
-  /** The file that receives stdout and stderr, created or truncated by the child. */
-  readonly outputPath: string;
+  /**
+   * Variables under {@linkcode env}, encoded once per object and kept (a
+   * snapshot of the runner's environment that every job inherits: pass the
+   * same object each time).
+   */
+  readonly baseEnv?: Readonly<Record<string, string>>;
+  /**
+   * The file that receives stdout and stderr, created or truncated by the
+   * child; or {@linkcode outputFd}.
+   */
+  readonly outputPath?: string;
+  /**
+   * Instead of {@linkcode outputPath}: a descriptor of the runner's, open for
+   * writing, that becomes the child's stdout and stderr (its open file
+   * description is shared: the child writes at its offset). See
+   * {@linkcode PosixSpawn.openOutput} and {@linkcode descriptorOf}.
+   */
+  readonly outputFd?: number;
   /** Working directory. */
   readonly cwd?: string;
   /**
@@ -89,6 +110,9 @@ const O_WRONLY = 1;
 const O_CREAT = 0o100;
 const O_TRUNC = 0o1000;
 const O_CLOEXEC = 0o2000000;
+const SEEK_CUR = 1;
+const SEEK_END = 2;
+const F_GETFL = 3;
 /** Bigger than any libc's struct: only libc's own init/destroy write them. */
 const ATTR_BYTES = 1024;
 const FILE_ACTIONS_BYTES = 512;
@@ -110,6 +134,15 @@ const SYMBOLS = {
   posix_spawn_file_actions_addopen: { parameters: ["buffer", "i32", "buffer", "i32", "u32"], result: "i32" },
   posix_spawn_file_actions_adddup2: { parameters: ["buffer", "i32", "i32"], result: "i32" },
   posix_spawn_file_actions_addchdir_np: { parameters: ["buffer", "buffer"], result: "i32", optional: true },
+  open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
+  lseek: { parameters: ["i32", "i64", "i32"], result: "i64" },
+  ftruncate: { parameters: ["i32", "i64"], result: "i32" },
+  __errno_location: { parameters: [], result: "pointer" },
+  opendir: { parameters: ["buffer"], result: "pointer" },
+  readdir: { parameters: ["pointer"], result: "pointer" },
+  closedir: { parameters: ["pointer"], result: "i32" },
+  fstat: { parameters: ["i32", "buffer"], result: "i32", optional: true },
+  fcntl: { parameters: ["i32", "i32"], result: "i32" },
   sigemptyset: { parameters: ["buffer"], result: "i32" },
   sigfillset: { parameters: ["buffer"], result: "i32" },
   pipe2: { parameters: ["buffer", "i32"], result: "i32" },
@@ -129,7 +162,7 @@ function cString(s: string): Uint8Array<ArrayBuffer> {
 }
 
 /** A NULL-terminated array of pointers to the strings (kept alive by the caller through `held`). */
-function cStringArray(strings: readonly string[], held: ArrayBufferView[]): BigUint64Array<ArrayBuffer> {
+function cStringArray(strings: readonly string[], held: unknown[]): BigUint64Array<ArrayBuffer> {
   const array = new BigUint64Array(strings.length + 1);
   strings.forEach((s, i) => {
     const c = cString(s);
@@ -137,6 +170,46 @@ function cStringArray(strings: readonly string[], held: ArrayBufferView[]): BigU
     array[i] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(c)));
   });
   return array;
+}
+
+/**
+ * An environment encoded once for many spawns: its C strings, by name
+ * (see {@linkcode PosixSpawn.spawn}'s `baseEnv`).
+ */
+interface EncodedEnv {
+  readonly names: readonly string[];
+  readonly strings: readonly Uint8Array<ArrayBuffer>[];
+  readonly pointers: readonly bigint[];
+}
+
+const encodedEnvs = new WeakMap<object, EncodedEnv>();
+
+function encodedEnv(env: Readonly<Record<string, string>>): EncodedEnv {
+  let encoded = encodedEnvs.get(env);
+  if (encoded === undefined) {
+    const entries = Object.entries(env);
+    const strings = entries.map(([k, v]) => cString(`${k}=${v}`));
+    encoded = {
+      names: entries.map(([k]) => k),
+      strings,
+      pointers: strings.map((c) => BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(c)))),
+    };
+    encodedEnvs.set(env, encoded);
+  }
+  return encoded;
+}
+
+/**
+ * The descriptor of an open file of this process: the one of its
+ * descriptors (listed from `/proc/self/fd` through libc, as Deno's own file
+ * API may not look there) that is open for writing on the same file at the
+ * same offset. `undefined` where `posix_spawn` cannot be used, without
+ * `/proc`, or with none or more than one such descriptor (it cannot tell
+ * which is the file's). About an `fstat` per open descriptor of the process:
+ * for a binary run's log, not for every text job.
+ */
+export function descriptorOf(file: Deno.FsFile): number | undefined {
+  return PosixSpawn.open()?.descriptorOf(file);
 }
 
 /** Number of processes waited for at once before {@linkcode PosixSpawn.busy} says so. */
@@ -199,6 +272,75 @@ export class PosixSpawn {
     return this.#waiting >= MAX_WAITING;
   }
 
+  /**
+   * Creates (or truncates) a job's output file, mode 0600, as the runner's
+   * own descriptor (close-on-exec: no other child inherits it), for
+   * {@linkcode SpawnRequest.outputFd}; a job's output size is then an
+   * `lseek` on it ({@linkcode sizeOf}), not a `stat` of its path.
+   *
+   * @throws {Error} With libc's reason when it cannot be opened.
+   */
+  openOutput(path: string): number {
+    if (path.includes("\0")) throw new Error("the output path contains a NUL byte");
+    const fd = this.#libc.open(cString(path), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600);
+    if (fd < 0) throw new Error(`cannot open ${path}: ${this.strerror(this.#errno())}`);
+    return fd;
+  }
+
+  /** The size of the file open as `fd` (it moves the descriptor's offset to the end). */
+  sizeOf(fd: number): number {
+    return Number(this.#libc.lseek(fd, 0n, SEEK_END));
+  }
+
+  /** Cuts the file open as `fd` to `size` bytes, and puts its offset there. */
+  truncate(fd: number, size: number): void {
+    if (this.#libc.ftruncate(fd, BigInt(size)) !== 0) {
+      throw new Error(`cannot truncate the output: ${this.strerror(this.#errno())}`);
+    }
+    this.#libc.lseek(fd, BigInt(size), 0);
+  }
+
+  /** See {@linkcode descriptorOf}. */
+  descriptorOf(file: Deno.FsFile): number | undefined {
+    const libc = this.#libc;
+    if (libc.fstat === null) return undefined;
+    const info = file.statSync();
+    const offset = BigInt(file.seekSync(0, Deno.SeekMode.Current));
+    const dir = libc.opendir(cString("/proc/self/fd"));
+    if (dir === null) return undefined;
+    const fds: number[] = [];
+    try {
+      for (let entry = libc.readdir(dir); entry !== null; entry = libc.readdir(dir)) {
+        // struct dirent: d_ino, d_off (8 bytes each), d_reclen (2), d_type (1), then d_name.
+        const fd = Number(Deno.UnsafePointerView.getCString(entry, 19));
+        if (fd > 2) fds.push(fd);
+      }
+    } finally {
+      libc.closedir(dir);
+    }
+    // struct stat begins with st_dev and st_ino (8 bytes each) on x86_64 and aarch64.
+    const stat = new BigUint64Array(32);
+    let found: number | undefined;
+    for (const fd of fds) {
+      if (libc.fstat(fd, stat) !== 0 || Number(stat[0]) !== info.dev || Number(stat[1]) !== info.ino) continue;
+      const flags = libc.fcntl(fd, F_GETFL);
+      if (flags < 0 || (flags & 3) === O_RDONLY || BigInt(libc.lseek(fd, 0n, SEEK_CUR)) !== offset) continue;
+      if (found !== undefined) return undefined;
+      found = fd;
+    }
+    return found;
+  }
+
+  /** Closes a descriptor of {@linkcode openOutput}. */
+  closeFd(fd: number): void {
+    this.#libc.close(fd);
+  }
+
+  #errno(): number {
+    const p = this.#libc.__errno_location();
+    return p === null ? 0 : new Deno.UnsafePointerView(p).getInt32();
+  }
+
   /** libc's text for an error number. */
   strerror(errno: number): string {
     const p = this.#libc.strerror(errno);
@@ -211,15 +353,32 @@ export class PosixSpawn {
    */
   async spawn(request: SpawnRequest): Promise<SpawnedProcess | SpawnFailure> {
     const libc = this.#libc;
-    const all = [...request.argv, request.outputPath, request.cwd ?? "", ...Object.entries(request.env).flat()];
+    const base = request.baseEnv ?? {};
+    const all = [...request.argv, request.outputPath ?? "", request.cwd ?? "", ...Object.entries(request.env).flat()];
     if (all.some((s) => s.includes("\0"))) return { errno: 22, error: "an argument contains a NUL byte" };
     if (request.argv.length === 0) return { errno: 22, error: "no program" };
     if (request.cwd !== undefined && !this.canChdir) return { errno: 38, error: "no posix_spawn chdir" };
-    const held: ArrayBufferView[] = [];
+    if ((request.outputPath === undefined) === (request.outputFd === undefined) || !((request.outputFd ?? 3) > 2)) {
+      return { errno: 22, error: "give an output path or a descriptor above 2" };
+    }
+    const held: unknown[] = [];
     const file = cString(request.argv[0]);
     const argv = cStringArray(request.argv, held);
-    const envp = cStringArray(Object.entries(request.env).map(([k, v]) => `${k}=${v}`), held);
-    const output = cString(request.outputPath);
+    // The base environment is encoded once (and kept with it); only the rest per spawn.
+    const encoded = encodedEnv(base);
+    const extra = Object.entries(request.env);
+    const envp = new BigUint64Array(encoded.names.length + extra.length + 1);
+    let n = 0;
+    encoded.names.forEach((name, i) => {
+      if (!Object.hasOwn(request.env, name)) envp[n++] = encoded.pointers[i];
+    });
+    for (const [k, v] of extra) {
+      const c = cString(`${k}=${v}`);
+      held.push(c);
+      envp[n++] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(c)));
+    }
+    held.push(encoded);
+    const output = cString(request.outputPath ?? "");
     const devNull = cString("/dev/null");
     const cwd = request.cwd === undefined ? undefined : cString(request.cwd);
     const actions = new Uint8Array(FILE_ACTIONS_BYTES);
@@ -245,7 +404,9 @@ export class PosixSpawn {
         gateFds === undefined
           ? libc.posix_spawn_file_actions_addopen(actions, 0, devNull, O_RDONLY, 0)
           : libc.posix_spawn_file_actions_adddup2(actions, gateFds[0], 0),
-        libc.posix_spawn_file_actions_addopen(actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o600),
+        request.outputFd === undefined
+          ? libc.posix_spawn_file_actions_addopen(actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+          : libc.posix_spawn_file_actions_adddup2(actions, request.outputFd, 1),
         libc.posix_spawn_file_actions_adddup2(actions, 1, 2),
         ...(cwd === undefined ? [] : [libc.posix_spawn_file_actions_addchdir_np!(actions, cwd)]),
       ];

@@ -7,12 +7,16 @@
  * When it exits, what it left in its group (or cgroup leaf) is ended before
  * its end is reported, and output still held open by a process that left
  * the group is not waited for (see docs/guarantees.md, "No process outlives
- * its job"). Every process gets a {@linkcode JOB_ID_VARIABLE} of its own.
+ * its job"). Every process gets a {@linkcode JOB_ID_VARIABLE} of its own, and
+ * the runner's environment as {@linkcode unsetInheritedVariables} leaves it.
+ * Output limits follow the one rule of runner/exec/output_limit.ts.
  *
  * Two ways to start one, with the same results: with an
- * {@linkcode RunProcessOptions.outputFile} and where libc's `posix_spawn` can
- * be used (see runner/exec/posix_spawn.ts), the child gets its session and
- * its output file itself, and the runner touches no byte of the output; else
+ * {@linkcode RunProcessOptions.outputFile} (a path, or a file already open,
+ * as a binary run's log) and where libc's `posix_spawn` can be used (see
+ * runner/exec/posix_spawn.ts), the child gets its session and its output
+ * file as its stdout and stderr, and the runner touches no byte of the
+ * output; else
  * (output to a sink, FFI not available or not permitted, `--user` without
  * per-job cgroups, `VICO_SPAWN=command`) `Deno.Command` starts it through
  * `setsid(1)` and the runner pumps its output.
@@ -20,7 +24,8 @@
  * @module
  */
 
-import { PosixSpawn, type SpawnedProcess } from "./posix_spawn.ts";
+import { descriptorOf, PosixSpawn, type SpawnedProcess } from "./posix_spawn.ts";
+import { OutputLimitError, outputLimitNote } from "./output_limit.ts";
 import { writeAll } from "../../io/write_all.ts";
 import { startProcess } from "../../util/command.ts";
 
@@ -31,22 +36,28 @@ export type OutputSink = (chunk: Uint8Array) => Promise<void>;
 export interface RunProcessOptions {
   /** Working directory. */
   cwd?: string;
-  /** Variables added to the job's environment (the runner's own are inherited). */
+  /**
+   * Variables added to the job's environment (the runner's own are
+   * inherited: see {@linkcode unsetInheritedVariables}).
+   */
   env?: Readonly<Record<string, string>>;
   /** Where stdout and stderr go, merged (unless {@linkcode outputFile} is given). */
   sink?: OutputSink;
   /**
    * Where stdout and stderr go, merged, instead of a sink: this file, created
-   * (or truncated) for the job. With `posix_spawn` the job's process writes
-   * it itself; the outcome's {@linkcode ProcessOutcome.outputBytes} is its size.
+   * (or truncated) for the job; or a file open for writing, which the job
+   * writes at its offset, after what it holds (a binary task's log, shared
+   * by its runs). With `posix_spawn` the job's process writes it itself; the
+   * outcome's {@linkcode ProcessOutcome.outputBytes} is its size.
    */
-  outputFile?: string;
+  outputFile?: string | Deno.FsFile;
   /**
-   * With {@linkcode outputFile}: the largest output kept. A job that writes
-   * more has its group killed, and `runProcess` throws a `RangeError` (as
-   * {@linkcode OutputSpool} does for a sink). With `posix_spawn` the file's
-   * size is polled every {@linkcode OUTPUT_POLL_MS} while the job runs, and
-   * checked once it has ended.
+   * The largest output kept: the one `--max-output` rule of
+   * runner/exec/output_limit.ts. A job that writes more has its group
+   * killed, its output cut to this size and followed by the note, and
+   * `runProcess` throws an {@linkcode OutputLimitError} (a `RangeError`).
+   * With `posix_spawn` the output file's size is measured every
+   * {@linkcode OUTPUT_POLL_MS} while the job runs, and once it has ended.
    */
   maxOutputBytes?: number;
   /**
@@ -221,10 +232,15 @@ export const SETSID: string | undefined = ["/usr/bin/setsid", "/bin/setsid"].fin
  * ```
  */
 export function runProcess(argv: string[], options: RunProcessOptions): Promise<ProcessOutcome> {
-  const spawner = spawnerFor(options);
+  let spawner = spawnerFor(options);
+  // An open file is the job's by its descriptor (where /proc tells which it is).
+  const sharedFd = spawner === undefined || typeof options.outputFile !== "object"
+    ? undefined
+    : descriptorOf(options.outputFile);
+  if (sharedFd === undefined && typeof options.outputFile === "object") spawner = undefined;
   const start: Start = spawner === undefined
     ? (argv, options, leaf) => runViaCommand(argv, options, leaf)
-    : (argv, options, leaf) => runSpawned(spawner, argv, options, leaf);
+    : (argv, options, leaf) => runSpawned(spawner, argv, options, leaf, sharedFd);
   // The child's stderr is its stdout already: no shell to merge them.
   if (spawner !== undefined) argv = withoutMerge(argv);
   // Without limits, straight on: not one extra step per job.
@@ -261,8 +277,33 @@ export const OUTPUT_POLL_MS = 50;
 async function addNote(options: RunProcessOptions, note: string): Promise<void> {
   const bytes = new TextEncoder().encode(note);
   if (options.outputFile === undefined) return options.sink!(bytes);
+  if (typeof options.outputFile === "object") return writeAll(options.outputFile, bytes);
   using file = await Deno.open(options.outputFile, { append: true, create: true });
   await writeAll(file, bytes);
+}
+
+/**
+ * The environment every job inherits, read once (`Deno.env.toObject()` for
+ * every job cost about as much as the rest of starting it); see
+ * {@linkcode unsetInheritedVariables}.
+ */
+let inherited: Readonly<Record<string, string>> | undefined;
+
+function inheritedEnvironment(): Readonly<Record<string, string>> {
+  return inherited ??= Object.freeze(Deno.env.toObject());
+}
+
+/**
+ * Removes variables from the runner's environment, so that no job started
+ * afterwards inherits them (a join token, `NOTIFY_SOCKET`): the one way to
+ * change what jobs inherit. The environment jobs get through `posix_spawn`
+ * is a snapshot taken at the first job and renewed by this call only (with
+ * no names it renews it); a `Deno.env.set`/`delete` elsewhere reaches the
+ * `Deno.Command` path alone.
+ */
+export function unsetInheritedVariables(...names: string[]): void {
+  for (const name of names) Deno.env.delete(name);
+  inherited = undefined;
 }
 
 /**
@@ -332,17 +373,34 @@ interface LeafEnd {
  * runner writes into it what the job's pipe brings.
  */
 async function runViaCommand(argv: string[], options: RunProcessOptions, leaf?: LeafEnd): Promise<ProcessOutcome> {
-  if (options.outputFile === undefined) return runDirect(argv, options, options.sink!, leaf);
-  if (options.signal?.aborted) return { status: 128 + SIGNAL_NUMBERS.SIGTERM, signal: "SIGTERM", via: "command" };
   const max = options.maxOutputBytes ?? Infinity;
-  let size = 0;
-  using file = await Deno.open(options.outputFile, { write: true, create: true, truncate: true, mode: 0o600 });
-  const outcome = await runDirect(argv, options, async (chunk) => {
-    if (size + chunk.length > max) throw new RangeError(`Output exceeds the limit of ${max} bytes`);
-    size += chunk.length;
-    await writeAll(file, chunk);
-  }, leaf);
-  return { ...outcome, outputBytes: size };
+  const output = options.outputFile;
+  if (output === undefined && max === Infinity) return runDirect(argv, options, options.sink!, leaf);
+  if (options.signal?.aborted) return { status: 128 + SIGNAL_NUMBERS.SIGTERM, signal: "SIGTERM", via: "command" };
+  const file = typeof output === "string"
+    ? await Deno.open(output, { write: true, create: true, truncate: true, mode: 0o600 })
+    : output;
+  try {
+    const target: OutputSink = file === undefined ? options.sink! : (chunk) => writeAll(file, chunk);
+    // Bytes in the output: an open file's count from its size.
+    let size = typeof output === "object" ? (await output.stat()).size : 0;
+    const outcome = await runDirect(argv, options, async (chunk) => {
+      if (size + chunk.length > max) {
+        // The output's first `max` bytes are kept; the job goes (the sink's failure kills its group).
+        if (max > size) await target(chunk.subarray(0, max - size));
+        size = Math.max(size, max);
+        throw new OutputLimitError(max);
+      }
+      size += chunk.length;
+      await target(chunk);
+    }, leaf).catch(async (err) => {
+      if (err instanceof OutputLimitError) await target(new TextEncoder().encode("\n" + outputLimitNote(max)));
+      throw err;
+    });
+    return file === undefined ? outcome : { ...outcome, outputBytes: size };
+  } finally {
+    if (typeof output === "string") file!.close();
+  }
 }
 
 async function runDirect(
@@ -456,24 +514,42 @@ async function runSpawned(
   argv: string[],
   options: RunProcessOptions,
   leaf?: LeafEnd,
+  sharedFd?: number,
+): Promise<ProcessOutcome> {
+  const { signal } = options;
+  if (signal?.aborted) return { status: 128 + SIGNAL_NUMBERS.SIGTERM, signal: "SIGTERM", via: "posix_spawn" };
+  // The runner opens the output (the job gets it as its stdout): its size is an lseek, not a stat.
+  const fd = sharedFd ?? spawner.openOutput(options.outputFile as string);
+  try {
+    return await runSpawnedOn(spawner, fd, argv, options, leaf);
+  } finally {
+    if (sharedFd === undefined) spawner.closeFd(fd);
+  }
+}
+
+async function runSpawnedOn(
+  spawner: PosixSpawn,
+  fd: number,
+  argv: string[],
+  options: RunProcessOptions,
+  leaf?: LeafEnd,
 ): Promise<ProcessOutcome> {
   const { signal, ledger } = options;
-  const outputFile = options.outputFile!;
-  if (signal?.aborted) return { status: 128 + SIGNAL_NUMBERS.SIGTERM, signal: "SIGTERM", via: "posix_spawn" };
   const graceMs = options.killGraceMs ?? 2000;
   const max = options.maxOutputBytes ?? Infinity;
   const id = nextJobId();
   const child = await spawner.spawn({
     // With a ledger, the job waits behind a gate until its record is written.
     argv: ledger === undefined ? argv : [...GATE, ...argv],
-    env: { ...Deno.env.toObject(), ...options.env, [JOB_ID_VARIABLE]: id },
-    outputPath: outputFile,
+    baseEnv: inheritedEnvironment(),
+    env: { ...options.env, [JOB_ID_VARIABLE]: id },
+    outputFd: fd,
     ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
     gated: ledger !== undefined,
   });
   if (!("pid" in child)) {
     await addNote(options, `vico: cannot start ${argv[0]}: ${child.error}\n`);
-    return { status: STATUS_CANNOT_START, error: child.error, via: "posix_spawn", ...await sizeOf(outputFile) };
+    return { status: STATUS_CANNOT_START, error: child.error, via: "posix_spawn", outputBytes: spawner.sizeOf(fd) };
   }
   const record: JobRecord = { pgid: child.pid, id, ...(leaf === undefined ? {} : { cgroup: leaf.path }) };
   const unrecorded = ledger === undefined ? undefined : openSpawnedGate(child, ledger, record);
@@ -490,10 +566,9 @@ async function runSpawned(
   let poll: ReturnType<typeof setTimeout> | undefined;
   let ended = false;
   if (max < Infinity) {
-    const measure = async () => {
-      const size = await Deno.stat(outputFile).then((s) => s.size, () => 0);
+    const measure = () => {
       if (ended) return;
-      if (size > max) {
+      if (spawner.sizeOf(fd) > max) {
         // As a sink that refuses a chunk: the job's output is lost, so is the job.
         overLimit = true;
         signalGroup(child.pid, "SIGKILL");
@@ -514,8 +589,14 @@ async function runSpawned(
     if (unrecorded !== undefined) {
       await addNote(options, `vico: the job was not run: cannot record it: ${unrecorded}\n`);
     }
-    const { outputBytes } = await sizeOf(outputFile);
-    if (overLimit || outputBytes > max) throw new RangeError(`Output exceeds the limit of ${max} bytes`);
+    const outputBytes = spawner.sizeOf(fd);
+    if (overLimit || outputBytes > max) {
+      // The output's first `max` bytes are kept, then the note.
+      signalGroup(child.pid, "SIGKILL");
+      spawner.truncate(fd, max);
+      await addNote(options, "\n" + outputLimitNote(max));
+      throw new OutputLimitError(max);
+    }
     const more = { ...(timedOut ? { timedOut } : {}), outputBytes, via: "posix_spawn" as const };
     if (status.signal !== null) {
       const name = SIGNAL_NAMES.get(status.signal);
@@ -532,10 +613,6 @@ async function runSpawned(
 }
 
 const SIGNAL_NAMES = new Map(Object.entries(SIGNAL_NUMBERS).map(([name, n]) => [n, name]));
-
-async function sizeOf(path: string): Promise<{ outputBytes: number }> {
-  return { outputBytes: (await Deno.stat(path)).size };
-}
 
 /** {@linkcode openGate} for a spawned job. */
 function openSpawnedGate(child: SpawnedProcess, ledger: JobLedger, record: JobRecord): string | undefined {

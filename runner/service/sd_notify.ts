@@ -27,6 +27,7 @@ import { join } from "node:path";
 import { logger } from "../../util/log.ts";
 import type { RunnerActivity } from "../runner.ts";
 import { processOutput } from "../../util/command.ts";
+import { unsetInheritedVariables } from "../exec/process_runner.ts";
 
 const log = logger("runner");
 
@@ -115,7 +116,7 @@ export class ServiceNotifier {
     const socket = Deno.env.get("NOTIFY_SOCKET");
     const watchdogUsecText = Deno.env.get("WATCHDOG_USEC");
     const watchdogPid = Deno.env.get("WATCHDOG_PID");
-    for (const name of ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"]) Deno.env.delete(name);
+    unsetInheritedVariables("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID");
     if (socket === undefined || socket === "") return undefined;
     let watchdogUsec: number | undefined;
     if (watchdogUsecText !== undefined && (watchdogPid === undefined || Number(watchdogPid) === Deno.pid)) {

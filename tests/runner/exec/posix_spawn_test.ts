@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { PosixSpawn, type SpawnedProcess } from "../../../runner/exec/posix_spawn.ts";
+import { descriptorOf, PosixSpawn, type SpawnedProcess } from "../../../runner/exec/posix_spawn.ts";
+import { OutputLimitError, outputLimitNote } from "../../../runner/exec/output_limit.ts";
 import {
   JOB_ID_VARIABLE,
   type JobRecord,
@@ -8,6 +9,7 @@ import {
   runProcess,
   type RunProcessOptions,
   shellArgv,
+  unsetInheritedVariables,
 } from "../../../runner/exec/process_runner.ts";
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -115,6 +117,46 @@ Deno.test("PosixSpawn.spawn() does not block the JavaScript thread while the pro
   assert.ok(ticks >= 20, `${ticks} ticks in 500 ms`);
 });
 
+Deno.test("PosixSpawn.spawn() writes to a descriptor of the runner's, at its offset; the base environment under the job's", async () => {
+  await withDir(async (dir) => {
+    const path = join(dir, "log");
+    using file = await Deno.open(path, { write: true, createNew: true });
+    await file.write(new TextEncoder().encode("before\n"));
+    const fd = descriptorOf(file);
+    assert.ok(fd !== undefined && fd > 2);
+    const baseEnv = { A: "base", B: "base" };
+    for (const b of ["one", "two"]) {
+      const child = await spawner().spawn({
+        argv: ["/bin/sh", "-c", 'echo "$A $B"'],
+        baseEnv,
+        env: { B: b },
+        outputFd: fd,
+      }) as SpawnedProcess;
+      assert.equal((await child.status).code, 0);
+    }
+    await file.write(new TextEncoder().encode("after\n"));
+    assert.equal(await Deno.readTextFile(path), "before\nbase one\nbase two\nafter\n", "one offset, shared");
+  });
+});
+
+Deno.test("descriptorOf() finds an open file's descriptor, or none when it cannot tell which", async () => {
+  await withDir(async (dir) => {
+    const path = join(dir, "f");
+    using file = await Deno.open(path, { write: true, createNew: true });
+    const fd = descriptorOf(file)!;
+    assert.ok(fd > 2);
+    {
+      // A second description of the same file at the same offset: it cannot tell.
+      using _twin = await Deno.open(path, { write: true });
+      assert.equal(descriptorOf(file), undefined);
+    }
+    using reader = await Deno.open(path, { read: true });
+    await file.write(new Uint8Array(3));
+    assert.equal(descriptorOf(reader), undefined, "none open for writing at its offset");
+    assert.equal(descriptorOf(file), fd);
+  });
+});
+
 // ---------------------------------------------------------------------------
 // runProcess() with an output file, both ways
 // ---------------------------------------------------------------------------
@@ -183,6 +225,49 @@ for (const via of VIAS) {
     );
     const exact = await runToFile(via, "head -c 1000 /dev/zero", { maxOutputBytes: 1000 });
     assert.equal(exact.outputBytes, 1000);
+  });
+
+  Deno.test(`runProcess() over maxOutputBytes keeps the first bytes, then the one note (${via})`, async () => {
+    await withDir(async (dir) => {
+      const outputFile = join(dir, "out");
+      await assert.rejects(
+        runProcess(shellArgv("printf 'abcdefghij%.0s' $(seq 100); sleep 30"), {
+          outputFile,
+          maxOutputBytes: 25,
+          via,
+          killGraceMs: 300,
+        }),
+        (err: Error) => err instanceof OutputLimitError && err.limit === 25,
+      );
+      assert.equal(await Deno.readTextFile(outputFile), "abcdefghijabcdefghijabcde\n" + outputLimitNote(25));
+    });
+  });
+
+  Deno.test(`runProcess() to an open file writes after what it holds, under the limit of its size (${via})`, async () => {
+    await withDir(async (dir) => {
+      const path = join(dir, "log");
+      using log = await Deno.open(path, { write: true, createNew: true });
+      await log.write(new TextEncoder().encode("before\n"));
+      const one = await runProcess(shellArgv("echo one; echo err >&2"), { outputFile: log, via, maxOutputBytes: 100 });
+      assert.equal(one.via, via, "posix_spawn finds the file's descriptor");
+      assert.equal(one.outputBytes, 15);
+      await assert.rejects(
+        runProcess(shellArgv("printf 0123456789"), { outputFile: log, via, maxOutputBytes: 20 }),
+        OutputLimitError,
+      );
+      await log.write(new TextEncoder().encode("next\n"));
+      assert.equal(await Deno.readTextFile(path), "before\none\nerr\n01234\n" + outputLimitNote(20) + "next\n");
+    });
+  });
+
+  Deno.test(`runProcess() jobs inherit the runner's environment as unsetInheritedVariables() leaves it (${via})`, async () => {
+    const name = `VICO_TEST_INHERITED_${via.toUpperCase()}`;
+    Deno.env.set(name, "yes");
+    unsetInheritedVariables(); // renews the snapshot: the new variable is in
+    assert.equal(text((await runToFile(via, `echo "$${name}"`)).out), "yes\n");
+    unsetInheritedVariables(name);
+    assert.equal(Deno.env.get(name), undefined);
+    assert.equal(text((await runToFile(via, `echo "\${${name}-unset}"`)).out), "unset\n");
   });
 
   Deno.test(`runProcess() to a file with a ledger: the job runs once recorded, not at all if not (${via})`, async () => {

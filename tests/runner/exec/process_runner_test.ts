@@ -7,6 +7,7 @@ import {
   shellArgv,
 } from "../../../runner/exec/process_runner.ts";
 import { PosixSpawn } from "../../../runner/exec/posix_spawn.ts";
+import { OutputLimitError, outputLimitNote } from "../../../runner/exec/output_limit.ts";
 
 /**
  * Every test runs three ways: output to a sink (`Deno.Command`), and output
@@ -179,6 +180,48 @@ for (const mode of MODES) {
       assert.ok(ms >= 1000 && ms < 4000, `reported after ${ms} ms`);
     } finally {
       if (escaped > 1) Deno.kill(escaped, "SIGKILL");
+    }
+  });
+
+  Deno.test(`runProcess() timeout ends the whole process group (${mode})`, async () => {
+    const marker = await Deno.makeTempFile();
+    try {
+      const { status, timedOut } = await runIn(mode, shellArgv(`(sleep 30; echo late > ${marker}) & sleep 30`), {
+        timeoutMs: 300,
+        killGraceMs: 300,
+      });
+      assert.equal(status, 143);
+      assert.equal(timedOut, true);
+      const ps = new TextDecoder().decode((await new Deno.Command("ps", { args: ["-eo", "args"] }).output()).stdout);
+      assert.ok(!ps.includes(`echo late > ${marker}`), "background child of the job was killed too");
+    } finally {
+      await Deno.remove(marker);
+    }
+  });
+
+  Deno.test(`runProcess() over maxOutputBytes: the group is killed, the first bytes kept, then the note (${mode})`, async () => {
+    const marker = await Deno.makeTempFile();
+    try {
+      await assert.rejects(
+        runIn(mode, shellArgv(`(sleep 30; echo late > ${marker}) & head -c 5000 /dev/zero; sleep 30`), {
+          maxOutputBytes: 1000,
+          killGraceMs: 300,
+        }),
+        (err: Error) => err instanceof OutputLimitError && err.message === "Output exceeds the limit of 1000 bytes",
+      );
+      const ps = new TextDecoder().decode((await new Deno.Command("ps", { args: ["-eo", "args"] }).output()).stdout);
+      assert.ok(!ps.includes(`echo late > ${marker}`), "background child of the job was killed too");
+      const chunks: Uint8Array[] = [];
+      await assert.rejects(
+        runProcess(shellArgv("printf 0123456789"), {
+          maxOutputBytes: 4,
+          sink: (c) => Promise.resolve(void chunks.push(c.slice())),
+        }),
+        OutputLimitError,
+      );
+      assert.equal(chunks.map(text).join(""), "0123\n" + outputLimitNote(4), "a sink gets the same");
+    } finally {
+      await Deno.remove(marker);
     }
   });
 }
