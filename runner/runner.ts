@@ -36,7 +36,13 @@ import {
   type Streamable,
 } from "./service/runner_state.ts";
 import { type ConnectionEnd, type HandedJob, RunnerTextClient, STOPPED } from "./text/text_client.ts";
-import { HELD_TASK_PREFIX, isAuthRefusal, RUNNER_SILENT_PULSES, TAG_FEATURE } from "../protocol/vico_extension.ts";
+import {
+  HELD_TASK_PREFIX,
+  isAuthRefusal,
+  PIPE_FEATURE,
+  RUNNER_SILENT_PULSES,
+  TAG_FEATURE,
+} from "../protocol/vico_extension.ts";
 import type { SharedSecret } from "../protocol/auth.ts";
 import { VicoError } from "../core/errors.ts";
 import { sayHello } from "./connect/extension_hello.ts";
@@ -194,6 +200,8 @@ export class Runner {
   #ledger: LifeLedger | undefined;
   #connected = false;
   #problem: string | undefined;
+  /** Pipelined results sent and not acknowledged yet: each settles once acked, or once kept (persist). */
+  readonly #unacked = new Set<Promise<void>>();
   /** Openings under way, each with the function that cuts it short. */
   readonly #openings = new Set<(stopped: boolean) => void>();
 
@@ -354,6 +362,7 @@ export class Runner {
       const workers = Array.from({ length: this.#options.workers }, (_, i) => this.#textWorker(i, spoolDir, state));
       await this.#connectionLoop(state);
       await Promise.all(workers);
+      await Promise.all([...this.#unacked]);
       return this.#done!;
     } finally {
       await this.#ledger?.close();
@@ -413,7 +422,7 @@ export class Runner {
       }
       const transport = dialed.transport;
       const reader = new BufferedReader(transport, { maxLineBytes: this.#limits.maxLineBytes });
-      let negotiated: { pulseSec: number; timeoutMs?: number; tagged: boolean } | undefined;
+      let negotiated: { pulseSec: number; timeoutMs?: number; tagged: boolean; pipe: boolean } | undefined;
       const opening = this.#opening(transport);
       // The opening was cut short (its time limit, or a stop): a failed connection, or the end.
       const cutShort = async (): Promise<"break" | "continue" | undefined> => {
@@ -430,6 +439,8 @@ export class Runner {
         await retry(cut.reason);
         return "continue";
       };
+      // Results the last connection left unacknowledged are kept first (persist), so that they are held lines now.
+      await Promise.all([...this.#unacked]);
       if (extension) {
         // Held lines name each hand-out by its tag; untagged ones (from a
         // manager without tags) cannot be bound to a hand-out and are dropped.
@@ -443,7 +454,7 @@ export class Runner {
         const hello = await sayHello(transport, reader, {
           proto: "text",
           id: state?.id,
-          want: ["pulse", TAG_FEATURE],
+          want: ["pulse", TAG_FEATURE, PIPE_FEATURE],
           holds,
           secret: this.#options.secret,
           manager: `${hostname}:${port}`,
@@ -491,6 +502,7 @@ export class Runner {
           pulseSec: hello.answer.pulse ?? 0,
           timeoutMs: hello.answer.timeoutMs,
           tagged: hello.answer.tag === 1,
+          pipe: hello.answer.pipe === 1,
         };
         // What this manager does not want is set aside: kept results now,
         // running jobs once they finish. It never holds up other work.
@@ -738,7 +750,24 @@ export class Runner {
       await result.output.dispose();
       return undefined;
     }
-    if (client !== undefined && !client.closed) {
+    if (client !== undefined && !client.closed && client.pipelined && result.job.tag !== undefined) {
+      // Pipelined: sent whole, and the worker asks for its next job at once; the ack settles it later.
+      try {
+        const { acked } = await client.sendResult(result.job, result.status, result.output, result.timedOut);
+        const settled = acked.then(
+          async () => {
+            this.#jobsDone++;
+            await result.output.dispose();
+          },
+          () => this.#keep(result, state),
+        );
+        this.#unacked.add(settled);
+        settled.then(() => this.#unacked.delete(settled));
+        return undefined;
+      } catch {
+        // Lost before it went out whole: keep it (persist) or let the manager run it again.
+      }
+    } else if (client !== undefined && !client.closed) {
       try {
         await client.report(result.job, result.status, result.output, result.timedOut);
         this.#jobsDone++;
@@ -748,6 +777,12 @@ export class Runner {
         // Lost mid-report: keep it (persist) or let the manager run it again.
       }
     }
+    await this.#keep(result, state);
+    return undefined;
+  }
+
+  /** A result no manager took: kept in the state directory until one does (persist), else dropped. */
+  async #keep(result: Finished, state: RunnerState | undefined): Promise<void> {
     if (state !== undefined) {
       try {
         await state.store(result.job, result.status, result.output, result.timedOut);
@@ -760,7 +795,6 @@ export class Runner {
       }
     }
     await result.output.dispose();
-    return undefined;
   }
 
   /** The output limit a job runs under: the smaller of this runner's and its manager's. */
