@@ -546,7 +546,9 @@ export class Runner {
           port,
           name: this.#options.name ?? Deno.hostname(),
           workers: this.#options.workers,
-          ext: opened.extension ? ` (pulse ${opened.pulseSec}s${state ? `, id ${state.id}` : ""})` : "",
+          ext: opened.extension
+            ? ` (pulse ${opened.pulseSec}s${state ? `, id ${state.id}` : ""}${opened.pipe ? ", pipelined" : ""})`
+            : "",
         },
       );
       everConnected = true;

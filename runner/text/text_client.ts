@@ -54,7 +54,14 @@ export interface RunnerTextClientOptions {
 
 /** How opening a connection went. */
 export type OpenResult =
-  | { readonly kind: "open"; readonly extension: boolean; readonly pulseSec: number; readonly timeoutMs?: number }
+  | {
+    readonly kind: "open";
+    readonly extension: boolean;
+    readonly pulseSec: number;
+    readonly timeoutMs?: number;
+    /** The exchange is pipelined (`pipe=1`). */
+    readonly pipe?: boolean;
+  }
   /** The manager refused this runner (another protocol version). */
   | { readonly kind: "refused"; readonly reason: string }
   | { readonly kind: "failed"; readonly reason: string };
@@ -187,7 +194,7 @@ export class RunnerTextClient {
     this.#tagged = ext?.tagged ?? false;
     this.#pipe = this.#tagged && (ext?.pipe ?? false);
     if (pulseSec > 0) this.#startPulses(pulseSec);
-    return { kind: "open", extension: ext !== undefined, pulseSec, timeoutMs };
+    return { kind: "open", extension: ext !== undefined, pulseSec, timeoutMs, pipe: this.#pipe };
   }
 
   /** WorkerLoop: asks for a job under the lock. Resolves with the job, or `null` for FINO. */
