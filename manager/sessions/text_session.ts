@@ -505,6 +505,12 @@ export class ManagerTextSession implements RunnerLink {
           scheduler.onJobRequest(this);
         });
         if (pipe.closed) return;
+        if (job === -1 && pipe.commits.size > 0) {
+          // The scheduler holds no PETO of a runner that holds jobs (a lock-step runner would deadlock), so it
+          // said FINO; but a result committing here may yet requeue its job (a retry): ask again once settled.
+          await Promise.allSettled([...pipe.commits]);
+          continue;
+        }
         pipe.requests--;
         if (job === -1) {
           pipe.finoSent = true;
