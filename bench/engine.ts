@@ -2,9 +2,11 @@
  * Workload 4, the manager's engine alone: a real manager (durable journal)
  * serves QUEUED jobs to simulated text runners (no processes); the first
  * WINDOW results are timed. Prints one JSON line: load time, jobs/s, cost
- * per job, and the process's resident memory.
+ * per job, and the process's resident memory. MODE is the runners'
+ * exchange: `pipe` (the vico extension's pipelined one, the default) or
+ * `lockstep` (the plain draft's).
  *
- *   deno run -P=vico bench/engine.ts QUEUED WINDOW RUNNERS
+ *   deno run -P=vico bench/engine.ts QUEUED WINDOW RUNNERS [MODE]
  *
  * @module
  */
@@ -13,7 +15,8 @@ import { join } from "node:path";
 import { Manager } from "../manager/manager.ts";
 import { parseJobList } from "../manager/jobs/job_list.ts";
 
-const [queued, window, runners] = Deno.args.map(Number);
+const [queued, window, runners] = Deno.args.slice(0, 3).map(Number);
+const mode = Deno.args[3] ?? "pipe";
 
 function rssOf(field: "VmRSS" | "VmHWM"): number {
   // Through cat: Deno only lets --allow-all read /proc/self.
@@ -59,6 +62,7 @@ try {
       String(manager.address.port),
       String(runners),
       String(window + runners),
+      mode,
     ],
     stdout: "null",
   }).spawn();
@@ -78,6 +82,7 @@ try {
       loadSeconds,
       loadedRss,
       peakRss,
+      mode,
       jobsPerSec: (window - 1) / seconds,
       perJobUs,
     }),

@@ -14,7 +14,7 @@ import { DEFAULT_LIMITS, type Limits } from "../core/limits.ts";
 import type { SharedSecret } from "../protocol/auth.ts";
 import { DEFAULT_PORT } from "../protocol/messages.ts";
 import { VicoError } from "../core/errors.ts";
-import { heldTag, type ServerHello, TAG_FEATURE } from "../protocol/vico_extension.ts";
+import { heldTag, PIPE_FEATURE, type ServerHello, TAG_FEATURE } from "../protocol/vico_extension.ts";
 import { listenTcp } from "../transport/conn_transport.ts";
 import { MemoryListener } from "../transport/memory_transport.ts";
 import { listenTls, type TlsIdentity } from "../transport/tls.ts";
@@ -404,6 +404,10 @@ function answerHello(ledger: Ledger, o: {
       timeoutMs: o.jobTimeoutMs,
       lease: Math.round(o.leaseMs / 1000),
       ...(hello.want.includes(TAG_FEATURE) ? { tag: 1 } : {}),
+      // The pipelined text exchange needs tags: acks name what they acknowledge.
+      ...(hello.proto === "text" && hello.want.includes(TAG_FEATURE) && hello.want.includes(PIPE_FEATURE)
+        ? { pipe: 1 }
+        : {}),
       // Runners keep jobs under it, so an over-limit job fails alone (125) instead of its runner being dropped.
       ...(hello.proto === "text" ? { maxOutput: o.maxOutputBytes } : {}),
       // A returning binary node asks whether to deliver the task it carried.

@@ -18,7 +18,7 @@
  * runner:  <n lines: the command line of each job it still holds (text),
  *           or "task <key>" for the task it still holds (binary)>
  * manager: VICO/1 ok [pulse=<seconds>] [timeout=<ms>] [lease=<seconds>] [resume=<0|1>] [maxout=<bytes>] [tag=1]
- *          [drop=<i,j,…>]
+ *          [pipe=1] [drop=<i,j,…>]
  *      or: VICO/1 no <reason>
  * ```
  *
@@ -30,6 +30,13 @@
  * `REZULTO`, and a tagged held line is `<tag> <command line>` (text) or
  * `task <tag>` (binary). `drop=` lists the held lines (0-based) that the
  * manager does not want: the runner sets those results aside.
+ *
+ * With the `pipe` feature as well (the runner wants `tag,pipe`, the
+ * manager answers `tag=1 pipe=1`), the text exchange is pipelined: the
+ * runner sends `PETO`s and results (tag line, `REZULTO`, the raw bytes at
+ * once, no `PRETA`) without waiting; the manager answers each `PETO` in
+ * order and acknowledges each result, once durable, with `VICO/1 ack <tag>`
+ * ({@linkcode formatAck}, {@linkcode parseAck}), in the order they arrived.
  *
  * then the chosen protocol begins as the drafts say (hail, or Join). The
  * proofs are computed in `auth.ts`. Pure: no I/O.
@@ -73,6 +80,12 @@ export const JOB_TAG_PREFIX = EXTENSION_PREFIX + "job ";
 export const RESULT_TAG_PREFIX = EXTENSION_PREFIX + "result ";
 /** The feature name of tagged hand-outs and results. */
 export const TAG_FEATURE = "tag";
+/** The feature name of the pipelined text exchange (needs {@linkcode TAG_FEATURE}). */
+export const PIPE_FEATURE = "pipe";
+/** Prefix of the line that acknowledges a result in the pipelined exchange (manager to runner). */
+export const ACK_TAG_PREFIX = EXTENSION_PREFIX + "ack ";
+/** Most `PETO`s a pipelined runner may have unanswered: more is a protocol error. */
+export const MAX_PIPE_REQUESTS = 1024;
 
 /** The identity of one hand-out: which run issued it, for which job, as which attempt. */
 export interface Tag {
@@ -98,6 +111,32 @@ const TAG_TOKEN = /^[A-Za-z0-9._~-]{1,128}$/;
  */
 export function formatTag(tag: Tag): string {
   return `run=${tag.run} key=${tag.key} attempt=${tag.attempt}`;
+}
+
+/**
+ * Formats the acknowledgement of a result: `VICO/1 ack <tag>` (no `\n`).
+ *
+ * @example
+ * ```ts
+ * import { formatAck, parseAck } from "./vico_extension.ts";
+ * const line = formatAck({ run: "r1", key: "ab12-1", attempt: 2 });
+ * console.assert(line === "VICO/1 ack run=r1 key=ab12-1 attempt=2" && parseAck(line).key === "ab12-1");
+ * ```
+ */
+export function formatAck(tag: Tag): string {
+  return ACK_TAG_PREFIX + formatTag(tag);
+}
+
+/**
+ * Parses an acknowledgement line: exactly `VICO/1 ack run=… key=… attempt=…`.
+ *
+ * @throws {ProtocolError} On anything else (extra fields included).
+ */
+export function parseAck(line: string): Tag {
+  if (!line.startsWith(ACK_TAG_PREFIX)) throw new ProtocolError("Expected VICO/1 ack <tag>", line);
+  const { run, key, attempt, rest } = parseTag(line.slice(ACK_TAG_PREFIX.length));
+  if (rest !== "") throw new ProtocolError("Unknown field after an ack's tag", line);
+  return { run, key, attempt };
 }
 
 /**
@@ -195,6 +234,8 @@ export type ServerHello =
     readonly resume?: number;
     /** 1: hand-outs and results are tagged (the `tag` feature). */
     readonly tag?: number;
+    /** 1: the text exchange is pipelined (the `pipe` feature; only with `tag=1`). */
+    readonly pipe?: number;
     /** Held lines (0-based) the manager does not want: set those results aside. */
     readonly drop?: readonly number[];
     /**
@@ -305,6 +346,7 @@ export function parseServerHello(line: string): ServerHello {
   const head = EXTENSION_PREFIX + "ok";
   if (line !== head && !line.startsWith(head + " ")) throw new ProtocolError("Expected VICO/1 ok or no", line);
   const f = fields(line.slice(head.length), line);
+  if (f.get("pipe") === "1" && f.get("tag") !== "1") throw new ProtocolError("Extension pipe=1 needs tag=1", line);
   return {
     kind: "ok",
     pulse: whole(f.get("pulse"), "pulse", line, 86_400),
@@ -312,6 +354,7 @@ export function parseServerHello(line: string): ServerHello {
     lease: whole(f.get("lease"), "lease", line, 86_400),
     resume: whole(f.get("resume"), "resume", line, 1),
     tag: whole(f.get("tag"), "tag", line, 1),
+    pipe: whole(f.get("pipe"), "pipe", line, 1),
     drop: f.has("drop") ? (f.get("drop") ?? "").split(",").map((n) => whole(n, "drop", line, MAX_HOLDS)!) : undefined,
     maxOutput: byteCount(f.get("maxout"), "maxout", line),
   };
@@ -327,6 +370,7 @@ export function formatServerHello(h: ServerHello): string {
   if (h.lease) parts.push(`lease=${h.lease}`);
   if (h.resume !== undefined) parts.push(`resume=${h.resume}`);
   if (h.tag) parts.push(`tag=${h.tag}`);
+  if (h.pipe) parts.push(`pipe=${h.pipe}`);
   if (h.drop !== undefined && h.drop.length > 0) parts.push(`drop=${h.drop.join(",")}`);
   if (h.maxOutput !== undefined) parts.push(`maxout=${Math.floor(h.maxOutput)}`);
   return parts.join(" ");

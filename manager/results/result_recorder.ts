@@ -113,6 +113,8 @@ export class ResultRecorder {
   readonly #suspects = new Map<number, Suspect>();
   /** Gang deliveries being collected, by job. */
   readonly #pending = new Map<number, Pending>();
+  /** Hosts the quarantine gave a break, and until when (ms since the epoch). */
+  readonly #pauses = new Map<string, number>();
 
   /**
    * @param scheduler Settles and requeues jobs; its ledger decides.
@@ -181,6 +183,19 @@ export class ResultRecorder {
     return this.#commit(admitted.ticket, [delivery], job);
   }
 
+  /**
+   * How long (ms) the break the quarantine gives `host` still lasts (0: none
+   * now): a session that does not wait for its acks (the pipelined
+   * exchange) holds its answers to `PETO` that long.
+   */
+  pauseLeft(host: string): number {
+    const until = this.#pauses.get(host);
+    if (until === undefined) return 0;
+    const left = until - this.#now();
+    if (left <= 0) this.#pauses.delete(host);
+    return Math.max(0, left);
+  }
+
   /** A late duplicate: logged, discarded; the runner is acknowledged once `settled` resolves. */
   async discard(job: number, delivery: Delivery, settled: Promise<void>): Promise<void> {
     this.#scheduler.drop(delivery.link, job);
@@ -245,6 +260,7 @@ export class ResultRecorder {
       heldRecord.catch(() => {});
       this.#suspects.set(job, { attempt: ticket.attempt, delivery, record: heldRecord });
     }
+    if (verdict.pause !== undefined) this.#pauses.set(host, verdict.pause.until);
     if (verdict.quarantine !== undefined) {
       this.#scheduler.bar(host, verdict.quarantine.until);
       this.#onQuarantine?.(host, verdict.quarantine.until, verdict.quarantine.reason);

@@ -11,6 +11,12 @@
  * both sides send `PULSO` lines, and a runner silent for three pulses is
  * taken for lost.
  *
+ * With the extension's `pipe` feature the exchange after KOMPRENAS is
+ * pipelined (docs/protocol.md, "Pipelined text exchange"): the session
+ * keeps reading while earlier results commit, answers each `PETO` in order
+ * and acknowledges each result with `VICO/1 ack <tag>` once it is durable.
+ * That mode is the "Pipelined exchange" part at the end of the class.
+ *
  * @module
  */
 
@@ -19,8 +25,10 @@ import { ProtocolError } from "../../core/errors.ts";
 import { type FromRunnerText, TEXT_PROTOCOL_VERSION } from "../../protocol/messages.ts";
 import { encodeLine, formatManagerLine, parseRunnerLine } from "../../protocol/text_codec.ts";
 import {
+  formatAck,
   formatTag,
   JOB_TAG_PREFIX,
+  MAX_PIPE_REQUESTS,
   parseTag,
   PULSE_LINE,
   RESULT_TAG_PREFIX,
@@ -28,8 +36,10 @@ import {
   type Tag,
 } from "../../protocol/vico_extension.ts";
 import type { Transport } from "../../transport/transport.ts";
+import { SerialWriter } from "../../transport/serial_writer.ts";
 import { logger, RateLimitedLog } from "../../util/log.ts";
 import type { JobClass } from "../jobs/job_list.ts";
+import type { StagedOutput } from "../results/results_store.ts";
 import type { RunnerLink } from "../scheduling/scheduler.ts";
 import { FailureReporter } from "./failure_reporter.ts";
 import { LIVENESS_CHECK_MAX_MS, LIVENESS_CHECK_MIN_MS } from "./liveness.ts";
@@ -102,6 +112,8 @@ export class ManagerTextSession implements RunnerLink {
   #pendingLine: Promise<string | null> | undefined;
   /** Jobs this connection was given and has not delivered, oldest first: when, and as which attempt. */
   readonly #handedOut = new Map<number, { at: string; attempt: number; key?: string }>();
+  /** Pipelined exchange (the extension's `pipe` feature); its state is in {@linkcode PipeState}. */
+  readonly #pipe: PipeState | undefined;
 
   /**
    * @param transport The connection.
@@ -126,6 +138,7 @@ export class ManagerTextSession implements RunnerLink {
     this.#pulseMs = (extension?.answer.pulse ?? 0) * 1000;
     this.#tagged = extension?.answer.tag === 1;
     this.#kit = new SessionKit(this, transport, ctx.scheduler, handshake, extension?.held ?? []);
+    this.#pipe = this.#tagged && extension?.answer.pipe === 1 ? new PipeState(transport) : undefined;
   }
 
   /** Current state. */
@@ -165,7 +178,9 @@ export class ManagerTextSession implements RunnerLink {
       async () => {
         await this.#accept();
         log.debug("Runner {host} joined from {peer}", { host: this.host, peer });
-        if (await this.#serve()) log.debug("Runner {host} ({peer}) finished cleanly", { host: this.host, peer });
+        if (await (this.#pipe === undefined ? this.#serve() : this.#servePipe(this.#pipe))) {
+          log.debug("Runner {host} ({peer}) finished cleanly", { host: this.host, peer });
+        }
       },
       (err) => this.#reportFailure(err),
       () => (this.#state = "Closed"),
@@ -320,23 +335,9 @@ export class ManagerTextSession implements RunnerLink {
     const accepted = admission.kind === "accepted";
     await this.#transport.write(PRETA);
     const output = results.stageOutput();
-    const idleMs = this.#ctx.transferIdleTimeoutMs;
-    try {
-      await watchTransfer(
-        this.#kit.liveness,
-        idleMs,
-        () => `Runner sent no output for ${idleMs / 1000}s in the middle of a result`,
-        (moved) =>
-          this.#reader.pipeExact(msg.size, (chunk) => {
-            moved();
-            return accepted ? output.write(chunk) : undefined;
-          }),
-      );
-    } catch (err) {
-      await output.discard();
+    await this.#readOutput(msg.size, output, accepted, () => {
       if (accepted) recorder.refuse(admission.ticket);
-      throw err;
-    }
+    });
     if (this.#handedOut.get(job)?.attempt === attempt) this.#handedOut.delete(job);
     const delivery = {
       link: this,
@@ -350,6 +351,32 @@ export class ManagerTextSession implements RunnerLink {
     if (accepted) await recorder.record(admission.ticket, delivery);
     else await recorder.discard(job, delivery, admission.settled);
     await this.#transport.write(RICEVIS);
+  }
+
+  /**
+   * Reads a result's `size` raw bytes into `output` (or throws them away
+   * unless `keep`), under the transfer watchdog. On failure the output is
+   * discarded and `onFailure` called before the error is rethrown.
+   */
+  async #readOutput(size: number, output: StagedOutput, keep: boolean, onFailure: () => void): Promise<void> {
+    // A runner that stops sending mid-output would hold its job forever.
+    const idleMs = this.#ctx.transferIdleTimeoutMs;
+    try {
+      await watchTransfer(
+        this.#kit.liveness,
+        idleMs,
+        () => `Runner sent no output for ${idleMs / 1000}s in the middle of a result`,
+        (moved) =>
+          this.#reader.pipeExact(size, (chunk) => {
+            moved();
+            return keep ? output.write(chunk) : undefined;
+          }),
+      );
+    } catch (err) {
+      await output.discard();
+      onFailure();
+      throw err;
+    }
   }
 
   /** The oldest job this connection was given with that command line (untagged results). */
@@ -380,7 +407,8 @@ export class ManagerTextSession implements RunnerLink {
       const line = await (pending ?? this.#readLine());
       if (line === null) throw this.#kit.liveness.closedError("Runner closed the connection");
       if (this.#pulseMs > 0 && line === PULSE_LINE) {
-        await this.#transport.write(PULSE);
+        if (this.#pipe !== undefined) this.#pipe.send(PULSE);
+        else await this.#transport.write(PULSE);
         continue;
       }
       if (this.#tagged && line.startsWith(RESULT_TAG_PREFIX)) {
@@ -402,6 +430,146 @@ export class ManagerTextSession implements RunnerLink {
     }
   }
 
+  // ---------------------------------------------------------------------------
+  // Pipelined exchange (`pipe=1`): docs/protocol.md, "Pipelined text exchange".
+  // One loop reads (PETO, results, pulses, FINO ANKAU); another answers the
+  // PETOs in order; each result's ack waits for its commit, in arrival order.
+  // ---------------------------------------------------------------------------
+
+  /** Reads until FINO ANKAU (true); a failure of the answering side or a commit ends it with that failure. */
+  async #servePipe(pipe: PipeState): Promise<boolean> {
+    void this.#answerRequests(pipe);
+    try {
+      while (true) {
+        const msg = await this.#next();
+        if (pipe.failure !== undefined) throw pipe.failure;
+        if (msg.kind === "peto") {
+          if (++pipe.requests > MAX_PIPE_REQUESTS) {
+            throw new ProtocolError(`More than ${MAX_PIPE_REQUESTS} PETO unanswered`);
+          }
+          pipe.wake();
+        } else if (msg.kind === "rezulto") {
+          await this.#receivePipe(pipe, msg);
+        } else if (msg.kind === "finoAnkau") {
+          if (!pipe.finoSent) throw new ProtocolError("FINO ANKAU before FINO", msg.kind);
+          await pipe.acks;
+          if (pipe.failure !== undefined) throw pipe.failure;
+          await pipe.writer.drain();
+          return true;
+        } else {
+          throw new ProtocolError(`Unexpected message in state ${this.#state}`, msg.kind);
+        }
+      }
+    } catch (err) {
+      // The connection was closed under the reader because the other side failed: that failure is the reason.
+      throw pipe.failure ?? err;
+    } finally {
+      pipe.closed = true;
+      pipe.wake();
+      // Results read whole finish committing before the connection's other jobs go back.
+      await Promise.allSettled([...pipe.commits]);
+    }
+  }
+
+  /** Answers the PETOs one by one, in the order they came: a job (its tag line and line in one write) or FINO. */
+  async #answerRequests(pipe: PipeState): Promise<void> {
+    const { scheduler, recorder } = this.#ctx;
+    try {
+      while (!pipe.closed) {
+        if (pipe.requests === 0) {
+          await new Promise<void>((resolve) => (pipe.wake = resolve));
+          continue;
+        }
+        if (pipe.finoSent) {
+          pipe.requests--;
+          pipe.reply(FINO);
+          continue;
+        }
+        // A break the quarantine gives this host holds its answers, as the lock-step runner's lock would.
+        const pause = recorder.pauseLeft(this.host);
+        if (pause > 0) {
+          await new Promise((resolve) => setTimeout(resolve, pause));
+          continue;
+        }
+        const { job, attempt } = await this.#kit.request.request(
+          () => scheduler.onJobRequest(this),
+          (answered) => answered,
+        );
+        if (pipe.closed) return;
+        if (job === -1 && pipe.commits.size > 0) {
+          // The scheduler holds no PETO of a runner that holds jobs (a lock-step runner would deadlock), so it
+          // said FINO; but a result committing here may yet requeue its job (a retry): ask again once settled.
+          await Promise.allSettled([...pipe.commits]);
+          continue;
+        }
+        pipe.requests--;
+        if (job === -1) {
+          pipe.finoSent = true;
+          this.#state = "WaitClose";
+          pipe.reply(FINO);
+          continue;
+        }
+        const key = this.#ctx.keyOf(job);
+        this.#handedOut.set(job, { at: new Date().toISOString(), attempt, key });
+        const tag = formatTag({ run: this.#ctx.run, key, attempt });
+        const bytes = encodeLine(
+          `${JOB_TAG_PREFIX}${tag} ${SEQ_FIELD}${this.#ctx.jobs.lines[job]}\n${this.#ctx.jobs.commands[job]}`,
+        );
+        // An identified runner's assignment is durable before its job goes out (later answers wait their turn).
+        pipe.reply(bytes, this.runnerId === undefined ? undefined : this.#ctx.noteAssignment(job, attempt, this));
+      }
+    } catch (err) {
+      pipe.fail(err);
+    }
+  }
+
+  /**
+   * A pipelined result: checked on its REZULTO line, its bytes read at once
+   * (no PRETA), then committed while the session reads on; its ack goes out
+   * once durable, after the acks of the results before it.
+   */
+  async #receivePipe(pipe: PipeState, msg: RezultoMsg): Promise<void> {
+    const { results, jobs, limits, recorder } = this.#ctx;
+    const tag = this.#resultTag;
+    this.#resultTag = undefined;
+    if (tag === undefined) throw new ProtocolError("REZULTO without its tag line", msg.job);
+    const job = this.#jobTagged(tag);
+    if (job === undefined || jobs.commands[job] !== msg.job) {
+      throw new ProtocolError("REZULTO for a job this runner does not hold", msg.job);
+    }
+    if (msg.size > limits.maxOutputBytes) {
+      throw new ProtocolError(`Output of ${msg.size} bytes exceeds the limit of ${limits.maxOutputBytes}`);
+    }
+    const handedOut = this.#handedOut.get(job) ?? { at: new Date().toISOString(), attempt: tag.attempt };
+    const admission = await recorder.admit(job, tag.attempt, this);
+    if (admission.kind === "unknown") throw new ProtocolError("REZULTO for a job this runner was not given", msg.job);
+    const accepted = admission.kind === "accepted";
+    const output = results.stageOutput();
+    const state = this.#state;
+    this.#state = "ProcessJob";
+    try {
+      await this.#readOutput(msg.size, output, accepted, () => {
+        if (accepted) recorder.refuse(admission.ticket);
+      });
+    } finally {
+      this.#state = state;
+    }
+    if (this.#handedOut.get(job)?.attempt === tag.attempt) this.#handedOut.delete(job);
+    const delivery = {
+      link: this,
+      rank: 1,
+      status: msg.status,
+      handedOutAt: handedOut.at,
+      output,
+      returned: [],
+      timedOut: tag.timedOut,
+    };
+    const committed = accepted
+      ? recorder.record(admission.ticket, delivery)
+      : recorder.discard(job, delivery, admission.settled);
+    pipe.ack(committed, encodeLine(formatAck(tag)));
+  }
+
   #reportFailure(err: unknown): Promise<void> {
     const who = this.host ? `${this.host} (${this.#transport.peer})` : this.#transport.peer;
     const held = this.#kit.joined ? this.#ctx.scheduler.jobsOf(this).size : 0;
@@ -419,5 +587,76 @@ export class ManagerTextSession implements RunnerLink {
       props: { who, state: this.#state, jobs },
       tell: (reason) => this.#transport.write(encodeLine(formatManagerLine({ kind: "eraro", reason }))),
     });
+  }
+}
+
+/**
+ * What a pipelined session keeps beside the lock-step one: the serial
+ * writer, the PETOs to answer, the chain of answers and the chain of acks,
+ * and the commits in flight.
+ */
+class PipeState {
+  readonly writer: SerialWriter;
+  readonly #transport: Transport;
+  /** PETOs read and not answered yet. */
+  requests = 0;
+  /** FINO was sent: every later PETO is answered FINO. */
+  finoSent = false;
+  /** The reading side ended. */
+  closed = false;
+  /** Why the answering side or a commit failed, if one did. */
+  failure: unknown;
+  /** Wakes the answering loop (a PETO came, or the session ends). */
+  wake: () => void = () => {};
+  /** The answers to PETOs, in order (each may wait for its assignment to be durable). */
+  #replies: Promise<void> = Promise.resolve();
+  /** Answers queued on that chain and not written yet. */
+  #waiting = 0;
+  /** The acks, in the order the results came; settles once every ack so far is written. */
+  acks: Promise<void> = Promise.resolve();
+  /** Commits of results read whole, not settled yet. */
+  readonly commits = new Set<Promise<void>>();
+
+  constructor(transport: Transport) {
+    this.#transport = transport;
+    this.writer = new SerialWriter(transport);
+  }
+
+  /** Writes one whole message now (a pulse); a failed write ends the session. */
+  send(bytes: Uint8Array): void {
+    this.writer.write(bytes).catch((err) => this.fail(err));
+  }
+
+  /** Queues the answer to the next PETO, after `before` (an assignment record) and every earlier answer. */
+  reply(bytes: Uint8Array, before?: Promise<void>): void {
+    if (before === undefined && this.#waiting === 0) {
+      this.send(bytes); // the writer keeps the order
+      return;
+    }
+    this.#waiting++;
+    const prior = this.#replies;
+    this.#replies = (async () => {
+      await prior;
+      await before;
+      await this.writer.write(bytes);
+    })().catch((err) => this.fail(err)).finally(() => this.#waiting--);
+  }
+
+  /** Queues a result's ack: written once `committed` resolves and every earlier ack is out. */
+  ack(committed: Promise<void>, bytes: Uint8Array): void {
+    this.commits.add(committed);
+    committed.then(() => this.commits.delete(committed), () => this.commits.delete(committed));
+    const prior = this.acks;
+    this.acks = (async () => {
+      await prior;
+      await committed;
+      await this.writer.write(bytes);
+    })().catch((err) => this.fail(err));
+  }
+
+  /** Ends the session with `err` (the first failure wins): the reader sees the connection close. */
+  fail(err: unknown): void {
+    this.failure ??= err;
+    this.#transport.close();
   }
 }

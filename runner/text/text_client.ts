@@ -11,6 +11,14 @@
  * line that nobody waits for, an `ERARO`, the end of the connection, or (with
  * pulses) a silent manager ends the connection; every pending call fails.
  *
+ * With the extension's `pipe` feature (docs/protocol.md, "Pipelined text
+ * exchange") there is no communication lock: a write lock keeps each
+ * message whole, {@linkcode RunnerTextClient.request} sends `PETO` at once
+ * and the pump hands the answers to the waiting requests in order, and
+ * {@linkcode RunnerTextClient.sendResult} sends a result without waiting
+ * for `PRETA`; its `VICO/1 ack <tag>` settles the delivery later. That mode
+ * is the "Pipelined exchange" part of the class.
+ *
  * @module
  */
 
@@ -19,7 +27,9 @@ import { ProtocolError, VicoError } from "../../core/errors.ts";
 import type { RunnerExpectation, ToRunnerText } from "../../protocol/messages.ts";
 import { encodeLine, formatRunnerLine, isAcceptedVersion, parseManagerLine } from "../../protocol/text_codec.ts";
 import {
+  ACK_TAG_PREFIX,
   JOB_TAG_PREFIX,
+  parseAck,
   PULSE_LINE,
   RESULT_TAG_PREFIX,
   RUNNER_SILENT_PULSES,
@@ -39,12 +49,19 @@ export interface RunnerTextClientOptions {
   /** Workers sharing the connection (the last of them answers FINO ANKAU). */
   workers: number;
   /** What the vico extension's exchange agreed, if it took place: pulses, job timeout, tags. */
-  extension?: { pulseSec: number; timeoutMs?: number; tagged?: boolean };
+  extension?: { pulseSec: number; timeoutMs?: number; tagged?: boolean; pipe?: boolean };
 }
 
 /** How opening a connection went. */
 export type OpenResult =
-  | { readonly kind: "open"; readonly extension: boolean; readonly pulseSec: number; readonly timeoutMs?: number }
+  | {
+    readonly kind: "open";
+    readonly extension: boolean;
+    readonly pulseSec: number;
+    readonly timeoutMs?: number;
+    /** The exchange is pipelined (`pipe=1`). */
+    readonly pipe?: boolean;
+  }
   /** The manager refused this runner (another protocol version). */
   | { readonly kind: "refused"; readonly reason: string }
   | { readonly kind: "failed"; readonly reason: string };
@@ -64,6 +81,20 @@ export interface HandedJob {
   readonly tag?: string;
   /** Its line in the manager's list (a template's `{#}`), when the manager said (`seq=`): the job's `VICO_SEQ`. */
   readonly seq?: number;
+}
+
+/** A pipelined `PETO` waiting for its answer (abandoned: the runner stopped; its answer is ignored). */
+interface JobWaiter {
+  resolve(job: HandedJob | null): void;
+  reject(err: unknown): void;
+  abandoned?: boolean;
+}
+
+/** A pipelined result waiting for its ack. */
+interface AckWaiter {
+  readonly tag: string;
+  resolve(): void;
+  reject(err: unknown): void;
 }
 
 interface Waiter {
@@ -98,6 +129,11 @@ export class RunnerTextClient {
   #tagged = false;
   /** The tag line read just before the job line now awaited. */
   #jobTag: string | undefined;
+  /** Pipelined exchange (`pipe=1`): PETOs awaiting their answers and results awaiting their acks, oldest first. */
+  #pipe = false;
+  readonly #jobWaiters: JobWaiter[] = [];
+  readonly #ackWaiters: AckWaiter[] = [];
+  readonly #unacked = new Set<Promise<void>>();
   #lastHeard = performance.now();
   #pulseTimer: ReturnType<typeof setInterval> | undefined;
   #pump: Promise<void> | undefined;
@@ -156,12 +192,14 @@ export class RunnerTextClient {
     this.#state = "WorkerLoop";
     this.#pulseSec = pulseSec;
     this.#tagged = ext?.tagged ?? false;
+    this.#pipe = this.#tagged && (ext?.pipe ?? false);
     if (pulseSec > 0) this.#startPulses(pulseSec);
-    return { kind: "open", extension: ext !== undefined, pulseSec, timeoutMs };
+    return { kind: "open", extension: ext !== undefined, pulseSec, timeoutMs, pipe: this.#pipe };
   }
 
   /** WorkerLoop: asks for a job under the lock. Resolves with the job, or `null` for FINO. */
   request(): Promise<HandedJob | null> {
+    if (this.#pipe) return this.#requestPiped();
     return this.#lock.run(async () => {
       if (this.#finoReceived || this.#stopping) return null;
       const reply = await this.#request(PETO, "job");
@@ -182,6 +220,7 @@ export class RunnerTextClient {
 
   /** WorkerLoop: reports a finished job under the lock: REZULTO, PRETA, the output, RICEVIS. */
   report(job: HandedJob, status: number, output: Streamable, timedOut = false): Promise<void> {
+    if (this.#pipe) return this.sendResult(job, status, output, timedOut).then(({ acked }) => acked);
     return this.#lock.run(async () => {
       this.#reporting++;
       try {
@@ -209,6 +248,9 @@ export class RunnerTextClient {
   async arriveWaitClose(): Promise<ConnectionEnd> {
     if (++this.#arrived >= this.#options.workers && !this.#closing) {
       this.#state = "WaitClose";
+      // Pipelined: FINO ANKAU only once every result sent is acknowledged.
+      if (this.#pipe) await Promise.allSettled([...this.#unacked]);
+      if (this.#closing) return await this.ended;
       if (this.#finoReceived) {
         try {
           await this.#lock.run(() => this.#write(FINO_ANKAU));
@@ -226,6 +268,11 @@ export class RunnerTextClient {
   /** Raises MASTERSTOP on this connection: no new PETO; a worker waiting for a job's reply is let go. */
   stop(): void {
     this.#stopping = true;
+    for (const w of this.#jobWaiters) {
+      if (w.abandoned) continue;
+      w.abandoned = true;
+      w.reject(STOPPED);
+    }
     const waiter = this.#waiter;
     if (waiter?.expect === "job") {
       this.#waiter = undefined;
@@ -274,6 +321,10 @@ export class RunnerTextClient {
         }
         this.#lastHeard = performance.now();
         if (this.#pulseSec > 0 && line === PULSE_LINE) continue;
+        if (this.#pipe) {
+          this.#pipeLine(line);
+          continue;
+        }
         const waiter = this.#waiter;
         if (this.#tagged && waiter?.expect === "job" && line.startsWith(JOB_TAG_PREFIX)) {
           if (this.#jobTag !== undefined) throw new ProtocolError("Two job tags in a row", line);
@@ -304,9 +355,106 @@ export class RunnerTextClient {
     clearInterval(this.#pulseTimer);
     const waiter = this.#waiter;
     this.#waiter = undefined;
-    waiter?.reject(end.kind === "failed" ? end.error : new VicoError("CONNECTION_CLOSED", "Connection is closed"));
+    const why = end.kind === "failed" ? end.error : new VicoError("CONNECTION_CLOSED", "Connection is closed");
+    waiter?.reject(why);
+    for (const w of this.#jobWaiters.splice(0)) if (!w.abandoned) w.reject(why);
+    for (const w of this.#ackWaiters.splice(0)) w.reject(why);
     this.#transport.close();
     this.#resolveEnded(end);
+  }
+
+  // ---------------------------------------------------------------------------
+  // Pipelined exchange (`pipe=1`)
+  // ---------------------------------------------------------------------------
+
+  /** Whether this connection speaks the pipelined exchange. */
+  get pipelined(): boolean {
+    return this.#pipe;
+  }
+
+  /** Sends a PETO now; its answer (a job, or `null` for FINO) comes in the order the PETOs went. */
+  #requestPiped(): Promise<HandedJob | null> {
+    if (this.#finoReceived || this.#stopping) return Promise.resolve(null);
+    if (this.#closing) return Promise.reject(new VicoError("CONNECTION_CLOSED", "Connection is closed"));
+    return new Promise((resolve, reject) => {
+      this.#jobWaiters.push({ resolve, reject });
+      this.#write(PETO).catch((err) => this.#fail(err));
+    });
+  }
+
+  /**
+   * Sends a result whole (tag line, `REZULTO`, the output at once, no
+   * `PRETA`). Resolves once it is written, with `acked`, which resolves on
+   * its `VICO/1 ack` and rejects if the connection ends first. Only with
+   * `pipe=1` (use {@linkcode report} otherwise).
+   */
+  sendResult(
+    job: HandedJob,
+    status: number,
+    output: Streamable,
+    timedOut = false,
+  ): Promise<{ acked: Promise<void> }> {
+    return this.#writeLock.run(async () => {
+      if (!this.#pipe || job.tag === undefined) throw new ProtocolError("A pipelined result needs pipe=1 and a tag");
+      if (this.#closing) throw new VicoError("CONNECTION_CLOSED", "Connection is closed");
+      const tag = job.tag;
+      const acked = new Promise<void>((resolve, reject) => this.#ackWaiters.push({ tag, resolve, reject }));
+      this.#unacked.add(acked);
+      const forget = () => void this.#unacked.delete(acked);
+      acked.then(forget, forget);
+      const rezulto = formatRunnerLine({ kind: "rezulto", job: job.command, status, size: output.size });
+      try {
+        await this.#transport.write(
+          encodeLine(`${RESULT_TAG_PREFIX}${tag}${timedOut ? " timedout=1" : ""}\n${rezulto}`),
+        );
+        await output.pipeTo((chunk) => this.#transport.write(chunk));
+      } catch (err) {
+        this.#fail(err);
+        throw err;
+      }
+      return { acked };
+    });
+  }
+
+  /** The pump, pipelined: job answers go to the oldest PETO, acks to the oldest result. */
+  #pipeLine(line: string): void {
+    if (line.startsWith(ACK_TAG_PREFIX)) {
+      parseAck(line);
+      const head = this.#ackWaiters[0];
+      if (head === undefined || head.tag !== line.slice(ACK_TAG_PREFIX.length)) {
+        throw new ProtocolError("Manager acknowledged a result that is not the next one waiting", line);
+      }
+      this.#ackWaiters.shift();
+      head.resolve();
+      return;
+    }
+    if (line.startsWith(JOB_TAG_PREFIX)) {
+      if (this.#jobTag !== undefined) throw new ProtocolError("Two job tags in a row", line);
+      if (this.#jobWaiters.length === 0) throw new ProtocolError("Manager sent a job no PETO asked for", line);
+      this.#jobTag = line.slice(JOB_TAG_PREFIX.length);
+      return;
+    }
+    const msg = parseManagerLine(line, "job");
+    if (msg.kind === "eraro") throw new VicoError("REFUSED", `Manager dropped this runner: ${msg.reason}`);
+    const waiter = this.#jobWaiters.shift();
+    if (waiter === undefined) throw new ProtocolError("Manager sent a line no worker asked for", line);
+    const tagged = this.#jobTag === undefined ? undefined : splitJobSeq(this.#jobTag);
+    this.#jobTag = undefined;
+    if (msg.kind === "fino") {
+      if (tagged !== undefined) throw new ProtocolError("FINO after a job tag");
+      this.#finoReceived = true;
+      if (!waiter.abandoned) waiter.resolve(null);
+      return;
+    }
+    if (msg.kind !== "job") throw new ProtocolError("Expected a job, FINO or an ack", msg.kind);
+    if (tagged === undefined) throw new ProtocolError("Job without its tag line", msg.name);
+    // A job answering a PETO given up (the runner is stopping) is not run: the manager gets it back at the close.
+    if (waiter.abandoned) return;
+    waiter.resolve(
+      tagged.seq === undefined
+        ? { command: msg.name, tag: tagged.tag }
+        : { command: msg.name, tag: tagged.tag, seq: tagged.seq },
+    );
   }
 
   /** Waits for the pump to stop (after the connection ended). */

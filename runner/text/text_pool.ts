@@ -15,7 +15,7 @@
 import { BufferedReader } from "../../protocol/buffered_reader.ts";
 import type { Limits } from "../../core/limits.ts";
 import { logger } from "../../util/log.ts";
-import { TAG_FEATURE } from "../../protocol/vico_extension.ts";
+import { PIPE_FEATURE, TAG_FEATURE } from "../../protocol/vico_extension.ts";
 import { OutputSpool } from "../exec/output_spool.ts";
 import { runProcess, SEQ_VARIABLE, shellArgv, SLOT_VARIABLE, STATUS_RUNNER_FAILURE } from "../exec/process_runner.ts";
 import {
@@ -77,6 +77,8 @@ export class TextPool {
   /** Tags of running jobs a manager said it does not want: their results are set aside, not delivered. */
   readonly #unwanted = new Set<string>();
   #jobsDone = 0;
+  /** Pipelined results sent and not acknowledged yet: each settles once acked, or once kept (persist). */
+  readonly #unacked = new Set<Promise<void>>();
   /** Jobs handed to this runner since the start. */
   #jobsStarted = 0;
   /** Where running jobs are written down (`--persist`). */
@@ -116,6 +118,7 @@ export class TextPool {
       const workers = Array.from({ length: this.#options.workers }, (_, i) => this.#textWorker(i, spoolDir, state));
       await this.#connectionLoop(state);
       await Promise.all(workers);
+      await Promise.all([...this.#unacked]);
       return this.#done!;
     } finally {
       if (this.#options.spoolDir === undefined) await Deno.remove(spoolDir, { recursive: true }).catch(() => {});
@@ -188,7 +191,7 @@ export class TextPool {
     if (!("transport" in dialed)) return dialed;
     const transport = dialed.transport;
     const reader = new BufferedReader(transport, { maxLineBytes: this.#limits.maxLineBytes });
-    let negotiated: { pulseSec: number; timeoutMs?: number; tagged: boolean } | undefined;
+    let negotiated: { pulseSec: number; timeoutMs?: number; tagged: boolean; pipe: boolean } | undefined;
     const opening = this.#link.opening(transport);
     // The opening was cut short (its time limit, or a stop).
     const cutShort = (): Happened | undefined => {
@@ -196,6 +199,8 @@ export class TextPool {
       if (cut === undefined) return undefined;
       return { outcome: cut.stopped ? "openingStopped" : "handshakeTimeout", reason: cut.reason };
     };
+    // Results the last connection left unacknowledged are kept first (persist), so that they are held lines now.
+    await Promise.all([...this.#unacked]);
     if (loop.extension) {
       // Held lines name each hand-out by its tag; untagged ones (from a
       // manager without tags) cannot be bound to a hand-out and are dropped.
@@ -209,7 +214,7 @@ export class TextPool {
       const hello = await sayHello(transport, reader, {
         proto: "text",
         id: state?.id,
-        want: ["pulse", TAG_FEATURE],
+        want: ["pulse", TAG_FEATURE, PIPE_FEATURE],
         holds,
         secret: this.#options.secret,
         manager: `${hostname}:${port}`,
@@ -239,6 +244,7 @@ export class TextPool {
         pulseSec: hello.answer.pulse ?? 0,
         timeoutMs: hello.answer.timeoutMs,
         tagged: hello.answer.tag === 1,
+        pipe: hello.answer.pipe === 1,
       };
       // What this manager does not want is set aside: kept results now,
       // running jobs once they finish. It never holds up other work.
@@ -271,7 +277,9 @@ export class TextPool {
         port,
         name: this.#options.name ?? Deno.hostname(),
         workers: this.#options.workers,
-        ext: opened.extension ? ` (pulse ${opened.pulseSec}s${state ? `, id ${state.id}` : ""})` : "",
+        ext: opened.extension
+          ? ` (pulse ${opened.pulseSec}s${state ? `, id ${state.id}` : ""}${opened.pipe ? ", pipelined" : ""})`
+          : "",
       },
     );
     loop.everConnected = true;
@@ -465,7 +473,24 @@ export class TextPool {
       await result.output.dispose();
       return undefined;
     }
-    if (client !== undefined && !client.closed) {
+    if (client !== undefined && !client.closed && client.pipelined && result.job.tag !== undefined) {
+      // Pipelined: sent whole, and the worker asks for its next job at once; the ack settles it later.
+      try {
+        const { acked } = await client.sendResult(result.job, result.status, result.output, result.timedOut);
+        const settled = acked.then(
+          async () => {
+            this.#jobsDone++;
+            await result.output.dispose();
+          },
+          () => this.#keep(result, state),
+        );
+        this.#unacked.add(settled);
+        settled.then(() => this.#unacked.delete(settled));
+        return undefined;
+      } catch {
+        // Lost before it went out whole: keep it (persist) or let the manager run it again.
+      }
+    } else if (client !== undefined && !client.closed) {
       try {
         await client.report(result.job, result.status, result.output, result.timedOut);
         this.#jobsDone++;
@@ -475,6 +500,12 @@ export class TextPool {
         // Lost mid-report: keep it (persist) or let the manager run it again.
       }
     }
+    await this.#keep(result, state);
+    return undefined;
+  }
+
+  /** A result no manager took: kept in the state directory until one does (persist), else dropped. */
+  async #keep(result: Finished, state: RunnerState | undefined): Promise<void> {
     if (state !== undefined) {
       try {
         await state.store(result.job, result.status, result.output, result.timedOut);

@@ -1,6 +1,22 @@
 import assert from "node:assert/strict";
 import { ProtocolError } from "../../core/errors.ts";
-import { formatServerHello, parseServerHello } from "../../protocol/vico_extension.ts";
+import {
+  ACK_TAG_PREFIX,
+  formatAck,
+  formatClientHello,
+  formatServerHello,
+  formatTag,
+  JOB_TAG_PREFIX,
+  parseAck,
+  parseClientHello,
+  parseServerHello,
+  parseTag,
+  PIPE_FEATURE,
+  splitJobSeq,
+  TAG_FEATURE,
+} from "../../protocol/vico_extension.ts";
+import { BufferedReader } from "../../protocol/buffered_reader.ts";
+import { chunkedSource, CHUNKINGS, concat } from "../helpers/chunked_source.ts";
 import { SIXTEEN_GIB } from "../../core/limits.ts";
 
 Deno.test("formatServerHello/parseServerHello: maxout carries the manager's output limit, up to 16 GiB and beyond", () => {
@@ -17,5 +33,82 @@ Deno.test("formatServerHello/parseServerHello: maxout carries the manager's outp
 Deno.test("parseServerHello: a malformed or absurd maxout is a protocol error", () => {
   for (const bad of ["maxout=", "maxout=-1", "maxout=1e9", "maxout=12345678901234567", "maxout=9007199254740992"]) {
     assert.throws(() => parseServerHello(`VICO/1 ok ${bad}`), ProtocolError, bad);
+  }
+});
+
+Deno.test("formatServerHello/parseServerHello: pipe=1 is carried beside tag=1, and refused without it", () => {
+  const line = formatServerHello({ kind: "ok", pulse: 10, tag: 1, pipe: 1 });
+  assert.equal(line, "VICO/1 ok pulse=10 tag=1 pipe=1");
+  const back = parseServerHello(line);
+  assert.equal(back.kind === "ok" && back.pipe, 1);
+  const lockStep = parseServerHello("VICO/1 ok pulse=10 tag=1");
+  assert.equal(lockStep.kind === "ok" && lockStep.pipe, undefined);
+  for (const bad of ["pipe=1", "tag=0 pipe=1", "tag=1 pipe=2", "tag=1 pipe="]) {
+    assert.throws(() => parseServerHello(`VICO/1 ok ${bad}`), ProtocolError, bad);
+  }
+});
+
+Deno.test("parseClientHello: want=tag,pipe names both features", () => {
+  const h = parseClientHello("VICO/1 hello proto=text id=n1 want=pulse,tag,pipe");
+  assert.deepEqual(h.want, ["pulse", TAG_FEATURE, PIPE_FEATURE]);
+  assert.equal(formatClientHello(h), "VICO/1 hello proto=text id=n1 want=pulse,tag,pipe");
+});
+
+Deno.test("formatAck/parseAck: VICO/1 ack <tag>, exactly the three tag fields", () => {
+  const tag = { run: "0123456789abcdef0123456789abcdef", key: "ab12-1", attempt: 3 };
+  const line = formatAck(tag);
+  assert.equal(line, "VICO/1 ack run=0123456789abcdef0123456789abcdef key=ab12-1 attempt=3");
+  assert.deepEqual(parseAck(line), tag);
+  for (
+    const bad of [
+      "VICO/1 ack",
+      "VICO/1 ack ",
+      "VICO/1 ack run=r key=k",
+      "VICO/1 ack run=r key=k attempt=0",
+      "VICO/1 ack run=r key=k attempt=1 seq=4",
+      "VICO/1 ack run=r key=k attempt=1 timedout=1",
+      "VICO/1 acks run=r key=k attempt=1",
+      "VICO/1 result run=r key=k attempt=1",
+    ]
+  ) {
+    assert.throws(() => parseAck(bad), ProtocolError, bad);
+  }
+});
+
+Deno.test("parseAck: an interleaved pipe stream read one byte at a time gives the same acks, jobs and pulses", async () => {
+  // What a pipelined manager may send: answers to PETOs, acks and pulses interleaved.
+  const tags = [1, 2, 3].map((attempt) => ({ run: "r1", key: `k-${attempt}`, attempt }));
+  const stream = concat(
+    `${JOB_TAG_PREFIX}${formatTag(tags[0])} seq=1\n`,
+    "echo one\n",
+    `${formatAck(tags[0])}\n`,
+    "PULSO\n",
+    `${JOB_TAG_PREFIX}${formatTag(tags[1])} seq=2\n`,
+    "echo two\r\n",
+    `${formatAck(tags[1])}\n`,
+    `${formatAck(tags[2])}\n`,
+    "FINO\n",
+  );
+  for (const [name, chunking] of CHUNKINGS) {
+    const reader = new BufferedReader(chunkedSource(stream, chunking));
+    const seen: string[] = [];
+    for (let line = await reader.readLine(); line !== null; line = await reader.readLine()) {
+      if (line.startsWith(ACK_TAG_PREFIX)) seen.push(`ack ${parseAck(line).attempt}`);
+      else if (line.startsWith(JOB_TAG_PREFIX)) {
+        const { tag, seq } = splitJobSeq(line.slice(JOB_TAG_PREFIX.length));
+        seen.push(`job ${parseTag(tag).attempt} seq ${seq}`);
+      } else seen.push(line);
+    }
+    assert.deepEqual(seen, [
+      "job 1 seq 1",
+      "echo one",
+      "ack 1",
+      "PULSO",
+      "job 2 seq 2",
+      "echo two",
+      "ack 2",
+      "ack 3",
+      "FINO",
+    ], name);
   }
 });

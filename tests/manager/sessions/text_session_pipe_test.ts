@@ -1,0 +1,174 @@
+/**
+ * The manager's text session in the pipelined exchange (`pipe=1`), behind
+ * the real Server over an in-memory listener, with the real scheduler,
+ * ledger, recorder and a durable results store.
+ */
+
+import assert from "node:assert/strict";
+import { DEFAULT_LIMITS } from "../../../core/limits.ts";
+import { jobKey } from "../../../manager/jobs/job_key.ts";
+import { identityOf, parseJobList } from "../../../manager/jobs/job_list.ts";
+import { JobQueue } from "../../../manager/jobs/job_queue.ts";
+import { Ledger } from "../../../manager/results/ledger.ts";
+import { ResultRecorder } from "../../../manager/results/result_recorder.ts";
+import { ResultsStore } from "../../../manager/results/results_store.ts";
+import { Scheduler } from "../../../manager/scheduling/scheduler.ts";
+import { Server } from "../../../manager/sessions/server.ts";
+import { ManagerTextSession, type TextSessionContext } from "../../../manager/sessions/text_session.ts";
+import { BufferedReader } from "../../../protocol/buffered_reader.ts";
+import { MemoryListener } from "../../../transport/memory_transport.ts";
+import { readJournal, tempDir } from "../../helpers/journal.ts";
+
+const enc = new TextEncoder();
+
+async function pipeManager(dir: string, list: string) {
+  const jobs = parseJobList(enc.encode(list));
+  const keyOf = (job: number) => jobKey(identityOf(jobs, job), jobs.occurrences[job]);
+  const results = await ResultsStore.open(dir, { durable: true });
+  const queue = new JobQueue(jobs.commands.length);
+  const ledger = new Ledger(jobs.commands.length, "run1");
+  const late: { recorder?: ResultRecorder } = {};
+  const scheduler = new Scheduler(queue, jobs.classes, {
+    onLost: (job, reason, link) => void late.recorder!.lost(job, reason, link),
+  }, { keyOf, ledger });
+  const recorder = late.recorder = new ResultRecorder(scheduler, results, jobs, keyOf);
+  const context: TextSessionContext = {
+    scheduler,
+    results,
+    recorder,
+    jobs,
+    limits: { ...DEFAULT_LIMITS, maxOutputBytes: 1000 },
+    transferIdleTimeoutMs: 10_000,
+    idleTimeoutMs: 10_000,
+    jobTimeout: false,
+    run: "run1",
+    keyOf,
+    noteAssignment: () => Promise.resolve(),
+  };
+  const listener = new MemoryListener();
+  const server = new Server(listener, {
+    text: (transport, reader, handshake, extension) =>
+      new ManagerTextSession(transport, reader, context, handshake, extension),
+  }, {
+    limits: DEFAULT_LIMITS,
+    handshakeTimeoutMs: 10_000,
+    maxHandshaking: 4,
+    extensionAnswer: (hello) => ({
+      answer: {
+        kind: "ok",
+        ...(hello.want.includes("tag") ? { tag: 1 } : {}),
+        ...(hello.want.includes("tag") && hello.want.includes("pipe") ? { pipe: 1 } : {}),
+      },
+      held: [],
+    }),
+  });
+  const serving = server.serve();
+  const connect = async (want = "tag,pipe") => {
+    const runner = listener.connect();
+    const reader = new BufferedReader(runner);
+    const say = (text: string) => runner.write(enc.encode(text));
+    await say(`VICO/1 hello proto=text want=${want}\n`);
+    const ok = (await reader.readLine())!;
+    await say("SALUTON; MI memory\n");
+    assert.match((await reader.readLine())!, /^VERSIO 1\./);
+    await say("KOMPRENAS\n");
+    return { runner, reader, say, ok };
+  };
+  const close = async () => {
+    await server.drain(1000);
+    await serving;
+    await results.close();
+  };
+  return { scheduler, connect, close };
+}
+
+Deno.test("ManagerTextSession pipe=1: PETOs and results sent without waiting are answered in order, acks once durable", async () => {
+  await using dir = await tempDir();
+  const m = await pipeManager(dir.path, "echo a\necho b\necho c\n");
+  const { reader, say, ok } = await m.connect();
+  assert.equal(ok, "VICO/1 ok tag=1 pipe=1");
+  // Two PETOs at once (two idle workers), one write.
+  await say("PETO\nPETO\n");
+  const tagOf = (line: string) => line.replace(/^VICO\/1 job /, "").replace(/ seq=\d+$/, "");
+  const t1 = (await reader.readLine())!;
+  assert.match(t1, /^VICO\/1 job run=run1 key=\S+ attempt=1 seq=1$/);
+  assert.equal(await reader.readLine(), "echo a");
+  const t2 = (await reader.readLine())!;
+  assert.match(t2, /seq=2$/);
+  assert.equal(await reader.readLine(), "echo b");
+  // A result, its raw bytes at once (no PRETA), and the next PETO, all in one write, split oddly.
+  const burst = enc.encode(`VICO/1 result ${tagOf(t1)}\nREZULTO echo a 0 2\na\nPETO\n`);
+  for (let i = 0; i < burst.length; i += 3) await say(new TextDecoder().decode(burst.subarray(i, i + 3)));
+  const lines: string[] = [];
+  lines.push((await reader.readLine())!, (await reader.readLine())!, (await reader.readLine())!);
+  // The ack and the third job interleave in either order; the job's two lines stay together.
+  const ack = `VICO/1 ack ${tagOf(t1)}`;
+  assert.ok(lines.includes(ack), lines.join(" | "));
+  const jobAt = lines.findIndex((l) => l.startsWith("VICO/1 job "));
+  assert.equal(lines[jobAt + 1], "echo c");
+  const t3 = lines[jobAt];
+  await say(
+    `VICO/1 result ${tagOf(t2)}\nREZULTO echo b 1 0\nVICO/1 result ${tagOf(t3)} timedout=1\nREZULTO echo c 0 1\nc`,
+  );
+  assert.equal(await reader.readLine(), `VICO/1 ack ${tagOf(t2)}`);
+  assert.equal(await reader.readLine(), `VICO/1 ack ${tagOf(t3)}`);
+  await say("PETO\nPETO\n");
+  assert.equal(await reader.readLine(), "FINO");
+  assert.equal(await reader.readLine(), "FINO", "every PETO is answered, FINO after FINO");
+  await say("FINO ANKAU\n");
+  assert.equal(await reader.readLine(), null);
+  await m.scheduler.done;
+  await m.close();
+  const records = readJournal(dir.path).filter((r) => r.type === "job");
+  assert.deepEqual(records.map((r) => r.type === "job" ? [r.command, r.status] : []).sort(), [
+    ["echo a", 0],
+    ["echo b", 1],
+    ["echo c", 0],
+  ]);
+});
+
+Deno.test("ManagerTextSession pipe=1: a result with an unknown tag or over maxout is ERARO and its jobs go back", async () => {
+  for (const bad of ["unknown", "oversize"]) {
+    await using dir = await tempDir();
+    const m = await pipeManager(dir.path, "echo a\n");
+    const { reader, say } = await m.connect();
+    await say("PETO\n");
+    const tag = (await reader.readLine())!.replace(/^VICO\/1 job /, "").replace(/ seq=\d+$/, "");
+    assert.equal(await reader.readLine(), "echo a");
+    if (bad === "unknown") await say(`VICO/1 result run=run1 key=nope attempt=1\nREZULTO echo a 0 0\n`);
+    else await say(`VICO/1 result ${tag}\nREZULTO echo a 0 1001\n`);
+    assert.match((await reader.readLine())!, /^ERARO /, bad);
+    assert.equal(await reader.readLine(), null);
+    // The job is pending again: a second runner takes it and settles it.
+    const second = await m.connect();
+    await second.say("PETO\n");
+    const tag2 = (await second.reader.readLine())!.replace(/^VICO\/1 job /, "").replace(/ seq=\d+$/, "");
+    assert.equal(await second.reader.readLine(), "echo a");
+    await second.say(`VICO/1 result ${tag2}\nREZULTO echo a 0 0\nPETO\n`);
+    const rest = [(await second.reader.readLine())!, (await second.reader.readLine())!].sort();
+    assert.deepEqual(rest, ["FINO", `VICO/1 ack ${tag2}`].sort());
+    await second.say("FINO ANKAU\n");
+    await m.scheduler.done;
+    await m.close();
+    assert.equal(readJournal(dir.path).filter((r) => r.type === "job").length, 1, bad);
+  }
+});
+
+Deno.test("ManagerTextSession: a runner that wants only tag gets the lock-step exchange (PRETA, RICEVIS)", async () => {
+  await using dir = await tempDir();
+  const m = await pipeManager(dir.path, "echo a\n");
+  const { reader, say, ok } = await m.connect("tag");
+  assert.equal(ok, "VICO/1 ok tag=1");
+  await say("PETO\n");
+  const tag = (await reader.readLine())!.replace(/^VICO\/1 job /, "").replace(/ seq=\d+$/, "");
+  assert.equal(await reader.readLine(), "echo a");
+  await say(`VICO/1 result ${tag}\nREZULTO echo a 0 2\n`);
+  assert.equal(await reader.readLine(), "PRETA");
+  await say("a\n");
+  assert.equal(await reader.readLine(), "RICEVIS");
+  await say("PETO\n");
+  assert.equal(await reader.readLine(), "FINO");
+  await say("FINO ANKAU\n");
+  await m.scheduler.done;
+  await m.close();
+});
