@@ -337,6 +337,8 @@ async function serve(flags: ManagerFlags, command: readonly string[], resumeDir?
       tls,
       secret,
       onRecorded,
+      // --halt judges each result before the worker that sent it starts another.
+      settleBeforeNext: halt !== undefined,
       // -k: what an earlier run settled prints nothing now; later jobs need not wait for it.
       onResumed: (before) => {
         for (const job of before) printing.push(grouper?.skipped(job + 1) ?? Promise.resolve());

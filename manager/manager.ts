@@ -126,6 +126,8 @@ export interface ManagerOptions {
   maxHandshaking?: number;
   /** A runner whose output stalls this long mid-result is dropped. @default {60000} */
   transferIdleTimeoutMs?: number;
+  /** A runner's next job waits until its earlier results are recorded (for `--halt`). @default {false} */
+  settleBeforeNext?: boolean;
   /** Most connections at once. @default {4096} */
   maxConnections?: number;
   /** Serve TLS with this certificate and key (both protocols, one port). */
@@ -444,6 +446,8 @@ export class Manager {
   readonly #stopRequested: Promise<"graceful">;
   readonly #closeRequested: Promise<"now">;
   #requestStop!: () => void;
+  /** No new jobs from now on (a stop takes effect at once, before the run notices it). */
+  readonly #stopDispatch: () => void;
   #requestClose!: () => void;
 
   private constructor(
@@ -463,6 +467,7 @@ export class Manager {
     this.#stopRequested = new Promise((resolve) => (this.#requestStop = () => resolve("graceful")));
     this.#closeRequested = new Promise((resolve) => (this.#requestClose = () => resolve("now")));
     this.#over = new Promise((resolve) => (this.#endLocal = resolve));
+    this.#stopDispatch = () => parts.scheduler.stopDispatch();
     this.finished = this.#run(parts);
   }
 
@@ -581,6 +586,7 @@ export class Manager {
       jobs,
       limits,
       transferIdleTimeoutMs: options.transferIdleTimeoutMs ?? 60_000,
+      settleBeforeNext: options.settleBeforeNext ?? false,
       idleTimeoutMs: options.idleTimeoutMs ?? 300_000,
       jobTimeout: options.jobTimeoutMs !== undefined,
       run,
@@ -776,6 +782,7 @@ export class Manager {
    * a later start on the same results directory.
    */
   stop(): void {
+    this.#stopDispatch();
     this.#requestStop();
   }
 

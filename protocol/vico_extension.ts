@@ -195,7 +195,7 @@ export function parseTag(text: string): Tag & { rest: string } {
  */
 export function heldTag(line: string, proto: "text" | "binary"): Tag | undefined {
   const text = proto === "binary"
-    ? (line.startsWith(HELD_TASK_PREFIX) ? line.slice(HELD_TASK_PREFIX.length) : "")
+    ? (line.startsWith(HELD_TASK_PREFIX) ? splitJobSeq(line.slice(HELD_TASK_PREFIX.length)).tag : "")
     : line;
   try {
     const { run, key, attempt, rest } = parseTag(text);

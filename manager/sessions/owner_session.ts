@@ -17,7 +17,7 @@ import type { BufferedReader } from "../../protocol/buffered_reader.ts";
 import { encodeToNode, isAcceptedBinaryVersion, readFromNode } from "../../protocol/binary_codec.ts";
 import { ProtocolError, VicoError } from "../../core/errors.ts";
 import { type FromNode, NO_MORE_TASKS, NodeStatus, type ToNode } from "../../protocol/messages.ts";
-import { formatTag, TASK_KEY_FILE } from "../../protocol/vico_extension.ts";
+import { formatTag, SEQ_FIELD, TASK_KEY_FILE } from "../../protocol/vico_extension.ts";
 import type { Transport } from "../../transport/transport.ts";
 import { logger } from "../../util/log.ts";
 import { Mutex } from "../../util/mutex.ts";
@@ -320,12 +320,13 @@ export class OwnerSession implements RunnerLink, Session {
     if (status.value !== NodeStatus.IDLE) throw new ProtocolError(`Node reports status ${status.value}, not idle`);
 
     this.#state = "WaitingForInput";
-    if (this.runnerId !== undefined) {
-      // An identified node is told the task's tag (run, key, attempt), so
-      // that it can hold the task (and its results) across a loss of this
-      // connection, and name exactly that hand-out when it comes back.
+    if (this.#extension !== undefined) {
+      // A vico node is told the task's tag (run, key, attempt) and its line
+      // (`seq=`, its runs' VICO_SEQ); an identified one holds the task (and
+      // its results) across a loss of this connection by that tag, and names
+      // exactly that hand-out when it comes back.
       const tag = formatTag({ run: this.#ctx.run, key: this.#ctx.keyOf(job), attempt });
-      const key = new TextEncoder().encode(tag + "\n");
+      const key = new TextEncoder().encode(`${tag} ${SEQ_FIELD}${this.#ctx.jobs.lines[job]}\n`);
       await this.#writeLock.run(async () => {
         await this.#transport.write(encodeToNode({ kind: "file", name: TASK_KEY_FILE, size: key.length }));
         await this.#transport.write(key);

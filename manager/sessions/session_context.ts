@@ -30,6 +30,12 @@ export interface SessionContext {
   /** A peer whose result stalls this long mid-transfer is dropped. */
   readonly transferIdleTimeoutMs: number;
   /**
+   * A pipelined runner's next job waits until its results so far are
+   * recorded (`--halt`: each result is judged before that worker starts
+   * another, as in the lock-step exchange).
+   */
+  readonly settleBeforeNext?: boolean;
+  /**
    * Makes durable that an identified runner holds `job`, before it is handed
    * over: a manager restarted after a crash then waits for that runner
    * instead of running the job again elsewhere.

@@ -485,6 +485,10 @@ export class ManagerTextSession implements RunnerLink {
           pipe.reply(FINO);
           continue;
         }
+        if (this.#ctx.settleBeforeNext && pipe.commits.size > 0) {
+          await Promise.allSettled([...pipe.commits]);
+          continue;
+        }
         // A break the quarantine gives this host holds its answers, as the lock-step runner's lock would.
         const pause = recorder.pauseLeft(this.host);
         if (pause > 0) {

@@ -17,10 +17,9 @@
  * the lowest number from 1 that no other task running under the same work
  * directory holds (a runner's N node sessions share one: 1..N, as a text
  * runner's worker slots). The draft's binary protocol carries no sequence
- * number: a run gets `VICO_SEQ` only when the owner's task key
- * (`.vico/task`) ends in the text tag's ` seq=<n>` field, and a vico
- * manager does not send one today, so binary runs have no `VICO_SEQ` (as a
- * text job handed out without one).
+ * number: a run gets `VICO_SEQ` from the ` seq=<n>` field of the task key
+ * a vico manager stages (`.vico/task`) for a node that spoke the extension
+ * (`--persist` or a secret); under a plain owner runs have no `VICO_SEQ`.
  *
  * @module
  */

@@ -207,3 +207,31 @@ Deno.test("binary: a mixed fleet of text runners and binary nodes on one port dr
   const hosts = new Set([...recs.values()].map((r) => r.host));
   assert.deepEqual([...hosts].sort(), ["127.0.0.1", "text-runner"]);
 });
+
+Deno.test("binary: each run sees VICO_SEQ (its task's line, vico nodes) and VICO_SLOT (1..N on its runner)", async () => {
+  await using dir = await tempDir();
+  await using work = await tempDir();
+  await using state = await tempDir();
+  const task = { run: [{ command: 'echo "$VICO_SEQ $VICO_SLOT" > seen.txt' }], return: ["seen.txt"] };
+  const { manager, port, results } = await startManagerOnTasks(dir.path, [task, task, task]);
+  await using _m = manager;
+  // A node speaks the vico extension (which carries seq=) with --persist or a secret.
+  await using node = startNode(port, [
+    "--workers",
+    "2",
+    "--work-dir",
+    work.path,
+    "--persist",
+    "--state-dir",
+    state.path,
+  ]);
+  const ms = await manager.exit();
+  assert.equal(ms.code, 0, manager.stderr + node.stderr);
+  const recs = byLine(readRecords(results));
+  for (const line of [1, 2, 3]) {
+    const seen = recs.get(line)!.files!.find((f) => f.name === "seen.txt")!;
+    const [seq, slot] = Deno.readTextFileSync(join(results, seen.path!)).trim().split(" ");
+    assert.equal(seq, String(line));
+    assert.ok(slot === "1" || slot === "2", `slot ${slot}`);
+  }
+});

@@ -19,7 +19,7 @@ Deno.test("runner: speaks the vico hello first, and falls back to the plain prot
   await using runner = startRunner(server.port, ["--name", "n"]);
   {
     using first = await server.accept();
-    assert.equal(await first.read(), "VICO/1 hello proto=text want=pulse,tag");
+    assert.equal(await first.read(), "VICO/1 hello proto=text want=pulse,tag,pipe");
     // A manager that only knows the drafts: closes on an unknown first byte.
   }
   using plain = await server.accept();
