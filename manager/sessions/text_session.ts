@@ -39,6 +39,7 @@ import type { Transport } from "../../transport/transport.ts";
 import { SerialWriter } from "../../transport/serial_writer.ts";
 import { logger, RateLimitedLog } from "../../util/log.ts";
 import type { JobClass } from "../jobs/job_list.ts";
+import type { Admission } from "../results/result_recorder.ts";
 import type { StagedOutput } from "../results/results_store.ts";
 import type { RunnerLink } from "../scheduling/scheduler.ts";
 import { FailureReporter } from "./failure_reporter.ts";
@@ -316,7 +317,7 @@ export class ManagerTextSession implements RunnerLink {
    * it has ended).
    */
   async #processJob(msg: RezultoMsg): Promise<void> {
-    const { results, jobs, limits, recorder } = this.#ctx;
+    const { jobs, limits, recorder } = this.#ctx;
     const tag = this.#resultTag;
     this.#resultTag = undefined;
     if (this.#tagged && tag === undefined) throw new ProtocolError("REZULTO without its tag line", msg.job);
@@ -332,25 +333,38 @@ export class ManagerTextSession implements RunnerLink {
     const attempt = tag?.attempt ?? handedOut.attempt;
     const admission = await recorder.admit(job, attempt, this);
     if (admission.kind === "unknown") throw new ProtocolError("REZULTO for a job this runner was not given", msg.job);
-    const accepted = admission.kind === "accepted";
     await this.#transport.write(PRETA);
+    const { committed } = await this.#take(job, attempt, admission, msg, handedOut.at, tag?.timedOut ?? false);
+    await committed;
+    await this.#transport.write(RICEVIS);
+  }
+
+  /**
+   * Reads an admitted result's bytes and starts its commit (or, for a job
+   * already settled, its discard); `committed` settles once that is
+   * durable, which is when the result may be acknowledged.
+   */
+  async #take(
+    job: number,
+    attempt: number,
+    admission: Exclude<Admission, { kind: "unknown" }>,
+    msg: RezultoMsg,
+    handedOutAt: string,
+    timedOut: boolean,
+  ): Promise<{ committed: Promise<void> }> {
+    const { results, recorder } = this.#ctx;
+    const accepted = admission.kind === "accepted";
     const output = results.stageOutput();
     await this.#readOutput(msg.size, output, accepted, () => {
       if (accepted) recorder.refuse(admission.ticket);
     });
     if (this.#handedOut.get(job)?.attempt === attempt) this.#handedOut.delete(job);
-    const delivery = {
-      link: this,
-      rank: 1,
-      status: msg.status,
-      handedOutAt: handedOut.at,
-      output,
-      returned: [],
-      timedOut: tag?.timedOut ?? false,
+    const delivery = { link: this, rank: 1, status: msg.status, handedOutAt, output, returned: [], timedOut };
+    return {
+      committed: accepted
+        ? recorder.record(admission.ticket, delivery)
+        : recorder.discard(job, delivery, admission.settled),
     };
-    if (accepted) await recorder.record(admission.ticket, delivery);
-    else await recorder.discard(job, delivery, admission.settled);
-    await this.#transport.write(RICEVIS);
   }
 
   /**
@@ -533,7 +547,7 @@ export class ManagerTextSession implements RunnerLink {
    * once durable, after the acks of the results before it.
    */
   async #receivePipe(pipe: PipeState, msg: RezultoMsg): Promise<void> {
-    const { results, jobs, limits, recorder } = this.#ctx;
+    const { jobs, limits, recorder } = this.#ctx;
     const tag = this.#resultTag;
     this.#resultTag = undefined;
     if (tag === undefined) throw new ProtocolError("REZULTO without its tag line", msg.job);
@@ -547,31 +561,14 @@ export class ManagerTextSession implements RunnerLink {
     const handedOut = this.#handedOut.get(job) ?? { at: new Date().toISOString(), attempt: tag.attempt };
     const admission = await recorder.admit(job, tag.attempt, this);
     if (admission.kind === "unknown") throw new ProtocolError("REZULTO for a job this runner was not given", msg.job);
-    const accepted = admission.kind === "accepted";
-    const output = results.stageOutput();
     const state = this.#state;
     this.#state = "ProcessJob";
     try {
-      await this.#readOutput(msg.size, output, accepted, () => {
-        if (accepted) recorder.refuse(admission.ticket);
-      });
+      const { committed } = await this.#take(job, tag.attempt, admission, msg, handedOut.at, tag.timedOut);
+      pipe.ack(committed, encodeLine(formatAck(tag)));
     } finally {
       this.#state = state;
     }
-    if (this.#handedOut.get(job)?.attempt === tag.attempt) this.#handedOut.delete(job);
-    const delivery = {
-      link: this,
-      rank: 1,
-      status: msg.status,
-      handedOutAt: handedOut.at,
-      output,
-      returned: [],
-      timedOut: tag.timedOut,
-    };
-    const committed = accepted
-      ? recorder.record(admission.ticket, delivery)
-      : recorder.discard(job, delivery, admission.settled);
-    pipe.ack(committed, encodeLine(formatAck(tag)));
   }
 
   #reportFailure(err: unknown): Promise<void> {
