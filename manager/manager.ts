@@ -506,7 +506,7 @@ export class Manager {
       classes: jobs.classes.length,
       settled: settledBefore(plan),
       // Jobs an identified runner carried when the last run stopped are leased to it.
-      running: plan.heldBy.size === 0 ? undefined : (job) => plan.heldBy.has(job),
+      running: plan.carriedBy.size === 0 ? undefined : (job) => plan.carriedBy.has(job),
       // Attempt numbers continue where the journal left off.
       attemptsBefore: (job) => plan.attempts[job],
       failuresBefore: (job) => plan.failures[job],
@@ -561,7 +561,7 @@ export class Manager {
     });
     const watch = new FleetWatch(jobs.classes, queue, scheduler);
     scheduler.listen({ onJoined: (link) => watch.onJoined(link) });
-    if (plan.heldBy.size > 0) scheduler.restoreLeases(plan.heldBy);
+    if (plan.carriedBy.size > 0) scheduler.restoreLeases(plan.carriedBy);
     status.attach({
       get pending() {
         return queue.pending;
@@ -656,7 +656,7 @@ export class Manager {
     const { server, scheduler, queue, recorder, watch, results, plan, started } = parts;
     const options = this.#options;
     const serving = server.serve();
-    const locals = this.#startLocalRunners(queue.finished ? 0 : options.local ?? 0, options.jobs, options.shell);
+    const locals = this.#startLocalRunners(queue.done ? 0 : options.local ?? 0, options.jobs, options.shell);
     watch.start();
     const suspects = setInterval(() => recorder.expireSuspects().catch(() => {}), 1000);
     let how = await Promise.race([
@@ -676,7 +676,7 @@ export class Manager {
       let now = false;
       this.#closeRequested.then(() => (now = true));
       while (queue.running > 0 && !now && performance.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      how = queue.finished ? "done" : "now";
+      how = queue.done ? "done" : "now";
     }
     const elapsedMs = performance.now() - started;
     watch.stop();

@@ -126,7 +126,7 @@ export class JobQueue {
   }
 
   /** Whether every job is settled. */
-  get finished(): boolean {
+  get done(): boolean {
     return this.#settled === this.size;
   }
 

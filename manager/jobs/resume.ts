@@ -30,7 +30,7 @@ export interface ResumePlan {
   /** Settled records whose job is no longer in the list. */
   readonly gone: number;
   /** Unsettled jobs last held by an identified runner: job → its id. */
-  readonly heldBy: ReadonlyMap<number, { runner: string; host: string }>;
+  readonly carriedBy: ReadonlyMap<number, { runner: string; host: string }>;
   /** Open hand-outs of unsettled jobs to identified runners (their kept results are still wanted): job → hand-outs. */
   readonly issued: ReadonlyMap<number, readonly IssuedRecord[]>;
   /** The latest attempt number earlier runs gave each job (0: never handed out). */
@@ -51,7 +51,7 @@ export interface ResumePlan {
 export function planResume(size: number, previous: JournalState, keyOf: (job: number) => string): ResumePlan {
   const settled = new Uint8Array(size);
   let skipped = 0, failedEarlier = 0, unfinished = 0;
-  const heldBy = new Map<number, { runner: string; host: string }>();
+  const carriedBy = new Map<number, { runner: string; host: string }>();
   const issued = new Map<number, readonly IssuedRecord[]>();
   const attempts = new Uint16Array(size);
   const failures = new Uint8Array(size);
@@ -64,7 +64,7 @@ export function planResume(size: number, previous: JournalState, keyOf: (job: nu
       toRun: size,
       unfinished,
       gone: 0,
-      heldBy,
+      carriedBy,
       issued,
       attempts,
       failures,
@@ -90,7 +90,7 @@ export function planResume(size: number, previous: JournalState, keyOf: (job: nu
     if (open !== undefined && open.length > 0) issued.set(job, open);
     const assigned = previous.assigned.get(key);
     if (assigned !== undefined) {
-      heldBy.set(job, { runner: assigned.runner, host: assigned.host });
+      carriedBy.set(job, { runner: assigned.runner, host: assigned.host });
     }
     if (attempts[job] > 0) unfinished++;
   }
@@ -103,7 +103,7 @@ export function planResume(size: number, previous: JournalState, keyOf: (job: nu
     toRun: size - skipped,
     unfinished,
     gone,
-    heldBy,
+    carriedBy,
     issued,
     attempts,
     failures,

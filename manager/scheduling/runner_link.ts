@@ -52,11 +52,3 @@ export interface CarriedJob {
   /** The attempt it was handed out as. */
   readonly attempt: number;
 }
-
-/**
- * The former name of {@linkcode CarriedJob} ("held" now means only a
- * quarantine suspect), kept while other modules still import it.
- *
- * @deprecated Use {@linkcode CarriedJob}.
- */
-export type HeldJob = CarriedJob;

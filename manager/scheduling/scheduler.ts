@@ -55,7 +55,7 @@ import { Leases } from "./leases.ts";
 import { Suspects } from "./suspects.ts";
 import type { CarriedJob, RunnerLink } from "./runner_link.ts";
 
-export type { CarriedJob, HeldJob, RunnerLink } from "./runner_link.ts";
+export type { CarriedJob, RunnerLink } from "./runner_link.ts";
 
 /** Notifications for logs, progress display and the summary. */
 export interface SchedulerEvents {
@@ -188,7 +188,7 @@ export class Scheduler {
       this.#now,
     );
     this.done = new Promise((resolve) => (this.#resolveDone = resolve));
-    if (queue.finished) this.#resolveDone();
+    if (queue.done) this.#resolveDone();
   }
 
   /**
@@ -537,7 +537,7 @@ export class Scheduler {
 
   #afterSettle(): void {
     this.#reviewParked();
-    if (this.queue.finished) this.#resolveDone();
+    if (this.queue.done) this.#resolveDone();
   }
 
   /**

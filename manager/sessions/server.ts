@@ -40,7 +40,7 @@ import { logger, RateLimitedLog } from "../../util/log.ts";
 import { settlesWithin } from "../../util/timeout.ts";
 import { HandshakeBudget } from "./handshake_budget.ts";
 import type { Extension, HandshakeWindow, Session } from "./session_context.ts";
-import type { HeldJob } from "../scheduling/scheduler.ts";
+import type { CarriedJob } from "../scheduling/scheduler.ts";
 
 /** First byte of a text-protocol hail (`S` of `SALUTON`). */
 export const TEXT_FIRST_BYTE = 0x53;
@@ -90,7 +90,7 @@ export interface ServerOptions {
   extensionAnswer?: (
     hello: ClientHello,
     holds: readonly string[],
-  ) => { answer: Extract<ServerHello, { kind: "ok" }>; held: readonly HeldJob[] };
+  ) => { answer: Extract<ServerHello, { kind: "ok" }>; held: readonly CarriedJob[] };
 }
 
 const log = logger("manager");

@@ -13,7 +13,7 @@ import type { ClientHello, ServerHello } from "../../protocol/vico_extension.ts"
 import type { JobList } from "../jobs/job_list.ts";
 import type { ResultRecorder } from "../results/result_recorder.ts";
 import type { ResultsStore } from "../results/results_store.ts";
-import type { HeldJob, RunnerLink, Scheduler } from "../scheduling/scheduler.ts";
+import type { CarriedJob, RunnerLink, Scheduler } from "../scheduling/scheduler.ts";
 
 /** What every session (text or binary) needs from the manager around it. */
 export interface SessionContext {
@@ -72,7 +72,7 @@ export interface Extension {
   /** The hello. */
   readonly hello: ClientHello;
   /** Of those, the hand-outs the manager takes back (issued to this runner, still unsettled). */
-  readonly held: readonly HeldJob[];
+  readonly held: readonly CarriedJob[];
   /** Whether the runner proved it knows the manager's secret. */
   readonly authenticated: boolean;
   /** What the manager answered. */

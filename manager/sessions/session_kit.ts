@@ -22,7 +22,7 @@
  */
 
 import { ProtocolError } from "../../core/errors.ts";
-import type { HeldJob, RunnerLink, Scheduler } from "../scheduling/scheduler.ts";
+import type { CarriedJob, RunnerLink, Scheduler } from "../scheduling/scheduler.ts";
 import { JobRequest } from "./job_request.ts";
 import { type Closable, Liveness } from "./liveness.ts";
 import { type SessionClock, SYSTEM_CLOCK } from "./session_clock.ts";
@@ -38,7 +38,7 @@ export class SessionKit<A> {
   readonly #connection: Closable;
   readonly #scheduler: Pick<Scheduler, "onRunnerJoined" | "onRunnerLost">;
   readonly #handshake: HandshakeWindow;
-  readonly #held: readonly HeldJob[];
+  readonly #held: readonly CarriedJob[];
   #joined = false;
 
   /**
@@ -54,7 +54,7 @@ export class SessionKit<A> {
     connection: Closable,
     scheduler: Pick<Scheduler, "onRunnerJoined" | "onRunnerLost">,
     handshake: HandshakeWindow,
-    held: readonly HeldJob[],
+    held: readonly CarriedJob[],
     clock: SessionClock = SYSTEM_CLOCK,
   ) {
     this.#link = link;

@@ -31,7 +31,7 @@ Deno.test({
     assert.equal(q.stateOf(a), JobState.SETTLED, "a settled job is never requeued");
     assert.equal(q.take(), 2);
     assert.ok(q.settle(2));
-    assert.ok(q.finished);
+    assert.ok(q.done);
   },
 });
 

@@ -38,7 +38,7 @@ Deno.test({
       [plan.skipped, plan.failedEarlier, plan.toRun, plan.unfinished, plan.gone],
       [2, 1, 2, 1, 2],
     );
-    assert.deepEqual([...plan.heldBy], [[1, { runner: "r1", host: "h1" }]]);
+    assert.deepEqual([...plan.carriedBy], [[1, { runner: "r1", host: "h1" }]]);
     const empty = planResume(3, blank(), () => "k");
     assert.equal(empty.toRun, 3);
   },

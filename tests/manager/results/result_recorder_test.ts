@@ -23,7 +23,7 @@ import { Quarantine } from "../../../manager/scheduling/quarantine.ts";
 import { ResultRecorder } from "../../../manager/results/result_recorder.ts";
 import { type JournalRecord, ResultsStore } from "../../../manager/results/results_store.ts";
 import { planResume } from "../../../manager/jobs/resume.ts";
-import { type HeldJob, type RunnerLink, Scheduler } from "../../../manager/scheduling/scheduler.ts";
+import { type CarriedJob, type RunnerLink, Scheduler } from "../../../manager/scheduling/scheduler.ts";
 import { readJournal, tempDir } from "../../helpers/journal.ts";
 
 const JOBS = 6;
@@ -113,7 +113,7 @@ async function startLife(dir: string, clock: { now: number }, runId: string, bla
   const settled = (job: number) => plan.settled[job] === 1;
   const queue = new JobQueue(JOBS, {
     settled,
-    running: (job) => plan.heldBy.has(job),
+    running: (job) => plan.carriedBy.has(job),
     attemptsBefore: (job) => plan.attempts[job],
     failuresBefore: (job) => plan.failures[job],
   });
@@ -126,7 +126,7 @@ async function startLife(dir: string, clock: { now: number }, runId: string, bla
   const scheduler = new Scheduler(queue, [PLAIN_CLASS], {
     onLost: (job, reason, link) => lostWork.push(late.recorder!.lost(job, reason, link)),
   }, { maxAttempts: 2, leaseMs: 1000, keyOf, ledger, now: () => clock.now });
-  scheduler.restoreLeases(plan.heldBy);
+  scheduler.restoreLeases(plan.carriedBy);
   const recorder = late.recorder = new ResultRecorder(scheduler, results, list, keyOf, {
     retries: 1,
     quarantine: new Quarantine({ streak: blackHoles ? 2 : 0, fastMs: 100, holdMs: 5000, initialMs: 2000 }),
@@ -164,7 +164,7 @@ async function play(ops: Op[], blackHoles: boolean): Promise<void> {
     if (runner.id === undefined) runner.held = []; // a plain runner's jobs died with its connection
     const wanted = (h: Hand) => life.ledger.knowsRun(h.run) && life.ledger.wants(runner.id!, h.run, h.job, h.attempt);
     runner.held = runner.held.filter(wanted);
-    const held: HeldJob[] = runner.held.map((h) => ({ job: h.job, attempt: h.attempt }));
+    const held: CarriedJob[] = runner.held.map((h) => ({ job: h.job, attempt: h.attempt }));
     life.scheduler.onRunnerJoined(link, held);
   };
   for (const r of runners) connect(r);
@@ -259,7 +259,7 @@ async function play(ops: Op[], blackHoles: boolean): Promise<void> {
     }
   }
   // Drain: every runner reports everything it holds, successfully, until done.
-  for (let round = 0; round < 200 && !life.queue.finished; round++) {
+  for (let round = 0; round < 200 && !life.queue.done; round++) {
     clock.now += 10_000;
     for (const r of runners) {
       if (r.id !== undefined) life.scheduler.expireLease(r.id);

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { ProtocolError, VicoError } from "../../../core/errors.ts";
 import { SessionKit } from "../../../manager/sessions/session_kit.ts";
-import type { HeldJob, RunnerLink } from "../../../manager/scheduling/scheduler.ts";
+import type { CarriedJob, RunnerLink } from "../../../manager/scheduling/scheduler.ts";
 import { FakeClock } from "../../helpers/fake_clock.ts";
 
-const held: HeldJob[] = [];
+const held: CarriedJob[] = [];
 
 /** A kit over recording parts: what it does, in order. */
 function kit() {
