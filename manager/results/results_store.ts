@@ -239,10 +239,14 @@ const encoder = new TextEncoder();
 
 let tmpCounter = 0;
 
+/** SHA-256 of no bytes, hex: an empty output's (most jobs print nothing; nothing is hashed for them). */
+export const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
 /** An output being received: streamed to a temporary file and hashed on the way. */
 export class StagedOutput {
   readonly #tmpDir: string;
-  readonly #hash: Hash = createHash("sha256");
+  /** Made with the first byte (an empty output needs none). */
+  #hash: Hash | undefined;
   #file: Deno.FsFile | undefined;
   #tmpPath: string | undefined;
   #size = 0;
@@ -264,7 +268,7 @@ export class StagedOutput {
       this.#tmpPath = join(this.#tmpDir, `${Deno.pid}-${++tmpCounter}.part`);
       this.#file = await Deno.open(this.#tmpPath, { write: true, createNew: true });
     }
-    this.#hash.update(chunk);
+    (this.#hash ??= createHash("sha256")).update(chunk);
     this.#size += chunk.length;
     await writeAll(this.#file, chunk);
   }
@@ -275,7 +279,7 @@ export class StagedOutput {
    * file exists even when empty).
    */
   async publish(finalPath: string, always = false): Promise<string> {
-    const sha256 = this.#hash.digest("hex");
+    const sha256 = this.#hash?.digest("hex") ?? EMPTY_SHA256;
     if (this.#file === undefined && always) {
       this.#tmpPath = join(this.#tmpDir, `${Deno.pid}-${++tmpCounter}.part`);
       this.#file = await Deno.open(this.#tmpPath, { write: true, createNew: true });
@@ -326,6 +330,8 @@ export class ResultsStore {
   #dirty = new Set<string>();
   /** Journal length up to its last complete, durable batch. */
   #goodLength: number;
+  /** Where outputs are staged (`tmp/`). */
+  readonly #tmpDir: string;
 
   /** What earlier runs on this directory recorded. */
   readonly previous: JournalState;
@@ -341,6 +347,7 @@ export class ResultsStore {
     claim: ResultsDir,
   ) {
     this.dir = dir;
+    this.#tmpDir = join(dir, TMP_DIR);
     this.#claim = claim;
     this.previous = previous;
     this.#goodLength = length;
@@ -385,7 +392,7 @@ export class ResultsStore {
 
   /** Starts receiving one output. */
   stageOutput(): StagedOutput {
-    return new StagedOutput(join(this.dir, TMP_DIR));
+    return new StagedOutput(this.#tmpDir);
   }
 
   /**

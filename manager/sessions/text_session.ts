@@ -359,6 +359,7 @@ export class ManagerTextSession implements RunnerLink {
    * discarded and `onFailure` called before the error is rethrown.
    */
   async #readOutput(size: number, output: StagedOutput, keep: boolean, onFailure: () => void): Promise<void> {
+    if (size === 0) return; // nothing on the wire: nothing to watch
     // A runner that stops sending mid-output would hold its job forever.
     const idleMs = this.#ctx.transferIdleTimeoutMs;
     try {
