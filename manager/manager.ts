@@ -20,6 +20,7 @@ import { MemoryListener } from "../transport/memory_transport.ts";
 import { listenTls, type TlsIdentity } from "../transport/tls.ts";
 import { mergeListeners, type Transport, type TransportListener } from "../transport/transport.ts";
 import { logger, RateLimitedLog } from "../util/log.ts";
+import { isoNow } from "../util/iso_now.ts";
 import { FleetWatch } from "./scheduling/fleet_watch.ts";
 import { jobKey } from "./jobs/job_key.ts";
 import { identityOf, type JobList } from "./jobs/job_list.ts";
@@ -618,7 +619,7 @@ export class Manager {
           key: keyOf(job),
           runner: link.runnerId!,
           host: link.host,
-          at: new Date().toISOString(),
+          at: isoNow(),
           run,
           attempt,
         }),

@@ -29,6 +29,7 @@ import type { RunnerLink, Scheduler } from "../scheduling/scheduler.ts";
 import type { Claim, Ledger, Ticket } from "./ledger.ts";
 import type { Quarantine } from "../scheduling/quarantine.ts";
 import { logger } from "../../util/log.ts";
+import { isoNow } from "../../util/iso_now.ts";
 
 const log = logger("manager");
 
@@ -367,7 +368,7 @@ export class ResultRecorder {
       if (claim.kind !== "accepted") return false;
       try {
         await this.#results.commitLost(
-          { ...this.#fields(job, { link, handedOutAt: new Date().toISOString() }) },
+          { ...this.#fields(job, { link, handedOutAt: isoNow() }) },
           reason,
         );
       } catch (err) {
@@ -390,7 +391,7 @@ export class ResultRecorder {
       command: jobs.commands[job],
       host: d.link.host,
       start: d.handedOutAt,
-      end: new Date().toISOString(),
+      end: isoNow(),
       attempt: attempt ?? this.#scheduler.queue.attempts(job),
       ...(name !== undefined ? { name } : {}),
     };

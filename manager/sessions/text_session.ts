@@ -38,6 +38,7 @@ import {
 import type { Transport } from "../../transport/transport.ts";
 import { SerialWriter } from "../../transport/serial_writer.ts";
 import { logger, RateLimitedLog } from "../../util/log.ts";
+import { isoNow } from "../../util/iso_now.ts";
 import type { JobClass } from "../jobs/job_list.ts";
 import type { StagedOutput } from "../results/results_store.ts";
 import type { RunnerLink } from "../scheduling/scheduler.ts";
@@ -246,7 +247,7 @@ export class ManagerTextSession implements RunnerLink {
           } else {
             // Tagged: the key is made once here, and matched against the result's tag later.
             const key = this.#tagged ? this.#ctx.keyOf(job) : undefined;
-            this.#handedOut.set(job, { at: new Date().toISOString(), attempt, key });
+            this.#handedOut.set(job, { at: isoNow(), attempt, key });
             if (this.runnerId !== undefined) await this.#ctx.noteAssignment(job, attempt, this);
             if (key !== undefined) {
               const tag = formatTag({ run: this.#ctx.run, key, attempt });
@@ -328,7 +329,7 @@ export class ManagerTextSession implements RunnerLink {
       throw new ProtocolError(`Output of ${msg.size} bytes exceeds the limit of ${limits.maxOutputBytes}`);
     }
     // A kept result from an earlier connection: handed out then, not here.
-    const handedOut = this.#handedOut.get(job) ?? { at: new Date().toISOString(), attempt: tag!.attempt };
+    const handedOut = this.#handedOut.get(job) ?? { at: isoNow(), attempt: tag!.attempt };
     const attempt = tag?.attempt ?? handedOut.attempt;
     const admission = await recorder.admit(job, attempt, this);
     if (admission.kind === "unknown") throw new ProtocolError("REZULTO for a job this runner was not given", msg.job);
@@ -515,7 +516,7 @@ export class ManagerTextSession implements RunnerLink {
           continue;
         }
         const key = this.#ctx.keyOf(job);
-        this.#handedOut.set(job, { at: new Date().toISOString(), attempt, key });
+        this.#handedOut.set(job, { at: isoNow(), attempt, key });
         const tag = formatTag({ run: this.#ctx.run, key, attempt });
         const bytes = encodeLine(
           `${JOB_TAG_PREFIX}${tag} ${SEQ_FIELD}${this.#ctx.jobs.lines[job]}\n${this.#ctx.jobs.commands[job]}`,
@@ -545,7 +546,7 @@ export class ManagerTextSession implements RunnerLink {
     if (msg.size > limits.maxOutputBytes) {
       throw new ProtocolError(`Output of ${msg.size} bytes exceeds the limit of ${limits.maxOutputBytes}`);
     }
-    const handedOut = this.#handedOut.get(job) ?? { at: new Date().toISOString(), attempt: tag.attempt };
+    const handedOut = this.#handedOut.get(job) ?? { at: isoNow(), attempt: tag.attempt };
     const admission = await recorder.admit(job, tag.attempt, this);
     if (admission.kind === "unknown") throw new ProtocolError("REZULTO for a job this runner was not given", msg.job);
     const accepted = admission.kind === "accepted";
