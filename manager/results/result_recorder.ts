@@ -284,7 +284,7 @@ export class ResultRecorder {
       if (j === job && !verdict.held) await this.#commit(ticket, [delivery], job);
       else if (j !== job) await this.#flushSuspect(j);
     }
-    await this.#releaseIfIdle();
+    if (this.#suspects.size > 0) await this.#releaseIfIdle();
     if (heldRecord !== undefined) await heldRecord;
     // A break before the host is judged: its session (every worker of it) answers nothing until then.
     if (verdict.pause !== undefined) await new Promise((r) => setTimeout(r, Math.max(0, verdict.pause!.until - now)));
@@ -409,26 +409,22 @@ export class ResultRecorder {
     return d.output ?? this.#results.stageOutput();
   }
 
-  async #commit(ticket: Ticket, parts: Delivery[], job: number): Promise<void> {
-    try {
-      await this.#commitParts(ticket, parts, job);
-    } catch (err) {
+  #commit(ticket: Ticket, parts: Delivery[], job: number): Promise<void> {
+    return this.#commitParts(ticket, parts, job).catch((err) => {
       this.#ledger.abort(ticket);
       throw err;
-    }
+    });
   }
 
   async #commitParts(ticket: Ticket, parts: Delivery[], job: number): Promise<void> {
     const gang = parts.length > 1;
-    const status = parts.find((p) => p.status !== 0)?.status ?? 0;
+    const status = gang ? parts.find((p) => p.status !== 0)?.status ?? 0 : parts[0].status;
     const link = parts[0].link;
-    const timedOut = parts.some((p) => p.timedOut);
-    const fields: JobFields = {
-      ...this.#fields(job, { link, handedOutAt: parts[0].handedOutAt }, ticket.attempt),
-      host: parts.map((p) => p.link.host).join(","),
-      status,
-      ...(timedOut ? { timedOut: true as const } : {}),
-    };
+    const timedOut = gang ? parts.some((p) => p.timedOut) : parts[0].timedOut;
+    const fields = this.#fields(job, { link, handedOutAt: parts[0].handedOutAt }, ticket.attempt) as JobFields;
+    if (gang) fields.host = parts.map((p) => p.link.host).join(",");
+    fields.status = status;
+    if (timedOut) fields.timedOut = true;
     const queue = this.#scheduler.queue;
     if (status !== 0 && queue.failures(job) < this.#retries) {
       // Keep what this attempt said, then try again later.

@@ -242,6 +242,9 @@ let tmpCounter = 0;
 /** SHA-256 of no bytes, hex: an empty output's (most jobs print nothing; nothing is hashed for them). */
 export const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
+/** What a record says of an empty output. */
+const NO_OUTPUT = { size: 0, sha256: EMPTY_SHA256, output: null } as const;
+
 /** An output being received: streamed to a temporary file and hashed on the way. */
 export class StagedOutput {
   readonly #tmpDir: string;
@@ -407,7 +410,8 @@ export class ResultsStore {
     const staged = output ?? this.stageOutput();
     try {
       const name = this.previous.reopened.has(fields.key) ? `${fields.key}.${fields.attempt}` : fields.key;
-      const published = await this.#publishOutput(`${name}.out`, staged);
+      // An empty output has no file to publish (the common case: nothing to wait for).
+      const published = staged.size === 0 ? NO_OUTPUT : await this.#publishOutput(`${name}.out`, staged);
       const record: JobRecord = { type: "job", ...fields, ...published };
       if (returned.length > 0) record.files = await this.#publishFiles(name, returned);
       await this.#append(record);

@@ -394,6 +394,13 @@ export class ManagerTextSession implements RunnerLink {
     return this.runnerId === undefined ? undefined : this.#ctx.scheduler.ledger.jobOfKey(tag.key);
   }
 
+  /** A line already in the reader's buffer (heard now), without waiting; `undefined` if none is whole yet. */
+  #bufferedLine(): string | undefined {
+    const line = this.#reader.bufferedLine();
+    if (line !== undefined) this.#kit.liveness.heard();
+    return line;
+  }
+
   #readLine(): Promise<string | null> {
     return this.#reader.readLine().then((line) => {
       this.#kit.liveness.heard();
@@ -406,7 +413,7 @@ export class ManagerTextSession implements RunnerLink {
     while (true) {
       const pending = this.#pendingLine;
       this.#pendingLine = undefined;
-      const line = await (pending ?? this.#readLine());
+      const line = pending === undefined ? this.#bufferedLine() ?? await this.#readLine() : await pending;
       if (line === null) throw this.#kit.liveness.closedError("Runner closed the connection");
       if (this.#pulseMs > 0 && line === PULSE_LINE) {
         if (this.#pipe !== undefined) this.#pipe.send(PULSE);
