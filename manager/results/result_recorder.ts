@@ -151,13 +151,18 @@ export class ResultRecorder {
    */
   async admit(job: number, attempt: number, link: RunnerLink): Promise<Admission> {
     while (true) {
-      const admission = this.#admitNow(job, attempt, link);
+      const admission = this.admitNow(job, attempt, link);
       if (admission.kind !== "duplicate" || admission.busy !== true) return admission;
       await admission.settled;
     }
   }
 
-  #admitNow(job: number, attempt: number, link: RunnerLink): Admission {
+  /**
+   * {@linkcode admit} without waiting: while another attempt of the job is
+   * being recorded, the answer is a duplicate marked `busy` (then call
+   * {@linkcode admit}, which waits for that commit).
+   */
+  admitNow(job: number, attempt: number, link: RunnerLink): Admission {
     if ((this.#jobs.bundles?.[job]?.nodes ?? 1) > 1) {
       // A gang claims once, when all its members have delivered.
       const a = this.#ledger.assignment(job, attempt);

@@ -407,18 +407,20 @@ export class ResultsStore {
    * failure every staged file is discarded.
    */
   async commit(fields: JobFields, output?: StagedOutput, returned: ReturnedFile[] = []): Promise<JobRecord> {
-    const staged = output ?? this.stageOutput();
+    const staged = output;
     try {
       const name = this.previous.reopened.has(fields.key) ? `${fields.key}.${fields.attempt}` : fields.key;
       // An empty output has no file to publish (the common case: nothing to wait for).
-      const published = staged.size === 0 ? NO_OUTPUT : await this.#publishOutput(`${name}.out`, staged);
+      const published = staged === undefined || staged.size === 0
+        ? NO_OUTPUT
+        : await this.#publishOutput(`${name}.out`, staged);
       const record: JobRecord = { type: "job", ...fields, ...published };
       if (returned.length > 0) record.files = await this.#publishFiles(name, returned);
       await this.#append(record);
       this.onJob?.(record);
       return record;
     } catch (err) {
-      await staged.discard();
+      await staged?.discard();
       for (const f of returned) await f.staged?.discard();
       throw err;
     }
