@@ -82,7 +82,9 @@ try {
   await sim.status;
   // The first result opens the window, so WINDOW-1 intervals fall in it.
   const perJobUs = (seconds / (window - 1)) * 1e6;
-  const cpuPerJobUs = (cpuEnd.user + cpuEnd.system - cpuStart.user - cpuStart.system) / (window - 1);
+  const userPerJobUs = (cpuEnd.user - cpuStart.user) / (window - 1);
+  const systemPerJobUs = (cpuEnd.system - cpuStart.system) / (window - 1);
+  const cpuPerJobUs = userPerJobUs + systemPerJobUs;
   console.log(
     JSON.stringify({
       queued,
@@ -95,6 +97,8 @@ try {
       jobsPerSec: (window - 1) / seconds,
       perJobUs,
       cpuPerJobUs,
+      userPerJobUs,
+      systemPerJobUs,
     }),
   );
 } finally {

@@ -27,7 +27,7 @@ import { type JobList, taskOf } from "../jobs/job_list.ts";
 import type { AttemptRecord, JobFields, ResultsStore, ReturnedFile, StagedOutput } from "./results_store.ts";
 import type { RunnerLink, Scheduler } from "../scheduling/scheduler.ts";
 import type { Claim, Ledger, Ticket } from "./ledger.ts";
-import type { Quarantine } from "../scheduling/quarantine.ts";
+import type { Quarantine, Verdict } from "../scheduling/quarantine.ts";
 import { logger } from "../../util/log.ts";
 import { isoNow } from "../../util/iso_now.ts";
 
@@ -238,12 +238,24 @@ export class ResultRecorder {
   }
 
   /** Asks the quarantine about a single-node result and acts on its verdict. */
-  async #judge(ticket: Ticket, delivery: Delivery): Promise<void> {
+  #judge(ticket: Ticket, delivery: Delivery): Promise<void> {
     const job = ticket.job;
     const now = this.#now();
-    const host = delivery.link.host;
     const took = now - Date.parse(delivery.handedOutAt);
-    const verdict = this.#quarantine!.onResult(host, job, delivery.status, took, now);
+    const verdict = this.#quarantine!.onResult(delivery.link.host, job, delivery.status, took, now);
+    if (
+      !verdict.held && verdict.record.length === 1 && verdict.record[0] === job && verdict.requeue.length === 0 &&
+      verdict.pause === undefined && verdict.quarantine === undefined && this.#suspects.size === 0
+    ) {
+      return this.#commit(ticket, [delivery], job); // the usual verdict: record it, nothing else to do
+    }
+    return this.#actOn(ticket, delivery, verdict, now);
+  }
+
+  /** Acts on a quarantine verdict other than "record this one". */
+  async #actOn(ticket: Ticket, delivery: Delivery, verdict: Verdict, now: number): Promise<void> {
+    const job = ticket.job;
+    const host = delivery.link.host;
     let heldRecord: Promise<AttemptRecord> | undefined;
     if (verdict.held) {
       // Held from now on (the quarantine holds it already); durable, as an
@@ -415,13 +427,19 @@ export class ResultRecorder {
   }
 
   #commit(ticket: Ticket, parts: Delivery[], job: number): Promise<void> {
-    return this.#commitParts(ticket, parts, job).catch((err) => {
+    let committed: Promise<void>;
+    try {
+      committed = this.#commitParts(ticket, parts, job);
+    } catch (err) {
+      committed = Promise.reject(err);
+    }
+    return committed.catch((err) => {
       this.#ledger.abort(ticket);
       throw err;
     });
   }
 
-  async #commitParts(ticket: Ticket, parts: Delivery[], job: number): Promise<void> {
+  #commitParts(ticket: Ticket, parts: Delivery[], job: number): Promise<void> {
     const gang = parts.length > 1;
     const status = gang ? parts.find((p) => p.status !== 0)?.status ?? 0 : parts[0].status;
     const link = parts[0].link;
@@ -431,15 +449,7 @@ export class ResultRecorder {
     fields.status = status;
     if (timedOut) fields.timedOut = true;
     const queue = this.#scheduler.queue;
-    if (status !== 0 && queue.failures(job) < this.#retries) {
-      // Keep what this attempt said, then try again later.
-      for (const part of parts.slice(1)) await discard(part);
-      for (const f of parts[0].returned) await f.staged?.discard();
-      await this.#results.commitAttempt({ ...fields, status }, this.#outputOf(parts[0]));
-      this.#ledger.consume(ticket);
-      this.#scheduler.onJobRetry(link, job);
-      return;
-    }
+    if (status !== 0 && queue.failures(job) < this.#retries) return this.#keepForRetry(ticket, parts, job, fields);
     const bundle = this.#jobs.bundles?.[job];
     if (bundle !== undefined) {
       fields.nodes = parts.map((p) => ({
@@ -458,10 +468,20 @@ export class ResultRecorder {
         ].map((f) => ({ ...f, node: p.rank }))
       )
       : parts[0].returned;
-    await this.#results.commit(fields, gang ? undefined : parts[0].output, returned);
-    this.#ledger.settle(ticket);
-    this.#suspects.delete(job);
-    this.#scheduler.onJobSettled(link, job, status);
+    return this.#results.commit(fields, gang ? undefined : parts[0].output, returned).then(() => {
+      this.#ledger.settle(ticket);
+      this.#suspects.delete(job);
+      this.#scheduler.onJobSettled(link, job, status);
+    });
+  }
+
+  /** A failed attempt with retries left: keeps what it said, then the job goes back to the queue. */
+  async #keepForRetry(ticket: Ticket, parts: Delivery[], job: number, fields: JobFields): Promise<void> {
+    for (const part of parts.slice(1)) await discard(part);
+    for (const f of parts[0].returned) await f.staged?.discard();
+    await this.#results.commitAttempt({ ...fields, status: fields.status as number }, this.#outputOf(parts[0]));
+    this.#ledger.consume(ticket);
+    this.#scheduler.onJobRetry(parts[0].link, job);
   }
 }
 

@@ -406,7 +406,23 @@ export class ResultsStore {
    * earlier attempt's files stay. Resolves once the record is durable. On
    * failure every staged file is discarded.
    */
-  async commit(fields: JobFields, output?: StagedOutput, returned: ReturnedFile[] = []): Promise<JobRecord> {
+  commit(fields: JobFields, output?: StagedOutput, returned: ReturnedFile[] = []): Promise<JobRecord> {
+    if ((output === undefined || output.size === 0) && returned.length === 0) {
+      // Nothing to publish (most jobs print nothing): the record alone.
+      const record: JobRecord = { type: "job", ...fields, ...NO_OUTPUT };
+      return this.#append(record).then(() => {
+        this.onJob?.(record);
+        return record;
+      });
+    }
+    return this.#commitWithFiles(fields, output, returned);
+  }
+
+  async #commitWithFiles(
+    fields: JobFields,
+    output: StagedOutput | undefined,
+    returned: ReturnedFile[],
+  ): Promise<JobRecord> {
     const staged = output;
     try {
       const name = this.previous.reopened.has(fields.key) ? `${fields.key}.${fields.attempt}` : fields.key;

@@ -533,10 +533,8 @@ export class ManagerTextSession implements RunnerLink {
           await new Promise((resolve) => setTimeout(resolve, pause));
           continue;
         }
-        const { job, attempt } = await this.#kit.request.request(
-          () => scheduler.onJobRequest(this),
-          (answered) => answered,
-        );
+        const asked = this.#kit.request.ask(() => scheduler.onJobRequest(this));
+        const { job, attempt } = asked instanceof Promise ? await asked : asked.answer;
         if (pipe.closed) return;
         if (job === -1 && pipe.commits.size > 0) {
           // The scheduler holds no PETO of a runner that holds jobs (a lock-step runner would deadlock), so it
