@@ -2,7 +2,9 @@
  * Workload 4, the manager's engine alone: a real manager (durable journal)
  * serves QUEUED jobs to simulated text runners (no processes); the first
  * WINDOW results are timed. Prints one JSON line: load time, jobs/s, cost
- * per job, and the process's resident memory. MODE is the runners'
+ * per job (wall, and the manager process's own CPU: `cpuPerJobUs`, user and
+ * system time of this process, all its threads; the simulated runners are
+ * another process), and the process's resident memory. MODE is the runners'
  * exchange: `pipe` (the vico extension's pipelined one, the default) or
  * `lockstep` (the plain draft's).
  *
@@ -12,6 +14,7 @@
  */
 
 import { join } from "node:path";
+import process from "node:process";
 import { Manager } from "../manager/manager.ts";
 import { parseJobList } from "../manager/jobs/job_list.ts";
 
@@ -34,6 +37,7 @@ try {
   text = "";
   let settled = 0;
   let windowStart = 0, windowEnd = 0;
+  let cpuStart = { user: 0, system: 0 }, cpuEnd = cpuStart;
   let reached!: () => void;
   const enough = new Promise<void>((r) => (reached = r));
   const manager = await Manager.start({
@@ -42,9 +46,13 @@ try {
     port: 0,
     onSettled: () => {
       settled++;
-      if (settled === 1) windowStart = performance.now();
+      if (settled === 1) {
+        windowStart = performance.now();
+        cpuStart = process.cpuUsage();
+      }
       if (settled === window) {
         windowEnd = performance.now();
+        cpuEnd = process.cpuUsage();
         reached();
       }
     },
@@ -74,6 +82,9 @@ try {
   await sim.status;
   // The first result opens the window, so WINDOW-1 intervals fall in it.
   const perJobUs = (seconds / (window - 1)) * 1e6;
+  const userPerJobUs = (cpuEnd.user - cpuStart.user) / (window - 1);
+  const systemPerJobUs = (cpuEnd.system - cpuStart.system) / (window - 1);
+  const cpuPerJobUs = userPerJobUs + systemPerJobUs;
   console.log(
     JSON.stringify({
       queued,
@@ -85,6 +96,9 @@ try {
       mode,
       jobsPerSec: (window - 1) / seconds,
       perJobUs,
+      cpuPerJobUs,
+      userPerJobUs,
+      systemPerJobUs,
     }),
   );
 } finally {

@@ -20,6 +20,7 @@ import { MemoryListener } from "../transport/memory_transport.ts";
 import { listenTls, type TlsIdentity } from "../transport/tls.ts";
 import { mergeListeners, type Transport, type TransportListener } from "../transport/transport.ts";
 import { logger, RateLimitedLog } from "../util/log.ts";
+import { isoNow } from "../util/iso_now.ts";
 import { FleetWatch } from "./scheduling/fleet_watch.ts";
 import { jobKey } from "./jobs/job_key.ts";
 import { identityOf, type JobList } from "./jobs/job_list.ts";
@@ -299,6 +300,27 @@ async function reopenFailed(
   return reopen.map((r) => r.job);
 }
 
+/** Slots of the job-key cache (a power of two): the jobs in flight, most recent first. */
+const KEY_CACHE_SLOTS = 4096;
+
+/**
+ * A job's key is a SHA-256 of its command: made when the job goes out and
+ * again when its result is recorded. A small cache by job number (bounded:
+ * one slot per job modulo its size) makes the second one a look-up.
+ */
+function cachedKeys(keyOf: (job: number) => string): (job: number) => string {
+  const jobsIn = new Int32Array(KEY_CACHE_SLOTS).fill(-1);
+  const keys: string[] = new Array(KEY_CACHE_SLOTS).fill("");
+  return (job) => {
+    const slot = job & (KEY_CACHE_SLOTS - 1);
+    if (jobsIn[slot] === job) return keys[slot];
+    const key = keyOf(job);
+    jobsIn[slot] = job;
+    keys[slot] = key;
+    return key;
+  };
+}
+
 /** What an earlier run on the results directory settled (not run again), said and told. */
 async function planRun(
   options: ManagerOptions,
@@ -489,7 +511,7 @@ export class Manager {
     const claim = await ResultsDir.claim(options.resultsDir, { durable: options.durable });
     const { listener, localListener } = listen(options, claim);
     const results = await openResults(options, claim, listener);
-    const keyOf = (job: number) => jobKey(identityOf(jobs, job), jobs.occurrences[job]);
+    const keyOf = cachedKeys((job) => jobKey(identityOf(jobs, job), jobs.occurrences[job]));
     let reopened: number[] | undefined;
     if (options.rerunFailed) {
       try {
@@ -597,7 +619,7 @@ export class Manager {
           key: keyOf(job),
           runner: link.runnerId!,
           host: link.host,
-          at: new Date().toISOString(),
+          at: isoNow(),
           run,
           attempt,
         }),

@@ -33,6 +33,8 @@ export type ChunkSink = (chunk: Uint8Array) => void | Promise<void>;
 const LF = 0x0a;
 const COMPACT_BELOW = 4096;
 const CR = 0x0d;
+/** Lines up to this many bytes that are all ASCII are decoded in JavaScript. */
+const ASCII_FAST_MAX = 256;
 
 /**
  * A buffered reader over a {@linkcode ByteSource}.
@@ -95,16 +97,7 @@ export class BufferedReader {
     let scanFrom = this.#start;
     while (true) {
       const hit = this.#buf.subarray(scanFrom, this.#end).indexOf(LF);
-      const nl = hit === -1 ? -1 : scanFrom + hit;
-      if (nl !== -1) {
-        let lineEnd = nl;
-        if (lineEnd > this.#start && this.#buf[lineEnd - 1] === CR) lineEnd--;
-        const bytes = this.#buf.subarray(this.#start, lineEnd);
-        if (bytes.length > this.#maxLine) this.#lineTooLong(bytes);
-        this.#start = nl + 1;
-        if (this.#start === this.#end) this.#start = this.#end = 0;
-        return this.#decode(bytes);
-      }
+      if (hit !== -1) return this.#takeLine(scanFrom + hit);
       // A line may carry one `\r` beyond the limit before its `\n`.
       if (this.#end - this.#start > this.#maxLine + 1) {
         this.#lineTooLong(this.#buf.subarray(this.#start, this.#end));
@@ -119,6 +112,30 @@ export class BufferedReader {
       }
       scanFrom = this.#start + scanned;
     }
+  }
+
+  /**
+   * The next line if it is in the buffer already (as {@linkcode readLine}
+   * would return it, with the same checks), else `undefined` and nothing
+   * is consumed: a caller reading many short lines saves a turn of the
+   * event loop per line.
+   *
+   * @throws {ProtocolError} If the line is too long or not UTF-8.
+   */
+  bufferedLine(): string | undefined {
+    const hit = this.#buf.subarray(this.#start, this.#end).indexOf(LF);
+    return hit === -1 ? undefined : this.#takeLine(this.#start + hit);
+  }
+
+  /** Consumes the line that ends at the `\n` at `nl` and decodes it. */
+  #takeLine(nl: number): string {
+    let lineEnd = nl;
+    if (lineEnd > this.#start && this.#buf[lineEnd - 1] === CR) lineEnd--;
+    const bytes = this.#buf.subarray(this.#start, lineEnd);
+    if (bytes.length > this.#maxLine) this.#lineTooLong(bytes);
+    this.#start = nl + 1;
+    if (this.#start === this.#end) this.#start = this.#end = 0;
+    return this.#decode(bytes);
   }
 
   /**
@@ -248,6 +265,17 @@ export class BufferedReader {
   }
 
   #decode(bytes: Uint8Array): string {
+    // Protocol lines are mostly short and ASCII: that is decoded here, without a call into the runtime.
+    if (bytes.length <= ASCII_FAST_MAX) {
+      let ascii = true;
+      for (let i = 0; i < bytes.length; i++) {
+        if (bytes[i] >= 0x80) {
+          ascii = false;
+          break;
+        }
+      }
+      if (ascii) return String.fromCharCode.apply(null, bytes as unknown as number[]);
+    }
     try {
       return this.#decoder.decode(bytes);
     } catch {

@@ -27,8 +27,9 @@ import { type JobList, taskOf } from "../jobs/job_list.ts";
 import type { AttemptRecord, JobFields, ResultsStore, ReturnedFile, StagedOutput } from "./results_store.ts";
 import type { RunnerLink, Scheduler } from "../scheduling/scheduler.ts";
 import type { Claim, Ledger, Ticket } from "./ledger.ts";
-import type { Quarantine } from "../scheduling/quarantine.ts";
+import type { Quarantine, Verdict } from "../scheduling/quarantine.ts";
 import { logger } from "../../util/log.ts";
+import { isoNow } from "../../util/iso_now.ts";
 
 const log = logger("manager");
 
@@ -150,13 +151,18 @@ export class ResultRecorder {
    */
   async admit(job: number, attempt: number, link: RunnerLink): Promise<Admission> {
     while (true) {
-      const admission = this.#admitNow(job, attempt, link);
+      const admission = this.admitNow(job, attempt, link);
       if (admission.kind !== "duplicate" || admission.busy !== true) return admission;
       await admission.settled;
     }
   }
 
-  #admitNow(job: number, attempt: number, link: RunnerLink): Admission {
+  /**
+   * {@linkcode admit} without waiting: while another attempt of the job is
+   * being recorded, the answer is a duplicate marked `busy` (then call
+   * {@linkcode admit}, which waits for that commit).
+   */
+  admitNow(job: number, attempt: number, link: RunnerLink): Admission {
     if ((this.#jobs.bundles?.[job]?.nodes ?? 1) > 1) {
       // A gang claims once, when all its members have delivered.
       const a = this.#ledger.assignment(job, attempt);
@@ -232,12 +238,24 @@ export class ResultRecorder {
   }
 
   /** Asks the quarantine about a single-node result and acts on its verdict. */
-  async #judge(ticket: Ticket, delivery: Delivery): Promise<void> {
+  #judge(ticket: Ticket, delivery: Delivery): Promise<void> {
     const job = ticket.job;
     const now = this.#now();
-    const host = delivery.link.host;
     const took = now - Date.parse(delivery.handedOutAt);
-    const verdict = this.#quarantine!.onResult(host, job, delivery.status, took, now);
+    const verdict = this.#quarantine!.onResult(delivery.link.host, job, delivery.status, took, now);
+    if (
+      !verdict.held && verdict.record.length === 1 && verdict.record[0] === job && verdict.requeue.length === 0 &&
+      verdict.pause === undefined && verdict.quarantine === undefined && this.#suspects.size === 0
+    ) {
+      return this.#commit(ticket, [delivery], job); // the usual verdict: record it, nothing else to do
+    }
+    return this.#actOn(ticket, delivery, verdict, now);
+  }
+
+  /** Acts on a quarantine verdict other than "record this one". */
+  async #actOn(ticket: Ticket, delivery: Delivery, verdict: Verdict, now: number): Promise<void> {
+    const job = ticket.job;
+    const host = delivery.link.host;
     let heldRecord: Promise<AttemptRecord> | undefined;
     if (verdict.held) {
       // Held from now on (the quarantine holds it already); durable, as an
@@ -283,7 +301,7 @@ export class ResultRecorder {
       if (j === job && !verdict.held) await this.#commit(ticket, [delivery], job);
       else if (j !== job) await this.#flushSuspect(j);
     }
-    await this.#releaseIfIdle();
+    if (this.#suspects.size > 0) await this.#releaseIfIdle();
     if (heldRecord !== undefined) await heldRecord;
     // A break before the host is judged: its session (every worker of it) answers nothing until then.
     if (verdict.pause !== undefined) await new Promise((r) => setTimeout(r, Math.max(0, verdict.pause!.until - now)));
@@ -367,7 +385,7 @@ export class ResultRecorder {
       if (claim.kind !== "accepted") return false;
       try {
         await this.#results.commitLost(
-          { ...this.#fields(job, { link, handedOutAt: new Date().toISOString() }) },
+          { ...this.#fields(job, { link, handedOutAt: isoNow() }) },
           reason,
         );
       } catch (err) {
@@ -390,7 +408,7 @@ export class ResultRecorder {
       command: jobs.commands[job],
       host: d.link.host,
       start: d.handedOutAt,
-      end: new Date().toISOString(),
+      end: isoNow(),
       attempt: attempt ?? this.#scheduler.queue.attempts(job),
       ...(name !== undefined ? { name } : {}),
     };
@@ -408,36 +426,30 @@ export class ResultRecorder {
     return d.output ?? this.#results.stageOutput();
   }
 
-  async #commit(ticket: Ticket, parts: Delivery[], job: number): Promise<void> {
+  #commit(ticket: Ticket, parts: Delivery[], job: number): Promise<void> {
+    let committed: Promise<void>;
     try {
-      await this.#commitParts(ticket, parts, job);
+      committed = this.#commitParts(ticket, parts, job);
     } catch (err) {
+      committed = Promise.reject(err);
+    }
+    return committed.catch((err) => {
       this.#ledger.abort(ticket);
       throw err;
-    }
+    });
   }
 
-  async #commitParts(ticket: Ticket, parts: Delivery[], job: number): Promise<void> {
+  #commitParts(ticket: Ticket, parts: Delivery[], job: number): Promise<void> {
     const gang = parts.length > 1;
-    const status = parts.find((p) => p.status !== 0)?.status ?? 0;
+    const status = gang ? parts.find((p) => p.status !== 0)?.status ?? 0 : parts[0].status;
     const link = parts[0].link;
-    const timedOut = parts.some((p) => p.timedOut);
-    const fields: JobFields = {
-      ...this.#fields(job, { link, handedOutAt: parts[0].handedOutAt }, ticket.attempt),
-      host: parts.map((p) => p.link.host).join(","),
-      status,
-      ...(timedOut ? { timedOut: true as const } : {}),
-    };
+    const timedOut = gang ? parts.some((p) => p.timedOut) : parts[0].timedOut;
+    const fields = this.#fields(job, { link, handedOutAt: parts[0].handedOutAt }, ticket.attempt) as JobFields;
+    if (gang) fields.host = parts.map((p) => p.link.host).join(",");
+    fields.status = status;
+    if (timedOut) fields.timedOut = true;
     const queue = this.#scheduler.queue;
-    if (status !== 0 && queue.failures(job) < this.#retries) {
-      // Keep what this attempt said, then try again later.
-      for (const part of parts.slice(1)) await discard(part);
-      for (const f of parts[0].returned) await f.staged?.discard();
-      await this.#results.commitAttempt({ ...fields, status }, this.#outputOf(parts[0]));
-      this.#ledger.consume(ticket);
-      this.#scheduler.onJobRetry(link, job);
-      return;
-    }
+    if (status !== 0 && queue.failures(job) < this.#retries) return this.#keepForRetry(ticket, parts, job, fields);
     const bundle = this.#jobs.bundles?.[job];
     if (bundle !== undefined) {
       fields.nodes = parts.map((p) => ({
@@ -456,10 +468,20 @@ export class ResultRecorder {
         ].map((f) => ({ ...f, node: p.rank }))
       )
       : parts[0].returned;
-    await this.#results.commit(fields, gang ? undefined : parts[0].output, returned);
-    this.#ledger.settle(ticket);
-    this.#suspects.delete(job);
-    this.#scheduler.onJobSettled(link, job, status);
+    return this.#results.commit(fields, gang ? undefined : parts[0].output, returned).then(() => {
+      this.#ledger.settle(ticket);
+      this.#suspects.delete(job);
+      this.#scheduler.onJobSettled(link, job, status);
+    });
+  }
+
+  /** A failed attempt with retries left: keeps what it said, then the job goes back to the queue. */
+  async #keepForRetry(ticket: Ticket, parts: Delivery[], job: number, fields: JobFields): Promise<void> {
+    for (const part of parts.slice(1)) await discard(part);
+    for (const f of parts[0].returned) await f.staged?.discard();
+    await this.#results.commitAttempt({ ...fields, status: fields.status as number }, this.#outputOf(parts[0]));
+    this.#ledger.consume(ticket);
+    this.#scheduler.onJobRetry(parts[0].link, job);
   }
 }
 

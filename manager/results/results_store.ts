@@ -239,10 +239,17 @@ const encoder = new TextEncoder();
 
 let tmpCounter = 0;
 
+/** SHA-256 of no bytes, hex: an empty output's (most jobs print nothing; nothing is hashed for them). */
+export const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/** What a record says of an empty output. */
+const NO_OUTPUT = { size: 0, sha256: EMPTY_SHA256, output: null } as const;
+
 /** An output being received: streamed to a temporary file and hashed on the way. */
 export class StagedOutput {
   readonly #tmpDir: string;
-  readonly #hash: Hash = createHash("sha256");
+  /** Made with the first byte (an empty output needs none). */
+  #hash: Hash | undefined;
   #file: Deno.FsFile | undefined;
   #tmpPath: string | undefined;
   #size = 0;
@@ -264,7 +271,7 @@ export class StagedOutput {
       this.#tmpPath = join(this.#tmpDir, `${Deno.pid}-${++tmpCounter}.part`);
       this.#file = await Deno.open(this.#tmpPath, { write: true, createNew: true });
     }
-    this.#hash.update(chunk);
+    (this.#hash ??= createHash("sha256")).update(chunk);
     this.#size += chunk.length;
     await writeAll(this.#file, chunk);
   }
@@ -275,7 +282,7 @@ export class StagedOutput {
    * file exists even when empty).
    */
   async publish(finalPath: string, always = false): Promise<string> {
-    const sha256 = this.#hash.digest("hex");
+    const sha256 = this.#hash?.digest("hex") ?? EMPTY_SHA256;
     if (this.#file === undefined && always) {
       this.#tmpPath = join(this.#tmpDir, `${Deno.pid}-${++tmpCounter}.part`);
       this.#file = await Deno.open(this.#tmpPath, { write: true, createNew: true });
@@ -326,6 +333,8 @@ export class ResultsStore {
   #dirty = new Set<string>();
   /** Journal length up to its last complete, durable batch. */
   #goodLength: number;
+  /** Where outputs are staged (`tmp/`). */
+  readonly #tmpDir: string;
 
   /** What earlier runs on this directory recorded. */
   readonly previous: JournalState;
@@ -341,6 +350,7 @@ export class ResultsStore {
     claim: ResultsDir,
   ) {
     this.dir = dir;
+    this.#tmpDir = join(dir, TMP_DIR);
     this.#claim = claim;
     this.previous = previous;
     this.#goodLength = length;
@@ -385,7 +395,7 @@ export class ResultsStore {
 
   /** Starts receiving one output. */
   stageOutput(): StagedOutput {
-    return new StagedOutput(join(this.dir, TMP_DIR));
+    return new StagedOutput(this.#tmpDir);
   }
 
   /**
@@ -396,18 +406,37 @@ export class ResultsStore {
    * earlier attempt's files stay. Resolves once the record is durable. On
    * failure every staged file is discarded.
    */
-  async commit(fields: JobFields, output?: StagedOutput, returned: ReturnedFile[] = []): Promise<JobRecord> {
-    const staged = output ?? this.stageOutput();
+  commit(fields: JobFields, output?: StagedOutput, returned: ReturnedFile[] = []): Promise<JobRecord> {
+    if ((output === undefined || output.size === 0) && returned.length === 0) {
+      // Nothing to publish (most jobs print nothing): the record alone.
+      const record: JobRecord = { type: "job", ...fields, ...NO_OUTPUT };
+      return this.#append(record).then(() => {
+        this.onJob?.(record);
+        return record;
+      });
+    }
+    return this.#commitWithFiles(fields, output, returned);
+  }
+
+  async #commitWithFiles(
+    fields: JobFields,
+    output: StagedOutput | undefined,
+    returned: ReturnedFile[],
+  ): Promise<JobRecord> {
+    const staged = output;
     try {
       const name = this.previous.reopened.has(fields.key) ? `${fields.key}.${fields.attempt}` : fields.key;
-      const published = await this.#publishOutput(`${name}.out`, staged);
+      // An empty output has no file to publish (the common case: nothing to wait for).
+      const published = staged === undefined || staged.size === 0
+        ? NO_OUTPUT
+        : await this.#publishOutput(`${name}.out`, staged);
       const record: JobRecord = { type: "job", ...fields, ...published };
       if (returned.length > 0) record.files = await this.#publishFiles(name, returned);
       await this.#append(record);
       this.onJob?.(record);
       return record;
     } catch (err) {
-      await staged.discard();
+      await staged?.discard();
       for (const f of returned) await f.staged?.discard();
       throw err;
     }

@@ -25,6 +25,28 @@ export class JobRequest<A> {
   }
 
   /**
+   * Asks; the answer, if the scheduler gave it inside the ask (the usual
+   * case: no turn of the event loop), else a promise of it (the request
+   * stays pending until answered). For a session that watches its peer
+   * elsewhere (the pipelined exchange).
+   */
+  ask(ask: () => void): { readonly answer: A } | Promise<A> {
+    let now: { answer: A } | undefined;
+    this.#reply = (answer) => (now = { answer });
+    try {
+      ask();
+    } catch (err) {
+      this.#reply = undefined;
+      throw err;
+    }
+    if (now !== undefined) {
+      this.#reply = undefined;
+      return now;
+    }
+    return new Promise<A>((resolve) => (this.#reply = resolve));
+  }
+
+  /**
    * Asks and waits for the answer.
    *
    * @param ask Asks the scheduler (`scheduler.onJobRequest(link)`); it may answer at once.

@@ -38,9 +38,10 @@ import {
 import type { Transport } from "../../transport/transport.ts";
 import { SerialWriter } from "../../transport/serial_writer.ts";
 import { logger, RateLimitedLog } from "../../util/log.ts";
+import { isoNow } from "../../util/iso_now.ts";
 import type { JobClass } from "../jobs/job_list.ts";
-import type { Admission } from "../results/result_recorder.ts";
 import type { StagedOutput } from "../results/results_store.ts";
+import type { Admission, Delivery } from "../results/result_recorder.ts";
 import type { RunnerLink } from "../scheduling/scheduler.ts";
 import { FailureReporter } from "./failure_reporter.ts";
 import { LIVENESS_CHECK_MAX_MS, LIVENESS_CHECK_MIN_MS } from "./liveness.ts";
@@ -79,6 +80,9 @@ const VERSIO = encodeLine(formatManagerLine({ kind: "versio", version: TEXT_PROT
 const PULSE = encodeLine(PULSE_LINE);
 
 type RezultoMsg = Extract<FromRunnerText, { kind: "rezulto" }>;
+
+/** A pulse line was read (it is answered, and is no message). */
+const PULSE_SEEN = Symbol("pulse");
 
 /** The scheduler's answer to a PETO: a job and its attempt, or -1 for none (FINO). */
 interface Answer {
@@ -247,7 +251,7 @@ export class ManagerTextSession implements RunnerLink {
           } else {
             // Tagged: the key is made once here, and matched against the result's tag later.
             const key = this.#tagged ? this.#ctx.keyOf(job) : undefined;
-            this.#handedOut.set(job, { at: new Date().toISOString(), attempt, key });
+            this.#handedOut.set(job, { at: isoNow(), attempt, key });
             if (this.runnerId !== undefined) await this.#ctx.noteAssignment(job, attempt, this);
             if (key !== undefined) {
               const tag = formatTag({ run: this.#ctx.run, key, attempt });
@@ -329,42 +333,40 @@ export class ManagerTextSession implements RunnerLink {
       throw new ProtocolError(`Output of ${msg.size} bytes exceeds the limit of ${limits.maxOutputBytes}`);
     }
     // A kept result from an earlier connection: handed out then, not here.
-    const handedOut = this.#handedOut.get(job) ?? { at: new Date().toISOString(), attempt: tag!.attempt };
+    const handedOut = this.#handedOut.get(job) ?? { at: isoNow(), attempt: tag!.attempt };
     const attempt = tag?.attempt ?? handedOut.attempt;
     const admission = await recorder.admit(job, attempt, this);
     if (admission.kind === "unknown") throw new ProtocolError("REZULTO for a job this runner was not given", msg.job);
     await this.#transport.write(PRETA);
-    const { committed } = await this.#take(job, attempt, admission, msg, handedOut.at, tag?.timedOut ?? false);
-    await committed;
+    const accepted = admission.kind === "accepted";
+    const output = this.#ctx.results.stageOutput();
+    await this.#readOutput(msg.size, output, accepted, () => {
+      if (accepted) recorder.refuse(admission.ticket);
+    });
+    await this.#commit(msg, job, attempt, handedOut.at, tag?.timedOut ?? false, admission, output);
     await this.#transport.write(RICEVIS);
   }
 
   /**
-   * Reads an admitted result's bytes and starts its commit (or, for a job
-   * already settled, its discard); `committed` settles once that is
-   * durable, which is when the result may be acknowledged.
+   * A result read whole: the connection no longer has that hand-out out,
+   * and its commit (or, for a job already settled, its discard) starts;
+   * the promise settles once that is durable, when it may be acknowledged.
    */
-  async #take(
+  #commit(
+    msg: RezultoMsg,
     job: number,
     attempt: number,
-    admission: Exclude<Admission, { kind: "unknown" }>,
-    msg: RezultoMsg,
     handedOutAt: string,
     timedOut: boolean,
-  ): Promise<{ committed: Promise<void> }> {
-    const { results, recorder } = this.#ctx;
-    const accepted = admission.kind === "accepted";
-    const output = results.stageOutput();
-    await this.#readOutput(msg.size, output, accepted, () => {
-      if (accepted) recorder.refuse(admission.ticket);
-    });
+    admission: Exclude<Admission, { kind: "unknown" }>,
+    output: StagedOutput | undefined,
+  ): Promise<void> {
+    const recorder = this.#ctx.recorder;
     if (this.#handedOut.get(job)?.attempt === attempt) this.#handedOut.delete(job);
-    const delivery = { link: this, rank: 1, status: msg.status, handedOutAt, output, returned: [], timedOut };
-    return {
-      committed: accepted
-        ? recorder.record(admission.ticket, delivery)
-        : recorder.discard(job, delivery, admission.settled),
-    };
+    const delivery: Delivery = { link: this, rank: 1, status: msg.status, handedOutAt, output, returned: [], timedOut };
+    return admission.kind === "accepted"
+      ? recorder.record(admission.ticket, delivery)
+      : recorder.discard(job, delivery, admission.settled);
   }
 
   /**
@@ -373,6 +375,7 @@ export class ManagerTextSession implements RunnerLink {
    * discarded and `onFailure` called before the error is rethrown.
    */
   async #readOutput(size: number, output: StagedOutput, keep: boolean, onFailure: () => void): Promise<void> {
+    if (size === 0) return; // nothing on the wire: nothing to watch
     // A runner that stops sending mid-output would hold its job forever.
     const idleMs = this.#ctx.transferIdleTimeoutMs;
     try {
@@ -406,6 +409,13 @@ export class ManagerTextSession implements RunnerLink {
     return this.runnerId === undefined ? undefined : this.#ctx.scheduler.ledger.jobOfKey(tag.key);
   }
 
+  /** A line already in the reader's buffer (heard now), without waiting; `undefined` if none is whole yet. */
+  #bufferedLine(): string | undefined {
+    const line = this.#reader.bufferedLine();
+    if (line !== undefined) this.#kit.liveness.heard();
+    return line;
+  }
+
   #readLine(): Promise<string | null> {
     return this.#reader.readLine().then((line) => {
       this.#kit.liveness.heard();
@@ -418,30 +428,54 @@ export class ManagerTextSession implements RunnerLink {
     while (true) {
       const pending = this.#pendingLine;
       this.#pendingLine = undefined;
-      const line = await (pending ?? this.#readLine());
+      const line = pending === undefined ? this.#bufferedLine() ?? await this.#readLine() : await pending;
       if (line === null) throw this.#kit.liveness.closedError("Runner closed the connection");
-      if (this.#pulseMs > 0 && line === PULSE_LINE) {
+      const msg = this.#take(line);
+      if (msg === PULSE_SEEN) {
         if (this.#pipe !== undefined) this.#pipe.send(PULSE);
         else await this.#transport.write(PULSE);
-        continue;
-      }
-      if (this.#tagged && line.startsWith(RESULT_TAG_PREFIX)) {
-        if (this.#resultTag !== undefined) throw new ProtocolError("Two result tags in a row", line);
-        const tag = parseTag(line.slice(RESULT_TAG_PREFIX.length));
-        // A runner that does not know seq= may echo it: it is ignored here.
-        const fields = tag.rest === "" ? [] : tag.rest.split(" ").filter((f) => !/^seq=[0-9]{1,15}$/.test(f));
-        if (fields.length > 1 || (fields.length === 1 && fields[0] !== "timedout=1")) {
-          throw new ProtocolError("Unknown result tag field", line);
-        }
-        this.#resultTag = { run: tag.run, key: tag.key, attempt: tag.attempt, timedOut: fields[0] === "timedout=1" };
-        continue;
-      }
-      const msg = parseRunnerLine(line);
-      if (this.#resultTag !== undefined && msg.kind !== "rezulto") {
-        throw new ProtocolError("A result tag must come just before REZULTO", line);
-      }
-      return msg;
+      } else if (msg !== undefined) return msg;
     }
+  }
+
+  /**
+   * The next runner message if its lines are in the reader's buffer already
+   * (pipelined sessions: pulses are answered through the pipe's writer);
+   * `undefined` when the next one must be waited for.
+   */
+  #nextNow(pipe: PipeState): FromRunnerText | undefined {
+    while (this.#pendingLine === undefined) {
+      const line = this.#bufferedLine();
+      if (line === undefined) return undefined;
+      const msg = this.#take(line);
+      if (msg === PULSE_SEEN) pipe.send(PULSE);
+      else if (msg !== undefined) return msg;
+    }
+    return undefined;
+  }
+
+  /**
+   * One line from the runner: its message; or a pulse (to answer) or a
+   * result tag (kept for the REZULTO that follows), which are no message.
+   */
+  #take(line: string): FromRunnerText | typeof PULSE_SEEN | undefined {
+    if (this.#pulseMs > 0 && line === PULSE_LINE) return PULSE_SEEN;
+    if (this.#tagged && line.startsWith(RESULT_TAG_PREFIX)) {
+      if (this.#resultTag !== undefined) throw new ProtocolError("Two result tags in a row", line);
+      const tag = parseTag(line.slice(RESULT_TAG_PREFIX.length));
+      // A runner that does not know seq= may echo it: it is ignored here.
+      const fields = tag.rest === "" ? [] : tag.rest.split(" ").filter((f) => !/^seq=[0-9]{1,15}$/.test(f));
+      if (fields.length > 1 || (fields.length === 1 && fields[0] !== "timedout=1")) {
+        throw new ProtocolError("Unknown result tag field", line);
+      }
+      this.#resultTag = { run: tag.run, key: tag.key, attempt: tag.attempt, timedOut: fields[0] === "timedout=1" };
+      return undefined;
+    }
+    const msg = parseRunnerLine(line);
+    if (this.#resultTag !== undefined && msg.kind !== "rezulto") {
+      throw new ProtocolError("A result tag must come just before REZULTO", line);
+    }
+    return msg;
   }
 
   // ---------------------------------------------------------------------------
@@ -455,7 +489,7 @@ export class ManagerTextSession implements RunnerLink {
     void this.#answerRequests(pipe);
     try {
       while (true) {
-        const msg = await this.#next();
+        const msg = this.#nextNow(pipe) ?? await this.#next();
         if (pipe.failure !== undefined) throw pipe.failure;
         if (msg.kind === "peto") {
           if (++pipe.requests > MAX_PIPE_REQUESTS) {
@@ -463,10 +497,11 @@ export class ManagerTextSession implements RunnerLink {
           }
           pipe.wake();
         } else if (msg.kind === "rezulto") {
-          await this.#receivePipe(pipe, msg);
+          const reading = this.#receivePipe(pipe, msg);
+          if (reading !== undefined) await reading;
         } else if (msg.kind === "finoAnkau") {
           if (!pipe.finoSent) throw new ProtocolError("FINO ANKAU before FINO", msg.kind);
-          await pipe.acks;
+          await pipe.acked();
           if (pipe.failure !== undefined) throw pipe.failure;
           await pipe.writer.drain();
           return true;
@@ -509,10 +544,8 @@ export class ManagerTextSession implements RunnerLink {
           await new Promise((resolve) => setTimeout(resolve, pause));
           continue;
         }
-        const { job, attempt } = await this.#kit.request.request(
-          () => scheduler.onJobRequest(this),
-          (answered) => answered,
-        );
+        const asked = this.#kit.request.ask(() => scheduler.onJobRequest(this));
+        const { job, attempt } = asked instanceof Promise ? await asked : asked.answer;
         if (pipe.closed) return;
         if (job === -1 && pipe.commits.size > 0) {
           // The scheduler holds no PETO of a runner that holds jobs (a lock-step runner would deadlock), so it
@@ -528,7 +561,7 @@ export class ManagerTextSession implements RunnerLink {
           continue;
         }
         const key = this.#ctx.keyOf(job);
-        this.#handedOut.set(job, { at: new Date().toISOString(), attempt, key });
+        this.#handedOut.set(job, { at: isoNow(), attempt, key });
         const tag = formatTag({ run: this.#ctx.run, key, attempt });
         const bytes = encodeLine(
           `${JOB_TAG_PREFIX}${tag} ${SEQ_FIELD}${this.#ctx.jobs.lines[job]}\n${this.#ctx.jobs.commands[job]}`,
@@ -546,7 +579,7 @@ export class ManagerTextSession implements RunnerLink {
    * (no PRETA), then committed while the session reads on; its ack goes out
    * once durable, after the acks of the results before it.
    */
-  async #receivePipe(pipe: PipeState, msg: RezultoMsg): Promise<void> {
+  #receivePipe(pipe: PipeState, msg: RezultoMsg): Promise<void> | undefined {
     const { jobs, limits, recorder } = this.#ctx;
     const tag = this.#resultTag;
     this.#resultTag = undefined;
@@ -558,17 +591,54 @@ export class ManagerTextSession implements RunnerLink {
     if (msg.size > limits.maxOutputBytes) {
       throw new ProtocolError(`Output of ${msg.size} bytes exceeds the limit of ${limits.maxOutputBytes}`);
     }
-    const handedOut = this.#handedOut.get(job) ?? { at: new Date().toISOString(), attempt: tag.attempt };
-    const admission = await recorder.admit(job, tag.attempt, this);
+    const handedOutAt = this.#handedOut.get(job)?.at ?? isoNow();
+    // Most results are admitted (or not) at once; only one racing another attempt's commit waits.
+    const admission = recorder.admitNow(job, tag.attempt, this);
+    if (admission.kind === "duplicate" && admission.busy === true) {
+      return recorder.admit(job, tag.attempt, this).then((later) =>
+        this.#receiveAdmitted(pipe, msg, job, tag, handedOutAt, later)
+      );
+    }
+    return this.#receiveAdmitted(pipe, msg, job, tag, handedOutAt, admission);
+  }
+
+  /** A pipelined result, admitted (or a duplicate): its bytes read (if any), then committed or discarded. */
+  #receiveAdmitted(
+    pipe: PipeState,
+    msg: RezultoMsg,
+    job: number,
+    tag: Tag & { timedOut: boolean },
+    handedOutAt: string,
+    admission: Admission,
+  ): Promise<void> | undefined {
     if (admission.kind === "unknown") throw new ProtocolError("REZULTO for a job this runner was not given", msg.job);
+    if (msg.size === 0) {
+      this.#deliverPipe(pipe, msg, job, tag, handedOutAt, admission, undefined); // no bytes: nothing to wait for
+      return undefined;
+    }
+    const accepted = admission.kind === "accepted";
+    const output = this.#ctx.results.stageOutput();
     const state = this.#state;
     this.#state = "ProcessJob";
-    try {
-      const { committed } = await this.#take(job, tag.attempt, admission, msg, handedOut.at, tag.timedOut);
-      pipe.ack(committed, encodeLine(formatAck(tag)));
-    } finally {
-      this.#state = state;
-    }
+    return this.#readOutput(msg.size, output, accepted, () => {
+      if (accepted) this.#ctx.recorder.refuse(admission.ticket);
+    }).finally(() => (this.#state = state)).then(() =>
+      this.#deliverPipe(pipe, msg, job, tag, handedOutAt, admission, output)
+    );
+  }
+
+  /** A pipelined result read whole: committed (or discarded) while the session reads on; acked once durable. */
+  #deliverPipe(
+    pipe: PipeState,
+    msg: RezultoMsg,
+    job: number,
+    tag: Tag & { timedOut: boolean },
+    handedOutAt: string,
+    admission: Exclude<Admission, { kind: "unknown" }>,
+    output: StagedOutput | undefined,
+  ): void {
+    const committed = this.#commit(msg, job, tag.attempt, handedOutAt, tag.timedOut, admission, output);
+    pipe.ack(committed, encodeLine(formatAck(tag)));
   }
 
   #reportFailure(err: unknown): Promise<void> {
@@ -613,8 +683,12 @@ class PipeState {
   #replies: Promise<void> = Promise.resolve();
   /** Answers queued on that chain and not written yet. */
   #waiting = 0;
-  /** The acks, in the order the results came; settles once every ack so far is written. */
-  acks: Promise<void> = Promise.resolve();
+  /** Acks not written yet, in the order the results came: each goes out once it and all before it are committed. */
+  readonly #acks: { bytes: Uint8Array; committed: boolean }[] = [];
+  /** Where the first unwritten ack is in {@linkcode #acks} (the written ones before it are cut off now and then). */
+  #ackHead = 0;
+  /** Waiters for every ack so far to be written. */
+  #ackWaiters: (() => void)[] = [];
   /** Commits of results read whole, not settled yet. */
   readonly commits = new Set<Promise<void>>();
 
@@ -646,18 +720,51 @@ class PipeState {
   /** Queues a result's ack: written once `committed` resolves and every earlier ack is out. */
   ack(committed: Promise<void>, bytes: Uint8Array): void {
     this.commits.add(committed);
-    committed.then(() => this.commits.delete(committed), () => this.commits.delete(committed));
-    const prior = this.acks;
-    this.acks = (async () => {
-      await prior;
-      await committed;
-      await this.writer.write(bytes);
-    })().catch((err) => this.fail(err));
+    const entry = { bytes, committed: false };
+    this.#acks.push(entry);
+    committed.then(() => {
+      this.commits.delete(committed);
+      entry.committed = true;
+      this.#writeAcks();
+    }, (err) => {
+      this.commits.delete(committed);
+      this.fail(err); // no later ack goes out: the connection closes
+    });
+  }
+
+  /** Resolves once every ack queued so far is written, or once the session failed (see {@linkcode failure}). */
+  async acked(): Promise<void> {
+    if (this.failure === undefined && this.#ackHead < this.#acks.length) {
+      await new Promise<void>((resolve) => this.#ackWaiters.push(resolve));
+    }
+    await this.writer.drain();
+  }
+
+  /** Hands the committed acks at the head of the queue to the writer, in order. */
+  #writeAcks(): void {
+    if (this.failure !== undefined) return;
+    const acks = this.#acks;
+    while (this.#ackHead < acks.length && acks[this.#ackHead].committed) this.send(acks[this.#ackHead++].bytes);
+    if (this.#ackHead === acks.length) {
+      acks.length = 0;
+      this.#ackHead = 0;
+      this.#wakeAckWaiters();
+    } else if (this.#ackHead > 1024) {
+      acks.splice(0, this.#ackHead);
+      this.#ackHead = 0;
+    }
+  }
+
+  #wakeAckWaiters(): void {
+    const waiters = this.#ackWaiters;
+    this.#ackWaiters = [];
+    for (const w of waiters) w();
   }
 
   /** Ends the session with `err` (the first failure wins): the reader sees the connection close. */
   fail(err: unknown): void {
     this.failure ??= err;
     this.#transport.close();
+    this.#wakeAckWaiters(); // no more acks go out
   }
 }

@@ -66,6 +66,37 @@ Deno.test({
 });
 
 Deno.test({
+  name: "BufferedReader.bufferedLine() takes only whole lines already read, as readLine() would return them",
+  permissions: "none",
+  async fn() {
+    // The first read ends in the middle of the third line.
+    const r = new BufferedReader(chunkedSource(concat("PETO\r\nŝanĝo\nREZ", "ULTO x 0 0\n"), [17, 1 << 20]));
+    assert.equal(r.bufferedLine(), undefined); // nothing read yet
+    assert.equal(await r.readLine(), "PETO");
+    assert.equal(r.bufferedLine(), "ŝanĝo");
+    assert.equal(r.bufferedLine(), undefined); // "REZ" is not a whole line: left in place
+    assert.equal(await r.readLine(), "REZULTO x 0 0");
+    assert.equal(await r.readLine(), null);
+    const bad = new BufferedReader(chunkedSource(concat("ok\n", new Uint8Array([0x66, 0xff, 0x0a])), 1 << 20));
+    assert.equal(await bad.readLine(), "ok");
+    assert.throws(() => bad.bufferedLine(), (e) => e instanceof ProtocolError && /UTF-8/.test(e.message));
+    const long = new BufferedReader(chunkedSource(concat("a\n", "x".repeat(20), "\n"), 1 << 20), { maxLineBytes: 10 });
+    assert.equal(await long.readLine(), "a");
+    assert.throws(() => long.bufferedLine(), (e) => e instanceof ProtocolError && /exceeds the limit/.test(e.message));
+  },
+});
+
+Deno.test({
+  name: "BufferedReader.readLine() decodes ASCII and non-ASCII lines alike, short and long",
+  permissions: "none",
+  async fn() {
+    const lines = ["", "PETO", "x".repeat(256), "y".repeat(257), "é", "a".repeat(255) + "é", "\u0000\u007f"];
+    const r = new BufferedReader(chunkedSource(concat(...lines.map((l) => l + "\n")), 5));
+    for (const l of lines) assert.equal(await r.readLine(), l);
+  },
+});
+
+Deno.test({
   name: "BufferedReader reads big-endian integers and exact bytes across chunk borders",
   permissions: "none",
   async fn(t) {

@@ -30,3 +30,20 @@ Deno.test("JobRequest.request ends the request when the hold fails (the peer lef
   assert.equal(request.pending, false);
   request.answer("too late");
 });
+
+Deno.test("JobRequest.ask returns an answer given inside the ask at once, and a promise of a later one", async () => {
+  const request = new JobRequest<number>();
+  assert.deepEqual(request.ask(() => request.answer(7)), { answer: 7 });
+  assert.equal(request.pending, false);
+  const later = request.ask(() => {});
+  assert.ok(later instanceof Promise);
+  assert.equal(request.pending, true);
+  request.answer(8);
+  assert.equal(await later, 8);
+  assert.equal(request.pending, false);
+  assert.throws(() =>
+    request.ask(() => {
+      throw new Error("scheduler broke");
+    }), /scheduler broke/);
+  assert.equal(request.pending, false);
+});
