@@ -113,6 +113,9 @@ const O_CLOEXEC = 0o2000000;
 const SEEK_CUR = 1;
 const SEEK_END = 2;
 const F_GETFL = 3;
+const F_SETLEASE = 1024;
+const F_WRLCK = 1;
+const F_UNLCK = 2;
 /** Bigger than any libc's struct: only libc's own init/destroy write them. */
 const ATTR_BYTES = 1024;
 const FILE_ACTIONS_BYTES = 512;
@@ -143,6 +146,8 @@ const SYMBOLS = {
   closedir: { parameters: ["pointer"], result: "i32" },
   fstat: { parameters: ["i32", "buffer"], result: "i32", optional: true },
   fcntl: { parameters: ["i32", "i32"], result: "i32" },
+  fcntl_int: { name: "fcntl", parameters: ["i32", "i32", "i32"], result: "i32" },
+  kill: { parameters: ["i32", "i32"], result: "i32" },
   sigemptyset: { parameters: ["buffer"], result: "i32" },
   sigfillset: { parameters: ["buffer"], result: "i32" },
   pipe2: { parameters: ["buffer", "i32"], result: "i32" },
@@ -329,6 +334,36 @@ export class PosixSpawn {
       found = fd;
     }
     return found;
+  }
+
+  /**
+   * Whether no process but this one's check has the file open: a write lease
+   * (`F_SETLEASE`, `F_WRLCK`) is granted only then, so a process that left
+   * its job's group and still holds the job's output is seen. False too
+   * where leases are not available (another file system, `fs.leases-enable`
+   * off, not the file's owner) or the file cannot be opened.
+   */
+  unheld(path: string): boolean {
+    if (path.includes("\0")) return false;
+    const libc = this.#libc;
+    const fd = libc.open(cString(path), O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0) return false;
+    try {
+      if (libc.fcntl_int(fd, F_SETLEASE, F_WRLCK) !== 0) return false;
+      libc.fcntl_int(fd, F_SETLEASE, F_UNLCK);
+      return true;
+    } finally {
+      libc.close(fd);
+    }
+  }
+
+  /**
+   * `kill(2)`: sends signal number `signal` to `pid` (a process group when
+   * negative); false when it fails (no such process, not permitted). No
+   * exception for a group that is gone: the common case when a job ends.
+   */
+  kill(pid: number, signal: number): boolean {
+    return this.#libc.kill(pid, signal) === 0;
   }
 
   /** Closes a descriptor of {@linkcode openOutput}. */

@@ -167,6 +167,7 @@ const SIGNAL_NUMBERS: Record<string, number> = {
   SIGPIPE: 13,
   SIGALRM: 14,
   SIGTERM: 15,
+  SIGCONT: 18,
   SIGXCPU: 24,
   SIGXFSZ: 25,
 };
@@ -741,6 +742,10 @@ function sleep(ms: number): Promise<void> {
 function signalGroup(pgid: number, sig: Deno.Signal): boolean {
   // Never kill(-1) or kill(0): those reach every process, or the runner's own group.
   if (!(pgid > 1)) return false;
+  // Through libc where it can: a group that is gone is then a return value, not an exception built per job.
+  const spawner = PosixSpawn.open();
+  const number = SIGNAL_NUMBERS[sig];
+  if (spawner !== undefined && number !== undefined) return spawner.kill(-pgid, number);
   try {
     Deno.kill(-pgid, sig);
     return true;
