@@ -274,6 +274,31 @@ function spawnerFor(options: RunProcessOptions): PosixSpawn | undefined {
 /** How often a job's output file is measured against {@linkcode RunProcessOptions.maxOutputBytes}. */
 export const OUTPUT_POLL_MS = 50;
 
+/** The measurements of running jobs' output files: one timer for all of them, not a timer per job. */
+const outputWatches = new Set<() => void>();
+let outputTimer: ReturnType<typeof setInterval> | undefined;
+
+/**
+ * Calls `measure` every {@linkcode OUTPUT_POLL_MS} (the first within that
+ * time) until the returned function is called. The one timer goes once a
+ * round finds no job to measure, and never keeps the process alive.
+ */
+function watchOutput(measure: () => void): () => void {
+  outputWatches.add(measure);
+  if (outputTimer === undefined) {
+    outputTimer = setInterval(() => {
+      if (outputWatches.size === 0) {
+        clearInterval(outputTimer);
+        outputTimer = undefined;
+        return;
+      }
+      for (const watch of outputWatches) watch();
+    }, OUTPUT_POLL_MS);
+    Deno.unrefTimer(outputTimer);
+  }
+  return () => void outputWatches.delete(measure);
+}
+
 /** Adds a note at the end of the job's output, wherever it goes. */
 async function addNote(options: RunProcessOptions, note: string): Promise<void> {
   const bytes = new TextEncoder().encode(note);
@@ -564,21 +589,15 @@ async function runSpawnedOn(
     void endGroup();
   }, options.timeoutMs);
   let overLimit = false;
-  let poll: ReturnType<typeof setTimeout> | undefined;
   let ended = false;
-  if (max < Infinity) {
-    const measure = () => {
-      if (ended) return;
-      if (spawner.sizeOf(fd) > max) {
-        // As a sink that refuses a chunk: the job's output is lost, so is the job.
-        overLimit = true;
-        signalGroup(child.pid, "SIGKILL");
-        return;
-      }
-      poll = setTimeout(measure, OUTPUT_POLL_MS);
-    };
-    poll = setTimeout(measure, OUTPUT_POLL_MS);
-  }
+  const unwatch = max === Infinity ? undefined : watchOutput(() => {
+    if (ended || overLimit) return;
+    if (spawner.sizeOf(fd) > max) {
+      // As a sink that refuses a chunk: the job's output is lost, so is the job.
+      overLimit = true;
+      signalGroup(child.pid, "SIGKILL");
+    }
+  });
   try {
     const status = await child.status;
     // The job is its main process: whatever it left in its group goes with it.
@@ -586,7 +605,7 @@ async function runSpawnedOn(
     // A leaf holds even what left the group: it ends it all.
     await leaf?.end().catch(() => {});
     ended = true;
-    clearTimeout(poll);
+    unwatch?.();
     if (unrecorded !== undefined) {
       await addNote(options, `vico: the job was not run: cannot record it: ${unrecorded}\n`);
     }
@@ -606,7 +625,7 @@ async function runSpawnedOn(
     return { status: status.code! & 0xff, ...more };
   } finally {
     ended = true;
-    clearTimeout(poll);
+    unwatch?.();
     signal?.removeEventListener("abort", onAbort);
     clearTimeout(deadline);
     ledger?.ended(record);
