@@ -322,20 +322,25 @@ export class TextPool {
   /** One worker: the draft's WorkerLoop, across connections. */
   async #textWorker(id: number, files: SpoolFiles, state: RunnerState | undefined): Promise<void> {
     let finished: Finished | undefined;
+    // The PETO a pipelined result took along, and the connection it went on.
+    let asked: { client: RunnerTextClient; next: Promise<HandedJob | null> } | undefined;
     while (true) {
       if (finished !== undefined) {
-        finished = await this.#deliver(finished, state);
+        finished = await this.#deliver(finished, state, (client, next) => (asked = { client, next }));
         continue;
       }
       const client = await this.#nextClient();
       if (client === undefined) return;
-      if (this.#link.stopping || client.finoReceived) {
+      // Its answer is awaited even after a FINO: FINO ANKAU goes once every PETO is answered.
+      const next = asked?.client === client ? asked.next : undefined;
+      asked = undefined;
+      if (next === undefined && (this.#link.stopping || client.finoReceived)) {
         await client.arriveWaitClose();
         continue;
       }
       let job: HandedJob | null;
       try {
-        job = await client.request();
+        job = await (next ?? client.request());
       } catch (err) {
         if (err === STOPPED) await client.arriveWaitClose();
         continue;
@@ -438,7 +443,11 @@ export class TextPool {
   }
 
   /** Reports a finished job on the live connection, or keeps it (persist); returns what is still to deliver. */
-  async #deliver(result: Finished, state: RunnerState | undefined): Promise<Finished | undefined> {
+  async #deliver(
+    result: Finished,
+    state: RunnerState | undefined,
+    asked?: (client: RunnerTextClient, next: Promise<HandedJob | null>) => void,
+  ): Promise<Finished | undefined> {
     const client = this.#client;
     const unwanted = this.#unwanted.delete(result.job.tag ?? result.job.command);
     if (unwanted && state !== undefined) {
@@ -478,7 +487,9 @@ export class TextPool {
     if (client !== undefined && !client.closed && client.pipelined && result.job.tag !== undefined) {
       // Pipelined: sent whole, and the worker asks for its next job at once; the ack settles it later.
       try {
-        const { acked } = await client.sendResult(result.job, result.status, result.output, result.timedOut);
+        const ask = asked !== undefined && !this.#link.stopping;
+        const { acked, next } = await client.sendResult(result.job, result.status, result.output, result.timedOut, ask);
+        if (next !== undefined) asked!(client, next);
         const settled = acked.then(
           async () => {
             this.#jobsDone++;
