@@ -152,14 +152,17 @@ export class OutputSpool {
 
   /** Streams the whole output to `sink`, chunk by chunk. */
   async pipeTo(sink: (chunk: Uint8Array) => Promise<void>, chunkBytes = 1024 * 1024): Promise<void> {
+    // A file opened just now is at its start already.
+    let atStart = false;
     if (this.#reserved && this.#file === undefined && this.#size > 0) {
       this.#file = await Deno.open(this.#path!, { read: true });
+      atStart = true;
     }
     if (this.#file === undefined) {
       for (const chunk of this.#chunks) await sink(chunk);
       return;
     }
-    await this.#file.seek(0, Deno.SeekMode.Start);
+    if (!atStart) await this.#file.seek(0, Deno.SeekMode.Start);
     await copyExact(this.#file, this.#size, sink, {
       chunkBytes,
       shortMessage: `Spool file ${this.#path} is shorter than the ${this.#size} bytes written`,

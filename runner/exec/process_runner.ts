@@ -271,6 +271,27 @@ function spawnerFor(options: RunProcessOptions): PosixSpawn | undefined {
   return spawner;
 }
 
+/** What each aborted signal ends: one listener per signal, not one added and removed per job. */
+const abortWatches = new WeakMap<AbortSignal, Set<() => void>>();
+
+/** Calls `end` once when `signal` aborts, until the returned function is called. */
+function onAbort(signal: AbortSignal | undefined, end: () => void): () => void {
+  if (signal === undefined) return () => {};
+  let watches = abortWatches.get(signal);
+  if (watches === undefined) {
+    const all = new Set<() => void>();
+    watches = all;
+    abortWatches.set(signal, all);
+    signal.addEventListener("abort", () => {
+      for (const watch of [...all]) watch();
+      all.clear();
+    }, { once: true });
+  }
+  watches.add(end);
+  const mine = watches;
+  return () => void mine.delete(end);
+}
+
 /** How often a job's output file is measured against {@linkcode RunProcessOptions.maxOutputBytes}. */
 export const OUTPUT_POLL_MS = 50;
 
@@ -467,8 +488,7 @@ async function runDirect(
   }
 
   const endGroup = groupEnder(child.pid, graceMs);
-  const onAbort = () => void endGroup();
-  signal?.addEventListener("abort", onAbort, { once: true });
+  const unwatchAbort = onAbort(signal, () => void endGroup());
   let timedOut = false;
   const deadline = options.timeoutMs === undefined ? undefined : setTimeout(() => {
     timedOut = true;
@@ -524,7 +544,7 @@ async function runDirect(
     }
     return { status: status.code & 0xff, ...more };
   } finally {
-    signal?.removeEventListener("abort", onAbort);
+    unwatchAbort();
     clearTimeout(deadline);
     ledger?.ended(record);
   }
@@ -581,8 +601,7 @@ async function runSpawnedOn(
   const unrecorded = ledger === undefined ? undefined : openSpawnedGate(child, ledger, record);
 
   const endGroup = groupEnder(child.pid, graceMs);
-  const onAbort = () => void endGroup();
-  signal?.addEventListener("abort", onAbort, { once: true });
+  const unwatchAbort = onAbort(signal, () => void endGroup());
   let timedOut = false;
   const deadline = options.timeoutMs === undefined ? undefined : setTimeout(() => {
     timedOut = true;
@@ -626,7 +645,7 @@ async function runSpawnedOn(
   } finally {
     ended = true;
     unwatch?.();
-    signal?.removeEventListener("abort", onAbort);
+    unwatchAbort();
     clearTimeout(deadline);
     ledger?.ended(record);
   }
