@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { writeAll } from "../../io/write_all.ts";
 import { copyExact } from "../../io/copy_exact.ts";
 import { OutputLimitError } from "./output_limit.ts";
+import { PosixSpawn } from "./posix_spawn.ts";
 
 /** Options for {@linkcode OutputSpool}. */
 export interface OutputSpoolOptions {
@@ -21,6 +22,60 @@ export interface OutputSpoolOptions {
   memoryLimit?: number;
   /** Largest output accepted; beyond it the spool throws an `OutputLimitError`. @default {Infinity} */
   maxBytes?: number;
+  /**
+   * Where a reserved file comes from and goes back to once disposed of (see
+   * {@linkcode SpoolFiles}), instead of a file created and removed per job.
+   * Its directory is used, not {@linkcode dir}.
+   */
+  files?: SpoolFiles;
+}
+
+/** Largest output whose file {@linkcode SpoolFiles} takes back: bigger ones are removed. */
+const REUSED_FILE_BYTES = 64 * 1024;
+
+/**
+ * Spool files kept for the next jobs: a job's output file is created once
+ * and truncated by each job that reuses it, not created and removed per job
+ * (an inode allocated and freed per job costs the runner more CPU than the
+ * rest of a trivial job's handling on some file systems). A file goes back
+ * only when it is small and nothing but the runner ever has it open: a
+ * process that left its job's group and still holds the job's output (see
+ * `PosixSpawn.unheld`) keeps its file, which is removed as before.
+ * {@linkcode clear} removes what is kept.
+ */
+export class SpoolFiles {
+  /** The directory the files are in. */
+  readonly dir: string;
+  readonly #free: string[] = [];
+  readonly #max: number;
+
+  /**
+   * @param dir Directory for the files.
+   * @param max Most files kept at once.
+   */
+  constructor(dir: string, max = 32) {
+    this.dir = dir;
+    this.#max = max;
+  }
+
+  /** A free file's path, or a fresh path in the directory. */
+  take(): string {
+    return this.#free.pop() ?? join(this.dir, `out-${Deno.pid}-${++spoolCounter}`);
+  }
+
+  /** Takes back a disposed of file of `size` bytes; false when it must be removed instead. */
+  give(path: string, size: number): boolean {
+    if (size > REUSED_FILE_BYTES || this.#free.length >= this.#max) return false;
+    // Only where it can be told that no process of the job still has the file open.
+    if (!(PosixSpawn.open()?.unheld(path) ?? false)) return false;
+    this.#free.push(path);
+    return true;
+  }
+
+  /** Removes the files kept. */
+  async clear(): Promise<void> {
+    for (const path of this.#free.splice(0)) await Deno.remove(path).catch(() => {});
+  }
 }
 
 let spoolCounter = 0;
@@ -35,12 +90,15 @@ export class OutputSpool {
   #path: string | undefined;
   #size = 0;
   #reserved = false;
+  #adopted = false;
+  readonly #files: SpoolFiles | undefined;
 
   /** @param options Where to spill and when. */
   constructor(options: OutputSpoolOptions) {
     this.#dir = options.dir;
     this.#memoryLimit = options.memoryLimit ?? 256 * 1024;
     this.#maxBytes = options.maxBytes ?? Infinity;
+    this.#files = options.files;
   }
 
   /** Bytes written. */
@@ -60,7 +118,7 @@ export class OutputSpool {
    */
   reserveFile(): string {
     if (this.#path !== undefined || this.#size > 0) throw new Error("The spool holds output already");
-    this.#path = join(this.#dir, `out-${Deno.pid}-${++spoolCounter}`);
+    this.#path = this.#files?.take() ?? join(this.#dir, `out-${Deno.pid}-${++spoolCounter}`);
     this.#reserved = true;
     return this.#path;
   }
@@ -69,6 +127,7 @@ export class OutputSpool {
   adopt(size: number): void {
     if (!this.#reserved || this.#file !== undefined) throw new Error("No file reserved");
     this.#size = size;
+    this.#adopted = true;
   }
 
   /** Appends a chunk (copied: the caller may reuse it). */
@@ -93,27 +152,33 @@ export class OutputSpool {
 
   /** Streams the whole output to `sink`, chunk by chunk. */
   async pipeTo(sink: (chunk: Uint8Array) => Promise<void>, chunkBytes = 1024 * 1024): Promise<void> {
+    // A file opened just now is at its start already.
+    let atStart = false;
     if (this.#reserved && this.#file === undefined && this.#size > 0) {
       this.#file = await Deno.open(this.#path!, { read: true });
+      atStart = true;
     }
     if (this.#file === undefined) {
       for (const chunk of this.#chunks) await sink(chunk);
       return;
     }
-    await this.#file.seek(0, Deno.SeekMode.Start);
+    if (!atStart) await this.#file.seek(0, Deno.SeekMode.Start);
     await copyExact(this.#file, this.#size, sink, {
       chunkBytes,
       shortMessage: `Spool file ${this.#path} is shorter than the ${this.#size} bytes written`,
     });
   }
 
-  /** Releases memory and removes the temporary file. */
+  /** Releases memory and removes the temporary file (or gives a reserved one back to its {@linkcode SpoolFiles}). */
   async dispose(): Promise<void> {
     this.#chunks = [];
     this.#file?.close();
     this.#file = undefined;
-    if (this.#path !== undefined) await Deno.remove(this.#path).catch(() => {});
+    const path = this.#path;
+    const kept = path !== undefined && this.#reserved && this.#adopted && this.#files?.give(path, this.#size);
+    if (path !== undefined && !kept) await Deno.remove(path).catch(() => {});
     this.#path = undefined;
     this.#reserved = false;
+    this.#adopted = false;
   }
 }

@@ -113,6 +113,9 @@ const O_CLOEXEC = 0o2000000;
 const SEEK_CUR = 1;
 const SEEK_END = 2;
 const F_GETFL = 3;
+const F_SETLEASE = 1024;
+const F_WRLCK = 1;
+const F_UNLCK = 2;
 /** Bigger than any libc's struct: only libc's own init/destroy write them. */
 const ATTR_BYTES = 1024;
 const FILE_ACTIONS_BYTES = 512;
@@ -143,6 +146,8 @@ const SYMBOLS = {
   closedir: { parameters: ["pointer"], result: "i32" },
   fstat: { parameters: ["i32", "buffer"], result: "i32", optional: true },
   fcntl: { parameters: ["i32", "i32"], result: "i32" },
+  fcntl_int: { name: "fcntl", parameters: ["i32", "i32", "i32"], result: "i32" },
+  kill: { parameters: ["i32", "i32"], result: "i32" },
   sigemptyset: { parameters: ["buffer"], result: "i32" },
   sigfillset: { parameters: ["buffer"], result: "i32" },
   pipe2: { parameters: ["buffer", "i32"], result: "i32" },
@@ -156,21 +161,26 @@ type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 const encoder = new TextEncoder();
 
 function cString(s: string): Uint8Array<ArrayBuffer> {
-  const bytes = new Uint8Array(encoder.encode(s).length + 1);
-  encoder.encodeInto(s, bytes);
-  return bytes;
+  return encoder.encode(s + "\0") as Uint8Array<ArrayBuffer>;
 }
 
-/** A NULL-terminated array of pointers to the strings (kept alive by the caller through `held`). */
-function cStringArray(strings: readonly string[], held: unknown[]): BigUint64Array<ArrayBuffer> {
-  const array = new BigUint64Array(strings.length + 1);
-  strings.forEach((s, i) => {
-    const c = cString(s);
-    held.push(c);
-    array[i] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(c)));
-  });
-  return array;
+/**
+ * The strings as C strings packed in one buffer (one encoding, one pointer
+ * taken), and their addresses; the buffer must be kept alive while they are
+ * used. The strings hold no NUL (the caller checked).
+ */
+function packedStrings(strings: readonly string[]): { buffer: Uint8Array<ArrayBuffer>; pointers: bigint[] } {
+  const buffer = cString(strings.join("\0"));
+  const base = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
+  const pointers: bigint[] = [];
+  for (let at = 0; pointers.length < strings.length; at = buffer.indexOf(0, at) + 1) pointers.push(base + BigInt(at));
+  return { buffer, pointers };
 }
+
+/** `/dev/null`, for every spawn's stdin. */
+const DEV_NULL = cString("/dev/null");
+/** The empty C string. */
+const EMPTY = cString("");
 
 /**
  * An environment encoded once for many spawns: its C strings, by name
@@ -331,6 +341,36 @@ export class PosixSpawn {
     return found;
   }
 
+  /**
+   * Whether no process but this one's check has the file open: a write lease
+   * (`F_SETLEASE`, `F_WRLCK`) is granted only then, so a process that left
+   * its job's group and still holds the job's output is seen. False too
+   * where leases are not available (another file system, `fs.leases-enable`
+   * off, not the file's owner) or the file cannot be opened.
+   */
+  unheld(path: string): boolean {
+    if (path.includes("\0")) return false;
+    const libc = this.#libc;
+    const fd = libc.open(cString(path), O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0) return false;
+    try {
+      if (libc.fcntl_int(fd, F_SETLEASE, F_WRLCK) !== 0) return false;
+      libc.fcntl_int(fd, F_SETLEASE, F_UNLCK);
+      return true;
+    } finally {
+      libc.close(fd);
+    }
+  }
+
+  /**
+   * `kill(2)`: sends signal number `signal` to `pid` (a process group when
+   * negative); false when it fails (no such process, not permitted). No
+   * exception for a group that is gone: the common case when a job ends.
+   */
+  kill(pid: number, signal: number): boolean {
+    return this.#libc.kill(pid, signal) === 0;
+  }
+
   /** Closes a descriptor of {@linkcode openOutput}. */
   closeFd(fd: number): void {
     this.#libc.close(fd);
@@ -363,23 +403,23 @@ export class PosixSpawn {
     }
     const held: unknown[] = [];
     const file = cString(request.argv[0]);
-    const argv = cStringArray(request.argv, held);
-    // The base environment is encoded once (and kept with it); only the rest per spawn.
-    const encoded = encodedEnv(base);
+    // The arguments and the job's own variables: one buffer (the base environment is encoded once, and kept).
     const extra = Object.entries(request.env);
+    const packed = packedStrings([...request.argv, ...extra.map(([k, v]) => `${k}=${v}`)]);
+    const argc = request.argv.length;
+    const argv = new BigUint64Array(argc + 1);
+    for (let i = 0; i < argc; i++) argv[i] = packed.pointers[i];
+    const encoded = encodedEnv(base);
     const envp = new BigUint64Array(encoded.names.length + extra.length + 1);
     let n = 0;
-    encoded.names.forEach((name, i) => {
-      if (!Object.hasOwn(request.env, name)) envp[n++] = encoded.pointers[i];
-    });
-    for (const [k, v] of extra) {
-      const c = cString(`${k}=${v}`);
-      held.push(c);
-      envp[n++] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(c)));
+    const names = encoded.names;
+    for (let i = 0; i < names.length; i++) {
+      if (!Object.hasOwn(request.env, names[i])) envp[n++] = encoded.pointers[i];
     }
-    held.push(encoded);
-    const output = cString(request.outputPath ?? "");
-    const devNull = cString("/dev/null");
+    for (let i = argc; i < packed.pointers.length; i++) envp[n++] = packed.pointers[i];
+    held.push(encoded, packed.buffer);
+    const output = request.outputPath === undefined ? EMPTY : cString(request.outputPath);
+    const devNull = DEV_NULL;
     const cwd = request.cwd === undefined ? undefined : cString(request.cwd);
     const actions = new Uint8Array(FILE_ACTIONS_BYTES);
     let gateFds: Int32Array<ArrayBuffer> | undefined;

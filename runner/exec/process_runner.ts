@@ -167,6 +167,7 @@ const SIGNAL_NUMBERS: Record<string, number> = {
   SIGPIPE: 13,
   SIGALRM: 14,
   SIGTERM: 15,
+  SIGCONT: 18,
   SIGXCPU: 24,
   SIGXFSZ: 25,
 };
@@ -270,8 +271,54 @@ function spawnerFor(options: RunProcessOptions): PosixSpawn | undefined {
   return spawner;
 }
 
+/** What each aborted signal ends: one listener per signal, not one added and removed per job. */
+const abortWatches = new WeakMap<AbortSignal, Set<() => void>>();
+
+/** Calls `end` once when `signal` aborts, until the returned function is called. */
+function onAbort(signal: AbortSignal | undefined, end: () => void): () => void {
+  if (signal === undefined) return () => {};
+  let watches = abortWatches.get(signal);
+  if (watches === undefined) {
+    const all = new Set<() => void>();
+    watches = all;
+    abortWatches.set(signal, all);
+    signal.addEventListener("abort", () => {
+      for (const watch of [...all]) watch();
+      all.clear();
+    }, { once: true });
+  }
+  watches.add(end);
+  const mine = watches;
+  return () => void mine.delete(end);
+}
+
 /** How often a job's output file is measured against {@linkcode RunProcessOptions.maxOutputBytes}. */
 export const OUTPUT_POLL_MS = 50;
+
+/** The measurements of running jobs' output files: one timer for all of them, not a timer per job. */
+const outputWatches = new Set<() => void>();
+let outputTimer: ReturnType<typeof setInterval> | undefined;
+
+/**
+ * Calls `measure` every {@linkcode OUTPUT_POLL_MS} (the first within that
+ * time) until the returned function is called. The one timer goes once a
+ * round finds no job to measure, and never keeps the process alive.
+ */
+function watchOutput(measure: () => void): () => void {
+  outputWatches.add(measure);
+  if (outputTimer === undefined) {
+    outputTimer = setInterval(() => {
+      if (outputWatches.size === 0) {
+        clearInterval(outputTimer);
+        outputTimer = undefined;
+        return;
+      }
+      for (const watch of outputWatches) watch();
+    }, OUTPUT_POLL_MS);
+    Deno.unrefTimer(outputTimer);
+  }
+  return () => void outputWatches.delete(measure);
+}
 
 /** Adds a note at the end of the job's output, wherever it goes. */
 async function addNote(options: RunProcessOptions, note: string): Promise<void> {
@@ -441,8 +488,7 @@ async function runDirect(
   }
 
   const endGroup = groupEnder(child.pid, graceMs);
-  const onAbort = () => void endGroup();
-  signal?.addEventListener("abort", onAbort, { once: true });
+  const unwatchAbort = onAbort(signal, () => void endGroup());
   let timedOut = false;
   const deadline = options.timeoutMs === undefined ? undefined : setTimeout(() => {
     timedOut = true;
@@ -498,7 +544,7 @@ async function runDirect(
     }
     return { status: status.code & 0xff, ...more };
   } finally {
-    signal?.removeEventListener("abort", onAbort);
+    unwatchAbort();
     clearTimeout(deadline);
     ledger?.ended(record);
   }
@@ -555,29 +601,22 @@ async function runSpawnedOn(
   const unrecorded = ledger === undefined ? undefined : openSpawnedGate(child, ledger, record);
 
   const endGroup = groupEnder(child.pid, graceMs);
-  const onAbort = () => void endGroup();
-  signal?.addEventListener("abort", onAbort, { once: true });
+  const unwatchAbort = onAbort(signal, () => void endGroup());
   let timedOut = false;
   const deadline = options.timeoutMs === undefined ? undefined : setTimeout(() => {
     timedOut = true;
     void endGroup();
   }, options.timeoutMs);
   let overLimit = false;
-  let poll: ReturnType<typeof setTimeout> | undefined;
   let ended = false;
-  if (max < Infinity) {
-    const measure = () => {
-      if (ended) return;
-      if (spawner.sizeOf(fd) > max) {
-        // As a sink that refuses a chunk: the job's output is lost, so is the job.
-        overLimit = true;
-        signalGroup(child.pid, "SIGKILL");
-        return;
-      }
-      poll = setTimeout(measure, OUTPUT_POLL_MS);
-    };
-    poll = setTimeout(measure, OUTPUT_POLL_MS);
-  }
+  const unwatch = max === Infinity ? undefined : watchOutput(() => {
+    if (ended || overLimit) return;
+    if (spawner.sizeOf(fd) > max) {
+      // As a sink that refuses a chunk: the job's output is lost, so is the job.
+      overLimit = true;
+      signalGroup(child.pid, "SIGKILL");
+    }
+  });
   try {
     const status = await child.status;
     // The job is its main process: whatever it left in its group goes with it.
@@ -585,7 +624,7 @@ async function runSpawnedOn(
     // A leaf holds even what left the group: it ends it all.
     await leaf?.end().catch(() => {});
     ended = true;
-    clearTimeout(poll);
+    unwatch?.();
     if (unrecorded !== undefined) {
       await addNote(options, `vico: the job was not run: cannot record it: ${unrecorded}\n`);
     }
@@ -605,8 +644,8 @@ async function runSpawnedOn(
     return { status: status.code! & 0xff, ...more };
   } finally {
     ended = true;
-    clearTimeout(poll);
-    signal?.removeEventListener("abort", onAbort);
+    unwatch?.();
+    unwatchAbort();
     clearTimeout(deadline);
     ledger?.ended(record);
   }
@@ -741,6 +780,10 @@ function sleep(ms: number): Promise<void> {
 function signalGroup(pgid: number, sig: Deno.Signal): boolean {
   // Never kill(-1) or kill(0): those reach every process, or the runner's own group.
   if (!(pgid > 1)) return false;
+  // Through libc where it can: a group that is gone is then a return value, not an exception built per job.
+  const spawner = PosixSpawn.open();
+  const number = SIGNAL_NUMBERS[sig];
+  if (spawner !== undefined && number !== undefined) return spawner.kill(-pgid, number);
   try {
     Deno.kill(-pgid, sig);
     return true;

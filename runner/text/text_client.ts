@@ -393,7 +393,8 @@ export class RunnerTextClient {
     status: number,
     output: Streamable,
     timedOut = false,
-  ): Promise<{ acked: Promise<void> }> {
+    ask = false,
+  ): Promise<{ acked: Promise<void>; next?: Promise<HandedJob | null> }> {
     return this.#writeLock.run(async () => {
       if (!this.#pipe || job.tag === undefined) throw new ProtocolError("A pipelined result needs pipe=1 and a tag");
       if (this.#closing) throw new VicoError("CONNECTION_CLOSED", "Connection is closed");
@@ -402,17 +403,33 @@ export class RunnerTextClient {
       this.#unacked.add(acked);
       const forget = () => void this.#unacked.delete(acked);
       acked.then(forget, forget);
+      // The next PETO goes right behind the result, in the same write (as request() would send it a moment later).
+      const next = ask && !this.#finoReceived && !this.#stopping
+        ? new Promise<HandedJob | null>((resolve, reject) => this.#jobWaiters.push({ resolve, reject }))
+        : undefined;
+      next?.catch(() => {});
       const rezulto = formatRunnerLine({ kind: "rezulto", job: job.command, status, size: output.size });
+      const head = encodeLine(`${RESULT_TAG_PREFIX}${tag}${timedOut ? " timedout=1" : ""}\n${rezulto}`);
       try {
-        await this.#transport.write(
-          encodeLine(`${RESULT_TAG_PREFIX}${tag}${timedOut ? " timedout=1" : ""}\n${rezulto}`),
-        );
-        await output.pipeTo((chunk) => this.#transport.write(chunk));
+        if (output.size <= ONE_WRITE_BYTES) {
+          // A small result is one write: its lines, its bytes, and the PETO.
+          const parts: Uint8Array[] = [head];
+          await output.pipeTo((chunk) => {
+            parts.push(chunk.slice());
+            return Promise.resolve();
+          });
+          if (next !== undefined) parts.push(PETO);
+          await this.#transport.write(parts.length === 1 ? head : concat(parts));
+        } else {
+          await this.#transport.write(head);
+          await output.pipeTo((chunk) => this.#transport.write(chunk));
+          if (next !== undefined) await this.#transport.write(PETO);
+        }
       } catch (err) {
         this.#fail(err);
         throw err;
       }
-      return { acked };
+      return next === undefined ? { acked } : { acked, next };
     });
   }
 
@@ -461,6 +478,19 @@ export class RunnerTextClient {
   async finished(): Promise<void> {
     await this.#pump;
   }
+}
+
+/** Largest result {@linkcode RunnerTextClient.sendResult} sends in one write. */
+const ONE_WRITE_BYTES = 64 * 1024;
+
+function concat(parts: readonly Uint8Array[]): Uint8Array {
+  const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    all.set(part, at);
+    at += part.length;
+  }
+  return all;
 }
 
 function describe(err: unknown): string {

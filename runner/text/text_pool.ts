@@ -16,7 +16,7 @@ import { BufferedReader } from "../../protocol/buffered_reader.ts";
 import type { Limits } from "../../core/limits.ts";
 import { logger } from "../../util/log.ts";
 import { PIPE_FEATURE, TAG_FEATURE } from "../../protocol/vico_extension.ts";
-import { OutputSpool } from "../exec/output_spool.ts";
+import { OutputSpool, SpoolFiles } from "../exec/output_spool.ts";
 import { runProcess, SEQ_VARIABLE, shellArgv, SLOT_VARIABLE, STATUS_RUNNER_FAILURE } from "../exec/process_runner.ts";
 import {
   type LifeLedger,
@@ -114,13 +114,15 @@ export class TextPool {
     } catch (err) {
       return { kind: "failed", reason: `Cannot prepare the runner: ${(err as Error).message}`, jobs: 0 };
     }
+    const files = new SpoolFiles(spoolDir);
     try {
-      const workers = Array.from({ length: this.#options.workers }, (_, i) => this.#textWorker(i, spoolDir, state));
+      const workers = Array.from({ length: this.#options.workers }, (_, i) => this.#textWorker(i, files, state));
       await this.#connectionLoop(state);
       await Promise.all(workers);
       await Promise.all([...this.#unacked]);
       return this.#done!;
     } finally {
+      await files.clear();
       if (this.#options.spoolDir === undefined) await Deno.remove(spoolDir, { recursive: true }).catch(() => {});
     }
   }
@@ -318,22 +320,27 @@ export class TextPool {
   }
 
   /** One worker: the draft's WorkerLoop, across connections. */
-  async #textWorker(id: number, spoolDir: string, state: RunnerState | undefined): Promise<void> {
+  async #textWorker(id: number, files: SpoolFiles, state: RunnerState | undefined): Promise<void> {
     let finished: Finished | undefined;
+    // The PETO a pipelined result took along, and the connection it went on.
+    let asked: { client: RunnerTextClient; next: Promise<HandedJob | null> } | undefined;
     while (true) {
       if (finished !== undefined) {
-        finished = await this.#deliver(finished, state);
+        finished = await this.#deliver(finished, state, (client, next) => (asked = { client, next }));
         continue;
       }
       const client = await this.#nextClient();
       if (client === undefined) return;
-      if (this.#link.stopping || client.finoReceived) {
+      // Its answer is awaited even after a FINO: FINO ANKAU goes once every PETO is answered.
+      const next = asked?.client === client ? asked.next : undefined;
+      asked = undefined;
+      if (next === undefined && (this.#link.stopping || client.finoReceived)) {
         await client.arriveWaitClose();
         continue;
       }
       let job: HandedJob | null;
       try {
-        job = await client.request();
+        job = await (next ?? client.request());
       } catch (err) {
         if (err === STOPPED) await client.arriveWaitClose();
         continue;
@@ -347,7 +354,7 @@ export class TextPool {
       this.#running.set(id, job);
       try {
         const slot = (this.#options.slotBase ?? 0) + id + 1;
-        finished = { job, ...await this.#execute(job.command, spoolDir, slot, job.seq) };
+        finished = { job, ...await this.#execute(job.command, files, slot, job.seq) };
       } finally {
         this.#running.delete(id);
       }
@@ -436,7 +443,11 @@ export class TextPool {
   }
 
   /** Reports a finished job on the live connection, or keeps it (persist); returns what is still to deliver. */
-  async #deliver(result: Finished, state: RunnerState | undefined): Promise<Finished | undefined> {
+  async #deliver(
+    result: Finished,
+    state: RunnerState | undefined,
+    asked?: (client: RunnerTextClient, next: Promise<HandedJob | null>) => void,
+  ): Promise<Finished | undefined> {
     const client = this.#client;
     const unwanted = this.#unwanted.delete(result.job.tag ?? result.job.command);
     if (unwanted && state !== undefined) {
@@ -476,7 +487,9 @@ export class TextPool {
     if (client !== undefined && !client.closed && client.pipelined && result.job.tag !== undefined) {
       // Pipelined: sent whole, and the worker asks for its next job at once; the ack settles it later.
       try {
-        const { acked } = await client.sendResult(result.job, result.status, result.output, result.timedOut);
+        const ask = asked !== undefined && !this.#link.stopping;
+        const { acked, next } = await client.sendResult(result.job, result.status, result.output, result.timedOut, ask);
+        if (next !== undefined) asked!(client, next);
         const settled = acked.then(
           async () => {
             this.#jobsDone++;
@@ -526,8 +539,8 @@ export class TextPool {
     return Math.min(this.#limits.maxOutputBytes, this.#managerMaxOutput ?? Infinity);
   }
 
-  async #execute(command: string, spoolDir: string, slot: number, seq?: number): Promise<Omit<Finished, "job">> {
-    const output = new OutputSpool({ dir: spoolDir, maxBytes: this.#maxOutputBytes });
+  async #execute(command: string, files: SpoolFiles, slot: number, seq?: number): Promise<Omit<Finished, "job">> {
+    const output = new OutputSpool({ dir: files.dir, maxBytes: this.#maxOutputBytes, files });
     try {
       // The job writes its output file itself (the runner touches no byte of it while it runs).
       const outcome = await runProcess(shellArgv(command, this.#options.shell), {
@@ -566,7 +579,7 @@ export class TextPool {
       await output.dispose();
       const reason = err instanceof Error ? err.message : String(err);
       log.warn("Job {job} failed in the runner: {reason}", { job: command, reason });
-      const note = new OutputSpool({ dir: spoolDir });
+      const note = new OutputSpool({ dir: files.dir });
       await note.write(new TextEncoder().encode(`vico runner: ${reason}; the job was killed\n`));
       return { status: STATUS_RUNNER_FAILURE, output: note };
     }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { OutputSpool } from "../../../runner/exec/output_spool.ts";
+import { OutputSpool, SpoolFiles } from "../../../runner/exec/output_spool.ts";
 
 async function collect(spool: OutputSpool): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];
@@ -74,6 +74,45 @@ Deno.test("OutputSpool.adopt() sends the reserved file the job wrote, its size a
     empty.adopt(0);
     await empty.pipeTo(() => Promise.reject(new Error("no chunk expected")));
     await empty.dispose();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("SpoolFiles takes back a small file nothing holds open, and removes one still held or large", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const files = new SpoolFiles(dir);
+    const first = new OutputSpool({ dir, files });
+    const path = first.reserveFile();
+    await Deno.writeFile(path, new Uint8Array([1, 2, 3]));
+    first.adopt(3);
+    await first.dispose();
+    // Kept for the next job, which gets the same path.
+    assert.equal((await Deno.stat(path)).size, 3);
+    const second = new OutputSpool({ dir, files });
+    assert.equal(second.reserveFile(), path);
+    // Still open for writing elsewhere (as by a process that left its job's group): removed, not reused.
+    using held = await Deno.open(path, { write: true });
+    second.adopt(0);
+    await second.dispose();
+    await assert.rejects(Deno.stat(path), Deno.errors.NotFound);
+    held.close();
+    const big = new OutputSpool({ dir, files });
+    const bigPath = big.reserveFile();
+    assert.notEqual(bigPath, path);
+    await Deno.writeFile(bigPath, new Uint8Array(128 * 1024));
+    big.adopt(128 * 1024);
+    await big.dispose();
+    await assert.rejects(Deno.stat(bigPath), Deno.errors.NotFound);
+    // Not adopted (the job failed in the runner): removed.
+    const failed = new OutputSpool({ dir, files });
+    const failedPath = failed.reserveFile();
+    await Deno.writeFile(failedPath, new Uint8Array([1]));
+    await failed.dispose();
+    await assert.rejects(Deno.stat(failedPath), Deno.errors.NotFound);
+    await files.clear();
+    assert.deepEqual(await Array.fromAsync(Deno.readDir(dir)), []);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -84,3 +84,45 @@ Deno.test({
     await client.finished();
   },
 });
+
+Deno.test({
+  name:
+    "RunnerTextClient.sendResult() with ask: the result, its bytes and the next PETO go back to back; its answer is next",
+  permissions: "none",
+  async fn() {
+    const manager = scriptedManager();
+    const client = new RunnerTextClient(manager.runnerEnd, new BufferedReader(manager.runnerEnd), {
+      name: "memory",
+      workers: 1,
+      extension: { pulseSec: 0, tagged: true, pipe: true },
+    });
+    const opening = client.open();
+    assert.equal(await manager.line(), "SALUTON; MI memory");
+    await manager.say("VERSIO 1.1");
+    assert.equal((await opening).kind, "open");
+    assert.equal(await manager.line(), "KOMPRENAS");
+
+    const asking = client.request();
+    assert.equal(await manager.line(), "PETO");
+    await manager.say("VICO/1 job run=r1 key=k1 attempt=1");
+    await manager.say("echo hi");
+    const job = await asking;
+    assert.deepEqual(job, { command: "echo hi", tag: "run=r1 key=k1 attempt=1" });
+
+    const output = enc.encode("hi\n");
+    const { acked, next } = await client.sendResult(job!, 0, { size: 3, pipeTo: (sink) => sink(output) }, false, true);
+    assert.equal(await manager.line(), "VICO/1 result run=r1 key=k1 attempt=1");
+    assert.equal(await manager.line(), "REZULTO echo hi 0 3");
+    assert.deepEqual(await manager.bytes(3), output);
+    assert.equal(await manager.line(), "PETO");
+    await manager.say("VICO/1 ack run=r1 key=k1 attempt=1");
+    await acked;
+    await manager.say("FINO");
+    assert.equal(await next, null);
+    const ending = client.arriveWaitClose();
+    assert.equal(await manager.line(), "FINO ANKAU");
+    assert.deepEqual(await ending, { kind: "goodbye" });
+    manager.close();
+    await client.finished();
+  },
+});
