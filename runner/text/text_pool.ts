@@ -476,10 +476,7 @@ export class TextPool {
         const kept = await state.store(result.job, result.status, result.output, result.timedOut);
         await this.#deliverKept(client, kept, state);
       } catch (err) {
-        log.error("Could not keep the result of {job}: {err}", {
-          job: result.job.command,
-          err: (err as Error).message,
-        });
+        keepFailed(result, err);
       }
       await result.output.dispose();
       return undefined;
@@ -524,14 +521,10 @@ export class TextPool {
         await state.store(result.job, result.status, result.output, result.timedOut);
         log.info("Kept the result of {job} until a manager takes it", { job: result.job.command });
       } catch (err) {
-        log.error("Could not keep the result of {job}: {err}", {
-          job: result.job.command,
-          err: (err as Error).message,
-        });
+        keepFailed(result, err);
       }
     }
     await result.output.dispose();
-    return undefined;
   }
 
   /** The output limit a job runs under: the smaller of this runner's and its manager's. */
@@ -584,4 +577,9 @@ export class TextPool {
       return { status: STATUS_RUNNER_FAILURE, output: note };
     }
   }
+}
+
+/** A result could not be written to the state directory (it is lost to this runner; the manager runs it again). */
+function keepFailed(result: Finished, err: unknown): void {
+  log.error("Could not keep the result of {job}: {err}", { job: result.job.command, err: (err as Error).message });
 }
