@@ -1,18 +1,22 @@
 /**
- * `--local`: the manager's own workers are runners, made here, where both
- * sides may be imported, and handed to {@linkcode Manager.start} as its
- * `localWorkers`. They connect in memory (the manager's `dial`), through
- * the runner's `connect` hook: no socket, the same protocol and handshake.
+ * `--local`: what the manager's own workers need from the runner's side,
+ * made here, where both sides may be imported, and handed to
+ * {@linkcode Manager.start} as its `localWorkers`. Text workers run their
+ * jobs through the runner's {@linkcode JobExecutor} and are served by the
+ * manager in its process, with no connection and no codec; a list of task
+ * bundles gets one binary node, a {@linkcode Runner} connected in memory
+ * (the manager's `dial`: no socket, the same protocol and handshake).
  *
  * @module
  */
 
 import type { LocalWorkerFactory } from "../manager/manager.ts";
+import { JobExecutor } from "../runner/exec/job_executor.ts";
+import { SpoolFiles } from "../runner/exec/output_spool.ts";
 import { Runner } from "../runner/runner.ts";
 
 /**
- * Makes each local worker a {@linkcode Runner} in this process, connecting
- * through the manager's in-memory dial instead of TCP.
+ * The runner's side of `local` workers.
  *
  * @example
  * ```ts ignore
@@ -21,5 +25,18 @@ import { Runner } from "../runner/runner.ts";
  * const manager = await Manager.start({ jobs, resultsDir: "results", local: 4, localWorkers: localRunners });
  * ```
  */
-export const localRunners: LocalWorkerFactory = ({ dial, ...spec }) =>
-  new Runner({ ...spec, connect: () => Promise.resolve().then(dial) });
+export const localRunners: LocalWorkerFactory = {
+  async openJobs({ shell }) {
+    const dir = await Deno.makeTempDir({ prefix: "vico-local-" });
+    const files = new SpoolFiles(dir);
+    const executor = new JobExecutor({ files, shell });
+    return {
+      run: (spec) => executor.run(spec),
+      async close() {
+        await files.clear();
+        await Deno.remove(dir, { recursive: true }).catch(() => {});
+      },
+    };
+  },
+  node: ({ dial, ...spec }) => new Runner({ ...spec, connect: () => Promise.resolve().then(dial) }),
+};

@@ -36,13 +36,14 @@ import { Ledger } from "./results/ledger.ts";
 import { RunStatus } from "./observe/run_status.ts";
 import { Server, type ServerOptions } from "./sessions/server.ts";
 import { ManagerTextSession, type TextSessionContext } from "./sessions/text_session.ts";
+import { type LocalExecutor, LocalSession, type LocalSessionContext } from "./sessions/local_session.ts";
 
 /** How a worker the manager started in its own process (`local`) ended. */
 export type LocalWorkerEnd =
   | { readonly kind: "finished" | "stopped"; readonly reason?: undefined }
   | { readonly kind: string; readonly reason: string };
 
-/** A worker the manager starts in its own process (`local`): a runner, composed in by the caller. */
+/** A worker the manager starts in its own process (`local`): a binary node, composed in by the caller. */
 export interface LocalWorker {
   /** Runs until the manager has no more jobs, or until it fails or is aborted. */
   run(): Promise<LocalWorkerEnd>;
@@ -50,9 +51,9 @@ export interface LocalWorker {
   abort(reason: string): void;
 }
 
-/** What a local worker is told: how to dial and how to present itself. */
+/** What a local binary node is told: how to dial and how to present itself. */
 export interface LocalWorkerSpec {
-  /** The manager's listening host (for messages: the worker dials through {@linkcode dial}). */
+  /** The manager's listening host (for messages: the node dials through {@linkcode dial}). */
   hostname: string;
   /** The manager's listening port (for messages). */
   port: number;
@@ -60,28 +61,38 @@ export interface LocalWorkerSpec {
   dial: () => Transport;
   /** The run's shared secret. */
   secret?: SharedSecret;
-  /** Jobs it runs at once. */
+  /** Tasks it runs at once. */
   workers: number;
-  /** Name it announces (text runners). */
-  name?: string;
-  /** `binary` for a node that runs task bundles; text otherwise. */
-  protocol?: "binary";
-  /** Modules a binary node offers. */
-  modules?: string[];
+  /** It runs task bundles. */
+  protocol: "binary";
+  /** Modules it offers. */
+  modules: string[];
   /** Always true: it runs inside the manager's process. */
   embedded: true;
-  /** Its first worker's `VICO_SLOT` is this plus 1 (local workers share one numbering 1..N). @default {0} */
-  slotBase?: number;
-  /** The shell its jobs run under. @default {"/bin/sh"} */
-  shell?: string;
+}
+
+/** The executor of `local` text workers, and its end. */
+export interface LocalJobs extends LocalExecutor {
+  /** Removes what it kept (its spool files); called once every local worker has ended. */
+  close(): Promise<void>;
 }
 
 /**
- * Makes local workers. `manager/` does not know runners: the caller (the
- * `manager` command, or `localRunners` from `cli/local_runners.ts` in
- * `mod.ts`) composes them in, so the two sides never import each other.
+ * Makes what `local` needs from the runner's side. `manager/` does not know
+ * runners: the caller (the `manager` command, or `localRunners` from
+ * `cli/local_runners.ts` in `mod.ts`) composes them in, so the two sides
+ * never import each other.
  */
-export type LocalWorkerFactory = (spec: LocalWorkerSpec) => LocalWorker;
+export interface LocalWorkerFactory {
+  /**
+   * Opens the executor the `local` text workers run their jobs through. The
+   * workers themselves are served in the manager's process, with no
+   * connection (see `LocalSession`).
+   */
+  openJobs(spec: { shell?: string }): Promise<LocalJobs>;
+  /** A binary node in this process for task bundles, connected in memory (the binary protocol stages files). */
+  node(spec: LocalWorkerSpec): LocalWorker;
+}
 
 /** Options for {@linkcode Manager.start}. */
 export interface ManagerOptions {
@@ -238,12 +249,14 @@ interface RunParts {
   readonly watch: FleetWatch;
   readonly results: ResultsStore;
   readonly plan: ResumePlan;
+  /** What `local` workers are served with. */
+  readonly local: LocalSessionContext;
   /** When serving began (`performance.now()`). */
   readonly started: number;
 }
 
 /**
- * Listens on the TCP (or TLS) port, and in memory for local workers:
+ * Listens on the TCP (or TLS) port, and in memory for a local binary node:
  * plain, as nothing leaves the process, and still behind the secret if
  * there is one. Lets go of `claim` if it cannot.
  */
@@ -257,12 +270,18 @@ function listen(options: ManagerOptions, claim: ResultsDir): {
     let listener: TransportListener = options.tls === undefined
       ? listenTcp(hostname, options.port ?? DEFAULT_PORT)
       : listenTls(hostname, options.port ?? DEFAULT_PORT, options.tls);
-    if ((options.local ?? 0) > 0) listener = mergeListeners(listener, localListener);
+    // Only a local binary node connects (text workers are served in-process, with no connection).
+    if ((options.local ?? 0) > 0 && needsLocalNode(options.jobs)) listener = mergeListeners(listener, localListener);
     return { listener, localListener };
   } catch (err) {
     claim.release();
     throw err;
   }
+}
+
+/** Whether `local` workers are one binary node (the list has task bundles), not in-process text workers. */
+function needsLocalNode(jobs: JobList): boolean {
+  return jobs.classes.some((c) => c.binaryOnly);
 }
 
 /** Moves earlier results aside (`fresh`) and opens the results; lets go of the directory and the port if it cannot. */
@@ -669,7 +688,17 @@ export class Manager {
     watch.announce();
     return new Manager(
       { options, address: listener.address, localListener, status },
-      { server, scheduler, queue, recorder, watch, results, plan, started: performance.now() },
+      {
+        server,
+        scheduler,
+        queue,
+        recorder,
+        watch,
+        results,
+        plan,
+        local: { ...context, jobTimeoutMs: options.jobTimeoutMs },
+        started: performance.now(),
+      },
     );
   }
 
@@ -678,7 +707,7 @@ export class Manager {
     const { server, scheduler, queue, recorder, watch, results, plan, started } = parts;
     const options = this.#options;
     const serving = server.serve();
-    const locals = this.#startLocalRunners(queue.done ? 0 : options.local ?? 0, options.jobs, options.shell);
+    const locals = this.#startLocal(queue.done ? 0 : options.local ?? 0, parts.local);
     watch.start();
     const suspects = setInterval(() => recorder.expireSuspects().catch(() => {}), 1000);
     let how = await Promise.race([
@@ -733,33 +762,43 @@ export class Manager {
     };
   }
 
-  #startLocalRunners(count: number, jobs: JobList, shell?: string): Promise<LocalWorkerEnd>[] {
-    const ends: Promise<LocalWorkerEnd>[] = [];
-    if (count > 0 && jobs.classes.some((c) => c.binaryOnly)) {
+  /**
+   * Starts the `local` workers: text workers served in this process with no
+   * connection ({@linkcode LocalSession}, one per worker, over one executor),
+   * or, for a list of task bundles, one binary node connected in memory.
+   */
+  #startLocal(count: number, ctx: LocalSessionContext): Promise<LocalWorkerEnd>[] {
+    if (count === 0) return [];
+    const factory = this.#options.localWorkers!;
+    if (needsLocalNode(ctx.jobs)) {
       // Task bundles need binary nodes. Running locally means this machine is
       // taken to offer every module the list asks for.
-      return [this.#keepLocal("node", {
-        ...this.#local(),
-        secret: this.#options.secret,
-        workers: count,
-        protocol: "binary",
-        modules: [...new Set(jobs.classes.flatMap((c) => c.modules))],
-        embedded: true,
-      })];
+      return [this.#keepLocal("node", () =>
+        factory.node({
+          ...this.#local(),
+          secret: this.#options.secret,
+          workers: count,
+          protocol: "binary",
+          modules: [...new Set(ctx.jobs.classes.flatMap((c) => c.modules))],
+          embedded: true,
+        }))];
     }
-    for (let i = 1; i <= count; i++) {
-      // One connection per worker: a worker never waits for another's reply.
-      ends.push(this.#keepLocal(`runner local-${i}`, {
-        ...this.#local(),
-        secret: this.#options.secret,
-        workers: 1,
-        name: `local-${i}`,
-        embedded: true,
-        slotBase: i - 1,
-        ...(shell === undefined ? {} : { shell }),
-      }));
-    }
-    return ends;
+    const opened = factory.openJobs({ shell: this.#options.shell });
+    const ends = Array.from({ length: count }, async (_, i) => {
+      let executor: LocalJobs;
+      try {
+        executor = await opened;
+      } catch (err) {
+        return { kind: "failed", reason: `Cannot prepare the local workers: ${(err as Error).message}` };
+      }
+      return await this.#keepLocal(
+        `runner local-${i + 1}`,
+        () => new LocalSession(ctx, executor, i + 1, LOCAL_PEER_PREFIX),
+      );
+    });
+    // Once every worker has ended, the executor's spool goes.
+    const closed = Promise.all(ends).then(() => opened.then((e) => e.close(), () => {}));
+    return [...ends, closed.then(() => ({ kind: "finished" as const }))];
   }
 
   /** Where local workers connect: the listening address (for their messages) and the in-memory dial. */
@@ -773,13 +812,13 @@ export class Manager {
    * with backoff, so the run carries on once the cause is gone; each new
    * reason is logged at WARN.
    */
-  async #keepLocal(what: string, options: LocalWorkerSpec): Promise<LocalWorkerEnd> {
+  async #keepLocal(what: string, make: () => LocalWorker): Promise<LocalWorkerEnd> {
     let waitMs = LOCAL_RESTART.initialMs;
     let lastReason: string | undefined;
     let over = false;
     this.#over.then(() => (over = true));
     while (true) {
-      const runner = this.#options.localWorkers!(options);
+      const runner = make();
       this.#localRunners.add(runner);
       const started = performance.now();
       const end = await runner.run();

@@ -16,10 +16,10 @@ import { BufferedReader } from "../../protocol/buffered_reader.ts";
 import type { Limits } from "../../core/limits.ts";
 import { logger } from "../../util/log.ts";
 import { PIPE_FEATURE, TAG_FEATURE } from "../../protocol/vico_extension.ts";
-import { OutputSpool, SpoolFiles } from "../exec/output_spool.ts";
-import { runProcess, SEQ_VARIABLE, shellArgv, SLOT_VARIABLE, STATUS_RUNNER_FAILURE } from "../exec/process_runner.ts";
+import { SpoolFiles } from "../exec/output_spool.ts";
+import { JobExecutor } from "../exec/job_executor.ts";
+import { STATUS_RUNNER_FAILURE } from "../exec/process_runner.ts";
 import {
-  type LifeLedger,
   MAX_DELIVERY_FAILURES,
   type RunnerState,
   type StoredResult,
@@ -40,6 +40,8 @@ interface Finished {
   endedByRunner?: boolean;
   /** It was its --timeout. */
   timedOut?: boolean;
+  /** It died of a stop signal from outside (see `ExecutedJob.stopSignal`). */
+  stopSignal?: boolean;
 }
 
 /** A short output held in memory: the note a runner sends in place of a job's output. */
@@ -47,9 +49,6 @@ function noteOutput(text: string): Streamable {
   const bytes = new TextEncoder().encode(text);
   return { size: bytes.length, pipeTo: (sink) => sink(bytes) };
 }
-
-/** Exit statuses of a job killed by SIGHUP, SIGINT or SIGTERM. */
-const STOP_SIGNAL_STATUSES: ReadonlySet<number> = new Set([128 + 1, 128 + 2, 128 + 15]);
 
 const log = logger("runner");
 
@@ -81,8 +80,6 @@ export class TextPool {
   readonly #unacked = new Set<Promise<void>>();
   /** Jobs handed to this runner since the start. */
   #jobsStarted = 0;
-  /** Where running jobs are written down (`--persist`). */
-  #ledger: LifeLedger | undefined;
 
   /**
    * @param options The runner's options.
@@ -107,7 +104,6 @@ export class TextPool {
 
   /** Serves until the manager has no more jobs (or until stopped). Never rejects. */
   async run({ state, ledger }: PoolState): Promise<RunnerEnd> {
-    this.#ledger = ledger;
     let spoolDir: string;
     try {
       spoolDir = this.#options.spoolDir ?? await Deno.makeTempDir({ prefix: "vico-runner-" });
@@ -115,8 +111,10 @@ export class TextPool {
       return { kind: "failed", reason: `Cannot prepare the runner: ${(err as Error).message}`, jobs: 0 };
     }
     const files = new SpoolFiles(spoolDir);
+    const { shell, killGraceMs, runAs, jobCgroups } = this.#options;
+    const executor = new JobExecutor({ files, shell, killGraceMs, runAs, jobCgroups, ledger });
     try {
-      const workers = Array.from({ length: this.#options.workers }, (_, i) => this.#textWorker(i, files, state));
+      const workers = Array.from({ length: this.#options.workers }, (_, i) => this.#textWorker(i, executor, state));
       await this.#connectionLoop(state);
       await Promise.all(workers);
       await Promise.all([...this.#unacked]);
@@ -320,7 +318,7 @@ export class TextPool {
   }
 
   /** One worker: the draft's WorkerLoop, across connections. */
-  async #textWorker(id: number, files: SpoolFiles, state: RunnerState | undefined): Promise<void> {
+  async #textWorker(id: number, executor: JobExecutor, state: RunnerState | undefined): Promise<void> {
     let finished: Finished | undefined;
     // The PETO a pipelined result took along, and the connection it went on.
     let asked: { client: RunnerTextClient; next: Promise<HandedJob | null> } | undefined;
@@ -354,12 +352,22 @@ export class TextPool {
       this.#running.set(id, job);
       try {
         const slot = (this.#options.slotBase ?? 0) + id + 1;
-        finished = { job, ...await this.#execute(job.command, files, slot, job.seq) };
+        finished = {
+          job,
+          ...await executor.run({
+            command: job.command,
+            slot,
+            seq: job.seq,
+            timeoutMs: this.#jobTimeoutMs,
+            maxOutputBytes: this.#maxOutputBytes,
+            signal: this.#jobsAbort.signal,
+          }),
+        };
       } finally {
         this.#running.delete(id);
       }
       if (
-        STOP_SIGNAL_STATUSES.has(finished.status) && !finished.endedByRunner && await this.#stopSignalArrives()
+        finished.stopSignal && await this.#stopSignalArrives()
       ) {
         // Not a result: the signal that stops the runner reached the job too
         // (Slurm signals every process of a step, a terminal its process
@@ -530,52 +538,6 @@ export class TextPool {
   /** The output limit a job runs under: the smaller of this runner's and its manager's. */
   get #maxOutputBytes(): number {
     return Math.min(this.#limits.maxOutputBytes, this.#managerMaxOutput ?? Infinity);
-  }
-
-  async #execute(command: string, files: SpoolFiles, slot: number, seq?: number): Promise<Omit<Finished, "job">> {
-    const output = new OutputSpool({ dir: files.dir, maxBytes: this.#maxOutputBytes, files });
-    try {
-      // The job writes its output file itself (the runner touches no byte of it while it runs).
-      const outcome = await runProcess(shellArgv(command, this.#options.shell), {
-        env: { [SLOT_VARIABLE]: String(slot), ...(seq === undefined ? {} : { [SEQ_VARIABLE]: String(seq) }) },
-        stderrOnStdout: true,
-        outputFile: output.reserveFile(),
-        maxOutputBytes: this.#maxOutputBytes,
-        signal: this.#jobsAbort.signal,
-        killGraceMs: this.#options.killGraceMs,
-        timeoutMs: this.#jobTimeoutMs,
-        runAs: this.#options.runAs,
-        cgroups: this.#options.jobCgroups,
-        ledger: this.#ledger,
-      });
-      output.adopt(outcome.outputBytes ?? 0);
-      if (outcome.memoryExceeded) {
-        log.warn("Job {job} {note}", { job: command, note: this.#options.jobCgroups!.memoryNote });
-      }
-      if (outcome.outputAbandoned) {
-        log.warn("Job {job} has ended, but a process that left its process group still holds its output: not read", {
-          job: command,
-        });
-      }
-      if (outcome.timedOut) {
-        log.warn("Job {job} ran past its {s}s limit and was stopped", { job: command, s: this.#jobTimeoutMs! / 1000 });
-      }
-      return {
-        status: outcome.status,
-        output,
-        endedByRunner: outcome.timedOut || outcome.memoryExceeded,
-        timedOut: outcome.timedOut ?? false,
-      };
-    } catch (err) {
-      // The job's output could not be kept (over the limit, or the spool
-      // failed): the job fails on its own, with a note saying why.
-      await output.dispose();
-      const reason = err instanceof Error ? err.message : String(err);
-      log.warn("Job {job} failed in the runner: {reason}", { job: command, reason });
-      const note = new OutputSpool({ dir: files.dir });
-      await note.write(new TextEncoder().encode(`vico runner: ${reason}; the job was killed\n`));
-      return { status: STATUS_RUNNER_FAILURE, output: note };
-    }
   }
 }
 

@@ -16,3 +16,46 @@ Deno.test("Manager.start() refuses local workers without a localWorkers factory,
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("Manager.start() local: text workers run in-process through the factory's executor, no connection, no node", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const jobs = parseJobList(new TextEncoder().encode("echo one\necho two\necho three\n"));
+    const slots: number[] = [];
+    let closed = false;
+    const manager = await Manager.start({
+      jobs,
+      resultsDir: `${dir}/res`,
+      port: 0,
+      local: 2,
+      localWorkers: {
+        openJobs: () =>
+          Promise.resolve({
+            run: (spec) => {
+              slots.push(spec.slot);
+              const bytes = new TextEncoder().encode(`${spec.command}\n`);
+              return Promise.resolve({
+                status: 0,
+                timedOut: false,
+                stopSignal: false,
+                output: { size: bytes.length, pipeTo: (sink) => sink(bytes), dispose: () => Promise.resolve() },
+              });
+            },
+            close: () => Promise.resolve(void (closed = true)),
+          }),
+        node: () => {
+          throw new Error("a text list needs no node");
+        },
+      },
+    });
+    const hosts = new Set<string>();
+    const summary = await manager.finished;
+    for (const [host] of manager.settledByHost()) hosts.add(host);
+    assert.equal(summary.succeeded, 3);
+    assert.ok([...hosts].every((h) => h === "local-1" || h === "local-2"), [...hosts].join());
+    assert.ok(slots.every((s) => s === 1 || s === 2));
+    assert.ok(closed, "the executor is closed once the workers are done");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

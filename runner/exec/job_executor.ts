@@ -1,0 +1,152 @@
+/**
+ * One text job, from its command line to its status and output: the
+ * {@linkcode JobExecutor} a text runner's workers and the manager's
+ * `--local` workers both run jobs through. It starts the job under the
+ * shell (`runProcess`), with its output written by the job itself into a
+ * spool file, and turns what cannot be kept (an output over the limit, a
+ * spool that failed) into a failure of that job alone, with a note.
+ *
+ * @module
+ */
+
+import { logger } from "../../util/log.ts";
+import type { JobCgroups } from "./job_cgroup.ts";
+import { OutputSpool, type SpoolFiles } from "./output_spool.ts";
+import {
+  type JobLedger,
+  runProcess,
+  SEQ_VARIABLE,
+  shellArgv,
+  SLOT_VARIABLE,
+  STATUS_RUNNER_FAILURE,
+} from "./process_runner.ts";
+import type { RunAs } from "./run_as.ts";
+
+const log = logger("runner");
+
+/** Exit statuses of a job killed by SIGHUP, SIGINT or SIGTERM. */
+const STOP_SIGNAL_STATUSES: ReadonlySet<number> = new Set([128 + 1, 128 + 2, 128 + 15]);
+
+/** How every job of one executor runs. */
+export interface JobExecutorOptions {
+  /** Where spool files go (and are reused). */
+  files: SpoolFiles;
+  /** The shell jobs run under (`sh -c` compatible). @default {"/bin/sh"} */
+  shell?: string;
+  /** Grace between SIGTERM and SIGKILL when a job must end. @default {2000} */
+  killGraceMs?: number;
+  /** Run jobs as this user. */
+  runAs?: RunAs;
+  /** Run each job in a cgroup leaf with these limits. */
+  jobCgroups?: JobCgroups;
+  /** Where running jobs are written down (`--persist`). */
+  ledger?: JobLedger;
+}
+
+/** One job to run. */
+export interface ExecutedJobSpec {
+  /** Its command line. */
+  readonly command: string;
+  /** `VICO_SLOT`: the worker's number, from 1. */
+  readonly slot: number;
+  /** `VICO_SEQ`: the job's line in its list, when the manager said. */
+  readonly seq?: number;
+  /** Its time limit. */
+  readonly timeoutMs?: number;
+  /** Its largest output. */
+  readonly maxOutputBytes: number;
+  /** Ends it (its process group) when aborted. */
+  readonly signal?: AbortSignal;
+}
+
+/** How one job ended, with its output. */
+export interface ExecutedJob {
+  /** Its exit status (128+N for signal N; 125 for a failure in the runner, with a note as its output). */
+  readonly status: number;
+  /** Its merged stdout and stderr, until disposed of. */
+  readonly output: OutputSpool;
+  /** The runner itself ended the job (its time limit, or its memory limit). */
+  readonly endedByRunner: boolean;
+  /** It was its time limit. */
+  readonly timedOut: boolean;
+  /**
+   * It died of SIGHUP, SIGINT or SIGTERM from outside: perhaps the signal
+   * that stops its runner too (Slurm signals every process of a step, a
+   * terminal its process group), in which case it is no result.
+   */
+  readonly stopSignal: boolean;
+}
+
+/**
+ * Runs text jobs, one call per job.
+ *
+ * @example
+ * ```ts ignore
+ * const executor = new JobExecutor({ files: new SpoolFiles(await Deno.makeTempDir()) });
+ * const done = await executor.run({ command: "echo hi", slot: 1, maxOutputBytes: 1 << 20 });
+ * await done.output.pipeTo(async (chunk) => console.log(chunk.length));
+ * await done.output.dispose();
+ * ```
+ */
+export class JobExecutor {
+  readonly #options: JobExecutorOptions;
+
+  /** @param options How every job runs. */
+  constructor(options: JobExecutorOptions) {
+    this.#options = options;
+  }
+
+  /** Runs one job to its end. Never rejects: what goes wrong in the runner is the job's status 125 and a note. */
+  async run(spec: ExecutedJobSpec): Promise<ExecutedJob> {
+    const { files } = this.#options;
+    const { command, maxOutputBytes } = spec;
+    const output = new OutputSpool({ dir: files.dir, maxBytes: maxOutputBytes, files });
+    try {
+      // The job writes its output file itself (the runner touches no byte of it while it runs).
+      const outcome = await runProcess(shellArgv(command, this.#options.shell), {
+        env: {
+          [SLOT_VARIABLE]: String(spec.slot),
+          ...(spec.seq === undefined ? {} : { [SEQ_VARIABLE]: String(spec.seq) }),
+        },
+        stderrOnStdout: true,
+        outputFile: output.reserveFile(),
+        maxOutputBytes,
+        signal: spec.signal,
+        killGraceMs: this.#options.killGraceMs,
+        timeoutMs: spec.timeoutMs,
+        runAs: this.#options.runAs,
+        cgroups: this.#options.jobCgroups,
+        ledger: this.#options.ledger,
+      });
+      output.adopt(outcome.outputBytes ?? 0);
+      if (outcome.memoryExceeded) {
+        log.warn("Job {job} {note}", { job: command, note: this.#options.jobCgroups!.memoryNote });
+      }
+      if (outcome.outputAbandoned) {
+        log.warn("Job {job} has ended, but a process that left its process group still holds its output: not read", {
+          job: command,
+        });
+      }
+      if (outcome.timedOut) {
+        log.warn("Job {job} ran past its {s}s limit and was stopped", { job: command, s: spec.timeoutMs! / 1000 });
+      }
+      const endedByRunner = (outcome.timedOut ?? false) || (outcome.memoryExceeded ?? false);
+      return {
+        status: outcome.status,
+        output,
+        endedByRunner,
+        timedOut: outcome.timedOut ?? false,
+        stopSignal: STOP_SIGNAL_STATUSES.has(outcome.status) && !endedByRunner,
+      };
+    } catch (err) {
+      // The job's output could not be kept (over the limit, or the spool
+      // failed): the job fails on its own, with a note saying why.
+      await output.dispose();
+      const reason = err instanceof Error ? err.message : String(err);
+      log.warn("Job {job} failed in the runner: {reason}", { job: command, reason });
+      const note = new OutputSpool({ dir: files.dir });
+      await note.write(new TextEncoder().encode(`vico runner: ${reason}; the job was killed\n`));
+      return { status: STATUS_RUNNER_FAILURE, output: note, endedByRunner: false, timedOut: false, stopSignal: false };
+    }
+  }
+}

@@ -1,0 +1,205 @@
+/**
+ * The `--local` worker served in the manager's process: the real
+ * scheduler, ledger, recorder and a durable results store, with a
+ * recording executor in place of processes (no connection, no codec).
+ */
+
+import assert from "node:assert/strict";
+import { DEFAULT_LIMITS } from "../../../core/limits.ts";
+import { jobKey } from "../../../manager/jobs/job_key.ts";
+import { identityOf, parseJobList } from "../../../manager/jobs/job_list.ts";
+import { JobQueue } from "../../../manager/jobs/job_queue.ts";
+import { Ledger } from "../../../manager/results/ledger.ts";
+import { ResultRecorder } from "../../../manager/results/result_recorder.ts";
+import { ResultsStore } from "../../../manager/results/results_store.ts";
+import { Scheduler } from "../../../manager/scheduling/scheduler.ts";
+import {
+  type LocalExecutor,
+  type LocalOutput,
+  LocalSession,
+  type LocalSessionContext,
+} from "../../../manager/sessions/local_session.ts";
+import { readOutput, readRecords, tempDir } from "../../helpers/journal.ts";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+type Spec = Parameters<LocalExecutor["run"]>[0];
+type Done = Awaited<ReturnType<LocalExecutor["run"]>>;
+
+function output(text: string): LocalOutput & { disposed: boolean } {
+  const bytes = enc.encode(text);
+  const out = {
+    size: bytes.length,
+    disposed: false,
+    pipeTo: async (sink: (chunk: Uint8Array) => Promise<void>) => {
+      // In two chunks, as a spool file read in pieces would come.
+      await sink(bytes.subarray(0, 1));
+      await sink(bytes.subarray(1));
+    },
+    dispose: () => {
+      out.disposed = true;
+      return Promise.resolve();
+    },
+  };
+  return out;
+}
+
+/** An executor that answers each command with `answer` and records what it was asked. */
+class RecordingExecutor implements LocalExecutor {
+  readonly calls: Spec[] = [];
+  readonly outputs: ReturnType<typeof output>[] = [];
+  constructor(readonly answer: (spec: Spec) => Promise<Partial<Done> & { text?: string }>) {}
+  async run(spec: Spec): Promise<Done> {
+    this.calls.push(spec);
+    const got = await this.answer(spec);
+    const out = output(got.text ?? `${spec.command}\n`);
+    this.outputs.push(out);
+    return {
+      status: got.status ?? 0,
+      output: out,
+      timedOut: got.timedOut ?? false,
+      stopSignal: got.stopSignal ?? false,
+    };
+  }
+}
+
+async function localManager(dir: string, list: string, wrap?: (recorder: ResultRecorder) => ResultRecorder) {
+  const jobs = parseJobList(enc.encode(list));
+  const keyOf = (job: number) => jobKey(identityOf(jobs, job), jobs.occurrences[job]);
+  const results = await ResultsStore.open(dir, { durable: true });
+  const queue = new JobQueue(jobs.commands.length);
+  const ledger = new Ledger(jobs.commands.length, "run1");
+  const late: { recorder?: ResultRecorder } = {};
+  const scheduler = new Scheduler(queue, jobs.classes, {
+    onLost: (job, reason, link) => void late.recorder!.lost(job, reason, link),
+  }, { keyOf, ledger });
+  const real = late.recorder = new ResultRecorder(scheduler, results, jobs, keyOf);
+  const ctx: LocalSessionContext = {
+    scheduler,
+    results,
+    recorder: wrap?.(real) ?? real,
+    jobs,
+    limits: { ...DEFAULT_LIMITS, maxOutputBytes: 1000 },
+    transferIdleTimeoutMs: 10_000,
+    run: "run1",
+    keyOf,
+    noteAssignment: () => Promise.resolve(),
+    jobTimeoutMs: 7_000,
+  };
+  return { ctx, scheduler, queue, results, close: () => results.close() };
+}
+
+/** A recorder whose `record` goes through `record` (the rest is the real one's). */
+function recorderWith(real: ResultRecorder, record: ResultRecorder["record"]): ResultRecorder {
+  return new Proxy(real, {
+    get: (target, name) => {
+      if (name === "record") return record;
+      const value = Reflect.get(target, name, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+Deno.test("LocalSession.run: two workers record every job once with its output, told its slot, line and limits", async () => {
+  await using dir = await tempDir();
+  const m = await localManager(dir.path, "echo a\n# a comment\necho b\necho c\necho d\necho e\n");
+  const executor = new RecordingExecutor(() => new Promise((r) => setTimeout(() => r({}), 5)));
+  const ends = await Promise.all([1, 2].map((slot) => new LocalSession(m.ctx, executor, slot, "in-process:").run()));
+  assert.deepEqual(ends, [{ kind: "finished" }, { kind: "finished" }]);
+  await m.scheduler.done;
+  await m.close();
+  const records = readRecords(dir.path);
+  assert.deepEqual(records.map((r) => r.command).sort(), ["echo a", "echo b", "echo c", "echo d", "echo e"]);
+  for (const r of records) {
+    assert.equal(dec.decode(readOutput(dir.path, r)), `${r.command}\n`);
+    assert.match(r.host, /^local-[12]$/);
+  }
+  assert.deepEqual(new Set(executor.calls.map((c) => c.slot)), new Set([1, 2]));
+  const lineOf = new Map(executor.calls.map((c) => [c.command, c.seq]));
+  assert.equal(lineOf.get("echo b"), 3, "VICO_SEQ is the job's line in its list");
+  assert.ok(executor.calls.every((c) => c.timeoutMs === 7_000 && c.maxOutputBytes === 1000));
+  assert.ok(executor.outputs.every((o) => o.disposed), "every spool is released");
+});
+
+Deno.test("LocalSession.run: the next job starts while the last result still commits (no lock-step)", async () => {
+  await using dir = await tempDir();
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  const m = await localManager(
+    dir.path,
+    "echo a\necho b\n",
+    (real) => recorderWith(real, (admitted, delivery) => held.then(() => real.record(admitted, delivery))),
+  );
+  const executor = new RecordingExecutor(() => Promise.resolve({}));
+  const session = new LocalSession(m.ctx, executor, 1, "in-process:");
+  const running = session.run();
+  while (executor.calls.length < 2) await new Promise((r) => setTimeout(r, 1));
+  assert.equal(readRecords(dir.path).length, 0, "the second job ran before the first result was durable");
+  release();
+  assert.deepEqual(await running, { kind: "finished" });
+  await m.close();
+  assert.equal(readRecords(dir.path).length, 2);
+});
+
+Deno.test("LocalSession.run: a commit that fails ends the worker failed with its reason; the job goes back unsettled", async () => {
+  await using dir = await tempDir();
+  const m = await localManager(
+    dir.path,
+    "echo a\n",
+    (real) => recorderWith(real, () => Promise.reject(new Error("No space left on device"))),
+  );
+  const executor = new RecordingExecutor(() => Promise.resolve({}));
+  const end = await new LocalSession(m.ctx, executor, 1, "in-process:").run();
+  assert.deepEqual(end, { kind: "failed", reason: "No space left on device" });
+  assert.equal(m.queue.settled, 0);
+  assert.equal(m.queue.running, 0, "the worker holds nothing: its job is back in the queue");
+  await m.close();
+  assert.equal(readRecords(dir.path).length, 0);
+});
+
+Deno.test("LocalSession.abort: the running job's signal aborts, nothing is recorded, it ends stopped and the job goes back", async () => {
+  await using dir = await tempDir();
+  const m = await localManager(dir.path, "sleep 100\n");
+  let signal: AbortSignal | undefined;
+  const executor = new RecordingExecutor((spec) => {
+    signal = spec.signal;
+    return new Promise((resolve) =>
+      spec.signal!.addEventListener("abort", () => resolve({ status: 143 }), { once: true })
+    );
+  });
+  const session = new LocalSession(m.ctx, executor, 1, "in-process:");
+  const running = session.run();
+  while (signal === undefined) await new Promise((r) => setTimeout(r, 1));
+  session.abort("the manager is stopping");
+  assert.deepEqual(await running, { kind: "stopped" });
+  assert.equal(m.queue.settled, 0);
+  assert.equal(m.queue.running, 0);
+  assert.ok(executor.outputs[0].disposed);
+  await m.close();
+  assert.equal(readRecords(dir.path).length, 0);
+});
+
+Deno.test("LocalSession.run: a job killed by SIGTERM is not recorded while the manager stops, and is recorded otherwise", async () => {
+  await using dir = await tempDir();
+  const m = await localManager(dir.path, "kill -TERM $$\nkill -TERM $$ # 2\n");
+  let calls = 0;
+  const executor = new RecordingExecutor(() => {
+    // The first dies of the signal that stops the manager; the second of one sent by itself.
+    if (++calls === 1) setTimeout(() => m.scheduler.stopDispatch(), 20);
+    return Promise.resolve({ status: 143, stopSignal: calls === 1, text: "" });
+  });
+  const stopping = new LocalSession(m.ctx, executor, 1, "in-process:");
+  assert.deepEqual(await stopping.run(), { kind: "finished" });
+  assert.equal(calls, 1, "no new job once stopping");
+  assert.equal(m.queue.settled, 0, "the job the stop killed is no result");
+  await m.close();
+  assert.equal(readRecords(dir.path).length, 0);
+
+  await using dir2 = await tempDir();
+  const n = await localManager(dir2.path, "kill -TERM $$\n");
+  const ended = new RecordingExecutor(() => Promise.resolve({ status: 143, stopSignal: true, text: "" }));
+  assert.deepEqual(await new LocalSession(n.ctx, ended, 1, "in-process:").run(), { kind: "finished" });
+  await n.close();
+  assert.deepEqual(readRecords(dir2.path).map((r) => r.status), [143], "not stopping: it is the job's own status");
+});
