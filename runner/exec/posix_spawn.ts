@@ -18,8 +18,10 @@
  *   job's own variables), and optionally a working directory
  *   (`posix_spawn_file_actions_addchdir_np`, glibc 2.29 and later).
  *
- * `posix_spawnp` and `waitpid` are declared `nonblocking`: both run on a
- * thread of Deno's blocking pool, never on the JavaScript thread.
+ * `posix_spawnp` is declared `nonblocking`: it runs on a thread of Deno's
+ * blocking pool, never on the JavaScript thread. No thread waits for a
+ * child: each is asked `waitpid(pid, WNOHANG)` when `SIGCHLD` arrives, so
+ * a thousand jobs running hold no thread at all.
  *
  * Platforms: Linux with glibc (`libc.so.6`) on a 64-bit architecture;
  * x86_64 is tested here, aarch64 shares every constant and struct size used
@@ -120,6 +122,14 @@ const F_UNLCK = 2;
 const ATTR_BYTES = 1024;
 const FILE_ACTIONS_BYTES = 512;
 const SIGSET_BYTES = 256;
+const WNOHANG = 1;
+const EINTR = 4;
+/**
+ * Children are reaped when `SIGCHLD` arrives; this poll is the safety net
+ * for a signal missed (and keeps the event loop alive while children run:
+ * a signal listener does not).
+ */
+const REAP_POLL_MS = 200;
 
 const SYMBOLS = {
   posix_spawnp: {
@@ -127,7 +137,7 @@ const SYMBOLS = {
     result: "i32",
     nonblocking: true,
   },
-  waitpid: { parameters: ["i32", "buffer", "i32"], result: "i32", nonblocking: true },
+  waitpid: { parameters: ["i32", "buffer", "i32"], result: "i32" },
   posix_spawnattr_init: { parameters: ["buffer"], result: "i32" },
   posix_spawnattr_setflags: { parameters: ["buffer", "i16"], result: "i32" },
   posix_spawnattr_setsigdefault: { parameters: ["buffer", "buffer"], result: "i32" },
@@ -222,14 +232,16 @@ export function descriptorOf(file: Deno.FsFile): number | undefined {
   return PosixSpawn.open()?.descriptorOf(file);
 }
 
-/** Number of processes waited for at once before {@linkcode PosixSpawn.busy} says so. */
-const MAX_WAITING = 256;
-
 /** libc's `posix_spawn`, opened once per process. */
 export class PosixSpawn {
   readonly #libc: Libc;
   readonly #attr = new Uint8Array(ATTR_BYTES);
-  #waiting = 0;
+  /** Children waited for, and what learns how each ended. */
+  readonly #children = new Map<number, (status: WaitStatus) => void>();
+  readonly #raw = new Int32Array(1);
+  #poll: ReturnType<typeof setInterval> | undefined;
+  #listening = false;
+  readonly #onChild = () => this.#reap();
 
   private constructor(libc: Libc) {
     this.#libc = libc;
@@ -272,14 +284,6 @@ export class PosixSpawn {
   /** Whether a working directory can be given (glibc 2.29 and later). */
   get canChdir(): boolean {
     return this.#libc.posix_spawn_file_actions_addchdir_np !== null;
-  }
-
-  /**
-   * Whether so many processes are being waited for that each more would
-   * hold one more thread of Deno's blocking pool: start the next elsewhere.
-   */
-  get busy(): boolean {
-    return this.#waiting >= MAX_WAITING;
   }
 
   /**
@@ -483,21 +487,43 @@ export class PosixSpawn {
     return { pid: pid[0], status: this.#wait(pid[0]), ...(gate === undefined ? {} : { gate }) };
   }
 
-  async #wait(pid: number): Promise<WaitStatus> {
-    const raw = new Int32Array(1);
-    this.#waiting++;
-    try {
-      // -1 is EINTR (retry) or ECHILD (reaped elsewhere: nothing more to know).
-      for (let tries = 0;; tries++) {
-        const r = await this.#libc.waitpid(pid, raw, 0);
-        if (r === pid) break;
-        if (tries >= 100) return { code: 127, signal: null };
-      }
-    } finally {
-      this.#waiting--;
+  /**
+   * How `pid` ends. No thread waits for it: `waitpid(pid, WNOHANG)` on every
+   * `SIGCHLD` (and on a slow poll) asks each child waited for whether it
+   * has ended, only ours by their pids, never "any child" (the children of
+   * `Deno.Command` are Deno's to reap).
+   */
+  #wait(pid: number): Promise<WaitStatus> {
+    const ended = new Promise<WaitStatus>((resolve) => this.#children.set(pid, resolve));
+    if (!this.#listening) {
+      // Installed once: a signal listener does not keep the process alive.
+      Deno.addSignalListener("SIGCHLD", this.#onChild);
+      this.#listening = true;
     }
-    const s = raw[0];
-    if ((s & 0x7f) === 0) return { code: (s >> 8) & 0xff, signal: null };
-    return { code: null, signal: s & 0x7f };
+    this.#poll ??= setInterval(this.#onChild, REAP_POLL_MS);
+    // It may have ended already, its signal gone before it was listed.
+    this.#reap();
+    return ended;
+  }
+
+  #reap(): void {
+    const raw = this.#raw;
+    for (const [pid, resolve] of this.#children) {
+      let r = this.#libc.waitpid(pid, raw, WNOHANG);
+      while (r === -1 && this.#errno() === EINTR) r = this.#libc.waitpid(pid, raw, WNOHANG);
+      if (r === 0) continue; // still running
+      this.#children.delete(pid);
+      // -1 is ECHILD (reaped elsewhere: nothing more to know).
+      if (r !== pid) {
+        resolve({ code: 127, signal: null });
+        continue;
+      }
+      const s = raw[0];
+      resolve((s & 0x7f) === 0 ? { code: (s >> 8) & 0xff, signal: null } : { code: null, signal: s & 0x7f });
+    }
+    if (this.#children.size === 0 && this.#poll !== undefined) {
+      clearInterval(this.#poll);
+      this.#poll = undefined;
+    }
   }
 }

@@ -266,7 +266,7 @@ function spawnerFor(options: RunProcessOptions): PosixSpawn | undefined {
   // posix_spawn cannot change user: a cgroup's wrapper shell can (it drops to the user after entering its leaf).
   if (options.runAs !== undefined && options.cgroups === undefined) return undefined;
   const spawner = PosixSpawn.open();
-  if (spawner === undefined || spawner.busy) return undefined;
+  if (spawner === undefined) return undefined;
   if (options.cwd !== undefined && !spawner.canChdir) return undefined;
   return spawner;
 }

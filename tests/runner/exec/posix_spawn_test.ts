@@ -117,6 +117,31 @@ Deno.test("PosixSpawn.spawn() does not block the JavaScript thread while the pro
   assert.ok(ticks >= 20, `${ticks} ticks in 500 ms`);
 });
 
+Deno.test("PosixSpawn.spawn(): 40 children at once each get their own status, reaped on SIGCHLD; Deno.Command's children stay Deno's", async () => {
+  await withDir(async (dir) => {
+    const started = performance.now();
+    const children = await Promise.all(Array.from({ length: 40 }, async (_, i) => {
+      const child = await spawner().spawn({
+        argv: ["/bin/sh", "-c", `sleep 0.0${i % 10}; exit ${i}`],
+        env: { PATH: "/usr/bin:/bin" },
+        outputPath: join(dir, `out-${i}`),
+      });
+      assert.ok("pid" in child);
+      return child;
+    }));
+    // A child of Deno's own, ending among them, is not reaped from under it.
+    const theirs = new Deno.Command("/bin/sh", { args: ["-c", "sleep 0.05; exit 7"] }).spawn();
+    const statuses = await Promise.all(children.map((c) => c.status));
+    assert.deepEqual(statuses.map((s) => s.code), Array.from({ length: 40 }, (_, i) => i));
+    assert.equal((await theirs.status).code, 7);
+    // Reaped on SIGCHLD, not on the slow poll alone: ten in a row take far less than ten polls.
+    const inRow = performance.now();
+    for (let i = 0; i < 10; i++) await sh("exit 0");
+    assert.ok(performance.now() - inRow < 1_000, `${performance.now() - inRow} ms for ten`);
+    assert.ok(performance.now() - started < 5_000);
+  });
+});
+
 Deno.test("PosixSpawn.spawn() writes to a descriptor of the runner's, at its offset; the base environment under the job's", async () => {
   await withDir(async (dir) => {
     const path = join(dir, "log");
