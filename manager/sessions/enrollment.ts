@@ -18,7 +18,6 @@
  * @module
  */
 
-import * as x509 from "@peculiar/x509";
 import { join } from "node:path";
 import { SharedSecret } from "../../protocol/auth.ts";
 import { VicoError } from "../../core/errors.ts";
@@ -56,6 +55,8 @@ const TEN_YEARS_MS = 10 * 365 * 86_400_000;
 
 /** Makes a new ECDSA P-256 key and a self-signed server certificate for it. */
 export async function makeSelfSignedIdentity(hostnames: readonly string[]): Promise<TlsIdentity> {
+  // Loaded only when a certificate is made: it is most of the manager's start-up otherwise.
+  const x509 = await import("@peculiar/x509");
   x509.cryptoProvider.set(crypto);
   const keys = await crypto.subtle.generateKey(ALG, true, ["sign", "verify"]);
   const names = [...new Set(["localhost", ...hostnames])];
