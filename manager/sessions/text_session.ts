@@ -592,36 +592,43 @@ export class ManagerTextSession implements RunnerLink {
       throw new ProtocolError(`Output of ${msg.size} bytes exceeds the limit of ${limits.maxOutputBytes}`);
     }
     const handedOutAt = this.#handedOut.get(job)?.at ?? isoNow();
-    // Most results are admitted (or not) at once; only one racing another attempt's commit waits.
-    const admission = recorder.admitNow(job, tag.attempt, this);
-    if (admission.kind === "duplicate" && admission.busy === true) {
-      return recorder.admit(job, tag.attempt, this).then((later) =>
-        this.#receiveAdmitted(pipe, msg, job, tag, handedOutAt, later)
-      );
-    }
+    // Most results are admitted (or not) at once; one racing another attempt's commit is read on.
+    const now = recorder.admitNow(job, tag.attempt, this);
+    const admission = now.kind === "duplicate" && now.busy === true ? recorder.admit(job, tag.attempt, this) : now;
     return this.#receiveAdmitted(pipe, msg, job, tag, handedOutAt, admission);
   }
 
-  /** A pipelined result, admitted (or a duplicate): its bytes read (if any), then committed or discarded. */
+  /**
+   * A pipelined result, admitted (or a duplicate): its bytes read (if any),
+   * then committed or discarded. One whose admission waits for another
+   * attempt's commit (a promise) has its bytes staged meanwhile, and the
+   * session reads on; its ack keeps its place in the order.
+   */
   #receiveAdmitted(
     pipe: PipeState,
     msg: RezultoMsg,
     job: number,
     tag: Tag & { timedOut: boolean },
     handedOutAt: string,
-    admission: Admission,
+    admission: Admission | Promise<Admission>,
   ): Promise<void> | undefined {
-    if (admission.kind === "unknown") throw new ProtocolError("REZULTO for a job this runner was not given", msg.job);
+    if (!(admission instanceof Promise) && admission.kind === "unknown") {
+      throw new ProtocolError("REZULTO for a job this runner was not given", msg.job);
+    }
     if (msg.size === 0) {
       this.#deliverPipe(pipe, msg, job, tag, handedOutAt, admission, undefined); // no bytes: nothing to wait for
       return undefined;
     }
-    const accepted = admission.kind === "accepted";
+    // A pending admission may yet be accepted: its bytes are kept until it is known.
+    const accepted = admission instanceof Promise || admission.kind === "accepted";
     const output = this.#ctx.results.stageOutput();
     const state = this.#state;
     this.#state = "ProcessJob";
     return this.#readOutput(msg.size, output, accepted, () => {
-      if (accepted) this.#ctx.recorder.refuse(admission.ticket);
+      if (admission instanceof Promise) {
+        // Dropped mid-output: a ticket it is given later is handed back at once.
+        admission.then((later) => later.kind === "accepted" && this.#ctx.recorder.refuse(later.ticket));
+      } else if (admission.kind === "accepted") this.#ctx.recorder.refuse(admission.ticket);
     }).finally(() => (this.#state = state)).then(() =>
       this.#deliverPipe(pipe, msg, job, tag, handedOutAt, admission, output)
     );
@@ -634,10 +641,18 @@ export class ManagerTextSession implements RunnerLink {
     job: number,
     tag: Tag & { timedOut: boolean },
     handedOutAt: string,
-    admission: Exclude<Admission, { kind: "unknown" }>,
+    admission: Exclude<Admission, { kind: "unknown" }> | Promise<Admission>,
     output: StagedOutput | undefined,
   ): void {
-    const committed = this.#commit(msg, job, tag.attempt, handedOutAt, tag.timedOut, admission, output);
+    const commit = (a: Exclude<Admission, { kind: "unknown" }>) =>
+      this.#commit(msg, job, tag.attempt, handedOutAt, tag.timedOut, a, output);
+    const committed = admission instanceof Promise
+      ? admission.then(async (later) => {
+        if (later.kind !== "unknown") return await commit(later);
+        await output?.discard();
+        throw new ProtocolError("REZULTO for a job this runner was not given", msg.job);
+      })
+      : commit(admission);
     pipe.ack(committed, encodeLine(formatAck(tag)));
   }
 

@@ -16,15 +16,25 @@ import { Scheduler } from "../../../manager/scheduling/scheduler.ts";
 import { Server } from "../../../manager/sessions/server.ts";
 import { ManagerTextSession, type TextSessionContext } from "../../../manager/sessions/text_session.ts";
 import { BufferedReader } from "../../../protocol/buffered_reader.ts";
+import { heldTag } from "../../../protocol/vico_extension.ts";
 import { MemoryListener } from "../../../transport/memory_transport.ts";
 import { readJournal, tempDir } from "../../helpers/journal.ts";
 
 const enc = new TextEncoder();
 
-async function pipeManager(dir: string, list: string) {
+/**
+ * `commitGate`: each commit of the results store waits for it (a slow disk).
+ * Identified runners' holds are taken back as the manager takes them (issued
+ * to that runner, still wanted).
+ */
+async function pipeManager(dir: string, list: string, commitGate?: Promise<void>) {
   const jobs = parseJobList(enc.encode(list));
   const keyOf = (job: number) => jobKey(identityOf(jobs, job), jobs.occurrences[job]);
   const results = await ResultsStore.open(dir, { durable: true });
+  if (commitGate !== undefined) {
+    const commit = results.commit.bind(results);
+    results.commit = (...args) => commitGate.then(() => commit(...args));
+  }
   const queue = new JobQueue(jobs.commands.length);
   const ledger = new Ledger(jobs.commands.length, "run1");
   const late: { recorder?: ResultRecorder } = {};
@@ -53,21 +63,28 @@ async function pipeManager(dir: string, list: string) {
     limits: DEFAULT_LIMITS,
     handshakeTimeoutMs: 10_000,
     maxHandshaking: 4,
-    extensionAnswer: (hello) => ({
-      answer: {
-        kind: "ok",
-        ...(hello.want.includes("tag") ? { tag: 1 } : {}),
-        ...(hello.want.includes("tag") && hello.want.includes("pipe") ? { pipe: 1 } : {}),
-      },
-      held: [],
-    }),
+    extensionAnswer: (hello, holds) => {
+      const held = holds.map((line) => heldTag(line, "text")).filter((t) => t !== undefined)
+        .map((t) => ({ job: ledger.jobOfKey(t.key)!, attempt: t.attempt }))
+        .filter((h) => hello.id !== undefined && ledger.wants(hello.id, "run1", h.job, h.attempt));
+      return {
+        answer: {
+          kind: "ok",
+          ...(hello.want.includes("tag") ? { tag: 1 } : {}),
+          ...(hello.want.includes("tag") && hello.want.includes("pipe") ? { pipe: 1 } : {}),
+        },
+        held,
+      };
+    },
   });
   const serving = server.serve();
-  const connect = async (want = "tag,pipe") => {
+  const connect = async (want = "tag,pipe", id?: string, holds: string[] = []) => {
     const runner = listener.connect();
     const reader = new BufferedReader(runner);
     const say = (text: string) => runner.write(enc.encode(text));
-    await say(`VICO/1 hello proto=text want=${want}\n`);
+    const who = id === undefined ? "" : ` id=${id}`;
+    const held = holds.length === 0 ? "" : ` holds=${holds.length}\n${holds.join("\n")}`;
+    await say(`VICO/1 hello proto=text${who} want=${want}${held}\n`);
     const ok = (await reader.readLine())!;
     await say("SALUTON; MI memory\n");
     assert.match((await reader.readLine())!, /^VERSIO 1\./);
@@ -171,4 +188,49 @@ Deno.test("ManagerTextSession: a runner that wants only tag gets the lock-step e
   await say("FINO ANKAU\n");
   await m.scheduler.done;
   await m.close();
+});
+
+Deno.test("ManagerTextSession pipe=1: a result that arrives while another attempt of its job commits waits for it, then is a duplicate: acked, recorded once, reading goes on", async () => {
+  await using dir = await tempDir();
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  const m = await pipeManager(dir.path, "echo a\necho b\n", gate);
+  const tagOf = (line: string) => line.replace(/^VICO\/1 job /, "").replace(/ seq=\d+$/, "");
+  // Runner ra takes echo a (attempt 1) and is lost before it reports: the job goes back.
+  const a = await m.connect("tag,pipe", "ra");
+  await a.say("PETO\n");
+  const t1 = tagOf((await a.reader.readLine())!);
+  assert.equal(await a.reader.readLine(), "echo a");
+  a.runner.close();
+  // Runner rb takes it again (attempt 2).
+  const b = await m.connect("tag,pipe", "rb");
+  await b.say("PETO\n");
+  const t2 = tagOf((await b.reader.readLine())!);
+  assert.match(t2, /attempt=2$/);
+  assert.equal(await b.reader.readLine(), "echo a");
+  // ra comes back holding its attempt-1 result, which the manager still wants, and delivers it: its commit is slow.
+  const back = await m.connect("tag,pipe", "ra", [`${t1} echo a`]);
+  assert.equal(back.ok, "VICO/1 ok tag=1 pipe=1");
+  await back.say(`VICO/1 result ${t1}\nREZULTO echo a 0 3\nra\n`);
+  await new Promise((r) => setTimeout(r, 20));
+  // rb's result comes while that commit is in flight, then its PETO: the PETO is answered meanwhile.
+  await b.say(`VICO/1 result ${t2}\nREZULTO echo a 0 3\nrb\nPETO\n`);
+  const t3 = tagOf((await b.reader.readLine())!);
+  assert.equal(await b.reader.readLine(), "echo b", "the next job goes out while the duplicate waits");
+  open();
+  assert.equal(await back.reader.readLine(), `VICO/1 ack ${t1}`);
+  assert.equal(await b.reader.readLine(), `VICO/1 ack ${t2}`, "the duplicate is acknowledged once the winner settled");
+  await b.say(`VICO/1 result ${t3}\nREZULTO echo b 0 0\nPETO\n`);
+  assert.equal(await b.reader.readLine(), `VICO/1 ack ${t3}`);
+  assert.equal(await b.reader.readLine(), "FINO");
+  await b.say("FINO ANKAU\n");
+  await back.say("PETO\n");
+  assert.equal(await back.reader.readLine(), "FINO");
+  await back.say("FINO ANKAU\n");
+  await m.scheduler.done;
+  await m.close();
+  const records = readJournal(dir.path).filter((r) => r.type === "job");
+  assert.equal(records.filter((r) => r.type === "job" && r.command === "echo a").length, 1, "recorded once");
+  const recorded = records.find((r) => r.type === "job" && r.command === "echo a")!;
+  assert.equal(recorded.type === "job" && recorded.attempt, 1, "the attempt that committed first is the record");
 });
