@@ -584,7 +584,7 @@ async function runSpawnedOn(
   const graceMs = options.killGraceMs ?? 2000;
   const max = options.maxOutputBytes ?? Infinity;
   const id = nextJobId();
-  const child = await spawner.spawn({
+  const child = spawner.spawn({
     // With a ledger, the job waits behind a gate until its record is written.
     argv: ledger === undefined ? argv : [...GATE, ...argv],
     baseEnv: inheritedEnvironment(),
