@@ -677,6 +677,27 @@ export class ManagerTextSession implements RunnerLink {
 }
 
 /**
+ * How long a durable result's ack may wait to go out in the same write as
+ * its connection's next message (a job, FINO, a pulse): a runner busy with
+ * short jobs then gets one write per job instead of two.
+ */
+export const ACK_HOLD_MS = 5;
+
+/** Sessions holding acks back, flushed by one shared timer (not a timer per ack). */
+const holdingAcks = new Set<PipeState>();
+let ackTimer: ReturnType<typeof setTimeout> | undefined;
+
+function holdAcks(pipe: PipeState): void {
+  holdingAcks.add(pipe);
+  ackTimer ??= setTimeout(() => {
+    ackTimer = undefined;
+    const due = [...holdingAcks];
+    holdingAcks.clear();
+    for (const p of due) p.flushAcks();
+  }, ACK_HOLD_MS);
+}
+
+/**
  * What a pipelined session keeps beside the lock-step one: the serial
  * writer, the PETOs to answer, the chain of answers and the chain of acks,
  * and the commits in flight.
@@ -702,6 +723,8 @@ class PipeState {
   readonly #acks: { bytes: Uint8Array; committed: boolean }[] = [];
   /** Where the first unwritten ack is in {@linkcode #acks} (the written ones before it are cut off now and then). */
   #ackHead = 0;
+  /** Acks committed, in order, held back to ride with the next message (at most {@linkcode ACK_HOLD_MS}). */
+  #ready: Uint8Array[] = [];
   /** Waiters for every ack so far to be written. */
   #ackWaiters: (() => void)[] = [];
   /** Commits of results read whole, not settled yet. */
@@ -712,9 +735,21 @@ class PipeState {
     this.writer = new SerialWriter(transport);
   }
 
-  /** Writes one whole message now (a pulse); a failed write ends the session. */
+  /** Writes one whole message now (a pulse), the acks held back first; a failed write ends the session. */
   send(bytes: Uint8Array): void {
+    this.flushAcks();
     this.writer.write(bytes).catch((err) => this.fail(err));
+  }
+
+  /** Hands the acks held back to the writer (they go out in one write with what follows them this turn). */
+  flushAcks(): void {
+    if (this.#ready.length === 0) return;
+    const ready = this.#ready;
+    this.#ready = [];
+    holdingAcks.delete(this);
+    if (this.failure !== undefined) return;
+    for (const bytes of ready) this.writer.write(bytes).catch((err) => this.fail(err));
+    if (this.#ackHead === this.#acks.length) this.#wakeAckWaiters();
   }
 
   /** Queues the answer to the next PETO, after `before` (an assignment record) and every earlier answer. */
@@ -728,6 +763,7 @@ class PipeState {
     this.#replies = (async () => {
       await prior;
       await before;
+      this.flushAcks();
       await this.writer.write(bytes);
     })().catch((err) => this.fail(err)).finally(() => this.#waiting--);
   }
@@ -749,21 +785,32 @@ class PipeState {
 
   /** Resolves once every ack queued so far is written, or once the session failed (see {@linkcode failure}). */
   async acked(): Promise<void> {
-    if (this.failure === undefined && this.#ackHead < this.#acks.length) {
-      await new Promise<void>((resolve) => this.#ackWaiters.push(resolve));
+    if (this.failure === undefined && (this.#ackHead < this.#acks.length || this.#ready.length > 0)) {
+      const written = new Promise<void>((resolve) => this.#ackWaiters.push(resolve));
+      this.flushAcks(); // nothing more is coming to ride with
+      await written;
     }
     await this.writer.drain();
   }
 
-  /** Hands the committed acks at the head of the queue to the writer, in order. */
+  /**
+   * Moves the committed acks at the head of the queue, in order, to those
+   * held back for the next message (or for the shared timer); with a
+   * `FINO ANKAU` waiting for them, they go now.
+   */
   #writeAcks(): void {
     if (this.failure !== undefined) return;
     const acks = this.#acks;
-    while (this.#ackHead < acks.length && acks[this.#ackHead].committed) this.send(acks[this.#ackHead++].bytes);
+    const before = this.#ready.length;
+    while (this.#ackHead < acks.length && acks[this.#ackHead].committed) this.#ready.push(acks[this.#ackHead++].bytes);
+    if (this.#ready.length > before) {
+      if (this.#ackWaiters.length > 0) this.flushAcks();
+      else holdAcks(this);
+    }
     if (this.#ackHead === acks.length) {
       acks.length = 0;
       this.#ackHead = 0;
-      this.#wakeAckWaiters();
+      if (this.#ready.length === 0) this.#wakeAckWaiters();
     } else if (this.#ackHead > 1024) {
       acks.splice(0, this.#ackHead);
       this.#ackHead = 0;
@@ -779,6 +826,8 @@ class PipeState {
   /** Ends the session with `err` (the first failure wins): the reader sees the connection close. */
   fail(err: unknown): void {
     this.failure ??= err;
+    this.#ready = [];
+    holdingAcks.delete(this);
     this.#transport.close();
     this.#wakeAckWaiters(); // no more acks go out
   }

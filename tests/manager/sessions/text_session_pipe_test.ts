@@ -14,7 +14,7 @@ import { ResultRecorder } from "../../../manager/results/result_recorder.ts";
 import { ResultsStore } from "../../../manager/results/results_store.ts";
 import { Scheduler } from "../../../manager/scheduling/scheduler.ts";
 import { Server } from "../../../manager/sessions/server.ts";
-import { ManagerTextSession, type TextSessionContext } from "../../../manager/sessions/text_session.ts";
+import { ACK_HOLD_MS, ManagerTextSession, type TextSessionContext } from "../../../manager/sessions/text_session.ts";
 import { BufferedReader } from "../../../protocol/buffered_reader.ts";
 import { heldTag } from "../../../protocol/vico_extension.ts";
 import { MemoryListener } from "../../../transport/memory_transport.ts";
@@ -233,4 +233,65 @@ Deno.test("ManagerTextSession pipe=1: a result that arrives while another attemp
   assert.equal(records.filter((r) => r.type === "job" && r.command === "echo a").length, 1, "recorded once");
   const recorded = records.find((r) => r.type === "job" && r.command === "echo a")!;
   assert.equal(recorded.type === "job" && recorded.attempt, 1, "the attempt that committed first is the record");
+});
+
+Deno.test("ManagerTextSession pipe=1: a durable ack waits (at most ACK_HOLD_MS) to ride in one write with the next job", async () => {
+  await using dir = await tempDir();
+  const list = Array.from({ length: 8 }, (_, i) => `echo ${i}\n`).join("");
+  const m = await pipeManager(dir.path, list);
+  const { runner, reader, say } = await m.connect();
+  const tagOf = (line: string) => line.replace(/^VICO\/1 job /, "").replace(/ seq=\d+$/, "");
+  await say("PETO\n");
+  let tag = tagOf((await reader.readLine())!);
+  let command = (await reader.readLine())!;
+  // A result alone: its ack is held, then goes out by itself within the hold.
+  const sent = performance.now();
+  await say(`VICO/1 result ${tag}\nREZULTO ${command} 0 0\n`);
+  assert.equal(await reader.readLine(), `VICO/1 ack ${tag}`);
+  assert.ok(performance.now() - sent < ACK_HOLD_MS + 1000, "held no longer than the hold (and a commit)");
+  await say("PETO\n");
+  tag = tagOf((await reader.readLine())!);
+  command = (await reader.readLine())!;
+  // A result, then a PETO once its commit is likely durable: the ack and the next job come in one read
+  // (a slow disk may miss the window once; not every time).
+  let rode = false;
+  const chunk = new Uint8Array(4096);
+  for (let tries = 0; tries < 6 && !rode; tries++) {
+    await say(`VICO/1 result ${tag}\nREZULTO ${command} 0 0\n`);
+    await new Promise((r) => setTimeout(r, ACK_HOLD_MS / 2));
+    await say("PETO\n");
+    let text = "";
+    const acked = `VICO/1 ack ${tag}\n`;
+    while (!(text.includes(acked) && /\necho \d\n$|^echo \d\n$/.test(text.replace(acked, "")))) {
+      const n = await runner.read(chunk);
+      assert.ok(n !== null);
+      const got = new TextDecoder().decode(chunk.subarray(0, n));
+      if (text === "" && got.includes(acked) && /echo \d\n$/.test(got)) rode = true;
+      text += got;
+    }
+    const lines = text.replace(acked, "").trimEnd().split("\n");
+    tag = tagOf(lines[0]);
+    command = lines[1];
+  }
+  assert.ok(rode, "an ack rode with the job in one write");
+  // FINO ANKAU flushes what is held at once.
+  await say(`VICO/1 result ${tag}\nREZULTO ${command} 0 0\nPETO\n`);
+  const rest: string[] = [];
+  while (!rest.includes("FINO")) {
+    const line = (await reader.readLine())!;
+    if (line.startsWith("VICO/1 job ")) {
+      const next = (await reader.readLine())!;
+      await say(`VICO/1 result ${tagOf(line)}\nREZULTO ${next} 0 0\nPETO\n`);
+    } else rest.push(line);
+  }
+  await say("FINO ANKAU\n");
+  while (true) {
+    const line = await reader.readLine();
+    if (line === null) break;
+    rest.push(line);
+  }
+  assert.ok(rest.every((l) => l === "FINO" || l.startsWith("VICO/1 ack ")), rest.join(" | "));
+  await m.scheduler.done;
+  await m.close();
+  assert.equal(readJournal(dir.path).filter((r) => r.type === "job").length, 8);
 });
