@@ -232,26 +232,43 @@ try {
 
   if (only.has(3)) {
     const bytes = quick ? 100 * 1048576 : 1024 * 1048576;
+    // Best of ROUNDS for every tool: on a VM, the first writes into memory the
+    // guest has not touched yet cost several times the later ones (seen here:
+    // 1 GiB into the page cache in 2.1 s, then in 0.2 s), whoever comes first.
+    const rounds = quick ? 1 : 2;
+    const rate = (s: number) => bytes / 1048576 / s;
+    const best = async <T extends { seconds: number }>(once: () => Promise<T>): Promise<T> => {
+      let kept: T | undefined;
+      for (let i = 0; i < rounds; i++) {
+        const got = await once();
+        if (kept === undefined || got.seconds < kept.seconds) kept = got;
+      }
+      return kept!;
+    };
     const rows: Row[] = [];
     const sink = join(work, "redirect.out");
-    const sh = check(await timed("sh", ["-c", `head -c ${bytes} /dev/zero > ${sink}; sync ${sink}`]), "sh");
-    await Deno.remove(sink);
-    const rate = (s: number) => bytes / 1048576 / s;
+    const sh = await best(async () => {
+      const t = check(await timed("sh", ["-c", `head -c ${bytes} /dev/zero > ${sink}; sync ${sink}`]), "sh");
+      await Deno.remove(sink);
+      return t;
+    });
     rows.push({ tool: "sh: head > file; sync", seconds: sh.seconds, rate: rate(sh.seconds), unit: "MB/s", peer: true });
-    const text = join(work, "w3-text");
     const list = await jobFile("big.txt", [`head -c ${bytes} /dev/zero`]);
-    const pair = await vicoPair(list, text, ["--workers", "1"]);
-    const span = await journalSpan(text);
+    const text = await best(async () => {
+      const dir = join(work, "w3-text");
+      const pair = await vicoPair(list, dir, ["--workers", "1"]);
+      const seconds = await journalSpan(dir);
+      await Deno.remove(dir, { recursive: true });
+      return { seconds, pair };
+    });
     rows.push({
       tool: "vico text: job stdout",
-      seconds: span,
-      rate: rate(span),
+      seconds: text.seconds,
+      rate: rate(text.seconds),
       unit: "MB/s",
       peer: false,
-      extra: { "manager RSS": pair.manager.peakRss, "runner RSS": pair.runner.peakRss },
+      extra: { "manager RSS": text.pair.manager.peakRss, "runner RSS": text.pair.runner.peakRss },
     });
-    await Deno.remove(text, { recursive: true });
-    const binary = join(work, "w3-binary");
     const bundle = join(work, "big.jsonl");
     await Deno.writeTextFile(
       bundle,
@@ -261,18 +278,22 @@ try {
         return: ["out.bin"],
       }) + "\n",
     );
-    const bpair = await vicoPair(bundle, binary, ["--workers", "1", "--protocol", "binary"]);
-    const bspan = await journalSpan(binary);
+    const binary = await best(async () => {
+      const dir = join(work, "w3-binary");
+      const pair = await vicoPair(bundle, dir, ["--workers", "1", "--protocol", "binary"]);
+      const seconds = await journalSpan(dir);
+      await Deno.remove(dir, { recursive: true });
+      return { seconds, pair };
+    });
     rows.push({
       tool: "vico binary: returned file",
-      seconds: bspan,
-      rate: rate(bspan),
+      seconds: binary.seconds,
+      rate: rate(binary.seconds),
       unit: "MB/s",
       peer: false,
-      extra: { "manager RSS": bpair.manager.peakRss, "runner RSS": bpair.runner.peakRss },
+      extra: { "manager RSS": binary.pair.manager.peakRss, "runner RSS": binary.pair.runner.peakRss },
     });
-    await Deno.remove(binary, { recursive: true });
-    print(`3. Output bandwidth: ${mb(bytes)} (vico timed from hand-out to durable record)`, rows);
+    print(`3. Output bandwidth: ${mb(bytes)}, best of ${rounds} (vico timed from hand-out to durable record)`, rows);
     report.bandwidth = rows;
   }
 
