@@ -158,6 +158,14 @@ export { ManagerTextSession, type ManagerTextState, type TextSessionContext } fr
 export { Server, type ServerOptions, type SessionFactory } from "./manager/sessions/server.ts";
 export { type HandshakeWindow, type Session, type SessionContext } from "./manager/sessions/session_context.ts";
 export {
+  type LocalExecutor,
+  type LocalOutput,
+  LocalSession,
+  type LocalSessionContext,
+  type LocalSessionEnd,
+} from "./manager/sessions/local_session.ts";
+export {
+  type LocalJobs,
   type LocalWorker,
   type LocalWorkerEnd,
   type LocalWorkerFactory,
@@ -188,6 +196,12 @@ export {
   unsetInheritedVariables,
 } from "./runner/exec/process_runner.ts";
 export { OutputLimitError, outputLimitNote } from "./runner/exec/output_limit.ts";
+export {
+  type ExecutedJob,
+  type ExecutedJobSpec,
+  JobExecutor,
+  type JobExecutorOptions,
+} from "./runner/exec/job_executor.ts";
 export { TaskDir, TaskPathError } from "./runner/binary/task_dir.ts";
 export {
   NodeSession,
@@ -196,7 +210,7 @@ export {
   type NodeState,
   STATUS_OF_STATE,
 } from "./runner/binary/node_session.ts";
-export { OutputSpool, type OutputSpoolOptions } from "./runner/exec/output_spool.ts";
+export { OutputSpool, type OutputSpoolOptions, SpoolFiles } from "./runner/exec/output_spool.ts";
 export {
   type ConnectionEnd,
   type OpenResult,

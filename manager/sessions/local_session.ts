@@ -93,6 +93,8 @@ export class LocalSession implements RunnerLink {
   #failure: unknown;
 
   /**
+   * A worker with the slot `slot`.
+   *
    * @param ctx The manager around it.
    * @param executor Runs its jobs.
    * @param slot Its number from 1: its name, and its jobs' `VICO_SLOT`.

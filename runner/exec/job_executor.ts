@@ -91,7 +91,11 @@ export interface ExecutedJob {
 export class JobExecutor {
   readonly #options: JobExecutorOptions;
 
-  /** @param options How every job runs. */
+  /**
+   * An executor whose jobs all run this way.
+   *
+   * @param options How every job runs.
+   */
   constructor(options: JobExecutorOptions) {
     this.#options = options;
   }

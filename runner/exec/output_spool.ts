@@ -50,6 +50,8 @@ export class SpoolFiles {
   readonly #max: number;
 
   /**
+   * Files kept in `dir`, at most `max` at once.
+   *
    * @param dir Directory for the files.
    * @param max Most files kept at once.
    */
