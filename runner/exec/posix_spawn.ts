@@ -244,11 +244,14 @@ export class PosixSpawn {
   readonly #children = new Map<number, (status: WaitStatus) => void>();
   readonly #raw = new Int32Array(1);
   #poll: ReturnType<typeof setInterval> | undefined;
-  #listening = false;
   readonly #onChild = () => this.#reap();
 
   private constructor(libc: Libc) {
     this.#libc = libc;
+    // Before the first child: a SIGCHLD the runner inherited as ignored would
+    // have the kernel reap children unasked (waitpid then knows nothing). A
+    // signal listener does not keep the process alive.
+    Deno.addSignalListener("SIGCHLD", this.#onChild);
     const sigdefault = new Uint8Array(SIGSET_BYTES);
     const sigmask = new Uint8Array(SIGSET_BYTES);
     // One attribute object for every spawn: libc only reads it.
@@ -499,11 +502,6 @@ export class PosixSpawn {
    */
   #wait(pid: number): Promise<WaitStatus> {
     const ended = new Promise<WaitStatus>((resolve) => this.#children.set(pid, resolve));
-    if (!this.#listening) {
-      // Installed once: a signal listener does not keep the process alive.
-      Deno.addSignalListener("SIGCHLD", this.#onChild);
-      this.#listening = true;
-    }
     this.#poll ??= setInterval(this.#onChild, REAP_POLL_MS);
     // It may have ended already, its signal gone before it was listed.
     this.#reap();

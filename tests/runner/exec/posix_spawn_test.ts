@@ -345,3 +345,22 @@ Deno.test({
     });
   },
 });
+
+Deno.test("PosixSpawn: a runner started with SIGCHLD ignored still learns each child's status", async () => {
+  const module = new URL("../../../runner/exec/posix_spawn.ts", import.meta.url).href;
+  const script = `
+    import { PosixSpawn } from "${module}";
+    const spawn = PosixSpawn.open();
+    const codes = [];
+    for (let i = 0; i < 5; i++) {
+      const child = spawn.spawn({ argv: ["/bin/sh", "-c", "exit 3"], env: {}, outputPath: "/dev/null" });
+      codes.push((await child.status).code);
+    }
+    console.log(JSON.stringify(codes));`;
+  // The shell ignores SIGCHLD and the exec keeps it ignored: the kernel would reap the children unasked.
+  const out = await new Deno.Command("/bin/sh", {
+    args: ["-c", `trap '' CHLD; exec "$0" eval --allow-ffi --allow-read "$1"`, Deno.execPath(), script],
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  assert.deepEqual(JSON.parse(new TextDecoder().decode(out.stdout)), [3, 3, 3, 3, 3]);
+});
