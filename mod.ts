@@ -157,13 +157,8 @@ export {
 export { ManagerTextSession, type ManagerTextState, type TextSessionContext } from "./manager/sessions/text_session.ts";
 export { Server, type ServerOptions, type SessionFactory } from "./manager/sessions/server.ts";
 export { type HandshakeWindow, type Session, type SessionContext } from "./manager/sessions/session_context.ts";
-export {
-  type LocalExecutor,
-  type LocalOutput,
-  LocalSession,
-  type LocalSessionContext,
-  type LocalSessionEnd,
-} from "./manager/sessions/local_session.ts";
+export type { ExecutedJobOutcome, ExecutedJobSpec, JobOutput, JobRunner } from "./core/executed_job.ts";
+export { LocalSession, type LocalSessionContext, type LocalSessionEnd } from "./manager/sessions/local_session.ts";
 export {
   type LocalJobs,
   type LocalWorker,
@@ -196,12 +191,7 @@ export {
   unsetInheritedVariables,
 } from "./runner/exec/process_runner.ts";
 export { OutputLimitError, outputLimitNote } from "./runner/exec/output_limit.ts";
-export {
-  type ExecutedJob,
-  type ExecutedJobSpec,
-  JobExecutor,
-  type JobExecutorOptions,
-} from "./runner/exec/job_executor.ts";
+export { type ExecutedJob, JobExecutor, type JobExecutorOptions } from "./runner/exec/job_executor.ts";
 export { TaskDir, TaskPathError } from "./runner/binary/task_dir.ts";
 export {
   NodeSession,

@@ -12,7 +12,6 @@
 
 import type { LocalWorkerFactory } from "../manager/manager.ts";
 import { JobExecutor } from "../runner/exec/job_executor.ts";
-import { SpoolFiles } from "../runner/exec/output_spool.ts";
 import { Runner } from "../runner/runner.ts";
 
 /**
@@ -26,17 +25,6 @@ import { Runner } from "../runner/runner.ts";
  * ```
  */
 export const localRunners: LocalWorkerFactory = {
-  async openJobs({ shell }) {
-    const dir = await Deno.makeTempDir({ prefix: "vico-local-" });
-    const files = new SpoolFiles(dir);
-    const executor = new JobExecutor({ files, shell });
-    return {
-      run: (spec) => executor.run(spec),
-      async close() {
-        await files.clear();
-        await Deno.remove(dir, { recursive: true }).catch(() => {});
-      },
-    };
-  },
+  openJobs: ({ shell }) => JobExecutor.open({ prefix: "vico-local-", shell }),
   node: ({ dial, ...spec }) => new Runner({ ...spec, connect: () => Promise.resolve().then(dial) }),
 };

@@ -36,7 +36,8 @@ import { Ledger } from "./results/ledger.ts";
 import { RunStatus } from "./observe/run_status.ts";
 import { Server, type ServerOptions } from "./sessions/server.ts";
 import { ManagerTextSession, type TextSessionContext } from "./sessions/text_session.ts";
-import { type LocalExecutor, LocalSession, type LocalSessionContext } from "./sessions/local_session.ts";
+import type { JobRunner } from "../core/executed_job.ts";
+import { LocalSession, type LocalSessionContext } from "./sessions/local_session.ts";
 
 /** How a worker the manager started in its own process (`local`) ended. */
 export type LocalWorkerEnd =
@@ -72,7 +73,7 @@ export interface LocalWorkerSpec {
 }
 
 /** The executor of `local` text workers, and its end. */
-export interface LocalJobs extends LocalExecutor {
+export interface LocalJobs extends JobRunner {
   /** Removes what it kept (its spool files); called once every local worker has ended. */
   close(): Promise<void>;
 }

@@ -2,7 +2,7 @@
  * A worker of `--local N`, served in the manager's own process: no
  * connection, no codec, no handshake. To the scheduler it is a runner like
  * any other ({@linkcode RunnerLink}, named `local-<i>`); it asks for a job,
- * runs it through the {@linkcode LocalExecutor} the caller composed in (the
+ * runs it through the {@linkcode JobRunner} the caller composed in (the
  * runner's, so jobs start, time out and spool exactly as on a runner), and
  * records its result through the same recorder and ledger as a pipelined
  * session: the result's commit (its journal record, group-committed with the
@@ -17,6 +17,7 @@
  * @module
  */
 
+import type { ExecutedJobOutcome, JobRunner } from "../../core/executed_job.ts";
 import { isoNow } from "../../util/iso_now.ts";
 import { logger } from "../../util/log.ts";
 import type { JobClass } from "../jobs/job_list.ts";
@@ -27,34 +28,6 @@ import type { SessionContext } from "./session_context.ts";
 import { SessionKit } from "./session_kit.ts";
 
 const log = logger("manager");
-
-/** A job's output as the executor leaves it: streamed once, then disposed of. */
-export interface LocalOutput {
-  /** Its size in bytes. */
-  readonly size: number;
-  /** Streams it whole to `sink`. */
-  pipeTo(sink: (chunk: Uint8Array) => Promise<void>): Promise<void>;
-  /** Releases it (its spool file). */
-  dispose(): Promise<void>;
-}
-
-/** What local workers run jobs through (the runner's `JobExecutor`, composed in by the caller). */
-export interface LocalExecutor {
-  /** Runs one job to its end; never rejects (a failure in the runner is status 125 with a note). */
-  run(spec: {
-    readonly command: string;
-    readonly slot: number;
-    readonly seq?: number;
-    readonly timeoutMs?: number;
-    readonly maxOutputBytes: number;
-    readonly signal?: AbortSignal;
-  }): Promise<{
-    readonly status: number;
-    readonly output: LocalOutput;
-    readonly timedOut: boolean;
-    readonly stopSignal: boolean;
-  }>;
-}
 
 /** What a local session needs from the manager around it. */
 export interface LocalSessionContext extends SessionContext {
@@ -83,7 +56,7 @@ export class LocalSession implements RunnerLink {
   /** `in-process:<slot>`. */
   readonly peer: string;
   readonly #ctx: LocalSessionContext;
-  readonly #executor: LocalExecutor;
+  readonly #executor: JobRunner;
   readonly #slot: number;
   readonly #kit: SessionKit<Answer>;
   readonly #abort = new AbortController();
@@ -100,7 +73,7 @@ export class LocalSession implements RunnerLink {
    * @param slot Its number from 1: its name, and its jobs' `VICO_SLOT`.
    * @param peerPrefix Its `peer` is this and its slot.
    */
-  constructor(ctx: LocalSessionContext, executor: LocalExecutor, slot: number, peerPrefix: string) {
+  constructor(ctx: LocalSessionContext, executor: JobRunner, slot: number, peerPrefix: string) {
     this.#ctx = ctx;
     this.#executor = executor;
     this.#slot = slot;
@@ -218,7 +191,7 @@ export class LocalSession implements RunnerLink {
     job: number,
     attempt: number,
     handedOutAt: string,
-    done: { status: number; output: LocalOutput; timedOut: boolean },
+    done: ExecutedJobOutcome,
   ): Promise<void> {
     const recorder = this.#ctx.recorder;
     let admission: Admission = recorder.admitNow(job, attempt, this);

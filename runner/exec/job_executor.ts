@@ -9,9 +9,10 @@
  * @module
  */
 
+import type { ExecutedJobOutcome, ExecutedJobSpec, JobRunner } from "../../core/executed_job.ts";
 import { logger } from "../../util/log.ts";
 import type { JobCgroups } from "./job_cgroup.ts";
-import { OutputSpool, type SpoolFiles } from "./output_spool.ts";
+import { OutputSpool, SpoolFiles } from "./output_spool.ts";
 import {
   type JobLedger,
   runProcess,
@@ -43,38 +44,12 @@ export interface JobExecutorOptions {
   ledger?: JobLedger;
 }
 
-/** One job to run. */
-export interface ExecutedJobSpec {
-  /** Its command line. */
-  readonly command: string;
-  /** `VICO_SLOT`: the worker's number, from 1. */
-  readonly slot: number;
-  /** `VICO_SEQ`: the job's line in its list, when the manager said. */
-  readonly seq?: number;
-  /** Its time limit. */
-  readonly timeoutMs?: number;
-  /** Its largest output. */
-  readonly maxOutputBytes: number;
-  /** Ends it (its process group) when aborted. */
-  readonly signal?: AbortSignal;
-}
-
-/** How one job ended, with its output. */
-export interface ExecutedJob {
-  /** Its exit status (128+N for signal N; 125 for a failure in the runner, with a note as its output). */
-  readonly status: number;
+/** How one job ended, with its output: the outcome both sides know, and what only the runner needs. */
+export interface ExecutedJob extends ExecutedJobOutcome {
   /** Its merged stdout and stderr, until disposed of. */
   readonly output: OutputSpool;
   /** The runner itself ended the job (its time limit, or its memory limit). */
   readonly endedByRunner: boolean;
-  /** It was its time limit. */
-  readonly timedOut: boolean;
-  /**
-   * It died of SIGHUP, SIGINT or SIGTERM from outside: perhaps the signal
-   * that stops its runner too (Slurm signals every process of a step, a
-   * terminal its process group), in which case it is no result.
-   */
-  readonly stopSignal: boolean;
 }
 
 /**
@@ -88,8 +63,10 @@ export interface ExecutedJob {
  * await done.output.dispose();
  * ```
  */
-export class JobExecutor {
+export class JobExecutor implements JobRunner {
   readonly #options: JobExecutorOptions;
+  /** The spool directory {@linkcode open} made (removed by {@linkcode close}). */
+  #ownDir: string | undefined;
 
   /**
    * An executor whose jobs all run this way.
@@ -98,6 +75,28 @@ export class JobExecutor {
    */
   constructor(options: JobExecutorOptions) {
     this.#options = options;
+  }
+
+  /**
+   * An executor spooling into `spoolDir`, or into a fresh temporary
+   * directory named after `prefix` that {@linkcode close} removes.
+   *
+   * @throws {Error} When the directory cannot be made.
+   */
+  static async open(
+    options: Omit<JobExecutorOptions, "files"> & { spoolDir?: string; prefix: string },
+  ): Promise<JobExecutor> {
+    const { spoolDir, prefix, ...rest } = options;
+    const dir = spoolDir ?? await Deno.makeTempDir({ prefix });
+    const executor = new JobExecutor({ ...rest, files: new SpoolFiles(dir) });
+    if (spoolDir === undefined) executor.#ownDir = dir;
+    return executor;
+  }
+
+  /** Removes the spool files kept for reuse, and the directory {@linkcode open} made. */
+  async close(): Promise<void> {
+    await this.#options.files.clear();
+    if (this.#ownDir !== undefined) await Deno.remove(this.#ownDir, { recursive: true }).catch(() => {});
   }
 
   /** Runs one job to its end. Never rejects: what goes wrong in the runner is the job's status 125 and a note. */

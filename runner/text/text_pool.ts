@@ -16,7 +16,6 @@ import { BufferedReader } from "../../protocol/buffered_reader.ts";
 import type { Limits } from "../../core/limits.ts";
 import { logger } from "../../util/log.ts";
 import { PIPE_FEATURE, TAG_FEATURE } from "../../protocol/vico_extension.ts";
-import { SpoolFiles } from "../exec/output_spool.ts";
 import { JobExecutor } from "../exec/job_executor.ts";
 import { STATUS_RUNNER_FAILURE } from "../exec/process_runner.ts";
 import {
@@ -36,8 +35,6 @@ interface Finished {
   job: HandedJob;
   status: number;
   output: Streamable & { dispose(): Promise<void> };
-  /** The runner itself ended the job (its --timeout, or its memory limit). */
-  endedByRunner?: boolean;
   /** It was its --timeout. */
   timedOut?: boolean;
   /** It died of a stop signal from outside (see `ExecutedJob.stopSignal`). */
@@ -104,15 +101,21 @@ export class TextPool {
 
   /** Serves until the manager has no more jobs (or until stopped). Never rejects. */
   async run({ state, ledger }: PoolState): Promise<RunnerEnd> {
-    let spoolDir: string;
+    const { spoolDir, shell, killGraceMs, runAs, jobCgroups } = this.#options;
+    let executor: JobExecutor;
     try {
-      spoolDir = this.#options.spoolDir ?? await Deno.makeTempDir({ prefix: "vico-runner-" });
+      executor = await JobExecutor.open({
+        spoolDir,
+        prefix: "vico-runner-",
+        shell,
+        killGraceMs,
+        runAs,
+        jobCgroups,
+        ledger,
+      });
     } catch (err) {
       return { kind: "failed", reason: `Cannot prepare the runner: ${(err as Error).message}`, jobs: 0 };
     }
-    const files = new SpoolFiles(spoolDir);
-    const { shell, killGraceMs, runAs, jobCgroups } = this.#options;
-    const executor = new JobExecutor({ files, shell, killGraceMs, runAs, jobCgroups, ledger });
     try {
       const workers = Array.from({ length: this.#options.workers }, (_, i) => this.#textWorker(i, executor, state));
       await this.#connectionLoop(state);
@@ -120,8 +123,7 @@ export class TextPool {
       await Promise.all([...this.#unacked]);
       return this.#done!;
     } finally {
-      await files.clear();
-      if (this.#options.spoolDir === undefined) await Deno.remove(spoolDir, { recursive: true }).catch(() => {});
+      await executor.close();
     }
   }
 

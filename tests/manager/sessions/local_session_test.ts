@@ -13,21 +13,17 @@ import { Ledger } from "../../../manager/results/ledger.ts";
 import { ResultRecorder } from "../../../manager/results/result_recorder.ts";
 import { ResultsStore } from "../../../manager/results/results_store.ts";
 import { Scheduler } from "../../../manager/scheduling/scheduler.ts";
-import {
-  type LocalExecutor,
-  type LocalOutput,
-  LocalSession,
-  type LocalSessionContext,
-} from "../../../manager/sessions/local_session.ts";
+import { LocalSession, type LocalSessionContext } from "../../../manager/sessions/local_session.ts";
+import type { ExecutedJobOutcome, ExecutedJobSpec, JobOutput, JobRunner } from "../../../core/executed_job.ts";
 import { readOutput, readRecords, tempDir } from "../../helpers/journal.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
-type Spec = Parameters<LocalExecutor["run"]>[0];
-type Done = Awaited<ReturnType<LocalExecutor["run"]>>;
+type Spec = ExecutedJobSpec;
+type Done = ExecutedJobOutcome;
 
-function output(text: string): LocalOutput & { disposed: boolean } {
+function output(text: string): JobOutput & { disposed: boolean } {
   const bytes = enc.encode(text);
   const out = {
     size: bytes.length,
@@ -46,7 +42,7 @@ function output(text: string): LocalOutput & { disposed: boolean } {
 }
 
 /** An executor that answers each command with `answer` and records what it was asked. */
-class RecordingExecutor implements LocalExecutor {
+class RecordingExecutor implements JobRunner {
   readonly calls: Spec[] = [];
   readonly outputs: ReturnType<typeof output>[] = [];
   constructor(readonly answer: (spec: Spec) => Promise<Partial<Done> & { text?: string }>) {}
