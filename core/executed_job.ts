@@ -54,3 +54,20 @@ export interface JobRunner {
   /** Runs one job to its end. */
   run(spec: ExecutedJobSpec): Promise<ExecutedJobOutcome>;
 }
+
+/** How long a job dead of a stop signal waits for its runner's own stop to show. */
+export const STOP_SIGNAL_WAIT_MS = 500;
+
+/**
+ * For a job whose outcome says {@linkcode ExecutedJobOutcome.stopSignal}:
+ * whether the runner (or the manager, for `--local`) is stopping too, in
+ * which case the signal that ended the job is its own stop and the job is
+ * no result. Its signal handler may run just after the job's end is seen,
+ * so `stopping` is asked again every 50 ms for {@linkcode STOP_SIGNAL_WAIT_MS}.
+ */
+export async function stoppedWithIt(stopping: () => boolean): Promise<boolean> {
+  for (let waited = 0; !stopping() && waited < STOP_SIGNAL_WAIT_MS; waited += 50) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return stopping();
+}

@@ -17,7 +17,7 @@
  * @module
  */
 
-import type { ExecutedJobOutcome, JobRunner } from "../../core/executed_job.ts";
+import { type ExecutedJobOutcome, type JobRunner, stoppedWithIt } from "../../core/executed_job.ts";
 import { isoNow } from "../../util/iso_now.ts";
 import { logger } from "../../util/log.ts";
 import type { JobClass } from "../jobs/job_list.ts";
@@ -45,9 +45,6 @@ interface Answer {
   readonly job: number;
   readonly attempt: number;
 }
-
-/** How long a job killed by SIGHUP/SIGINT/SIGTERM waits for the manager's own stop to show (see `stopSignal`). */
-const STOP_SIGNAL_WAIT_MS = 500;
 
 /** One in-process worker, as the scheduler's runner. */
 export class LocalSession implements RunnerLink {
@@ -165,7 +162,8 @@ export class LocalSession implements RunnerLink {
           maxOutputBytes: this.#ctx.limits.maxOutputBytes,
           signal: this.#abort.signal,
         });
-        if (this.#abort.signal.aborted || (done.stopSignal && await this.#stopArrives())) {
+        const stopping = () => this.#ctx.scheduler.stopping || this.#abort.signal.aborted;
+        if (this.#abort.signal.aborted || (done.stopSignal && await stoppedWithIt(stopping))) {
           // Killed by its own stop (the manager's, or the signal that stops the
           // manager reached the job too): no result; it runs again later.
           if (!this.#abort.signal.aborted) {
@@ -230,14 +228,6 @@ export class LocalSession implements RunnerLink {
       this.#failure ??= err;
     }).finally(() => this.#commits.delete(tracked));
     this.#commits.add(tracked);
-  }
-
-  /** For a job that died of SIGHUP/SIGINT/SIGTERM: whether the manager is stopping too (its handler may run just after). */
-  async #stopArrives(): Promise<boolean> {
-    for (let waited = 0; !this.#ctx.scheduler.stopping && waited < STOP_SIGNAL_WAIT_MS; waited += 50) {
-      await this.#sleep(50);
-    }
-    return this.#ctx.scheduler.stopping;
   }
 
   #sleep(ms: number): Promise<void> {

@@ -16,6 +16,7 @@ import { BufferedReader } from "../../protocol/buffered_reader.ts";
 import type { Limits } from "../../core/limits.ts";
 import { logger } from "../../util/log.ts";
 import { PIPE_FEATURE, TAG_FEATURE } from "../../protocol/vico_extension.ts";
+import { stoppedWithIt } from "../../core/executed_job.ts";
 import { JobExecutor } from "../exec/job_executor.ts";
 import { STATUS_RUNNER_FAILURE } from "../exec/process_runner.ts";
 import {
@@ -368,9 +369,7 @@ export class TextPool {
       } finally {
         this.#running.delete(id);
       }
-      if (
-        finished.stopSignal && await this.#stopSignalArrives()
-      ) {
+      if (finished.stopSignal && await stoppedWithIt(() => this.#link.stopping)) {
         // Not a result: the signal that stops the runner reached the job too
         // (Slurm signals every process of a step, a terminal its process
         // group). Leaving it unreported, the manager runs it again once this
@@ -384,18 +383,6 @@ export class TextPool {
         finished = undefined;
       }
     }
-  }
-
-  /**
-   * For a job that died of SIGHUP/SIGINT/SIGTERM from outside: whether this
-   * runner is being stopped too. Its own signal handler may run just after
-   * the job's end is seen, so this waits a moment for it.
-   */
-  async #stopSignalArrives(): Promise<boolean> {
-    for (let waited = 0; !this.#link.stopping && waited < 500; waited += 50) {
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    return this.#link.stopping;
   }
 
   /**
