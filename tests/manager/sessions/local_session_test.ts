@@ -6,15 +6,11 @@
 
 import assert from "node:assert/strict";
 import { DEFAULT_LIMITS } from "../../../core/limits.ts";
-import { jobKey } from "../../../manager/jobs/job_key.ts";
-import { identityOf, parseJobList } from "../../../manager/jobs/job_list.ts";
-import { JobQueue } from "../../../manager/jobs/job_queue.ts";
-import { Ledger } from "../../../manager/results/ledger.ts";
-import { ResultRecorder } from "../../../manager/results/result_recorder.ts";
-import { ResultsStore } from "../../../manager/results/results_store.ts";
-import { Scheduler } from "../../../manager/scheduling/scheduler.ts";
+import { parseJobList } from "../../../manager/jobs/job_list.ts";
+import type { ResultRecorder } from "../../../manager/results/result_recorder.ts";
 import { LocalSession, type LocalSessionContext } from "../../../manager/sessions/local_session.ts";
 import type { ExecutedJobOutcome, ExecutedJobSpec, JobOutput, JobRunner } from "../../../core/executed_job.ts";
+import { managerParts } from "../../helpers/manager_parts.ts";
 import { readOutput, readRecords, tempDir } from "../../helpers/journal.ts";
 
 const enc = new TextEncoder();
@@ -62,15 +58,7 @@ class RecordingExecutor implements JobRunner {
 
 async function localManager(dir: string, list: string, wrap?: (recorder: ResultRecorder) => ResultRecorder) {
   const jobs = parseJobList(enc.encode(list));
-  const keyOf = (job: number) => jobKey(identityOf(jobs, job), jobs.occurrences[job]);
-  const results = await ResultsStore.open(dir, { durable: true });
-  const queue = new JobQueue(jobs.commands.length);
-  const ledger = new Ledger(jobs.commands.length, "run1");
-  const late: { recorder?: ResultRecorder } = {};
-  const scheduler = new Scheduler(queue, jobs.classes, {
-    onLost: (job, reason, link) => void late.recorder!.lost(job, reason, link),
-  }, { keyOf, ledger });
-  const real = late.recorder = new ResultRecorder(scheduler, results, jobs, keyOf);
+  const { keyOf, results, queue, scheduler, recorder: real } = await managerParts(dir, jobs, { durable: true });
   const ctx: LocalSessionContext = {
     scheduler,
     results,

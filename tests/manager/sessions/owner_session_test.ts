@@ -6,13 +6,7 @@
 
 import assert from "node:assert/strict";
 import { DEFAULT_LIMITS } from "../../../core/limits.ts";
-import { jobKey } from "../../../manager/jobs/job_key.ts";
-import { identityOf, parseJobList } from "../../../manager/jobs/job_list.ts";
-import { JobQueue } from "../../../manager/jobs/job_queue.ts";
-import { Ledger } from "../../../manager/results/ledger.ts";
-import { ResultRecorder } from "../../../manager/results/result_recorder.ts";
-import { ResultsStore } from "../../../manager/results/results_store.ts";
-import { Scheduler } from "../../../manager/scheduling/scheduler.ts";
+import { parseJobList } from "../../../manager/jobs/job_list.ts";
 import { Server } from "../../../manager/sessions/server.ts";
 import { OwnerSession, type OwnerSessionContext } from "../../../manager/sessions/owner_session.ts";
 import { ManagerTextSession } from "../../../manager/sessions/text_session.ts";
@@ -20,6 +14,7 @@ import { encodeFromNode, readToNode } from "../../../protocol/binary_codec.ts";
 import { BufferedReader } from "../../../protocol/buffered_reader.ts";
 import { type FromNode, NodeStatus } from "../../../protocol/messages.ts";
 import { MemoryListener } from "../../../transport/memory_transport.ts";
+import { managerParts } from "../../helpers/manager_parts.ts";
 import { tempDir } from "../../helpers/journal.ts";
 
 const enc = new TextEncoder();
@@ -27,15 +22,7 @@ const enc = new TextEncoder();
 /** A server with real sessions over `list` (JSON lines), and a way to connect nodes to it. */
 async function ownerServer(dir: string, list: string) {
   const jobs = parseJobList(enc.encode(list), { format: "jsonl", baseDir: dir });
-  const keyOf = (job: number) => jobKey(identityOf(jobs, job), jobs.occurrences[job]);
-  const results = await ResultsStore.open(dir, { durable: false });
-  const queue = new JobQueue(jobs.commands.length, { classOf: jobs.classOf, classes: jobs.classes.length });
-  const ledger = new Ledger(jobs.commands.length, "run1");
-  const late: { recorder?: ResultRecorder } = {};
-  const scheduler = new Scheduler(queue, jobs.classes, {
-    onLost: (job, reason, link) => void late.recorder!.lost(job, reason, link),
-  }, { keyOf, ledger });
-  const recorder = late.recorder = new ResultRecorder(scheduler, results, jobs, keyOf);
+  const { keyOf, results, scheduler, recorder } = await managerParts(dir, jobs, { durable: false });
   const context: OwnerSessionContext = {
     scheduler,
     results,

@@ -6,18 +6,13 @@
 
 import assert from "node:assert/strict";
 import { DEFAULT_LIMITS } from "../../../core/limits.ts";
-import { jobKey } from "../../../manager/jobs/job_key.ts";
-import { identityOf, parseJobList } from "../../../manager/jobs/job_list.ts";
-import { JobQueue } from "../../../manager/jobs/job_queue.ts";
-import { Ledger } from "../../../manager/results/ledger.ts";
-import { ResultRecorder } from "../../../manager/results/result_recorder.ts";
-import { ResultsStore } from "../../../manager/results/results_store.ts";
-import { Scheduler } from "../../../manager/scheduling/scheduler.ts";
+import { parseJobList } from "../../../manager/jobs/job_list.ts";
 import { Server } from "../../../manager/sessions/server.ts";
 import { ACK_HOLD_MS, ManagerTextSession, type TextSessionContext } from "../../../manager/sessions/text_session.ts";
 import { BufferedReader } from "../../../protocol/buffered_reader.ts";
 import { heldTag } from "../../../protocol/vico_extension.ts";
 import { MemoryListener } from "../../../transport/memory_transport.ts";
+import { managerParts } from "../../helpers/manager_parts.ts";
 import { readJournal, tempDir } from "../../helpers/journal.ts";
 
 const enc = new TextEncoder();
@@ -29,19 +24,11 @@ const enc = new TextEncoder();
  */
 async function pipeManager(dir: string, list: string, commitGate?: Promise<void>) {
   const jobs = parseJobList(enc.encode(list));
-  const keyOf = (job: number) => jobKey(identityOf(jobs, job), jobs.occurrences[job]);
-  const results = await ResultsStore.open(dir, { durable: true });
+  const { keyOf, results, ledger, scheduler, recorder } = await managerParts(dir, jobs, { durable: true });
   if (commitGate !== undefined) {
     const commit = results.commit.bind(results);
     results.commit = (...args) => commitGate.then(() => commit(...args));
   }
-  const queue = new JobQueue(jobs.commands.length);
-  const ledger = new Ledger(jobs.commands.length, "run1");
-  const late: { recorder?: ResultRecorder } = {};
-  const scheduler = new Scheduler(queue, jobs.classes, {
-    onLost: (job, reason, link) => void late.recorder!.lost(job, reason, link),
-  }, { keyOf, ledger });
-  const recorder = late.recorder = new ResultRecorder(scheduler, results, jobs, keyOf);
   const context: TextSessionContext = {
     scheduler,
     results,

@@ -6,17 +6,12 @@
 
 import assert from "node:assert/strict";
 import { DEFAULT_LIMITS } from "../../../core/limits.ts";
-import { jobKey } from "../../../manager/jobs/job_key.ts";
-import { identityOf, parseJobList } from "../../../manager/jobs/job_list.ts";
-import { JobQueue } from "../../../manager/jobs/job_queue.ts";
-import { Ledger } from "../../../manager/results/ledger.ts";
-import { ResultRecorder } from "../../../manager/results/result_recorder.ts";
-import { ResultsStore } from "../../../manager/results/results_store.ts";
-import { Scheduler } from "../../../manager/scheduling/scheduler.ts";
+import { parseJobList } from "../../../manager/jobs/job_list.ts";
 import { Server } from "../../../manager/sessions/server.ts";
 import { ManagerTextSession, type TextSessionContext } from "../../../manager/sessions/text_session.ts";
 import { BufferedReader } from "../../../protocol/buffered_reader.ts";
 import { MemoryListener } from "../../../transport/memory_transport.ts";
+import { managerParts } from "../../helpers/manager_parts.ts";
 import { readJournal, tempDir } from "../../helpers/journal.ts";
 
 const enc = new TextEncoder();
@@ -24,15 +19,7 @@ const enc = new TextEncoder();
 Deno.test("ManagerTextSession over a memory transport: a plain runner takes the one job, reports it, and is told FINO", async () => {
   await using dir = await tempDir();
   const jobs = parseJobList(enc.encode("echo hi\n"));
-  const keyOf = (job: number) => jobKey(identityOf(jobs, job), jobs.occurrences[job]);
-  const results = await ResultsStore.open(dir.path, { durable: false });
-  const queue = new JobQueue(jobs.commands.length);
-  const ledger = new Ledger(jobs.commands.length, "run1");
-  const late: { recorder?: ResultRecorder } = {};
-  const scheduler = new Scheduler(queue, jobs.classes, {
-    onLost: (job, reason, link) => void late.recorder!.lost(job, reason, link),
-  }, { keyOf, ledger });
-  const recorder = late.recorder = new ResultRecorder(scheduler, results, jobs, keyOf);
+  const { keyOf, results, scheduler, recorder } = await managerParts(dir.path, jobs, { durable: false });
   const context: TextSessionContext = {
     scheduler,
     results,
