@@ -9,6 +9,7 @@ import { DEFAULT_LIMITS } from "../../../core/limits.ts";
 import { parseJobList } from "../../../manager/jobs/job_list.ts";
 import type { ResultRecorder } from "../../../manager/results/result_recorder.ts";
 import { LocalSession, type LocalSessionContext } from "../../../manager/sessions/local_session.ts";
+import type { RunnerLink } from "../../../manager/scheduling/runner_link.ts";
 import type { ExecutedJobOutcome, ExecutedJobSpec, JobOutput, JobRunner } from "../../../core/executed_job.ts";
 import { managerParts } from "../../helpers/manager_parts.ts";
 import { readOutput, readRecords, tempDir } from "../../helpers/journal.ts";
@@ -186,4 +187,74 @@ Deno.test("LocalSession.run: a job killed by SIGTERM is not recorded while the m
   assert.deepEqual(await new LocalSession(n.ctx, ended, 1, "in-process:").run(), { kind: "finished" });
   await n.close();
   assert.deepEqual(readRecords(dir2.path).map((r) => r.status), [143], "not stopping: it is the job's own status");
+});
+
+Deno.test("LocalSession.run: a result that comes while another attempt of its job commits waits for that commit: a duplicate if it settled the job, recorded if it failed", async () => {
+  for (const winner of ["settles", "fails"] as const) {
+    await using dir = await tempDir();
+    const m = await localManager(dir.path, "echo a\n");
+    // A slow disk: the first commit waits for the gate (and, here, may fail).
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const commit = m.results.commit.bind(m.results);
+    let commits = 0;
+    m.results.commit = (...args) =>
+      ++commits > 1 ? commit(...args) : gate.then(() => {
+        if (winner === "fails") throw new Error("Input/output error");
+        return commit(...args);
+      });
+    // An identified runner takes the job (attempt 1) and is lost before it reports: the job goes back.
+    const assigned: number[] = [];
+    const remote = (): RunnerLink => ({
+      host: "remote",
+      peer: "remote:1",
+      runnerId: "r1",
+      accepts: () => true,
+      assign: (_job, _rank, attempt) => void assigned.push(attempt),
+      release: () => {},
+      refuse: () => {},
+    });
+    const first = remote();
+    m.scheduler.onRunnerJoined(first, []);
+    m.scheduler.onJobRequest(first);
+    assert.deepEqual(assigned, [1]);
+    m.scheduler.onRunnerLost(first, true);
+    let racing: Promise<void> | undefined;
+    const executor = new RecordingExecutor(() => {
+      // While the local worker runs it (attempt 2), the runner comes back holding attempt 1 and delivers it.
+      const back = remote();
+      m.scheduler.onRunnerJoined(back, [{ job: 0, attempt: 1 }]);
+      const admission = m.ctx.recorder.admitNow(0, 1, back);
+      assert.equal(admission.kind, "accepted");
+      if (admission.kind === "accepted") {
+        racing = m.ctx.recorder.record(admission.ticket, {
+          link: back,
+          rank: 1,
+          status: 0,
+          handedOutAt: new Date().toISOString(),
+          returned: [],
+        });
+      }
+      return Promise.resolve({ text: "local\n" });
+    });
+    const running = new LocalSession(m.ctx, executor, 1, "in-process:").run();
+    while (racing === undefined) await new Promise((r) => setTimeout(r, 1));
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(readRecords(dir.path).length, 0, "nothing recorded while the first commit is in flight");
+    open();
+    await racing.catch(() => {});
+    assert.deepEqual(await running, { kind: "finished" }, winner);
+    await m.close();
+    const records = readRecords(dir.path);
+    assert.equal(records.length, 1, `recorded once (${winner})`);
+    if (winner === "settles") {
+      assert.equal(records[0].attempt, 1, "the attempt that committed first is the record");
+      assert.equal(records[0].host, "remote");
+    } else {
+      assert.equal(records[0].attempt, 2, "the first commit failed: the local result is the record");
+      assert.equal(records[0].host, "local-1");
+      assert.equal(dec.decode(readOutput(dir.path, records[0])), "local\n");
+    }
+    assert.ok(executor.outputs[0].disposed, "the local output is let go");
+  }
 });
