@@ -6,7 +6,7 @@
  * @module
  */
 
-import { EXTENSION_PREFIX } from "./vico_extension.ts";
+import { EXTENSION_PREFIX, PULSE_LINE } from "./vico_extension.ts";
 import { ProtocolError } from "../core/errors.ts";
 import { clipReason } from "../core/limits.ts";
 import { type FromRunnerText, type RunnerExpectation, TextKeyword as K, type ToRunnerText } from "./messages.ts";
@@ -170,6 +170,9 @@ export function whyNotCarriable(name: string, maxLineBytes: number): string | un
   if (name === K.FINO) return `job is exactly "FINO", which the protocol reserves to end the run`;
   if (name === "ERARO" || name.startsWith(K.ERARO_PREFIX)) {
     return `job is "ERARO" or starts with "ERARO " (ERARO and a space), which the protocol reserves for errors`;
+  }
+  if (name === PULSE_LINE) {
+    return `job is exactly "${PULSE_LINE}", which the vico extension's peers send as their pulse`;
   }
   if (name.startsWith(EXTENSION_PREFIX)) {
     return `job starts with "${EXTENSION_PREFIX}", which the vico extension reserves for its own lines`;

@@ -131,6 +131,9 @@ Deno.test({
     assert.equal(whyNotCarriable("echo FINO", 65536), undefined);
     assert.equal(whyNotCarriable("FINO ANKAU", 65536), undefined);
     assert.match(whyNotCarriable("FINO", 65536)!, /FINO/);
+    // A pulse in the vico extension: a job of that name would be taken for one.
+    assert.match(whyNotCarriable("PULSO", 65536)!, /PULSO/);
+    assert.equal(whyNotCarriable("PULSO x", 65536), undefined);
     assert.match(whyNotCarriable("", 65536)!, /empty/);
     assert.match(whyNotCarriable("a\rb", 65536)!, /line break/);
     assert.match(whyNotCarriable("ERARO x", 65536)!, /ERARO/);
