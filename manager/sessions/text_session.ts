@@ -459,7 +459,11 @@ export class ManagerTextSession implements RunnerLink {
    * result tag (kept for the REZULTO that follows), which are no message.
    */
   #take(line: string): FromRunnerText | typeof PULSE_SEEN | undefined {
-    if (this.#pulseMs > 0 && line === PULSE_LINE) return PULSE_SEEN;
+    if (this.#pulseMs > 0 && line === PULSE_LINE) {
+      // Pulses go between whole messages, never between a result's tag line and its REZULTO.
+      if (this.#resultTag !== undefined) throw new ProtocolError("A result tag must come just before REZULTO", line);
+      return PULSE_SEEN;
+    }
     if (this.#tagged && line.startsWith(RESULT_TAG_PREFIX)) {
       if (this.#resultTag !== undefined) throw new ProtocolError("Two result tags in a row", line);
       const tag = parseTag(line.slice(RESULT_TAG_PREFIX.length));
