@@ -84,6 +84,13 @@ export const TAG_FEATURE = "tag";
 export const PIPE_FEATURE = "pipe";
 /** Prefix of the line that acknowledges a result in the pipelined exchange (manager to runner). */
 export const ACK_TAG_PREFIX = EXTENSION_PREFIX + "ack ";
+/**
+ * The line a pipelined runner sends when it stops (runner to manager):
+ * every `PETO` it has unanswered is answered `FINO`, held ones at once.
+ */
+export const LEAVE_LINE = EXTENSION_PREFIX + "leave";
+/** Prefix of the line that gives a hand-out back unstarted in the pipelined exchange (runner to manager). */
+export const BACK_TAG_PREFIX = EXTENSION_PREFIX + "back ";
 /** Most `PETO`s a pipelined runner may have unanswered: more is a protocol error. */
 export const MAX_PIPE_REQUESTS = 1024;
 

@@ -316,6 +316,27 @@ export class Scheduler {
     this.#links.get(link)?.jobs.delete(job);
   }
 
+  /**
+   * `link` gives `job` back without having started it (a pipelined runner
+   * that is stopping): it goes back to the front of the queue, and no loss
+   * is counted against it. False when `link` does not carry it.
+   */
+  giveBack(link: RunnerLink, job: number): boolean {
+    const st = this.#links.get(link);
+    if (st === undefined || !st.jobs.has(job) || this.#gangs.has(job)) return false;
+    if (this.queue.stateOf(job) !== JobState.RUNNING) return false;
+    st.jobs.delete(job);
+    if (this.#carrier.get(job) === link) this.#carrier.delete(job);
+    this.queue.requeue(job);
+    this.#reviewParked();
+    return true;
+  }
+
+  /** Withdraws `link`'s held request, if the scheduler holds one: it is not answered. */
+  withdraw(link: RunnerLink): void {
+    this.#parked.delete(link);
+  }
+
   /** Counts a loss for each job and requeues it, or gives it up as lost. */
   #giveUp(jobs: number[], link: RunnerLink, why: string): void {
     const requeued: number[] = [];

@@ -25,9 +25,11 @@ import { ProtocolError } from "../../core/errors.ts";
 import { type FromRunnerText, TEXT_PROTOCOL_VERSION } from "../../protocol/messages.ts";
 import { encodeLine, formatManagerLine, parseRunnerLine } from "../../protocol/text_codec.ts";
 import {
+  BACK_TAG_PREFIX,
   formatAck,
   formatTag,
   JOB_TAG_PREFIX,
+  LEAVE_LINE,
   MAX_PIPE_REQUESTS,
   parseTag,
   PULSE_LINE,
@@ -84,6 +86,12 @@ type RezultoMsg = Extract<FromRunnerText, { kind: "rezulto" }>;
 /** A pulse line was read (it is answered, and is no message). */
 const PULSE_SEEN = Symbol("pulse");
 
+/** A pipelined runner's own lines: it stops (`VICO/1 leave`), or gives a hand-out back unstarted (`VICO/1 back`). */
+type PipeControl = { readonly kind: "leave" } | { readonly kind: "back"; readonly tag: Tag };
+
+/** A runner's message: the draft's, or (pipelined only) a {@linkcode PipeControl}. */
+type RunnerMessage = FromRunnerText | PipeControl;
+
 /** The scheduler's answer to a PETO: a job and its attempt, or -1 for none (FINO). */
 interface Answer {
   readonly job: number;
@@ -116,7 +124,7 @@ export class ManagerTextSession implements RunnerLink {
   /** A line read that is still to be consumed (read while waiting for a job). */
   #pendingLine: Promise<string | null> | undefined;
   /** Jobs this connection was given and has not delivered, oldest first: when, and as which attempt. */
-  readonly #handedOut = new Map<number, { at: string; attempt: number; key?: string }>();
+  readonly #handedOut = new Map<number, { at: string; attempt: number; key?: string; reported?: boolean }>();
   /** Pipelined exchange (the extension's `pipe` feature); its state is in {@linkcode PipeState}. */
   readonly #pipe: PipeState | undefined;
 
@@ -424,7 +432,7 @@ export class ManagerTextSession implements RunnerLink {
   }
 
   /** The next runner message; pulses are answered and skipped. */
-  async #next(): Promise<FromRunnerText> {
+  async #next(): Promise<RunnerMessage> {
     while (true) {
       const pending = this.#pendingLine;
       this.#pendingLine = undefined;
@@ -443,7 +451,7 @@ export class ManagerTextSession implements RunnerLink {
    * (pipelined sessions: pulses are answered through the pipe's writer);
    * `undefined` when the next one must be waited for.
    */
-  #nextNow(pipe: PipeState): FromRunnerText | undefined {
+  #nextNow(pipe: PipeState): RunnerMessage | undefined {
     while (this.#pendingLine === undefined) {
       const line = this.#bufferedLine();
       if (line === undefined) return undefined;
@@ -458,7 +466,7 @@ export class ManagerTextSession implements RunnerLink {
    * One line from the runner: its message; or a pulse (to answer) or a
    * result tag (kept for the REZULTO that follows), which are no message.
    */
-  #take(line: string): FromRunnerText | typeof PULSE_SEEN | undefined {
+  #take(line: string): RunnerMessage | typeof PULSE_SEEN | undefined {
     if (this.#pulseMs > 0 && line === PULSE_LINE) {
       // Pulses go between whole messages, never between a result's tag line and its REZULTO.
       if (this.#resultTag !== undefined) throw new ProtocolError("A result tag must come just before REZULTO", line);
@@ -474,6 +482,13 @@ export class ManagerTextSession implements RunnerLink {
       }
       this.#resultTag = { run: tag.run, key: tag.key, attempt: tag.attempt, timedOut: fields[0] === "timedout=1" };
       return undefined;
+    }
+    if (this.#pipe !== undefined && (line === LEAVE_LINE || line.startsWith(BACK_TAG_PREFIX))) {
+      if (this.#resultTag !== undefined) throw new ProtocolError("A result tag must come just before REZULTO", line);
+      if (line === LEAVE_LINE) return { kind: "leave" };
+      const tag = parseTag(line.slice(BACK_TAG_PREFIX.length));
+      if (tag.rest !== "") throw new ProtocolError("Unknown field after a tag given back", line);
+      return { kind: "back", tag };
     }
     const msg = parseRunnerLine(line);
     if (this.#resultTag !== undefined && msg.kind !== "rezulto") {
@@ -503,8 +518,12 @@ export class ManagerTextSession implements RunnerLink {
         } else if (msg.kind === "rezulto") {
           const reading = this.#receivePipe(pipe, msg);
           if (reading !== undefined) await reading;
+        } else if (msg.kind === "leave") {
+          this.#leave(pipe);
+        } else if (msg.kind === "back") {
+          this.#takeBack(msg.tag);
         } else if (msg.kind === "finoAnkau") {
-          if (!pipe.finoSent) throw new ProtocolError("FINO ANKAU before FINO", msg.kind);
+          if (!pipe.finoSent && !pipe.leaving) throw new ProtocolError("FINO ANKAU before FINO", msg.kind);
           await pipe.acked();
           if (pipe.failure !== undefined) throw pipe.failure;
           await pipe.writer.drain();
@@ -533,8 +552,10 @@ export class ManagerTextSession implements RunnerLink {
           await new Promise<void>((resolve) => (pipe.wake = resolve));
           continue;
         }
-        if (pipe.finoSent) {
+        if (pipe.finoSent || pipe.leaving) {
           pipe.requests--;
+          pipe.finoSent = true;
+          this.#state = "WaitClose";
           pipe.reply(FINO);
           continue;
         }
@@ -551,7 +572,7 @@ export class ManagerTextSession implements RunnerLink {
         const asked = this.#kit.request.ask(() => scheduler.onJobRequest(this));
         const { job, attempt } = asked instanceof Promise ? await asked : asked.answer;
         if (pipe.closed) return;
-        if (job === -1 && pipe.commits.size > 0) {
+        if (job === -1 && pipe.commits.size > 0 && !pipe.leaving) {
           // The scheduler holds no PETO of a runner that holds jobs (a lock-step runner would deadlock), so it
           // said FINO; but a result committing here may yet requeue its job (a retry): ask again once settled.
           await Promise.allSettled([...pipe.commits]);
@@ -579,6 +600,42 @@ export class ManagerTextSession implements RunnerLink {
   }
 
   /**
+   * The runner stops (`VICO/1 leave`): it asks for nothing more, so every
+   * PETO it has unanswered is answered FINO, a held one at once (its
+   * request is withdrawn from the scheduler), and FINO ANKAU may follow.
+   */
+  #leave(pipe: PipeState): void {
+    if (pipe.leaving) throw new ProtocolError("VICO/1 leave twice", LEAVE_LINE);
+    pipe.leaving = true;
+    if (this.#kit.request.pending) {
+      this.#ctx.scheduler.withdraw(this);
+      this.#kit.request.answer({ job: -1, attempt: 0 });
+    }
+    pipe.wake();
+  }
+
+  /**
+   * The runner gives back a job it was handed and did not start (it is
+   * stopping): the job goes back to the front of the queue with no loss
+   * counted against it. A tag that names no unreported hand-out of this
+   * connection is a protocol error.
+   */
+  #takeBack(tag: Tag): void {
+    let job: number | undefined;
+    for (const [j, h] of this.#handedOut) {
+      if (tag.run === this.#ctx.run && h.attempt === tag.attempt && h.key === tag.key && !h.reported) job = j;
+    }
+    if (job === undefined || !this.#ctx.scheduler.giveBack(this, job)) {
+      throw new ProtocolError("VICO/1 back for a job this runner does not hold", formatTag(tag));
+    }
+    this.#handedOut.delete(job);
+    log.debug("Runner {host} gave back {job} unstarted: it goes back to the queue", {
+      host: this.host,
+      job: this.#ctx.jobs.commands[job],
+    });
+  }
+
+  /**
    * A pipelined result: checked on its REZULTO line, its bytes read at once
    * (no PRETA), then committed while the session reads on; its ack goes out
    * once durable, after the acks of the results before it.
@@ -595,7 +652,9 @@ export class ManagerTextSession implements RunnerLink {
     if (msg.size > limits.maxOutputBytes) {
       throw new ProtocolError(`Output of ${msg.size} bytes exceeds the limit of ${limits.maxOutputBytes}`);
     }
-    const handedOutAt = this.#handedOut.get(job)?.at ?? isoNow();
+    const handed = this.#handedOut.get(job);
+    const handedOutAt = handed?.at ?? isoNow();
+    if (handed?.attempt === tag.attempt) handed.reported = true; // no longer one it may give back
     // Most results are admitted (or not) at once; one racing another attempt's commit is read on.
     const now = recorder.admitNow(job, tag.attempt, this);
     const admission = now.kind === "duplicate" && now.busy === true ? recorder.admit(job, tag.attempt, this) : now;
@@ -713,6 +772,8 @@ class PipeState {
   requests = 0;
   /** FINO was sent: every later PETO is answered FINO. */
   finoSent = false;
+  /** The runner said `VICO/1 leave`: every PETO is answered FINO, and FINO ANKAU may come before any FINO. */
+  leaving = false;
   /** The reading side ended. */
   closed = false;
   /** Why the answering side or a commit failed, if one did. */

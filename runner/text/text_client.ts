@@ -28,7 +28,9 @@ import type { RunnerExpectation, ToRunnerText } from "../../protocol/messages.ts
 import { encodeLine, formatRunnerLine, isAcceptedVersion, parseManagerLine } from "../../protocol/text_codec.ts";
 import {
   ACK_TAG_PREFIX,
+  BACK_TAG_PREFIX,
   JOB_TAG_PREFIX,
+  LEAVE_LINE,
   parseAck,
   PULSE_LINE,
   RESULT_TAG_PREFIX,
@@ -122,6 +124,8 @@ export class RunnerTextClient {
   #waiter: Waiter | undefined;
   #finoReceived = false;
   #stopping = false;
+  /** Pipelined: `VICO/1 leave` was sent (the manager answers every PETO FINO, and takes FINO ANKAU). */
+  #left = false;
   #closing = false;
   #arrived = 0;
   #reporting = 0;
@@ -251,10 +255,11 @@ export class RunnerTextClient {
       // Pipelined: FINO ANKAU only once every result sent is acknowledged.
       if (this.#pipe) await Promise.allSettled([...this.#unacked]);
       if (this.#closing) return await this.ended;
-      if (this.#finoReceived) {
+      if (this.#finoReceived || this.#left) {
         try {
           await this.#lock.run(() => this.#write(FINO_ANKAU));
-          this.#end({ kind: "goodbye" });
+          // Left: a stop, though the manager may have jobs still.
+          this.#end({ kind: this.#left ? "stopped" : "goodbye" });
         } catch (err) {
           this.#fail(err);
         }
@@ -265,9 +270,21 @@ export class RunnerTextClient {
     return await this.ended;
   }
 
-  /** Raises MASTERSTOP on this connection: no new PETO; a worker waiting for a job's reply is let go. */
+  /**
+   * Raises MASTERSTOP on this connection: no new PETO; a worker waiting for
+   * a job's reply is let go. Pipelined, the manager is told (`VICO/1
+   * leave`): it answers every PETO FINO, and each job that still comes is
+   * given back unstarted ({@linkcode giveBack}), so none is counted lost.
+   */
   stop(): void {
+    if (this.#stopping) return;
     this.#stopping = true;
+    // After a FINO every PETO is answered FINO anyway: nothing can be on its way.
+    if (this.#pipe && !this.#finoReceived && !this.#closing && this.#state !== "Initialization") {
+      this.#left = true;
+      this.#write(encodeLine(LEAVE_LINE)).catch((err) => this.#fail(err));
+      return;
+    }
     for (const w of this.#jobWaiters) {
       if (w.abandoned) continue;
       w.abandoned = true;
@@ -278,6 +295,27 @@ export class RunnerTextClient {
       this.#waiter = undefined;
       waiter.reject(STOPPED);
     }
+  }
+
+  /**
+   * Gives a job back unstarted (pipelined, once stopping): the manager puts
+   * it back in its queue without counting it lost. Resolves once written.
+   */
+  async giveBack(job: HandedJob): Promise<void> {
+    if (!this.#left || job.tag === undefined) {
+      throw new ProtocolError("Only a pipelined runner that left gives jobs back");
+    }
+    try {
+      await this.#write(encodeLine(BACK_TAG_PREFIX + job.tag));
+    } catch (err) {
+      this.#fail(err);
+      throw err;
+    }
+  }
+
+  /** Whether this connection gives jobs back unstarted (see {@linkcode stop}). */
+  get givesBack(): boolean {
+    return this.#left;
   }
 
   /** Ends the connection now (calls in flight fail). */
@@ -467,6 +505,12 @@ export class RunnerTextClient {
     if (tagged === undefined) throw new ProtocolError("Job without its tag line", msg.name);
     // A job answering a PETO given up (the runner is stopping) is not run: the manager gets it back at the close.
     if (waiter.abandoned) return;
+    if (this.#left) {
+      // Asked for before the stop: handed back unstarted, and the worker is let go.
+      this.giveBack({ command: msg.name, tag: tagged.tag }).catch(() => {});
+      waiter.resolve(null);
+      return;
+    }
     waiter.resolve(
       tagged.seq === undefined
         ? { command: msg.name, tag: tagged.tag }

@@ -350,6 +350,12 @@ export class TextPool {
         await client.arriveWaitClose();
         continue;
       }
+      if (client.givesBack) {
+        // Handed out just before the stop, not started: the manager takes it back, with no loss counted.
+        await client.giveBack(job).catch(() => {});
+        await client.arriveWaitClose();
+        continue;
+      }
       log.debug("Worker {id} runs {job}", { id, job: job.command });
       this.#jobsStarted++;
       this.#running.set(id, job);

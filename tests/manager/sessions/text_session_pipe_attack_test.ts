@@ -413,3 +413,52 @@ Deno.test("pipe attack: PULSO between a result's tag line and its REZULTO is a p
   await m.close();
   assert.ok(lines.some((l) => l.startsWith("ERARO ")), `expected ERARO, got: ${lines.join(" | ")}`);
 });
+
+Deno.test("pipe stop: VICO/1 leave answers a held PETO FINO at once and FINO ANKAU follows with no FINO before; a job given back (VICO/1 back) runs elsewhere with no loss counted", async () => {
+  await using dir = await tempDir();
+  const m = await pipeManager(dir.path, "echo a\necho b\n");
+  const busy = await m.connect();
+  const a = await busy.take();
+  const b = await busy.take();
+  // An idle runner's PETO is held while a and b run elsewhere; leaving, it gets FINO now, not when they end.
+  const idle = await m.connect();
+  await idle.say("PETO\nVICO/1 leave\n");
+  assert.equal(await idle.line(1000), "FINO");
+  await idle.say("FINO ANKAU\n");
+  assert.equal(await idle.line(), null);
+  // The busy runner stops: it gives b back unstarted, and its running job a is recorded.
+  await busy.say(`VICO/1 leave\nVICO/1 back ${b.tag}\nVICO/1 result ${a.tag}\nREZULTO echo a 0 3\nok\n`);
+  assert.equal(await busy.line(), `VICO/1 ack ${a.tag}`);
+  await busy.say("FINO ANKAU\n");
+  assert.equal(await busy.line(), null);
+  const b2 = m.scheduler.queue.stateOf(1);
+  assert.equal(m.scheduler.queue.losses(1), 0, `b went back without a loss (state ${b2})`);
+  await drain(await m.connect());
+  await m.scheduler.done;
+  await m.close();
+  const records = jobRecords(dir.path);
+  assert.deepEqual(records.map((r) => [r.command, r.attempt]).sort(), [["echo a", 1], ["echo b", 2]]);
+  assert.equal(records.filter((r) => r.lost !== undefined).length, 0);
+});
+
+Deno.test("pipe stop: VICO/1 back for a job this runner does not hold, or has reported, is a protocol error; the job stays its holder's", async () => {
+  await using dir = await tempDir();
+  const m = await pipeManager(dir.path, "echo a\necho b\n");
+  const holder = await m.connect();
+  const a = await holder.take();
+  const forger = await m.connect();
+  await forger.say(`VICO/1 leave\nVICO/1 back ${a.tag}\n`);
+  assert.match((await forger.line())!, /^ERARO .*does not hold/);
+  assert.equal(await forger.line(), null);
+  // Reported, then given back: refused, and the result stands.
+  await holder.say(`VICO/1 result ${a.tag}\nREZULTO echo a 0 3\nok\nVICO/1 leave\nVICO/1 back ${a.tag}\n`);
+  // Its ack may still be held (it rides with the next message) when the ERARO goes: the result is durable either way.
+  let next = (await holder.line())!;
+  if (next === `VICO/1 ack ${a.tag}`) next = (await holder.line())!;
+  assert.match(next, /^ERARO .*does not hold/);
+  await drain(await m.connect());
+  await m.scheduler.done;
+  await m.close();
+  const records = jobRecords(dir.path);
+  assert.deepEqual(records.map((r) => [r.command, r.attempt]).sort(), [["echo a", 1], ["echo b", 1]]);
+});
