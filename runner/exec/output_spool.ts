@@ -62,15 +62,36 @@ export class SpoolFiles {
 
   /** A free file's path, or a fresh path in the directory. */
   take(): string {
-    return this.#free.pop() ?? join(this.dir, `out-${Deno.pid}-${++spoolCounter}`);
+    return this.#free.pop() ?? freshPath(this.dir);
   }
 
-  /** Takes back a disposed of file of `size` bytes; false when it must be removed instead. */
+  /**
+   * Takes back a disposed of file of `size` bytes; false when it must be
+   * removed instead. A file taken back goes under a fresh name first, so a
+   * process of the job that kept its path (not the file) and opens it
+   * later finds nothing there, never the next job's output; and only then
+   * is it checked that nothing but the runner has it open.
+   */
   give(path: string, size: number): boolean {
     if (size > REUSED_FILE_BYTES || this.#free.length >= this.#max) return false;
+    const spawn = PosixSpawn.open();
     // Only where it can be told that no process of the job still has the file open.
-    if (!(PosixSpawn.open()?.unheld(path) ?? false)) return false;
-    this.#free.push(path);
+    if (spawn === undefined) return false;
+    const fresh = freshPath(this.dir);
+    try {
+      Deno.renameSync(path, fresh);
+    } catch {
+      return false;
+    }
+    if (!spawn.unheld(fresh)) {
+      try {
+        Deno.removeSync(fresh);
+      } catch {
+        // Gone already, or the directory with it: nothing kept either way.
+      }
+      return true; // no longer at `path`: nothing for the caller to remove
+    }
+    this.#free.push(fresh);
     return true;
   }
 
@@ -81,6 +102,11 @@ export class SpoolFiles {
 }
 
 let spoolCounter = 0;
+
+/** A name no spool file of this process has had. */
+function freshPath(dir: string): string {
+  return join(dir, `out-${Deno.pid}-${++spoolCounter}`);
+}
 
 /** Output spooled in memory, then on disk. */
 export class OutputSpool {
@@ -120,7 +146,7 @@ export class OutputSpool {
    */
   reserveFile(): string {
     if (this.#path !== undefined || this.#size > 0) throw new Error("The spool holds output already");
-    this.#path = this.#files?.take() ?? join(this.#dir, `out-${Deno.pid}-${++spoolCounter}`);
+    this.#path = this.#files?.take() ?? freshPath(this.#dir);
     this.#reserved = true;
     return this.#path;
   }
@@ -144,7 +170,7 @@ export class OutputSpool {
       return;
     }
     if (this.#file === undefined) {
-      this.#path = join(this.#dir, `out-${Deno.pid}-${++spoolCounter}`);
+      this.#path = freshPath(this.#dir);
       this.#file = await Deno.open(this.#path, { read: true, write: true, createNew: true });
       for (const held of this.#chunks) await writeAll(this.#file, held);
       this.#chunks = [];

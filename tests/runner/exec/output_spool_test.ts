@@ -88,15 +88,17 @@ Deno.test("SpoolFiles takes back a small file nothing holds open, and removes on
     await Deno.writeFile(path, new Uint8Array([1, 2, 3]));
     first.adopt(3);
     await first.dispose();
-    // Kept for the next job, which gets the same path.
-    assert.equal((await Deno.stat(path)).size, 3);
+    // Kept for the next job, which gets the same file under a fresh name (nothing is at the old path any more).
+    await assert.rejects(Deno.stat(path), Deno.errors.NotFound);
     const second = new OutputSpool({ dir, files });
-    assert.equal(second.reserveFile(), path);
+    const reused = second.reserveFile();
+    assert.notEqual(reused, path);
+    assert.equal((await Deno.stat(reused)).size, 3);
     // Still open for writing elsewhere (as by a process that left its job's group): removed, not reused.
-    using held = await Deno.open(path, { write: true });
+    using held = await Deno.open(reused, { write: true });
     second.adopt(0);
     await second.dispose();
-    await assert.rejects(Deno.stat(path), Deno.errors.NotFound);
+    assert.deepEqual([...Deno.readDirSync(dir)], [], "removed, under either name");
     held.close();
     const big = new OutputSpool({ dir, files });
     const bigPath = big.reserveFile();
