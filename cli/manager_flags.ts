@@ -172,7 +172,8 @@ export const MANAGER_FLAGS = {
       `the others' jobs do not (or once two jobs that failed`,
       `fast on it succeed elsewhere): it gets no jobs for`,
       `--quarantine (doubling each time) and the jobs it`,
-      `failed run elsewhere. 0 turns it off. Default 5.`,
+      `failed run elsewhere. 0 turns it off. Default 5 (0`,
+      `on one machine: --local without --port, or a template run).`,
     ],
   },
   "fast-fail": {
@@ -466,9 +467,10 @@ export function managerSettings(
   const retries = intFlag("retries", flags.retries, 0);
   const jobTimeoutMs = flags.timeout === undefined ? undefined : parseDuration(flags.timeout);
   const quarantine = {
-    // On one machine there is no other host to send a black hole's jobs to: a local template run has it off,
-    // and so a failure settles (and counts for --halt) at once rather than being held as a suspect.
-    streak: intFlag("blackhole-streak", flags["blackhole-streak"], kind.adhoc && !served ? 0 : 5),
+    // On one machine there is no other host to send a black hole's jobs to: a local run (a template run, or
+    // --local without --port or --host) has it off, and so a failure settles (and counts for --halt) at once
+    // rather than being held as a suspect while its worker starts another job.
+    streak: intFlag("blackhole-streak", flags["blackhole-streak"], (kind.adhoc || local > 0) && !served ? 0 : 5),
     fastMs: flags["fast-fail"] === undefined ? undefined : parseDuration(flags["fast-fail"]),
     initialMs: flags.quarantine === undefined ? undefined : parseDuration(flags.quarantine),
   };
