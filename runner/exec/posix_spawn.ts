@@ -72,7 +72,7 @@ export interface SpawnRequest {
    * Instead of {@linkcode outputPath}: a descriptor of the runner's, open for
    * writing, that becomes the child's stdout and stderr (its open file
    * description is shared: the child writes at its offset). See
-   * {@linkcode PosixSpawn.openOutput} and {@linkcode descriptorOf}.
+   * {@linkcode PosixSpawn.openOutput}.
    */
   readonly outputFd?: number;
   /** Working directory. */
@@ -117,9 +117,7 @@ const O_WRONLY = 1;
 const O_CREAT = 0o100;
 const O_TRUNC = 0o1000;
 const O_CLOEXEC = 0o2000000;
-const SEEK_CUR = 1;
 const SEEK_END = 2;
-const F_GETFL = 3;
 const F_SETLEASE = 1024;
 const F_WRLCK = 1;
 const F_UNLCK = 2;
@@ -155,11 +153,6 @@ const SYMBOLS = {
   lseek: { parameters: ["i32", "i64", "i32"], result: "i64" },
   ftruncate: { parameters: ["i32", "i64"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
-  opendir: { parameters: ["buffer"], result: "pointer" },
-  readdir: { parameters: ["pointer"], result: "pointer" },
-  closedir: { parameters: ["pointer"], result: "i32" },
-  fstat: { parameters: ["i32", "buffer"], result: "i32", optional: true },
-  fcntl: { parameters: ["i32", "i32"], result: "i32" },
   fcntl_int: { name: "fcntl", parameters: ["i32", "i32", "i32"], result: "i32" },
   kill: { parameters: ["i32", "i32"], result: "i32" },
   sigemptyset: { parameters: ["buffer"], result: "i32" },
@@ -221,19 +214,6 @@ function encodedEnv(env: Readonly<Record<string, string>>): EncodedEnv {
     encodedEnvs.set(env, encoded);
   }
   return encoded;
-}
-
-/**
- * The descriptor of an open file of this process: the one of its
- * descriptors (listed from `/proc/self/fd` through libc, as Deno's own file
- * API may not look there) that is open for writing on the same file at the
- * same offset. `undefined` where `posix_spawn` cannot be used, without
- * `/proc`, or with none or more than one such descriptor (it cannot tell
- * which is the file's). About an `fstat` per open descriptor of the process:
- * for a binary run's log, not for every text job.
- */
-export function descriptorOf(file: Deno.FsFile): number | undefined {
-  return PosixSpawn.open()?.descriptorOf(file);
 }
 
 /** libc's `posix_spawn`, opened once per process. */
@@ -319,37 +299,6 @@ export class PosixSpawn {
       throw new Error(`cannot truncate the output: ${this.strerror(this.#errno())}`);
     }
     this.#libc.lseek(fd, BigInt(size), 0);
-  }
-
-  /** See {@linkcode descriptorOf}. */
-  descriptorOf(file: Deno.FsFile): number | undefined {
-    const libc = this.#libc;
-    if (libc.fstat === null) return undefined;
-    const info = file.statSync();
-    const offset = BigInt(file.seekSync(0, Deno.SeekMode.Current));
-    const dir = libc.opendir(cString("/proc/self/fd"));
-    if (dir === null) return undefined;
-    const fds: number[] = [];
-    try {
-      for (let entry = libc.readdir(dir); entry !== null; entry = libc.readdir(dir)) {
-        // struct dirent: d_ino, d_off (8 bytes each), d_reclen (2), d_type (1), then d_name.
-        const fd = Number(Deno.UnsafePointerView.getCString(entry, 19));
-        if (fd > 2) fds.push(fd);
-      }
-    } finally {
-      libc.closedir(dir);
-    }
-    // struct stat begins with st_dev and st_ino (8 bytes each) on x86_64 and aarch64.
-    const stat = new BigUint64Array(32);
-    let found: number | undefined;
-    for (const fd of fds) {
-      if (libc.fstat(fd, stat) !== 0 || Number(stat[0]) !== info.dev || Number(stat[1]) !== info.ino) continue;
-      const flags = libc.fcntl(fd, F_GETFL);
-      if (flags < 0 || (flags & 3) === O_RDONLY || BigInt(libc.lseek(fd, 0n, SEEK_CUR)) !== offset) continue;
-      if (found !== undefined) return undefined;
-      found = fd;
-    }
-    return found;
   }
 
   /**

@@ -16,7 +16,9 @@
  * as a binary run's log) and where libc's `posix_spawn` can be used (see
  * runner/exec/posix_spawn.ts), the child gets its session and its output
  * file as its stdout and stderr, and the runner touches no byte of the
- * output; else
+ * output while it runs (a run into an open file writes a file of its own,
+ * copied into the open one once the run has ended, so that a process that
+ * left its group never writes into the shared file); else
  * (output to a sink, FFI not available or not permitted, `--user` without
  * per-job cgroups, `VICO_SPAWN=command`) `Deno.Command` starts it through
  * `setsid(1)` and the runner pumps its output.
@@ -24,7 +26,8 @@
  * @module
  */
 
-import { descriptorOf, PosixSpawn, type SpawnedProcess } from "./posix_spawn.ts";
+import { PosixSpawn, type SpawnedProcess } from "./posix_spawn.ts";
+import { copyExact } from "../../io/copy_exact.ts";
 import { OutputLimitError, outputLimitNote } from "./output_limit.ts";
 import { writeAll } from "../../io/write_all.ts";
 import { startProcess } from "../../util/command.ts";
@@ -45,10 +48,12 @@ export interface RunProcessOptions {
   sink?: OutputSink;
   /**
    * Where stdout and stderr go, merged, instead of a sink: this file, created
-   * (or truncated) for the job; or a file open for writing, which the job
-   * writes at its offset, after what it holds (a binary task's log, shared
-   * by its runs). With `posix_spawn` the job's process writes it itself; the
-   * outcome's {@linkcode ProcessOutcome.outputBytes} is its size.
+   * (or truncated) for the job; or a file open for writing, which gets the
+   * job's output at its offset, after what it holds (a binary task's log,
+   * shared by its runs). With `posix_spawn` the job's process writes its
+   * file itself (a run into an open file writes a file of its own, added to
+   * the open one once it has ended); the outcome's
+   * {@linkcode ProcessOutcome.outputBytes} is the file's size.
    */
   outputFile?: string | Deno.FsFile;
   /**
@@ -233,15 +238,12 @@ export const SETSID: string | undefined = ["/usr/bin/setsid", "/bin/setsid"].fin
  * ```
  */
 export function runProcess(argv: string[], options: RunProcessOptions): Promise<ProcessOutcome> {
-  let spawner = spawnerFor(options);
-  // An open file is the job's by its descriptor (where /proc tells which it is).
-  const sharedFd = spawner === undefined || typeof options.outputFile !== "object"
-    ? undefined
-    : descriptorOf(options.outputFile);
-  if (sharedFd === undefined && typeof options.outputFile === "object") spawner = undefined;
+  const spawner = spawnerFor(options);
   const start: Start = spawner === undefined
     ? (argv, options, leaf) => runViaCommand(argv, options, leaf)
-    : (argv, options, leaf) => runSpawned(spawner, argv, options, leaf, sharedFd);
+    : typeof options.outputFile === "object"
+    ? (argv, options, leaf) => runSpawnedInto(options.outputFile as Deno.FsFile, spawner, argv, options, leaf)
+    : (argv, options, leaf) => runSpawned(spawner, argv, options, leaf);
   // The child's stderr is its stdout already: no shell to merge them.
   if (spawner !== undefined) argv = withoutMerge(argv);
   // Without limits, straight on: not one extra step per job.
@@ -560,17 +562,88 @@ async function runSpawned(
   argv: string[],
   options: RunProcessOptions,
   leaf?: LeafEnd,
-  sharedFd?: number,
 ): Promise<ProcessOutcome> {
   const { signal } = options;
   if (signal?.aborted) return { status: 128 + SIGNAL_NUMBERS.SIGTERM, signal: "SIGTERM", via: "posix_spawn" };
   // The runner opens the output (the job gets it as its stdout): its size is an lseek, not a stat.
-  const fd = sharedFd ?? spawner.openOutput(options.outputFile as string);
+  const fd = spawner.openOutput(options.outputFile as string);
   try {
     return await runSpawnedOn(spawner, fd, argv, options, leaf);
   } finally {
-    if (sharedFd === undefined) spawner.closeFd(fd);
+    spawner.closeFd(fd);
   }
+}
+
+/**
+ * {@linkcode runSpawned} for output to a file already open (a binary task's
+ * log, shared by its runs): the run writes a file of its own, which is
+ * added to the shared one once the run has ended. Whatever a process that
+ * left the run's group writes later goes to that private file (gone by
+ * then), never into the shared one, nor past its limit's cut; the limit
+ * counts what the shared file held before, as on the `Deno.Command` path.
+ */
+async function runSpawnedInto(
+  shared: Deno.FsFile,
+  spawner: PosixSpawn,
+  argv: string[],
+  options: RunProcessOptions,
+  leaf?: LeafEnd,
+): Promise<ProcessOutcome> {
+  const before = (await shared.stat()).size;
+  const max = options.maxOutputBytes ?? Infinity;
+  const own = runOutputPath();
+  let outcome: ProcessOutcome | undefined;
+  let failure: unknown;
+  try {
+    outcome = await runSpawned(spawner, argv, {
+      ...options,
+      outputFile: own,
+      maxOutputBytes: max === Infinity ? undefined : Math.max(0, max - before),
+    }, leaf);
+  } catch (err) {
+    failure = err;
+  }
+  try {
+    using file = await Deno.open(own, { read: true, write: true }).catch(() => undefined);
+    if (file !== undefined) {
+      if (failure instanceof OutputLimitError) {
+        // Cut where the shared file reaches the limit, with the note of the whole limit.
+        await file.truncate(Math.max(0, max - before));
+        await file.seek(0, Deno.SeekMode.End);
+        await writeAll(file, new TextEncoder().encode("\n" + outputLimitNote(max)));
+        failure = new OutputLimitError(max);
+      }
+      const size = (await file.stat()).size;
+      await file.seek(0, Deno.SeekMode.Start);
+      await copyExact(file, size, (chunk) => writeAll(shared, chunk), {
+        shortMessage: `The output of a run shrank while it was kept`,
+      });
+      if (outcome !== undefined) outcome = { ...outcome, outputBytes: before + size };
+    }
+  } finally {
+    await Deno.remove(own).catch(() => {});
+  }
+  if (failure !== undefined) throw failure;
+  return outcome!;
+}
+
+/** Where runs into a shared file write their own output first: one directory per process, removed at its exit. */
+let runOutputDir: string | undefined;
+let runOutputs = 0;
+
+function runOutputPath(): string {
+  if (runOutputDir === undefined) {
+    const dir = Deno.makeTempDirSync({ prefix: "vico-run-" });
+    runOutputDir = dir;
+    globalThis.addEventListener("unload", () => {
+      try {
+        Deno.removeSync(dir, { recursive: true });
+      } catch {
+        // Removed already.
+      }
+    });
+  }
+  return `${runOutputDir}/run-${++runOutputs}`;
 }
 
 async function runSpawnedOn(

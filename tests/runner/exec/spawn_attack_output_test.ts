@@ -139,28 +139,31 @@ for (const via of VIAS) {
     assert.equal(o.outputBytes, 1_000_000);
   });
 
-  Deno.test(`attack: over the limit, a writer that escaped the group does not write past the cut and the note (${via})`, async () => {
-    // The escaped writer shares the output file (posix_spawn: the same open file description as the
-    // runner's descriptor) and goes on writing after the cut at the limit: expected, the file holds
-    // exactly the first bytes and the note (docs/guarantees.md, "Output limits"; output_limit.ts: "the file
-    // may not grow past it").
+  Deno.test(`attack: over the limit, a writer that escaped the group does not write past the cut and the note into a shared log (${via})`, async () => {
+    // output_limit.ts: for an output file the job appends to (a binary task's log shared by its runs) "the
+    // file may not grow past it". Caught failing through posix_spawn: the escaped writer shared the log's
+    // open file description and went on writing after the cut. (A job's own spool file, held by such a
+    // writer, is thrown away on the limit: JobExecutor keeps only the note.)
     await withDir(async (dir) => {
-      const outputFile = join(dir, "out");
+      const path = join(dir, "log");
+      using log = await Deno.open(path, { write: true, createNew: true });
+      await log.write(new TextEncoder().encode("x".repeat(100)));
       await assert.rejects(
         runProcess(
           shellArgv(
             `setsid sh -c 'sleep 0.3; for i in $(seq 50); do echo LATE; sleep 0.01; done' & echo $! > ${dir}/pid; ` +
               "head -c 5000 /dev/zero; sleep 30",
           ),
-          { outputFile, via, maxOutputBytes: 1000, killGraceMs: 300 },
+          { outputFile: log, via, maxOutputBytes: 1000, killGraceMs: 300 },
         ),
         OutputLimitError,
       );
       const escaped = Number(await Deno.readTextFile(join(dir, "pid")));
       try {
         await new Promise((r) => setTimeout(r, 1200));
-        const out = await Deno.readFile(outputFile);
+        const out = await Deno.readFile(path);
         assert.equal(text(out.subarray(1000)), "\n" + outputLimitNote(1000), `${out.length} bytes in the file`);
+        assert.equal(text(out.subarray(0, 100)), "x".repeat(100), "what the log held before is kept");
       } finally {
         killPids([escaped]);
       }
@@ -169,10 +172,10 @@ for (const via of VIAS) {
 
   Deno.test(`attack: a binary task's shared log: what an escaped process of run 1 writes later is not in the log nor counted as run 2's (${via})`, async () => {
     // docs/guarantees.md: "what a process that left the group (setsid) writes afterwards is not the job's".
-    // Expected: the log holds "one\ntwo\n" and run 2's outputBytes counts its own bytes. Through
-    // posix_spawn the escaped process shares the log's open file description (the job's stdout is a dup2
-    // of the runner's descriptor, runner/exec/process_runner.ts runSpawnedOn): its LATE lands in the log,
-    // inside run 2's part, and is counted against run 2's limit.
+    // Expected: the log holds "one\ntwo\n" and run 2's outputBytes counts its own bytes. Caught failing
+    // through posix_spawn: the escaped process shared the log's open file description (the job's stdout was
+    // a dup2 of the runner's descriptor), so its LATE landed in the log, inside run 2's part. Each run now
+    // writes a file of its own, added to the log once the run has ended.
     await withDir(async (dir) => {
       const path = join(dir, "log");
       using log = await Deno.open(path, { write: true, createNew: true });
