@@ -149,6 +149,11 @@ export interface ProcessOutcome {
 /** Status for a command that could not be started (shell convention). */
 export const STATUS_CANNOT_START = 127;
 
+/** Status for a program found but not executable (shell convention, as `setsid(1)` gives on the other path). */
+export const STATUS_NOT_EXECUTABLE = 126;
+
+const EACCES = 13;
+
 /**
  * Status for a job the runner had to give up on: its output could not be
  * kept (over the size limit, or the spool failed). Like `timeout`'s 125,
@@ -175,6 +180,19 @@ const SIGNAL_NUMBERS: Record<string, number> = {
   SIGCONT: 18,
   SIGXCPU: 24,
   SIGXFSZ: 25,
+  SIGSTKFLT: 16,
+  SIGCHLD: 17,
+  SIGSTOP: 19,
+  SIGTSTP: 20,
+  SIGTTIN: 21,
+  SIGTTOU: 22,
+  SIGURG: 23,
+  SIGVTALRM: 26,
+  SIGPROF: 27,
+  SIGWINCH: 28,
+  SIGIO: 29,
+  SIGPWR: 30,
+  SIGSYS: 31,
 };
 
 /**
@@ -524,7 +542,7 @@ async function runDirect(
     for (const reader of readers) reader.cancel().catch(() => {});
   });
   try {
-    const status = await child.status;
+    const status = await statusOf(child);
     // The job is its main process: whatever it left in its group goes with it.
     await endGroup();
     // A leaf holds even what left the group: it ends it all, and the pipe closes.
@@ -668,7 +686,8 @@ async function runSpawnedOn(
   });
   if (!("pid" in child)) {
     await addNote(options, `vico: cannot start ${argv[0]}: ${child.error}\n`);
-    return { status: STATUS_CANNOT_START, error: child.error, via: "posix_spawn", outputBytes: spawner.sizeOf(fd) };
+    const status = child.errno === EACCES ? STATUS_NOT_EXECUTABLE : STATUS_CANNOT_START;
+    return { status, error: child.error, via: "posix_spawn", outputBytes: spawner.sizeOf(fd) };
   }
   const record: JobRecord = { pgid: child.pid, id, ...(leaf === undefined ? {} : { cgroup: leaf.path }) };
   const unrecorded = ledger === undefined ? undefined : openSpawnedGate(child, ledger, record);
@@ -725,6 +744,21 @@ async function runSpawnedOn(
 }
 
 const SIGNAL_NAMES = new Map(Object.entries(SIGNAL_NUMBERS).map(([name, n]) => [n, name]));
+
+/**
+ * How a `Deno.Command` child ended. Deno (2.9) cannot name the real-time
+ * signals and throws `TypeError: Invalid signal: N` for a child one of them
+ * killed; its number is in that message only (no code says it), so it is
+ * read from there: 128+N, as on the other path (255 if it cannot be read).
+ */
+async function statusOf(child: Deno.ChildProcess): Promise<{ code: number; signal: Deno.Signal | null }> {
+  try {
+    return await child.status;
+  } catch (err) {
+    const n = /Invalid signal: ([0-9]{1,3})\b/.exec(err instanceof Error ? err.message : String(err))?.[1];
+    return { code: n === undefined ? 255 : 128 + Number(n), signal: null };
+  }
+}
 
 /** {@linkcode openGate} for a spawned job. */
 function openSpawnedGate(child: SpawnedProcess, ledger: JobLedger, record: JobRecord): string | undefined {
