@@ -10,81 +10,17 @@
  */
 
 import assert from "node:assert/strict";
-import { DEFAULT_LIMITS } from "../../../core/limits.ts";
-import { parseJobList } from "../../../manager/jobs/job_list.ts";
-import { Server } from "../../../manager/sessions/server.ts";
-import { ManagerTextSession, type TextSessionContext } from "../../../manager/sessions/text_session.ts";
-import { BufferedReader } from "../../../protocol/buffered_reader.ts";
-import { heldTag, MAX_PIPE_REQUESTS } from "../../../protocol/vico_extension.ts";
-import { MemoryListener } from "../../../transport/memory_transport.ts";
-import { managerParts } from "../../helpers/manager_parts.ts";
+import { MAX_PIPE_REQUESTS } from "../../../protocol/vico_extension.ts";
+import { pipeManager, type PipeManagerOptions } from "../../helpers/pipe_manager.ts";
 import { readJournal, tempDir } from "../../helpers/journal.ts";
 
 const enc = new TextEncoder();
 
-interface PipeManagerOptions {
-  /** Each commit of the results store waits for it (a slow disk). */
-  commitGate?: Promise<void>;
-  /** Pulse interval answered in the extension's `ok` (seconds; 0: none). */
-  pulse?: number;
-}
-
-/** As in text_session_pipe_test.ts, with pulses as an option. */
-async function pipeManager(dir: string, list: string, options: PipeManagerOptions = {}) {
-  const jobs = parseJobList(enc.encode(list));
-  const { keyOf, results, ledger, scheduler, recorder } = await managerParts(dir, jobs, { durable: true });
-  const gate = options.commitGate;
-  if (gate !== undefined) {
-    const commit = results.commit.bind(results);
-    results.commit = (...args) => gate.then(() => commit(...args));
-  }
-  const context: TextSessionContext = {
-    scheduler,
-    results,
-    recorder,
-    jobs,
-    limits: { ...DEFAULT_LIMITS, maxOutputBytes: 1000 },
-    transferIdleTimeoutMs: 10_000,
-    idleTimeoutMs: 10_000,
-    jobTimeout: false,
-    run: "run1",
-    keyOf,
-    noteAssignment: () => Promise.resolve(),
-  };
-  const listener = new MemoryListener();
-  const server = new Server(listener, {
-    text: (transport, reader, handshake, extension) =>
-      new ManagerTextSession(transport, reader, context, handshake, extension),
-  }, {
-    limits: DEFAULT_LIMITS,
-    handshakeTimeoutMs: 10_000,
-    maxHandshaking: 4,
-    extensionAnswer: (hello, holds) => {
-      const held = holds.map((line) => heldTag(line, "text")).filter((t) => t !== undefined)
-        .map((t) => ({ job: ledger.jobOfKey(t.key)!, attempt: t.attempt }))
-        .filter((h) => hello.id !== undefined && ledger.wants(hello.id, "run1", h.job, h.attempt));
-      return {
-        answer: {
-          kind: "ok",
-          ...(options.pulse ? { pulse: options.pulse } : {}),
-          ...(hello.want.includes("tag") ? { tag: 1 } : {}),
-          ...(hello.want.includes("tag") && hello.want.includes("pipe") ? { pipe: 1 } : {}),
-        },
-        held,
-      };
-    },
-  });
-  const serving = server.serve();
+/** The shared pipe manager, its runners with a line reader that skips pulses and a `take` (PETO and its job). */
+async function attackManager(dir: string, list: string, options: PipeManagerOptions = {}) {
+  const m = await pipeManager(dir, list, options);
   const connect = async (id?: string) => {
-    const runner = listener.connect();
-    const reader = new BufferedReader(runner);
-    const say = (text: string | Uint8Array) => runner.write(typeof text === "string" ? enc.encode(text) : text);
-    const who = id === undefined ? "" : ` id=${id}`;
-    await say(`VICO/1 hello proto=text${who} want=tag,pipe\n`);
-    const ok = (await reader.readLine())!;
-    await say("SALUTON; MI memory\n");
-    assert.match((await reader.readLine())!, /^VERSIO 1\./);
-    await say("KOMPRENAS\n");
+    const { runner, reader, say, ok } = await m.connect("tag,pipe", id);
     /** Reads the next line that is not a pulse, within `ms`. */
     const line = async (ms = 5_000): Promise<string | null> => {
       while (true) {
@@ -109,15 +45,10 @@ async function pipeManager(dir: string, list: string, options: PipeManagerOption
     };
     return { runner, reader, say, ok, line, take };
   };
-  const close = async () => {
-    await server.drain(1000);
-    await serving;
-    await results.close();
-  };
-  return { scheduler, keyOf, connect, close };
+  return { ...m, connect };
 }
 
-type Peer = Awaited<ReturnType<Awaited<ReturnType<typeof pipeManager>>["connect"]>>;
+type Peer = Awaited<ReturnType<Awaited<ReturnType<typeof attackManager>>["connect"]>>;
 
 /** A second, honest runner drains what is left: every job it is given, recorded with output `ok`. */
 async function drain(peer: Peer): Promise<void> {
@@ -141,7 +72,7 @@ function jobRecords(dir: string) {
 
 Deno.test("pipe attack: a result sent one byte at a time, raw bytes holding PULSO, PETO and FINO ANKAU lines, is taken as bytes", async () => {
   await using dir = await tempDir();
-  const m = await pipeManager(dir.path, "echo a\necho b\n", { pulse: 1 });
+  const m = await attackManager(dir.path, "echo a\necho b\n", { pulse: 1 });
   const peer = await m.connect();
   assert.equal(peer.ok, "VICO/1 ok pulse=1 tag=1 pipe=1");
   const a = await peer.take();
@@ -175,7 +106,7 @@ Deno.test("pipe attack: a result sent one byte at a time, raw bytes holding PULS
 Deno.test("pipe attack: results split at every point of the REZULTO line and of the raw bytes are recorded byte-exact", async () => {
   await using dir = await tempDir();
   const list = Array.from({ length: 6 }, (_, i) => `echo ${i}\n`).join("");
-  const m = await pipeManager(dir.path, list);
+  const m = await attackManager(dir.path, list);
   const peer = await m.connect();
   const bodies: string[] = [];
   for (let i = 0; i < 6; i++) {
@@ -206,7 +137,7 @@ Deno.test("pipe attack: results split at every point of the REZULTO line and of 
 
 Deno.test(`pipe attack: ${MAX_PIPE_REQUESTS} unanswered PETOs are held; one more is ERARO; the other runner goes on`, async () => {
   await using dir = await tempDir();
-  const m = await pipeManager(dir.path, "echo only\n");
+  const m = await attackManager(dir.path, "echo only\n");
   // Runner A holds the only job: B's PETOs are held (jobs it could take run elsewhere).
   const a = await m.connect();
   const job = await a.take();
@@ -233,7 +164,7 @@ Deno.test(`pipe attack: ${MAX_PIPE_REQUESTS} unanswered PETOs are held; one more
 
 Deno.test(`pipe attack: ${MAX_PIPE_REQUESTS + 1} PETOs in one write are ERARO`, async () => {
   await using dir = await tempDir();
-  const m = await pipeManager(dir.path, "echo only\n");
+  const m = await attackManager(dir.path, "echo only\n");
   const a = await m.connect();
   const job = await a.take();
   const b = await m.connect();
@@ -257,7 +188,7 @@ for (
 ) {
   Deno.test(`pipe attack: a result for ${name} is ERARO before its bytes are read; its jobs go back; others served`, async () => {
     await using dir = await tempDir();
-    const m = await pipeManager(dir.path, "echo a\necho b\n");
+    const m = await attackManager(dir.path, "echo a\necho b\n");
     const evil = await m.connect();
     const held = await evil.take();
     if (name === "a job handed to another runner") {
@@ -284,7 +215,7 @@ for (
 
 Deno.test("pipe attack: the same result sent twice back to back (anonymous runner): one record; the first is acked before the drop", async () => {
   await using dir = await tempDir();
-  const m = await pipeManager(dir.path, "echo a\necho b\n");
+  const m = await attackManager(dir.path, "echo a\necho b\n");
   const peer = await m.connect();
   const a = await peer.take();
   const once = `VICO/1 result ${a.tag}\nREZULTO echo a 0 3\nab\n`;
@@ -315,7 +246,7 @@ Deno.test("pipe attack: the same result sent twice back to back (identified runn
   await using dir = await tempDir();
   let open!: () => void;
   const gate = new Promise<void>((resolve) => (open = resolve));
-  const m = await pipeManager(dir.path, "echo a\n", { commitGate: gate });
+  const m = await attackManager(dir.path, "echo a\n", { commitGate: gate });
   const peer = await m.connect("svc");
   const a = await peer.take();
   const once = `VICO/1 result ${a.tag}\nREZULTO echo a 0 3\nab\n`;
@@ -335,7 +266,7 @@ Deno.test("pipe attack: FINO ANKAU right behind a result still committing: the r
   await using dir = await tempDir();
   let open!: () => void;
   const gate = new Promise<void>((resolve) => (open = resolve));
-  const m = await pipeManager(dir.path, "echo a\necho b\n", { commitGate: gate });
+  const m = await attackManager(dir.path, "echo a\necho b\n", { commitGate: gate });
   const peer = await m.connect();
   const a = await peer.take();
   const b = await peer.take();
@@ -356,7 +287,7 @@ Deno.test("pipe attack: FINO ANKAU right behind a result still committing: the r
 
 Deno.test("pipe attack: FINO ANKAU with PETOs held and no FINO sent is ERARO; the other runner goes on", async () => {
   await using dir = await tempDir();
-  const m = await pipeManager(dir.path, "echo only\n");
+  const m = await attackManager(dir.path, "echo only\n");
   const a = await m.connect();
   const job = await a.take();
   const b = await m.connect();
@@ -373,7 +304,7 @@ Deno.test("pipe attack: FINO ANKAU with PETOs held and no FINO sent is ERARO; th
 
 Deno.test("pipe attack: FINO ANKAU after FINO with more PETOs unanswered closes cleanly (each PETO gets FINO or the close)", async () => {
   await using dir = await tempDir();
-  const m = await pipeManager(dir.path, "echo only\n");
+  const m = await attackManager(dir.path, "echo only\n");
   const a = await m.connect();
   const job = await a.take();
   await a.say(`VICO/1 result ${job.tag}\nREZULTO echo only 0 0\nPETO\n`);
@@ -396,7 +327,7 @@ Deno.test("pipe attack: PULSO between a result's tag line and its REZULTO is a p
   // line, its REZULTO and its last raw byte"; PULSO is sent "between whole messages"; and (tag=1) "a tag line
   // not followed by REZULTO ... is a protocol error". Expected: ERARO and close.
   await using dir = await tempDir();
-  const m = await pipeManager(dir.path, "echo a\n", { pulse: 1 });
+  const m = await attackManager(dir.path, "echo a\n", { pulse: 1 });
   const peer = await m.connect();
   const a = await peer.take();
   await peer.say(`VICO/1 result ${a.tag}\nPULSO\nREZULTO echo a 0 0\n`);
@@ -416,7 +347,7 @@ Deno.test("pipe attack: PULSO between a result's tag line and its REZULTO is a p
 
 Deno.test("pipe stop: VICO/1 leave answers a held PETO FINO at once and FINO ANKAU follows with no FINO before; a job given back (VICO/1 back) runs elsewhere with no loss counted", async () => {
   await using dir = await tempDir();
-  const m = await pipeManager(dir.path, "echo a\necho b\n");
+  const m = await attackManager(dir.path, "echo a\necho b\n");
   const busy = await m.connect();
   const a = await busy.take();
   const b = await busy.take();
@@ -443,7 +374,7 @@ Deno.test("pipe stop: VICO/1 leave answers a held PETO FINO at once and FINO ANK
 
 Deno.test("pipe stop: VICO/1 back for a job this runner does not hold, or has reported, is a protocol error; the job stays its holder's", async () => {
   await using dir = await tempDir();
-  const m = await pipeManager(dir.path, "echo a\necho b\n");
+  const m = await attackManager(dir.path, "echo a\necho b\n");
   const holder = await m.connect();
   const a = await holder.take();
   const forger = await m.connect();

@@ -5,86 +5,11 @@
  */
 
 import assert from "node:assert/strict";
-import { DEFAULT_LIMITS } from "../../../core/limits.ts";
-import { parseJobList } from "../../../manager/jobs/job_list.ts";
-import { Server } from "../../../manager/sessions/server.ts";
-import { ACK_HOLD_MS, ManagerTextSession, type TextSessionContext } from "../../../manager/sessions/text_session.ts";
-import { BufferedReader } from "../../../protocol/buffered_reader.ts";
-import { heldTag } from "../../../protocol/vico_extension.ts";
-import { MemoryListener } from "../../../transport/memory_transport.ts";
-import { managerParts } from "../../helpers/manager_parts.ts";
+import { ACK_HOLD_MS } from "../../../manager/sessions/text_session.ts";
+import { pipeManager } from "../../helpers/pipe_manager.ts";
 import { readJournal, tempDir } from "../../helpers/journal.ts";
 
 const enc = new TextEncoder();
-
-/**
- * `commitGate`: each commit of the results store waits for it (a slow disk).
- * Identified runners' holds are taken back as the manager takes them (issued
- * to that runner, still wanted).
- */
-async function pipeManager(dir: string, list: string, commitGate?: Promise<void>) {
-  const jobs = parseJobList(enc.encode(list));
-  const { keyOf, results, ledger, scheduler, recorder } = await managerParts(dir, jobs, { durable: true });
-  if (commitGate !== undefined) {
-    const commit = results.commit.bind(results);
-    results.commit = (...args) => commitGate.then(() => commit(...args));
-  }
-  const context: TextSessionContext = {
-    scheduler,
-    results,
-    recorder,
-    jobs,
-    limits: { ...DEFAULT_LIMITS, maxOutputBytes: 1000 },
-    transferIdleTimeoutMs: 10_000,
-    idleTimeoutMs: 10_000,
-    jobTimeout: false,
-    run: "run1",
-    keyOf,
-    noteAssignment: () => Promise.resolve(),
-  };
-  const listener = new MemoryListener();
-  const server = new Server(listener, {
-    text: (transport, reader, handshake, extension) =>
-      new ManagerTextSession(transport, reader, context, handshake, extension),
-  }, {
-    limits: DEFAULT_LIMITS,
-    handshakeTimeoutMs: 10_000,
-    maxHandshaking: 4,
-    extensionAnswer: (hello, holds) => {
-      const held = holds.map((line) => heldTag(line, "text")).filter((t) => t !== undefined)
-        .map((t) => ({ job: ledger.jobOfKey(t.key)!, attempt: t.attempt }))
-        .filter((h) => hello.id !== undefined && ledger.wants(hello.id, "run1", h.job, h.attempt));
-      return {
-        answer: {
-          kind: "ok",
-          ...(hello.want.includes("tag") ? { tag: 1 } : {}),
-          ...(hello.want.includes("tag") && hello.want.includes("pipe") ? { pipe: 1 } : {}),
-        },
-        held,
-      };
-    },
-  });
-  const serving = server.serve();
-  const connect = async (want = "tag,pipe", id?: string, holds: string[] = []) => {
-    const runner = listener.connect();
-    const reader = new BufferedReader(runner);
-    const say = (text: string) => runner.write(enc.encode(text));
-    const who = id === undefined ? "" : ` id=${id}`;
-    const held = holds.length === 0 ? "" : ` holds=${holds.length}\n${holds.join("\n")}`;
-    await say(`VICO/1 hello proto=text${who} want=${want}${held}\n`);
-    const ok = (await reader.readLine())!;
-    await say("SALUTON; MI memory\n");
-    assert.match((await reader.readLine())!, /^VERSIO 1\./);
-    await say("KOMPRENAS\n");
-    return { runner, reader, say, ok };
-  };
-  const close = async () => {
-    await server.drain(1000);
-    await serving;
-    await results.close();
-  };
-  return { scheduler, connect, close };
-}
 
 Deno.test("ManagerTextSession pipe=1: PETOs and results sent without waiting are answered in order, acks once durable", async () => {
   await using dir = await tempDir();
@@ -181,7 +106,7 @@ Deno.test("ManagerTextSession pipe=1: a result that arrives while another attemp
   await using dir = await tempDir();
   let open!: () => void;
   const gate = new Promise<void>((resolve) => (open = resolve));
-  const m = await pipeManager(dir.path, "echo a\necho b\n", gate);
+  const m = await pipeManager(dir.path, "echo a\necho b\n", { commitGate: gate });
   const tagOf = (line: string) => line.replace(/^VICO\/1 job /, "").replace(/ seq=\d+$/, "");
   // Runner ra takes echo a (attempt 1) and is lost before it reports: the job goes back.
   const a = await m.connect("tag,pipe", "ra");
