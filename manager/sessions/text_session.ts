@@ -621,10 +621,10 @@ export class ManagerTextSession implements RunnerLink {
    * connection is a protocol error.
    */
   #takeBack(tag: Tag): void {
-    let job: number | undefined;
-    for (const [j, h] of this.#handedOut) {
-      if (tag.run === this.#ctx.run && h.attempt === tag.attempt && h.key === tag.key && !h.reported) job = j;
-    }
+    const held = tag.run === this.#ctx.run
+      ? [...this.#handedOut].find(([, h]) => h.attempt === tag.attempt && h.key === tag.key && !h.reported)
+      : undefined;
+    const job = held?.[0];
     if (job === undefined || !this.#ctx.scheduler.giveBack(this, job)) {
       throw new ProtocolError("VICO/1 back for a job this runner does not hold", formatTag(tag));
     }

@@ -66,11 +66,12 @@ export class SpoolFiles {
   }
 
   /**
-   * Takes back a disposed of file of `size` bytes; false when it must be
-   * removed instead. A file taken back goes under a fresh name first, so a
-   * process of the job that kept its path (not the file) and opens it
-   * later finds nothing there, never the next job's output; and only then
-   * is it checked that nothing but the runner has it open.
+   * Takes back a disposed of file of `size` bytes, or removes it; false
+   * when it is not taken and the caller must remove it (too big, no room
+   * kept, no way to check it). A file taken back goes under a fresh name
+   * first, so a process of the job that kept its path (not the file) and
+   * opens it later finds nothing there, never the next job's output; then
+   * one that some other process still has open is removed, not kept.
    */
   give(path: string, size: number): boolean {
     if (size > REUSED_FILE_BYTES || this.#free.length >= this.#max) return false;
@@ -89,7 +90,7 @@ export class SpoolFiles {
       } catch {
         // Gone already, or the directory with it: nothing kept either way.
       }
-      return true; // no longer at `path`: nothing for the caller to remove
+      return true; // removed here: nothing left at `path` for the caller
     }
     this.#free.push(fresh);
     return true;

@@ -580,13 +580,14 @@ async function runSpawned(
   argv: string[],
   options: RunProcessOptions,
   leaf?: LeafEnd,
+  prior = 0,
 ): Promise<ProcessOutcome> {
   const { signal } = options;
   if (signal?.aborted) return { status: 128 + SIGNAL_NUMBERS.SIGTERM, signal: "SIGTERM", via: "posix_spawn" };
   // The runner opens the output (the job gets it as its stdout): its size is an lseek, not a stat.
   const fd = spawner.openOutput(options.outputFile as string);
   try {
-    return await runSpawnedOn(spawner, fd, argv, options, leaf);
+    return await runSpawnedOn(spawner, fd, argv, options, leaf, prior);
   } finally {
     spawner.closeFd(fd);
   }
@@ -608,31 +609,18 @@ async function runSpawnedInto(
   leaf?: LeafEnd,
 ): Promise<ProcessOutcome> {
   const before = (await shared.stat()).size;
-  const max = options.maxOutputBytes ?? Infinity;
   const own = runOutputPath();
   let outcome: ProcessOutcome | undefined;
   let failure: unknown;
   try {
-    outcome = await runSpawned(spawner, argv, {
-      ...options,
-      outputFile: own,
-      maxOutputBytes: max === Infinity ? undefined : Math.max(0, max - before),
-    }, leaf);
+    outcome = await runSpawned(spawner, argv, { ...options, outputFile: own }, leaf, before);
   } catch (err) {
     failure = err;
   }
   try {
-    using file = await Deno.open(own, { read: true, write: true }).catch(() => undefined);
+    using file = await Deno.open(own, { read: true }).catch(() => undefined);
     if (file !== undefined) {
-      if (failure instanceof OutputLimitError) {
-        // Cut where the shared file reaches the limit, with the note of the whole limit.
-        await file.truncate(Math.max(0, max - before));
-        await file.seek(0, Deno.SeekMode.End);
-        await writeAll(file, new TextEncoder().encode("\n" + outputLimitNote(max)));
-        failure = new OutputLimitError(max);
-      }
       const size = (await file.stat()).size;
-      await file.seek(0, Deno.SeekMode.Start);
       await copyExact(file, size, (chunk) => writeAll(shared, chunk), {
         shortMessage: `The output of a run shrank while it was kept`,
       });
@@ -669,11 +657,14 @@ async function runSpawnedOn(
   fd: number,
   argv: string[],
   options: RunProcessOptions,
-  leaf?: LeafEnd,
+  leaf: LeafEnd | undefined,
+  prior: number,
 ): Promise<ProcessOutcome> {
   const { signal, ledger } = options;
   const graceMs = options.killGraceMs ?? 2000;
   const max = options.maxOutputBytes ?? Infinity;
+  // The limit counts what the output held before this run (`prior`: a shared log's earlier runs).
+  const room = Math.max(0, max - prior);
   const id = nextJobId();
   const child = spawner.spawn({
     // With a ledger, the job waits behind a gate until its record is written.
@@ -703,7 +694,7 @@ async function runSpawnedOn(
   let ended = false;
   const unwatch = max === Infinity ? undefined : watchOutput(() => {
     if (ended || overLimit) return;
-    if (spawner.sizeOf(fd) > max) {
+    if (spawner.sizeOf(fd) > room) {
       // As a sink that refuses a chunk: the job's output is lost, so is the job.
       overLimit = true;
       signalGroup(child.pid, "SIGKILL");
@@ -721,10 +712,10 @@ async function runSpawnedOn(
       await addNote(options, `vico: the job was not run: cannot record it: ${unrecorded}\n`);
     }
     const outputBytes = spawner.sizeOf(fd);
-    if (overLimit || outputBytes > max) {
+    if (overLimit || outputBytes > room) {
       // The output's first `max` bytes are kept, then the note.
       signalGroup(child.pid, "SIGKILL");
-      spawner.truncate(fd, max);
+      spawner.truncate(fd, room);
       await addNote(options, "\n" + outputLimitNote(max));
       throw new OutputLimitError(max);
     }
