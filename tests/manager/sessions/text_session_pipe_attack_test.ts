@@ -393,3 +393,24 @@ Deno.test("pipe stop: VICO/1 back for a job this runner does not hold, or has re
   const records = jobRecords(dir.path);
   assert.deepEqual(records.map((r) => [r.command, r.attempt]).sort(), [["echo a", 1], ["echo b", 1]]);
 });
+
+Deno.test("pipe stop: a runner lost after VICO/1 leave (no FINO ANKAU) costs a loss to the job it held only, none to the one it gave back", async () => {
+  await using dir = await tempDir();
+  const m = await attackManager(dir.path, "echo a\necho b\n");
+  const peer = await m.connect();
+  const a = await peer.take();
+  const b = await peer.take();
+  // A PETO after them is answered FINO: the manager has read both lines. Then the runner dies holding a.
+  await peer.say(`VICO/1 leave\nVICO/1 back ${b.tag}\nPETO\n`);
+  assert.equal(await peer.line(), "FINO");
+  peer.runner.close();
+  const second = await m.connect();
+  await drain(second);
+  await m.scheduler.done;
+  await m.close();
+  assert.equal(m.scheduler.queue.losses(0), 1, "a was held when its runner was lost");
+  assert.equal(m.scheduler.queue.losses(1), 0, "b was given back");
+  const records = jobRecords(dir.path);
+  assert.deepEqual(records.map((r) => [r.command, r.attempt]).sort(), [["echo a", 2], ["echo b", 2]]);
+  assert.ok(a.tag.endsWith("attempt=1"));
+});
