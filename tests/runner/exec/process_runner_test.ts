@@ -70,6 +70,15 @@ async function alive(pid: number): Promise<boolean> {
   return out.success;
 }
 
+/** Whether a process sent SIGKILL has ended within 2 s (a loaded machine may take a while to tear it down). */
+async function endsSoon(pid: number): Promise<boolean> {
+  for (const deadline = performance.now() + 2_000; await alive(pid);) {
+    if (performance.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return true;
+}
+
 for (const mode of MODES) {
   const run = (command: string, signal?: AbortSignal) => runIn(mode, shellArgv(command), { signal, killGraceMs: 300 });
 
@@ -153,7 +162,7 @@ for (const mode of MODES) {
     assert.equal(status, 0);
     const pids = out.trim().split("\n").map(Number);
     assert.equal(pids.length, 2);
-    for (const pid of pids) assert.equal(await alive(pid), false, `leftover ${pid} is gone with its job`);
+    for (const pid of pids) assert.ok(await endsSoon(pid), `leftover ${pid} is gone with its job`);
   });
 
   Deno.test(`runProcess() reports the job when its main process ends, whoever else holds its output (${mode})`, async () => {

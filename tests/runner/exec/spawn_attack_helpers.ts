@@ -78,6 +78,20 @@ export async function alive(pid: number): Promise<boolean> {
   return state !== undefined && state !== "Z";
 }
 
+/**
+ * Whether a process that was sent SIGKILL has ended within `withinMs`: the
+ * signal is delivered at once, but a loaded machine may take a while to tear
+ * the process down (seen: still exiting right after its job was reported).
+ */
+export async function endsWithin(pid: number, withinMs = 2_000): Promise<boolean> {
+  const deadline = performance.now() + withinMs;
+  while (await alive(pid)) {
+    if (performance.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return true;
+}
+
 /** Kills the processes whose pids the test recorded (never by name). */
 export function killPids(pids: number[]): void {
   for (const pid of pids) {

@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { shellArgv } from "../../../runner/exec/process_runner.ts";
-import { alive, killPids, runToFile, stateOf, text, VIAS, withDir } from "./spawn_attack_helpers.ts";
+import { endsWithin, killPids, runToFile, stateOf, text, VIAS, withDir } from "./spawn_attack_helpers.ts";
 import { join } from "node:path";
 
 for (const via of VIAS) {
@@ -35,7 +35,7 @@ for (const via of VIAS) {
           const leftover = Number(await Deno.readTextFile(pidFile));
           leftovers.push(leftover);
           if (o.status !== 128 + n) problems.push(`signal ${n}: status ${o.status}, expected ${128 + n}`);
-          if (await alive(leftover)) problems.push(`signal ${n}: the job's leftover ${leftover} still runs`);
+          if (!await endsWithin(leftover)) problems.push(`signal ${n}: the job's leftover ${leftover} still runs`);
         }
         assert.deepEqual(problems, []);
       } finally {
@@ -125,7 +125,7 @@ for (const via of VIAS) {
           if (how === "timeout") assert.equal(o.timedOut, true);
           assert.ok(ms >= 750 && ms < 3000, `reported after ${ms} ms`);
           assert.equal(left.length, 3);
-          for (const pid of left) assert.equal(await alive(pid), false, `${pid} (${await stateOf(pid)}) ended`);
+          for (const pid of left) assert.ok(await endsWithin(pid), `${pid} (${await stateOf(pid)}) ended`);
         } finally {
           killPids(left);
         }
