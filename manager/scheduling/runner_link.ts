@@ -26,6 +26,16 @@ export interface RunnerLink {
   readonly peer: string;
   /** A stable identity, for runners that can come back after being lost (the vico extension). */
   readonly runnerId?: string;
+  /**
+   * Whether the runner keeps reporting results while a request of its is
+   * held (the pipelined exchange: one worker's `PETO` waits while another
+   * worker's result goes out). Its requests are then held as an idle
+   * runner's are, even while it carries jobs, so a job that comes back to
+   * the queue (a retry, a lost runner's) can still go to it. A lock-step
+   * runner's are not: its one conversation would wait on itself, so it is
+   * released instead.
+   */
+  readonly reportsWhileAsking?: boolean;
   /** What a binary node announced in its Join; absent for a text runner. */
   readonly binary?: { readonly modules: readonly string[] };
   /** Whether this runner can carry jobs of class `cls`. */

@@ -419,7 +419,7 @@ export class Scheduler {
       remaining += unsettled;
       if (st.accepts[c] && unsettled > 0) mayCome = true;
     }
-    if (mayCome && st.jobs.size === 0) {
+    if (mayCome && (st.jobs.size === 0 || link.reportsWhileAsking === true)) {
       this.#parked.add(link);
     } else if (!mayCome && remaining > 0) {
       link.refuse(this.#whyNone(st));

@@ -110,6 +110,10 @@ export class ManagerTextSession implements RunnerLink {
   }
   /** The runner's stable id (vico extension), if it has one. */
   readonly runnerId?: string;
+  /** A pipelined runner reports results while its PETOs wait (see RunnerLink.reportsWhileAsking). */
+  get reportsWhileAsking(): boolean {
+    return this.#pipe !== undefined;
+  }
   readonly #transport: Transport;
   readonly #reader: BufferedReader;
   readonly #ctx: TextSessionContext;
@@ -573,8 +577,8 @@ export class ManagerTextSession implements RunnerLink {
         const { job, attempt } = asked instanceof Promise ? await asked : asked.answer;
         if (pipe.closed) return;
         if (job === -1 && pipe.commits.size > 0 && !pipe.leaving) {
-          // The scheduler holds no PETO of a runner that holds jobs (a lock-step runner would deadlock), so it
-          // said FINO; but a result committing here may yet requeue its job (a retry): ask again once settled.
+          // The scheduler holds this connection's PETOs while anything may come back (see reportsWhileAsking); but
+          // a result committing here may yet requeue its job (a retry): ask again once settled.
           await Promise.allSettled([...pipe.commits]);
           continue;
         }

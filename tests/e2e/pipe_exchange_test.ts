@@ -62,3 +62,26 @@ Deno.test("runner --persist pipe=1: SIGKILL while results wait for their acks, r
   assert.equal(records.filter((r) => r.lost !== undefined).length, 0, "nothing given up as lost");
   assert.equal(readJournal(results).filter((r) => r.type === "job").length, count, "no second job record");
 });
+
+Deno.test("runner -w2 pipe=1: a job retried after its runner's other worker was told FINO runs again on that runner", async () => {
+  // One job and two workers: the idle worker's PETO finds the queue empty while the job runs. Were it answered
+  // FINO, the job's retry (--retries) would find the runner gone and the run would never end.
+  await using dir = await tempDir();
+  const { manager, port, results } = await startManagerOn(dir.path, ["sleep 0.3; exit 3"], ["--retries", "2"]);
+  await using _m = manager;
+  await using runner = startRunner(port, ["--workers", "2"]);
+  const ended = Promise.all([manager.exit(), runner.exit()]);
+  const timer = setTimeout(() => {
+    manager.kill("SIGKILL");
+    runner.kill("SIGKILL");
+  }, 20_000);
+  const [ms, rs] = await ended.finally(() => clearTimeout(timer));
+  assert.equal(ms.code, 1, "the job fails every time (not killed by the deadline): " + manager.stderr);
+  assert.equal(rs.code, 0, runner.stderr);
+  const journal = readJournal(results);
+  assert.equal(journal.filter((r) => r.type === "attempt").length, 3, "three attempts: " + JSON.stringify(journal));
+  const records = readRecords(results);
+  assert.equal(records.length, 1);
+  assert.equal(records[0].attempt, 3);
+  assert.equal(records[0].status, 3);
+});

@@ -85,6 +85,25 @@ Deno.test({
 });
 
 Deno.test({
+  name: "Scheduler holds a busy runner's request when it reports while asking, and gives it a job that comes back",
+  permissions: "none",
+  fn() {
+    const { s, join } = setup(1);
+    const a = join("a");
+    Object.assign(a, { reportsWhileAsking: true });
+    s.onJobRequest(a);
+    s.onJobRequest(a);
+    assert.deepEqual(a.take(), [0], "the second request (another worker's) is held, not released");
+    assert.equal(s.onJobRetry(a, 0), true, "its job fails and goes back for a retry");
+    assert.deepEqual(a.take(), [0], "the held request takes it");
+    s.onJobRequest(a);
+    assert.deepEqual(a.take(), []);
+    s.onJobSettled(a, 0, 0);
+    assert.deepEqual(a.take(), ["FINO"], "released once nothing more may come");
+  },
+});
+
+Deno.test({
   name: "Scheduler releases every held runner when the last job settles",
   permissions: "none",
   async fn() {

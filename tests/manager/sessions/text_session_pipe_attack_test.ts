@@ -270,8 +270,8 @@ Deno.test("pipe attack: FINO ANKAU right behind a result still committing: the r
   const peer = await m.connect();
   const a = await peer.take();
   const b = await peer.take();
-  // No job left and none committing: FINO at once.
-  await peer.say("PETO\n");
+  // No job left: the PETO is held (the two out may come back), and the runner stops: FINO at once.
+  await peer.say("PETO\nVICO/1 leave\n");
   assert.equal(await peer.line(), "FINO");
   await peer.say(`VICO/1 result ${a.tag}\nREZULTO echo a 0 2\na\nVICO/1 result ${b.tag}\nREZULTO echo b 0 2\nb\n`);
   await peer.say("FINO ANKAU\n");
