@@ -1,6 +1,9 @@
 /**
  * Adversarial tests: reaping races and descriptor leaks of runProcess(),
- * both spawn paths, real processes.
+ * both spawn paths, real processes. They count this process's children and
+ * descriptors, so they run in a `deno test` process of their own
+ * (`spawn_attack_reap_test.ts` starts it): the suite's other files share
+ * the process they run in, and their processes and sockets would be counted.
  */
 
 import assert from "node:assert/strict";
