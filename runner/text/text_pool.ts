@@ -51,6 +51,15 @@ function noteOutput(text: string): Streamable {
 const log = logger("runner");
 
 /**
+ * A pipelined worker whose last job ran shorter than this asks for its next
+ * job as it starts one (one job ahead), so the next is there when this one
+ * ends: with short jobs the round trip to the manager is otherwise most of
+ * the time between two jobs. A worker on longer jobs asks only once its job
+ * has ended, so no job waits behind a long one while another runner idles.
+ */
+export const PREFETCH_BELOW_MS = 100;
+
+/**
  * A text runner's workers and its connection loop.
  *
  * @example
@@ -325,9 +334,17 @@ export class TextPool {
     let finished: Finished | undefined;
     // The PETO a pipelined result took along, and the connection it went on.
     let asked: { client: RunnerTextClient; next: Promise<HandedJob | null> } | undefined;
+    /** How long the worker's last job ran (ms): short jobs ask one ahead ({@linkcode PREFETCH_BELOW_MS}). */
+    let lastRanMs = Infinity;
     while (true) {
       if (finished !== undefined) {
-        finished = await this.#deliver(finished, state, (client, next) => (asked = { client, next }));
+        // A job asked for ahead: the result goes alone; otherwise it takes the next PETO along.
+        const ahead = asked !== undefined;
+        finished = await this.#deliver(
+          finished,
+          state,
+          ahead ? undefined : (client, next) => (asked = { client, next }),
+        );
         continue;
       }
       const client = await this.#nextClient();
@@ -359,6 +376,12 @@ export class TextPool {
       log.debug("Worker {id} runs {job}", { id, job: job.command });
       this.#jobsStarted++;
       this.#running.set(id, job);
+      if (lastRanMs < PREFETCH_BELOW_MS && client.pipelined && !this.#link.stopping && !client.finoReceived) {
+        const next = client.request();
+        next.catch(() => {}); // awaited once this job ends, unless the connection is gone by then
+        asked = { client, next };
+      }
+      const started = performance.now();
       try {
         const slot = (this.#options.slotBase ?? 0) + id + 1;
         finished = {
@@ -374,6 +397,7 @@ export class TextPool {
         };
       } finally {
         this.#running.delete(id);
+        lastRanMs = performance.now() - started;
       }
       if (finished.stopSignal && await stoppedWithIt(() => this.#link.stopping)) {
         // Not a result: the signal that stops the runner reached the job too

@@ -133,3 +133,78 @@ Deno.test("TextPool.abort: ends a pool waiting for a job as stopped", async () =
   manager.close();
   listener.close();
 });
+
+/** Opens a pipelined (`pipe=1`) connection on the manager's end: the hello, the hail, KOMPRENAS. */
+async function pipelined(listener: MemoryListener) {
+  const accepted = listener[Symbol.asyncIterator]();
+  const manager = managerEnd((await accepted.next()).value!);
+  assert.match((await manager.line())!, /^VICO\/1 hello proto=text .*want=.*pipe/);
+  await manager.say("VICO/1 ok tag=1 pipe=1");
+  assert.equal(await manager.line(), "SALUTON; MI memory");
+  await manager.say("VERSIO 1.0");
+  assert.equal(await manager.line(), "KOMPRENAS");
+  return manager;
+}
+
+const tagOf = (n: number) => `run=r1 key=k${n} attempt=1`;
+
+Deno.test("TextPool.run pipelined: a worker whose last job was short asks for its next job as it starts one; after a long one, once it ends", async () => {
+  const listener = new MemoryListener();
+  await using p = await pool(listener, { extension: true });
+  const ending = p.pool.run({});
+  const manager = await pipelined(listener);
+  assert.equal(await manager.line(), "PETO");
+  // The first job: nothing known of its length, so no PETO ahead; its result takes the next PETO along.
+  await manager.say(`VICO/1 job ${tagOf(1)} seq=1\ntrue`);
+  assert.equal(await manager.line(), `VICO/1 result ${tagOf(1)}`);
+  assert.equal(await manager.line(), "REZULTO true 0 0");
+  assert.equal(await manager.line(), "PETO");
+  await manager.say(`VICO/1 ack ${tagOf(1)}`);
+  // After a short job: the PETO for the next comes while this one (long) still runs, before its result.
+  await manager.say(`VICO/1 job ${tagOf(2)} seq=2\nsleep 0.3`);
+  assert.equal(await manager.line(), "PETO", "asked one ahead");
+  await manager.say(`VICO/1 job ${tagOf(3)} seq=3\ntrue`);
+  assert.equal(await manager.line(), `VICO/1 result ${tagOf(2)}`);
+  assert.equal(await manager.line(), "REZULTO sleep 0.3 0 0");
+  await manager.say(`VICO/1 ack ${tagOf(2)}`);
+  // Job 3 was there already; after the long job 2 it asks only once job 3 has ended, with its result.
+  assert.equal(await manager.line(), `VICO/1 result ${tagOf(3)}`);
+  assert.equal(await manager.line(), "REZULTO true 0 0");
+  assert.equal(await manager.line(), "PETO");
+  await manager.say(`VICO/1 ack ${tagOf(3)}`);
+  await manager.say("FINO");
+  assert.equal(await manager.line(), "FINO ANKAU");
+  manager.close();
+  assert.deepEqual(await ending, { kind: "finished", jobs: 3 });
+  listener.close();
+});
+
+Deno.test("TextPool.stop pipelined: a job asked for ahead and not started goes back (VICO/1 back), the running one is reported", async () => {
+  const listener = new MemoryListener();
+  await using p = await pool(listener, { extension: true });
+  const ending = p.pool.run({});
+  const manager = await pipelined(listener);
+  assert.equal(await manager.line(), "PETO");
+  await manager.say(`VICO/1 job ${tagOf(1)} seq=1\ntrue`);
+  assert.equal(await manager.line(), `VICO/1 result ${tagOf(1)}`);
+  assert.equal(await manager.line(), "REZULTO true 0 0");
+  assert.equal(await manager.line(), "PETO");
+  await manager.say(`VICO/1 ack ${tagOf(1)}`);
+  await manager.say(`VICO/1 job ${tagOf(2)} seq=2\nsleep 0.3`);
+  assert.equal(await manager.line(), "PETO", "asked one ahead");
+  await manager.say(`VICO/1 job ${tagOf(3)} seq=3\ntrue`);
+  p.pool.stop();
+  assert.equal(await manager.line(), "VICO/1 leave");
+  const rest: string[] = [];
+  for (let i = 0; i < 3; i++) rest.push((await manager.line())!);
+  assert.deepEqual(
+    rest.sort(),
+    [`VICO/1 back ${tagOf(3)}`, "REZULTO sleep 0.3 0 0", `VICO/1 result ${tagOf(2)}`].sort(),
+  );
+  await manager.say(`VICO/1 ack ${tagOf(2)}`);
+  assert.equal(await manager.line(), "FINO ANKAU");
+  manager.close();
+  const end = await ending;
+  assert.equal(end.kind, "stopped");
+  listener.close();
+});
