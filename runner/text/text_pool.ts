@@ -59,6 +59,12 @@ const log = logger("runner");
  */
 export const PREFETCH_BELOW_MS = 100;
 
+/** A pipelined PETO a worker sent: the connection it went on, and its answer. */
+interface Ask {
+  readonly client: RunnerTextClient;
+  readonly next: Promise<HandedJob | null>;
+}
+
 /**
  * A text runner's workers and its connection loop.
  *
@@ -332,26 +338,29 @@ export class TextPool {
   /** One worker: the draft's WorkerLoop, across connections. */
   async #textWorker(id: number, executor: JobExecutor, state: RunnerState | undefined): Promise<void> {
     let finished: Finished | undefined;
-    // The PETO a pipelined result took along, and the connection it went on.
-    let asked: { client: RunnerTextClient; next: Promise<HandedJob | null> } | undefined;
-    /** How long the worker's last job ran (ms): short jobs ask one ahead ({@linkcode PREFETCH_BELOW_MS}). */
+    // The pipelined PETOs this worker sent and has not taken the answers of, oldest first, and their connection.
+    const asks: Ask[] = [];
+    /** How long the worker's last job ran (ms): short jobs keep one PETO ahead ({@linkcode PREFETCH_BELOW_MS}). */
     let lastRanMs = Infinity;
     while (true) {
       if (finished !== undefined) {
-        // A job asked for ahead: the result goes alone; otherwise it takes the next PETO along.
-        const ahead = asked !== undefined;
+        // The result takes a PETO along when none is out for the next job; after a short job also when the one out
+        // is for the next job: the worker stays one ahead, with one write a job.
+        const ahead = lastRanMs < PREFETCH_BELOW_MS ? 1 : 0;
+        const along = asks.length <= ahead && (asks.length === 0 || asks[0].client === this.#client);
         finished = await this.#deliver(
           finished,
           state,
-          ahead ? undefined : (client, next) => (asked = { client, next }),
+          along ? (client, next) => asks.push({ client, next }) : undefined,
         );
         continue;
       }
       const client = await this.#nextClient();
       if (client === undefined) return;
+      // Asks that went on an earlier connection are void (its jobs are the manager's to requeue).
+      while (asks.length > 0 && asks[0].client !== client) asks.shift();
       // Its answer is awaited even after a FINO: FINO ANKAU goes once every PETO is answered.
-      const next = asked?.client === client ? asked.next : undefined;
-      asked = undefined;
+      const next = asks.shift()?.next;
       if (next === undefined && (this.#link.stopping || client.finoReceived)) {
         await client.arriveWaitClose();
         continue;
@@ -363,23 +372,27 @@ export class TextPool {
         if (err === STOPPED) await client.arriveWaitClose();
         continue;
       }
-      if (job === null) {
-        await client.arriveWaitClose();
-        continue;
-      }
-      if (client.givesBack) {
-        // Handed out just before the stop, not started: the manager takes it back, with no loss counted.
-        await client.giveBack(job).catch(() => {});
+      if (job === null || client.givesBack) {
+        // Handed out just before the stop, not started: the manager takes it back, with no loss counted; so is
+        // each job that answers a PETO still out (after a FINO they are all FINO).
+        for (let handed: HandedJob | null | undefined = job; handed !== undefined;) {
+          if (handed !== null && client.givesBack) await client.giveBack(handed).catch(() => {});
+          const ask = asks.shift();
+          handed = ask === undefined ? undefined : await ask.next.catch(() => null);
+        }
         await client.arriveWaitClose();
         continue;
       }
       log.debug("Worker {id} runs {job}", { id, job: job.command });
       this.#jobsStarted++;
       this.#running.set(id, job);
-      if (lastRanMs < PREFETCH_BELOW_MS && client.pipelined && !this.#link.stopping && !client.finoReceived) {
+      if (
+        asks.length === 0 && lastRanMs < PREFETCH_BELOW_MS && client.pipelined && !this.#link.stopping &&
+        !client.finoReceived
+      ) {
         const next = client.request();
         next.catch(() => {}); // awaited once this job ends, unless the connection is gone by then
-        asked = { client, next };
+        asks.push({ client, next });
       }
       const started = performance.now();
       try {
@@ -513,7 +526,10 @@ export class TextPool {
       try {
         const ask = asked !== undefined && !this.#link.stopping;
         const { acked, next } = await client.sendResult(result.job, result.status, result.output, result.timedOut, ask);
-        if (next !== undefined) asked!(client, next);
+        if (next !== undefined) {
+          next.catch(() => {}); // awaited once taken, unless the connection is gone by then
+          asked!(client, next);
+        }
         const settled = acked.then(
           async () => {
             this.#jobsDone++;

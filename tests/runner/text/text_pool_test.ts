@@ -208,3 +208,32 @@ Deno.test("TextPool.stop pipelined: a job asked for ahead and not started goes b
   assert.equal(end.kind, "stopped");
   listener.close();
 });
+
+Deno.test("TextPool.run pipelined: on short jobs each result takes along the PETO two jobs ahead (one write a job), and every PETO out is answered before FINO ANKAU", async () => {
+  const listener = new MemoryListener();
+  await using p = await pool(listener, { extension: true });
+  const ending = p.pool.run({});
+  const manager = await pipelined(listener);
+  const result = async (n: number) => {
+    assert.equal(await manager.line(), `VICO/1 result ${tagOf(n)}`);
+    assert.equal(await manager.line(), "REZULTO true 0 0");
+  };
+  assert.equal(await manager.line(), "PETO");
+  await manager.say(`VICO/1 job ${tagOf(1)} seq=1\ntrue`);
+  await result(1);
+  assert.equal(await manager.line(), "PETO", "the first result asks for the next job");
+  await manager.say(`VICO/1 job ${tagOf(2)} seq=2\ntrue`);
+  assert.equal(await manager.line(), "PETO", "after a short job: one ahead, as job 2 starts");
+  await manager.say(`VICO/1 job ${tagOf(3)} seq=3\ntrue`);
+  await result(2);
+  assert.equal(await manager.line(), "PETO", "job 2's result asks for job 4 (job 3 is there already)");
+  // Job 3 starts with job 4's PETO out: no PETO of its own; its result takes job 5's along.
+  await result(3);
+  assert.equal(await manager.line(), "PETO");
+  for (const n of [1, 2, 3]) await manager.say(`VICO/1 ack ${tagOf(n)}`);
+  await manager.say("FINO\nFINO");
+  assert.equal(await manager.line(), "FINO ANKAU");
+  manager.close();
+  assert.deepEqual(await ending, { kind: "finished", jobs: 3 });
+  listener.close();
+});
