@@ -431,6 +431,7 @@ function answerHello(ledger: Ledger, o: {
   jobTimeoutMs: number | undefined;
   leaseMs: number;
   maxOutputBytes: number;
+  settleBeforeNext: boolean;
 }): ServerOptions["extensionAnswer"] {
   return (hello, holds) => {
     const carried: CarriedJob[] = [];
@@ -450,7 +451,8 @@ function answerHello(ledger: Ledger, o: {
       ...(hello.want.includes(TAG_FEATURE) ? { tag: 1 } : {}),
       // The pipelined text exchange needs tags: acks name what they acknowledge.
       ...(hello.proto === "text" && hello.want.includes(TAG_FEATURE) && hello.want.includes(PIPE_FEATURE)
-        ? { pipe: 1 }
+        // --halt judges each result before that worker's next job: no job is asked for ahead of a running one.
+        ? { pipe: 1, ...(o.settleBeforeNext ? { ahead: 0 } : {}) }
         : {}),
       // Runners keep jobs under it, so an over-limit job fails alone (125) instead of its runner being dropped.
       ...(hello.proto === "text" ? { maxOutput: o.maxOutputBytes } : {}),
@@ -684,6 +686,7 @@ export class Manager {
         jobTimeoutMs: options.jobTimeoutMs,
         leaseMs,
         maxOutputBytes: limits.maxOutputBytes,
+        settleBeforeNext: options.settleBeforeNext ?? false,
       }),
     });
     watch.announce();

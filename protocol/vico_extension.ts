@@ -18,7 +18,7 @@
  * runner:  <n lines: the command line of each job it still holds (text),
  *           or "task <key>" for the task it still holds (binary)>
  * manager: VICO/1 ok [pulse=<seconds>] [timeout=<ms>] [lease=<seconds>] [resume=<0|1>] [maxout=<bytes>] [tag=1]
- *          [pipe=1] [drop=<i,j,…>]
+ *          [pipe=1 [ahead=0]] [drop=<i,j,…>]
  *      or: VICO/1 no <reason>
  * ```
  *
@@ -37,6 +37,9 @@
  * once, no `PRETA`) without waiting; the manager answers each `PETO` in
  * order and acknowledges each result, once durable, with `VICO/1 ack <tag>`
  * ({@linkcode formatAck}, {@linkcode parseAck}), in the order they arrived.
+ * `ahead=0` (with `pipe=1`) asks the runner to send no `PETO` for a busy
+ * worker (none ahead of its running job): the manager judges each result
+ * before that worker's next job (`--halt`).
  *
  * then the chosen protocol begins as the drafts say (hail, or Join). The
  * proofs are computed in `auth.ts`. Pure: no I/O.
@@ -243,6 +246,8 @@ export type ServerHello =
     readonly tag?: number;
     /** 1: the text exchange is pipelined (the `pipe` feature; only with `tag=1`). */
     readonly pipe?: number;
+    /** 0: a pipelined runner asks for no job ahead of a worker's running one (`--halt`); absent: it may. */
+    readonly ahead?: number;
     /** Held lines (0-based) the manager does not want: set those results aside. */
     readonly drop?: readonly number[];
     /**
@@ -362,6 +367,7 @@ export function parseServerHello(line: string): ServerHello {
     resume: whole(f.get("resume"), "resume", line, 1),
     tag: whole(f.get("tag"), "tag", line, 1),
     pipe: whole(f.get("pipe"), "pipe", line, 1),
+    ahead: whole(f.get("ahead"), "ahead", line, 1),
     drop: f.has("drop") ? (f.get("drop") ?? "").split(",").map((n) => whole(n, "drop", line, MAX_HOLDS)!) : undefined,
     maxOutput: byteCount(f.get("maxout"), "maxout", line),
   };
@@ -378,6 +384,7 @@ export function formatServerHello(h: ServerHello): string {
   if (h.resume !== undefined) parts.push(`resume=${h.resume}`);
   if (h.tag) parts.push(`tag=${h.tag}`);
   if (h.pipe) parts.push(`pipe=${h.pipe}`);
+  if (h.pipe && h.ahead !== undefined) parts.push(`ahead=${h.ahead}`);
   if (h.drop !== undefined && h.drop.length > 0) parts.push(`drop=${h.drop.join(",")}`);
   if (h.maxOutput !== undefined) parts.push(`maxout=${Math.floor(h.maxOutput)}`);
   return parts.join(" ");

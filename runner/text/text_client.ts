@@ -51,7 +51,7 @@ export interface RunnerTextClientOptions {
   /** Workers sharing the connection (the last of them answers FINO ANKAU). */
   workers: number;
   /** What the vico extension's exchange agreed, if it took place: pulses, job timeout, tags. */
-  extension?: { pulseSec: number; timeoutMs?: number; tagged?: boolean; pipe?: boolean };
+  extension?: { pulseSec: number; timeoutMs?: number; tagged?: boolean; pipe?: boolean; ahead?: boolean };
 }
 
 /** How opening a connection went. */
@@ -408,6 +408,11 @@ export class RunnerTextClient {
   /** Whether this connection speaks the pipelined exchange. */
   get pipelined(): boolean {
     return this.#pipe;
+  }
+
+  /** Whether a busy worker may ask for its next job ahead (pipelined, and the manager did not say `ahead=0`). */
+  get asksAhead(): boolean {
+    return this.#pipe && this.#options.extension?.ahead !== false;
   }
 
   /** Sends a PETO now; its answer (a job, or `null` for FINO) comes in the order the PETOs went. */

@@ -209,7 +209,9 @@ export class TextPool {
     if (!("transport" in dialed)) return dialed;
     const transport = dialed.transport;
     const reader = new BufferedReader(transport, { maxLineBytes: this.#limits.maxLineBytes });
-    let negotiated: { pulseSec: number; timeoutMs?: number; tagged: boolean; pipe: boolean } | undefined;
+    let negotiated:
+      | { pulseSec: number; timeoutMs?: number; tagged: boolean; pipe: boolean; ahead: boolean }
+      | undefined;
     const opening = this.#link.opening(transport);
     // The opening was cut short (its time limit, or a stop).
     const cutShort = (): Happened | undefined => {
@@ -263,6 +265,7 @@ export class TextPool {
         timeoutMs: hello.answer.timeoutMs,
         tagged: hello.answer.tag === 1,
         pipe: hello.answer.pipe === 1,
+        ahead: hello.answer.ahead !== 0,
       };
       // What this manager does not want is set aside: kept results now,
       // running jobs once they finish. It never holds up other work.
@@ -346,7 +349,7 @@ export class TextPool {
       if (finished !== undefined) {
         // The result takes a PETO along when none is out for the next job; after a short job also when the one out
         // is for the next job: the worker stays one ahead, with one write a job.
-        const ahead = lastRanMs < PREFETCH_BELOW_MS ? 1 : 0;
+        const ahead = lastRanMs < PREFETCH_BELOW_MS && this.#client?.asksAhead === true ? 1 : 0;
         const along = asks.length <= ahead && (asks.length === 0 || asks[0].client === this.#client);
         finished = await this.#deliver(
           finished,
@@ -387,7 +390,7 @@ export class TextPool {
       this.#jobsStarted++;
       this.#running.set(id, job);
       if (
-        asks.length === 0 && lastRanMs < PREFETCH_BELOW_MS && client.pipelined && !this.#link.stopping &&
+        asks.length === 0 && lastRanMs < PREFETCH_BELOW_MS && client.asksAhead && !this.#link.stopping &&
         !client.finoReceived
       ) {
         const next = client.request();

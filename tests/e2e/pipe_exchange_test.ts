@@ -85,3 +85,22 @@ Deno.test("runner -w2 pipe=1: a job retried after its runner's other worker was 
   assert.equal(records[0].attempt, 3);
   assert.equal(records[0].status, 3);
 });
+
+Deno.test("runner -w1 pipe=1 under --halt now,fail=1 on short jobs: after the failing job the worker starts nothing (no job asked ahead)", async () => {
+  await using dir = await tempDir();
+  const ran = `${dir.path}/ran`;
+  const failing = 30;
+  const jobs = Array.from({ length: 200 }, (_, i) => i + 1 === failing ? "exit 7" : `echo ${i + 1} >> ${ran}`);
+  // No black-hole rule: a fast failure held as a suspect is judged later, and a job or two more may start meanwhile.
+  const { manager, port } = await startManagerOn(dir.path, jobs, ["--halt", "now,fail=1", "--blackhole-streak", "0"]);
+  await using _m = manager;
+  await using runner = startRunner(port, ["--workers", "1"]);
+  assert.equal((await manager.exit(30_000)).code, 7, manager.stderr);
+  await runner.exit(30_000);
+  const lines = (await Deno.readTextFile(ran)).trim().split("\n").map(Number);
+  assert.deepEqual(
+    lines,
+    Array.from({ length: failing - 1 }, (_, i) => i + 1),
+    "jobs 1-29 and nothing after the failure",
+  );
+});

@@ -48,6 +48,19 @@ Deno.test("formatServerHello/parseServerHello: pipe=1 is carried beside tag=1, a
   }
 });
 
+Deno.test("formatServerHello/parseServerHello: ahead=0 rides beside pipe=1 only; absent means a runner may ask ahead", () => {
+  const line = formatServerHello({ kind: "ok", tag: 1, pipe: 1, ahead: 0 });
+  assert.equal(line, "VICO/1 ok tag=1 pipe=1 ahead=0");
+  const back = parseServerHello(line);
+  assert.equal(back.kind === "ok" && back.ahead, 0);
+  assert.equal(formatServerHello({ kind: "ok", tag: 1, ahead: 0 }), "VICO/1 ok tag=1", "not without pipe=1");
+  const plain = parseServerHello("VICO/1 ok tag=1 pipe=1");
+  assert.equal(plain.kind === "ok" && plain.ahead, undefined);
+  for (const bad of ["tag=1 pipe=1 ahead=2", "tag=1 pipe=1 ahead="]) {
+    assert.throws(() => parseServerHello(`VICO/1 ok ${bad}`), ProtocolError, bad);
+  }
+});
+
 Deno.test("parseClientHello: want=tag,pipe names both features", () => {
   const h = parseClientHello("VICO/1 hello proto=text id=n1 want=pulse,tag,pipe");
   assert.deepEqual(h.want, ["pulse", TAG_FEATURE, PIPE_FEATURE]);
