@@ -29,7 +29,13 @@ import { sayHello } from "../connect/extension_hello.ts";
 import type { ManagerLink } from "../connect/manager_link.ts";
 import type { Happened, Reconnect } from "../connect/reconnect.ts";
 import type { PoolState, RunnerEnd, RunnerOptions } from "../runner_options.ts";
-import { type ConnectionEnd, type HandedJob, RunnerTextClient, STOPPED } from "./text_client.ts";
+import {
+  type ConnectionEnd,
+  type HandedJob,
+  RunnerTextClient,
+  type RunnerTextClientOptions,
+  STOPPED,
+} from "./text_client.ts";
 
 /** A job that ended, with its output, waiting to be reported. */
 interface Finished {
@@ -209,9 +215,7 @@ export class TextPool {
     if (!("transport" in dialed)) return dialed;
     const transport = dialed.transport;
     const reader = new BufferedReader(transport, { maxLineBytes: this.#limits.maxLineBytes });
-    let negotiated:
-      | { pulseSec: number; timeoutMs?: number; tagged: boolean; pipe: boolean; ahead: boolean }
-      | undefined;
+    let negotiated: RunnerTextClientOptions["extension"];
     const opening = this.#link.opening(transport);
     // The opening was cut short (its time limit, or a stop).
     const cutShort = (): Happened | undefined => {

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { endsWithin } from "../../helpers/process_state.ts";
 import { join } from "node:path";
 import {
   type ProcessOutcome,
@@ -60,23 +61,6 @@ async function underShC(command: string): Promise<string> {
   const out = await new Deno.Command("/bin/sh", { args: ["-c", command, "sh"], stdout: "null", stderr: "piped" })
     .output();
   return text(out.stderr);
-}
-
-/** Whether a process exists and is not a zombie (pid 1 here may never reap orphans). */
-async function alive(pid: number): Promise<boolean> {
-  const out = await new Deno.Command("/bin/sh", {
-    args: ["-c", 'read -r s < "/proc/$0/stat" 2>/dev/null || exit 1; s=${s##*) }; [ "${s%% *}" != Z ]', String(pid)],
-  }).output();
-  return out.success;
-}
-
-/** Whether a process sent SIGKILL has ended within 2 s (a loaded machine may take a while to tear it down). */
-async function endsSoon(pid: number): Promise<boolean> {
-  for (const deadline = performance.now() + 2_000; await alive(pid);) {
-    if (performance.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return true;
 }
 
 for (const mode of MODES) {
@@ -162,7 +146,7 @@ for (const mode of MODES) {
     assert.equal(status, 0);
     const pids = out.trim().split("\n").map(Number);
     assert.equal(pids.length, 2);
-    for (const pid of pids) assert.ok(await endsSoon(pid), `leftover ${pid} is gone with its job`);
+    for (const pid of pids) assert.ok(await endsWithin(pid), `leftover ${pid} is gone with its job`);
   });
 
   Deno.test(`runProcess() reports the job when its main process ends, whoever else holds its output (${mode})`, async () => {

@@ -64,33 +64,7 @@ export async function children(): Promise<{ pid: number; state: string; args: st
   }).filter((c) => !c.args.startsWith("ps ") && !c.args.startsWith("/bin/sh -c ps "));
 }
 
-/** The state letter of a process (`R`, `S`, `Z`, ...), or undefined when it is gone. */
-export async function stateOf(pid: number): Promise<string | undefined> {
-  // Through a shell: Deno's permissions refuse /proc/<pid> to a test without --allow-all.
-  const stat = await shOut(`cat /proc/${pid}/stat 2>/dev/null`);
-  if (stat === "") return undefined;
-  return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0];
-}
-
-/** Whether a process runs (exists and is not a zombie). */
-export async function alive(pid: number): Promise<boolean> {
-  const state = await stateOf(pid);
-  return state !== undefined && state !== "Z";
-}
-
-/**
- * Whether a process that was sent SIGKILL has ended within `withinMs`: the
- * signal is delivered at once, but a loaded machine may take a while to tear
- * the process down (seen: still exiting right after its job was reported).
- */
-export async function endsWithin(pid: number, withinMs = 2_000): Promise<boolean> {
-  const deadline = performance.now() + withinMs;
-  while (await alive(pid)) {
-    if (performance.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return true;
-}
+export { alive, endsWithin, stateOf } from "../../helpers/process_state.ts";
 
 /** Kills the processes whose pids the test recorded (never by name). */
 export function killPids(pids: number[]): void {

@@ -148,28 +148,40 @@ async function pipelined(listener: MemoryListener) {
 
 const tagOf = (n: number) => `run=r1 key=k${n} attempt=1`;
 
+type ManagerEnd = Awaited<ReturnType<typeof pipelined>>;
+
+/** Reads job `n`'s result lines (status 0, no output). */
+async function expectResult(manager: ManagerEnd, n: number, command: string): Promise<void> {
+  assert.equal(await manager.line(), `VICO/1 result ${tagOf(n)}`);
+  assert.equal(await manager.line(), `REZULTO ${command} 0 0`);
+}
+
+/**
+ * Job 1 (`true`: nothing known of its length, so no PETO ahead; its result
+ * takes the next PETO along), then job 2 (`sleep 0.3`): after a short job
+ * the worker asks for job 3 as job 2 starts, and job 3 is sent.
+ */
+async function oneAhead(manager: ManagerEnd): Promise<void> {
+  assert.equal(await manager.line(), "PETO");
+  await manager.say(`VICO/1 job ${tagOf(1)} seq=1\ntrue`);
+  await expectResult(manager, 1, "true");
+  assert.equal(await manager.line(), "PETO");
+  await manager.say(`VICO/1 ack ${tagOf(1)}`);
+  await manager.say(`VICO/1 job ${tagOf(2)} seq=2\nsleep 0.3`);
+  assert.equal(await manager.line(), "PETO", "asked one ahead, while job 2 runs");
+  await manager.say(`VICO/1 job ${tagOf(3)} seq=3\ntrue`);
+}
+
 Deno.test("TextPool.run pipelined: a worker whose last job was short asks for its next job as it starts one; after a long one, once it ends", async () => {
   const listener = new MemoryListener();
   await using p = await pool(listener, { extension: true });
   const ending = p.pool.run({});
   const manager = await pipelined(listener);
-  assert.equal(await manager.line(), "PETO");
-  // The first job: nothing known of its length, so no PETO ahead; its result takes the next PETO along.
-  await manager.say(`VICO/1 job ${tagOf(1)} seq=1\ntrue`);
-  assert.equal(await manager.line(), `VICO/1 result ${tagOf(1)}`);
-  assert.equal(await manager.line(), "REZULTO true 0 0");
-  assert.equal(await manager.line(), "PETO");
-  await manager.say(`VICO/1 ack ${tagOf(1)}`);
-  // After a short job: the PETO for the next comes while this one (long) still runs, before its result.
-  await manager.say(`VICO/1 job ${tagOf(2)} seq=2\nsleep 0.3`);
-  assert.equal(await manager.line(), "PETO", "asked one ahead");
-  await manager.say(`VICO/1 job ${tagOf(3)} seq=3\ntrue`);
-  assert.equal(await manager.line(), `VICO/1 result ${tagOf(2)}`);
-  assert.equal(await manager.line(), "REZULTO sleep 0.3 0 0");
+  await oneAhead(manager);
+  await expectResult(manager, 2, "sleep 0.3");
   await manager.say(`VICO/1 ack ${tagOf(2)}`);
   // Job 3 was there already; after the long job 2 it asks only once job 3 has ended, with its result.
-  assert.equal(await manager.line(), `VICO/1 result ${tagOf(3)}`);
-  assert.equal(await manager.line(), "REZULTO true 0 0");
+  await expectResult(manager, 3, "true");
   assert.equal(await manager.line(), "PETO");
   await manager.say(`VICO/1 ack ${tagOf(3)}`);
   await manager.say("FINO");
@@ -184,15 +196,7 @@ Deno.test("TextPool.stop pipelined: a job asked for ahead and not started goes b
   await using p = await pool(listener, { extension: true });
   const ending = p.pool.run({});
   const manager = await pipelined(listener);
-  assert.equal(await manager.line(), "PETO");
-  await manager.say(`VICO/1 job ${tagOf(1)} seq=1\ntrue`);
-  assert.equal(await manager.line(), `VICO/1 result ${tagOf(1)}`);
-  assert.equal(await manager.line(), "REZULTO true 0 0");
-  assert.equal(await manager.line(), "PETO");
-  await manager.say(`VICO/1 ack ${tagOf(1)}`);
-  await manager.say(`VICO/1 job ${tagOf(2)} seq=2\nsleep 0.3`);
-  assert.equal(await manager.line(), "PETO", "asked one ahead");
-  await manager.say(`VICO/1 job ${tagOf(3)} seq=3\ntrue`);
+  await oneAhead(manager);
   p.pool.stop();
   assert.equal(await manager.line(), "VICO/1 leave");
   const rest: string[] = [];
@@ -214,10 +218,7 @@ Deno.test("TextPool.run pipelined: on short jobs each result takes along the PET
   await using p = await pool(listener, { extension: true });
   const ending = p.pool.run({});
   const manager = await pipelined(listener);
-  const result = async (n: number) => {
-    assert.equal(await manager.line(), `VICO/1 result ${tagOf(n)}`);
-    assert.equal(await manager.line(), "REZULTO true 0 0");
-  };
+  const result = (n: number) => expectResult(manager, n, "true");
   assert.equal(await manager.line(), "PETO");
   await manager.say(`VICO/1 job ${tagOf(1)} seq=1\ntrue`);
   await result(1);
