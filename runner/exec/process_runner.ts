@@ -620,10 +620,16 @@ async function runSpawnedInto(
   try {
     using file = await Deno.open(own, { read: true }).catch(() => undefined);
     if (file !== undefined) {
+      // Over the limit, the run's first bytes up to it are kept and the note is written here, into the log: a
+      // process that escaped the run's group shares its own file's offset and may write there after the cut.
+      const overLimit = failure instanceof OutputLimitError;
+      const max = options.maxOutputBytes ?? Infinity;
       const size = (await file.stat()).size;
-      await copyExact(file, size, (chunk) => writeAll(shared, chunk), {
+      const kept = overLimit ? Math.min(size, Math.max(0, max - before)) : size;
+      await copyExact(file, kept, (chunk) => writeAll(shared, chunk), {
         shortMessage: `The output of a run shrank while it was kept`,
       });
+      if (overLimit) await writeAll(shared, new TextEncoder().encode("\n" + outputLimitNote(max)));
       if (outcome !== undefined) outcome = { ...outcome, outputBytes: before + size };
     }
   } finally {

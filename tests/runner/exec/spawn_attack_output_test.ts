@@ -170,6 +170,36 @@ for (const via of VIAS) {
     });
   });
 
+  Deno.test(`attack: over the limit, a writer that escaped the group and writes all the time gets nothing between the cut and the note of a shared log (${via})`, async () => {
+    // Caught failing through posix_spawn (a fresh CI clone, then here every time with this writer): the run's
+    // own file was cut, and the escaped writer, sharing its offset, wrote there before the note did; that file
+    // was then copied into the log. The log now gets the run's bytes up to the limit and the note directly.
+    await withDir(async (dir) => {
+      const path = join(dir, "log");
+      using log = await Deno.open(path, { write: true, createNew: true });
+      await log.write(new TextEncoder().encode("x".repeat(100)));
+      await assert.rejects(
+        runProcess(
+          shellArgv(
+            `setsid sh -c 'while :; do echo LATE; done' & echo $! > ${dir}/pid; ` +
+              "sleep 0.2; head -c 5000 /dev/zero; sleep 30",
+          ),
+          { outputFile: log, via, maxOutputBytes: 1000, killGraceMs: 300 },
+        ),
+        OutputLimitError,
+      );
+      const escaped = Number(await Deno.readTextFile(join(dir, "pid")));
+      try {
+        const out = await Deno.readFile(path);
+        await new Promise((r) => setTimeout(r, 300));
+        assert.equal(text(out.subarray(1000)), "\n" + outputLimitNote(1000), `${out.length} bytes in the file`);
+        assert.deepEqual(await Deno.readFile(path), out, "nothing written into the log later");
+      } finally {
+        killPids([escaped]);
+      }
+    });
+  });
+
   Deno.test(`attack: a binary task's shared log: what an escaped process of run 1 writes later is not in the log nor counted as run 2's (${via})`, async () => {
     // docs/guarantees.md: "what a process that left the group (setsid) writes afterwards is not the job's".
     // Expected: the log holds "one\ntwo\n" and run 2's outputBytes counts its own bytes. Caught failing
