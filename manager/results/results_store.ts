@@ -245,7 +245,19 @@ export const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca49
 /** What a record says of an empty output. */
 const NO_OUTPUT = { size: 0, sha256: EMPTY_SHA256, output: null } as const;
 
-/** An output being received: streamed to a temporary file and hashed on the way. */
+/**
+ * Bytes of a staged output after which what is written so far is flushed to
+ * disk in the background, so that `publish` waits only for the tail.
+ */
+const FLUSH_EVERY_BYTES = 32 * 1048576;
+
+/**
+ * An output being received: streamed to a temporary file and hashed on the
+ * way. A big one is flushed to disk while it is still coming in (every
+ * {@linkcode FLUSH_EVERY_BYTES}, one flush at a time, through a second
+ * handle so that writes do not queue behind it), so making it durable costs
+ * little more than its last part.
+ */
 export class StagedOutput {
   readonly #tmpDir: string;
   /** Made with the first byte (an empty output needs none). */
@@ -253,6 +265,11 @@ export class StagedOutput {
   #file: Deno.FsFile | undefined;
   #tmpPath: string | undefined;
   #size = 0;
+  /** Size when the last background flush started. */
+  #flushedAt = 0;
+  /** The background flush in flight; it settles, never rejects (its error is kept). */
+  #flushing: Promise<void> | undefined;
+  #flushError: unknown;
 
   /** @param tmpDir Directory for the temporary file (same file system as the final one). */
   constructor(tmpDir: string) {
@@ -274,6 +291,27 @@ export class StagedOutput {
     (this.#hash ??= createHash("sha256")).update(chunk);
     this.#size += chunk.length;
     await writeAll(this.#file, chunk);
+    if (this.#size - this.#flushedAt >= FLUSH_EVERY_BYTES && this.#flushing === undefined) this.#flushInBackground();
+  }
+
+  /** Starts flushing what is written so far (fdatasync on a second handle of the same file). */
+  #flushInBackground(): void {
+    this.#flushedAt = this.#size;
+    const path = this.#tmpPath!;
+    this.#flushing = (async () => {
+      using handle = await Deno.open(path, { read: true });
+      await handle.syncData();
+    })().catch((e) => {
+      this.#flushError ??= e;
+    }).finally(() => {
+      this.#flushing = undefined;
+    });
+  }
+
+  /** Waits for the background flush, if one runs; throws what it failed with. */
+  async #flushed(): Promise<void> {
+    await this.#flushing;
+    if (this.#flushError !== undefined) throw this.#flushError;
   }
 
   /**
@@ -288,6 +326,7 @@ export class StagedOutput {
       this.#file = await Deno.open(this.#tmpPath, { write: true, createNew: true });
     }
     if (this.#file !== undefined) {
+      await this.#flushed();
       await this.#file.sync();
       this.#file.close();
       this.#file = undefined;
@@ -299,6 +338,7 @@ export class StagedOutput {
 
   /** Drops whatever was received. */
   async discard(): Promise<void> {
+    await this.#flushing;
     this.#file?.close();
     this.#file = undefined;
     if (this.#tmpPath !== undefined) await Deno.remove(this.#tmpPath).catch(() => {});

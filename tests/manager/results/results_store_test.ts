@@ -44,6 +44,39 @@ Deno.test("ResultsStore.commit() stores output byte for byte and its SHA-256 in 
   }
 });
 
+Deno.test("StagedOutput flushes a big output while it comes in: committed byte for byte, a discarded one leaves nothing", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = await ResultsStore.open(dir);
+    const chunk = new Uint8Array(1 << 20);
+    const stage = async (mib: number) => {
+      const out = store.stageOutput();
+      const hash = createHash("sha256");
+      // The caller reuses its buffer (as the reader does): each chunk differs.
+      for (let i = 0; i < mib; i++) {
+        chunk.fill(i & 0xff);
+        chunk[0] = 0;
+        chunk[1] = 0xff;
+        hash.update(chunk);
+        await out.write(chunk);
+      }
+      return { out, sha256: hash.digest("hex") };
+    };
+    const big = await stage(80); // past two background flushes of 32 MiB
+    const rec = await store.commit(fields("k-1"), big.out);
+    assert.equal(rec.size, 80 << 20);
+    assert.equal(rec.sha256, big.sha256);
+    const back = createHash("sha256");
+    for await (const c of (await Deno.open(join(dir, rec.output!))).readable) back.update(c);
+    assert.equal(back.digest("hex"), rec.sha256);
+    await (await stage(40)).out.discard();
+    await store.close();
+    assert.deepEqual([...Deno.readDirSync(join(dir, "tmp"))], [], "nothing left under temporary names");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("ResultsStore group-commits concurrent records, each exactly once", async () => {
   const dir = await Deno.makeTempDir();
   try {
