@@ -161,6 +161,10 @@ const SYMBOLS = {
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   close: { parameters: ["i32"], result: "i32" },
   strerror: { parameters: ["i32"], result: "pointer" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  opendir: { parameters: ["buffer"], result: "pointer" },
+  readdir: { parameters: ["pointer"], result: "pointer" },
+  closedir: { parameters: ["pointer"], result: "i32" },
 } as const;
 
 type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
@@ -183,6 +187,10 @@ function packedStrings(strings: readonly string[]): { buffer: Uint8Array<ArrayBu
   for (let at = 0; pointers.length < strings.length; at = buffer.indexOf(0, at) + 1) pointers.push(base + BigInt(at));
   return { buffer, pointers };
 }
+
+const decoder = new TextDecoder();
+const PROC = cString("/proc");
+const DIRENT_NAME_OFFSET = 19;
 
 /** `/dev/null`, for every spawn's stdin. */
 const DEV_NULL = cString("/dev/null");
@@ -330,6 +338,44 @@ export class PosixSpawn {
   kill(pid: number, signal: number): boolean {
     return this.#libc.kill(pid, signal) === 0;
   }
+
+  /**
+   * Whether a process of group `pgid` still runs: false when every member
+   * is a zombie (ended, waiting to be reaped by whoever adopted it, which an
+   * init in a container may do seconds later) or there is none; `kill(2)`
+   * cannot tell, it reaches a group of zombies as well. Scans `/proc`
+   * through libc (Deno's own file API grants `/proc` to `--allow-all` only):
+   * one `stat` file per process, so callers ask only while a group outlives
+   * its job. True when `/proc` cannot be read (nothing known: take it for
+   * running).
+   */
+  groupRunning(pgid: number): boolean {
+    const libc = this.#libc;
+    const dir = libc.opendir(PROC);
+    if (dir === null) return true;
+    const stat = this.#stat;
+    try {
+      for (let entry = libc.readdir(dir); entry !== null; entry = libc.readdir(dir)) {
+        // struct dirent64 (glibc, 64-bit): d_ino, d_off (8 bytes each), d_reclen (2), d_type (1), d_name.
+        const name = Deno.UnsafePointerView.getCString(entry, DIRENT_NAME_OFFSET);
+        if (!(name.charCodeAt(0) >= 0x30 && name.charCodeAt(0) <= 0x39)) continue;
+        const fd = libc.open(cString(`/proc/${name}/stat`), O_RDONLY | O_CLOEXEC, 0);
+        if (fd < 0) continue; // gone meanwhile
+        const n = Number(libc.read(fd, stat, BigInt(stat.length)));
+        libc.close(fd);
+        if (n <= 0) continue;
+        // "pid (comm) S ppid pgrp ...": comm may hold spaces and parentheses, so from the last ')'.
+        const text = decoder.decode(stat.subarray(0, n));
+        const fields = text.slice(text.lastIndexOf(")") + 2).split(" ", 3);
+        if (Number(fields[2]) === pgid && fields[0] !== "Z" && fields[0] !== "X") return true;
+      }
+      return false;
+    } finally {
+      libc.closedir(dir);
+    }
+  }
+
+  readonly #stat = new Uint8Array(512);
 
   /** Closes a descriptor of {@linkcode openOutput}. */
   closeFd(fd: number): void {

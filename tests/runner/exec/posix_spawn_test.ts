@@ -65,6 +65,28 @@ Deno.test("PosixSpawn.spawn() starts the process in a session and process group 
   assert.deepEqual(text(out).trim().split(/\s+/).map(Number), [pid, pid, pid]);
 });
 
+Deno.test("PosixSpawn.groupRunning(): true while a process of the group runs (stopped too), false once none does", async () => {
+  await withDir(async (dir) => {
+    const spawn = spawner();
+    // The group's leader starts a member in the background and waits; the member is stopped.
+    const child = spawn.spawn({
+      argv: ["/bin/sh", "-c", "sleep 30 & kill -STOP $!; wait", "sh"],
+      env: { PATH: "/usr/bin:/bin" },
+      outputPath: join(dir, "out"),
+    });
+    assert.ok("pid" in child, "started");
+    assert.equal(spawn.groupRunning(child.pid), true);
+    spawn.kill(-child.pid, 9);
+    await child.status;
+    // The stopped member was killed with its group; reaped by whoever adopted it, maybe later: a zombie is not running.
+    for (let i = 0; i < 100 && spawn.kill(-child.pid, 0) && spawn.groupRunning(child.pid); i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal(spawn.groupRunning(child.pid), false);
+    assert.equal(spawn.groupRunning(2 ** 22 + 12345), false, "no such group");
+  });
+});
+
 Deno.test("PosixSpawn.spawn() resets the signals Deno ignores and blocks (SIGPIPE): `yes | head -1` ends", async () => {
   const { out } = await sh("grep -E '^Sig(Ign|Blk):' /proc/self/status");
   const [blocked, ignored] = text(out).trim().split("\n").map((line) => BigInt(`0x${line.split(/\s+/)[1]}`));

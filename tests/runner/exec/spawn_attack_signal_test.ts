@@ -137,10 +137,6 @@ for (const via of VIAS) {
 Deno.test({
   name:
     "attack: a job that leaves a short-lived background child is reported at once, not after the kill grace, though orphans are reaped late",
-  // Known and not fixed yet (see the closing note of issue 16): telling a group of zombies from a live one needs
-  // /proc (scanned through libc) or the runner as a subreaper that reaps them, which must not reap Deno's own
-  // children. Until then such a job waits the grace (2 s) under an init that reaps late; `docker run --init`.
-  ignore: true,
   fn: async () => {
     // The runner as PID 1 of a container (or any subreaper) that does not reap orphans of its jobs: the job's
     // background child, ended at the job's end, stays a zombie in the job's process group. kill(-pgid) still
