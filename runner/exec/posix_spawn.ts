@@ -366,8 +366,10 @@ export class PosixSpawn {
         if (n <= 0) continue;
         // "pid (comm) S ppid pgrp ...": comm may hold spaces and parentheses, so from the last ')'.
         const text = decoder.decode(stat.subarray(0, n));
-        const fields = text.slice(text.lastIndexOf(")") + 2).split(" ", 3);
-        if (Number(fields[2]) === pgid && fields[0] !== "Z" && fields[0] !== "X") return true;
+        const fields = text.slice(text.lastIndexOf(")") + 2).split(" ", 18);
+        if (Number(fields[2]) !== pgid) continue;
+        // A zombie leader whose other threads still run (it called pthread_exit) is a running process.
+        if ((fields[0] !== "Z" && fields[0] !== "X") || Number(fields[17]) > 1) return true;
       }
       return false;
     } finally {
