@@ -11,11 +11,18 @@
 
 import type { Transport } from "./transport.ts";
 
+/**
+ * A whole message: bytes, or text (sent as UTF-8). Text queued together is
+ * encoded in one go, so a writer with many small messages hands over text.
+ */
+export type Message = Uint8Array | string;
+
+const encoder = new TextEncoder();
+
 /** Serialises (and coalesces) whole messages onto a transport. */
 export class SerialWriter {
   readonly #transport: Pick<Transport, "write">;
-  #queue: Uint8Array[] = [];
-  #queued = 0;
+  #queue: Message[] = [];
   #flushing: Promise<void> | undefined;
   #failure: unknown;
 
@@ -38,10 +45,9 @@ export class SerialWriter {
    * console.assert(sent.join("") === "FINO\nPULSO\n");
    * ```
    */
-  write(message: Uint8Array): Promise<void> {
+  write(message: Message): Promise<void> {
     if (this.#failure !== undefined) return Promise.reject(this.#failure);
     this.#queue.push(message);
-    this.#queued += message.length;
     return this.#flushing ??= this.#flush();
   }
 
@@ -56,19 +62,8 @@ export class SerialWriter {
       await Promise.resolve();
       while (this.#queue.length > 0) {
         const parts = this.#queue;
-        const size = this.#queued;
         this.#queue = [];
-        this.#queued = 0;
-        let bytes = parts[0];
-        if (parts.length > 1) {
-          bytes = new Uint8Array(size);
-          let at = 0;
-          for (const p of parts) {
-            bytes.set(p, at);
-            at += p.length;
-          }
-        }
-        await this.#transport.write(bytes);
+        await this.#transport.write(joined(parts));
       }
     } catch (err) {
       this.#failure = err;
@@ -78,4 +73,29 @@ export class SerialWriter {
       this.#flushing = undefined;
     }
   }
+}
+
+/** The messages as one buffer: runs of text encoded at once, bytes copied in. */
+function joined(parts: Message[]): Uint8Array {
+  if (parts.length === 1) return typeof parts[0] === "string" ? encoder.encode(parts[0]) : parts[0];
+  const chunks: Uint8Array[] = [];
+  let text = "";
+  for (const p of parts) {
+    if (typeof p === "string") {
+      text += p;
+      continue;
+    }
+    if (text !== "") chunks.push(encoder.encode(text));
+    text = "";
+    chunks.push(p);
+  }
+  if (text !== "") chunks.push(encoder.encode(text));
+  if (chunks.length === 1) return chunks[0];
+  const bytes = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    bytes.set(c, at);
+    at += c.length;
+  }
+  return bytes;
 }

@@ -38,7 +38,7 @@ import {
   type Tag,
 } from "../../protocol/vico_extension.ts";
 import type { Transport } from "../../transport/transport.ts";
-import { SerialWriter } from "../../transport/serial_writer.ts";
+import { type Message, SerialWriter } from "../../transport/serial_writer.ts";
 import { logger, RateLimitedLog } from "../../util/log.ts";
 import { isoNow } from "../../util/iso_now.ts";
 import type { JobClass } from "../jobs/job_list.ts";
@@ -592,9 +592,9 @@ export class ManagerTextSession implements RunnerLink {
         const key = this.#ctx.keyOf(job);
         this.#handedOut.set(job, { at: isoNow(), attempt, key });
         const tag = formatTag({ run: this.#ctx.run, key, attempt });
-        const bytes = encodeLine(
-          `${JOB_TAG_PREFIX}${tag} ${SEQ_FIELD}${this.#ctx.jobs.lines[job]}\n${this.#ctx.jobs.commands[job]}`,
-        );
+        const bytes = `${JOB_TAG_PREFIX}${tag} ${SEQ_FIELD}${this.#ctx.jobs.lines[job]}\n${
+          this.#ctx.jobs.commands[job]
+        }\n`;
         // An identified runner's assignment is durable before its job goes out (later answers wait their turn).
         pipe.reply(bytes, this.runnerId === undefined ? undefined : this.#ctx.noteAssignment(job, attempt, this));
       }
@@ -720,7 +720,7 @@ export class ManagerTextSession implements RunnerLink {
         throw new ProtocolError("REZULTO for a job this runner was not given", msg.job);
       })
       : commit(admission);
-    pipe.ack(committed, encodeLine(formatAck(tag)));
+    pipe.ack(committed, formatAck(tag) + "\n");
   }
 
   #reportFailure(err: unknown): Promise<void> {
@@ -789,11 +789,11 @@ class PipeState {
   /** Answers queued on that chain and not written yet. */
   #waiting = 0;
   /** Acks not written yet, in the order the results came: each goes out once it and all before it are committed. */
-  readonly #acks: { bytes: Uint8Array; committed: boolean }[] = [];
+  readonly #acks: { bytes: Message; committed: boolean }[] = [];
   /** Where the first unwritten ack is in {@linkcode #acks} (the written ones before it are cut off now and then). */
   #ackHead = 0;
   /** Acks committed, in order, held back to ride with the next message (at most {@linkcode ACK_HOLD_MS}). */
-  #ready: Uint8Array[] = [];
+  #ready: Message[] = [];
   /** Waiters for every ack so far to be written. */
   #ackWaiters: (() => void)[] = [];
   /** Commits of results read whole, not settled yet. */
@@ -805,7 +805,7 @@ class PipeState {
   }
 
   /** Writes one whole message now (a pulse), the acks held back first; a failed write ends the session. */
-  send(bytes: Uint8Array): void {
+  send(bytes: Message): void {
     this.flushAcks();
     this.writer.write(bytes).catch((err) => this.fail(err));
   }
@@ -822,7 +822,7 @@ class PipeState {
   }
 
   /** Queues the answer to the next PETO, after `before` (an assignment record) and every earlier answer. */
-  reply(bytes: Uint8Array, before?: Promise<void>): void {
+  reply(bytes: Message, before?: Promise<void>): void {
     if (before === undefined && this.#waiting === 0) {
       this.send(bytes); // the writer keeps the order
       return;
@@ -838,7 +838,7 @@ class PipeState {
   }
 
   /** Queues a result's ack: written once `committed` resolves and every earlier ack is out. */
-  ack(committed: Promise<void>, bytes: Uint8Array): void {
+  ack(committed: Promise<void>, bytes: Message): void {
     this.commits.add(committed);
     const entry = { bytes, committed: false };
     this.#acks.push(entry);
