@@ -125,3 +125,27 @@ Deno.test("parseAck: an interleaved pipe stream read one byte at a time gives th
     ], name);
   }
 });
+
+Deno.test({
+  name: "parseTag() takes run, key and attempt and keeps the rest as sent; a malformed tag names its bad field",
+  permissions: "none",
+  fn() {
+    assert.deepEqual(parseTag("run=r1 key=ab12-1 attempt=2"), { run: "r1", key: "ab12-1", attempt: 2, rest: "" });
+    assert.deepEqual(parseTag("run=r key=k attempt=1 timedout"), { run: "r", key: "k", attempt: 1, rest: "timedout" });
+    assert.deepEqual(parseTag("run=r key=k attempt=1  a b"), { run: "r", key: "k", attempt: 1, rest: " a b" });
+    assert.equal(parseTag(`run=${"x".repeat(128)} key=k attempt=999999999`).attempt, 999999999);
+    const bad: [string, RegExp][] = [
+      ["key=k run=r attempt=1", /field run/],
+      ["run=r key= attempt=1", /field key/],
+      [`run=${"x".repeat(129)} key=k attempt=1`, /field run/],
+      ["run=r key=k/1 attempt=1", /field key/],
+      ["run=r key=k", /field attempt/],
+      ["run=r key=k attempt=01", /positive whole number/],
+      ["run=r key=k attempt=1000000000", /positive whole number/],
+      ["run=r  key=k attempt=1", /field attempt/],
+    ];
+    for (const [text, reason] of bad) {
+      assert.throws(() => parseTag(text), (e) => e instanceof ProtocolError && reason.test(e.message), text);
+    }
+  },
+});
