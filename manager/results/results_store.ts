@@ -299,8 +299,16 @@ export class StagedOutput {
     this.#flushedAt = this.#size;
     const path = this.#tmpPath!;
     this.#flushing = (async () => {
-      using handle = await Deno.open(path, { read: true });
-      await handle.syncData();
+      // Opened as the file was (write, no create): a file this process may
+      // not read (umask) flushes as well. Not opened (out of descriptors):
+      // no early flush, `publish` makes it durable all the same.
+      const handle = await Deno.open(path, { write: true }).catch(() => undefined);
+      if (handle === undefined) return;
+      try {
+        await handle.syncData();
+      } finally {
+        handle.close();
+      }
     })().catch((e) => {
       this.#flushError ??= e;
     }).finally(() => {

@@ -126,6 +126,8 @@ const ATTR_BYTES = 1024;
 const FILE_ACTIONS_BYTES = 512;
 const SIGSET_BYTES = 256;
 const WNOHANG = 1;
+const ENOENT = 2;
+const ESRCH = 3;
 const EINTR = 4;
 /**
  * Children are reaped when `SIGCHLD` arrives; this poll is the safety net
@@ -191,6 +193,8 @@ function packedStrings(strings: readonly string[]): { buffer: Uint8Array<ArrayBu
 const decoder = new TextDecoder();
 const PROC = cString("/proc");
 const DIRENT_NAME_OFFSET = 19;
+/** The shortest a scan of `/proc` serves (see {@linkcode PosixSpawn.groupRunning}). */
+const GROUP_SCAN_REUSE_MS = 50;
 
 /** `/dev/null`, for every spawn's stdin. */
 const DEV_NULL = cString("/dev/null");
@@ -341,43 +345,69 @@ export class PosixSpawn {
 
   /**
    * Whether a process of group `pgid` still runs: false when every member
-   * is a zombie (ended, waiting to be reaped by whoever adopted it, which an
-   * init in a container may do seconds later) or there is none; `kill(2)`
-   * cannot tell, it reaches a group of zombies as well. Scans `/proc`
-   * through libc (Deno's own file API grants `/proc` to `--allow-all` only):
-   * one `stat` file per process, so callers ask only while a group outlives
-   * its job. True when `/proc` cannot be read (nothing known: take it for
-   * running).
+   * seen is a zombie (ended, waiting to be reaped by whoever adopted it,
+   * which an init in a container may do seconds later); `kill(2)` cannot
+   * tell, it reaches a group of zombies as well. Scans `/proc` through libc
+   * (Deno's own file API grants `/proc` to `--allow-all` only), one `stat`
+   * file per process; a scan serves every group asked about for a while
+   * (at least 50 ms, ten times as long as it took), so that a host of many
+   * processes does not hold the thread. True whenever it cannot be told:
+   * `/proc` unreadable, a `stat` file that cannot be opened for another
+   * reason than the process being gone, no member seen at all (another
+   * pid namespace's `/proc`, `hidepid`).
+   *
+   * The scan is not atomic: a member that forks and exits while it runs can
+   * be seen as a zombie and its child not at all. So false means "take it
+   * for over, and still send the group SIGKILL", never "nothing to kill".
    */
   groupRunning(pgid: number): boolean {
+    const now = performance.now();
+    if (this.#groups === undefined || now >= this.#groupsUntil) {
+      this.#groups = this.#scanGroups();
+      const took = performance.now() - now;
+      this.#groupsUntil = now + Math.max(GROUP_SCAN_REUSE_MS, 10 * took);
+    }
+    return this.#groups === null || this.#groups.get(pgid) !== false;
+  }
+
+  /** The last scan: for each process group seen, whether a member runs; null when `/proc` could not be read. */
+  #groups: Map<number, boolean> | null | undefined;
+  #groupsUntil = 0;
+  readonly #stat = new Uint8Array(512);
+
+  #scanGroups(): Map<number, boolean> | null {
     const libc = this.#libc;
     const dir = libc.opendir(PROC);
-    if (dir === null) return true;
+    if (dir === null) return null;
     const stat = this.#stat;
+    const groups = new Map<number, boolean>();
     try {
       for (let entry = libc.readdir(dir); entry !== null; entry = libc.readdir(dir)) {
         // struct dirent64 (glibc, 64-bit): d_ino, d_off (8 bytes each), d_reclen (2), d_type (1), d_name.
         const name = Deno.UnsafePointerView.getCString(entry, DIRENT_NAME_OFFSET);
         if (!(name.charCodeAt(0) >= 0x30 && name.charCodeAt(0) <= 0x39)) continue;
         const fd = libc.open(cString(`/proc/${name}/stat`), O_RDONLY | O_CLOEXEC, 0);
-        if (fd < 0) continue; // gone meanwhile
+        if (fd < 0) {
+          const errno = this.#errno();
+          if (errno === ENOENT || errno === ESRCH) continue; // gone meanwhile
+          return null; // out of descriptors, not permitted: nothing known
+        }
         const n = Number(libc.read(fd, stat, BigInt(stat.length)));
         libc.close(fd);
         if (n <= 0) continue;
         // "pid (comm) S ppid pgrp ...": comm may hold spaces and parentheses, so from the last ')'.
         const text = decoder.decode(stat.subarray(0, n));
         const fields = text.slice(text.lastIndexOf(")") + 2).split(" ", 18);
-        if (Number(fields[2]) !== pgid) continue;
+        const group = Number(fields[2]);
         // A zombie leader whose other threads still run (it called pthread_exit) is a running process.
-        if ((fields[0] !== "Z" && fields[0] !== "X") || Number(fields[17]) > 1) return true;
+        const running = (fields[0] !== "Z" && fields[0] !== "X") || Number(fields[17]) > 1;
+        groups.set(group, running || groups.get(group) === true);
       }
-      return false;
+      return groups;
     } finally {
       libc.closedir(dir);
     }
   }
-
-  readonly #stat = new Uint8Array(512);
 
   /** Closes a descriptor of {@linkcode openOutput}. */
   closeFd(fd: number): void {

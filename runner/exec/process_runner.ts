@@ -824,9 +824,10 @@ export function endProcessGroup(pgid: number, graceMs: number): Promise<void> {
 /**
  * Ends a process group, once however often it is called: SIGTERM (and
  * SIGCONT, so that a stopped process acts on it), then SIGKILL after the
- * grace; resolves when the group is gone (or holds zombies only: see
- * `PosixSpawn.groupRunning`), or once SIGKILL is sent. An empty group (the
- * common case: a job that left nothing) costs one kill(2).
+ * grace, or as soon as no member runs but zombies (see
+ * `PosixSpawn.groupRunning`); resolves when the group is gone, or once
+ * SIGKILL is sent. An empty group (the common case: a job that left
+ * nothing) costs one kill(2).
  */
 function groupEnder(pgid: number, graceMs: number): () => Promise<void> {
   let ending: Promise<void> | undefined;
@@ -840,8 +841,10 @@ function groupEnder(pgid: number, graceMs: number): () => Promise<void> {
         // SIGCONT as the probe: harmless to a running process.
         if (!signalGroup(pgid, "SIGCONT")) return;
         // It reaches zombies too: past the first probe, a group left with
-        // nothing but zombies (orphans an init has not reaped yet) is over.
-        if (wait > 5 && PosixSpawn.open()?.groupRunning(pgid) === false) return;
+        // nothing but zombies (orphans an init has not reaped yet) is over;
+        // SIGKILL all the same (the look at /proc is not atomic: a member
+        // that forked meanwhile may have been missed).
+        if (wait > 5 && PosixSpawn.open()?.groupRunning(pgid) === false) break;
       }
       signalGroup(pgid, "SIGKILL");
     })();
