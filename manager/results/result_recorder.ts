@@ -51,6 +51,11 @@ export interface Delivery {
   returned: ReturnedFile[];
   /** The runner stopped the job at its `--timeout`. */
   timedOut?: boolean;
+  /**
+   * Nobody waits on this result's record to go on (a pipelined runner, a
+   * local worker): its commit may share a sync (see `CommitOptions`).
+   */
+  patient?: boolean;
 }
 
 /** Options for {@linkcode ResultRecorder}. */
@@ -468,7 +473,8 @@ export class ResultRecorder {
         ].map((f) => ({ ...f, node: p.rank }))
       )
       : parts[0].returned;
-    return this.#results.commit(fields, gang ? undefined : parts[0].output, returned).then(() => {
+    const patient = parts.every((p) => p.patient === true);
+    return this.#results.commit(fields, gang ? undefined : parts[0].output, returned, { patient }).then(() => {
       this.#ledger.settle(ticket);
       this.#suspects.delete(job);
       this.#scheduler.onJobSettled(link, job, status);

@@ -242,6 +242,23 @@ let tmpCounter = 0;
 /** SHA-256 of no bytes, hex: an empty output's (most jobs print nothing; nothing is hashed for them). */
 export const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
+/**
+ * How long a sync of the journal waits for more records when every record
+ * in its batch is patient ({@linkcode CommitOptions.patient}), milliseconds.
+ */
+export const COMMIT_WINDOW_MS = 2;
+
+/** How a record is committed. */
+export interface CommitOptions {
+  /**
+   * Nobody waits on this record before going on (a pipelined runner reads
+   * its acks as they come, a local worker starts its next job): its sync
+   * may wait up to {@linkcode COMMIT_WINDOW_MS} for other records to share
+   * it. A record that is not patient ends that wait at once.
+   */
+  patient?: boolean;
+}
+
 /** What a record says of an empty output. */
 const NO_OUTPUT = { size: 0, sha256: EMPTY_SHA256, output: null } as const;
 
@@ -377,6 +394,12 @@ export class ResultsStore {
   #batch: string[] = [];
   #waiters: { resolve: () => void; reject: (e: unknown) => void }[] = [];
   #flushing: Promise<void> | undefined;
+  /** How long a batch of patient records waits for company before its sync (see {@linkcode CommitOptions}). */
+  readonly #windowMs: number;
+  /** The batch holds a record someone waits on: no waiting for company. */
+  #urgent = false;
+  /** Ends the wait for company at once (an urgent record came). */
+  #hurry: (() => void) | undefined;
   /** Directories that got a new entry since the last journal flush. */
   #dirty = new Set<string>();
   /** Journal length up to its last complete, durable batch. */
@@ -396,8 +419,10 @@ export class ResultsStore {
     previous: JournalState,
     length: number,
     claim: ResultsDir,
+    windowMs: number,
   ) {
     this.dir = dir;
+    this.#windowMs = durable ? windowMs : 0;
     this.#tmpDir = join(dir, TMP_DIR);
     this.#claim = claim;
     this.previous = previous;
@@ -414,11 +439,16 @@ export class ResultsStore {
    * ({@linkcode ResultsDir.claim}), which the store holds until closed.
    *
    * @param dir The results directory, or a claim on it (the store takes it over).
-   * @param options `durable: false` skips fsyncs (tests, benchmarks of the engine).
+   * @param options `durable: false` skips fsyncs (tests, benchmarks of the engine);
+   *   `commitWindowMs`: how long a sync of patient records waits for more
+   *   (see {@linkcode CommitOptions}, default {@linkcode COMMIT_WINDOW_MS}).
    * @throws {JournalDamagedError} `JOURNAL_DAMAGED` if the journal is damaged before its last line;
    *   `ResultsDirError` (results_dir.ts) if the directory is not vico's, is in use or is unusable.
    */
-  static async open(dir: string | ResultsDir, options: { durable?: boolean } = {}): Promise<ResultsStore> {
+  static async open(
+    dir: string | ResultsDir,
+    options: { durable?: boolean; commitWindowMs?: number } = {},
+  ): Promise<ResultsStore> {
     const claim = typeof dir === "string" ? await ResultsDir.claim(dir, options) : dir;
     const path = typeof dir === "string" ? dir : dir.path;
     let journal: Deno.FsFile | undefined;
@@ -433,7 +463,15 @@ export class ResultsStore {
       // The journal's own directory entry (new or just cut) must be durable too.
       if (durable) await syncDir(path);
       const length = (await journal.stat()).size;
-      return new ResultsStore(path, journal, durable, previous, length, claim);
+      return new ResultsStore(
+        path,
+        journal,
+        durable,
+        previous,
+        length,
+        claim,
+        options.commitWindowMs ?? COMMIT_WINDOW_MS,
+      );
     } catch (err) {
       journal?.close();
       claim.release();
@@ -454,22 +492,28 @@ export class ResultsStore {
    * earlier attempt's files stay. Resolves once the record is durable. On
    * failure every staged file is discarded.
    */
-  commit(fields: JobFields, output?: StagedOutput, returned: ReturnedFile[] = []): Promise<JobRecord> {
+  commit(
+    fields: JobFields,
+    output?: StagedOutput,
+    returned: ReturnedFile[] = [],
+    options: CommitOptions = {},
+  ): Promise<JobRecord> {
     if ((output === undefined || output.size === 0) && returned.length === 0) {
       // Nothing to publish (most jobs print nothing): the record alone.
       const record: JobRecord = { type: "job", ...fields, ...NO_OUTPUT };
-      return this.#append(record).then(() => {
+      return this.#append(record, options.patient).then(() => {
         this.onJob?.(record);
         return record;
       });
     }
-    return this.#commitWithFiles(fields, output, returned);
+    return this.#commitWithFiles(fields, output, returned, options.patient);
   }
 
   async #commitWithFiles(
     fields: JobFields,
     output: StagedOutput | undefined,
     returned: ReturnedFile[],
+    patient = false,
   ): Promise<JobRecord> {
     const staged = output;
     try {
@@ -480,7 +524,7 @@ export class ResultsStore {
         : await this.#publishOutput(`${name}.out`, staged);
       const record: JobRecord = { type: "job", ...fields, ...published };
       if (returned.length > 0) record.files = await this.#publishFiles(name, returned);
-      await this.#append(record);
+      await this.#append(record, patient);
       this.onJob?.(record);
       return record;
     } catch (err) {
@@ -610,9 +654,13 @@ export class ResultsStore {
     this.#claim.release();
   }
 
-  #append(record: JournalRecord): Promise<void> {
+  #append(record: JournalRecord, patient = false): Promise<void> {
     const done = new Promise<void>((resolve, reject) => this.#waiters.push({ resolve, reject }));
     this.#batch.push(JSON.stringify(record) + "\n");
+    if (!patient) {
+      this.#urgent = true;
+      this.#hurry?.();
+    }
     this.#flushing ??= this.#flush();
     return done;
   }
@@ -620,11 +668,23 @@ export class ResultsStore {
   async #flush(): Promise<void> {
     // Let the records of this turn of the event loop join the batch.
     await Promise.resolve();
+    // A batch of patient records starting from idle waits a little for more
+    // (one sync for several); later batches gather during the sync before.
+    if (this.#windowMs > 0 && !this.#urgent) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((resolve) => {
+        this.#hurry = resolve;
+        timer = setTimeout(resolve, this.#windowMs);
+      });
+      clearTimeout(timer);
+      this.#hurry = undefined;
+    }
     while (this.#batch.length > 0) {
       const lines = this.#batch;
       const waiters = this.#waiters;
       this.#batch = [];
       this.#waiters = [];
+      this.#urgent = false;
       try {
         if (this.#dirty.size > 0) {
           const dirs = [...this.#dirty];

@@ -220,6 +220,8 @@ export class LocalSession implements RunnerLink {
       output,
       returned: [],
       timedOut: done.timedOut,
+      // The worker starts its next job while this commits; under --halt the next job waits for it.
+      patient: !this.#ctx.settleBeforeNext,
     };
     const committed = admission.kind === "accepted"
       ? recorder.record(admission.ticket, delivery)

@@ -375,7 +375,17 @@ export class ManagerTextSession implements RunnerLink {
   ): Promise<void> {
     const recorder = this.#ctx.recorder;
     if (this.#handedOut.get(job)?.attempt === attempt) this.#handedOut.delete(job);
-    const delivery: Delivery = { link: this, rank: 1, status: msg.status, handedOutAt, output, returned: [], timedOut };
+    const delivery: Delivery = {
+      link: this,
+      rank: 1,
+      status: msg.status,
+      handedOutAt,
+      output,
+      returned: [],
+      timedOut,
+      // A pipelined runner goes on without the ack; under --halt the next hand-out waits for this record.
+      patient: this.reportsWhileAsking && !this.#ctx.settleBeforeNext,
+    };
     return admission.kind === "accepted"
       ? recorder.record(admission.ticket, delivery)
       : recorder.discard(job, delivery, admission.settled);

@@ -13,9 +13,9 @@ import { ResultsStore } from "../../manager/results/results_store.ts";
 import { Scheduler } from "../../manager/scheduling/scheduler.ts";
 
 /** The parts for `jobs`, with the results in `dir`, for run `run1`. */
-export async function managerParts(dir: string, jobs: JobList, options: { durable: boolean }) {
+export async function managerParts(dir: string, jobs: JobList, options: { durable: boolean; commitWindowMs?: number }) {
   const keyOf = (job: number) => jobKey(identityOf(jobs, job), jobs.occurrences[job]);
-  const results = await ResultsStore.open(dir, { durable: options.durable });
+  const results = await ResultsStore.open(dir, options);
   const queue = new JobQueue(jobs.commands.length, { classOf: jobs.classOf, classes: jobs.classes.length });
   const ledger = new Ledger(jobs.commands.length, "run1");
   const late: { recorder?: ResultRecorder } = {};

@@ -24,12 +24,17 @@ export interface PipeManagerOptions {
   commitGate?: Promise<void>;
   /** Pulse interval answered in the extension's `ok` (seconds; 0: none). */
   pulse?: number;
+  /** The results store's commit window (ms; see `COMMIT_WINDOW_MS`). */
+  commitWindowMs?: number;
 }
 
 /** The manager for `list` (results in `dir`, run `run1`, outputs up to 1,000 bytes). */
 export async function pipeManager(dir: string, list: string, options: PipeManagerOptions = {}) {
   const jobs = parseJobList(enc.encode(list));
-  const { keyOf, results, ledger, scheduler, recorder } = await managerParts(dir, jobs, { durable: true });
+  const { keyOf, results, ledger, scheduler, recorder } = await managerParts(dir, jobs, {
+    durable: true,
+    ...(options.commitWindowMs === undefined ? {} : { commitWindowMs: options.commitWindowMs }),
+  });
   const gate = options.commitGate;
   if (gate !== undefined) {
     const commit = results.commit.bind(results);

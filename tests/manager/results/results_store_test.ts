@@ -77,6 +77,34 @@ Deno.test("StagedOutput flushes a big output while it comes in: committed byte f
   }
 });
 
+Deno.test("ResultsStore.commit(): a patient record waits the commit window for company; one that is not ends the wait", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = await ResultsStore.open(dir, { commitWindowMs: 400 });
+    const since = (t0: number) => performance.now() - t0;
+    // Alone and patient: durable once the window has passed.
+    let t0 = performance.now();
+    await store.commit(fields("k-1"), undefined, [], { patient: true });
+    const alone = since(t0);
+    assert.ok(alone >= 350, `a patient record waited the window (${alone} ms)`);
+    // Patient, then one that is not: both in one sync, at once.
+    t0 = performance.now();
+    const patient = store.commit(fields("k-2"), undefined, [], { patient: true }).then(() => since(t0));
+    await new Promise((r) => setTimeout(r, 20));
+    const urgent = store.commit(fields("k-3")).then(() => since(t0));
+    const [p, u] = await Promise.all([patient, urgent]);
+    assert.ok(p < 300 && u < 300, `the wait ended with the urgent record (${p} ms, ${u} ms)`);
+    // Not patient (the default, as for a lock-step peer): no wait at all.
+    t0 = performance.now();
+    await store.commit(fields("k-4"));
+    assert.ok(since(t0) < 300, `an urgent record did not wait (${since(t0)} ms)`);
+    await store.close();
+    assert.deepEqual((await records(dir)).map((r) => r.key), ["k-1", "k-2", "k-3", "k-4"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("ResultsStore group-commits concurrent records, each exactly once", async () => {
   const dir = await Deno.makeTempDir();
   try {

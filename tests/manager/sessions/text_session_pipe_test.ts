@@ -56,6 +56,41 @@ Deno.test("ManagerTextSession pipe=1: PETOs and results sent without waiting are
   ]);
 });
 
+Deno.test("ManagerTextSession: a pipelined runner's result may wait the commit window for company; a lock-step one's never", async () => {
+  await using dir = await tempDir();
+  const m = await pipeManager(dir.path, "echo a\necho b\n", { commitWindowMs: 400 });
+  const piped = await m.connect();
+  const lockstep = await m.connect("tag");
+  assert.equal(lockstep.ok, "VICO/1 ok tag=1");
+  const tagOf = (line: string) => line.replace(/^VICO\/1 job /, "").replace(/ seq=\d+$/, "");
+  await piped.say("PETO\n");
+  const t1 = tagOf((await piped.reader.readLine())!);
+  await piped.reader.readLine();
+  await lockstep.say("PETO\n");
+  const t2 = tagOf((await lockstep.reader.readLine())!);
+  await lockstep.reader.readLine();
+  // The lock-step runner waits for each step: its record goes to disk at once.
+  let t0 = performance.now();
+  await lockstep.say(`VICO/1 result ${t2}\nREZULTO echo b 0 0\n`);
+  assert.equal(await lockstep.reader.readLine(), "PRETA");
+  assert.equal(await lockstep.reader.readLine(), "RICEVIS");
+  const urgent = performance.now() - t0;
+  assert.ok(urgent < 300, `lock-step RICEVIS after ${urgent} ms`);
+  // The pipelined runner reads its acks as they come: its lone record waits the window.
+  t0 = performance.now();
+  await piped.say(`VICO/1 result ${t1}\nREZULTO echo a 0 0\n`);
+  assert.equal(await piped.reader.readLine(), `VICO/1 ack ${t1}`);
+  const patient = performance.now() - t0;
+  assert.ok(patient >= 350, `pipelined ack after ${patient} ms`);
+  for (const r of [piped, lockstep]) {
+    await r.say("PETO\n");
+    assert.equal(await r.reader.readLine(), "FINO");
+    await r.say("FINO ANKAU\n");
+  }
+  await m.scheduler.done;
+  await m.close();
+});
+
 Deno.test("ManagerTextSession pipe=1: a result with an unknown tag or over maxout is ERARO and its jobs go back", async () => {
   for (const bad of ["unknown", "oversize"]) {
     await using dir = await tempDir();
@@ -150,7 +185,8 @@ Deno.test("ManagerTextSession pipe=1: a result that arrives while another attemp
 Deno.test("ManagerTextSession pipe=1: a durable ack waits (at most ACK_HOLD_MS) to ride in one write with the next job", async () => {
   await using dir = await tempDir();
   const list = Array.from({ length: 8 }, (_, i) => `echo ${i}\n`).join("");
-  const m = await pipeManager(dir.path, list);
+  // Commits as fast as the disk (no commit window): the ack is durable before the next PETO comes.
+  const m = await pipeManager(dir.path, list, { commitWindowMs: 0 });
   const { runner, reader, say } = await m.connect();
   const tagOf = (line: string) => line.replace(/^VICO\/1 job /, "").replace(/ seq=\d+$/, "");
   await say("PETO\n");
