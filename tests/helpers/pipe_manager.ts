@@ -26,6 +26,8 @@ export interface PipeManagerOptions {
   pulse?: number;
   /** The results store's commit window (ms; see `COMMIT_WINDOW_MS`). */
   commitWindowMs?: number;
+  /** As under `--halt`: each result is judged before the runner's next job. */
+  settleBeforeNext?: boolean;
 }
 
 /** The manager for `list` (results in `dir`, run `run1`, outputs up to 1,000 bytes). */
@@ -52,6 +54,7 @@ export async function pipeManager(dir: string, list: string, options: PipeManage
     run: "run1",
     keyOf,
     noteAssignment: () => Promise.resolve(),
+    ...(options.settleBeforeNext ? { settleBeforeNext: true } : {}),
   };
   const listener = new MemoryListener();
   const server = new Server(listener, {

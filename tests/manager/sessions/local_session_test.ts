@@ -57,10 +57,16 @@ class RecordingExecutor implements JobRunner {
   }
 }
 
-async function localManager(dir: string, list: string, wrap?: (recorder: ResultRecorder) => ResultRecorder) {
+async function localManager(
+  dir: string,
+  list: string,
+  wrap?: (recorder: ResultRecorder) => ResultRecorder,
+  more: Partial<LocalSessionContext> = {},
+) {
   const jobs = parseJobList(enc.encode(list));
   const { keyOf, results, queue, scheduler, recorder: real } = await managerParts(dir, jobs, { durable: true });
   const ctx: LocalSessionContext = {
+    ...more,
     scheduler,
     results,
     recorder: wrap?.(real) ?? real,
@@ -125,6 +131,27 @@ Deno.test("LocalSession.run: the next job starts while the last result still com
   assert.deepEqual(await running, { kind: "finished" });
   await m.close();
   assert.equal(readRecords(dir.path).length, 2);
+});
+
+Deno.test("LocalSession.run: its results may share a sync (patient), but not under --halt, where the next job waits for each", async () => {
+  for (const settleBeforeNext of [false, true]) {
+    await using dir = await tempDir();
+    const patience: (boolean | undefined)[] = [];
+    const m = await localManager(
+      dir.path,
+      "echo a\necho b\n",
+      (real) =>
+        recorderWith(real, (admitted, delivery) => {
+          patience.push(delivery.patient);
+          return real.record(admitted, delivery);
+        }),
+      { settleBeforeNext },
+    );
+    const session = new LocalSession(m.ctx, new RecordingExecutor(() => Promise.resolve({})), 1, "in-process:");
+    assert.deepEqual(await session.run(), { kind: "finished" });
+    await m.close();
+    assert.deepEqual(patience, [!settleBeforeNext, !settleBeforeNext], `settleBeforeNext ${settleBeforeNext}`);
+  }
 });
 
 Deno.test("LocalSession.run: a commit that fails ends the worker failed with its reason; the job goes back unsettled", async () => {

@@ -91,6 +91,25 @@ Deno.test("ManagerTextSession: a pipelined runner's result may wait the commit w
   await m.close();
 });
 
+Deno.test("ManagerTextSession pipe=1 under --halt: a result's record does not wait the commit window", async () => {
+  await using dir = await tempDir();
+  const m = await pipeManager(dir.path, "echo a\n", { commitWindowMs: 400, settleBeforeNext: true });
+  const { reader, say } = await m.connect();
+  await say("PETO\n");
+  const tag = (await reader.readLine())!.replace(/^VICO\/1 job /, "").replace(/ seq=\d+$/, "");
+  await reader.readLine();
+  const t0 = performance.now();
+  await say(`VICO/1 result ${tag}\nREZULTO echo a 0 0\n`);
+  assert.equal(await reader.readLine(), `VICO/1 ack ${tag}`);
+  const ms = performance.now() - t0;
+  assert.ok(ms < 300, `ack after ${ms} ms`);
+  await say("PETO\n");
+  assert.equal(await reader.readLine(), "FINO");
+  await say("FINO ANKAU\n");
+  await m.scheduler.done;
+  await m.close();
+});
+
 Deno.test("ManagerTextSession pipe=1: a result with an unknown tag or over maxout is ERARO and its jobs go back", async () => {
   for (const bad of ["unknown", "oversize"]) {
     await using dir = await tempDir();
