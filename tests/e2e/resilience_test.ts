@@ -207,25 +207,55 @@ Deno.test("runner: a stray ERARO-like line while no worker waits is a protocol e
   assert.match(runner.stderr, /Manager sent a line no worker asked for: "ERAROx"/);
 });
 
+/** Resolves every `arrive()` once `n` have arrived. */
+interface Barrier {
+  arrive(): Promise<void>;
+}
+
+function barrier(n: number): Barrier {
+  let left = n;
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  return {
+    arrive() {
+      if (--left === 0) open();
+      return opened;
+    },
+  };
+}
+
 /**
- * One simulated text runner: hails, then asks for jobs and reports each with
+ * One simulated text runner: hails, waits for the rest of the herd, then asks for jobs and reports each with
  * its command as output until FINO. Returns whether it was served (VERSIO).
  */
-async function herdRunner(port: number, name: string): Promise<boolean> {
-  using p = await LinePeer.connect(port);
+async function herdRunner(port: number, name: string, herd: Barrier): Promise<boolean> {
+  let p: LinePeer | undefined;
+  let joined = false;
   try {
-    if ((await p.hail(name)) !== "VERSIO 1.1") return false;
+    p = await LinePeer.connect(port);
+    joined = (await p.hail(name)) === "VERSIO 1.1";
+  } catch {
+    // Not joined: counted as not served below.
+  }
+  // Nobody asks for a job before the whole herd has joined (or failed to):
+  // otherwise the first ones could finish the list and the manager end
+  // before the last ones connect (refused then, as they should be).
+  await herd.arrive();
+  if (p === undefined) return false;
+  using peer = p;
+  if (!joined) return false;
+  try {
     while (true) {
-      await p.line("PETO");
-      const job = await p.read(60_000);
+      await peer.line("PETO");
+      const job = await peer.read(60_000);
       if (job === "FINO" || job === null) break;
       const out = new TextEncoder().encode(job);
-      await p.line(`REZULTO ${job} 0 ${out.length}`);
-      if ((await p.read(60_000)) !== "PRETA") return false;
-      await p.send(out);
-      if ((await p.read(60_000)) !== "RICEVIS") return false;
+      await peer.line(`REZULTO ${job} 0 ${out.length}`);
+      if ((await peer.read(60_000)) !== "PRETA") return false;
+      await peer.send(out);
+      if ((await peer.read(60_000)) !== "RICEVIS") return false;
     }
-    await p.line("FINO ANKAU");
+    await peer.line("FINO ANKAU");
     return true;
   } catch {
     return false;
@@ -238,7 +268,8 @@ Deno.test("Server: a herd of 1,000 runners connecting at once is served with no 
   const { manager, port, results } = await startManagerOn(dir.path, jobs);
   await using _m = manager;
   const t0 = performance.now();
-  const served = await Promise.all(Array.from({ length: 1000 }, (_, i) => herdRunner(port, `herd-${i}`)));
+  const herd = barrier(1000);
+  const served = await Promise.all(Array.from({ length: 1000 }, (_, i) => herdRunner(port, `herd-${i}`, herd)));
   assert.equal((await manager.exit(60_000)).code, 0, manager.stderr);
   assert.equal(served.filter((s) => !s).length, 0, "every runner of the herd was served");
   assert.doesNotMatch(manager.stderr, /mid-handshake/, "no handshake was closed to make room");

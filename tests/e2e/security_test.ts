@@ -121,7 +121,9 @@ Deno.test({
 Deno.test("enrollment: the manager makes its key, certificate and secret once; a join token is all a runner needs", async () => {
   await using dir = await tempDir();
   const state = join(dir.path, "state");
-  const jobs = Array.from({ length: 6 }, (_, i) => `echo joined-${i}`);
+  // The jobs wait until both runners have joined: otherwise one could finish the list before the other is in.
+  const go = join(dir.path, "go");
+  const jobs = Array.from({ length: 6 }, (_, i) => `while [ ! -e ${go} ]; do sleep 0.02; done; echo joined-${i}`);
   const { manager, port, results } = await startManagerOn(dir.path, jobs, ["--enroll", "--state-dir", state]);
   await using _m = manager;
   const token = await tokenOf(manager);
@@ -143,6 +145,8 @@ Deno.test("enrollment: the manager makes its key, certificate and secret once; a
   await using binary = EntryProcess.spawn("runner.ts", [
     ...["--join-file", join(state, "join-token"), "--workers", "1", "--name", "b", "--protocol", "binary"],
   ]);
+  await Promise.all([manager.waitFor(/Runner t joined/), manager.waitFor(/Node \S+ joined/)]);
+  await Deno.writeTextFile(go, "");
   const [ms, ts, bs] = await Promise.all([manager.exit(), text.exit(), binary.exit()]);
   assert.equal(ms.code, 0, manager.stderr);
   assert.equal(ts.code, 0, text.stderr);
