@@ -44,6 +44,7 @@
  */
 
 import { VicoError } from "../core/errors.ts";
+import { concatBytes } from "../io/concat_bytes.ts";
 
 /** The separators that start a source. */
 const SEPARATORS = new Set([":::", ":::+", "::::", "::::+"]);
@@ -206,7 +207,7 @@ async function* readLines(stream: AsyncIterable<Uint8Array>, maxBytes: number): 
   const finish = (): LineItem => {
     line++;
     if (tooLong) return { line, reason: `longer than ${maxBytes} bytes` };
-    const bytes = concat(parts, size);
+    const bytes = concatBytes(parts);
     try {
       return { line, text: fatalDecoder.decode(bytes) };
     } catch {
@@ -239,17 +240,6 @@ async function* readLines(stream: AsyncIterable<Uint8Array>, maxBytes: number): 
     }
   }
   if (sawBytes) yield finish();
-}
-
-function concat(parts: readonly Uint8Array[], size: number): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 /** How a replacement string transforms an argument. */

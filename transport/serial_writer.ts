@@ -10,6 +10,7 @@
  */
 
 import type { Transport } from "./transport.ts";
+import { concatBytes } from "../io/concat_bytes.ts";
 
 /**
  * A whole message: bytes, or text (sent as UTF-8). Text queued together is
@@ -90,12 +91,5 @@ function joined(parts: Message[]): Uint8Array {
     chunks.push(p);
   }
   if (text !== "") chunks.push(encoder.encode(text));
-  if (chunks.length === 1) return chunks[0];
-  const bytes = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    bytes.set(c, at);
-    at += c.length;
-  }
-  return bytes;
+  return concatBytes(chunks);
 }

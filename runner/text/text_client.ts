@@ -39,6 +39,7 @@ import {
 } from "../../protocol/vico_extension.ts";
 import type { Transport } from "../../transport/transport.ts";
 import { Mutex } from "../../util/mutex.ts";
+import { concatBytes } from "../../io/concat_bytes.ts";
 import type { Streamable } from "../service/runner_state.ts";
 
 /** The draft's client states (plus Closed). */
@@ -462,7 +463,7 @@ export class RunnerTextClient {
             return Promise.resolve();
           });
           if (next !== undefined) parts.push(PETO);
-          await this.#transport.write(parts.length === 1 ? head : concat(parts));
+          await this.#transport.write(concatBytes(parts));
         } else {
           await this.#transport.write(head);
           await output.pipeTo((chunk) => this.#transport.write(chunk));
@@ -531,16 +532,6 @@ export class RunnerTextClient {
 
 /** Largest result {@linkcode RunnerTextClient.sendResult} sends in one write. */
 const ONE_WRITE_BYTES = 64 * 1024;
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    all.set(part, at);
-    at += part.length;
-  }
-  return all;
-}
 
 function describe(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
