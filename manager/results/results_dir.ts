@@ -32,6 +32,8 @@ export const RESULTS_FORMAT = 1;
 
 /** What a results directory made by a vico older than markers may contain. */
 const LEGACY_ENTRIES = new Set(["journal.jsonl", "out", "files", "tmp"]);
+/** How many times a claim starts again on a directory moved under it before giving up. */
+const CLAIM_ATTEMPTS = 8;
 const encoder = new TextEncoder();
 
 /** The manager holding a results directory, as its lock file says. */
@@ -127,8 +129,24 @@ export class ResultsDir {
    * @throws {ResultsDirError} `not-ours`, `in-use` (naming the holder) or `unusable`.
    */
   static async claim(path: string, options: { durable?: boolean } = {}): Promise<ResultsDir> {
-    const dir = resolve(path);
     const durable = options.durable ?? true;
+    // A `--fresh` claimant may move the directory aside between any two of
+    // our steps; we then start again on whatever is at the path now.
+    for (let attempt = 1;; attempt++) {
+      const claimed = await ResultsDir.#claimOnce(path, durable);
+      if (claimed !== "moved") return claimed;
+      if (attempt === CLAIM_ATTEMPTS) {
+        throw new ResultsDirError(
+          "unusable",
+          `Results directory ${path} is unusable: it was moved or replaced ${attempt} times while being claimed`,
+        );
+      }
+    }
+  }
+
+  /** One try at {@linkcode claim}: `"moved"` if the directory was moved or replaced under it. */
+  static async #claimOnce(path: string, durable: boolean): Promise<ResultsDir | "moved"> {
+    const dir = resolve(path);
     let made = false;
     try {
       const info = await Deno.stat(dir).catch((err) => {
@@ -149,15 +167,18 @@ export class ResultsDir {
       throw unusable(path, "create it", err);
     }
     const kind = made ? "empty" : await classify(dir, path);
+    if (kind === "moved") return "moved";
+    const lockPath = join(dir, LOCK_FILE);
     let lock: Deno.FsFile;
     try {
-      lock = await Deno.open(join(dir, LOCK_FILE), { read: true, write: true, create: true });
+      lock = await Deno.open(lockPath, { read: true, write: true, create: true });
     } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return "moved";
       throw unusable(path, `open ${LOCK_FILE}`, err);
     }
     try {
       if (!(await lock.tryLock(true))) {
-        const holder = await readHolder(join(dir, LOCK_FILE));
+        const holder = await readHolder(lockPath);
         throw new ResultsDirError(
           "in-use",
           holder === undefined
@@ -166,6 +187,12 @@ export class ResultsDir {
               `since ${holder.since}`,
           { holder },
         );
+      }
+      // The lock protects the path only if the file we hold is still the one
+      // there: a rotation may have moved it aside after we opened it.
+      if (!(await sameFile(lock, lockPath))) {
+        lock.close();
+        return "moved";
       }
       // Ours now: say who holds it, then mark it (only the holder writes the marker).
       const holder: LockHolder = { pid: Deno.pid, host: Deno.hostname(), since: new Date().toISOString() };
@@ -209,8 +236,13 @@ export class ResultsDir {
     } catch (err) {
       throw unusable(this.path, `move it aside to ${basename(movedTo)}`, err);
     }
-    this.release();
-    return { dir: await ResultsDir.claim(this.path, { durable: this.#durable }), movedTo };
+    // Claim the new one before letting go of the old, so that a claimant
+    // that opened the old lock file and waits for it finds it moved.
+    try {
+      return { dir: await ResultsDir.claim(this.path, { durable: this.#durable }), movedTo };
+    } finally {
+      this.release();
+    }
   }
 
   /** Releases the lock (the process's end releases it too). */
@@ -221,17 +253,22 @@ export class ResultsDir {
   }
 }
 
-/** How an existing directory stands, read without touching it. */
-async function classify(dir: string, shown: string): Promise<"marked" | "empty" | "legacy"> {
+/**
+ * How an existing directory stands, read without touching it; `"moved"` if
+ * what it listed vanished while being read (it was moved aside).
+ */
+async function classify(dir: string, shown: string): Promise<"marked" | "empty" | "legacy" | "moved"> {
   const names: string[] = [];
   try {
     for await (const e of Deno.readDir(dir)) names.push(e.name);
   } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return "moved";
     throw unusable(shown, "read it", err);
   }
   const others = names.filter((n) => n !== MARKER_FILE && n !== LOCK_FILE);
   if (names.includes(MARKER_FILE)) {
     const marker = await readMarker(join(dir, MARKER_FILE));
+    if (marker === "gone") return "moved";
     if (marker === "newer") {
       throw new ResultsDirError(
         "not-ours",
@@ -242,7 +279,11 @@ async function classify(dir: string, shown: string): Promise<"marked" | "empty" 
   }
   // Nothing but a marker being written by another claimant (or a lock file): empty.
   if (others.length === 0) return "empty";
-  if (others.every((n) => LEGACY_ENTRIES.has(n)) && await isFile(join(dir, "journal.jsonl"))) return "legacy";
+  if (others.every((n) => LEGACY_ENTRIES.has(n))) {
+    const journal = await Deno.stat(join(dir, "journal.jsonl")).catch((err) => err);
+    if (journal instanceof Deno.errors.NotFound && names.includes("journal.jsonl")) return "moved";
+    if (!(journal instanceof Error) && journal.isFile) return "legacy";
+  }
   throw new ResultsDirError(
     "not-ours",
     `Results directory ${shown} is not a vico results directory (it has no ${MARKER_FILE} and is not empty); ` +
@@ -250,9 +291,15 @@ async function classify(dir: string, shown: string): Promise<"marked" | "empty" 
   );
 }
 
-async function readMarker(path: string): Promise<"ok" | "newer" | "bad"> {
+async function readMarker(path: string): Promise<"ok" | "newer" | "bad" | "gone"> {
+  let text: string;
   try {
-    const marker = JSON.parse(await Deno.readTextFile(path));
+    text = await Deno.readTextFile(path);
+  } catch (err) {
+    return err instanceof Deno.errors.NotFound ? "gone" : "bad";
+  }
+  try {
+    const marker = JSON.parse(text);
     if (marker?.vico !== "results" || typeof marker.format !== "number") return "bad";
     return marker.format > RESULTS_FORMAT ? "newer" : "ok";
   } catch {
@@ -293,6 +340,10 @@ async function readHolder(path: string): Promise<LockHolder | undefined> {
   return undefined;
 }
 
-async function isFile(path: string): Promise<boolean> {
-  return await Deno.stat(path).then((s) => s.isFile, () => false);
+/** Whether the open `file` is the one now at `path` (same device and inode). */
+async function sameFile(file: Deno.FsFile, path: string): Promise<boolean> {
+  const [held, there] = await Promise.all([file.stat(), Deno.stat(path).catch(() => undefined)]);
+  if (there === undefined) return false;
+  if (held.ino === null || there.ino === null) return true; // no inodes on this platform: trust the path
+  return held.dev === there.dev && held.ino === there.ino;
 }

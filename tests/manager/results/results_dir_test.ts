@@ -109,3 +109,37 @@ Deno.test("ResultsDir.rotate moves a vico directory aside and claims a new one; 
     next.release();
   }
 });
+
+Deno.test("ResultsDir.claim racing a --fresh rotate: exactly one holds the directory at its path, the other is refused in-use", async () => {
+  await using tmp = await tempDir();
+  // The second starts a varying number of file-system round trips and timer
+  // turns later, so that over the rounds it meets the first at every step of
+  // claim and rotate.
+  const claimAndRotate = async (path: string, trips: number, turns: number) => {
+    for (let i = 0; i < trips; i++) await Deno.stat(tmp.path);
+    for (let i = 0; i < turns; i++) await new Promise((resolve) => setTimeout(resolve, 0));
+    const dir = await ResultsDir.claim(path, { durable: false });
+    return (await dir.rotate()).dir;
+  };
+  for (let round = 0; round < 24 * 3 * 4; round++) {
+    const path = join(tmp.path, `res${round}`);
+    const seed = await ResultsDir.claim(path, { durable: false });
+    Deno.writeTextFileSync(join(path, "journal.jsonl"), "{}\n");
+    seed.release();
+    const outcomes = await Promise.allSettled([
+      claimAndRotate(path, 0, 0),
+      claimAndRotate(path, round % 24, Math.floor(round / 24) % 3),
+    ]);
+    const won = outcomes.flatMap((o) => o.status === "fulfilled" ? [o.value] : []);
+    const lost = outcomes.flatMap((o) => o.status === "rejected" ? [o.reason] : []);
+    try {
+      assert.equal(won.length, 1, `round ${round}: one wins, got ${won.length}: ${lost.map(String).join("; ")}`);
+      assert.ok(lost[0] instanceof ResultsDirError, `round ${round}: ${lost[0]}`);
+      assert.equal(lost[0].problem, "in-use", `round ${round}: ${lost[0].message}`);
+      // The winner's lock is the one at the path: a third claimant is refused.
+      assert.equal((await refusal(ResultsDir.claim(path, { durable: false }))).problem, "in-use", `round ${round}`);
+    } finally {
+      for (const w of won) w.release();
+    }
+  }
+});
