@@ -32,7 +32,11 @@ import { OutputLimitError, outputLimitNote } from "./output_limit.ts";
 import { writeAll } from "../../io/write_all.ts";
 import { startProcess } from "../../util/command.ts";
 
-/** Receives output chunks, in order; the next chunk waits for the promise. */
+/**
+ * Receives output chunks, in order; the next chunk waits for the promise.
+ * A chunk is only lent: its memory is reused once the promise settles, so a
+ * sink copies what it keeps.
+ */
 export type OutputSink = (chunk: Uint8Array) => Promise<void>;
 
 /** Options for {@linkcode runProcess}. */
@@ -516,15 +520,15 @@ async function runDirect(
   }, options.timeoutMs);
 
   // Chunks from both pipes go to the sink one at a time, in arrival order.
-  const readers = [child.stdout, ...(options.stderrOnStdout ? [] : [child.stderr])].map((s) => s.getReader());
+  const readers = [child.stdout, ...(options.stderrOnStdout ? [] : [child.stderr])].map(pipeReader);
   let chunks = 0;
   let sinking = 0;
   let tail = Promise.resolve();
   let failure: { err: unknown } | undefined;
-  const pump = async (reader: ReadableStreamDefaultReader<Uint8Array>) => {
+  const pump = async (reader: PipeReader) => {
     for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
+      const value = await reader.read();
+      if (value === undefined) return;
       chunks++;
       sinking++;
       tail = tail.then(() => sink(value));
@@ -568,6 +572,42 @@ async function runDirect(
     clearTimeout(deadline);
     ledger?.ended(record);
   }
+}
+
+/** How much of a pipe one read takes. */
+const PIPE_CHUNK_BYTES = 64 * 1024;
+
+/** Reads a pipe into one buffer of its own, lent to each chunk in turn. */
+interface PipeReader {
+  /** The next chunk (valid until the next read), or `undefined` at the end. */
+  read(): Promise<Uint8Array | undefined>;
+  cancel(): Promise<void>;
+}
+
+/**
+ * A {@linkcode PipeReader} on a child's pipe: a BYOB reader that reuses one
+ * buffer, so that a big output is not a fresh 64 KiB allocation per read
+ * left for the garbage collector (a plain reader where the stream is not a
+ * byte stream).
+ */
+function pipeReader(stream: ReadableStream<Uint8Array>): PipeReader {
+  let byob: ReadableStreamBYOBReader;
+  try {
+    byob = stream.getReader({ mode: "byob" });
+  } catch {
+    const reader = stream.getReader();
+    return { read: async () => (await reader.read()).value, cancel: () => reader.cancel() };
+  }
+  let buffer = new ArrayBuffer(PIPE_CHUNK_BYTES);
+  return {
+    async read() {
+      const { value, done } = await byob.read(new Uint8Array(buffer));
+      if (done || value === undefined) return undefined;
+      buffer = value.buffer as ArrayBuffer; // the same memory, handed back by the stream
+      return value;
+    },
+    cancel: () => byob.cancel(),
+  };
 }
 
 /**
