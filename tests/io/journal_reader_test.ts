@@ -4,6 +4,7 @@ import { JournalDamagedError, VicoError } from "../../core/errors.ts";
 import { type JournalEntry, JournalSplitter, type JournalTail, readJournal } from "../../io/journal_reader.ts";
 import { CHUNKINGS, concat } from "../helpers/chunked_source.ts";
 import { writeBigJournal } from "../helpers/journal.ts";
+import { ownProcessTest } from "../helpers/own_process.ts";
 
 const enc = new TextEncoder();
 const rec = (i: number) => JSON.stringify({ type: "job", key: `k-${i}`, status: 0, note: "é✓" }) + "\n";
@@ -151,7 +152,7 @@ Deno.test("readJournal: waits for an async record handler before reading on", as
   }
 });
 
-Deno.test("readJournal: a 1,000,000-record journal is read in bounded memory", async () => {
+ownProcessTest(import.meta.url, "readJournal: a 1,000,000-record journal is read in bounded memory", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const path = join(dir, "journal.jsonl");

@@ -4,6 +4,7 @@ import { createHash } from "node:crypto";
 import { JournalDamagedError } from "../../../core/errors.ts";
 import { type JobRecord, JOURNAL_FILE, ResultsStore } from "../../../manager/results/results_store.ts";
 import { writeBigJournal } from "../../helpers/journal.ts";
+import { ownProcessTest } from "../../helpers/own_process.ts";
 
 const enc = new TextEncoder();
 const fields = (key: string) => ({
@@ -173,32 +174,36 @@ Deno.test("ResultsStore.open() refuses a damaged journal with JOURNAL_DAMAGED an
   }
 });
 
-Deno.test("ResultsStore.open() reads a journal far larger than its state in bounded memory", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const path = join(dir, JOURNAL_FILE);
-    await writeBigJournal(path, 400_000, 400);
-    await Deno.writeTextFile(path, '{"type":"job","key":"torn', { append: true });
-    const size = (await Deno.stat(path)).size;
-    assert.ok(size > 128 * 1048576, `${size} bytes`);
-    let peak = Deno.memoryUsage().rss;
-    const before = peak;
-    const sampler = setInterval(() => peak = Math.max(peak, Deno.memoryUsage().rss), 5);
-    let store;
+ownProcessTest(
+  import.meta.url,
+  "ResultsStore.open() reads a journal far larger than its state in bounded memory",
+  async () => {
+    const dir = await Deno.makeTempDir();
     try {
-      store = await ResultsStore.open(dir, { durable: false });
+      const path = join(dir, JOURNAL_FILE);
+      await writeBigJournal(path, 400_000, 400);
+      await Deno.writeTextFile(path, '{"type":"job","key":"torn', { append: true });
+      const size = (await Deno.stat(path)).size;
+      assert.ok(size > 128 * 1048576, `${size} bytes`);
+      let peak = Deno.memoryUsage().rss;
+      const before = peak;
+      const sampler = setInterval(() => peak = Math.max(peak, Deno.memoryUsage().rss), 5);
+      let store;
+      try {
+        store = await ResultsStore.open(dir, { durable: false });
+      } finally {
+        clearInterval(sampler);
+      }
+      peak = Math.max(peak, Deno.memoryUsage().rss);
+      assert.equal(store.previous.settled.size, 10);
+      await store.close();
+      assert.ok((peak - before) / 1048576 < 64, `RSS grew ${((peak - before) / 1048576).toFixed(1)} MB`);
+      assert.equal((await Deno.stat(path)).size, size - '{"type":"job","key":"torn'.length, "torn tail cut");
     } finally {
-      clearInterval(sampler);
+      await Deno.remove(dir, { recursive: true });
     }
-    peak = Math.max(peak, Deno.memoryUsage().rss);
-    assert.equal(store.previous.settled.size, 10);
-    await store.close();
-    assert.ok((peak - before) / 1048576 < 64, `RSS grew ${((peak - before) / 1048576).toFixed(1)} MB`);
-    assert.equal((await Deno.stat(path)).size, size - '{"type":"job","key":"torn'.length, "torn tail cut");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  },
+);
 
 Deno.test("ResultsStore cuts a torn batch after a failed write, so later records stay readable", async () => {
   const dir = await Deno.makeTempDir();

@@ -12,6 +12,7 @@ import {
   shellArgv,
   unsetInheritedVariables,
 } from "../../../runner/exec/process_runner.ts";
+import { ownProcessTest } from "../../helpers/own_process.ts";
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 
@@ -369,7 +370,7 @@ for (const via of VIAS) {
     assert.equal(text(refused.out), "vico: the job was not run: cannot record it: disk full\n");
   });
 
-  Deno.test(`runProcess() to a file: 100 MB of output with bounded memory (${via})`, async () => {
+  ownProcessTest(import.meta.url, `runProcess() to a file: 100 MB of output with bounded memory (${via})`, async () => {
     const before = Deno.memoryUsage().rss;
     const { status, outputBytes } = await withDir(async (dir) => {
       return await runProcess(shellArgv("head -c 100000000 /dev/zero"), { outputFile: join(dir, "out"), via });

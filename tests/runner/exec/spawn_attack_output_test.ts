@@ -11,6 +11,7 @@ import { OutputLimitError, outputLimitNote } from "../../../runner/exec/output_l
 import { SpoolFiles } from "../../../runner/exec/output_spool.ts";
 import { JobExecutor } from "../../../runner/exec/job_executor.ts";
 import { killPids, rssBytes, runJob, runToFile, text, VIAS, withDir } from "./spawn_attack_helpers.ts";
+import { ownProcessTest } from "../../helpers/own_process.ts";
 
 for (const via of VIAS) {
   Deno.test(`attack: a background writer left by a job (in its group, or escaped by setsid) never reaches a later job's reused spool file (${via})`, async () => {
@@ -246,24 +247,28 @@ for (const via of VIAS) {
     assert.equal(empty.outputBytes, 0);
   });
 
-  Deno.test(`attack: 100 MB of output keeps the runner's RSS bounded (/proc/<pid>/status via cat) (${via})`, async () => {
-    await withDir(async (dir) => {
-      const before = await rssBytes();
-      let peak = before;
-      const sampler = setInterval(async () => (peak = Math.max(peak, await rssBytes())), 100);
-      try {
-        const o = await runProcess(shellArgv("head -c 100000000 /dev/urandom | od -An -v -tx1 | head -c 100000000"), {
-          outputFile: join(dir, "out"),
-          via,
-        });
-        assert.equal(o.status, 0);
-        assert.equal(o.outputBytes, 100_000_000);
-      } finally {
-        clearInterval(sampler);
-      }
-      assert.ok(peak - before < 64 * 1024 * 1024, `RSS ${before} -> peak ${peak}`);
-    });
-  });
+  ownProcessTest(
+    import.meta.url,
+    `attack: 100 MB of output keeps the runner's RSS bounded (/proc/<pid>/status via cat) (${via})`,
+    async () => {
+      await withDir(async (dir) => {
+        const before = await rssBytes();
+        let peak = before;
+        const sampler = setInterval(async () => (peak = Math.max(peak, await rssBytes())), 100);
+        try {
+          const o = await runProcess(shellArgv("head -c 100000000 /dev/urandom | od -An -v -tx1 | head -c 100000000"), {
+            outputFile: join(dir, "out"),
+            via,
+          });
+          assert.equal(o.status, 0);
+          assert.equal(o.outputBytes, 100_000_000);
+        } finally {
+          clearInterval(sampler);
+        }
+        assert.ok(peak - before < 64 * 1024 * 1024, `RSS ${before} -> peak ${peak}`);
+      });
+    },
+  );
 }
 
 Deno.test("attack: JobExecutor: an output over the limit is 125 with only the note; a job at the limit is kept", async () => {
