@@ -20,6 +20,7 @@ import type { LifeLedger, RunnerState } from "../service/runner_state.ts";
 import type { PoolState, RunnerEnd, RunnerOptions } from "../runner_options.ts";
 import { type HeldTask, NodeSession } from "./node_session.ts";
 import { TaskDir } from "./task_dir.ts";
+import { OwnedTempDir } from "../../io/owned_temp_dir.ts";
 
 const log = logger("runner");
 
@@ -81,10 +82,11 @@ export class NodePool {
   async run({ state, ledger }: PoolState): Promise<RunnerEnd> {
     this.#ledger = ledger;
     let workDir: string;
+    let own: OwnedTempDir | undefined;
     try {
       // A persistent node's task directories must outlive the process.
-      workDir = this.#options.workDir ??
-        (state ? join(state.dir, "work") : await Deno.makeTempDir({ prefix: "vico-node-" }));
+      own = this.#options.workDir === undefined && state === undefined ? OwnedTempDir.make("vico-node-") : undefined;
+      workDir = this.#options.workDir ?? own?.path ?? join(state!.dir, "work");
     } catch (err) {
       return { kind: "failed", reason: `Cannot prepare the node: ${(err as Error).message}`, jobs: 0 };
     }
@@ -113,9 +115,8 @@ export class NodePool {
       if (refused !== undefined) log.info("{reason}", { reason: refused.reason });
       return { kind: ends.some((e) => e.kind === "stopped") ? "stopped" : "finished", jobs };
     } finally {
-      if (this.#options.workDir === undefined && state === undefined && !this.#options.keepTaskDirs) {
-        await Deno.remove(workDir, { recursive: true }).catch(() => {});
-      }
+      if (this.#options.keepTaskDirs) own?.keep();
+      else own?.remove();
     }
   }
 

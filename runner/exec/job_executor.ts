@@ -11,6 +11,7 @@
 
 import type { ExecutedJobOutcome, ExecutedJobSpec, JobRunner } from "../../core/executed_job.ts";
 import { logger } from "../../util/log.ts";
+import { OwnedTempDir } from "../../io/owned_temp_dir.ts";
 import type { JobCgroups } from "./job_cgroup.ts";
 import { OutputSpool, SpoolFiles } from "./output_spool.ts";
 import {
@@ -66,7 +67,7 @@ export interface ExecutedJob extends ExecutedJobOutcome {
 export class JobExecutor implements JobRunner {
   readonly #options: JobExecutorOptions;
   /** The spool directory {@linkcode open} made (removed by {@linkcode close}). */
-  #ownDir: string | undefined;
+  #ownDir: OwnedTempDir | undefined;
 
   /**
    * An executor whose jobs all run this way.
@@ -79,24 +80,29 @@ export class JobExecutor implements JobRunner {
 
   /**
    * An executor spooling into `spoolDir`, or into a fresh temporary
-   * directory named after `prefix` that {@linkcode close} removes.
+   * directory named after `prefix` that {@linkcode close} removes (and
+   * that the next vico removes if this process dies first: see
+   * {@linkcode OwnedTempDir}).
    *
    * @throws {Error} When the directory cannot be made.
    */
-  static async open(
-    options: Omit<JobExecutorOptions, "files"> & { spoolDir?: string; prefix: string },
+  static open(
+    options: Omit<JobExecutorOptions, "files"> & { spoolDir?: string; prefix: "vico-local-" | "vico-runner-" },
   ): Promise<JobExecutor> {
-    const { spoolDir, prefix, ...rest } = options;
-    const dir = spoolDir ?? await Deno.makeTempDir({ prefix });
-    const executor = new JobExecutor({ ...rest, files: new SpoolFiles(dir) });
-    if (spoolDir === undefined) executor.#ownDir = dir;
-    return executor;
+    // A failure to make the directory rejects.
+    return new Promise((resolve) => {
+      const { spoolDir, prefix, ...rest } = options;
+      const own = spoolDir === undefined ? OwnedTempDir.make(prefix) : undefined;
+      const executor = new JobExecutor({ ...rest, files: new SpoolFiles(own?.path ?? spoolDir!) });
+      executor.#ownDir = own;
+      resolve(executor);
+    });
   }
 
   /** Removes the spool files kept for reuse, and the directory {@linkcode open} made. */
   async close(): Promise<void> {
     await this.#options.files.clear();
-    if (this.#ownDir !== undefined) await Deno.remove(this.#ownDir, { recursive: true }).catch(() => {});
+    this.#ownDir?.remove();
   }
 
   /** Runs one job to its end. Never rejects: what goes wrong in the runner is the job's status 125 and a note. */

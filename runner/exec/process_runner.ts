@@ -31,6 +31,7 @@ import { copyExact } from "../../io/copy_exact.ts";
 import { OutputLimitError, outputLimitNote } from "./output_limit.ts";
 import { writeAll } from "../../io/write_all.ts";
 import { startProcess } from "../../util/command.ts";
+import { OwnedTempDir } from "../../io/owned_temp_dir.ts";
 
 /**
  * Receives output chunks, in order; the next chunk waits for the promise.
@@ -685,15 +686,9 @@ let runOutputs = 0;
 
 function runOutputPath(): string {
   if (runOutputDir === undefined) {
-    const dir = Deno.makeTempDirSync({ prefix: "vico-run-" });
-    runOutputDir = dir;
-    globalThis.addEventListener("unload", () => {
-      try {
-        Deno.removeSync(dir, { recursive: true });
-      } catch {
-        // Removed already.
-      }
-    });
+    const dir = OwnedTempDir.make("vico-run-");
+    runOutputDir = dir.path;
+    globalThis.addEventListener("unload", () => dir.remove());
   }
   return `${runOutputDir}/run-${++runOutputs}`;
 }

@@ -63,7 +63,7 @@ function entries(dir: string): string[] {
   }
 }
 
-Deno.test("--local 2 SIGKILLed at random moments and resumed: every job recorded once, bytes as recorded, tmp/ empty", async () => {
+Deno.test("--local 2 SIGKILLed at random moments and resumed: every job recorded once, bytes as recorded, tmp/ and TMPDIR empty", async () => {
   await using dir = await tempDir();
   const count = 300;
   const jobs = Array.from({ length: count }, (_, i) => printingJob(i + 1, "sleep 0.02; "));
@@ -89,6 +89,8 @@ Deno.test("--local 2 SIGKILLed at random moments and resumed: every job recorded
   await checkOncePerJob(on.results, count, (line) => printedBy(line));
   // A clean finish leaves nothing in tmp/.
   assert.deepEqual(entries(join(on.results, "tmp")), []);
+  // Each SIGKILLed life left its spool directory; the last life swept them and removed its own.
+  assert.deepEqual(entries(spool), [], "no spool directory left in TMPDIR");
   const verify = EntryProcess.spawn("manager.ts", ["verify", on.results]);
   assert.equal((await verify.exit()).code, 0, verify.stdout);
   // Every output file in out/ is one a record names (no orphan of a commit the kill cut short).

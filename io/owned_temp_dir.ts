@@ -1,0 +1,171 @@
+/**
+ * A temporary directory of this process's (spool files, a binary node's task
+ * directories) that the next vico removes if this process dies without
+ * removing it (a SIGKILL, an OOM kill, a power cut of a container).
+ *
+ * Proof of ownership, not guesswork: the directory holds
+ * {@linkcode OWNER_FILE}, on which its process keeps an exclusive `flock`
+ * for its whole life (the kernel drops it when the process ends, however it
+ * ends, whatever pid namespace it ran in). A directory is removed only if
+ * all of these hold:
+ *
+ * - its name starts with one of {@linkcode SWEPT_PREFIXES}, directly in the
+ *   same parent as the new one;
+ * - it is a directory, not a symbolic link, owned by this user, mode 0700
+ *   (in a shared `/tmp` no one else can make such an entry, nor rename or
+ *   replace it: the sticky bit);
+ * - its {@linkcode OWNER_FILE} is a plain file, and its lock can be taken:
+ *   no process holds it, so the one that made it has ended.
+ *
+ * The owner file is created under another name, locked, and only then
+ * renamed to {@linkcode OWNER_FILE} (the lock stays with the file), so a
+ * sweep never sees an unlocked owner file of a directory being made.
+ * Anything else (a directory of an older vico without an owner file, one
+ * being made, someone else's) is left alone.
+ *
+ * @module
+ */
+
+import { basename, dirname, join } from "node:path";
+import { logger } from "../util/log.ts";
+
+/** The file whose lock proves a temporary directory's process is alive. */
+export const OWNER_FILE = ".vico-owner";
+/** The names of the temporary directories vico makes, and may sweep. */
+export const SWEPT_PREFIXES = ["vico-local-", "vico-runner-", "vico-run-", "vico-node-"] as const;
+
+const log = logger("temp");
+/** Parents already swept by this process. */
+const swept = new Set<string>();
+
+/** Options for {@linkcode OwnedTempDir.make}. */
+export interface OwnedTempDirOptions {
+  /** The parent directory. @default {the system's (`TMPDIR`, else /tmp)} */
+  dir?: string;
+}
+
+/**
+ * A temporary directory held by this process until {@linkcode remove} (or
+ * the process's end); made after sweeping the parent of the ones whose
+ * process has ended.
+ *
+ * @example
+ * ```ts ignore
+ * const spool = OwnedTempDir.make("vico-runner-");
+ * try {
+ *   // … files under spool.path …
+ * } finally {
+ *   spool.remove();
+ * }
+ * ```
+ */
+export class OwnedTempDir {
+  /** The directory. */
+  readonly path: string;
+  readonly #lock: Deno.FsFile;
+  #removed = false;
+
+  private constructor(path: string, lock: Deno.FsFile) {
+    this.path = path;
+    this.#lock = lock;
+  }
+
+  /**
+   * Makes a directory named `prefix…` (one of {@linkcode SWEPT_PREFIXES})
+   * and takes its lock; the first time in this process for a parent, first
+   * removes that parent's directories left by ended processes.
+   *
+   * @throws {Error} When the directory cannot be made or locked.
+   */
+  static make(prefix: (typeof SWEPT_PREFIXES)[number], options: OwnedTempDirOptions = {}): OwnedTempDir {
+    const path = Deno.makeTempDirSync({ prefix, ...(options.dir === undefined ? {} : { dir: options.dir }) });
+    let lock: Deno.FsFile | undefined;
+    try {
+      const pending = join(path, `${OWNER_FILE}.new`);
+      lock = Deno.openSync(pending, { read: true, write: true, createNew: true, mode: 0o600 });
+      lock.lockSync(true);
+      Deno.renameSync(pending, join(path, OWNER_FILE));
+    } catch (err) {
+      lock?.close();
+      Deno.removeSync(path, { recursive: true });
+      throw err;
+    }
+    const parent = dirname(path);
+    if (!swept.has(parent)) {
+      swept.add(parent);
+      sweepEnded(parent, basename(path));
+    }
+    return new OwnedTempDir(path, lock);
+  }
+
+  /**
+   * Leaves the directory where it is, for good (`--keep-task-dirs`): its
+   * owner file goes, so no sweep will ever take it.
+   */
+  keep(): void {
+    if (this.#removed) return;
+    this.#removed = true;
+    try {
+      Deno.removeSync(join(this.path, OWNER_FILE));
+    } catch {
+      // Gone already.
+    } finally {
+      this.#lock.close();
+    }
+  }
+
+  /** Removes the directory and lets go of its lock. */
+  remove(): void {
+    if (this.#removed) return;
+    this.#removed = true;
+    try {
+      Deno.removeSync(this.path, { recursive: true });
+    } catch {
+      // Gone already; a sweep leaves it alone while the lock is held.
+    } finally {
+      this.#lock.close();
+    }
+  }
+}
+
+/**
+ * Removes the directories in `parent` that {@linkcode OwnedTempDir} made for
+ * processes that have ended (see the module's rules); returns their paths.
+ * Never throws: what cannot be checked or removed is left.
+ *
+ * @param parent The directory to sweep.
+ * @param except A name not to look at (the caller's own).
+ */
+export function sweepEnded(parent: string, except?: string): string[] {
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = [...Deno.readDirSync(parent)].filter((e) =>
+      e.isDirectory && e.name !== except && SWEPT_PREFIXES.some((p) => e.name.startsWith(p))
+    ).map((e) => e.name);
+  } catch {
+    return removed;
+  }
+  const uid = Deno.uid();
+  for (const name of names) {
+    const dir = join(parent, name);
+    try {
+      const info = Deno.lstatSync(dir);
+      if (!info.isDirectory || info.uid !== uid || ((info.mode ?? 0) & 0o777) !== 0o700) continue;
+      const owner = join(dir, OWNER_FILE);
+      if (!Deno.lstatSync(owner).isFile) continue;
+      const lock = Deno.openSync(owner, { read: true });
+      try {
+        if (!lock.tryLockSync(true)) continue; // its process is alive
+        Deno.removeSync(dir, { recursive: true });
+      } finally {
+        lock.close();
+      }
+      removed.push(dir);
+      log.info("Removed {dir}: a temporary directory of a vico process that ended without removing it", { dir });
+    } catch {
+      // Not provably an ended vico's, or gone meanwhile: left as it is.
+    }
+  }
+  return removed;
+}

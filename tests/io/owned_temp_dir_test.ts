@@ -1,0 +1,137 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { OwnedTempDir, OWNER_FILE, sweepEnded } from "../../io/owned_temp_dir.ts";
+import { tempDir } from "../helpers/journal.ts";
+
+const exists = (path: string) => Deno.lstat(path).then(() => true, () => false);
+
+/**
+ * A real process that makes an OwnedTempDir in `parent`, writes a spool
+ * file into it, says its path on stdout and waits to be killed.
+ */
+async function holder(parent: string): Promise<{ path: string; kill: () => Promise<void> }> {
+  const url = new URL("../../io/owned_temp_dir.ts", import.meta.url).href;
+  const code = `import { OwnedTempDir } from ${JSON.stringify(url)};
+    const d = OwnedTempDir.make("vico-runner-", { dir: ${JSON.stringify(parent)} });
+    Deno.writeTextFileSync(d.path + "/spool-1", "output of a job");
+    console.log(d.path);
+    setInterval(() => {}, 1000);`;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--no-check", code],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let said = "";
+  while (!said.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`holder ended before saying its directory: ${said}`);
+    said += value;
+  }
+  return {
+    path: said.trim(),
+    kill: async () => {
+      child.kill("SIGKILL");
+      await child.status;
+      await reader.cancel().catch(() => {});
+    },
+  };
+}
+
+Deno.test("OwnedTempDir.make: the directory of a SIGKILLed process is removed by the next one; a live process's is kept", async () => {
+  await using tmp = await tempDir();
+  const dead = await holder(tmp.path);
+  const alive = await holder(tmp.path);
+  try {
+    await dead.kill();
+    assert.ok(await exists(join(dead.path, "spool-1")), "SIGKILL left it behind");
+    const next = OwnedTempDir.make("vico-local-", { dir: tmp.path });
+    try {
+      assert.equal(await exists(dead.path), false, "the ended process's directory is swept");
+      assert.ok(await exists(join(alive.path, "spool-1")), "the live process's directory is kept");
+      assert.ok(await exists(join(next.path, OWNER_FILE)));
+    } finally {
+      next.remove();
+    }
+    assert.equal(await exists(next.path), false, "remove() removes its own");
+  } finally {
+    await alive.kill();
+  }
+});
+
+Deno.test("sweepEnded: removes nothing it cannot prove is an ended vico's (no owner file, wrong mode, a link, a file, another name, held)", async () => {
+  await using tmp = await tempDir();
+  const p = tmp.path;
+  const make = (name: string, mode = 0o700) => {
+    Deno.mkdirSync(join(p, name));
+    Deno.chmodSync(join(p, name), mode);
+    return join(p, name);
+  };
+  // An older vico's, without an owner file.
+  make("vico-runner-old");
+  // Mode 0755: not made by OwnedTempDir.
+  const open = make("vico-local-open", 0o755);
+  Deno.writeTextFileSync(join(open, OWNER_FILE), "");
+  // Its owner file is a link.
+  const linked = make("vico-local-linked");
+  Deno.writeTextFileSync(join(p, "target"), "");
+  Deno.symlinkSync(join(p, "target"), join(linked, OWNER_FILE));
+  // A link to an ended vico's directory, under a swept name.
+  const real = make("elsewhere");
+  Deno.writeTextFileSync(join(real, OWNER_FILE), "");
+  Deno.symlinkSync(real, join(p, "vico-run-link"));
+  // A file under a swept name; a directory under another name.
+  Deno.writeTextFileSync(join(p, "vico-node-file"), "");
+  const other = make("my-vico-runner-x");
+  Deno.writeTextFileSync(join(other, OWNER_FILE), "");
+  // One held by this process (a second open file's flock conflicts with it).
+  const held = OwnedTempDir.make("vico-node-", { dir: p });
+  // And one that is provably ended: mode 0700, an owner file nobody locks.
+  const ended = make("vico-runner-ended");
+  Deno.writeTextFileSync(join(ended, OWNER_FILE), "");
+  Deno.writeTextFileSync(join(ended, "spool-1"), "x");
+  try {
+    assert.deepEqual(sweepEnded(p), [ended]);
+    const left = [...Deno.readDirSync(p)].map((e) => e.name).sort();
+    assert.deepEqual(
+      left,
+      [
+        "elsewhere",
+        "my-vico-runner-x",
+        "target",
+        held.path.slice(p.length + 1),
+        "vico-local-linked",
+        "vico-local-open",
+        "vico-node-file",
+        "vico-run-link",
+        "vico-runner-old",
+      ].sort(),
+    );
+    assert.ok(Deno.statSync(join(real, OWNER_FILE)).isFile, "nothing removed through the link");
+  } finally {
+    held.remove();
+  }
+});
+
+Deno.test("OwnedTempDir.make: 200 directories held by this process each survive the sweep after the next make", async () => {
+  await using tmp = await tempDir();
+  const dirs: OwnedTempDir[] = [];
+  try {
+    for (let i = 0; i < 200; i++) {
+      dirs.push(OwnedTempDir.make(i % 2 === 0 ? "vico-local-" : "vico-runner-", { dir: tmp.path }));
+      assert.deepEqual(sweepEnded(tmp.path), [], `round ${i}`);
+    }
+    for (const d of dirs) assert.ok(await exists(join(d.path, OWNER_FILE)));
+  } finally {
+    for (const d of dirs) d.remove();
+  }
+});
+
+Deno.test("OwnedTempDir.keep: the directory stays, and no later sweep takes it", async () => {
+  await using tmp = await tempDir();
+  const kept = OwnedTempDir.make("vico-node-", { dir: tmp.path });
+  Deno.writeTextFileSync(join(kept.path, "task-1"), "kept for a look");
+  kept.keep();
+  assert.deepEqual(sweepEnded(tmp.path), []);
+  assert.equal(Deno.readTextFileSync(join(kept.path, "task-1")), "kept for a look");
+});
