@@ -326,6 +326,29 @@ async function serve(flags: ManagerFlags, command: readonly string[], resumeDir?
       queueMicrotask(() => decision.action === "now" ? manager.close() : manager.stop());
     }
   };
+  // First SIGINT/SIGTERM: no new jobs, wait for running ones; second: now.
+  // Unsettled jobs run on the next start on the same results directory.
+  // Listened for before the manager starts: its local workers start jobs
+  // at once, and a signal then must stop it, not kill it unsummarised.
+  let stoppedBy: StopSignal | undefined;
+  let signals = 0;
+  const applySignals = () => {
+    if (signals === 1) manager.stop();
+    else if (signals > 1) manager.close();
+  };
+  const removeSignals = onStopSignals((sig, count) => {
+    signals = count;
+    if (count === 1) {
+      stoppedBy = sig;
+      log.warn("{sig}: stopping (send it again to stop at once); unsettled jobs will run when started again on {dir}", {
+        sig,
+        dir: resultsDir,
+      });
+    } else {
+      log.warn("{sig} again: stopping now", { sig });
+    }
+    if (manager !== undefined) applySignals(); // else once it has started
+  });
   try {
     manager = await Manager.start({
       ...options,
@@ -358,6 +381,7 @@ async function serve(flags: ManagerFlags, command: readonly string[], resumeDir?
       },
     });
   } catch (err) {
+    removeSignals();
     await statusServer?.close();
     if (err instanceof Deno.errors.AddrInUse) {
       const message = `port ${settings.port} is already in use; choose another with --port`;
@@ -365,6 +389,7 @@ async function serve(flags: ManagerFlags, command: readonly string[], resumeDir?
     }
     throw new CommandFailure(ExitCode.CANNOT_START, `cannot start: ${(err as Error).message}`);
   }
+  applySignals();
   const { port: bound } = manager.address;
   log.info("Serving {count} job(s) from {source} on {hostname}:{port} ({security}); results in {dir}", {
     count: jobs.commands.length,
@@ -378,6 +403,7 @@ async function serve(flags: ManagerFlags, command: readonly string[], resumeDir?
     try {
       await announceJoinToken(enrollment, advertiseAddress(flags.advertise, hostname, bound), log);
     } catch (err) {
+      removeSignals();
       manager.close();
       await manager.finished.catch(() => {});
       await statusServer?.close();
@@ -393,22 +419,6 @@ async function serve(flags: ManagerFlags, command: readonly string[], resumeDir?
   const progress = showProgress && Deno.stderr.isTerminal() ? new ProgressBar(counts) : undefined;
   const progressLog = showProgress && progress === undefined ? new ProgressLog(counts) : undefined;
 
-  // First SIGINT/SIGTERM: no new jobs, wait for running ones; second: now.
-  // Unsettled jobs run on the next start on the same results directory.
-  let stoppedBy: StopSignal | undefined;
-  const removeSignals = onStopSignals((sig, count) => {
-    if (count === 1) {
-      stoppedBy = sig;
-      log.warn("{sig}: stopping (send it again to stop at once); unsettled jobs will run when started again on {dir}", {
-        sig,
-        dir: resultsDir,
-      });
-      manager.stop();
-    } else {
-      log.warn("{sig} again: stopping now", { sig });
-      manager.close();
-    }
-  });
   const summary = await manager.finished;
   removeSignals();
   progress?.stop();

@@ -138,6 +138,20 @@ for (const sig of ["SIGINT", "SIGTERM"] as const) {
   });
 }
 
+Deno.test("--local 2, a SIGTERM as its first jobs start (before the manager has finished starting) stops it as any first SIGTERM does: 143, the summary, the rest on the next start", async () => {
+  await using dir = await tempDir();
+  // The first job signals its own manager (its parent) the moment it runs.
+  const jobs = [`kill -TERM $PPID; sleep 0.3; ${printingJob(1)}`, printingJob(2), printingJob(3), printingJob(4)];
+  const on = await startManagerOn(dir.path, jobs, ["--local", "2"]);
+  const status = await on.manager.exit(10_000);
+  assert.equal(status.code, 143, on.manager.stderr);
+  assert.equal(status.signal, null, "ended by vico's stop, not by the signal's default action");
+  assert.match(on.manager.stdout, /^vico: \d of 4 run in .*, \d left; run again/m, on.manager.stderr);
+  const again = await startManagerAgain(on, ["--local", "2"]);
+  assert.equal((await again.manager.exit(20_000)).code, 0, again.manager.stderr);
+  await checkOncePerJob(on.results, 4, (line) => printedBy(line));
+});
+
 Deno.test("--local 2, SIGTERM within --stop-timeout: the running jobs finish and are recorded, nothing new starts, the rest run on the next start", async () => {
   await using dir = await tempDir();
   const marks = join(dir.path, "marks");
