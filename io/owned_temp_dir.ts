@@ -1,25 +1,29 @@
 /**
- * A temporary directory of this process's (spool files, a binary node's task
- * directories) that the next vico removes if this process dies without
- * removing it (a SIGKILL, an OOM kill, a power cut of a container).
+ * A temporary spool directory of this process's that the next vico removes
+ * if this process dies without removing it (a SIGKILL, the OOM killer).
  *
  * Proof of ownership, not guesswork: the directory holds
- * {@linkcode OWNER_FILE}, on which its process keeps an exclusive `flock`
- * for its whole life (the kernel drops it when the process ends, however it
- * ends, whatever pid namespace it ran in). A directory is removed only if
- * all of these hold:
+ * {@linkcode OWNER_FILE}, naming its host and process, on which its process
+ * keeps an exclusive `flock` for its whole life (the kernel drops it when
+ * the process ends, however it ends, whatever pid namespace it ran in). A
+ * directory is removed only if all of these hold:
  *
  * - its name starts with one of {@linkcode SWEPT_PREFIXES}, directly in the
  *   same parent as the new one;
  * - it is a directory, not a symbolic link, owned by this user, mode 0700
  *   (in a shared `/tmp` no one else can make such an entry, nor rename or
  *   replace it: the sticky bit);
- * - its {@linkcode OWNER_FILE} is a plain file, and its lock can be taken:
- *   no process holds it, so the one that made it has ended.
+ * - its {@linkcode OWNER_FILE} is a plain file naming this host (a `TMPDIR`
+ *   shared between hosts, where a lock may be local to each, is never
+ *   swept across them), and its lock can be taken: no process holds it, so
+ *   the one that made it has ended;
+ * - it holds files only, as a spool directory does: the files are unlinked
+ *   one by one (never followed) and the directory removed; one that holds a
+ *   directory (a mount point, or anything vico did not put there) is left.
  *
- * The owner file is created under another name, locked, and only then
- * renamed to {@linkcode OWNER_FILE} (the lock stays with the file), so a
- * sweep never sees an unlocked owner file of a directory being made.
+ * The owner file is created under another name, locked, written, and only
+ * then renamed to {@linkcode OWNER_FILE} (the lock stays with the file), so
+ * a sweep never sees an unlocked owner file of a directory being made.
  * Anything else (a directory of an older vico without an owner file, one
  * being made, someone else's) is left alone.
  *
@@ -29,10 +33,16 @@
 import { basename, dirname, join } from "node:path";
 import { logger } from "../util/log.ts";
 
+const encoder = new TextEncoder();
+
+function writeAllSync(file: Deno.FsFile, bytes: Uint8Array): void {
+  for (let done = 0; done < bytes.length;) done += file.writeSync(bytes.subarray(done));
+}
+
 /** The file whose lock proves a temporary directory's process is alive. */
 export const OWNER_FILE = ".vico-owner";
 /** The names of the temporary directories vico makes, and may sweep. */
-export const SWEPT_PREFIXES = ["vico-local-", "vico-runner-", "vico-run-", "vico-node-"] as const;
+export const SWEPT_PREFIXES = ["vico-local-", "vico-runner-", "vico-run-"] as const;
 
 const log = logger("temp");
 /** Parents already swept by this process. */
@@ -84,6 +94,8 @@ export class OwnedTempDir {
       const pending = join(path, `${OWNER_FILE}.new`);
       lock = Deno.openSync(pending, { read: true, write: true, createNew: true, mode: 0o600 });
       lock.lockSync(true);
+      const owner = { host: Deno.hostname(), pid: Deno.pid, since: new Date().toISOString() };
+      writeAllSync(lock, encoder.encode(JSON.stringify(owner) + "\n"));
       Deno.renameSync(pending, join(path, OWNER_FILE));
     } catch (err) {
       lock?.close();
@@ -96,22 +108,6 @@ export class OwnedTempDir {
       sweepEnded(parent, basename(path));
     }
     return new OwnedTempDir(path, lock);
-  }
-
-  /**
-   * Leaves the directory where it is, for good (`--keep-task-dirs`): its
-   * owner file goes, so no sweep will ever take it.
-   */
-  keep(): void {
-    if (this.#removed) return;
-    this.#removed = true;
-    try {
-      Deno.removeSync(join(this.path, OWNER_FILE));
-    } catch {
-      // Gone already.
-    } finally {
-      this.#lock.close();
-    }
   }
 
   /** Removes the directory and lets go of its lock. */
@@ -147,24 +143,34 @@ export function sweepEnded(parent: string, except?: string): string[] {
     return removed;
   }
   const uid = Deno.uid();
+  const host = Deno.hostname();
   for (const name of names) {
     const dir = join(parent, name);
     try {
       const info = Deno.lstatSync(dir);
       if (!info.isDirectory || info.uid !== uid || ((info.mode ?? 0) & 0o777) !== 0o700) continue;
-      const owner = join(dir, OWNER_FILE);
-      if (!Deno.lstatSync(owner).isFile) continue;
-      const lock = Deno.openSync(owner, { read: true });
+      const ownerPath = join(dir, OWNER_FILE);
+      if (!Deno.lstatSync(ownerPath).isFile) continue;
+      const lock = Deno.openSync(ownerPath, { read: true });
       try {
         if (!lock.tryLockSync(true)) continue; // its process is alive
-        Deno.removeSync(dir, { recursive: true });
+        if (JSON.parse(Deno.readTextFileSync(ownerPath))?.host !== host) continue;
+        const entries = [...Deno.readDirSync(dir)];
+        if (entries.some((e) => e.isDirectory)) {
+          log.info("Left {dir}, a temporary directory of an ended vico process: it holds a directory", { dir });
+          continue;
+        }
+        // Files and links are unlinked, never followed; the owner file last.
+        for (const e of entries) if (e.name !== OWNER_FILE) Deno.removeSync(join(dir, e.name));
+        Deno.removeSync(ownerPath);
+        Deno.removeSync(dir);
       } finally {
         lock.close();
       }
       removed.push(dir);
       log.info("Removed {dir}: a temporary directory of a vico process that ended without removing it", { dir });
     } catch {
-      // Not provably an ended vico's, or gone meanwhile: left as it is.
+      // Not provably an ended vico's, changed meanwhile, or not removable: left as it is.
     }
   }
   return removed;

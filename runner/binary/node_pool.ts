@@ -20,7 +20,6 @@ import type { LifeLedger, RunnerState } from "../service/runner_state.ts";
 import type { PoolState, RunnerEnd, RunnerOptions } from "../runner_options.ts";
 import { type HeldTask, NodeSession } from "./node_session.ts";
 import { TaskDir } from "./task_dir.ts";
-import { OwnedTempDir } from "../../io/owned_temp_dir.ts";
 
 const log = logger("runner");
 
@@ -82,11 +81,10 @@ export class NodePool {
   async run({ state, ledger }: PoolState): Promise<RunnerEnd> {
     this.#ledger = ledger;
     let workDir: string;
-    let own: OwnedTempDir | undefined;
     try {
       // A persistent node's task directories must outlive the process.
-      own = this.#options.workDir === undefined && state === undefined ? OwnedTempDir.make("vico-node-") : undefined;
-      workDir = this.#options.workDir ?? own?.path ?? join(state!.dir, "work");
+      workDir = this.#options.workDir ??
+        (state ? join(state.dir, "work") : await Deno.makeTempDir({ prefix: "vico-node-" }));
     } catch (err) {
       return { kind: "failed", reason: `Cannot prepare the node: ${(err as Error).message}`, jobs: 0 };
     }
@@ -115,8 +113,9 @@ export class NodePool {
       if (refused !== undefined) log.info("{reason}", { reason: refused.reason });
       return { kind: ends.some((e) => e.kind === "stopped") ? "stopped" : "finished", jobs };
     } finally {
-      if (this.#options.keepTaskDirs) own?.keep();
-      else own?.remove();
+      if (this.#options.workDir === undefined && state === undefined && !this.#options.keepTaskDirs) {
+        await Deno.remove(workDir, { recursive: true }).catch(() => {});
+      }
     }
   }
 

@@ -59,7 +59,7 @@ Deno.test("OwnedTempDir.make: the directory of a SIGKILLed process is removed by
   }
 });
 
-Deno.test("sweepEnded: removes nothing it cannot prove is an ended vico's (no owner file, wrong mode, a link, a file, another name, held)", async () => {
+Deno.test("sweepEnded: removes nothing it cannot prove is an ended vico's spool (no owner file, wrong mode, a link, a file, another name, held, another host, a directory inside)", async () => {
   await using tmp = await tempDir();
   const p = tmp.path;
   const make = (name: string, mode = 0o700) => {
@@ -85,11 +85,21 @@ Deno.test("sweepEnded: removes nothing it cannot prove is an ended vico's (no ow
   const other = make("my-vico-runner-x");
   Deno.writeTextFileSync(join(other, OWNER_FILE), "");
   // One held by this process (a second open file's flock conflicts with it).
-  const held = OwnedTempDir.make("vico-node-", { dir: p });
-  // And one that is provably ended: mode 0700, an owner file nobody locks.
+  const held = OwnedTempDir.make("vico-run-", { dir: p });
+  const owner = JSON.stringify({ host: Deno.hostname(), pid: 1, since: "2026-01-01T00:00:00.000Z" });
+  // Ended, but holding a directory (a mount point, say): left whole.
+  const nested = make("vico-runner-nested");
+  Deno.writeTextFileSync(join(nested, OWNER_FILE), owner);
+  Deno.mkdirSync(join(nested, "mnt"));
+  Deno.writeTextFileSync(join(nested, "mnt", "thesis.tex"), "years of work");
+  // Ended on another host (a TMPDIR shared between hosts): left.
+  const remote = make("vico-local-remote");
+  Deno.writeTextFileSync(join(remote, OWNER_FILE), JSON.stringify({ host: `not-${Deno.hostname()}`, pid: 1 }));
+  // And one that is provably ended: mode 0700, this host's owner file nobody locks, files and a link only.
   const ended = make("vico-runner-ended");
-  Deno.writeTextFileSync(join(ended, OWNER_FILE), "");
+  Deno.writeTextFileSync(join(ended, OWNER_FILE), owner);
   Deno.writeTextFileSync(join(ended, "spool-1"), "x");
+  Deno.symlinkSync(real, join(ended, "link-out"));
   try {
     assert.deepEqual(sweepEnded(p), [ended]);
     const left = [...Deno.readDirSync(p)].map((e) => e.name).sort();
@@ -102,12 +112,15 @@ Deno.test("sweepEnded: removes nothing it cannot prove is an ended vico's (no ow
         held.path.slice(p.length + 1),
         "vico-local-linked",
         "vico-local-open",
+        "vico-local-remote",
+        "vico-runner-nested",
         "vico-node-file",
         "vico-run-link",
         "vico-runner-old",
       ].sort(),
     );
-    assert.ok(Deno.statSync(join(real, OWNER_FILE)).isFile, "nothing removed through the link");
+    assert.ok(Deno.statSync(join(real, OWNER_FILE)).isFile, "nothing removed through a link");
+    assert.equal(Deno.readTextFileSync(join(nested, "mnt", "thesis.tex")), "years of work");
   } finally {
     held.remove();
   }
@@ -125,13 +138,4 @@ Deno.test("OwnedTempDir.make: 200 directories held by this process each survive 
   } finally {
     for (const d of dirs) d.remove();
   }
-});
-
-Deno.test("OwnedTempDir.keep: the directory stays, and no later sweep takes it", async () => {
-  await using tmp = await tempDir();
-  const kept = OwnedTempDir.make("vico-node-", { dir: tmp.path });
-  Deno.writeTextFileSync(join(kept.path, "task-1"), "kept for a look");
-  kept.keep();
-  assert.deepEqual(sweepEnded(tmp.path), []);
-  assert.equal(Deno.readTextFileSync(join(kept.path, "task-1")), "kept for a look");
 });
