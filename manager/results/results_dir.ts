@@ -166,12 +166,22 @@ export class ResultsDir {
     } catch (err) {
       throw unusable(path, "create it", err);
     }
+    // The directory judged, by identity: the lock must be taken in this one.
+    const seen = await Deno.stat(dir).catch(() => undefined);
+    if (seen === undefined) return "moved";
     const kind = made ? "empty" : await classify(dir, path);
     if (kind === "moved") return "moved";
     const lockPath = join(dir, LOCK_FILE);
     let lock: Deno.FsFile;
+    let createdLock = false;
     try {
-      lock = await Deno.open(lockPath, { read: true, write: true, create: true });
+      lock = await Deno.open(lockPath, { read: true, write: true, createNew: true }).then((f) => {
+        createdLock = true;
+        return f;
+      }, (err) => {
+        if (err instanceof Deno.errors.AlreadyExists) return Deno.open(lockPath, { read: true, write: true });
+        throw err;
+      });
     } catch (err) {
       if (err instanceof Deno.errors.NotFound) return "moved";
       throw unusable(path, `open ${LOCK_FILE}`, err);
@@ -191,6 +201,16 @@ export class ResultsDir {
       // The lock protects the path only if the file we hold is still the one
       // there: a rotation may have moved it aside after we opened it.
       if (!(await sameFile(lock, lockPath))) {
+        lock.close();
+        return "moved";
+      }
+      // And the directory must still be the one judged: another may have
+      // been put at the path between the judging and the lock.
+      const now = await Deno.stat(dir).catch(() => undefined);
+      if (now === undefined || now.dev !== seen.dev || now.ino !== seen.ino) {
+        // A lock file made here by this claim goes, before its lock is let
+        // go (so that no one can take it meanwhile and think it the path's).
+        if (createdLock) await Deno.remove(lockPath).catch(() => {});
         lock.close();
         return "moved";
       }
@@ -280,8 +300,11 @@ async function classify(dir: string, shown: string): Promise<"marked" | "empty" 
   // Nothing but a marker being written by another claimant (or a lock file): empty.
   if (others.length === 0) return "empty";
   if (others.every((n) => LEGACY_ENTRIES.has(n))) {
-    const journal = await Deno.stat(join(dir, "journal.jsonl")).catch((err) => err);
-    if (journal instanceof Deno.errors.NotFound && names.includes("journal.jsonl")) return "moved";
+    const journalPath = join(dir, "journal.jsonl");
+    const journal = await Deno.stat(journalPath).catch((err) => err);
+    if (journal instanceof Deno.errors.NotFound && names.includes("journal.jsonl") && !(await exists(journalPath))) {
+      return "moved";
+    }
     if (!(journal instanceof Error) && journal.isFile) return "legacy";
   }
   throw new ResultsDirError(
@@ -296,7 +319,8 @@ async function readMarker(path: string): Promise<"ok" | "newer" | "bad" | "gone"
   try {
     text = await Deno.readTextFile(path);
   } catch (err) {
-    return err instanceof Deno.errors.NotFound ? "gone" : "bad";
+    // Gone (moved aside with its directory), unless it is a dangling link.
+    return err instanceof Deno.errors.NotFound && !(await exists(path)) ? "gone" : "bad";
   }
   try {
     const marker = JSON.parse(text);
@@ -338,6 +362,11 @@ async function readHolder(path: string): Promise<LockHolder | undefined> {
     // Not written yet, or torn: the holder is unnamed.
   }
   return undefined;
+}
+
+/** Whether `path` names anything, a dangling link included. */
+async function exists(path: string): Promise<boolean> {
+  return await Deno.lstat(path).then(() => true, () => false);
 }
 
 /** Whether the open `file` is the one now at `path` (same device and inode). */

@@ -143,3 +143,68 @@ Deno.test("ResultsDir.claim racing a --fresh rotate: exactly one holds the direc
     }
   }
 });
+
+/**
+ * Runs `claim` with `step` done once, as another process would, just before
+ * the claim opens the lock file at `path` (after it has judged the directory).
+ */
+async function claimWithStepBeforeLock(path: string, step: () => void): Promise<ResultsDir> {
+  const realOpen = Deno.open;
+  let done = false;
+  Deno.open = (file: string | URL, options?: Deno.OpenOptions) => {
+    if (!done && String(file) === join(path, LOCK_FILE)) {
+      done = true;
+      step();
+    }
+    return realOpen(file, options);
+  };
+  try {
+    return await ResultsDir.claim(path, { durable: false });
+  } finally {
+    Deno.open = realOpen;
+  }
+}
+
+Deno.test("ResultsDir.claim: a directory moved aside and replaced by a new one after it was judged: the claim judges the new one (it gets its marker)", async () => {
+  await using tmp = await tempDir();
+  const path = join(tmp.path, "res");
+  const seed = await ResultsDir.claim(path, { durable: false });
+  Deno.writeTextFileSync(join(path, "journal.jsonl"), "{}\n");
+  seed.release();
+  // A --fresh manager moves the marked one aside and makes a new, empty one.
+  const dir = await claimWithStepBeforeLock(path, () => {
+    Deno.renameSync(path, `${path}.old`);
+    Deno.mkdirSync(path);
+  });
+  try {
+    assert.deepEqual(Object.keys(contents(path)).sort(), [LOCK_FILE, MARKER_FILE]);
+    assert.equal(dir.created, true);
+  } finally {
+    dir.release();
+  }
+});
+
+Deno.test("ResultsDir.claim: a foreign directory put at the path after the old one was judged is refused and left untouched", async () => {
+  await using tmp = await tempDir();
+  const path = join(tmp.path, "res");
+  (await ResultsDir.claim(path, { durable: false })).release();
+  const err = await refusal(claimWithStepBeforeLock(path, () => {
+    Deno.renameSync(path, `${path}.old`);
+    Deno.mkdirSync(path);
+    Deno.writeTextFileSync(join(path, "thesis.tex"), "years of work");
+  }));
+  assert.equal(err.problem, "not-ours", err.message);
+  assert.deepEqual(contents(path), { "thesis.tex": "years of work" }, "no lock file left in it");
+});
+
+Deno.test("ResultsDir.claim: a dangling journal.jsonl or marker link is not-ours, not a directory moved under it", async () => {
+  await using tmp = await tempDir();
+  for (const name of ["journal.jsonl", MARKER_FILE]) {
+    const path = join(tmp.path, `res-${name}`);
+    Deno.mkdirSync(path);
+    Deno.symlinkSync(join(tmp.path, "nowhere"), join(path, name));
+    if (name === MARKER_FILE) Deno.writeTextFileSync(join(path, "notes.txt"), "mine");
+    const err = await refusal(ResultsDir.claim(path, { durable: false }));
+    assert.equal(err.problem, "not-ours", err.message);
+  }
+});
