@@ -4,8 +4,10 @@
  * files side by side in one process, so their allocations would count.
  *
  * {@linkcode ownProcessTest} registers, in the suite, a test that starts
- * `deno test` on the same file filtered to this one test, with
- * `VICO_OWN_PROCESS` naming it; in that child the body itself runs.
+ * `deno test` on the same file filtered to exactly this test, with
+ * `VICO_OWN_PROCESS` naming it; in that child the body itself runs, and
+ * says so in a file the parent reads (a filter that matched another test
+ * does not pass).
  *
  * @module
  */
@@ -14,6 +16,11 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 
 const OWN = "VICO_OWN_PROCESS";
+const OWN_TOKEN = "VICO_OWN_PROCESS_TOKEN";
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[\\^$.*+?()[\]{}|/]/g, "\\$&");
+}
 
 /**
  * Registers `fn` as the test `name` run in a process of its own.
@@ -23,20 +30,30 @@ const OWN = "VICO_OWN_PROCESS";
  * @param fn The test.
  */
 export function ownProcessTest(url: string, name: string, fn: () => Promise<void>): void {
-  if (Deno.env.get(OWN) === name) {
-    Deno.test(name, fn);
+  const token = Deno.env.get(OWN_TOKEN);
+  if (Deno.env.get(OWN) === name && token !== undefined) {
+    Deno.test(name, async () => {
+      await fn();
+      Deno.writeTextFileSync(token, "ran"); // the parent's proof that this body, not another test, passed
+    });
     return;
   }
   Deno.test(`${name} (a process of its own)`, async () => {
+    const file = fileURLToPath(url);
+    const token = Deno.makeTempFileSync({ prefix: "own-process-" });
     const config = fileURLToPath(new URL("../../deno.json", import.meta.url));
     const out = await new Deno.Command(Deno.execPath(), {
-      args: ["test", "-q", "--config", config, "-P=test", "--no-check", "--filter", name, fileURLToPath(url)],
-      env: { NO_COLOR: "1", [OWN]: name },
+      // The name exactly, as a pattern (a bare filter is a substring, or a pattern if it looks like one).
+      args: ["test", "-q", "--config", config, "-P=test", "--no-check", "--filter", `/^${escapeRegExp(name)}$/`, file],
+      env: { NO_COLOR: "1", [OWN]: name, [OWN_TOKEN]: token },
       stdout: "piped",
       stderr: "piped",
     }).output();
     const said = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    const ran = Deno.readTextFileSync(token);
+    Deno.removeSync(token);
     assert.equal(out.code, 0, said);
     assert.match(said, /ok \| 1 passed \| 0 failed/, said);
+    assert.equal(ran, "ran", `the test's body did not run in the child:\n${said}`);
   });
 }
