@@ -1,7 +1,8 @@
 /**
  * The one way vico replaces a small file so that a crash leaves either the
  * old one or the new one, whole: write a temporary file beside it, fsync
- * it, rename it over the name.
+ * it, rename it over the name (a link at either name is replaced, not
+ * followed).
  *
  * @module
  */
@@ -33,10 +34,14 @@ export async function writeFileAtomic(
   options: AtomicWriteOptions = {},
 ): Promise<void> {
   const tmp = options.tmp ?? `${path}.tmp`;
+  // A leftover is removed, and the file made anew (O_EXCL): whatever is at
+  // the temporary name, a link included, is replaced, never written through.
+  await Deno.remove(tmp).catch((err) => {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  });
   const file = await Deno.open(tmp, {
     write: true,
-    create: true,
-    truncate: true,
+    createNew: true,
     ...(options.mode === undefined ? {} : { mode: options.mode }),
   });
   try {

@@ -22,6 +22,7 @@
 import { basename, dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { VicoError } from "../../core/errors.ts";
 import { writeAll } from "../../io/write_all.ts";
+import { writeFileAtomic } from "../../io/atomic_write.ts";
 
 /** The marker file of a vico results directory. */
 export const MARKER_FILE = ".vico-results";
@@ -32,6 +33,10 @@ export const RESULTS_FORMAT = 1;
 
 /** What a results directory made by a vico older than markers may contain. */
 const LEGACY_ENTRIES = new Set(["journal.jsonl", "out", "files", "tmp"]);
+/** The marker while it is written (a claim cut short may leave it; it is replaced). */
+const MARKER_TMP = `${MARKER_FILE}.tmp`;
+/** The files vico opens by name in a results directory: each must be a plain file. */
+const FIXED_NAMES = [MARKER_FILE, LOCK_FILE, "journal.jsonl"];
 /** How many times a claim starts again on a directory moved under it before giving up. */
 const CLAIM_ATTEMPTS = 8;
 const encoder = new TextEncoder();
@@ -239,7 +244,9 @@ export class ResultsDir {
    *   `unusable` on I/O failure.
    */
   async rotate(): Promise<{ dir: ResultsDir; movedTo?: string }> {
-    const entries = [...Deno.readDirSync(this.path)].filter((e) => e.name !== MARKER_FILE && e.name !== LOCK_FILE);
+    const entries = [...Deno.readDirSync(this.path)].filter((e) =>
+      e.name !== MARKER_FILE && e.name !== LOCK_FILE && e.name !== MARKER_TMP
+    );
     if (entries.length === 0) return { dir: this };
     const within = relative(this.path, Deno.cwd());
     if (!(within === ".." || within.startsWith("../") || isAbsolute(within))) {
@@ -285,7 +292,21 @@ async function classify(dir: string, shown: string): Promise<"marked" | "empty" 
     if (err instanceof Deno.errors.NotFound) return "moved";
     throw unusable(shown, "read it", err);
   }
-  const others = names.filter((n) => n !== MARKER_FILE && n !== LOCK_FILE);
+  const others = names.filter((n) => n !== MARKER_FILE && n !== LOCK_FILE && n !== MARKER_TMP);
+  // The names vico opens by path must be its plain files: a link there would
+  // have it write through to wherever it points.
+  for (const name of FIXED_NAMES) {
+    if (!names.includes(name)) continue;
+    const info = await Deno.lstat(join(dir, name)).catch((err) => err);
+    if (info instanceof Deno.errors.NotFound) return "moved";
+    if (info instanceof Error) throw unusable(shown, `read ${name}`, info);
+    if (!info.isFile) {
+      throw new ResultsDirError(
+        "not-ours",
+        `Results directory ${shown}: its ${name} is not a plain file (a link, or a directory); refusing to touch it`,
+      );
+    }
+  }
   if (names.includes(MARKER_FILE)) {
     const marker = await readMarker(join(dir, MARKER_FILE));
     if (marker === "gone") return "moved";
@@ -332,14 +353,8 @@ async function readMarker(path: string): Promise<"ok" | "newer" | "bad" | "gone"
 }
 
 async function writeMarker(dir: string, durable: boolean): Promise<void> {
-  const file = await Deno.open(join(dir, MARKER_FILE), { write: true, create: true, truncate: true });
-  try {
-    const marker = { vico: "results", format: RESULTS_FORMAT, created: new Date().toISOString() };
-    await writeAll(file, encoder.encode(JSON.stringify(marker) + "\n"));
-    if (durable) await file.sync();
-  } finally {
-    file.close();
-  }
+  const marker = { vico: "results", format: RESULTS_FORMAT, created: new Date().toISOString() };
+  await writeFileAtomic(join(dir, MARKER_FILE), JSON.stringify(marker) + "\n");
   if (durable) await syncDir(dir);
 }
 
@@ -369,9 +384,9 @@ async function exists(path: string): Promise<boolean> {
   return await Deno.lstat(path).then(() => true, () => false);
 }
 
-/** Whether the open `file` is the one now at `path` (same device and inode). */
+/** Whether the open `file` is the one now at `path` (same device and inode; a link there is not). */
 async function sameFile(file: Deno.FsFile, path: string): Promise<boolean> {
-  const [held, there] = await Promise.all([file.stat(), Deno.stat(path).catch(() => undefined)]);
+  const [held, there] = await Promise.all([file.stat(), Deno.lstat(path).catch(() => undefined)]);
   if (there === undefined) return false;
   if (held.ino === null || there.ino === null) return true; // no inodes on this platform: trust the path
   return held.dev === there.dev && held.ino === there.ino;

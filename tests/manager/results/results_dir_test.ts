@@ -208,3 +208,35 @@ Deno.test("ResultsDir.claim: a dangling journal.jsonl or marker link is not-ours
     assert.equal(err.problem, "not-ours", err.message);
   }
 });
+
+Deno.test("ResultsDir.claim: a link at .vico-results, .vico-lock or journal.jsonl is not-ours, and nothing is written through it", async () => {
+  await using tmp = await tempDir();
+  for (const name of [MARKER_FILE, LOCK_FILE, "journal.jsonl"]) {
+    const target = join(tmp.path, `precious-${name}`);
+    Deno.writeTextFileSync(target, "years of work\n");
+    const path = join(tmp.path, `res-${name}`);
+    // A vico directory (for the lock and the journal), or one holding only the link (for the marker).
+    if (name === MARKER_FILE) Deno.mkdirSync(path);
+    else (await ResultsDir.claim(path, { durable: false })).release();
+    if (name === LOCK_FILE) Deno.removeSync(join(path, name));
+    Deno.symlinkSync(target, join(path, name));
+    const err = await refusal(ResultsDir.claim(path, { durable: false }));
+    assert.equal(err.problem, "not-ours", `${name}: ${err.message}`);
+    assert.match(err.message, new RegExp(`its ${name.replace(".", "\\.")} is not a plain file`));
+    assert.equal(Deno.readTextFileSync(target), "years of work\n", `${name}: the link's target is untouched`);
+  }
+});
+
+Deno.test("ResultsDir.claim: a claim cut short while writing the marker leaves a directory the next claim takes", async () => {
+  await using tmp = await tempDir();
+  const path = join(tmp.path, "res");
+  Deno.mkdirSync(path);
+  Deno.writeTextFileSync(join(path, `${MARKER_FILE}.tmp`), '{"vico":"res');
+  Deno.writeTextFileSync(join(path, LOCK_FILE), "");
+  const dir = await ResultsDir.claim(path, { durable: false });
+  try {
+    assert.deepEqual(Object.keys(contents(path)).sort(), [LOCK_FILE, MARKER_FILE]);
+  } finally {
+    dir.release();
+  }
+});
