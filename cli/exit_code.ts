@@ -13,7 +13,10 @@ export const ExitCode = Object.freeze({
   FAILED: 1,
   /** Bad flags or an invalid job list: nothing ran. */
   USAGE: 2,
-  /** Manager: could not start (port in use, results directory unusable). Runner: version refused. */
+  /**
+   * Manager: could not start (port in use, results directory unusable).
+   * Runner: version refused, or its `--state-dir` held by another runner.
+   */
   CANNOT_START: 3,
   /** Runner: the manager could not be verified (TLS certificate, secret) or refused this runner's proof. */
   UNTRUSTED: 4,

@@ -154,6 +154,9 @@ function endExitCode(end: RunnerEnd, log: ReturnType<typeof logger>): number {
     case "untrusted":
       log.error("{reason}", { reason: end.reason });
       return ExitCode.UNTRUSTED;
+    case "cannot-start":
+      log.error("{reason}", { reason: end.reason });
+      return ExitCode.CANNOT_START;
     case "failed":
       log.error("{reason} (ran {jobs} job(s))", { reason: end.reason, jobs: end.jobs });
       return ExitCode.FAILED;

@@ -32,8 +32,7 @@
 
 import { basename, dirname, join } from "node:path";
 import { logger } from "../util/log.ts";
-
-const encoder = new TextEncoder();
+import { holderLine } from "./lock_holder.ts";
 
 function writeAllSync(file: Deno.FsFile, bytes: Uint8Array): void {
   for (let done = 0; done < bytes.length;) done += file.writeSync(bytes.subarray(done));
@@ -94,8 +93,7 @@ export class OwnedTempDir {
       const pending = join(path, `${OWNER_FILE}.new`);
       lock = Deno.openSync(pending, { read: true, write: true, createNew: true, mode: 0o600 });
       lock.lockSync(true);
-      const owner = { host: Deno.hostname(), pid: Deno.pid, since: new Date().toISOString() };
-      writeAllSync(lock, encoder.encode(JSON.stringify(owner) + "\n"));
+      writeAllSync(lock, holderLine());
       Deno.renameSync(pending, join(path, OWNER_FILE));
     } catch (err) {
       lock?.close();

@@ -18,7 +18,7 @@ import { NodePool } from "./binary/node_pool.ts";
 import { ManagerLink } from "./connect/manager_link.ts";
 import { takeOverState } from "./exec/job_reaper.ts";
 import type { PoolState, RunnerActivity, RunnerEnd, RunnerOptions } from "./runner_options.ts";
-import { defaultStateDir, type LifeLedger, RunnerState } from "./service/runner_state.ts";
+import { defaultStateDir, type LifeLedger, RunnerState, RunnerStateError } from "./service/runner_state.ts";
 import { TextPool } from "./text/text_pool.ts";
 
 export type { RunnerActivity, RunnerEnd, RunnerOptions } from "./runner_options.ts";
@@ -76,6 +76,8 @@ export class Runner {
         ledger = await takeOverState(state, this.#options.killGraceMs ?? 2000);
       }
     } catch (err) {
+      state?.close();
+      if (err instanceof RunnerStateError) return { kind: "cannot-start", reason: err.message };
       const what = this.#options.protocol === "binary" ? "node" : "runner";
       return { kind: "failed", reason: `Cannot prepare the ${what}: ${(err as Error).message}`, jobs: 0 };
     }
@@ -83,6 +85,7 @@ export class Runner {
       return await this.#pool.run({ state, ledger });
     } finally {
       await ledger?.close();
+      state?.close();
     }
   }
 

@@ -88,6 +88,8 @@ export type RunnerEnd =
   | { readonly kind: "refused"; readonly reason: string; readonly auth: boolean }
   /** The manager could not be verified (TLS certificate, secret): nothing was sent or run. */
   | { readonly kind: "untrusted"; readonly reason: string }
+  /** It could not start: its state directory is held by another runner process. Nothing was sent or run. */
+  | { readonly kind: "cannot-start"; readonly reason: string }
   | { readonly kind: "failed"; readonly reason: string; readonly jobs: number };
 
 /** What a runner's pool runs on: the state and ledger of a persistent runner (`--persist`), none otherwise. */

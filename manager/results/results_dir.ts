@@ -21,7 +21,7 @@
 
 import { basename, dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { VicoError } from "../../core/errors.ts";
-import { writeAll } from "../../io/write_all.ts";
+import { describeHolder, type LockHolder, readHolder, writeHolder } from "../../io/lock_holder.ts";
 import { writeFileAtomic } from "../../io/atomic_write.ts";
 
 /** The marker file of a vico results directory. */
@@ -39,17 +39,9 @@ const MARKER_TMP = `${MARKER_FILE}.tmp`;
 const FIXED_NAMES = [MARKER_FILE, LOCK_FILE, "journal.jsonl"];
 /** How many times a claim starts again on a directory moved under it before giving up. */
 const CLAIM_ATTEMPTS = 8;
-const encoder = new TextEncoder();
 
 /** The manager holding a results directory, as its lock file says. */
-export interface LockHolder {
-  /** Its process id. */
-  pid: number;
-  /** Its host name. */
-  host: string;
-  /** When it took the lock (ISO-8601 UTC). */
-  since: string;
-}
+export type { LockHolder };
 
 /** Why a results directory cannot be used. */
 export type ResultsDirProblem =
@@ -197,9 +189,8 @@ export class ResultsDir {
         throw new ResultsDirError(
           "in-use",
           holder === undefined
-            ? `Results directory ${path} is in use by another manager (it has not said which yet)`
-            : `Results directory ${path} is in use by another manager: pid ${holder.pid} on ${holder.host} ` +
-              `since ${holder.since}`,
+            ? `Results directory ${path} is in use by another manager ${describeHolder(holder)}`
+            : `Results directory ${path} is in use by another manager: ${describeHolder(holder)}`,
           { holder },
         );
       }
@@ -220,10 +211,7 @@ export class ResultsDir {
         return "moved";
       }
       // Ours now: say who holds it, then mark it (only the holder writes the marker).
-      const holder: LockHolder = { pid: Deno.pid, host: Deno.hostname(), since: new Date().toISOString() };
-      await lock.truncate(0);
-      await lock.seek(0, Deno.SeekMode.Start);
-      await writeAll(lock, encoder.encode(JSON.stringify(holder) + "\n"));
+      await writeHolder(lock);
       if (kind !== "marked") await writeMarker(dir, durable);
       return new ResultsDir(dir, lock, kind === "empty", kind === "legacy", durable);
     } catch (err) {
@@ -365,18 +353,6 @@ async function syncDir(path: string): Promise<void> {
   } finally {
     dir.close();
   }
-}
-
-async function readHolder(path: string): Promise<LockHolder | undefined> {
-  try {
-    const h = JSON.parse(await Deno.readTextFile(path));
-    if (typeof h?.pid === "number" && typeof h.host === "string" && typeof h.since === "string") {
-      return { pid: h.pid, host: h.host, since: h.since };
-    }
-  } catch {
-    // Not written yet, or torn: the holder is unnamed.
-  }
-  return undefined;
 }
 
 /** Whether `path` names anything, a dangling link included. */

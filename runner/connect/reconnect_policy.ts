@@ -175,6 +175,7 @@ export function endOf(step: Extract<ReconnectStep, { finish: unknown }>, detail:
     case "refused":
       return { kind, reason, auth: detail.auth ?? false };
     case "untrusted":
+    case "cannot-start":
       return { kind, reason };
   }
 }

@@ -6,6 +6,7 @@
  *
  * ```
  * STATE_DIR/
+ *   lock                   held (flock) by the one runner process using the directory; names it
  *   id                     the runner's id (made once)
  *   pending/<n>.json       {"command": …, "tag": …, "status": …} of an undelivered result
  *   pending/<n>.out        its output
@@ -25,6 +26,11 @@
  * with SIGKILL left running is found there by the next runner on the same
  * directory.
  *
+ * One runner process at a time: a second one on the same directory would
+ * share its id and number its kept results from the same count, overwriting
+ * the first one's (whose handle would then deliver the other job's output).
+ * {@linkcode RunnerState.open} refuses it with `in-use`, naming the holder.
+ *
  * @module
  */
 
@@ -34,12 +40,15 @@ import { writeFileAtomic } from "../../io/atomic_write.ts";
 import { copyExact } from "../../io/copy_exact.ts";
 import { writeAll } from "../../io/write_all.ts";
 import { logger } from "../../util/log.ts";
+import { describeHolder, type LockHolder, readHolder, writeHolder } from "../../io/lock_holder.ts";
+import { VicoError } from "../../core/errors.ts";
 
 import type { JobLedger, JobRecord } from "../exec/process_runner.ts";
 
 /** Deliveries of a kept result refused or dropped in a row before it is set aside. */
 export const MAX_DELIVERY_FAILURES = 3;
 
+const LOCK_FILE = "lock";
 const PENDING_DIR = "pending";
 const SET_ASIDE_DIR = "set-aside";
 /** What follows a result's name in its files. */
@@ -112,22 +121,71 @@ export function defaultStateDir(): string {
   return defaultRoleStateDir("runner");
 }
 
-/** A runner's state directory. */
+/** Why a state directory cannot be opened. */
+export type RunnerStateProblem =
+  /** Another runner process holds its lock. */
+  "in-use";
+
+/** A state directory that cannot be opened ({@linkcode RunnerState.open}). */
+export class RunnerStateError extends VicoError {
+  /** What kind of problem. */
+  readonly problem: RunnerStateProblem;
+  /** For `in-use`: the process holding it, if its lock file says. */
+  readonly holder?: LockHolder;
+
+  /** @param problem what kind @param message the whole story, naming the directory @param holder who holds it */
+  constructor(problem: RunnerStateProblem, message: string, holder?: LockHolder) {
+    super("REFUSED", message);
+    this.name = "RunnerStateError";
+    this.problem = problem;
+    this.holder = holder;
+  }
+}
+
+/** A runner's state directory, held by this process until {@linkcode RunnerState.close}. */
 export class RunnerState {
   /** The directory. */
   readonly dir: string;
   /** The runner's stable id. */
   readonly id: string;
   #seq = 0;
+  #lock: Deno.FsFile;
 
-  private constructor(dir: string, id: string, seq: number) {
+  private constructor(dir: string, id: string, seq: number, lock: Deno.FsFile) {
     this.dir = dir;
     this.id = id;
     this.#seq = seq;
+    this.#lock = lock;
   }
 
-  /** Opens (creating) a state directory; makes an id the first time. */
+  /**
+   * Opens (creating) a state directory and holds it; makes an id the first time.
+   *
+   * @throws {RunnerStateError} `in-use` when another runner process holds it.
+   */
   static async open(dir: string): Promise<RunnerState> {
+    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+    const lockPath = join(dir, LOCK_FILE);
+    const lock = await Deno.open(lockPath, { read: true, write: true, create: true, mode: 0o600 });
+    try {
+      if (!(await lock.tryLock(true))) {
+        const holder = await readHolder(lockPath);
+        throw new RunnerStateError(
+          "in-use",
+          `State directory ${dir} is in use by another runner: ${describeHolder(holder)}. ` +
+            `Give each --persist runner a --state-dir of its own`,
+          holder,
+        );
+      }
+      await writeHolder(lock);
+      return await RunnerState.#openHeld(dir, lock);
+    } catch (err) {
+      lock.close();
+      throw err;
+    }
+  }
+
+  static async #openHeld(dir: string, lock: Deno.FsFile): Promise<RunnerState> {
     await Deno.mkdir(join(dir, "pending"), { recursive: true, mode: 0o700 });
     await Deno.mkdir(join(dir, "tasks"), { recursive: true, mode: 0o700 });
     await Deno.mkdir(join(dir, "set-aside"), { recursive: true, mode: 0o700 });
@@ -155,7 +213,21 @@ export class RunnerState {
         if (Number.isFinite(n)) seq = Math.max(seq, n);
       }
     }
-    return new RunnerState(dir, id, seq);
+    return new RunnerState(dir, id, seq, lock);
+  }
+
+  /** Lets the directory go: another runner process may open it now. */
+  close(): void {
+    try {
+      this.#lock.close();
+    } catch {
+      // Already closed.
+    }
+  }
+
+  /** {@linkcode RunnerState.close}, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
   }
 
   /** Keeps a finished job's result until a manager takes it. Durable when this resolves. */

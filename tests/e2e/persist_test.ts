@@ -120,6 +120,36 @@ Deno.test("runner --persist: outlives an empty queue and takes the next manager'
   assert.equal([...svc.stderr.matchAll(/Cannot connect to the manager/g)].length, 1, "said once while down");
 });
 
+Deno.test("runner --persist: a second runner on the same --state-dir exits 3 naming the first, which runs on; it starts once the first is gone", async () => {
+  await using dir = await tempDir();
+  await using state = await tempDir();
+  const port = freePort();
+  const args = ["--persist", "--state-dir", state.path, "--retry-max", "1s"];
+  await using first = startRunner(port, [...args, "--name", "first"]);
+  await first.waitFor(/Cannot connect to the manager .*; retrying/);
+  await using second = startRunner(port, [...args, "--name", "second"]);
+  const refused = await second.exit();
+  assert.equal(refused.code, 3, second.stderr);
+  assert.match(
+    second.stderr,
+    new RegExp(`State directory .* is in use by another runner: pid ${first.child.pid} on .*--state-dir of its own`),
+  );
+  assert.doesNotMatch(second.stderr, /Cannot connect/, "it never tried to connect");
+  // The first one still serves: a manager's job runs on it.
+  const { manager, results } = await startManagerOn(dir.path, ["echo served"], ["--port", String(port)]);
+  await using _m = manager;
+  assert.equal((await manager.exit(60_000)).code, 0, manager.stderr);
+  assert.match(manager.stderr, /Runner first joined/);
+  assert.equal(dec.decode(readOutput(results, readRecords(results)[0])), "served\n");
+  // Killed outright, the first lets the directory go (the kernel drops its lock).
+  first.kill("SIGKILL");
+  await first.exit();
+  await using third = startRunner(port, [...args, "--name", "third"]);
+  await third.waitFor(/Cannot connect to the manager .*; retrying/);
+  third.kill("SIGTERM");
+  assert.equal((await third.exit()).code, 0, third.stderr);
+});
+
 for (const restartNode of [false, true]) {
   Deno.test(
     `runner --persist --protocol binary: a task runs on through a manager crash and is delivered after a new Join${

@@ -106,6 +106,7 @@ Deno.test("Runner --persist: a kept result refused 3 times in a row (across a re
   const kept = await RunnerState.open(stateDir);
   const bytes = new TextEncoder().encode("kept output\n");
   await kept.store({ command: "echo kept" }, 0, { size: bytes.length, pipeTo: (sink) => sink(bytes) });
+  kept.close();
   const options = {
     hostname: "127.0.0.1",
     port: manager.port,
@@ -127,7 +128,10 @@ Deno.test("Runner --persist: a kept result refused 3 times in a row (across a re
   runner.stop();
   await ending;
   assert.deepEqual(manager.seen.map((s) => s.first.split(" ")[0]), ["REZULTO", "REZULTO", "REZULTO", "PETO"]);
-  assert.deepEqual(await (await RunnerState.open(stateDir)).pending(), [], "nothing is kept for delivery any more");
+  {
+    using after = await RunnerState.open(stateDir);
+    assert.deepEqual(await after.pending(), [], "nothing is kept for delivery any more");
+  }
   const aside = [...Deno.readDirSync(join(stateDir, "set-aside"))].map((e) => e.name).sort();
   assert.deepEqual(aside.map((n) => n.replace(/^\d+/, "N")), ["N.failures", "N.json", "N.out", "N.reason"]);
   const base = join(stateDir, "set-aside", aside[0].replace(/\..*/, ""));

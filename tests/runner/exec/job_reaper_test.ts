@@ -66,7 +66,7 @@ Deno.test("runProcess() with a ledger that cannot record the job does not run it
 
 Deno.test("takeOverState() ends the groups a dead runner life recorded, and leaves a recycled group id alone", async () => {
   await using dir = await tempDir();
-  const state = await RunnerState.open(dir.path);
+  using state = await RunnerState.open(dir.path);
   const ours = group({ [JOB_ID_VARIABLE]: "1.old.1" });
   // A group that got a recorded id after the job's had gone: no process in it carries that job's id.
   const recycled = group({ [JOB_ID_VARIABLE]: "2.other.7" });
@@ -103,7 +103,7 @@ Deno.test("takeOverState() ends the groups a dead runner life recorded, and leav
 
 Deno.test("takeOverState() leaves alone the jobs of a runner that still runs on the same directory", async () => {
   await using dir = await tempDir();
-  const state = await RunnerState.open(dir.path);
+  using state = await RunnerState.open(dir.path);
   const job = group({ [JOB_ID_VARIABLE]: "x.live.1" });
   try {
     await new Promise((r) => setTimeout(r, 100));
@@ -142,7 +142,7 @@ Deno.test({
   async fn() {
     const top = await topCgroup();
     await using dir = await tempDir();
-    const state = await RunnerState.open(dir.path);
+    using state = await RunnerState.open(dir.path);
     const leaf = join(top!, "vico-job-1-1");
     // Left the job's group, and carries no id: only the leaf still holds it.
     const escaped = new Deno.Command("setsid", {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { RunnerState } from "../../../runner/service/runner_state.ts";
+import { RunnerState, RunnerStateError } from "../../../runner/service/runner_state.ts";
 
 const text = (s: string) => {
   const bytes = new TextEncoder().encode(s);
@@ -10,7 +10,7 @@ const text = (s: string) => {
 Deno.test("RunnerState.setAside: moves a kept result out of pending/ with its reason; names are never reused", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const state = await RunnerState.open(dir);
+    using state = await RunnerState.open(dir);
     await state.store({ command: "echo one" }, 0, text("one\n"));
     await state.store({ command: "echo two" }, 0, text("two\n"));
     const [one] = await state.pending();
@@ -22,7 +22,8 @@ Deno.test("RunnerState.setAside: moves a kept result out of pending/ with its re
     // A state opened again numbers new results past those set aside.
     const [two] = await state.pending();
     await state.setAside(two, "not wanted either");
-    const again = await RunnerState.open(dir);
+    state.close();
+    using again = await RunnerState.open(dir);
     await again.store({ command: "echo three" }, 0, text("three\n"));
     const [three] = await again.pending();
     assert.ok(three.name > two.name, `${three.name} after ${two.name}`);
@@ -34,17 +35,54 @@ Deno.test("RunnerState.setAside: moves a kept result out of pending/ with its re
 Deno.test("RunnerState.noteFailedDelivery: the count of failed deliveries in a row survives reopening; dispose clears it", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const state = await RunnerState.open(dir);
+    let state = await RunnerState.open(dir);
     await state.store({ command: "echo one" }, 0, text("one\n"));
     let [one] = await state.pending();
     assert.equal(one.failures, 0);
     assert.equal(await state.noteFailedDelivery(one), 1);
-    [one] = await (await RunnerState.open(dir)).pending();
+    state.close();
+    state = await RunnerState.open(dir);
+    [one] = await state.pending();
     assert.equal(await state.noteFailedDelivery(one), 2);
     [one] = await state.pending();
     assert.equal(one.failures, 2);
+    state.close();
     await one.dispose();
     assert.deepEqual([...Deno.readDirSync(join(dir, "pending"))], []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("RunnerState.open: a second holder of the same directory is refused, naming the first, until the first closes", async () => {
+  // Two runners on one directory shared an id and numbered kept results from
+  // the same count: the second's result replaced the first's, and the first's
+  // handle then delivered the other job's output as its own.
+  const dir = await Deno.makeTempDir();
+  try {
+    const first = await RunnerState.open(dir);
+    await first.store({ command: "job-a", tag: "run=r key=a attempt=1" }, 0, text("output of a"));
+    await assert.rejects(
+      () => RunnerState.open(dir),
+      (err: unknown) => {
+        assert.ok(err instanceof RunnerStateError, String(err));
+        assert.equal(err.code, "REFUSED");
+        assert.equal(err.problem, "in-use");
+        assert.equal(err.holder?.pid, Deno.pid);
+        assert.match(err.message, new RegExp(`State directory .* is in use by another runner: pid ${Deno.pid} on `));
+        assert.match(err.message, /--state-dir of its own/);
+        return true;
+      },
+    );
+    const [kept] = await first.pending();
+    let out = "";
+    await kept.pipeTo((c) => Promise.resolve(void (out += new TextDecoder().decode(c))));
+    assert.deepEqual([kept.command, out], ["job-a", "output of a"], "the first holder's result is untouched");
+    first.close();
+    using second = await RunnerState.open(dir);
+    assert.equal(second.id, first.id);
+    await second.store({ command: "job-b" }, 0, text("output of b"));
+    assert.deepEqual((await second.pending()).map((r) => r.command), ["job-a", "job-b"]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
