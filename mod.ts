@@ -208,7 +208,13 @@ export {
   type RunnerTextClientOptions,
   type RunnerTextState,
 } from "./runner/text/text_client.ts";
-export { defaultStateDir, RunnerState, type StoredResult } from "./runner/service/runner_state.ts";
+export {
+  defaultStateDir,
+  RunnerState,
+  RunnerStateError,
+  type RunnerStateProblem,
+  type StoredResult,
+} from "./runner/service/runner_state.ts";
 export { Runner, type RunnerEnd, type RunnerOptions } from "./runner/runner.ts";
 export { type HelloOptions, type HelloResult, sayHello } from "./runner/connect/extension_hello.ts";
 export { resolveUser, type RunAs } from "./runner/exec/run_as.ts";
