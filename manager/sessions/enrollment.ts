@@ -13,6 +13,7 @@
  * manager.crt   self-signed certificate, PEM
  * secret        64 hex digits
  * join-token    the last token printed (vico1_…)
+ * enroll.lock   held (flock) while a manager checks for or makes the three above
  * ```
  *
  * @module
@@ -25,6 +26,9 @@ import { formatJoinToken } from "../../protocol/join_token.ts";
 import { certificateFingerprint, derToPem, isIpAddress, pemToDer, type TlsIdentity } from "../../transport/tls.ts";
 import { writeFileAtomic } from "../../io/atomic_write.ts";
 import { newSecretText, readPrivateFile, readSecretBytes, writePrivateFile } from "../../transport/secret_file.ts";
+
+/** Held while a manager checks for, or makes, the identity in a state directory. */
+const ENROLL_LOCK = "enroll.lock";
 
 /** What enrollment yields: how to serve, and what a join token carries. */
 export interface Enrollment {
@@ -117,6 +121,11 @@ export async function enroll(options: EnrollOptions): Promise<Enrollment> {
   const keyPath = join(dir, "manager.key");
   const certPath = join(dir, "manager.crt");
   const secretPath = join(dir, "secret");
+  // Managers starting together on one directory take turns: the first makes
+  // the identity, the others wait for it and load it (without the lock, they
+  // saw a partial set and failed, or were told to remove it).
+  using lock = await Deno.open(join(dir, ENROLL_LOCK), { read: true, write: true, create: true, mode: 0o600 });
+  await lock.lock(true);
   const present = await Promise.all([keyPath, certPath, secretPath].map(exists));
   let created = false;
   if (present.every((p) => !p)) {
