@@ -30,6 +30,9 @@
  * share its id and number its kept results from the same count, overwriting
  * the first one's (whose handle would then deliver the other job's output).
  * {@linkcode RunnerState.open} refuses it with `in-use`, naming the holder.
+ * And only this user's: a directory others own or may read or write is
+ * refused as `unsafe` (they could plant a kept result for the runner to
+ * deliver as a job's).
  *
  * @module
  */
@@ -124,7 +127,9 @@ export function defaultStateDir(): string {
 /** Why a state directory cannot be opened. */
 export type RunnerStateProblem =
   /** Another runner process holds its lock. */
-  "in-use";
+  | "in-use"
+  /** Other users may write or read it (or own it): they could plant results for the runner to deliver. */
+  | "unsafe";
 
 /** A state directory that cannot be opened ({@linkcode RunnerState.open}). */
 export class RunnerStateError extends VicoError {
@@ -135,7 +140,7 @@ export class RunnerStateError extends VicoError {
 
   /** @param problem what kind @param message the whole story, naming the directory @param holder who holds it */
   constructor(problem: RunnerStateProblem, message: string, holder?: LockHolder) {
-    super("REFUSED", message);
+    super(problem === "unsafe" ? "UNSAFE" : "REFUSED", message);
     this.name = "RunnerStateError";
     this.problem = problem;
     this.holder = holder;
@@ -161,10 +166,26 @@ export class RunnerState {
   /**
    * Opens (creating) a state directory and holds it; makes an id the first time.
    *
-   * @throws {RunnerStateError} `in-use` when another runner process holds it.
+   * @throws {RunnerStateError} `in-use` when another runner process holds it;
+   *   `unsafe` when another user owns it or others may read or write it.
    */
   static async open(dir: string): Promise<RunnerState> {
     await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+    const info = await Deno.stat(dir);
+    if (info.uid !== null && info.uid !== Deno.uid()) {
+      throw new RunnerStateError(
+        "unsafe",
+        `State directory ${dir} is owned by uid ${info.uid}, not by this runner's uid ${Deno.uid()}: ` +
+          `its owner could plant results for it to deliver; give the runner a --state-dir of its own`,
+      );
+    }
+    if (info.mode !== null && (info.mode & 0o077) !== 0) {
+      throw new RunnerStateError(
+        "unsafe",
+        `State directory ${dir} is open to other users (mode ${(info.mode & 0o777).toString(8)}): they could ` +
+          `plant results for the runner to deliver or read jobs' outputs; make it private with: chmod 700 ${dir}`,
+      );
+    }
     const lockPath = join(dir, LOCK_FILE);
     const lock = await Deno.open(lockPath, { read: true, write: true, create: true, mode: 0o600 });
     try {

@@ -87,3 +87,36 @@ Deno.test("RunnerState.open: a second holder of the same directory is refused, n
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("RunnerState.open: a state directory others may write or read is refused with the chmod that fixes it", async () => {
+  // Anyone who can write there can plant a kept result (pending/N.json and
+  // .out) that the runner then delivers to its manager as a job's.
+  const dir = await Deno.makeTempDir();
+  try {
+    for (const mode of [0o777, 0o733, 0o750]) {
+      await Deno.chmod(dir, mode);
+      await assert.rejects(
+        () => RunnerState.open(dir),
+        (err: unknown) => {
+          assert.ok(err instanceof RunnerStateError, String(err));
+          assert.equal(err.code, "UNSAFE");
+          assert.equal(err.problem, "unsafe");
+          assert.match(err.message, new RegExp(`open to other users \\(mode ${mode.toString(8)}\\).*chmod 700 `));
+          return true;
+        },
+      );
+      assert.deepEqual([...Deno.readDirSync(dir)], [], "nothing was made in it");
+    }
+    await Deno.chmod(dir, 0o700);
+    if (Deno.uid() === 0) {
+      // Root's runner on a directory another user owns: that user can plant files in it too.
+      await Deno.chown(dir, 65534, 65534);
+      await assert.rejects(() => RunnerState.open(dir), /owned by uid 65534, not by this runner's uid 0/);
+      await Deno.chown(dir, 0, 0);
+    }
+    using state = await RunnerState.open(dir);
+    assert.ok(state.id.length > 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
