@@ -380,6 +380,22 @@ function recordedByJob(
   };
 }
 
+/**
+ * Finds a job of the list by its content key, settled or not. The map is
+ * made the first time it is asked (a returning runner announcing a result
+ * this run did not hand out): most runs never pay for it.
+ */
+function jobOfAnyKey(count: number, keyOf: (job: number) => string): (key: string) => number | undefined {
+  let jobOf: Map<string, number> | undefined;
+  return (key) => {
+    if (jobOf === undefined) {
+      jobOf = new Map();
+      for (let job = 0; job < count; job++) jobOf.set(keyOf(job), job);
+    }
+    return jobOf.get(key);
+  };
+}
+
 /** The scheduler's events as the run's logs, status and `onSettled`. */
 function fleetLog(options: ManagerOptions, status: RunStatus): SchedulerEvents {
   const localNames = new Set(Array.from({ length: options.local ?? 0 }, (_, i) => `local-${i + 1}`));
@@ -424,9 +440,12 @@ function fleetLog(options: ManagerOptions, status: RunStatus): SchedulerEvents {
 /**
  * The answer to a vico runner's extension hello. The lines it carries are
  * taken back only as hand-outs this directory issued to this runner, for
- * jobs still open; the rest are set aside (`drop`).
+ * jobs still open; the rest are set aside (`drop`), but those whose result
+ * this directory already recorded are forgotten (`have` as well): the
+ * runner was stopped after the ack, before it forgot its copy. `jobOf`
+ * finds any job of the list (settled or not) by its content key.
  */
-function answerHello(ledger: Ledger, o: {
+function answerHello(ledger: Ledger, jobOf: (key: string) => number | undefined, o: {
   pulseSec: number;
   jobTimeoutMs: number | undefined;
   leaseMs: number;
@@ -436,12 +455,18 @@ function answerHello(ledger: Ledger, o: {
   return (hello, holds) => {
     const carried: CarriedJob[] = [];
     const drop: number[] = [];
+    const have: number[] = [];
     holds.forEach((line, i) => {
       const tag = heldTag(line, hello.proto);
-      const job = tag !== undefined && ledger.knowsRun(tag.run) ? ledger.jobOfKey(tag.key) : undefined;
+      const known = tag !== undefined && ledger.knowsRun(tag.run);
+      const job = known ? ledger.jobOfKey(tag.key) : undefined;
       if (hello.id !== undefined && job !== undefined && ledger.wants(hello.id, tag!.run, job, tag!.attempt)) {
         carried.push({ job, attempt: tag!.attempt });
-      } else drop.push(i);
+        return;
+      }
+      drop.push(i);
+      const recorded = known ? jobOf(tag.key) : undefined;
+      if (recorded !== undefined && ledger.hasResult(recorded, tag!.attempt)) have.push(i);
     });
     const answer: Extract<ServerHello, { kind: "ok" }> = {
       kind: "ok",
@@ -457,7 +482,7 @@ function answerHello(ledger: Ledger, o: {
       // Runners keep jobs under it, so an over-limit job fails alone (125) instead of its runner being dropped.
       ...(hello.proto === "text" ? { maxOutput: o.maxOutputBytes } : {}),
       // A returning binary node asks whether to deliver the task it carried.
-      ...(hello.proto === "binary" && holds.length > 0 ? { resume: carried.length > 0 ? 1 : 0 } : { drop }),
+      ...(hello.proto === "binary" && holds.length > 0 ? { resume: carried.length > 0 ? 1 : 0 } : { drop, have }),
     };
     return { answer, held: carried };
   };
@@ -681,7 +706,7 @@ export class Manager {
       maxConnections: options.maxConnections ?? 4096,
       secret: options.secret,
       tls: options.tls !== undefined,
-      extensionAnswer: answerHello(ledger, {
+      extensionAnswer: answerHello(ledger, jobOfAnyKey(jobs.commands.length, keyOf), {
         pulseSec,
         jobTimeoutMs: options.jobTimeoutMs,
         leaseMs,

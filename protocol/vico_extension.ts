@@ -18,7 +18,7 @@
  * runner:  <n lines: the command line of each job it still holds (text),
  *           or "task <key>" for the task it still holds (binary)>
  * manager: VICO/1 ok [pulse=<seconds>] [timeout=<ms>] [lease=<seconds>] [resume=<0|1>] [maxout=<bytes>] [tag=1]
- *          [pipe=1 [ahead=0]] [drop=<i,j,…>]
+ *          [pipe=1 [ahead=0]] [drop=<i,j,…>] [have=<i,j,…>]
  *      or: VICO/1 no <reason>
  * ```
  *
@@ -29,7 +29,12 @@
  * runner sends `VICO/1 result <tag> [timedout=1]` just before each
  * `REZULTO`, and a tagged held line is `<tag> <command line>` (text) or
  * `task <tag>` (binary). `drop=` lists the held lines (0-based) that the
- * manager does not want: the runner sets those results aside.
+ * manager does not want: the runner sets those results aside. `have=`
+ * lists those of them the manager already recorded (the job is settled,
+ * or that attempt delivered: the runner was stopped after the ack and
+ * before it forgot the result): the runner forgets those instead. Each
+ * `have=` line is in `drop=` too, so a runner that does not know `have=`
+ * sets it aside rather than delivering it again.
  *
  * With the `pipe` feature as well (the runner wants `tag,pipe`, the
  * manager answers `tag=1 pipe=1`), the text exchange is pipelined: the
@@ -250,6 +255,8 @@ export type ServerHello =
     readonly ahead?: number;
     /** Held lines (0-based) the manager does not want: set those results aside. */
     readonly drop?: readonly number[];
+    /** Held lines (0-based, each also in `drop`) whose results the manager already recorded: forget those. */
+    readonly have?: readonly number[];
     /**
      * Largest output, in bytes, the manager takes in one `REZULTO` (its
      * `--max-output`). A runner keeps each job under the smaller of this and
@@ -369,6 +376,7 @@ export function parseServerHello(line: string): ServerHello {
     pipe: whole(f.get("pipe"), "pipe", line, 1),
     ahead: whole(f.get("ahead"), "ahead", line, 1),
     drop: f.has("drop") ? (f.get("drop") ?? "").split(",").map((n) => whole(n, "drop", line, MAX_HOLDS)!) : undefined,
+    have: f.has("have") ? (f.get("have") ?? "").split(",").map((n) => whole(n, "have", line, MAX_HOLDS)!) : undefined,
     maxOutput: byteCount(f.get("maxout"), "maxout", line),
   };
 }
@@ -386,6 +394,7 @@ export function formatServerHello(h: ServerHello): string {
   if (h.pipe) parts.push(`pipe=${h.pipe}`);
   if (h.pipe && h.ahead !== undefined) parts.push(`ahead=${h.ahead}`);
   if (h.drop !== undefined && h.drop.length > 0) parts.push(`drop=${h.drop.join(",")}`);
+  if (h.have !== undefined && h.have.length > 0) parts.push(`have=${h.have.join(",")}`);
   if (h.maxOutput !== undefined) parts.push(`maxout=${Math.floor(h.maxOutput)}`);
   return parts.join(" ");
 }

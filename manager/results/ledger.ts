@@ -145,6 +145,15 @@ export class Ledger {
   }
 
   /**
+   * Whether the manager already has what attempt `attempt` of `job`
+   * delivers: the job is settled, or that attempt delivered (a kept result
+   * announced again by a runner stopped after its ack, before it forgot it).
+   */
+  hasResult(job: number, attempt: number): boolean {
+    return this.#settled[job] === 1 || this.#wasIssued(job, attempt);
+  }
+
+  /**
    * Whether an identified runner's kept result (`run`, `job`, `attempt`) is
    * one the manager wants: issued to that runner in a run of this
    * directory, not yet delivered, and the job not settled.

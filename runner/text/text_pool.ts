@@ -273,10 +273,15 @@ export class TextPool {
       };
       // What this manager does not want is set aside: kept results now,
       // running jobs once they finish. It never holds up other work.
+      // What it already recorded (acked before this runner, stopped, could forget it) is forgotten.
+      const have = new Set(hello.answer.have ?? []);
       for (const i of hello.answer.drop ?? []) {
         const h = held[i];
         if (h === undefined) continue;
-        if (h.kept !== undefined) await state!.setAside(h.kept, "the manager did not take it back");
+        if (h.kept !== undefined && have.has(i)) {
+          log.debug("The manager already recorded the kept result of {job}; forgetting it", { job: h.command });
+          await h.kept.dispose();
+        } else if (h.kept !== undefined) await state!.setAside(h.kept, "the manager did not take it back");
         else if (h.tag !== undefined) this.#unwanted.add(h.tag);
         else this.#unwanted.add(h.command);
       }

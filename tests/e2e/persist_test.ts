@@ -17,6 +17,8 @@ import {
   startRunner,
 } from "../helpers/entry_process.ts";
 import { byLine, readJournal, readOutput, readRecords, tempDir } from "../helpers/journal.ts";
+import { RunnerState } from "../../runner/service/runner_state.ts";
+import { formatTag } from "../../protocol/vico_extension.ts";
 
 const dec = new TextDecoder();
 
@@ -243,4 +245,41 @@ Deno.test("runner --persist: started again after a SIGKILL, it first ends the jo
   } finally {
     for (const pid of left) if (pid > 1 && await alive(pid)) Deno.kill(pid, "SIGKILL");
   }
+});
+
+Deno.test("runner --persist: a kept result the manager already recorded (acked, then SIGKILLed before disposing it) is forgotten, not set aside", async () => {
+  await using dir = await tempDir();
+  await using state = await tempDir();
+  const port = freePort();
+  const flags = ["--port", String(port), "--pulse", "1s"];
+  // The second job keeps the restarted manager up while the runner announces what it holds.
+  const { manager: first, list, results } = await startManagerOn(dir.path, ["echo done", "sleep 1; echo later"], flags);
+  await using _first = first;
+  await using svc = startRunner(port, ["--persist", "--state-dir", state.path, "--name", "svc", "--retry-max", "1s"]);
+  await first.waitFor(/Runner svc joined/);
+  await new Promise((r) => setTimeout(r, 300)); // "echo done" is recorded
+  first.kill("SIGKILL");
+  await first.exit();
+  svc.kill("SIGKILL");
+  await svc.exit();
+  const done = readRecords(results).find((r) => r.command === "echo done");
+  assert.ok(done !== undefined, "echo done was recorded by the first manager");
+  const assign = readJournal(results).find((r) => r.type === "assign" && r.key === done.key) as { run: string };
+  // What a runner SIGKILLed between the manager's acknowledgement and its dispose leaves in its state directory.
+  {
+    using kept = await RunnerState.open(state.path);
+    const tag = formatTag({ run: assign.run, key: done.key, attempt: done.attempt });
+    const bytes = new TextEncoder().encode("done\n");
+    await kept.store({ command: "echo done", tag }, 0, { size: bytes.length, pipeTo: (sink) => sink(bytes) });
+  }
+  const { manager: second } = await startManagerAgain({ list, results }, flags);
+  await using _second = second;
+  await using again = startRunner(port, ["--persist", "--state-dir", state.path, "--name", "svc", "--retry-max", "1s"]);
+  assert.equal((await second.exit(30_000)).code, 0, second.stderr);
+  assert.equal(readRecords(results).filter((r) => r.command === "echo done").length, 1, "recorded once");
+  again.kill("SIGTERM");
+  assert.equal((await again.exit()).code, 0, again.stderr);
+  assert.deepEqual([...Deno.readDirSync(join(state.path, "set-aside"))], [], again.stderr);
+  assert.deepEqual([...Deno.readDirSync(join(state.path, "pending"))], [], again.stderr);
+  assert.doesNotMatch(again.stderr, /Set aside/);
 });

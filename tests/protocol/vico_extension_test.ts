@@ -149,3 +149,14 @@ Deno.test({
     }
   },
 });
+
+Deno.test("formatServerHello/parseServerHello: have= names the dropped held lines the manager already recorded", () => {
+  const line = formatServerHello({ kind: "ok", pulse: 10, drop: [0, 2, 3], have: [2] });
+  assert.match(line, / drop=0,2,3 have=2$/);
+  const back = parseServerHello(line);
+  assert.ok(back.kind === "ok");
+  assert.deepEqual(back.drop, [0, 2, 3]);
+  assert.deepEqual(back.have, [2]);
+  const none = parseServerHello(formatServerHello({ kind: "ok", drop: [1] }));
+  assert.ok(none.kind === "ok" && none.have === undefined);
+});
