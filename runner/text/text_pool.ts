@@ -28,6 +28,7 @@ import {
 import { sayHello } from "../connect/extension_hello.ts";
 import type { ManagerLink } from "../connect/manager_link.ts";
 import type { Happened, Reconnect } from "../connect/reconnect.ts";
+import type { Transport } from "../../transport/transport.ts";
 import type { PoolState, RunnerEnd, RunnerOptions } from "../runner_options.ts";
 import {
   type ConnectionEnd,
@@ -99,6 +100,17 @@ export class TextPool {
   readonly #unacked = new Set<Promise<void>>();
   /** Jobs handed to this runner since the start. */
   #jobsStarted = 0;
+  /**
+   * Settles once the connection being opened (dialled, not yet live: its
+   * hello, then its kept results going out) is live or has failed; undefined
+   * when none is being opened. A job that ends meanwhile waits for it, so it
+   * is reported on that connection instead of kept until the next one.
+   */
+  #opening: Promise<void> | undefined;
+  /** Jobs that ended and wait for the connection being opened ({@linkcode #opening}): its hello names them as held. */
+  readonly #awaitingLive = new Set<HandedJob>();
+  /** Results being written to the state directory: the next hello waits for them, so it names them as kept. */
+  readonly #keeping = new Set<Promise<void>>();
 
   /**
    * @param options The runner's options.
@@ -209,11 +221,34 @@ export class TextPool {
     reconnect: Reconnect,
     loop: { extension: boolean; everConnected: boolean },
   ): Promise<Happened> {
-    const { hostname, port } = this.#options;
-    const quietly = this.#options.embedded ? "debug" : "info";
     const dialed = await this.#link.dial();
     if (!("transport" in dialed)) return dialed;
-    const transport = dialed.transport;
+    const opening = Promise.withResolvers<void>();
+    this.#opening = opening.promise;
+    const live = () => {
+      if (this.#opening === opening.promise) this.#opening = undefined;
+      opening.resolve();
+    };
+    try {
+      return await this.#serve(dialed.transport, state, reconnect, loop, live);
+    } finally {
+      live();
+    }
+  }
+
+  /**
+   * A dialled connection, from its opening to its end. `live` is called
+   * once it is live (after the kept results went out).
+   */
+  async #serve(
+    transport: Transport,
+    state: RunnerState | undefined,
+    reconnect: Reconnect,
+    loop: { extension: boolean; everConnected: boolean },
+    live: () => void,
+  ): Promise<Happened> {
+    const { hostname, port } = this.#options;
+    const quietly = this.#options.embedded ? "debug" : "info";
     const reader = new BufferedReader(transport, { maxLineBytes: this.#limits.maxLineBytes });
     let negotiated: RunnerTextClientOptions["extension"];
     const opening = this.#link.opening(transport);
@@ -224,11 +259,14 @@ export class TextPool {
       return { outcome: cut.stopped ? "openingStopped" : "handshakeTimeout", reason: cut.reason };
     };
     // Results the last connection left unacknowledged are kept first (persist), so that they are held lines now.
-    await Promise.all([...this.#unacked]);
+    // Results being kept too: a job that ends from now on waits for this connection instead.
+    await Promise.all([...this.#unacked, ...this.#keeping]);
     if (loop.extension) {
       // Held lines name each hand-out by its tag; untagged ones (from a
       // manager without tags) cannot be bound to a hand-out and are dropped.
-      const running = [...this.#running.values()].filter((j) => !this.#unwanted.has(j.tag ?? ""));
+      const running = [...this.#running.values(), ...this.#awaitingLive].filter((j) =>
+        !this.#unwanted.has(j.tag ?? "")
+      );
       const kept = state ? await state.pending() : [];
       const held: { tag?: string; command: string; kept?: StoredResult }[] = [
         ...running,
@@ -326,6 +364,7 @@ export class TextPool {
       }
     }
     this.#client = client;
+    live();
     for (const w of this.#clientWaiters.splice(0)) w();
     if (this.#link.stopping) client.stop();
     const end: ConnectionEnd = await client.ended;
@@ -500,6 +539,15 @@ export class TextPool {
     state: RunnerState | undefined,
     asked?: (client: RunnerTextClient, next: Promise<HandedJob | null>) => void,
   ): Promise<Finished | undefined> {
+    // A connection being opened is waited for: its hello names this job as held, and it is reported there.
+    if (this.#client === undefined && this.#opening !== undefined) {
+      this.#awaitingLive.add(result.job);
+      try {
+        while (this.#client === undefined && this.#opening !== undefined) await this.#opening;
+      } finally {
+        this.#awaitingLive.delete(result.job);
+      }
+    }
     const client = this.#client;
     const unwanted = this.#unwanted.delete(result.job.tag ?? result.job.command);
     if (unwanted && state !== undefined) {
@@ -570,7 +618,14 @@ export class TextPool {
   }
 
   /** A result no manager took: kept in the state directory until one does (persist), else dropped. */
-  async #keep(result: Finished, state: RunnerState | undefined): Promise<void> {
+  #keep(result: Finished, state: RunnerState | undefined): Promise<void> {
+    const keeping = this.#store(result, state);
+    this.#keeping.add(keeping);
+    return keeping.finally(() => this.#keeping.delete(keeping));
+  }
+
+  /** {@linkcode #keep}'s work. */
+  async #store(result: Finished, state: RunnerState | undefined): Promise<void> {
     if (state !== undefined) {
       try {
         await state.store(result.job, result.status, result.output, result.timedOut);

@@ -9,6 +9,7 @@ import { BufferedReader } from "../../../protocol/buffered_reader.ts";
 import { ManagerLink } from "../../../runner/connect/manager_link.ts";
 import type { RunnerOptions } from "../../../runner/runner_options.ts";
 import { TextPool } from "../../../runner/text/text_pool.ts";
+import { RunnerState } from "../../../runner/service/runner_state.ts";
 import { MemoryListener } from "../../../transport/memory_transport.ts";
 import type { Transport } from "../../../transport/transport.ts";
 
@@ -237,4 +238,62 @@ Deno.test("TextPool.run pipelined: on short jobs each result takes along the PET
   manager.close();
   assert.deepEqual(await ending, { kind: "finished", jobs: 3 });
   listener.close();
+});
+
+Deno.test("TextPool.run --persist: a job that ends while kept results are being delivered is reported on that connection, not kept for the next", async () => {
+  const listener = new MemoryListener();
+  const stateDir = await Deno.makeTempDir();
+  using state = await RunnerState.open(stateDir);
+  await using p = await pool(listener, { extension: true, backoff: { initialMs: 10, maxMs: 20 } });
+  const ending = p.pool.run({ state });
+  const accepted = listener[Symbol.asyncIterator]();
+  // Connection 1 hands job 1 and is lost: the job runs on.
+  const first = managerEnd((await accepted.next()).value!);
+  await first.line(); // hello
+  await first.say("VICO/1 ok tag=1 pipe=1");
+  await first.line(); // SALUTON
+  await first.say("VERSIO 1.0");
+  await first.line(); // KOMPRENAS
+  assert.equal(await first.line(), "PETO");
+  await first.say(`VICO/1 job ${tagOf(1)} seq=1\nsleep 0.5`);
+  await new Promise((r) => setTimeout(r, 100)); // job 1 is running
+  first.close();
+  // A result an earlier connection left to the state directory.
+  await state.store({ command: "echo kept", tag: tagOf(9) }, 0, {
+    size: 5,
+    pipeTo: (sink) => sink(enc.encode("kept\n")),
+  });
+  const second = managerEnd((await accepted.next()).value!);
+  assert.match((await second.line())!, /holds=2/);
+  assert.equal(await second.line(), `${tagOf(1)} sleep 0.5`);
+  assert.equal(await second.line(), `${tagOf(9)} echo kept`);
+  await second.say("VICO/1 ok tag=1 pipe=1");
+  await second.line(); // SALUTON
+  await second.say("VERSIO 1.0");
+  await second.line(); // KOMPRENAS
+  assert.equal(await second.line(), `VICO/1 result ${tagOf(9)}`);
+  assert.equal(await second.line(), "REZULTO echo kept 0 5");
+  assert.equal(new TextDecoder().decode(await second.bytes(5)), "kept\n");
+  await new Promise((r) => setTimeout(r, 800)); // job 1 ends before the kept result's ack
+  await second.say(`VICO/1 ack ${tagOf(9)}`);
+  // What comes within 2 s: job 1's result, and a PETO.
+  const lines: string[] = [];
+  const timeUp = new Promise<null>((r) => setTimeout(() => r(null), 2000));
+  for (let i = 0; i < 3; i++) {
+    const line = await Promise.race([second.line(), timeUp]);
+    if (line === null) break;
+    lines.push(line);
+  }
+  assert.ok(lines.includes(`VICO/1 result ${tagOf(1)}`), `job 1 reported on this connection: ${lines.join(" | ")}`);
+  assert.ok(lines.includes("REZULTO sleep 0.5 0 0"), lines.join(" | "));
+  await second.say(`VICO/1 ack ${tagOf(1)}`);
+  await second.say("FINO");
+  assert.equal(await second.line(), "FINO ANKAU");
+  second.close();
+  p.link.stop();
+  p.pool.abort("test");
+  await ending;
+  assert.deepEqual(await state.pending(), [], "nothing left kept");
+  listener.close();
+  await Deno.remove(stateDir, { recursive: true });
 });
