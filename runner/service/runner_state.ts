@@ -234,6 +234,8 @@ export class RunnerState {
         if (Number.isFinite(n)) seq = Math.max(seq, n);
       }
     }
+    // After counting: not even the name of a result cut short is used again.
+    await finishInterrupted(dir);
     return new RunnerState(dir, id, seq, lock);
   }
 
@@ -347,16 +349,13 @@ export class RunnerState {
     await Deno.remove(join(this.dir, "tasks", `${key.replace(/[^A-Za-z0-9._-]/g, "_")}.json`)).catch(() => {});
   }
 
-  /** The undelivered results, oldest first. Half-written ones are dropped. */
+  /** The undelivered results, oldest first; one being stored now is not among them yet. */
   async pending(): Promise<StoredResult[]> {
     const dir = join(this.dir, "pending");
     const names = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
     const out: StoredResult[] = [];
     for (const name of names) {
-      if (name.endsWith(".tmp")) {
-        await Deno.remove(join(dir, name)).catch(() => {});
-        continue;
-      }
+      // A .tmp may be a result being stored right now: only open() sweeps them.
       if (!name.endsWith(".json")) continue;
       const base = join(dir, name.slice(0, -".json".length));
       let meta: { command: string; status: number; tag?: string; timedOut?: boolean };
@@ -424,6 +423,37 @@ export class RunnerState {
   /** Forgets a runner life's records (its jobs have been ended). */
   async forgetLife(life: string): Promise<void> {
     await Deno.remove(join(this.dir, "running", life), { recursive: true }).catch(() => {});
+  }
+}
+
+/**
+ * Ends what a runner killed between two steps left in a state directory it
+ * held (no store, dispose or setAside runs now: this process holds the
+ * lock and has not started). A result whose `.reason` is in `set-aside/`
+ * was being set aside: the rest of its files follow it. In `pending/`, a
+ * `.tmp` is a store cut short, and an `.out` or `.failures` without its
+ * `.json` a store cut short before its `.json` or a dispose after it: none
+ * is a kept result (the `.json` marks one), so they are removed.
+ */
+async function finishInterrupted(dir: string): Promise<void> {
+  const pending = join(dir, PENDING_DIR);
+  const aside = join(dir, SET_ASIDE_DIR);
+  for (const entry of Deno.readDirSync(aside)) {
+    if (!entry.name.endsWith(".reason")) continue;
+    const name = entry.name.slice(0, -".reason".length);
+    for (const ext of [".out", ".failures", ".json"]) {
+      await Deno.rename(join(pending, name + ext), join(aside, name + ext)).catch((err) => {
+        if (!(err instanceof Deno.errors.NotFound)) throw err;
+      });
+    }
+  }
+  const names = new Set([...Deno.readDirSync(pending)].map((e) => e.name));
+  for (const name of names) {
+    const dot = name.indexOf(".");
+    const base = dot < 0 ? name : name.slice(0, dot);
+    if (name.endsWith(".tmp") || (name !== base + ".json" && !names.has(base + ".json"))) {
+      await Deno.remove(join(pending, name)).catch(() => {});
+    }
   }
 }
 

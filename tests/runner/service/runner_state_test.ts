@@ -120,3 +120,63 @@ Deno.test("RunnerState.open: a state directory others may write or read is refus
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("RunnerState.pending: a result being stored meanwhile is left alone (its .out.tmp is not swept)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    using state = await RunnerState.open(dir);
+    const bytes = new TextEncoder().encode("slow\n");
+    // The connection loop lists what is kept while a worker is still writing its result.
+    const output = {
+      size: bytes.length,
+      pipeTo: async (sink: (c: Uint8Array) => Promise<void>) => {
+        await sink(bytes.subarray(0, 2));
+        assert.deepEqual(await state.pending(), [], "not kept yet");
+        await sink(bytes.subarray(2));
+      },
+    };
+    const kept = await state.store({ command: "echo slow" }, 0, output);
+    assert.equal(kept.size, 5);
+    assert.deepEqual((await state.pending()).map((r) => r.command), ["echo slow"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("RunnerState.open: finishes or sweeps what a SIGKILL between two steps of store, dispose or setAside left", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    {
+      using state = await RunnerState.open(dir);
+      for (const n of ["one", "two", "three", "four"]) await state.store({ command: `echo ${n}` }, 0, text(`${n}\n`));
+    }
+    const pending = join(dir, "pending");
+    const aside = join(dir, "set-aside");
+    // Killed in store: after the .out.tmp was made, and after its rename but before the .json.
+    await Deno.writeTextFile(join(pending, "00000005.out.tmp"), "half");
+    await Deno.writeTextFile(join(pending, "00000006.out"), "no json\n");
+    // Killed in dispose, after the .json was removed.
+    await Deno.remove(join(pending, "00000001.json"));
+    await Deno.writeTextFile(join(pending, "00000001.failures"), "2\n");
+    // Killed in setAside: after its .reason (three), and after moving its .out (four).
+    await Deno.writeTextFile(join(aside, "00000003.reason"), "not wanted\n");
+    await Deno.writeTextFile(join(aside, "00000004.reason"), "not wanted\n");
+    await Deno.rename(join(pending, "00000004.out"), join(aside, "00000004.out"));
+    using state = await RunnerState.open(dir);
+    assert.deepEqual((await state.pending()).map((r) => r.command), ["echo two"]);
+    assert.deepEqual([...Deno.readDirSync(pending)].map((e) => e.name).sort(), ["00000002.json", "00000002.out"]);
+    assert.deepEqual([...Deno.readDirSync(aside)].map((e) => e.name).sort(), [
+      "00000003.json",
+      "00000003.out",
+      "00000003.reason",
+      "00000004.json",
+      "00000004.out",
+      "00000004.reason",
+    ]);
+    // Names stay unique past what was swept.
+    await state.store({ command: "echo seven" }, 0, text("seven\n"));
+    assert.deepEqual((await state.pending()).map((r) => r.name), ["00000002", "00000007"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
