@@ -297,3 +297,40 @@ Deno.test("TextPool.run --persist: a job that ends while kept results are being 
   listener.close();
   await Deno.remove(stateDir, { recursive: true });
 });
+
+Deno.test("TextPool.run --persist: a manager that goes silent mid-delivery of a kept result is left after four pulses, saying so; the result stays kept", async () => {
+  const listener = new MemoryListener();
+  const stateDir = await Deno.makeTempDir();
+  using state = await RunnerState.open(stateDir);
+  await state.store({ command: "echo kept", tag: tagOf(9) }, 0, {
+    size: 5,
+    pipeTo: (sink) => sink(enc.encode("kept\n")),
+  });
+  await using p = await pool(listener, { extension: true, backoff: { initialMs: 10, maxMs: 20 } });
+  const ending = p.pool.run({ state });
+  const accepted = listener[Symbol.asyncIterator]();
+  const silent = managerEnd((await accepted.next()).value!);
+  assert.match((await silent.line())!, /holds=1/);
+  await silent.line();
+  await silent.say("VICO/1 ok pulse=1 tag=1 pipe=1");
+  await silent.line(); // SALUTON
+  await silent.say("VERSIO 1.0");
+  await silent.line(); // KOMPRENAS
+  assert.equal(await silent.line(), `VICO/1 result ${tagOf(9)}`);
+  assert.equal(await silent.line(), "REZULTO echo kept 0 5");
+  const started = performance.now();
+  // No ack, no pulse: the runner's next connection comes once it gives up on this one.
+  const next = managerEnd((await accepted.next()).value!);
+  const waited = performance.now() - started;
+  assert.ok(waited >= 3500 && waited < 8000, `left after ${Math.round(waited)} ms`);
+  assert.match(p.link.problem ?? "", /Manager silent for 4s/);
+  const [kept] = await state.pending();
+  assert.equal(kept?.failures, 1, "one dropped delivery counted");
+  p.link.stop();
+  p.pool.abort("test");
+  next.close();
+  silent.close();
+  await ending;
+  listener.close();
+  await Deno.remove(stateDir, { recursive: true });
+});
