@@ -37,6 +37,8 @@ const LEGACY_ENTRIES = new Set(["journal.jsonl", "out", "files", "tmp"]);
 const MARKER_TMP = `${MARKER_FILE}.tmp`;
 /** The files vico opens by name in a results directory: each must be a plain file. */
 const FIXED_NAMES = [MARKER_FILE, LOCK_FILE, "journal.jsonl"];
+/** The directories vico writes into in a results directory: each must be a directory, not a link. */
+const FIXED_DIRS = ["out", "files", "tmp"];
 /** How many times a claim starts again on a directory moved under it before giving up. */
 const CLAIM_ATTEMPTS = 8;
 
@@ -292,6 +294,20 @@ async function classify(dir: string, shown: string): Promise<"marked" | "empty" 
       throw new ResultsDirError(
         "not-ours",
         `Results directory ${shown}: its ${name} is not a plain file (a link, or a directory); refusing to touch it`,
+      );
+    }
+  }
+  // The directories it writes into too: a link there would have outputs
+  // and returned files renamed into wherever it points.
+  for (const name of FIXED_DIRS) {
+    if (!names.includes(name)) continue;
+    const info = await Deno.lstat(join(dir, name)).catch((err) => err);
+    if (info instanceof Deno.errors.NotFound) return "moved";
+    if (info instanceof Error) throw unusable(shown, `read ${name}`, info);
+    if (!info.isDirectory) {
+      throw new ResultsDirError(
+        "not-ours",
+        `Results directory ${shown}: its ${name} is not a directory (a link, or a file); refusing to touch it`,
       );
     }
   }

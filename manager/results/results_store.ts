@@ -638,13 +638,38 @@ export class ResultsStore {
       }
       const relative = [...base, f.name].join("/");
       const target = join(this.dir, relative);
-      await Deno.mkdir(dirname(target), { recursive: true });
+      await this.#makeDirs([...base, ...f.name.split("/").slice(0, -1)]);
       const size = f.staged.size;
       const sha256 = await f.staged.publish(target, true);
       this.#dirty.add(dirname(target));
       records.push({ name: f.name, ...node, path: relative, size, sha256 });
     }
     return records;
+  }
+
+  /**
+   * Makes the directories `parts` name under the results directory, one by
+   * one, and checks that each is a directory of its own, not a link: a link
+   * planted there (by whoever else may write to the directory) would have a
+   * returned file renamed into wherever it points. A link swapped in after
+   * the check is not caught (there is no `openat` here).
+   *
+   * @throws {VicoError} `REFUSED` when one of them is not a directory.
+   */
+  async #makeDirs(parts: string[]): Promise<void> {
+    let path = this.dir;
+    for (const part of parts) {
+      path = join(path, part);
+      await Deno.mkdir(path).catch((err) => {
+        if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
+      });
+      if (!(await Deno.lstat(path)).isDirectory) {
+        throw new VicoError(
+          "REFUSED",
+          `Refusing to store returned file: ${path} is not a directory (a link, or a file)`,
+        );
+      }
+    }
   }
 
   /** Waits for pending records, closes the journal and releases the directory. */

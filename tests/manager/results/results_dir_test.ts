@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { LOCK_FILE, MARKER_FILE, ResultsDir, ResultsDirError } from "../../../manager/results/results_dir.ts";
+import { ResultsStore } from "../../../manager/results/results_store.ts";
 import { tempDir } from "../../helpers/journal.ts";
 
 /** Names and bytes of every file directly in `dir`. */
@@ -238,5 +239,32 @@ Deno.test("ResultsDir.claim: a claim cut short while writing the marker leaves a
     assert.deepEqual(Object.keys(contents(path)).sort(), [LOCK_FILE, MARKER_FILE]);
   } finally {
     dir.release();
+  }
+});
+
+Deno.test("ResultsDir.claim: a link at out/, files/ or tmp/ is not-ours, and nothing is written through it", async () => {
+  await using tmp = await tempDir();
+  for (const name of ["out", "files", "tmp"]) {
+    const target = join(tmp.path, `precious-${name}`);
+    Deno.mkdirSync(target);
+    Deno.writeTextFileSync(join(target, "notes.txt"), "years of work\n");
+    const path = join(tmp.path, `res-${name}`);
+    (await ResultsDir.claim(path, { durable: false })).release();
+    Deno.symlinkSync(target, join(path, name));
+    // Opened anyway, a result with output and a returned file would go through the link.
+    const err = await refusal(
+      ResultsStore.open(path, { durable: false }).then(async (store) => {
+        const out = store.stageOutput();
+        await out.write(new TextEncoder().encode("job output\n"));
+        const file = store.stageOutput();
+        await file.write(new TextEncoder().encode("returned\n"));
+        const when = new Date().toISOString();
+        const fields = { key: "k", line: 1, command: "true", status: 0, host: "h", start: when, end: when, attempt: 1 };
+        await store.commit(fields, out, [{ name: "r.txt", staged: file }]).finally(() => store.close());
+      }),
+    );
+    assert.equal(err.problem, "not-ours", `${name}: ${err.message}`);
+    assert.match(err.message, new RegExp(`its ${name} is not a directory`));
+    assert.deepEqual(contents(target), { "notes.txt": "years of work\n" }, `${name}: the link's target is untouched`);
   }
 });

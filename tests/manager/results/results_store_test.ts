@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
-import { JournalDamagedError } from "../../../core/errors.ts";
+import { JournalDamagedError, VicoError } from "../../../core/errors.ts";
 import { type JobRecord, JOURNAL_FILE, ResultsStore } from "../../../manager/results/results_store.ts";
 import { writeBigJournal } from "../../helpers/journal.ts";
 import { ownProcessTest } from "../../helpers/own_process.ts";
@@ -301,5 +301,30 @@ Deno.test("ResultsStore.open() after a reopen with no settlement yet: the key is
     await again.close();
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ResultsStore.commit(): a link planted under files/ (at a key's directory or a gang member's) is refused, and nothing is written through it", async () => {
+  const dir = await Deno.makeTempDir();
+  const outside = await Deno.makeTempDir();
+  try {
+    const store = await ResultsStore.open(dir, { durable: false });
+    Deno.mkdirSync(join(dir, "files", "k-2"), { recursive: true });
+    Deno.symlinkSync(outside, join(dir, "files", "k-1"));
+    Deno.symlinkSync(outside, join(dir, "files", "k-2", "node-1"));
+    for (const [key, node] of [["k-1", undefined], ["k-2", 1]] as const) {
+      const file = store.stageOutput();
+      await file.write(enc.encode("ssh-ed25519 AAAA attacker\n"));
+      const err = await store.commit(fields(key), undefined, [{ name: "authorized_keys", node, staged: file }])
+        .then(() => undefined, (e) => e);
+      assert.ok(err instanceof VicoError && err.code === "REFUSED", `${key}: refused, got ${err}`);
+    }
+    await store.close();
+    assert.deepEqual([...Deno.readDirSync(outside)], [], "nothing written through the links");
+    assert.deepEqual([...Deno.readDirSync(join(dir, "tmp"))], [], "the staged files are discarded");
+    assert.deepEqual(await records(dir).catch(() => []), [], "no record");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(outside, { recursive: true });
   }
 });
