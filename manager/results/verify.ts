@@ -15,9 +15,10 @@
  */
 
 import { createHash } from "node:crypto";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { JournalDamagedError } from "../../core/errors.ts";
 import { type JournalEntry, readJournal } from "../../io/journal_reader.ts";
+import { whyBadTaskPath } from "../../protocol/task_path.ts";
 import { JOURNAL_FILE, type JournalRecord } from "./results_store.ts";
 
 /** One thing wrong in a results directory. */
@@ -49,6 +50,8 @@ export async function verifyResults(dir: string): Promise<VerifyReport> {
   const report: VerifyReport = { records: 0, files: 0, bytes: 0, problems: [], tornTail: false };
   /** Keys settled (and not reopened since). */
   const settled = new Set<string>();
+  /** Directories on the way to stored files found to be directories (not links). */
+  const plainDirs = new Set<string>();
   const checkRecord = async ({ record: r, line }: JournalEntry) => {
     const record = r as unknown as JournalRecord;
     if (record.type === "reopen") {
@@ -76,7 +79,7 @@ export async function verifyResults(dir: string): Promise<VerifyReport> {
     for (const f of files) {
       if (f.missing || f.path === null) continue;
       report.files++;
-      const problem = await check(join(dir, f.path), f.size, f.sha256, report);
+      const problem = await check(dir, String(f.path), f.size, f.sha256, report, plainDirs);
       if (problem !== undefined) report.problems.push({ line, path: f.path, problem });
     }
   };
@@ -91,10 +94,41 @@ export async function verifyResults(dir: string): Promise<VerifyReport> {
   return report;
 }
 
-async function check(path: string, size: number, sha256: string | undefined, report: VerifyReport) {
+/**
+ * What is wrong with the file a record names at `path` (relative to `dir`),
+ * or `undefined`. Only a plain file inside the directory, reached through
+ * directories (no link on the way), is opened and hashed, and only when its
+ * size is the recorded one: a link, a FIFO or a device there (planted, or
+ * not vico's) is a problem, never followed or read (a FIFO would block the
+ * read for ever, a link to `/dev/zero` never end it).
+ */
+async function check(
+  dir: string,
+  path: string,
+  size: number,
+  sha256: string | undefined,
+  report: VerifyReport,
+  plainDirs: Set<string>,
+): Promise<string | undefined> {
+  if (whyBadTaskPath(path) !== undefined) return "outside the results directory (not a relative path within it)";
+  const parts = path.split("/");
+  let at = dir;
+  for (const part of parts.slice(0, -1)) {
+    at = join(at, part);
+    if (plainDirs.has(at)) continue;
+    const info = await Deno.lstat(at).catch(() => undefined);
+    if (info === undefined) return "missing";
+    if (!info.isDirectory) return `not a plain file: ${relative(dir, at)} is not a directory (a link, or a file)`;
+    plainDirs.add(at);
+  }
+  const full = join(dir, path);
+  const info = await Deno.lstat(full).catch(() => undefined);
+  if (info === undefined) return "missing";
+  if (!info.isFile) return "not a plain file (a link, a FIFO, a directory or a device)";
+  if (info.size !== size) return `size ${info.size}, recorded ${size}`;
   let file: Deno.FsFile;
   try {
-    file = await Deno.open(path, { read: true });
+    file = await Deno.open(full, { read: true });
   } catch {
     return "missing";
   }

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { JOURNAL_FILE } from "../../../manager/results/results_store.ts";
 import { verifyResults } from "../../../manager/results/verify.ts";
@@ -36,4 +37,46 @@ Deno.test("verifyResults: one settlement per key, one more after each reopen; an
     { line: 3, path: JOURNAL_FILE, problem: "settles a a second time, with no reopen record before it" },
     { line: 4, path: JOURNAL_FILE, problem: "reopens c, which is not settled" },
   ]);
+});
+
+Deno.test("verifyResults: a link, a FIFO or a path outside the directory where a record names a file is a problem, and is not read", async () => {
+  await using dir = await tempDir();
+  const hi = { size: 3, sha256: createHash("sha256").update("hi\n").digest("hex") };
+  const rec = (key: string, output: string) => JSON.stringify({ type: "job", key, status: 0, output, ...hi }) + "\n";
+  Deno.mkdirSync(join(dir.path, "out"));
+  Deno.writeTextFileSync(join(dir.path, "elsewhere"), "hi\n");
+  Deno.writeTextFileSync(join(dir.path, "out", "a.out"), "hi\n");
+  Deno.symlinkSync(join(dir.path, "elsewhere"), join(dir.path, "out", "b.out"));
+  Deno.mkdirSync(join(dir.path, "aside"));
+  Deno.writeTextFileSync(join(dir.path, "aside", "x"), "hi\n");
+  Deno.mkdirSync(join(dir.path, "files"));
+  Deno.symlinkSync(join(dir.path, "aside"), join(dir.path, "files", "f"));
+  const fifo = join(dir.path, "out", "c.out");
+  assert.equal((await new Deno.Command("mkfifo", { args: [fifo] }).output()).code, 0);
+  Deno.writeTextFileSync(
+    join(dir.path, JOURNAL_FILE),
+    rec("a", "out/a.out") + rec("b", "out/b.out") + rec("c", "out/c.out") + rec("d", "../elsewhere") +
+      rec("e", join(dir.path, "elsewhere")) + rec("f", "files/f/x"),
+  );
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const hung = new Promise<"hung">((resolve) => timer = setTimeout(() => resolve("hung"), 3000));
+  const verifying = verifyResults(dir.path);
+  const report = await Promise.race([verifying, hung]);
+  clearTimeout(timer);
+  if (report === "hung") {
+    // Let the blocked open of the FIFO go, so that the test can end.
+    (await Deno.open(fifo, { write: true })).close();
+    await verifying;
+    assert.fail("verify hung on the FIFO at out/c.out");
+  }
+  assert.deepEqual(report.problems.map((p) => [p.line, p.path]), [
+    [2, "out/b.out"],
+    [3, "out/c.out"],
+    [4, "../elsewhere"],
+    [5, join(dir.path, "elsewhere")],
+    [6, "files/f/x"],
+  ]);
+  assert.match(report.problems[4].problem, /files\/f is not a directory/);
+  assert.match(report.problems[0].problem, /not a plain file/);
+  assert.match(report.problems[2].problem, /outside the results directory/);
 });
