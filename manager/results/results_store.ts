@@ -402,6 +402,8 @@ export class ResultsStore {
   #hurry: (() => void) | undefined;
   /** Directories that got a new entry since the last journal flush. */
   #dirty = new Set<string>();
+  /** Errors of journal writes that were cut back: their records are not in the journal. */
+  readonly #notWritten = new WeakSet<object>();
   /** Journal length up to its last complete, durable batch. */
   #goodLength: number;
   /** Where outputs are staged (`tmp/`). */
@@ -457,7 +459,9 @@ export class ResultsStore {
       await Deno.remove(join(path, TMP_DIR), { recursive: true }).catch(() => {});
       await Deno.mkdir(join(path, TMP_DIR), { recursive: true });
       const journalPath = join(path, JOURNAL_FILE);
-      const previous = await readJournal(journalPath);
+      const named = new Set<string>();
+      const previous = await readJournal(journalPath, named);
+      await removeUnnamed(path, named);
       journal = await Deno.open(journalPath, { append: true, create: true });
       const durable = options.durable ?? true;
       // The journal's own directory entry (new or just cut) must be durable too.
@@ -516,20 +520,24 @@ export class ResultsStore {
     patient = false,
   ): Promise<JobRecord> {
     const staged = output;
+    const published: string[] = [];
+    let appending = false;
     try {
       const name = this.previous.reopened.has(fields.key) ? `${fields.key}.${fields.attempt}` : fields.key;
       // An empty output has no file to publish (the common case: nothing to wait for).
-      const published = staged === undefined || staged.size === 0
+      const stored = staged === undefined || staged.size === 0
         ? NO_OUTPUT
-        : await this.#publishOutput(`${name}.out`, staged);
-      const record: JobRecord = { type: "job", ...fields, ...published };
-      if (returned.length > 0) record.files = await this.#publishFiles(name, returned);
+        : await this.#publishOutput(`${name}.out`, staged, published);
+      const record: JobRecord = { type: "job", ...fields, ...stored };
+      if (returned.length > 0) record.files = await this.#publishFiles(name, returned, published);
+      appending = true;
       await this.#append(record, patient);
       this.onJob?.(record);
       return record;
     } catch (err) {
       await staged?.discard();
       for (const f of returned) await f.staged?.discard();
+      await this.#unpublish(published, !appending || this.#wasCut(err));
       throw err;
     }
   }
@@ -544,16 +552,22 @@ export class ResultsStore {
     suspect = false,
     returned: ReturnedFile[] = [],
   ): Promise<AttemptRecord> {
+    const published: string[] = [];
+    let appending = false;
     try {
-      const published = await this.#publishOutput(`${fields.key}~${fields.attempt}.out`, output);
+      const stored = await this.#publishOutput(`${fields.key}~${fields.attempt}.out`, output, published);
       const { nodes: _nodes, ...rest } = fields;
-      const record: AttemptRecord = { type: "attempt", ...rest, ...published, ...(suspect ? { suspect } : {}) };
-      if (returned.length > 0) record.files = await this.#publishFiles(`${fields.key}~${fields.attempt}`, returned);
+      const record: AttemptRecord = { type: "attempt", ...rest, ...stored, ...(suspect ? { suspect } : {}) };
+      if (returned.length > 0) {
+        record.files = await this.#publishFiles(`${fields.key}~${fields.attempt}`, returned, published);
+      }
+      appending = true;
       await this.#append(record);
       return record;
     } catch (err) {
       await output.discard();
       for (const f of returned) await f.staged?.discard();
+      await this.#unpublish(published, !appending || this.#wasCut(err));
       throw err;
     }
   }
@@ -612,18 +626,38 @@ export class ResultsStore {
     return this.#append(record);
   }
 
+  /** Whether `err` failed a journal write that was cut back (its records are not in the journal). */
+  #wasCut(err: unknown): boolean {
+    return typeof err === "object" && err !== null && this.#notWritten.has(err);
+  }
+
+  /**
+   * Removes the files a failed commit published, when its record is known
+   * not to be in the journal (`gone`): a file at a final name always has
+   * its record. (A record whose write failed and could not be cut back may
+   * still land: its files stay.)
+   */
+  async #unpublish(published: string[], gone: boolean): Promise<void> {
+    if (!gone) return;
+    for (const path of published) await Deno.remove(path).catch(() => {});
+  }
+
   async #publishOutput(
     name: string,
     staged: StagedOutput,
+    published?: string[],
   ): Promise<{ size: number; sha256: string; output: string | null }> {
     const size = staged.size;
     const relative = size > 0 ? `${OUT_DIR}/${name}` : null;
     const sha256 = await staged.publish(relative === null ? "" : join(this.dir, relative));
-    if (relative !== null) this.#dirty.add(join(this.dir, OUT_DIR));
+    if (relative !== null) {
+      published?.push(join(this.dir, relative));
+      this.#dirty.add(join(this.dir, OUT_DIR));
+    }
     return { size, sha256, output: relative };
   }
 
-  async #publishFiles(key: string, returned: ReturnedFile[]): Promise<FileRecord[]> {
+  async #publishFiles(key: string, returned: ReturnedFile[], published: string[]): Promise<FileRecord[]> {
     const records: FileRecord[] = [];
     for (const f of returned) {
       // Names come from the manager's own validated task list; check again:
@@ -641,6 +675,7 @@ export class ResultsStore {
       await this.#makeDirs([...base, ...f.name.split("/").slice(0, -1)]);
       const size = f.staged.size;
       const sha256 = await f.staged.publish(target, true);
+      published.push(target);
       this.#dirty.add(dirname(target));
       records.push({ name: f.name, ...node, path: relative, size, sha256 });
     }
@@ -724,7 +759,8 @@ export class ResultsStore {
       } catch (err) {
         // A partial write must not glue the next batch onto a torn record:
         // cut the journal back to its last good length (best effort).
-        await this.#journal.truncate(this.#goodLength).catch(() => {});
+        const cut = await this.#journal.truncate(this.#goodLength).then(() => true, () => false);
+        if (cut && typeof err === "object" && err !== null) this.#notWritten.add(err);
         for (const w of waiters) w.reject(err);
       }
     }
@@ -737,7 +773,7 @@ export class ResultsStore {
  * torn last line (see io/journal_reader.ts) is cut off so the next append
  * starts on a clean line; damage before it is a `JournalDamagedError` (core/errors.ts).
  */
-async function readJournal(path: string): Promise<JournalState> {
+async function readJournal(path: string, named: Set<string>): Promise<JournalState> {
   const state: JournalState = {
     settled: new Map(),
     assigned: new Map(),
@@ -752,13 +788,66 @@ async function readJournal(path: string): Promise<JournalState> {
   };
   let tail;
   try {
-    tail = await readJournalRecords(path, ({ record }) => applyRecord(state, record as Partial<JournalRecord>));
+    tail = await readJournalRecords(path, ({ record }) => {
+      applyRecord(state, record as Partial<JournalRecord>);
+      if (record.type === "job" || record.type === "attempt") {
+        const { output, files } = record as Partial<JobRecord>;
+        if (typeof output === "string") named.add(output);
+        if (Array.isArray(files)) { for (const f of files) if (typeof f?.path === "string") named.add(f.path); }
+      }
+    });
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return state;
     throw err;
   }
   if (tail.torn !== undefined) await Deno.truncate(path, tail.torn.offset);
   return state;
+}
+
+/** A name vico gives a stored output (less `.out`) or a key's returned files: a key, maybe with an attempt. */
+const STORED_NAME = /^[0-9a-f]{16}-[1-9][0-9]*(?:[~.][1-9][0-9]*)?$/;
+
+/**
+ * Removes the outputs (`out/`) and returned files (`files/`) that no record
+ * names: what a commit left when its record never landed (the manager was
+ * killed between their renames and the record's append, or the append
+ * failed). Left there, an orphan would pass for the output of the job's
+ * next attempt when that one prints nothing (its record says no file), and
+ * outlive a re-run that returns other files. Only names vico makes are
+ * removed (other files stay), and only plain files and links (never
+ * followed); emptied directories under `files/` go too.
+ */
+async function removeUnnamed(dir: string, named: Set<string>): Promise<void> {
+  for await (const e of Deno.readDir(join(dir, OUT_DIR))) {
+    if (e.isDirectory || !e.name.endsWith(".out") || !STORED_NAME.test(e.name.slice(0, -4))) continue;
+    const relative = `${OUT_DIR}/${e.name}`;
+    if (!named.has(relative)) await removeIfThere(join(dir, relative));
+  }
+  const sweep = async (relative: string): Promise<void> => {
+    for await (const e of Deno.readDir(join(dir, relative))) {
+      const child = `${relative}/${e.name}`;
+      if (e.isDirectory) {
+        await sweep(child);
+        // Only if emptied (a non-recursive remove of a directory that is not empty fails).
+        await Deno.remove(join(dir, child)).catch(() => {});
+      } else if (!named.has(child)) await removeIfThere(join(dir, child));
+    }
+  };
+  try {
+    for await (const e of Deno.readDir(join(dir, FILES_DIR))) {
+      if (!e.isDirectory || !STORED_NAME.test(e.name)) continue;
+      await sweep(`${FILES_DIR}/${e.name}`);
+      await Deno.remove(join(dir, FILES_DIR, e.name)).catch(() => {});
+    }
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+}
+
+async function removeIfThere(path: string): Promise<void> {
+  await Deno.remove(path).catch((err) => {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  });
 }
 
 /** Folds one journal record into the state. */

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { createHash } from "node:crypto";
 import { JournalDamagedError, VicoError } from "../../../core/errors.ts";
 import { type JobRecord, JOURNAL_FILE, ResultsStore } from "../../../manager/results/results_store.ts";
+import { verifyResults } from "../../../manager/results/verify.ts";
 import { writeBigJournal } from "../../helpers/journal.ts";
 import { ownProcessTest } from "../../helpers/own_process.ts";
 
@@ -326,5 +327,83 @@ Deno.test("ResultsStore.commit(): a link planted under files/ (at a key's direct
   } finally {
     await Deno.remove(dir, { recursive: true });
     await Deno.remove(outside, { recursive: true });
+  }
+});
+
+Deno.test("ResultsStore.commit(): a result whose record fails to be written leaves no file at a final name", async () => {
+  const dir = await Deno.makeTempDir();
+  const original = Deno.FsFile.prototype.write;
+  try {
+    const store = await ResultsStore.open(dir, { durable: false });
+    const key = "0123456789abcdef-1";
+    const out = store.stageOutput();
+    await out.write(enc.encode("attempt 1\n"));
+    const file = store.stageOutput();
+    await file.write(enc.encode("returned\n"));
+    const failed = store.stageOutput();
+    await failed.write(enc.encode("failed attempt\n"));
+    // Outputs are written in 64 KiB pieces; the journal write is the one that fails.
+    Deno.FsFile.prototype.write = async function (this: Deno.FsFile, p: Uint8Array) {
+      if (new TextDecoder().decode(p).startsWith('{"type":')) throw new Deno.errors.WriteZero("No space (simulated)");
+      return await original.call(this, p);
+    };
+    await assert.rejects(store.commit(fields(key), out, [{ name: "r/a.txt", staged: file }]), /No space/);
+    await assert.rejects(store.commitAttempt({ ...fields(key), status: 1 }, failed), /No space/);
+    Deno.FsFile.prototype.write = original;
+    // Its next attempt prints nothing: nothing of the failed one may pass for its output.
+    await store.commit({ ...fields(key), attempt: 2 }, store.stageOutput());
+    await store.close();
+    assert.deepEqual([...Deno.readDirSync(join(dir, "out"))], [], "no output without its record");
+    assert.equal(
+      await Deno.lstat(join(dir, "files", key, "r", "a.txt")).then(() => true, () => false),
+      false,
+      "no returned file without its record",
+    );
+  } finally {
+    Deno.FsFile.prototype.write = original;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ResultsStore.open() removes outputs and returned files no record names (a crash between their rename and the record), and nothing else", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const kept = "0123456789abcdef-1", crashed = "fedcba9876543210-1";
+    let store = await ResultsStore.open(dir, { durable: false });
+    const out = store.stageOutput();
+    await out.write(enc.encode("kept\n"));
+    const file = store.stageOutput();
+    await file.write(enc.encode("kept file\n"));
+    await store.commit(fields(kept), out, [{ name: "a.txt", staged: file }]);
+    const failed = store.stageOutput();
+    await failed.write(enc.encode("kept attempt\n"));
+    await store.commitAttempt({ ...fields(kept), attempt: 2, status: 1 }, failed);
+    await store.close();
+    // What a manager killed between the renames and the record leaves, and files that are not vico's.
+    const planted = [
+      `out/${crashed}.out`,
+      `out/${crashed}~1.out`,
+      `out/${kept}.3.out`,
+      `files/${crashed}/sub/b.txt`,
+      `files/${kept}/stale.txt`,
+    ];
+    const foreign = ["out/README.txt", "files/notes/n.txt"];
+    for (const p of [...planted, ...foreign]) {
+      Deno.mkdirSync(join(dir, p, ".."), { recursive: true });
+      Deno.writeTextFileSync(join(dir, p), "orphan\n");
+    }
+    store = await ResultsStore.open(dir, { durable: false });
+    // The crashed job runs again and prints nothing this time.
+    await store.commit(fields(crashed), store.stageOutput());
+    await store.close();
+    const present = (p: string) => Deno.lstat(join(dir, p)).then(() => true, () => false);
+    for (const p of planted) assert.equal(await present(p), false, `${p} removed`);
+    for (const p of foreign) assert.equal(await present(p), true, `${p} (not vico's) left alone`);
+    assert.equal(Deno.readTextFileSync(join(dir, "out", `${kept}.out`)), "kept\n");
+    assert.equal(Deno.readTextFileSync(join(dir, "out", `${kept}~2.out`)), "kept attempt\n");
+    assert.equal(Deno.readTextFileSync(join(dir, "files", kept, "a.txt")), "kept file\n");
+    assert.deepEqual((await verifyResults(dir)).problems, []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
