@@ -31,6 +31,8 @@ export function serveStatus(
       finished: () => manager().status.counts().finished,
       settledByHost: () => manager().settledByHost(),
       resultsDir: where.resultsDir,
+      // Before the manager has started there is no store yet: read to the end.
+      journalEnd: () => (manager() as Manager | undefined)?.journalLength(),
     });
   } catch (err) {
     const why = err instanceof Deno.errors.AddrInUse ? "the port is in use" : (err as Error).message;

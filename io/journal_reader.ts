@@ -48,6 +48,13 @@ export interface JournalReadOptions {
   line?: number;
   /** Longest line accepted; a longer one is damage. @default {64 MiB} */
   maxLineBytes?: number;
+  /**
+   * Byte offset to stop at (it must end a line): a reader in the writer's
+   * process passes the length of what is durable, since bytes past it may
+   * still be cut back (a failed write) and written over. Only
+   * {@linkcode readJournal} uses it. @default {the file's end}
+   */
+  end?: number;
 }
 
 /** Default {@linkcode JournalReadOptions.maxLineBytes}: no journal record comes near it. */
@@ -223,9 +230,11 @@ export async function readJournal(
   if ((options.offset ?? 0) > 0) await file.seek(options.offset!, Deno.SeekMode.Start);
   const splitter = new JournalSplitter(path, options);
   const buf = new Uint8Array(READ_BYTES);
-  for (;;) {
-    const n = await file.read(buf);
+  let left = options.end === undefined ? Infinity : options.end - (options.offset ?? 0);
+  while (left > 0) {
+    const n = await file.read(left < buf.length ? buf.subarray(0, left) : buf);
     if (n === null) break;
+    left -= n;
     for (const entry of splitter.push(buf.subarray(0, n))) {
       const done = onRecord(entry);
       if (done !== undefined) await done;

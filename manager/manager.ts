@@ -506,6 +506,8 @@ export class Manager {
   readonly status: RunStatus;
   /** Jobs settled per runner host in this run. */
   readonly settledByHost: () => ReadonlyMap<string, number>;
+  /** Bytes of the results journal that hold durable records (`ResultsStore.durableLength`): readers here read no further. */
+  readonly journalLength: () => number;
   readonly #localRunners = new Set<LocalWorker>();
   /** Resolves once the run is over: local runners that end are not started again. */
   readonly #over: Promise<void>;
@@ -530,6 +532,7 @@ export class Manager {
   ) {
     this.status = setup.status;
     this.settledByHost = () => parts.scheduler.settledByHost;
+    this.journalLength = () => parts.results.durableLength;
     this.address = setup.address;
     this.#options = setup.options;
     this.#localListener = setup.localListener;

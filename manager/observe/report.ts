@@ -466,12 +466,13 @@ export async function feedJournal(path: string, digest: JournalDigest, offset = 
 
 /**
  * {@linkcode feedJournal} from a position a previous read returned, so that
- * line numbers (in a damage error) count from the journal's start.
+ * line numbers (in a damage error) count from the journal's start; up to
+ * `end` if given (see `JournalReadOptions.end` in io/journal_reader.ts).
  */
 export function feedJournalFrom(
   path: string,
   digest: JournalDigest,
-  from: { offset: number; line: number },
+  from: { offset: number; line: number; end?: number },
 ): Promise<JournalTail> {
   return readJournal(path, ({ record }) => digest.feed(record as unknown as JournalRecord), from);
 }

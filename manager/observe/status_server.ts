@@ -41,6 +41,13 @@ export interface StatusServerOptions {
   settledByHost?: () => Iterable<[string, number]>;
   /** The results directory whose journal `/timeline` reads. */
   resultsDir: string;
+  /**
+   * How far the journal holds durable records, when its writer is in this
+   * process (`ResultsStore.durableLength`): `/timeline` reads no further,
+   * so a batch that fails to be written and is cut back is never shown.
+   * `undefined`: read to the end.
+   */
+  journalEnd?: () => number | undefined;
   /** Job intervals `/timeline` keeps (the most recent). @default {DEFAULT_TIMELINE_LIMIT} */
   timelineLimit?: number;
 }
@@ -174,7 +181,9 @@ export class StatusServer {
     // Concurrent requests share one read.
     this.#reading ??= (async () => {
       try {
-        const tail = await feedJournalFrom(join(this.#options.resultsDir, JOURNAL_FILE), this.#digest, this.#from);
+        const end = this.#options.journalEnd?.();
+        const from = end === undefined ? this.#from : { ...this.#from, end };
+        const tail = await feedJournalFrom(join(this.#options.resultsDir, JOURNAL_FILE), this.#digest, from);
         this.#from = { offset: tail.end, line: tail.nextLine };
       } catch (err) {
         if (!(err instanceof Deno.errors.NotFound)) throw err;

@@ -483,6 +483,16 @@ export class ResultsStore {
     }
   }
 
+  /**
+   * Bytes of the journal that hold complete, durable records. A reader in
+   * this process (the status page) reads no further: what lies past it is
+   * a batch being written, which a failed write cuts back and the next
+   * batch writes over.
+   */
+  get durableLength(): number {
+    return this.#goodLength;
+  }
+
   /** Starts receiving one output. */
   stageOutput(): StagedOutput {
     return new StagedOutput(this.#tmpDir);
