@@ -6,7 +6,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { EntryProcess, startManagerOn, startRunner } from "../helpers/entry_process.ts";
 import { readRecords, tempDir } from "../helpers/journal.ts";
-import type { RunReport } from "../../manager/observe/report.ts";
+import { digestResults, type RunReport } from "../../manager/observe/report.ts";
+import { verifyResults } from "../../manager/results/verify.ts";
 import type { EmbeddedRun } from "../../manager/observe/status_page.ts";
 
 /** Runs `manager report ARGS` to the end. */
@@ -118,4 +119,34 @@ Deno.test("manager report: counts jobs stopped by --timeout as timed out, in tex
   const r = JSON.parse(json.stdout) as RunReport;
   assert.deepEqual([r.jobs, r.ok, r.failed, r.timedOut, r.lost], [3, 1, 0, 2, 0]);
   assert.deepEqual(r.hosts.map((h) => [h.host, h.timedOut]), [["node", 2]]);
+});
+
+Deno.test("manager report and verify while a manager appends to the same journal: no problem, and nothing read is cut or rewritten", async () => {
+  await using dir = await tempDir();
+  const jobs = Array.from({ length: 3000 }, (_, i) => `echo ${"output ".repeat(i % 7)}${i}`);
+  const { manager, results } = await startManagerOn(dir.path, jobs, ["--local", "4"]);
+  await using _m = manager;
+  const journal = join(results, "journal.jsonl");
+  let ended = false;
+  const exited = manager.exit().finally(() => ended = true);
+  let reads = 0, torn = 0, seen = new Uint8Array();
+  while (!ended) {
+    const [verified, digest] = await Promise.all([verifyResults(results), digestResults(results)]);
+    assert.deepEqual(verified.problems, [], `read ${reads}`);
+    if (verified.tornTail) torn++;
+    assert.ok(digest.report().jobs <= jobs.length);
+    // Nothing read is ever cut or rewritten: each read's journal starts with the last one's.
+    const now = await Deno.readFile(journal);
+    assert.ok(now.length >= seen.length, "the journal never shrinks");
+    assert.deepEqual(now.subarray(0, seen.length), seen, "the journal read before is unchanged");
+    seen = now;
+    reads++;
+  }
+  assert.equal((await exited).code, 0, manager.stderr);
+  // One `manager verify` process on the finished run, and the record count.
+  const verify = EntryProcess.spawn("manager.ts", ["verify", results]);
+  await using _v = verify;
+  assert.equal((await verify.exit()).code, 0, verify.stdout + verify.stderr);
+  assert.equal(readRecords(results).length, jobs.length);
+  assert.ok(reads >= 3, `read ${reads} times while it ran (${torn} with a line being written)`);
 });
