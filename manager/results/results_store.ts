@@ -694,7 +694,8 @@ export class ResultsStore {
 
   /**
    * Makes the directories `parts` name under the results directory, one by
-   * one, and checks that each is a directory of its own, not a link: a link
+   * one (the parent of each one made is synced with the next journal
+   * write), and checks that each is a directory of its own, not a link: a link
    * planted there (by whoever else may write to the directory) would have a
    * returned file renamed into wherever it points. A link swapped in after
    * the check is not caught (there is no `openat` here).
@@ -704,10 +705,14 @@ export class ResultsStore {
   async #makeDirs(parts: string[]): Promise<void> {
     let path = this.dir;
     for (const part of parts) {
+      const parent = path;
       path = join(path, part);
-      await Deno.mkdir(path).catch((err) => {
+      // A new directory's entry is in its parent: synced before the record, like the file's own.
+      const made = await Deno.mkdir(path).then(() => true, (err) => {
         if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
+        return false;
       });
+      if (made) this.#dirty.add(parent);
       if (!(await Deno.lstat(path)).isDirectory) {
         throw new VicoError(
           "REFUSED",

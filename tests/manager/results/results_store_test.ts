@@ -407,3 +407,49 @@ Deno.test("ResultsStore.open() removes outputs and returned files no record name
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("ResultsStore.commit(): every directory a returned file's commit made is in a directory synced before its record", async () => {
+  const dir = await Deno.makeTempDir();
+  const originalOpen = Deno.open;
+  const originalSync = Deno.FsFile.prototype.sync;
+  const paths = new WeakMap<Deno.FsFile, string>();
+  const synced: string[] = [];
+  let journalWrites = 0;
+  try {
+    const store = await ResultsStore.open(dir);
+    const file = store.stageOutput();
+    await file.write(enc.encode("deep\n"));
+    // Watch which directories are synced, and when the record goes out.
+    Deno.open = async (path: string | URL, options?: Deno.OpenOptions) => {
+      const f = await originalOpen(path, options);
+      paths.set(f, String(path));
+      return f;
+    };
+    Deno.FsFile.prototype.sync = function (this: Deno.FsFile) {
+      const p = paths.get(this);
+      if (p !== undefined && journalWrites === 0) synced.push(p);
+      return originalSync.call(this);
+    };
+    const originalWrite = Deno.FsFile.prototype.write;
+    Deno.FsFile.prototype.write = function (this: Deno.FsFile, p: Uint8Array) {
+      if (new TextDecoder().decode(p.subarray(0, 8)) === '{"type":') journalWrites++;
+      return originalWrite.call(this, p);
+    };
+    try {
+      await store.commit(fields("0123456789abcdef-1"), undefined, [{ name: "a/b/c.txt", staged: file }]);
+    } finally {
+      Deno.FsFile.prototype.write = originalWrite;
+    }
+    await store.close();
+    // Each new directory's own entry lives in its parent: that parent must be synced.
+    const key = join(dir, "files", "0123456789abcdef-1");
+    for (const made of [join(dir, "files"), key, join(key, "a"), join(key, "a", "b")]) {
+      assert.ok(synced.includes(join(made, "..")), `${made}'s parent synced before the record: ${synced.join(", ")}`);
+    }
+    assert.ok(synced.includes(join(key, "a", "b")), "the file's own directory synced");
+  } finally {
+    Deno.open = originalOpen;
+    Deno.FsFile.prototype.sync = originalSync;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
