@@ -461,7 +461,7 @@ export class ResultsStore {
       const journalPath = join(path, JOURNAL_FILE);
       const named = new Set<string>();
       const previous = await readJournal(journalPath, named);
-      await removeUnnamed(path, named);
+      await removeUnnamed(path, named, previous);
       journal = await Deno.open(journalPath, { append: true, create: true });
       const durable = options.durable ?? true;
       // The journal's own directory entry (new or just cut) must be durable too.
@@ -819,8 +819,8 @@ async function readJournal(path: string, named: Set<string>): Promise<JournalSta
   return state;
 }
 
-/** A name vico gives a stored output (less `.out`) or a key's returned files: a key, maybe with an attempt. */
-const STORED_NAME = /^[0-9a-f]{16}-[1-9][0-9]*(?:[~.][1-9][0-9]*)?$/;
+/** A name vico gives a stored output (less `.out`) or a key's returned files: the key, maybe with an attempt. */
+const STORED_NAME = /^([0-9a-f]{16}-[1-9][0-9]*)(?:[~.][1-9][0-9]*)?$/;
 
 /**
  * Removes the outputs (`out/`) and returned files (`files/`) that no record
@@ -828,13 +828,22 @@ const STORED_NAME = /^[0-9a-f]{16}-[1-9][0-9]*(?:[~.][1-9][0-9]*)?$/;
  * killed between their renames and the record's append, or the append
  * failed). Left there, an orphan would pass for the output of the job's
  * next attempt when that one prints nothing (its record says no file), and
- * outlive a re-run that returns other files. Only names vico makes are
- * removed (other files stay), and only plain files and links (never
- * followed); emptied directories under `files/` go too.
+ * outlive a re-run that returns other files. Only what such a commit
+ * can leave is removed: names vico makes, of keys the journal has not
+ * settled, in a journal that recorded something (a directory whose
+ * journal is gone keeps its files); plain files and links only (never
+ * followed), and the directories under `files/` that this empties.
  */
-async function removeUnnamed(dir: string, named: Set<string>): Promise<void> {
+async function removeUnnamed(dir: string, named: Set<string>, state: JournalState): Promise<void> {
+  // A journal that recorded nothing (gone, or new): no commit of it can have left anything.
+  if (state.runs === 0 && state.attempts.size === 0) return;
+  /** Whether `name` is one vico gives a file of a key that is not settled. */
+  const unsettled = (name: string) => {
+    const m = STORED_NAME.exec(name);
+    return m !== null && !state.settled.has(m[1]);
+  };
   for await (const e of Deno.readDir(join(dir, OUT_DIR))) {
-    if (e.isDirectory || !e.name.endsWith(".out") || !STORED_NAME.test(e.name.slice(0, -4))) continue;
+    if (e.isDirectory || !e.name.endsWith(".out") || !unsettled(e.name.slice(0, -4))) continue;
     const relative = `${OUT_DIR}/${e.name}`;
     if (!named.has(relative)) await removeIfThere(join(dir, relative));
   }
@@ -850,7 +859,7 @@ async function removeUnnamed(dir: string, named: Set<string>): Promise<void> {
   };
   try {
     for await (const e of Deno.readDir(join(dir, FILES_DIR))) {
-      if (!e.isDirectory || !STORED_NAME.test(e.name)) continue;
+      if (!e.isDirectory || !unsettled(e.name)) continue;
       await sweep(`${FILES_DIR}/${e.name}`);
       await Deno.remove(join(dir, FILES_DIR, e.name)).catch(() => {});
     }

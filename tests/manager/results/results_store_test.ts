@@ -365,7 +365,7 @@ Deno.test("ResultsStore.commit(): a result whose record fails to be written leav
   }
 });
 
-Deno.test("ResultsStore.open() removes outputs and returned files no record names (a crash between their rename and the record), and nothing else", async () => {
+Deno.test("ResultsStore.open() removes the outputs and returned files of unsettled keys that no record names (a crash between their rename and the record), and nothing else", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const kept = "0123456789abcdef-1", crashed = "fedcba9876543210-1";
@@ -379,15 +379,14 @@ Deno.test("ResultsStore.open() removes outputs and returned files no record name
     await failed.write(enc.encode("kept attempt\n"));
     await store.commitAttempt({ ...fields(kept), attempt: 2, status: 1 }, failed);
     await store.close();
-    // What a manager killed between the renames and the record leaves, and files that are not vico's.
+    // What a manager killed between the renames and the record leaves.
     const planted = [
       `out/${crashed}.out`,
       `out/${crashed}~1.out`,
-      `out/${kept}.3.out`,
       `files/${crashed}/sub/b.txt`,
-      `files/${kept}/stale.txt`,
     ];
-    const foreign = ["out/README.txt", "files/notes/n.txt"];
+    // Not what a crash leaves: files of a key that is settled (the journal was edited?), and files that are not vico's.
+    const foreign = ["out/README.txt", "files/notes/n.txt", `out/${kept}.3.out`, `files/${kept}/stale.txt`];
     for (const p of [...planted, ...foreign]) {
       Deno.mkdirSync(join(dir, p, ".."), { recursive: true });
       Deno.writeTextFileSync(join(dir, p), "orphan\n");
@@ -403,6 +402,11 @@ Deno.test("ResultsStore.open() removes outputs and returned files no record name
     assert.equal(Deno.readTextFileSync(join(dir, "out", `${kept}~2.out`)), "kept attempt\n");
     assert.equal(Deno.readTextFileSync(join(dir, "files", kept, "a.txt")), "kept file\n");
     assert.deepEqual((await verifyResults(dir)).problems, []);
+    // A directory whose journal is gone keeps every file.
+    Deno.removeSync(join(dir, JOURNAL_FILE));
+    (await ResultsStore.open(dir, { durable: false })).close();
+    for (const p of foreign) assert.equal(await present(p), true, `${p} kept with no journal`);
+    assert.equal(await present(`out/${kept}.out`), true, "kept with no journal");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
