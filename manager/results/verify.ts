@@ -52,7 +52,10 @@ export async function verifyResults(dir: string): Promise<VerifyReport> {
   const settled = new Set<string>();
   /** Directories on the way to stored files found to be directories (not links). */
   const plainDirs = new Set<string>();
-  const checkRecord = async ({ record: r, line }: JournalEntry) => {
+  /** Records whose files had a problem, by line: checked again at the end (see {@linkcode stillRecorded}). */
+  const suspect = new Map<number, JournalEntry>();
+  const checkRecord = async (entry: JournalEntry) => {
+    const { record: r, line } = entry;
     const record = r as unknown as JournalRecord;
     if (record.type === "reopen") {
       if (!settled.delete(record.key)) {
@@ -80,18 +83,47 @@ export async function verifyResults(dir: string): Promise<VerifyReport> {
       if (f.missing || f.path === null) continue;
       report.files++;
       const problem = await check(dir, String(f.path), f.size, f.sha256, report, plainDirs);
-      if (problem !== undefined) report.problems.push({ line, path: f.path, problem });
+      if (problem !== undefined) {
+        report.problems.push({ line, path: f.path, problem });
+        suspect.set(line, entry);
+      }
     }
   };
+  const journal = join(dir, JOURNAL_FILE);
   try {
-    const tail = await readJournal(join(dir, JOURNAL_FILE), checkRecord);
+    const tail = await readJournal(journal, checkRecord);
     report.tornTail = tail.torn !== undefined;
   } catch (err) {
     // Damage before the last line: nothing after it can be trusted.
     if (!(err instanceof JournalDamagedError)) throw err;
     report.problems.push({ line: err.line, path: JOURNAL_FILE, problem: "record does not parse" });
   }
+  // A manager appending meanwhile may have cut a record back (its write
+  // failed) and removed its files: that record never was, and is no problem.
+  for (const [line, entry] of suspect) {
+    if (!(await stillRecorded(journal, entry))) {
+      report.problems = report.problems.filter((p) => p.line !== line || p.path === JOURNAL_FILE);
+      report.records--;
+    }
+  }
   return report;
+}
+
+/** Whether the journal still holds `entry` where it was read (it was not cut back and written over). */
+async function stillRecorded(path: string, entry: JournalEntry): Promise<boolean> {
+  const bytes = new Uint8Array(entry.end - entry.offset);
+  try {
+    using file = await Deno.open(path, { read: true });
+    await file.seek(entry.offset, Deno.SeekMode.Start);
+    for (let at = 0; at < bytes.length;) {
+      const n = await file.read(bytes.subarray(at));
+      if (n === null) return false;
+      at += n;
+    }
+    return JSON.stringify(JSON.parse(new TextDecoder().decode(bytes))) === JSON.stringify(entry.record);
+  } catch {
+    return false;
+  }
 }
 
 /**

@@ -80,3 +80,34 @@ Deno.test("verifyResults: a link, a FIFO or a path outside the directory where a
   assert.match(report.problems[0].problem, /not a plain file/);
   assert.match(report.problems[2].problem, /outside the results directory/);
 });
+
+Deno.test("verifyResults: a record cut back while it is checked (its write failed, its files removed) is no problem", async () => {
+  await using dir = await tempDir();
+  const hi = { size: 3, sha256: createHash("sha256").update("hi\n").digest("hex") };
+  const rec = (key: string) => JSON.stringify({ type: "job", key, status: 0, output: `out/${key}.out`, ...hi }) + "\n";
+  Deno.mkdirSync(join(dir.path, "out"));
+  for (const k of ["a", "b"]) Deno.writeTextFileSync(join(dir.path, "out", `${k}.out`), "hi\n");
+  const journal = join(dir.path, JOURNAL_FILE);
+  Deno.writeTextFileSync(journal, rec("a") + rec("b"));
+  // The manager's write of b's batch fails while verify reads: it cuts the
+  // journal back and removes b's output, then records c in its place.
+  const lstat = Deno.lstat;
+  Deno.lstat = async (path: string | URL) => {
+    if (String(path).endsWith("b.out")) {
+      Deno.truncateSync(journal, rec("a").length);
+      Deno.removeSync(join(dir.path, "out", "b.out"));
+      Deno.writeTextFileSync(journal, JSON.stringify({ type: "run", id: "x".repeat(rec("b").length) }) + "\n", {
+        append: true,
+      });
+    }
+    return await lstat(path);
+  };
+  try {
+    assert.deepEqual((await verifyResults(dir.path)).problems, []);
+  } finally {
+    Deno.lstat = lstat;
+  }
+  // A file that is missing for good still is a problem.
+  Deno.writeTextFileSync(journal, rec("a") + rec("b"));
+  assert.deepEqual((await verifyResults(dir.path)).problems.map((p) => [p.line, p.problem]), [[2, "missing"]]);
+});
