@@ -459,9 +459,8 @@ export class ResultsStore {
       await Deno.remove(join(path, TMP_DIR), { recursive: true }).catch(() => {});
       await Deno.mkdir(join(path, TMP_DIR), { recursive: true });
       const journalPath = join(path, JOURNAL_FILE);
-      const named = new Set<string>();
-      const previous = await readJournal(journalPath, named);
-      await removeUnnamed(path, named, previous);
+      const previous = await readJournal(journalPath);
+      await removeUnnamed(path, journalPath, previous);
       journal = await Deno.open(journalPath, { append: true, create: true });
       const durable = options.durable ?? true;
       // The journal's own directory entry (new or just cut) must be durable too.
@@ -788,7 +787,7 @@ export class ResultsStore {
  * torn last line (see io/journal_reader.ts) is cut off so the next append
  * starts on a clean line; damage before it is a `JournalDamagedError` (core/errors.ts).
  */
-async function readJournal(path: string, named: Set<string>): Promise<JournalState> {
+async function readJournal(path: string): Promise<JournalState> {
   const state: JournalState = {
     settled: new Map(),
     assigned: new Map(),
@@ -803,14 +802,7 @@ async function readJournal(path: string, named: Set<string>): Promise<JournalSta
   };
   let tail;
   try {
-    tail = await readJournalRecords(path, ({ record }) => {
-      applyRecord(state, record as Partial<JournalRecord>);
-      if (record.type === "job" || record.type === "attempt") {
-        const { output, files } = record as Partial<JobRecord>;
-        if (typeof output === "string") named.add(output);
-        if (Array.isArray(files)) { for (const f of files) if (typeof f?.path === "string") named.add(f.path); }
-      }
-    });
+    tail = await readJournalRecords(path, ({ record }) => applyRecord(state, record as Partial<JournalRecord>));
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return state;
     throw err;
@@ -834,7 +826,7 @@ const STORED_NAME = /^([0-9a-f]{16}-[1-9][0-9]*)(?:[~.][1-9][0-9]*)?$/;
  * journal is gone keeps its files); plain files and links only (never
  * followed), and the directories under `files/` that this empties.
  */
-async function removeUnnamed(dir: string, named: Set<string>, state: JournalState): Promise<void> {
+async function removeUnnamed(dir: string, journalPath: string, state: JournalState): Promise<void> {
   // A journal that recorded nothing (gone, or new): no commit of it can have left anything.
   if (state.runs === 0 && state.attempts.size === 0) return;
   /** Whether `name` is one vico gives a file of a key that is not settled. */
@@ -842,30 +834,42 @@ async function removeUnnamed(dir: string, named: Set<string>, state: JournalStat
     const m = STORED_NAME.exec(name);
     return m !== null && !state.settled.has(m[1]);
   };
-  for await (const e of Deno.readDir(join(dir, OUT_DIR))) {
-    if (e.isDirectory || !e.name.endsWith(".out") || !unsettled(e.name.slice(0, -4))) continue;
-    const relative = `${OUT_DIR}/${e.name}`;
-    if (!named.has(relative)) await removeIfThere(join(dir, relative));
-  }
-  const sweep = async (relative: string): Promise<void> => {
-    for await (const e of Deno.readDir(join(dir, relative))) {
-      const child = `${relative}/${e.name}`;
-      if (e.isDirectory) {
-        await sweep(child);
-        // Only if emptied (a non-recursive remove of a directory that is not empty fails).
-        await Deno.remove(join(dir, child)).catch(() => {});
-      } else if (!named.has(child)) await removeIfThere(join(dir, child));
+  // The files of unsettled keys (few: none once a run has finished), and the directories holding them.
+  const candidates = new Set<string>();
+  const dirs: string[] = [];
+  for (const e of Deno.readDirSync(join(dir, OUT_DIR))) {
+    if (!e.isDirectory && e.name.endsWith(".out") && unsettled(e.name.slice(0, -4))) {
+      candidates.add(`${OUT_DIR}/${e.name}`);
     }
+  }
+  const walk = (relative: string): void => {
+    for (const e of Deno.readDirSync(join(dir, relative))) {
+      const child = `${relative}/${e.name}`;
+      if (e.isDirectory) walk(child);
+      else candidates.add(child);
+    }
+    dirs.push(relative);
   };
   try {
-    for await (const e of Deno.readDir(join(dir, FILES_DIR))) {
-      if (!e.isDirectory || !unsettled(e.name)) continue;
-      await sweep(`${FILES_DIR}/${e.name}`);
-      await Deno.remove(join(dir, FILES_DIR, e.name)).catch(() => {});
+    for (const e of Deno.readDirSync(join(dir, FILES_DIR))) {
+      if (e.isDirectory && unsettled(e.name)) walk(`${FILES_DIR}/${e.name}`);
     }
   } catch (err) {
     if (!(err instanceof Deno.errors.NotFound)) throw err;
   }
+  if (candidates.size === 0 && dirs.length === 0) return;
+  // Those a record names stay (a failed attempt's, a reopened settlement's): a second read, only now.
+  await readJournalRecords(journalPath, ({ record }) => {
+    if (record.type !== "job" && record.type !== "attempt") return;
+    const { output, files } = record as Partial<JobRecord>;
+    if (typeof output === "string") candidates.delete(output);
+    if (Array.isArray(files)) {
+      for (const f of files) if (typeof f?.path === "string") candidates.delete(f.path);
+    }
+  });
+  for (const relative of candidates) await removeIfThere(join(dir, relative));
+  // Deepest first, and only if emptied (a non-recursive remove of a directory that is not empty fails).
+  for (const relative of dirs) await Deno.remove(join(dir, relative)).catch(() => {});
 }
 
 async function removeIfThere(path: string): Promise<void> {

@@ -378,12 +378,18 @@ Deno.test("ResultsStore.open() removes the outputs and returned files of unsettl
     const failed = store.stageOutput();
     await failed.write(enc.encode("kept attempt\n"));
     await store.commitAttempt({ ...fields(kept), attempt: 2, status: 1 }, failed);
+    // A key still running (--retries): its failed attempt's output is named, and stays.
+    const retried = "aaaaaaaaaaaaaaaa-1";
+    const first = store.stageOutput();
+    await first.write(enc.encode("first try\n"));
+    await store.commitAttempt({ ...fields(retried), status: 1 }, first);
     await store.close();
     // What a manager killed between the renames and the record leaves.
     const planted = [
       `out/${crashed}.out`,
       `out/${crashed}~1.out`,
       `files/${crashed}/sub/b.txt`,
+      `out/${retried}~2.out`,
     ];
     // Not what a crash leaves: files of a key that is settled (the journal was edited?), and files that are not vico's.
     const foreign = ["out/README.txt", "files/notes/n.txt", `out/${kept}.3.out`, `files/${kept}/stale.txt`];
@@ -400,6 +406,8 @@ Deno.test("ResultsStore.open() removes the outputs and returned files of unsettl
     for (const p of foreign) assert.equal(await present(p), true, `${p} (not vico's) left alone`);
     assert.equal(Deno.readTextFileSync(join(dir, "out", `${kept}.out`)), "kept\n");
     assert.equal(Deno.readTextFileSync(join(dir, "out", `${kept}~2.out`)), "kept attempt\n");
+    assert.equal(Deno.readTextFileSync(join(dir, "out", `${retried}~1.out`)), "first try\n");
+    assert.equal(await present(`files/${crashed}`), false, "its emptied directories go too");
     assert.equal(Deno.readTextFileSync(join(dir, "files", kept, "a.txt")), "kept file\n");
     assert.deepEqual((await verifyResults(dir)).problems, []);
     // A directory whose journal is gone keeps every file.
