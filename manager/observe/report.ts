@@ -491,11 +491,27 @@ function seconds(s: number): string {
   return `${Math.floor(whole / 3600)}h${String(Math.floor((whole % 3600) / 60)).padStart(2, "0")}m`;
 }
 
-/** The report as text for a terminal. */
+/**
+ * `text` with its control characters (C0, DEL, C1) shown as `\xHH`: host
+ * names are what runners say they are, and an escape sequence printed raw
+ * would drive the terminal (retitle it, hide or rewrite lines, and on some
+ * set the clipboard).
+ *
+ * @example
+ * ```ts
+ * import { printable } from "./report.ts";
+ * console.assert(printable("a\x1b[2Jb") === "a\\x1b[2Jb");
+ * ```
+ */
+export function printable(text: string): string {
+  return text.replace(/\p{Cc}/gu, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+}
+
+/** The report as text for a terminal (every name from the journal through {@linkcode printable}). */
 export function formatReport(r: RunReport, dir: string): string {
   const lines: string[] = [];
   const of = r.listed === null ? "" : ` (the last run's list has ${r.listed})`;
-  lines.push(`${dir}: ${r.runs} run(s) of ${r.source ?? "an unknown job list"}`);
+  lines.push(`${printable(dir)}: ${r.runs} run(s) of ${printable(r.source ?? "an unknown job list")}`);
   lines.push(
     `  jobs: ${r.jobs} settled${of}: ${r.ok} ok, ${r.failed} failed, ` +
       (r.timedOut > 0 ? `${r.timedOut} timed out, ` : "") +
@@ -514,7 +530,7 @@ export function formatReport(r: RunReport, dir: string): string {
     const shown = r.hosts.slice(0, 20);
     for (const h of shown) {
       lines.push(
-        `    ${h.host.padEnd(24)} ${String(h.jobs).padStart(8)} ${String(h.ok).padStart(8)} ` +
+        `    ${printable(h.host).padEnd(24)} ${String(h.jobs).padStart(8)} ${String(h.ok).padStart(8)} ` +
           `${String(h.attempts).padStart(8)}   ${seconds(h.busySeconds)}`,
       );
     }
@@ -527,9 +543,9 @@ export function formatReport(r: RunReport, dir: string): string {
     lines.push("  slowest:");
     for (const s of r.slowest) {
       lines.push(
-        `    ${seconds(s.seconds).padStart(8)}  line ${String(s.line).padEnd(6)} ${s.host.padEnd(16)} ` +
+        `    ${seconds(s.seconds).padStart(8)}  line ${String(s.line).padEnd(6)} ${printable(s.host).padEnd(16)} ` +
           `${s.status === null ? "lost" : s.timedOut ? `timed out (exit ${s.status})` : `exit ${s.status}`}  ` +
-          clip(s.name, 60),
+          printable(clip(s.name, 60)),
       );
     }
   }

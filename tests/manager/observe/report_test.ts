@@ -204,3 +204,14 @@ Deno.test("JournalDigest.report: jobs and attempts stopped by --timeout count as
   assert.ok(page.includes('"timedOut":1'), "the page carries the count");
   assert.ok(page.includes('r.timedOut + " timed out, "'), "and shows it");
 });
+
+Deno.test("formatReport: control characters in host names and commands (a runner names its own host) reach the terminal escaped", () => {
+  const d = new JournalDigest();
+  const evil = "node\x1b]0;pwned\x07\x9b2J";
+  d.feed({ type: "run", id: "r0", started: iso(0), source: "jobs\x1b[2J.txt", jobs: 1, pid: 1 });
+  d.feed({ ...job(1, evil, 0, 1000), command: "echo \x1b[31mred" });
+  const text = formatReport(d.report(), "res\x1b[8m");
+  assert.doesNotMatch(text.replaceAll("\n", ""), /\p{Cc}/u, JSON.stringify(text));
+  assert.match(text, /node\\x1b\]0;pwned\\x07\\x9b2J/, "shown, escaped");
+  assert.match(text, /echo \\x1b\[31mred/);
+});
