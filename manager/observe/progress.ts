@@ -9,6 +9,7 @@
 import { logger, setStatusLine, writeStderr } from "../../util/log.ts";
 import type { RunSummary } from "../manager.ts";
 import type { StatusCounts } from "./run_status.ts";
+import { printable } from "./report.ts";
 
 /** Formats a duration in seconds as `42s`, `3m05s` or `2h07m`. */
 export function formatDuration(seconds: number): string {
@@ -109,7 +110,7 @@ export class ProgressLog {
   }
 }
 
-/** The end-of-run summary, a few lines for the terminal. */
+/** The end-of-run summary, a few lines for the terminal (host names through {@linkcode printable}). */
 export function formatSummary(summary: RunSummary): string {
   const secs = summary.elapsedMs / 1000;
   const toRun = summary.jobs - summary.skipped;
@@ -126,11 +127,13 @@ export function formatSummary(summary: RunSummary): string {
   if (summary.skipped > 0) lines.push(`  ${summary.skipped} job(s) were settled by an earlier run and not run again`);
   const hosts = summary.byHost;
   const shown = hosts.slice(0, 10);
-  for (const [host, count] of shown) lines.push(`  ${host.padEnd(24)} ${String(count).padStart(8)} job(s)`);
+  for (const [host, count] of shown) {
+    lines.push(`  ${printable(host).padEnd(24)} ${String(count).padStart(8)} job(s)`);
+  }
   if (hosts.length > shown.length) {
     const rest = hosts.slice(shown.length).reduce((n, [, c]) => n + c, 0);
     lines.push(`  … ${hosts.length - shown.length} more runner(s) ${String(rest).padStart(8)} job(s)`);
   }
-  lines.push(`  results: ${summary.resultsDir}/journal.jsonl`);
+  lines.push(`  results: ${printable(summary.resultsDir)}/journal.jsonl`);
   return lines.join("\n") + "\n";
 }

@@ -7,7 +7,12 @@ import {
   type RunStatusSource,
   type StatusLink,
 } from "../../../manager/observe/run_status.ts";
-import { formatProgressBar, formatProgressLine, ProgressLog } from "../../../manager/observe/progress.ts";
+import {
+  formatProgressBar,
+  formatProgressLine,
+  formatSummary,
+  ProgressLog,
+} from "../../../manager/observe/progress.ts";
 
 /** A run of `total` jobs whose queue and links the test moves by hand, with a clock it sets. */
 function fakeRun(total: number, options: { skipped?: number; failedEarlier?: number } = {}) {
@@ -262,4 +267,20 @@ Deno.test("ProgressLog: writes a progress line at every interval until stopped",
   assert.match(lines[0], /^Progress: 0\/2 settled/);
   await new Promise((r) => setTimeout(r, 50));
   assert.equal(lines.length, seen, "nothing after stop()");
+});
+
+Deno.test("formatSummary: control characters in a runner's host name reach the terminal escaped", () => {
+  const text = formatSummary({
+    jobs: 1,
+    skipped: 0,
+    succeeded: 1,
+    failed: 0,
+    unsettled: 0,
+    stopped: false,
+    elapsedMs: 1000,
+    byHost: [["node\x1b]0;pwned\x07", 1]],
+    resultsDir: "res",
+  });
+  assert.doesNotMatch(text.replaceAll("\n", ""), /\p{Cc}/u, JSON.stringify(text));
+  assert.match(text, /node\\x1b\]0;pwned\\x07 /);
 });
