@@ -12,6 +12,7 @@
 import { VicoError } from "../core/errors.ts";
 import { configure, getLogger, type Logger, type LogLevel, type LogRecord, reset } from "@logtape/logtape";
 import { processOutputSync } from "./command.ts";
+import { printableLines } from "./printable.ts";
 
 /** A logger under the `vico` category, e.g. `logger("manager")`. */
 export function logger(...category: string[]): Logger {
@@ -60,11 +61,17 @@ export type LogFormat = "text" | "json" | "journal";
 /** syslog priorities for journald's `<N>` line prefix (sd-daemon(3)). */
 const PRIORITY: Record<LogLevel, number> = { trace: 7, debug: 7, info: 6, warning: 4, error: 3, fatal: 2 };
 
+/**
+ * The record's message, its values through `printableLines`: a value may
+ * come from a peer (a runner's host name, a job's command line), and an
+ * escape sequence in it must not reach the operator's terminal raw.
+ */
 function messageText(record: LogRecord): string {
   let text = "";
   for (let i = 0; i < record.message.length; i++) {
     const part = record.message[i];
-    text += i % 2 === 0 || typeof part === "string" ? String(part) : Deno.inspect(part);
+    if (i % 2 === 0) text += String(part);
+    else text += printableLines(typeof part === "string" ? part : Deno.inspect(part));
   }
   return text;
 }

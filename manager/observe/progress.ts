@@ -9,7 +9,7 @@
 import { logger, setStatusLine, writeStderr } from "../../util/log.ts";
 import type { RunSummary } from "../manager.ts";
 import type { StatusCounts } from "./run_status.ts";
-import { printable } from "./report.ts";
+import { printable } from "../../util/printable.ts";
 
 /** Formats a duration in seconds as `42s`, `3m05s` or `2h07m`. */
 export function formatDuration(seconds: number): string {

@@ -21,6 +21,7 @@ import { join } from "node:path";
 import { type JournalTail, readJournal } from "../../io/journal_reader.ts";
 import { JOURNAL_FILE, type JournalRecord } from "../results/results_store.ts";
 import { clip } from "./run_status.ts";
+import { printable } from "../../util/printable.ts";
 
 /** Job intervals kept for the timeline unless told otherwise (the most recent ones). */
 export const DEFAULT_TIMELINE_LIMIT = 5000;
@@ -489,22 +490,6 @@ function seconds(s: number): string {
   const whole = Math.round(s);
   if (whole < 3600) return `${Math.floor(whole / 60)}m${String(whole % 60).padStart(2, "0")}s`;
   return `${Math.floor(whole / 3600)}h${String(Math.floor((whole % 3600) / 60)).padStart(2, "0")}m`;
-}
-
-/**
- * `text` with its control characters (C0, DEL, C1) shown as `\xHH`: host
- * names are what runners say they are, and an escape sequence printed raw
- * would drive the terminal (retitle it, hide or rewrite lines, and on some
- * set the clipboard).
- *
- * @example
- * ```ts
- * import { printable } from "./report.ts";
- * console.assert(printable("a\x1b[2Jb") === "a\\x1b[2Jb");
- * ```
- */
-export function printable(text: string): string {
-  return text.replace(/\p{Cc}/gu, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
 }
 
 /** The report as text for a terminal (every name from the journal through {@linkcode printable}). */

@@ -53,6 +53,25 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "formatRecord, formatJournalRecord: control characters in a value (a runner's chosen host name) are shown as \\xHH",
+  permissions: "none",
+  fn() {
+    // ESC ] 0 ; … BEL retitles a terminal; ESC [ 2 J clears it.
+    const evil: LogRecord = { ...record, message: ["Runner ", "n1\x1b]0;pwned\x07\x1b[2J\r", " joined"] };
+    assert.equal(formatRecord(evil), "12:03:04.567 WARN  manager: Runner n1\\x1b]0;pwned\\x07\\x1b[2J\\x0d joined\n");
+    assert.equal(formatJournalRecord(evil), "<4>manager: Runner n1\\x1b]0;pwned\\x07\\x1b[2J\\x0d joined\n");
+    const inspected: LogRecord = { ...record, message: ["Got ", { host: "a\x1bb" }, ""] };
+    assert.doesNotMatch(formatRecord(inspected), /\x1b/);
+    // The message's own text and a value's line breaks stay as they are.
+    assert.equal(
+      formatRecord({ ...record, message: ["a\n", "b\n\tc", ""] }),
+      "12:03:04.567 WARN  manager: a\nb\n\tc\n",
+    );
+  },
+});
+
+Deno.test({
   name: "loggingFromFlags reads --log-level and --log-format, with -q and -v as shortcuts",
   permissions: "none",
   fn() {
