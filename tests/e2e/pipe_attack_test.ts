@@ -33,7 +33,7 @@ function spinUntil(path: string, pattern: RegExp, ms: number): boolean {
   return false;
 }
 
-Deno.test("pipe=1 e2e: manager SIGKILLed in the held-ack window (result durable, ack not sent): restarted, the --persist runner's kept copy is dropped, nothing twice", async () => {
+Deno.test("pipe=1 e2e: manager SIGKILLed in the held-ack window (result durable, ack not sent): restarted, the --persist runner's kept copy is forgotten, nothing twice", async () => {
   // One worker: the result of `fast` goes out with the next PETO, which is answered at once with `slow`;
   // then the commit of `fast` becomes durable and its ack waits (ACK_HOLD_MS) for a message to ride with:
   // there is none, so it goes out alone up to 5 ms later. The manager is killed the moment the record is in
@@ -50,7 +50,7 @@ Deno.test("pipe=1 e2e: manager SIGKILLed in the held-ack window (result durable,
     const { manager: first, list, results } = await startManagerOn(dir.path, jobs, flags);
     await using _first = first;
     const args = ["--persist", "--state-dir", state.path, "--workers", "1", "--name", "svc", "--retry-max", "1s"];
-    await using runner = startRunner(port, [...args, "--log-level", "info"]);
+    await using runner = startRunner(port, [...args, "--log-level", "debug"]);
     assert.ok(spinUntil(join(results, "journal.jsonl"), /"type":"job"/, 15_000), "fast was recorded");
     first.kill("SIGKILL");
     await first.exit();
@@ -68,12 +68,15 @@ Deno.test("pipe=1 e2e: manager SIGKILLed in the held-ack window (result durable,
     assert.equal((await runner.exit()).code, 0, runner.stderr);
     if (/Kept the result of echo ran >> \S+\/fast/.test(runner.stderr)) {
       hits++;
-      // The kept copy was named as a held line and dropped (drop=): set aside, not delivered again.
+      // The kept copy was named as a held line, which the manager had recorded (drop= and have=): forgotten,
+      // neither delivered again nor set aside.
       assert.match(
         runner.stderr,
-        /Set aside the kept result of echo ran >> \S+\/fast.*the manager did not take it back/,
+        /The manager already recorded the kept result of echo ran >> \S+\/fast.*forgetting it/,
       );
+      assert.doesNotMatch(runner.stderr, /Set aside/);
       assert.equal([...Deno.readDirSync(join(state.path, "pending"))].length, 0, "nothing left pending");
+      assert.equal([...Deno.readDirSync(join(state.path, "set-aside"))].length, 0, "nothing set aside");
     }
   }
   if (hits === 0) console.warn("the kill never landed in the held-ack window (invariants checked anyway)");
