@@ -31,7 +31,7 @@ export function printable(text: string): string {
  * ```
  */
 export function printableLines(text: string): string {
-  return text.replace(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/g, escape);
+  return text.replace(/(?![\n\t])\p{Cc}/gu, escape);
 }
 
 function escape(c: string): string {
