@@ -247,8 +247,12 @@ export class NodePool {
     const end = await session.run();
     this.#nodeSessions.delete(session);
     if (resume !== undefined) {
-      if (end.kind === "done") await this.#forget(resume, state!, false);
-      else this.#heldTasks.delete(resume);
+      // Lost again mid-delivery, it is held again below (its directory
+      // stays). Any other end is its last: the session has removed its
+      // directory, so its record goes too (left, it would be announced at
+      // every start, naming a directory that no longer exists).
+      if (end.kind === "detached") this.#heldTasks.delete(resume);
+      else await this.#forget(resume, state!, false);
     }
     switch (end.kind) {
       case "detached":
