@@ -283,31 +283,24 @@ async function classify(dir: string, shown: string): Promise<"marked" | "empty" 
     throw unusable(shown, "read it", err);
   }
   const others = names.filter((n) => n !== MARKER_FILE && n !== LOCK_FILE && n !== MARKER_TMP);
-  // The names vico opens by path must be its plain files: a link there would
-  // have it write through to wherever it points.
-  for (const name of FIXED_NAMES) {
+  // The names vico opens by path must be its plain files, and the
+  // directories it writes into must be directories: a link at either would
+  // have it write (or rename outputs and returned files) into wherever it points.
+  const kinds = [
+    ...FIXED_NAMES.map((name) => ({ name, dir: false })),
+    ...FIXED_DIRS.map((name) => ({ name, dir: true })),
+  ];
+  for (const { name, dir: wantDir } of kinds) {
     if (!names.includes(name)) continue;
     const info = await Deno.lstat(join(dir, name)).catch((err) => err);
     if (info instanceof Deno.errors.NotFound) return "moved";
     if (info instanceof Error) throw unusable(shown, `read ${name}`, info);
-    if (!info.isFile) {
+    if (wantDir ? !info.isDirectory : !info.isFile) {
       throw new ResultsDirError(
         "not-ours",
-        `Results directory ${shown}: its ${name} is not a plain file (a link, or a directory); refusing to touch it`,
-      );
-    }
-  }
-  // The directories it writes into too: a link there would have outputs
-  // and returned files renamed into wherever it points.
-  for (const name of FIXED_DIRS) {
-    if (!names.includes(name)) continue;
-    const info = await Deno.lstat(join(dir, name)).catch((err) => err);
-    if (info instanceof Deno.errors.NotFound) return "moved";
-    if (info instanceof Error) throw unusable(shown, `read ${name}`, info);
-    if (!info.isDirectory) {
-      throw new ResultsDirError(
-        "not-ours",
-        `Results directory ${shown}: its ${name} is not a directory (a link, or a file); refusing to touch it`,
+        `Results directory ${shown}: its ${name} is not ` +
+          (wantDir ? "a directory (a link, or a file)" : "a plain file (a link, or a directory)") +
+          "; refusing to touch it",
       );
     }
   }
