@@ -473,7 +473,10 @@ export class ResultRecorder {
         ].map((f) => ({ ...f, node: p.rank }))
       )
       : parts[0].returned;
-    const patient = parts.every((p) => p.patient === true);
+    // A patient record waits for company only while a job that is not
+    // already in the journal's batch is still out (it may bring some): the
+    // last results of a run are synced at once.
+    const patient = parts.every((p) => p.patient === true) && queue.running > this.#results.unsynced + 1;
     return this.#results.commit(fields, gang ? undefined : parts[0].output, returned, { patient }).then(() => {
       this.#ledger.settle(ticket);
       this.#suspects.delete(job);

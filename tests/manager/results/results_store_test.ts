@@ -100,7 +100,11 @@ Deno.test("ResultsStore.commit(): a patient record waits the commit window for c
     assert.ok(p < 300 && u < 300, `the wait ended with the urgent record (${p} ms, ${u} ms)`);
     // Not patient (the default, as for a lock-step peer): no wait at all.
     t0 = performance.now();
-    await store.commit(fields("k-4"));
+    assert.equal(store.unsynced, 0);
+    const last = store.commit(fields("k-4"));
+    assert.equal(store.unsynced, 1, "appended, not durable yet");
+    await last;
+    assert.equal(store.unsynced, 0);
     assert.ok(since(t0) < 300, `an urgent record did not wait (${since(t0)} ms)`);
     await store.close();
     assert.deepEqual((await records(dir)).map((r) => r.key), ["k-1", "k-2", "k-3", "k-4"]);
@@ -224,6 +228,7 @@ Deno.test("ResultsStore cuts a torn batch after a failed write, so later records
     };
     await assert.rejects(store.commit(fields("k-2"), store.stageOutput()), /No space left/);
     Deno.FsFile.prototype.write = original;
+    assert.equal(store.unsynced, 0, "a record whose write failed is not counted as waiting");
     await store.commit(fields("k-3"), store.stageOutput());
     await store.close();
     const reopened = await ResultsStore.open(dir);

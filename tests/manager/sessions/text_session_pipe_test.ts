@@ -69,24 +69,54 @@ Deno.test("ManagerTextSession: a pipelined runner's result may wait the commit w
   await lockstep.say("PETO\n");
   const t2 = tagOf((await lockstep.reader.readLine())!);
   await lockstep.reader.readLine();
-  // The lock-step runner waits for each step: its record goes to disk at once.
+  // The pipelined runner reads its acks as they come: while another job is
+  // out (the lock-step runner's), its lone record waits the window.
   let t0 = performance.now();
+  await piped.say(`VICO/1 result ${t1}\nREZULTO echo a 0 0\n`);
+  assert.equal(await piped.reader.readLine(), `VICO/1 ack ${t1}`);
+  const patient = performance.now() - t0;
+  assert.ok(patient >= 350, `pipelined ack after ${patient} ms`);
+  // The lock-step runner waits for each step: its record goes to disk at once.
+  t0 = performance.now();
   await lockstep.say(`VICO/1 result ${t2}\nREZULTO echo b 0 0\n`);
   assert.equal(await lockstep.reader.readLine(), "PRETA");
   assert.equal(await lockstep.reader.readLine(), "RICEVIS");
   const urgent = performance.now() - t0;
   assert.ok(urgent < 300, `lock-step RICEVIS after ${urgent} ms`);
-  // The pipelined runner reads its acks as they come: its lone record waits the window.
-  t0 = performance.now();
-  await piped.say(`VICO/1 result ${t1}\nREZULTO echo a 0 0\n`);
-  assert.equal(await piped.reader.readLine(), `VICO/1 ack ${t1}`);
-  const patient = performance.now() - t0;
-  assert.ok(patient >= 350, `pipelined ack after ${patient} ms`);
   for (const r of [piped, lockstep]) {
     await r.say("PETO\n");
     assert.equal(await r.reader.readLine(), "FINO");
     await r.say("FINO ANKAU\n");
   }
+  await m.scheduler.done;
+  await m.close();
+});
+
+Deno.test("ManagerTextSession pipe=1: the last result out (no other job running) does not wait the commit window", async () => {
+  await using dir = await tempDir();
+  const m = await pipeManager(dir.path, "echo a\necho b\n", { commitWindowMs: 400 });
+  const { reader, say } = await m.connect();
+  const tagOf = (line: string) => line.replace(/^VICO\/1 job /, "").replace(/ seq=\d+$/, "");
+  // Both jobs out to one runner: the first result waits for company.
+  await say("PETO\nPETO\n");
+  const t1 = tagOf((await reader.readLine())!);
+  assert.equal(await reader.readLine(), "echo a");
+  const t2 = tagOf((await reader.readLine())!);
+  assert.equal(await reader.readLine(), "echo b");
+  let t0 = performance.now();
+  await say(`VICO/1 result ${t1}\nREZULTO echo a 0 0\n`);
+  assert.equal(await reader.readLine(), `VICO/1 ack ${t1}`);
+  const first = performance.now() - t0;
+  assert.ok(first >= 350, `first ack after ${first} ms`);
+  // The last one: nothing else can come, so its sync does not wait.
+  t0 = performance.now();
+  await say(`VICO/1 result ${t2}\nREZULTO echo b 0 0\n`);
+  assert.equal(await reader.readLine(), `VICO/1 ack ${t2}`);
+  const last = performance.now() - t0;
+  assert.ok(last < 300, `last ack after ${last} ms`);
+  await say("PETO\n");
+  assert.equal(await reader.readLine(), "FINO");
+  await say("FINO ANKAU\n");
   await m.scheduler.done;
   await m.close();
 });
