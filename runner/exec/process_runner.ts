@@ -512,13 +512,7 @@ async function runDirect(
     await sink(new TextEncoder().encode(`vico: the job was not run: cannot record it: ${unrecorded}\n`));
   }
 
-  const endGroup = groupEnder(child.pid, graceMs);
-  const unwatchAbort = onAbort(signal, () => void endGroup());
-  let timedOut = false;
-  const deadline = options.timeoutMs === undefined ? undefined : setTimeout(() => {
-    timedOut = true;
-    void endGroup();
-  }, options.timeoutMs);
+  const watch = watchGroup(child.pid, graceMs, signal, options.timeoutMs);
 
   // Chunks from both pipes go to the sink one at a time, in arrival order.
   const readers = [child.stdout, ...(options.stderrOnStdout ? [] : [child.stderr])].map(pipeReader);
@@ -549,7 +543,7 @@ async function runDirect(
   try {
     const status = await statusOf(child);
     // The job is its main process: whatever it left in its group goes with it.
-    await endGroup();
+    await watch.endGroup();
     // A leaf holds even what left the group: it ends it all, and the pipe closes.
     await leaf?.end().catch(() => {});
     // What the group wrote is in the pipe now; a process that left the group
@@ -559,7 +553,7 @@ async function runDirect(
     await pumped;
     if (failure !== undefined) throw failure.err;
     const more = {
-      ...(timedOut ? { timedOut } : {}),
+      ...(watch.timedOut ? { timedOut: true } : {}),
       ...(outputAbandoned ? { outputAbandoned } : {}),
       via: "command" as const,
     };
@@ -569,8 +563,7 @@ async function runDirect(
     }
     return { status: status.code & 0xff, ...more };
   } finally {
-    unwatchAbort();
-    clearTimeout(deadline);
+    watch.stop();
     ledger?.ended(record);
   }
 }
@@ -724,13 +717,7 @@ async function runSpawnedOn(
   const record: JobRecord = { pgid: child.pid, id, ...(leaf === undefined ? {} : { cgroup: leaf.path }) };
   const unrecorded = ledger === undefined ? undefined : openSpawnedGate(child, ledger, record);
 
-  const endGroup = groupEnder(child.pid, graceMs);
-  const unwatchAbort = onAbort(signal, () => void endGroup());
-  let timedOut = false;
-  const deadline = options.timeoutMs === undefined ? undefined : setTimeout(() => {
-    timedOut = true;
-    void endGroup();
-  }, options.timeoutMs);
+  const watch = watchGroup(child.pid, graceMs, signal, options.timeoutMs);
   let overLimit = false;
   let ended = false;
   const unwatch = max === Infinity ? undefined : watchOutput(() => {
@@ -744,7 +731,7 @@ async function runSpawnedOn(
   try {
     const status = await child.status;
     // The job is its main process: whatever it left in its group goes with it.
-    await endGroup();
+    await watch.endGroup();
     // A leaf holds even what left the group: it ends it all.
     await leaf?.end().catch(() => {});
     ended = true;
@@ -760,7 +747,7 @@ async function runSpawnedOn(
       await addNote(options, "\n" + outputLimitNote(max));
       throw new OutputLimitError(max);
     }
-    const more = { ...(timedOut ? { timedOut } : {}), outputBytes, via: "posix_spawn" as const };
+    const more = { ...(watch.timedOut ? { timedOut: true } : {}), outputBytes, via: "posix_spawn" as const };
     if (status.signal !== null) {
       const name = SIGNAL_NAMES.get(status.signal);
       return { status: (128 + status.signal) & 0xff, ...(name === undefined ? {} : { signal: name }), ...more };
@@ -769,8 +756,7 @@ async function runSpawnedOn(
   } finally {
     ended = true;
     unwatch?.();
-    unwatchAbort();
-    clearTimeout(deadline);
+    watch.stop();
     ledger?.ended(record);
   }
 }
@@ -864,6 +850,42 @@ export function endProcessGroup(pgid: number, graceMs: number): Promise<void> {
  * SIGKILL is sent. An empty group (the common case: a job that left
  * nothing) costs one kill(2).
  */
+/** What ends a running job's group: its stop (the abort signal) and its `--timeout`. */
+interface GroupWatch {
+  /** Ends the group (SIGTERM, then SIGKILL after the grace), once however often called. */
+  readonly endGroup: () => Promise<void>;
+  /** Whether the deadline ended it. */
+  readonly timedOut: boolean;
+  /** Stops watching (the job is over). */
+  stop(): void;
+}
+
+/** Ends the group of `pgid` when `signal` aborts or when `timeoutMs` has passed. */
+function watchGroup(
+  pgid: number,
+  graceMs: number,
+  signal: AbortSignal | undefined,
+  timeoutMs: number | undefined,
+): GroupWatch {
+  const endGroup = groupEnder(pgid, graceMs);
+  const unwatchAbort = onAbort(signal, () => void endGroup());
+  let timedOut = false;
+  const deadline = timeoutMs === undefined ? undefined : setTimeout(() => {
+    timedOut = true;
+    void endGroup();
+  }, timeoutMs);
+  return {
+    endGroup,
+    get timedOut() {
+      return timedOut;
+    },
+    stop() {
+      unwatchAbort();
+      clearTimeout(deadline);
+    },
+  };
+}
+
 function groupEnder(pgid: number, graceMs: number): () => Promise<void> {
   let ending: Promise<void> | undefined;
   return () =>
