@@ -240,6 +240,21 @@ Deno.test("manager --jobs - is an ad-hoc run too; an old ./vico-results results 
   assert.match(refused.stderr, /vico-results is the results directory of an earlier standard-input run/);
 });
 
+Deno.test("manager --jobs - twice with two lists in one directory: each gets its own vico-results/<date>-<n>/, neither resumes the other", async () => {
+  await using dir = await tempDir();
+  const first = await manager(["--jobs", "-", "--local", "1"], dir.path, "echo one\necho two\n");
+  assert.equal(first.code, 0, first.stderr);
+  // The second list repeats a job of the first: it runs again, in a directory of its own.
+  const second = await manager(["--jobs", "-", "--local", "1"], dir.path, "echo two\necho three\n");
+  assert.equal(second.code, 0, second.stderr);
+  assert.equal(second.stdout.split("\n").sort().join("\n"), "\nthree\ntwo");
+  assert.doesNotMatch(second.stderr, /settled by an earlier run/);
+  const runs = [...Deno.readDirSync(join(dir.path, "vico-results"))].map((e) => e.name).sort();
+  assert.equal(runs.length, 2, runs.join(" "));
+  const commands = runs.map((r) => readRecords(join(dir.path, "vico-results", r)).map((j) => j.command).sort());
+  assert.deepEqual(commands.sort(), [["echo one", "echo two"], ["echo three", "echo two"]]);
+});
+
 Deno.test("manager -k --resume prints, in order, only the jobs it runs now", async () => {
   await using dir = await tempDir();
   // The run halts at b (-j 1: c and d never start); --resume runs c and d and prints them in order.
