@@ -95,13 +95,16 @@ export const MANAGER_FLAGS = {
     help: [
       `Results directory (journal.jsonl plus out/). Default:`,
       `next to the job file, named after it without its`,
-      `extension plus '.results' (jobs.txt -> jobs.results);`,
-      `for a template or standard input, a new`,
-      `vico-results/<date>-<n>/ each run. Running again on the`,
-      `same directory skips the jobs it has already settled`,
-      `(matched by content, not line number). It must be`,
-      `new, empty, or vico's (marked by .vico-results); one`,
-      `manager at a time holds it (a lock in .vico-lock).`,
+      `extension plus '.results' (jobs.txt -> jobs.results),`,
+      `that list's own: another list that would share it`,
+      `(jobs.jsonl beside jobs.txt) is refused it (exit 3)`,
+      `unless it is named here. For a template or standard`,
+      `input: a new vico-results/<date>-<n>/ each run.`,
+      `Running again on the same directory skips the jobs it`,
+      `has already settled (matched by content, not line`,
+      `number). It must be new, empty, or vico's (marked by`,
+      `.vico-results); one manager at a time holds it (a lock`,
+      `in .vico-lock).`,
     ],
   },
   fresh: {
@@ -375,7 +378,8 @@ Exit status:
      Parallel's status, except 2-4 and 128 and over, which become 1
   2  usage error or invalid job list (nothing ran)
   3  could not start (port in use; results directory not vico's, in use
-     by another manager, or unusable, e.g. disk full; enrollment failed)
+     by another manager, another list's default one, or unusable, e.g.
+     disk full; enrollment failed)
   130/143  stopped by SIGINT/SIGTERM before every job settled (run again
      on the same results directory to finish)
 `;

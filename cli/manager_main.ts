@@ -251,6 +251,8 @@ async function serve(flags: ManagerFlags, command: readonly string[], resumeDir?
   const rerunFailed = flags["resume-failed"] ?? false;
   const resultsDir = flags.results ?? resumeDir ??
     (adhoc ? await adhocResultsDir((flags.resume ?? false) || rerunFailed) : defaultResultsDir(settings.jobs!));
+  // A job file's default directory (named after it) is its own: another list of the same name is refused it.
+  const defaultResults = flags.results === undefined && resumeDir === undefined && !adhoc;
   if (rerunFailed && !hasJournal(resultsDir)) {
     throw new CommandFailure(ExitCode.USAGE, usageError(`--resume-failed: no results journal in ${resultsDir}`));
   }
@@ -354,6 +356,7 @@ async function serve(flags: ManagerFlags, command: readonly string[], resumeDir?
       ...options,
       jobs,
       resultsDir,
+      defaultResults,
       fresh: flags.fresh,
       hostname,
       localWorkers: localRunners,

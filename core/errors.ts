@@ -30,7 +30,10 @@ export class ProtocolError extends Error {
 export type VicoErrorCode =
   /** The peer closed the connection (or it dropped) where the protocol expected more. */
   | "CONNECTION_CLOSED"
-  /** Refused: a results directory that is not vico's or is in use, a returned file that may not be stored. */
+  /**
+   * Refused: a results directory that is not vico's, is in use or holds another list's results; a returned
+   * file that may not be stored.
+   */
   | "REFUSED"
   /** A job list that cannot be served ({@linkcode JobListError}). */
   | "JOB_LIST_INVALID"

@@ -28,9 +28,9 @@ import { JobQueue } from "./jobs/job_queue.ts";
 import { OwnerSession, type OwnerSessionContext } from "./sessions/owner_session.ts";
 import { Quarantine, type QuarantineOptions } from "./scheduling/quarantine.ts";
 import { ResultRecorder } from "./results/result_recorder.ts";
-import { type JobRecord, ResultsStore } from "./results/results_store.ts";
+import { firstRunSource, type JobRecord, ResultsStore } from "./results/results_store.ts";
 import { ResultsDir, unusable } from "./results/results_dir.ts";
-import { planReopen, planResume, type ResumePlan } from "./jobs/resume.ts";
+import { checkSameList, planReopen, planResume, type ResumePlan } from "./jobs/resume.ts";
 import { type CarriedJob, type RunnerLink, Scheduler, type SchedulerEvents } from "./scheduling/scheduler.ts";
 import { Ledger } from "./results/ledger.ts";
 import { RunStatus } from "./observe/run_status.ts";
@@ -103,6 +103,12 @@ export interface ManagerOptions {
   resultsDir: string;
   /** Move an existing results directory aside first (once the port is bound). @default {false} */
   fresh?: boolean;
+  /**
+   * `resultsDir` is the list's default one, named after it (the user named
+   * none): refused if it holds another list's results ({@linkcode checkSameList}).
+   * @default {false}
+   */
+  defaultResults?: boolean;
   /** Address to listen on. @default {"127.0.0.1"} */
   hostname?: string;
   /** Port to listen on; 0 picks a free one. @default {DEFAULT_PORT} */
@@ -283,6 +289,23 @@ function listen(options: ManagerOptions, claim: ResultsDir): {
 /** Whether `local` workers are one binary node (the list has task bundles), not in-process text workers. */
 function needsLocalNode(jobs: JobList): boolean {
   return jobs.classes.some((c) => c.binaryOnly);
+}
+
+/**
+ * Refuses a default results directory that holds another list's results
+ * (`defaultResults`), before anything in it is moved or written; lets go
+ * of it then.
+ */
+async function checkOwnList(options: ManagerOptions, claim: ResultsDir): Promise<void> {
+  try {
+    const owner = await firstRunSource(claim.path).catch((err) => {
+      throw unusable(options.resultsDir, "read its journal", err);
+    });
+    checkSameList(owner, options.jobs.source, options.resultsDir);
+  } catch (err) {
+    claim.release();
+    throw err;
+  }
 }
 
 /** Moves earlier results aside (`fresh`) and opens the results; lets go of the directory and the port if it cannot. */
@@ -546,10 +569,13 @@ export class Manager {
   /**
    * Claims the results directory (refused unless it is vico's; locked
    * against other managers), listens, moves earlier results aside
-   * (`fresh`), opens the results and starts serving. Nothing is moved or
-   * removed unless every earlier step succeeded.
+   * (`fresh`), opens the results and starts serving; a default results
+   * directory (`defaultResults`) that holds another list's results is
+   * refused right after the lock. Nothing is moved or removed unless every
+   * earlier step succeeded.
    *
-   * @throws {VicoError} a `ResultsDirError` when the results directory cannot be used.
+   * @throws {VicoError} a `ResultsDirError` when the results directory cannot be used
+   *   (`another-list`: a default one that holds another list's results).
    */
   static async start(options: ManagerOptions): Promise<Manager> {
     const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
@@ -557,8 +583,9 @@ export class Manager {
     if ((options.local ?? 0) > 0 && options.localWorkers === undefined) {
       throw new VicoError("USAGE", "local workers need a localWorkers factory (localRunners in mod.ts)");
     }
-    // Start-up order: lock, port, rotation, then the results themselves.
+    // Start-up order: lock, whose results they are, port, rotation, then the results themselves.
     const claim = await ResultsDir.claim(options.resultsDir, { durable: options.durable });
+    if (options.defaultResults) await checkOwnList(options, claim);
     const { listener, localListener } = listen(options, claim);
     const results = await openResults(options, claim, listener);
     const keyOf = cachedKeys((job) => jobKey(identityOf(jobs, job), jobs.occurrences[job]));

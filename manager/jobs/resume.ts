@@ -5,6 +5,10 @@
  * by line number, so an edited, reordered or extended list runs exactly the
  * jobs whose keys have no settled record.
  *
+ * A default results directory (named after the list, so `jobs.txt` and
+ * `jobs.jsonl` share one) is taken only by the list it was made for
+ * ({@linkcode checkSameList}).
+ *
  * `--resume-failed` first reopens the jobs of the list whose settlement
  * failed ({@linkcode planReopen}, then `ResultsStore.reopen`): a durable
  * `reopen` record per key makes its earlier `job` record a past attempt,
@@ -13,6 +17,8 @@
  * @module
  */
 
+import { basename } from "node:path";
+import { ResultsDirError } from "../results/results_dir.ts";
 import type { AttemptRecord, IssuedRecord, JournalState, ReopenRecord } from "../results/results_store.ts";
 
 /** What a restart on an existing journal will do. */
@@ -154,4 +160,45 @@ export function planReopen(
     }
   }
   return plans;
+}
+
+/** How a job list's `source` is named to the user: its file name (`./jobs.txt` and `/abs/jobs.txt` are one list). */
+function listName(source: string): string {
+  return source === "-" ? "standard input" : basename(source) || source;
+}
+
+/**
+ * Refuses a default results directory (the one named after the list, which
+ * `jobs.txt` and `jobs.jsonl` beside it share) that holds another list's
+ * results: its journal's first run (`owner`, see `firstRunSource` in
+ * results_store.ts) named a list of another file name. The list a
+ * directory was made for keeps it, even if another list was later run on
+ * it on purpose (`--results DIR`). Called with the directory locked,
+ * before anything in it is moved (`--fresh`), recorded or run; a directory
+ * the user named is never checked.
+ *
+ * @example
+ * ```ts
+ * import { checkSameList } from "./resume.ts";
+ * checkSameList("./jobs.txt", "/work/jobs.txt", "jobs.results"); // the same list
+ * checkSameList(undefined, "jobs.jsonl", "jobs.results"); // a new directory
+ * let refused = "";
+ * try {
+ *   checkSameList("jobs.txt", "jobs.jsonl", "jobs.results");
+ * } catch (err) {
+ *   refused = (err as Error).message;
+ * }
+ * console.assert(refused === "jobs.results holds the results of jobs.txt, not jobs.jsonl: " +
+ *   "give this list its own with --results DIR");
+ * ```
+ *
+ * @param owner The list the journal's first run named; `undefined` when none did.
+ * @param source This run's job list, as given.
+ * @param dir The results directory, as named in the message.
+ * @throws {ResultsDirError} `REFUSED`, problem `another-list`, naming both lists and the way out.
+ */
+export function checkSameList(owner: string | undefined, source: string, dir: string): void {
+  if (owner === undefined || listName(owner) === listName(source)) return;
+  const whose = `${dir} holds the results of ${listName(owner)}, not ${listName(source)}`;
+  throw new ResultsDirError("another-list", `${whose}: give this list its own with --results DIR`);
 }

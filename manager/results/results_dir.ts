@@ -51,6 +51,8 @@ export type ResultsDirProblem =
   | "in-use"
   /** It is not a vico results directory (or not a directory), or cannot be moved aside. */
   | "not-ours"
+  /** A default results directory that holds another job list's results (see `checkSameList`, manager/jobs/resume.ts). */
+  | "another-list"
   /** An I/O failure (disk full, permissions, …). */
   | "unusable";
 

@@ -829,6 +829,35 @@ async function readJournal(path: string): Promise<JournalState> {
   return state;
 }
 
+/** Ends a read of the journal early, at the record sought. */
+const FOUND = Symbol("found");
+
+/**
+ * The job list the first run recorded in `dir`'s journal named (its
+ * `source`, as given): the list a default results directory was made for.
+ * Reads only up to that record (the first line of a journal vico made) and
+ * writes nothing. `undefined` when there is no journal, no run names a list,
+ * or the journal is damaged before one (opening the store says so).
+ *
+ * @throws {Deno.errors.PermissionDenied} and other I/O errors reading the journal.
+ */
+export async function firstRunSource(dir: string): Promise<string | undefined> {
+  let source: string | undefined;
+  try {
+    await readJournalRecords(join(dir, JOURNAL_FILE), ({ record }) => {
+      if (record.type === "run" && typeof record.source === "string") {
+        source = record.source;
+        throw FOUND;
+      }
+    });
+  } catch (err) {
+    if (err === FOUND || err instanceof Deno.errors.NotFound) return source;
+    if (err instanceof VicoError && err.code === "JOURNAL_DAMAGED") return undefined;
+    throw err;
+  }
+  return undefined;
+}
+
 /** A name vico gives a stored output (less `.out`) or a key's returned files: the key, maybe with an attempt. */
 const STORED_NAME = /^([0-9a-f]{16}-[1-9][0-9]*)(?:[~.][1-9][0-9]*)?$/;
 

@@ -145,6 +145,45 @@ Deno.test("ResultsDir.rotate: -r . --fresh ends with a clear error (exit 3), in 
   assert.deepEqual(after, before);
 });
 
+Deno.test("manager --jobs jobs.jsonl beside a jobs.txt run: refuses the shared default results directory, naming both, exit 3; --results works", async () => {
+  await using dir = await tempDir();
+  await Deno.writeTextFile(join(dir.path, "jobs.txt"), "echo a\necho b\n");
+  await Deno.writeTextFile(
+    join(dir.path, "jobs.jsonl"),
+    JSON.stringify({ name: "x", run: [{ command: "echo hi", log: "run.log" }] }) + "\n",
+  );
+  const results = join(dir.path, "jobs.results");
+  const first = await run(["--jobs", "jobs.txt", "--local", "1", "-q"], dir.path);
+  assert.equal(first.code, 0, first.out.stderr);
+  const before = snapshot(results);
+  // Both lists' default is jobs.results: the second is refused, before anything is moved, recorded or run.
+  for (const extra of [[], ["--resume"], ["--fresh"]]) {
+    const other = await run(["--jobs", join(dir.path, "jobs.jsonl"), "--local", "1", "-q", ...extra], dir.path);
+    assert.equal(other.code, 3, other.out.stderr);
+    assert.match(
+      other.out.stderr,
+      /jobs\.results holds the results of jobs\.txt, not jobs\.jsonl: give this list its own with --results DIR/,
+    );
+    assert.doesNotMatch(other.out.stderr, /Uncaught/);
+    const after = snapshot(results);
+    for (const s of [before, after]) s.delete(".vico-lock");
+    assert.deepEqual(after, before, `nothing recorded (${extra.join(" ") || "no flag"})`);
+    const names = [...Deno.readDirSync(dir.path)].map((e) => e.name).sort();
+    assert.deepEqual(names, ["jobs.jsonl", "jobs.results", "jobs.txt"], "nothing moved aside");
+  }
+  // Its own directory, or the shared one named on purpose, works.
+  const own = await run(["--jobs", "jobs.jsonl", "--results", "tasks.results", "--local", "1", "-q"], dir.path);
+  assert.equal(own.code, 0, own.out.stderr);
+  assert.equal(readRecords(join(dir.path, "tasks.results")).length, 1);
+  const shared = await run(["--jobs", "jobs.jsonl", "-r", "jobs.results", "--local", "1", "-q"], dir.path);
+  assert.equal(shared.code, 0, shared.out.stderr);
+  assert.equal(readRecords(results).length, 3);
+  // The same list by another path (absolute here, relative first) is the same list: it resumes.
+  const again = await run(["--jobs", join(dir.path, "jobs.txt"), "--local", "1"], dir.path);
+  assert.equal(again.code, 0, again.out.stderr);
+  assert.match(again.out.stdout + again.out.stderr, /2 job\(s\) were settled by an earlier run and not run again/);
+});
+
 /** A 64 KiB tmpfs mounted for the test (root only); undefined where it cannot be made. */
 function tinyDisk(): (Disposable & { path: string }) | undefined {
   const path = Deno.makeTempDirSync({ prefix: "vico-full-" });

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { planReopen, planResume } from "../../../manager/jobs/resume.ts";
+import { checkSameList, planReopen, planResume } from "../../../manager/jobs/resume.ts";
+import { ResultsDirError } from "../../../manager/results/results_dir.ts";
 import type { JournalState } from "../../../manager/results/results_store.ts";
 
 /** An empty journal state. */
@@ -75,5 +76,33 @@ Deno.test({
     state.reopened = new Set(["bad-1"]);
     const plan = planResume(1, state, () => "bad-1");
     assert.deepEqual([plan.settled[0], plan.attempts[0], plan.failures[0], plan.toRun], [0, 2, 0, 1]);
+  },
+});
+
+Deno.test({
+  name: "checkSameList() lets a list by any path have its directory and refuses another list's, naming both",
+  permissions: "none",
+  fn() {
+    // The same file name is the same list, however it was given; a directory no run named a list for is free.
+    for (const [owner, source] of [["jobs.txt", "jobs.txt"], ["./jobs.txt", "/abs/dir/jobs.txt"], [undefined, "x"]]) {
+      checkSameList(owner, source!, "jobs.results");
+    }
+    const refused = (owner: string, source: string, dir: string) => {
+      try {
+        checkSameList(owner, source, dir);
+      } catch (err) {
+        assert.ok(err instanceof ResultsDirError, String(err));
+        assert.equal(err.code, "REFUSED");
+        assert.equal(err.problem, "another-list");
+        return err.message;
+      }
+      assert.fail(`${source} was given ${owner}'s ${dir}`);
+    };
+    assert.equal(
+      refused("jobs.txt", "lists/jobs.jsonl", "lists/jobs.results"),
+      "lists/jobs.results holds the results of jobs.txt, not jobs.jsonl: give this list its own with --results DIR",
+    );
+    assert.match(refused("/a/jobs", "/a/jobs.txt", "/a/jobs.results"), /holds the results of jobs, not jobs\.txt:/);
+    assert.match(refused("-", "jobs.txt", "jobs.results"), /holds the results of standard input, not jobs\.txt:/);
   },
 });

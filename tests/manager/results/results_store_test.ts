@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
 import { JournalDamagedError, VicoError } from "../../../core/errors.ts";
-import { type JobRecord, JOURNAL_FILE, ResultsStore } from "../../../manager/results/results_store.ts";
+import { firstRunSource, type JobRecord, JOURNAL_FILE, ResultsStore } from "../../../manager/results/results_store.ts";
 import { verifyResults } from "../../../manager/results/verify.ts";
 import { writeBigJournal } from "../../helpers/journal.ts";
 import { ownProcessTest } from "../../helpers/own_process.ts";
@@ -467,6 +467,28 @@ Deno.test("ResultsStore.commit(): every directory a returned file's commit made 
   } finally {
     Deno.open = originalOpen;
     Deno.FsFile.prototype.sync = originalSync;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("firstRunSource() names the list of the journal's first run, reads no further and writes nothing", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    assert.equal(await firstRunSource(dir), undefined, "no journal");
+    const run = (source: unknown) => JSON.stringify({ type: "run", id: "r", started: "t", source, jobs: 1, pid: 1 });
+    const journal = join(dir, JOURNAL_FILE);
+    // A run with no source is passed over; later runs (another list, on purpose) do not change the owner;
+    // damage and a torn tail after the first run are not read (nor cut).
+    const text = [JSON.stringify(fields("k-1")), run(7), run("./lists/jobs.txt"), run("jobs.jsonl"), "{bad", "{torn"]
+      .join("\n");
+    await Deno.writeTextFile(journal, text);
+    assert.equal(await firstRunSource(dir), "./lists/jobs.txt");
+    assert.equal(await Deno.readTextFile(journal), text, "nothing written or cut");
+    await Deno.writeTextFile(journal, "{bad\n" + run("jobs.txt") + "\n");
+    assert.equal(await firstRunSource(dir), undefined, "damaged before any run: opening the store says so");
+    await Deno.writeTextFile(journal, JSON.stringify(fields("k-1")) + "\n");
+    assert.equal(await firstRunSource(dir), undefined, "no run recorded");
+  } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });
