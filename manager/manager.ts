@@ -403,22 +403,6 @@ function recordedByJob(
   };
 }
 
-/**
- * Finds a job of the list by its content key, settled or not. The map is
- * made the first time it is asked (a returning runner announcing a result
- * this run did not hand out): most runs never pay for it.
- */
-function jobOfAnyKey(count: number, keyOf: (job: number) => string): (key: string) => number | undefined {
-  let jobOf: Map<string, number> | undefined;
-  return (key) => {
-    if (jobOf === undefined) {
-      jobOf = new Map();
-      for (let job = 0; job < count; job++) jobOf.set(keyOf(job), job);
-    }
-    return jobOf.get(key);
-  };
-}
-
 /** The scheduler's events as the run's logs, status and `onSettled`. */
 function fleetLog(options: ManagerOptions, status: RunStatus): SchedulerEvents {
   const localNames = new Set(Array.from({ length: options.local ?? 0 }, (_, i) => `local-${i + 1}`));
@@ -465,10 +449,9 @@ function fleetLog(options: ManagerOptions, status: RunStatus): SchedulerEvents {
  * taken back only as hand-outs this directory issued to this runner, for
  * jobs still open; the rest are set aside (`drop`), but those whose result
  * this directory already recorded are forgotten (`have` as well): the
- * runner was stopped after the ack, before it forgot its copy. `jobOf`
- * finds any job of the list (settled or not) by its content key.
+ * runner was stopped after the ack, before it forgot its copy.
  */
-function answerHello(ledger: Ledger, jobOf: (key: string) => number | undefined, o: {
+function answerHello(ledger: Ledger, o: {
   pulseSec: number;
   jobTimeoutMs: number | undefined;
   leaseMs: number;
@@ -482,14 +465,14 @@ function answerHello(ledger: Ledger, jobOf: (key: string) => number | undefined,
     holds.forEach((line, i) => {
       const tag = heldTag(line, hello.proto);
       const known = tag !== undefined && ledger.knowsRun(tag.run);
+      // Any job of the list, settled or not: an open hand-out is found at once.
       const job = known ? ledger.jobOfKey(tag.key) : undefined;
       if (hello.id !== undefined && job !== undefined && ledger.wants(hello.id, tag!.run, job, tag!.attempt)) {
         carried.push({ job, attempt: tag!.attempt });
         return;
       }
       drop.push(i);
-      const recorded = known ? jobOf(tag.key) : undefined;
-      if (recorded !== undefined && ledger.hasResult(recorded, tag!.attempt)) have.push(i);
+      if (job !== undefined && ledger.hasResult(job, tag!.attempt)) have.push(i);
     });
     const answer: Extract<ServerHello, { kind: "ok" }> = {
       kind: "ok",
@@ -613,7 +596,7 @@ export class Manager {
     // The commit authority: this run's identity, the earlier runs', and the
     // hand-outs to identified runners still open (their kept results are wanted).
     const run = crypto.randomUUID().replaceAll("-", "");
-    const ledger = new Ledger(jobs.commands.length, run, results.previous.runIds, settledBefore(plan));
+    const ledger = new Ledger(jobs.commands.length, run, results.previous.runIds, settledBefore(plan), keyOf);
     for (const [job, issued] of plan.issued) {
       for (const i of issued) ledger.issue(job, { attempt: i.attempt, runner: i.runner, run: i.run }, keyOf(job));
     }
@@ -736,7 +719,7 @@ export class Manager {
       maxConnections: options.maxConnections ?? 4096,
       secret: options.secret,
       tls: options.tls !== undefined,
-      extensionAnswer: answerHello(ledger, jobOfAnyKey(jobs.commands.length, keyOf), {
+      extensionAnswer: answerHello(ledger, {
         pulseSec,
         jobTimeoutMs: options.jobTimeoutMs,
         leaseMs,

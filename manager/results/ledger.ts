@@ -92,15 +92,29 @@ export class Ledger {
   /** Content keys of unsettled jobs issued to identified runners, both ways. */
   readonly #byKey = new Map<string, number>();
   readonly #keyOf = new Map<number, string>();
+  /** Each job's content key, for keys that were not issued; absent: only issued keys are known. */
+  readonly #keys: ((job: number) => string) | undefined;
+  /** Every job of the list by content key: made the first time a key not issued is looked up. */
+  #everyKey: Map<string, number> | undefined;
 
   /**
    * @param size Jobs in the list.
    * @param run This run's identity (its `run` record's id).
    * @param earlierRuns Identities of the earlier runs on this results directory.
    * @param settled Jobs settled by earlier runs.
+   * @param keyOf Each job's content key (the one {@linkcode issue} is given):
+   * {@linkcode jobOfKey} finds jobs never issued, or settled, by it. Without
+   * it, only the keys of issued jobs are known.
    */
-  constructor(size: number, run: string, earlierRuns: Iterable<string> = [], settled?: (job: number) => boolean) {
+  constructor(
+    size: number,
+    run: string,
+    earlierRuns: Iterable<string> = [],
+    settled?: (job: number) => boolean,
+    keyOf?: (job: number) => string,
+  ) {
     this.run = run;
+    this.#keys = keyOf;
     this.#runs = new Set([run, ...earlierRuns]);
     this.#settled = new Uint8Array(size);
     if (settled !== undefined) {
@@ -134,8 +148,33 @@ export class Ledger {
     byAttempt.set(assignment.attempt, assignment);
   }
 
-  /** The unsettled job with content key `key` that went to an identified runner, if any. */
+  /**
+   * The job of the list with content key `key`, whether it was issued,
+   * settled or neither. An unsettled job issued to an identified runner is
+   * found in O(1) ({@linkcode issuedJobOfKey}); any other key is looked up
+   * in an index of every job's key (from the constructor's `keyOf`), made
+   * the first time such a key is asked for: a run that never asks (no
+   * returning runner naming a result this run did not hand out) never
+   * makes it.
+   */
   jobOfKey(key: string): number | undefined {
+    const issued = this.#byKey.get(key);
+    if (issued !== undefined || this.#keys === undefined) return issued;
+    if (this.#everyKey === undefined) {
+      const everyKey = new Map<string, number>();
+      for (let job = 0; job < this.#settled.length; job++) everyKey.set(this.#keys(job), job);
+      this.#everyKey = everyKey;
+    }
+    return this.#everyKey.get(key);
+  }
+
+  /**
+   * The unsettled job with content key `key` that went to an identified
+   * runner, if any: the O(1) part of {@linkcode jobOfKey}, which never
+   * looks over the whole list (a result a runner delivers must be one it
+   * was issued).
+   */
+  issuedJobOfKey(key: string): number | undefined {
     return this.#byKey.get(key);
   }
 

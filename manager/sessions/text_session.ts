@@ -428,7 +428,7 @@ export class ManagerTextSession implements RunnerLink {
   #jobTagged(tag: Tag): number | undefined {
     if (tag.run !== this.#ctx.run && !this.#ctx.scheduler.ledger.knowsRun(tag.run)) return undefined;
     for (const [j, h] of this.#handedOut) if (h.attempt === tag.attempt && h.key === tag.key) return j;
-    return this.runnerId === undefined ? undefined : this.#ctx.scheduler.ledger.jobOfKey(tag.key);
+    return this.runnerId === undefined ? undefined : this.#ctx.scheduler.ledger.issuedJobOfKey(tag.key);
   }
 
   /** A line already in the reader's buffer (heard now), without waiting; `undefined` if none is whole yet. */
