@@ -389,20 +389,6 @@ function settledBefore(plan: ResumePlan): ((job: number) => boolean) | undefined
   return plan.skipped === 0 ? undefined : (job) => plan.settled[job] === 1;
 }
 
-/** Turns the store's settling records into `onRecorded` calls by job. */
-function recordedByJob(
-  jobs: JobList,
-  keyOf: (job: number) => string,
-  onRecorded: NonNullable<ManagerOptions["onRecorded"]>,
-): (record: JobRecord) => void {
-  const jobOf = new Map<string, number>();
-  for (let job = 0; job < jobs.commands.length; job++) jobOf.set(keyOf(job), job);
-  return (record) => {
-    const job = jobOf.get(record.key);
-    if (job !== undefined) onRecorded(job, record);
-  };
-}
-
 /** The scheduler's events as the run's logs, status and `onSettled`. */
 function fleetLog(options: ManagerOptions, status: RunStatus): SchedulerEvents {
   const localNames = new Set(Array.from({ length: options.local ?? 0 }, (_, i) => `local-${i + 1}`));
@@ -600,7 +586,6 @@ export class Manager {
     for (const [job, issued] of plan.issued) {
       for (const i of issued) ledger.issue(job, { attempt: i.attempt, runner: i.runner, run: i.run }, keyOf(job));
     }
-    if (options.onRecorded !== undefined) results.onJob = recordedByJob(jobs, keyOf, options.onRecorded);
     const leaseMs = options.leaseMs ?? 120_000;
     const status = new RunStatus({
       total: jobs.commands.length,
@@ -620,6 +605,7 @@ export class Manager {
     });
     const recorder = new ResultRecorder(scheduler, results, jobs, keyOf, {
       retries: options.retries,
+      ...(options.onRecorded !== undefined ? { onRecorded: options.onRecorded } : {}),
       quarantine: new Quarantine(options.quarantine),
       onQuarantine: (host, until, reason) =>
         log.warn("Quarantined {host} for {s}s: {reason}; its failed jobs run elsewhere", {

@@ -24,7 +24,7 @@
  */
 
 import { type JobList, taskOf } from "../jobs/job_list.ts";
-import type { AttemptRecord, JobFields, ResultsStore, ReturnedFile, StagedOutput } from "./results_store.ts";
+import type { AttemptRecord, JobFields, JobRecord, ResultsStore, ReturnedFile, StagedOutput } from "./results_store.ts";
 import type { RunnerLink, Scheduler } from "../scheduling/scheduler.ts";
 import type { Claim, Ledger, Ticket } from "./ledger.ts";
 import type { Quarantine, Verdict } from "../scheduling/quarantine.ts";
@@ -68,6 +68,11 @@ export interface ResultRecorderOptions {
   onQuarantine?: (host: string, until: number, reason: string) => void;
   /** The clock (ms). @default {Date.now} */
   now?: () => number;
+  /**
+   * Called with each job's settling record once it is durable (its output
+   * file is final then), before the job counts as settled.
+   */
+  onRecorded?: (job: number, record: JobRecord) => void;
 }
 
 /**
@@ -115,6 +120,7 @@ export class ResultRecorder {
   readonly #quarantine: Quarantine | undefined;
   readonly #onQuarantine: ResultRecorderOptions["onQuarantine"];
   readonly #now: () => number;
+  readonly #onRecorded: ResultRecorderOptions["onRecorded"];
   /** Suspects held back by the quarantine (each durable as an attempt record), by job. */
   readonly #suspects = new Map<number, Suspect>();
   /** Gang deliveries being collected, by job. */
@@ -127,7 +133,7 @@ export class ResultRecorder {
    * @param results Where results go.
    * @param jobs The job list.
    * @param keyOf Content key of a job.
-   * @param options Retry policy.
+   * @param options Retry policy, quarantine, and who is told of each settling record.
    */
   constructor(
     scheduler: Scheduler,
@@ -145,6 +151,7 @@ export class ResultRecorder {
     this.#quarantine = options.quarantine?.enabled ? options.quarantine : undefined;
     this.#onQuarantine = options.onQuarantine;
     this.#now = options.now ?? Date.now;
+    this.#onRecorded = options.onRecorded;
   }
 
   /**
@@ -355,13 +362,18 @@ export class ResultRecorder {
       this.#scheduler.onJobRetry(held.delivery.link, job);
       return;
     }
+    let settling: JobRecord;
     try {
-      await this.#results.commitFromAttempt({ ...this.#fields(job, held.delivery, held.attempt), status }, record);
+      settling = await this.#results.commitFromAttempt(
+        { ...this.#fields(job, held.delivery, held.attempt), status },
+        record,
+      );
     } catch (err) {
       this.#ledger.abort(claim.ticket);
       this.#suspects.set(job, held);
       throw err;
     }
+    this.#onRecorded?.(job, settling);
     this.#ledger.settle(claim.ticket);
     this.#scheduler.onJobSettled(held.delivery.link, job, status);
   }
@@ -388,8 +400,9 @@ export class ResultRecorder {
         continue; // the commit in flight failed: try again
       }
       if (claim.kind !== "accepted") return false;
+      let settling: JobRecord;
       try {
-        await this.#results.commitLost(
+        settling = await this.#results.commitLost(
           { ...this.#fields(job, { link, handedOutAt: isoNow() }) },
           reason,
         );
@@ -397,6 +410,7 @@ export class ResultRecorder {
         this.#ledger.abort(claim.ticket);
         throw err;
       }
+      this.#onRecorded?.(job, settling);
       this.#ledger.settle(claim.ticket);
       this.#suspects.delete(job);
       this.#scheduler.settleLost(job);
@@ -477,7 +491,8 @@ export class ResultRecorder {
     // already in the journal's batch is still out (it may bring some): the
     // last results of a run are synced at once.
     const patient = parts.every((p) => p.patient === true) && queue.running > this.#results.unsynced + 1;
-    return this.#results.commit(fields, gang ? undefined : parts[0].output, returned, { patient }).then(() => {
+    return this.#results.commit(fields, gang ? undefined : parts[0].output, returned, { patient }).then((settling) => {
+      this.#onRecorded?.(job, settling);
       this.#ledger.settle(ticket);
       this.#suspects.delete(job);
       this.#scheduler.onJobSettled(link, job, status);

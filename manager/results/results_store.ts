@@ -394,8 +394,6 @@ export class ResultsStore {
   readonly dir: string;
   readonly #journal: Deno.FsFile;
   readonly #durable: boolean;
-  /** Called with each settling `job` record once it is durable (its output file is final then). */
-  onJob?: (record: JobRecord) => void;
   #batch: string[] = [];
   #waiters: { resolve: () => void; reject: (e: unknown) => void }[] = [];
   /** Records appended whose batch is not durable yet (gathering, or being written and synced). */
@@ -529,10 +527,7 @@ export class ResultsStore {
     if ((output === undefined || output.size === 0) && returned.length === 0) {
       // Nothing to publish (most jobs print nothing): the record alone.
       const record: JobRecord = { type: "job", ...fields, ...NO_OUTPUT };
-      return this.#append(record, options.patient).then(() => {
-        this.onJob?.(record);
-        return record;
-      });
+      return this.#append(record, options.patient).then(() => record);
     }
     return this.#commitWithFiles(fields, output, returned, options.patient);
   }
@@ -556,7 +551,6 @@ export class ResultsStore {
       if (returned.length > 0) record.files = await this.#publishFiles(name, returned, published);
       appending = true;
       await this.#append(record, patient);
-      this.onJob?.(record);
       return record;
     } catch (err) {
       await staged?.discard();
@@ -610,7 +604,6 @@ export class ResultsStore {
       ...(attempt.files !== undefined ? { files: attempt.files } : {}),
     };
     await this.#append(record);
-    this.onJob?.(record);
     return record;
   }
 
@@ -620,7 +613,6 @@ export class ResultsStore {
     const published = await this.#publishOutput("", empty);
     const record: JobRecord = { type: "job", ...fields, status: null, ...published, lost: reason };
     await this.#append(record);
-    this.onJob?.(record);
     return record;
   }
 

@@ -313,3 +313,58 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name:
+    "ResultRecorder onRecorded: each settling record (a result's, a lost job's) is told with its job once durable, before the job counts as settled; a retried attempt's is not",
+  permissions: { read: true, write: true, env: true, sys: ["hostname"] },
+  async fn() {
+    await using dir = await tempDir();
+    const results = await ResultsStore.open(dir.path, { durable: false });
+    const ledger = new Ledger(JOBS, "run1");
+    const scheduler = new Scheduler(new JobQueue(JOBS), [PLAIN_CLASS], {}, { keyOf, ledger });
+    const told: { job: number; key: string; status: number | null; durable: boolean; settled: boolean }[] = [];
+    const recorder = new ResultRecorder(scheduler, results, list, keyOf, {
+      retries: 1,
+      onRecorded: (job, record) =>
+        told.push({
+          job,
+          key: record.key,
+          status: record.status,
+          durable: readJournal(dir.path).some((r) => r.type === "job" && r.key === record.key),
+          settled: ledger.isSettled(job),
+        }),
+    });
+    await results.note({ type: "run", id: "run1", started: "t", source: "model", jobs: JOBS, pid: 1 });
+    const runner = new ModelRunner("a", "ida");
+    const link = runner.link = new FakeLink(runner, "run1");
+    scheduler.onRunnerJoined(link);
+    const deliver = async (status: number) => {
+      scheduler.onJobRequest(link);
+      const hand = runner.held.pop()!;
+      const admission = recorder.admitNow(hand.job, hand.attempt, link);
+      assert.equal(admission.kind, "accepted");
+      if (admission.kind !== "accepted") return hand.job;
+      const output = results.stageOutput();
+      await recorder.record(admission.ticket, {
+        link,
+        rank: 1,
+        status,
+        handedOutAt: new Date().toISOString(),
+        output,
+        returned: [],
+      });
+      return hand.job;
+    };
+    const ok = await deliver(0);
+    const retried = await deliver(1);
+    assert.equal(ledger.isSettled(retried), false, "a failure with a retry left does not settle its job");
+    const lost = [0, 1, 2, 3, 4, 5].find((j) => j !== ok && j !== retried)!;
+    assert.equal(await recorder.lost(lost, "gone", link), true);
+    await results.close();
+    assert.deepEqual(told, [
+      { job: ok, key: keyOf(ok), status: 0, durable: true, settled: false },
+      { job: lost, key: keyOf(lost), status: null, durable: true, settled: false },
+    ]);
+  },
+});
