@@ -373,7 +373,7 @@ export class ResultRecorder {
       this.#suspects.set(job, held);
       throw err;
     }
-    this.#onRecorded?.(job, settling);
+    this.#tell(job, settling);
     this.#ledger.settle(claim.ticket);
     this.#scheduler.onJobSettled(held.delivery.link, job, status);
   }
@@ -410,7 +410,7 @@ export class ResultRecorder {
         this.#ledger.abort(claim.ticket);
         throw err;
       }
-      this.#onRecorded?.(job, settling);
+      this.#tell(job, settling);
       this.#ledger.settle(claim.ticket);
       this.#suspects.delete(job);
       this.#scheduler.settleLost(job);
@@ -492,11 +492,27 @@ export class ResultRecorder {
     // last results of a run are synced at once.
     const patient = parts.every((p) => p.patient === true) && queue.running > this.#results.unsynced + 1;
     return this.#results.commit(fields, gang ? undefined : parts[0].output, returned, { patient }).then((settling) => {
-      this.#onRecorded?.(job, settling);
+      this.#tell(job, settling);
       this.#ledger.settle(ticket);
       this.#suspects.delete(job);
       this.#scheduler.onJobSettled(link, job, status);
     });
+  }
+
+  /**
+   * Tells `onRecorded` of a durable settling record. What it throws is
+   * logged, never the commit's failure: the record is in the journal, so
+   * the job settles all the same.
+   */
+  #tell(job: number, record: JobRecord): void {
+    try {
+      this.#onRecorded?.(job, record);
+    } catch (err) {
+      log.error("Job at line {line} is recorded, but telling of it failed: {error}", {
+        line: this.#jobs.lines[job],
+        error: err instanceof Error ? err.message : String(err),
+      });
+    }
   }
 
   /** A failed attempt with retries left: keeps what it said, then the job goes back to the queue. */

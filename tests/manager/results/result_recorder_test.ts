@@ -368,3 +368,39 @@ Deno.test({
     ]);
   },
 });
+
+Deno.test({
+  name: "ResultRecorder onRecorded: one that throws is logged; the durable record still settles its job",
+  permissions: { read: true, write: true, env: true, sys: ["hostname"] },
+  async fn() {
+    await using dir = await tempDir();
+    const results = await ResultsStore.open(dir.path, { durable: false });
+    const ledger = new Ledger(JOBS, "run1");
+    const scheduler = new Scheduler(new JobQueue(JOBS), [PLAIN_CLASS], {}, { keyOf, ledger });
+    const recorder = new ResultRecorder(scheduler, results, list, keyOf, {
+      onRecorded: () => {
+        throw new Error("the joblog's disk is full");
+      },
+    });
+    const runner = new ModelRunner("a", "ida");
+    const link = runner.link = new FakeLink(runner, "run1");
+    scheduler.onRunnerJoined(link);
+    scheduler.onJobRequest(link);
+    const hand = runner.held.pop()!;
+    const admission = recorder.admitNow(hand.job, hand.attempt, link);
+    assert.equal(admission.kind, "accepted");
+    if (admission.kind !== "accepted") return;
+    await recorder.record(admission.ticket, {
+      link,
+      rank: 1,
+      status: 0,
+      handedOutAt: new Date().toISOString(),
+      output: results.stageOutput(),
+      returned: [],
+    });
+    assert.equal(ledger.isSettled(hand.job), true, "the job settled");
+    assert.equal(scheduler.queue.settled, 1);
+    await results.close();
+    assert.equal(readJournal(dir.path).filter((r) => r.type === "job").length, 1);
+  },
+});
