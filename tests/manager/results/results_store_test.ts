@@ -210,6 +210,36 @@ ownProcessTest(
   },
 );
 
+Deno.test("ResultsStore.commit(): patient records that keep coming are synced at most once a commit window, not one sync each", async () => {
+  const dir = await Deno.makeTempDir();
+  const original = Deno.FsFile.prototype.syncData;
+  let syncs = 0;
+  try {
+    // A slow disk: each sync takes 30 ms, so records keep arriving during it.
+    Deno.FsFile.prototype.syncData = async function (this: Deno.FsFile) {
+      syncs++;
+      await new Promise((r) => setTimeout(r, 30));
+      return original.call(this);
+    };
+    const store = await ResultsStore.open(dir, { commitWindowMs: 200 });
+    // A record every 20 ms for about 800 ms, nobody waiting on any of them.
+    const t0 = performance.now();
+    const commits: Promise<unknown>[] = [];
+    for (let i = 0; i < 40; i++) {
+      commits.push(store.commit(fields(`k-${i}`), undefined, [], { patient: true }));
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await Promise.all(commits);
+    const ms = performance.now() - t0;
+    await store.close();
+    assert.ok(syncs <= Math.ceil(ms / 200) + 1, `${syncs} syncs in ${ms.toFixed(0)} ms with a 200 ms window`);
+    assert.equal((await records(dir)).length, 40);
+  } finally {
+    Deno.FsFile.prototype.syncData = original;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("ResultsStore cuts a torn batch after a failed write, so later records stay readable", async () => {
   const dir = await Deno.makeTempDir();
   const original = Deno.FsFile.prototype.write;
