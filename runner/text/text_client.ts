@@ -237,7 +237,14 @@ export class RunnerTextClient {
         // RICEVIS can only come after every output byte: wait for it from now on.
         const ricevis = this.#expect("ricevis");
         ricevis.catch(() => {});
-        await this.#writeLock.run(() => output.pipeTo((chunk) => this.#transport.write(chunk)));
+        try {
+          await this.#writeLock.run(() => output.pipeTo((chunk) => this.#transport.write(chunk)));
+        } catch (err) {
+          // The manager waits for the rest of the announced bytes: whatever
+          // went out next on this connection would be read as them.
+          this.#fail(err);
+          throw err;
+        }
         await ricevis;
       } finally {
         this.#reporting--;

@@ -126,3 +126,42 @@ Deno.test({
     await client.finished();
   },
 });
+
+Deno.test({
+  name:
+    "RunnerTextClient.report: an output that fails mid-stream ends the connection, so no later line is read as its bytes",
+  permissions: "none",
+  async fn() {
+    // A kept result whose file cannot be read whole (a state directory
+    // removed or damaged under the runner). Before, the lock was released
+    // with the REZULTO half sent: the next worker's PETO went out on the same
+    // connection, and the manager read it as the rest of the job's output.
+    const manager = scriptedManager();
+    const client = new RunnerTextClient(manager.runnerEnd, new BufferedReader(manager.runnerEnd), {
+      name: "memory",
+      workers: 2,
+    });
+    const opening = client.open();
+    await manager.line();
+    await manager.say("VERSIO 1.1");
+    assert.equal((await opening).kind, "open");
+    assert.equal(await manager.line(), "KOMPRENAS");
+    const reporting = client.report({ command: "cat kept" }, 0, {
+      size: 10,
+      pipeTo: async (sink) => {
+        await sink(enc.encode("half\n"));
+        throw new Error("Is a directory (os error 21)");
+      },
+    });
+    assert.equal(await manager.line(), "REZULTO cat kept 0 10");
+    await manager.say("PRETA");
+    await assert.rejects(reporting, /Is a directory/);
+    assert.equal(client.closed, true, "the connection is given up");
+    const end = await client.ended;
+    assert.equal(end.kind, "failed");
+    assert.match(end.kind === "failed" ? end.reason : "", /Is a directory/);
+    await assert.rejects(client.request());
+    assert.deepEqual(await manager.bytes(5), enc.encode("half\n"));
+    assert.equal(await manager.line(), null, "nothing after the half output: the connection is closed");
+  },
+});
