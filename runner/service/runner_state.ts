@@ -262,22 +262,29 @@ export class RunnerState {
   ): Promise<StoredResult> {
     const n = ++this.#seq;
     const base = join(this.dir, "pending", String(n).padStart(8, "0"));
-    const file = await Deno.open(base + ".out.tmp", { write: true, createNew: true });
-    try {
-      await output.pipeTo((chunk) => writeAll(file, chunk));
-      await file.sync();
-    } finally {
-      file.close();
-    }
-    await Deno.rename(base + ".out.tmp", base + ".out");
-    // The .json marks the result complete: written last, under a temporary name.
     const meta = {
       command: job.command,
       status,
       ...(job.tag ? { tag: job.tag } : {}),
       ...(timedOut ? { timedOut } : {}),
     };
-    await writeFileAtomic(base + ".json", JSON.stringify(meta));
+    try {
+      const file = await Deno.open(base + ".out.tmp", { write: true, createNew: true });
+      try {
+        await output.pipeTo((chunk) => writeAll(file, chunk));
+        await file.sync();
+      } finally {
+        file.close();
+      }
+      await Deno.rename(base + ".out.tmp", base + ".out");
+      // The .json marks the result complete: written last, under a temporary name.
+      await writeFileAtomic(base + ".json", JSON.stringify(meta));
+    } catch (err) {
+      // Not kept (a full disk, a directory gone or read-only): nothing of it
+      // stays to fill the disk further; the caller says it is lost.
+      for (const rest of [".json.tmp", ".out", ".out.tmp"]) await Deno.remove(base + rest).catch(() => {});
+      throw err;
+    }
     return storedResult(base, meta, output.size);
   }
 
@@ -303,14 +310,30 @@ export class RunnerState {
   async setAside(result: StoredResult, reason: string): Promise<string> {
     const aside = join(this.dir, SET_ASIDE_DIR);
     await Deno.mkdir(aside, { recursive: true, mode: 0o700 });
-    await Deno.writeTextFile(join(aside, result.name + ".reason"), reason.replace(/[\r\n]+/g, " ") + "\n");
-    // The .json last: once it is gone from pending/, the result is no longer kept there.
-    for (const ext of [".out", ".failures", ".json"]) {
-      await Deno.rename(join(this.dir, PENDING_DIR, result.name + ext), join(aside, result.name + ext)).catch(
-        (err) => {
+    const reasonPath = join(aside, result.name + ".reason");
+    const moved: string[] = [];
+    try {
+      await Deno.writeTextFile(reasonPath, reason.replace(/[\r\n]+/g, " ") + "\n");
+      // The .json last: once it is gone from pending/, the result is no longer kept there.
+      for (const ext of [".out", ".failures", ".json"]) {
+        try {
+          await Deno.rename(join(this.dir, PENDING_DIR, result.name + ext), join(aside, result.name + ext));
+          moved.push(ext);
+        } catch (err) {
           if (!(err instanceof Deno.errors.NotFound)) throw err;
-        },
-      );
+        }
+      }
+    } catch (err) {
+      // Not set aside (a full disk, a directory gone or read-only): it stays
+      // kept, whole, as it was; the next start would otherwise take a
+      // leftover .reason for a setting-aside begun, and finish it.
+      for (const ext of moved.reverse()) {
+        await Deno.rename(join(aside, result.name + ext), join(this.dir, PENDING_DIR, result.name + ext)).catch(
+          () => {},
+        );
+      }
+      await Deno.remove(reasonPath).catch(() => {});
+      throw err;
     }
     const where = join(aside, result.name + ".out");
     log.warn("Set aside the kept result of {job}: {reason}; no manager is offered it again. Its output is in {where}", {

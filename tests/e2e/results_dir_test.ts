@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { EntryProcess, freePort, startManagerOn } from "../helpers/entry_process.ts";
 import { byLine, readRecords, tempDir } from "../helpers/journal.ts";
+import { fill, tinyDisk } from "../helpers/tiny_disk.ts";
 
 /** Every file and directory under `dir` with its bytes, for "left byte-identical". */
 function snapshot(dir: string, prefix = ""): Map<string, string> {
@@ -183,37 +184,6 @@ Deno.test("manager --jobs jobs.jsonl beside a jobs.txt run: refuses the shared d
   assert.equal(again.code, 0, again.out.stderr);
   assert.match(again.out.stdout + again.out.stderr, /2 job\(s\) were settled by an earlier run and not run again/);
 });
-
-/** A 64 KiB tmpfs mounted for the test (root only); undefined where it cannot be made. */
-function tinyDisk(): (Disposable & { path: string }) | undefined {
-  const path = Deno.makeTempDirSync({ prefix: "vico-full-" });
-  const mount = new Deno.Command("mount", { args: ["-t", "tmpfs", "-o", "size=64k", "tmpfs", path], stderr: "null" })
-    .outputSync();
-  if (!mount.success) {
-    Deno.removeSync(path);
-    return undefined;
-  }
-  return {
-    path,
-    [Symbol.dispose]() {
-      new Deno.Command("umount", { args: [path] }).outputSync();
-      Deno.removeSync(path);
-    },
-  };
-}
-
-/** Writes zeros to `path` until the file system is full. */
-function fill(path: string): void {
-  const file = Deno.openSync(path, { write: true, create: true });
-  const chunk = new Uint8Array(4096);
-  try {
-    for (;;) file.writeSync(chunk);
-  } catch (err) {
-    if (!(err instanceof Error) || !/No space left|os error 28/.test(err.message)) throw err;
-  } finally {
-    file.close();
-  }
-}
 
 const canMount = tinyDisk();
 canMount?.[Symbol.dispose]();

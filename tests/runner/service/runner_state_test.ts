@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { RunnerState, RunnerStateError } from "../../../runner/service/runner_state.ts";
+import { canMountTinyDisk, fill, tinyDisk } from "../../helpers/tiny_disk.ts";
 
 const text = (s: string) => {
   const bytes = new TextEncoder().encode(s);
@@ -179,4 +180,41 @@ Deno.test("RunnerState.open: finishes or sweeps what a SIGKILL between two steps
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+const mountable = canMountTinyDisk();
+
+Deno.test({
+  name:
+    "RunnerState.store on a full disk rejects with ENOSPC and leaves no file behind; setAside leaves the result kept, with no .reason",
+  ignore: !mountable,
+  async fn() {
+    using disk = tinyDisk()!;
+    const dir = join(disk.path, "state");
+    using state = await RunnerState.open(dir);
+    await state.store({ command: "echo kept" }, 0, text("kept\n"));
+    const [kept] = await state.pending();
+    fill(join(disk.path, "filler"));
+    const big = text("x".repeat(200_000));
+    await assert.rejects(
+      () => state.store({ command: "echo big" }, 0, big),
+      (err: unknown) => err instanceof Error && (err as { code?: string }).code === "ENOSPC",
+    );
+    // Before, its half-written .out.tmp stayed in pending/ (and filled the disk) until the next start.
+    assert.deepEqual([...Deno.readDirSync(join(dir, "pending"))].map((e) => e.name).sort(), [
+      `${kept.name}.json`,
+      `${kept.name}.out`,
+    ]);
+    await assert.rejects(
+      () => state.setAside(kept, "not wanted"),
+      (err: unknown) => err instanceof Error && (err as { code?: string }).code === "ENOSPC",
+    );
+    // Before, an empty .reason stayed, and the next start took it for a setting-aside begun and finished it.
+    assert.deepEqual([...Deno.readDirSync(join(dir, "set-aside"))], []);
+    assert.deepEqual((await state.pending()).map((r) => r.command), ["echo kept"], "still kept, whole");
+    Deno.removeSync(join(disk.path, "filler"));
+    state.close();
+    using again = await RunnerState.open(dir);
+    assert.deepEqual((await again.pending()).map((r) => r.command), ["echo kept"]);
+  },
 });
