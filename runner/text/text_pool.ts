@@ -251,6 +251,8 @@ export class TextPool {
     const quietly = this.#options.embedded ? "debug" : "info";
     const reader = new BufferedReader(transport, { maxLineBytes: this.#limits.maxLineBytes });
     let negotiated: RunnerTextClientOptions["extension"];
+    /** With the extension, the kept results this hello named and its manager takes: only those go out on it. */
+    let taken: StoredResult[] | undefined;
     const opening = this.#link.opening(transport);
     // The opening was cut short (its time limit, or a stop).
     const cutShort = (): Happened | undefined => {
@@ -267,7 +269,7 @@ export class TextPool {
       const running = [...this.#running.values(), ...this.#awaitingLive].filter((j) =>
         !this.#unwanted.has(j.tag ?? "")
       );
-      const kept = state ? await state.pending() : [];
+      const kept = state ? await this.#keptResults(state) : [];
       const held: { tag?: string; command: string; kept?: StoredResult }[] = [
         ...running,
         ...kept.map((r) => ({ tag: r.tag, command: r.command, kept: r })),
@@ -313,13 +315,15 @@ export class TextPool {
       // running jobs once they finish. It never holds up other work.
       // What it already recorded (acked before this runner, stopped, could forget it) is forgotten.
       const have = new Set(hello.answer.have ?? []);
-      for (const i of hello.answer.drop ?? []) {
+      const dropped = new Set(hello.answer.drop ?? []);
+      taken = held.flatMap((h, i) => h.kept !== undefined && !dropped.has(i) ? [h.kept] : []);
+      for (const i of dropped) {
         const h = held[i];
         if (h === undefined) continue;
         if (h.kept !== undefined && have.has(i)) {
           log.debug("The manager already recorded the kept result of {job}; forgetting it", { job: h.command });
           await h.kept.dispose();
-        } else if (h.kept !== undefined) await state!.setAside(h.kept, "the manager did not take it back");
+        } else if (h.kept !== undefined) await this.#setAside(state!, h.kept, "the manager did not take it back");
         else if (h.tag !== undefined) this.#unwanted.add(h.tag);
         else this.#unwanted.add(h.command);
       }
@@ -359,7 +363,7 @@ export class TextPool {
     this.#jobTimeoutMs = opened.timeoutMs;
     // Results kept while the manager was away go first: REZULTO before PETO.
     if (state !== undefined) {
-      for (const stored of await state.pending()) {
+      for (const stored of taken ?? await this.#keptResults(state)) {
         if (!await this.#deliverKept(client, stored, state)) break;
       }
     }
@@ -551,10 +555,12 @@ export class TextPool {
     const client = this.#client;
     const unwanted = this.#unwanted.delete(result.job.tag ?? result.job.command);
     if (unwanted && state !== undefined) {
-      await state.store(result.job, result.status, result.output, result.timedOut).then(
-        async (kept) => await state.setAside(kept, "no manager wants it (it was handed out by another run)"),
-        (err) => log.error("Could not keep the result of {job}: {err}", { job: result.job.command, err: err.message }),
-      );
+      try {
+        const kept = await state.store(result.job, result.status, result.output, result.timedOut);
+        await this.#setAside(state, kept, "no manager wants it (it was handed out by another run)");
+      } catch (err) {
+        keepFailed(result, err);
+      }
       await result.output.dispose();
       return undefined;
     }
@@ -617,6 +623,40 @@ export class TextPool {
     return undefined;
   }
 
+  /**
+   * The kept results to announce and deliver; none, saying why, when the
+   * state directory cannot be read (removed, unreadable, an I/O error): the
+   * connection goes on without them, and jobs still run and are reported.
+   */
+  async #keptResults(state: RunnerState): Promise<StoredResult[]> {
+    try {
+      return await state.pending();
+    } catch (err) {
+      log.error("Cannot read the kept results in {dir}: {err}; connecting without them", {
+        dir: state.dir,
+        err: (err as Error).message,
+      });
+      return [];
+    }
+  }
+
+  /**
+   * Sets a kept result aside; one that cannot be (a full disk, a directory
+   * gone or read-only) stays kept, saying why, and is offered again at the
+   * next connection (whose manager drops it again, or takes it).
+   */
+  async #setAside(state: RunnerState, kept: StoredResult, reason: string): Promise<void> {
+    try {
+      await state.setAside(kept, reason);
+    } catch (err) {
+      log.error("Could not set aside the kept result of {job} ({reason}): {err}; it stays kept", {
+        job: kept.command,
+        reason,
+        err: (err as Error).message,
+      });
+    }
+  }
+
   /** A result no manager took: kept in the state directory until one does (persist), else dropped. */
   #keep(result: Finished, state: RunnerState | undefined): Promise<void> {
     const keeping = this.#store(result, state);
@@ -643,7 +683,14 @@ export class TextPool {
   }
 }
 
-/** A result could not be written to the state directory (it is lost to this runner; the manager runs it again). */
+/**
+ * A result could not be written to the state directory: it is lost to this
+ * runner, and the manager it comes back to hands the job out again (the
+ * runner no longer names it as held).
+ */
 function keepFailed(result: Finished, err: unknown): void {
-  log.error("Could not keep the result of {job}: {err}", { job: result.job.command, err: (err as Error).message });
+  log.error("Could not keep the result of {job}: {err}; it is lost, and the manager hands the job out again", {
+    job: result.job.command,
+    err: (err as Error).message,
+  });
 }

@@ -11,6 +11,7 @@ import type { RunnerOptions } from "../../../runner/runner_options.ts";
 import { TextPool } from "../../../runner/text/text_pool.ts";
 import { RunnerState } from "../../../runner/service/runner_state.ts";
 import { MemoryListener } from "../../../transport/memory_transport.ts";
+import { canMountTinyDisk, fill, tinyDisk } from "../../helpers/tiny_disk.ts";
 import type { Transport } from "../../../transport/transport.ts";
 
 const enc = new TextEncoder();
@@ -331,6 +332,129 @@ Deno.test("TextPool.run --persist: a manager that goes silent mid-delivery of a 
   next.close();
   silent.close();
   await ending;
+  listener.close();
+  await Deno.remove(stateDir, { recursive: true });
+});
+
+/** `promise`, or a rejection naming `what` after `ms`: a runner that hangs fails the test instead of stalling it. */
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeUp = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeUp]).finally(() => clearTimeout(timer));
+}
+
+/** The manager's side of a pipelined hello: reads it and its held lines, answers `answer`, then the hail. */
+async function helloThen(manager: ManagerEnd, answer: string): Promise<string[]> {
+  const hello = (await within(manager.line(), 5000, "the hello"))!;
+  assert.match(hello, /^VICO\/1 hello proto=text /);
+  const holds = Number(/holds=(\d+)/.exec(hello)?.[1] ?? 0);
+  const held: string[] = [];
+  for (let i = 0; i < holds; i++) held.push((await manager.line())!);
+  await manager.say(answer);
+  assert.equal(await within(manager.line(), 5000, "the hail"), "SALUTON; MI memory");
+  await manager.say("VERSIO 1.0");
+  assert.equal(await manager.line(), "KOMPRENAS");
+  return held;
+}
+
+/** Runs `echo hi` as job `n` on a pipelined connection, then says FINO: the pool is still serving. */
+async function oneJobThenFino(manager: ManagerEnd, n: number): Promise<void> {
+  assert.equal(await within(manager.line(), 5000, "a PETO"), "PETO");
+  await manager.say(`VICO/1 job ${tagOf(n)} seq=${n}\necho hi`);
+  assert.equal(await within(manager.line(), 5000, "the result"), `VICO/1 result ${tagOf(n)}`);
+  assert.equal(await manager.line(), "REZULTO echo hi 0 3");
+  assert.equal(new TextDecoder().decode(await manager.bytes(3)), "hi\n");
+  await manager.say(`VICO/1 ack ${tagOf(n)}`);
+  assert.equal(await within(manager.line(), 5000, "the next PETO"), "PETO");
+  await manager.say("FINO");
+  assert.equal(await within(manager.line(), 5000, "FINO ANKAU"), "FINO ANKAU");
+}
+
+const mountable = canMountTinyDisk();
+
+Deno.test({
+  name:
+    "TextPool.run --persist: a kept result the manager drops, on a full state disk, stays kept; the connection goes on and runs jobs",
+  ignore: !mountable,
+  async fn() {
+    // Before, setAside's ENOSPC rejected the whole pool from inside the
+    // opening (TextPool.run, which "never rejects", rejected).
+    using disk = tinyDisk()!;
+    const listener = new MemoryListener();
+    using state = await RunnerState.open(`${disk.path}/state`);
+    await state.store({ command: "echo kept", tag: tagOf(9) }, 0, {
+      size: 5,
+      pipeTo: (sink) => sink(enc.encode("kept\n")),
+    });
+    fill(`${disk.path}/filler`);
+    await using p = await pool(listener, { extension: true, backoff: { initialMs: 10, maxMs: 20 } });
+    const ending = p.pool.run({ state });
+    ending.catch(() => {});
+    const accepted = listener[Symbol.asyncIterator]();
+    const manager = managerEnd((await accepted.next()).value!);
+    assert.deepEqual(await helloThen(manager, "VICO/1 ok tag=1 pipe=1 drop=0"), [`${tagOf(9)} echo kept`]);
+    await oneJobThenFino(manager, 1);
+    manager.close();
+    p.link.stop();
+    p.pool.abort("test");
+    assert.equal((await within(ending, 5000, "the pool's end")).kind, "stopped");
+    assert.deepEqual((await state.pending()).map((r) => r.command), ["echo kept"], "still kept, not half set aside");
+    listener.close();
+  },
+});
+
+Deno.test("TextPool.run --persist: a state directory whose pending/ is gone: the connection opens without kept results and runs jobs", async () => {
+  // Before, reading the kept results threw from inside the opening: no hello
+  // was ever sent, and TextPool.run (which "never rejects") rejected.
+  const listener = new MemoryListener();
+  const stateDir = await Deno.makeTempDir();
+  using state = await RunnerState.open(stateDir);
+  await Deno.remove(`${stateDir}/pending`, { recursive: true });
+  await using p = await pool(listener, { extension: true, backoff: { initialMs: 10, maxMs: 20 } });
+  const ending = p.pool.run({ state });
+  ending.catch(() => {});
+  const accepted = listener[Symbol.asyncIterator]();
+  const manager = managerEnd((await accepted.next()).value!);
+  assert.deepEqual(await helloThen(manager, "VICO/1 ok tag=1 pipe=1"), []);
+  await oneJobThenFino(manager, 1);
+  manager.close();
+  p.link.stop();
+  p.pool.abort("test");
+  assert.equal((await within(ending, 5000, "the pool's end")).kind, "stopped");
+  listener.close();
+  await Deno.remove(stateDir, { recursive: true });
+});
+
+Deno.test("TextPool.run --persist: a running job the manager does not want, whose result cannot be set aside, is logged and the pool goes on", async () => {
+  // Before, setAside's rejection escaped the worker (an unhandled rejection: the runner process died).
+  const listener = new MemoryListener();
+  const stateDir = await Deno.makeTempDir();
+  using state = await RunnerState.open(stateDir);
+  await using p = await pool(listener, { extension: true, backoff: { initialMs: 10, maxMs: 20 } });
+  const ending = p.pool.run({ state });
+  ending.catch(() => {});
+  const accepted = listener[Symbol.asyncIterator]();
+  const first = managerEnd((await accepted.next()).value!);
+  await helloThen(first, "VICO/1 ok tag=1 pipe=1");
+  assert.equal(await first.line(), "PETO");
+  await first.say(`VICO/1 job ${tagOf(1)} seq=1\nsleep 0.5`);
+  await new Promise((r) => setTimeout(r, 100)); // job 1 is running
+  first.close();
+  // set-aside/ is no directory now: setting a result aside fails (ENOTDIR / EEXIST).
+  await Deno.remove(`${stateDir}/set-aside`, { recursive: true });
+  await Deno.writeTextFile(`${stateDir}/set-aside`, "");
+  const second = managerEnd((await accepted.next()).value!);
+  // Another run's manager: it does not want job 1.
+  assert.deepEqual(await helloThen(second, "VICO/1 ok tag=1 pipe=1 drop=0"), [`${tagOf(1)} sleep 0.5`]);
+  await new Promise((r) => setTimeout(r, 800)); // job 1 ends, and is not wanted
+  await oneJobThenFino(second, 2);
+  second.close();
+  p.link.stop();
+  p.pool.abort("test");
+  assert.equal((await within(ending, 5000, "the pool's end")).kind, "stopped");
+  assert.deepEqual((await state.pending()).map((r) => r.command), ["sleep 0.5"], "kept, for the next manager to drop");
   listener.close();
   await Deno.remove(stateDir, { recursive: true });
 });
