@@ -8,7 +8,7 @@
  * STATE_DIR/
  *   lock                   held (flock) by the one runner process using the directory; names it
  *   id                     the runner's id (made once)
- *   pending/<n>.json       {"command": …, "tag": …, "status": …} of an undelivered result
+ *   pending/<n>.json       {"command": …, "tag": …, "status": …, "size": …, "sha256": …} of an undelivered result
  *   pending/<n>.out        its output
  *   pending/<n>.failures   how many times in a row its delivery was refused or dropped (absent: none)
  *   set-aside/<n>.*        results set aside (no manager wants them: handed out by another run, or
@@ -37,6 +37,7 @@
  * @module
  */
 
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { defaultStateDir as defaultRoleStateDir } from "../../io/state_dir.ts";
 import { writeFileAtomic } from "../../io/atomic_write.ts";
@@ -155,6 +156,8 @@ export class RunnerState {
   readonly id: string;
   #seq = 0;
   #lock: Deno.FsFile;
+  /** Kept results whose output this life checked against its record (or wrote itself). */
+  readonly #checked = new Set<string>();
 
   private constructor(dir: string, id: string, seq: number, lock: Deno.FsFile) {
     this.dir = dir;
@@ -236,7 +239,11 @@ export class RunnerState {
     }
     // After counting: not even the name of a result cut short is used again.
     await finishInterrupted(dir);
-    return new RunnerState(dir, id, seq, lock);
+    const state = new RunnerState(dir, id, seq, lock);
+    // Each kept result is checked against its record now, once, not inside a
+    // connection's opening (a large output takes a while to hash).
+    await state.pending();
+    return state;
   }
 
   /** Lets the directory go: another runner process may open it now. */
@@ -262,22 +269,32 @@ export class RunnerState {
   ): Promise<StoredResult> {
     const n = ++this.#seq;
     const base = join(this.dir, "pending", String(n).padStart(8, "0"));
-    const meta = {
-      command: job.command,
-      status,
-      ...(job.tag ? { tag: job.tag } : {}),
-      ...(timedOut ? { timedOut } : {}),
-    };
+    let meta: KeptMeta;
     try {
       const file = await Deno.open(base + ".out.tmp", { write: true, createNew: true });
+      const hash = createHash("sha256");
+      let size = 0;
       try {
-        await output.pipeTo((chunk) => writeAll(file, chunk));
+        await output.pipeTo((chunk) => {
+          hash.update(chunk);
+          size += chunk.length;
+          return writeAll(file, chunk);
+        });
         await file.sync();
       } finally {
         file.close();
       }
       await Deno.rename(base + ".out.tmp", base + ".out");
-      // The .json marks the result complete: written last, under a temporary name.
+      // The .json marks the result complete: written last, under a temporary
+      // name. Its size and SHA-256 tell a damaged output from a whole one.
+      meta = {
+        command: job.command,
+        status,
+        ...(job.tag ? { tag: job.tag } : {}),
+        ...(timedOut ? { timedOut } : {}),
+        size,
+        sha256: hash.digest("hex"),
+      };
       await writeFileAtomic(base + ".json", JSON.stringify(meta));
     } catch (err) {
       // Not kept (a full disk, a directory gone or read-only): nothing of it
@@ -285,7 +302,8 @@ export class RunnerState {
       for (const rest of [".json.tmp", ".out", ".out.tmp"]) await Deno.remove(base + rest).catch(() => {});
       throw err;
     }
-    return storedResult(base, meta, output.size);
+    this.#checked.add(base);
+    return storedResult(base, meta, meta.size!);
   }
 
   /**
@@ -308,16 +326,27 @@ export class RunnerState {
    * not wanted). Resolves with the path of its output there.
    */
   async setAside(result: StoredResult, reason: string): Promise<string> {
+    const where = await this.#moveAside(result.name, reason);
+    log.warn("Set aside the kept result of {job}: {reason}; no manager is offered it again. Its output is in {where}", {
+      job: result.command,
+      reason,
+      where,
+    });
+    return where;
+  }
+
+  /** {@linkcode RunnerState.setAside}'s work, for the result named `name`: the path of its output there. */
+  async #moveAside(name: string, reason: string): Promise<string> {
     const aside = join(this.dir, SET_ASIDE_DIR);
     await Deno.mkdir(aside, { recursive: true, mode: 0o700 });
-    const reasonPath = join(aside, result.name + ".reason");
+    const reasonPath = join(aside, name + ".reason");
     const moved: string[] = [];
     try {
       await Deno.writeTextFile(reasonPath, reason.replace(/[\r\n]+/g, " ") + "\n");
       // The .json last: once it is gone from pending/, the result is no longer kept there.
       for (const ext of [".out", ".failures", ".json"]) {
         try {
-          await Deno.rename(join(this.dir, PENDING_DIR, result.name + ext), join(aside, result.name + ext));
+          await Deno.rename(join(this.dir, PENDING_DIR, name + ext), join(aside, name + ext));
           moved.push(ext);
         } catch (err) {
           if (!(err instanceof Deno.errors.NotFound)) throw err;
@@ -328,20 +357,14 @@ export class RunnerState {
       // kept, whole, as it was; the next start would otherwise take a
       // leftover .reason for a setting-aside begun, and finish it.
       for (const ext of moved.reverse()) {
-        await Deno.rename(join(aside, result.name + ext), join(this.dir, PENDING_DIR, result.name + ext)).catch(
+        await Deno.rename(join(aside, name + ext), join(this.dir, PENDING_DIR, name + ext)).catch(
           () => {},
         );
       }
       await Deno.remove(reasonPath).catch(() => {});
       throw err;
     }
-    const where = join(aside, result.name + ".out");
-    log.warn("Set aside the kept result of {job}: {reason}; no manager is offered it again. Its output is in {where}", {
-      job: result.command,
-      reason,
-      where,
-    });
-    return where;
+    return join(aside, name + ".out");
   }
 
   /**
@@ -372,7 +395,13 @@ export class RunnerState {
     await Deno.remove(join(this.dir, "tasks", `${key.replace(/[^A-Za-z0-9._-]/g, "_")}.json`)).catch(() => {});
   }
 
-  /** The undelivered results, oldest first; one being stored now is not among them yet. */
+  /**
+   * The undelivered results, oldest first; one being stored now is not
+   * among them yet. A damaged one (its `.json` not a record, its output
+   * missing, of another size than its record gives, or with another SHA-256:
+   * checked once a life) is set aside with the reason, never offered: its
+   * bytes are not the job's output.
+   */
   async pending(): Promise<StoredResult[]> {
     const dir = join(this.dir, "pending");
     const names = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
@@ -381,18 +410,79 @@ export class RunnerState {
       // A .tmp may be a result being stored right now: only open() sweeps them.
       if (!name.endsWith(".json")) continue;
       const base = join(dir, name.slice(0, -".json".length));
-      let meta: { command: string; status: number; tag?: string; timedOut?: boolean };
-      let size: number;
+      let found: KeptMeta & { size: number } | string | undefined;
       try {
-        meta = JSON.parse(await Deno.readTextFile(base + ".json"));
-        size = (await Deno.stat(base + ".out")).size;
-      } catch {
+        found = await this.#readKept(base);
+      } catch (err) {
+        // Gone meanwhile (delivered and forgotten): nothing to offer.
+        if (err instanceof Deno.errors.NotFound) continue;
+        throw err;
+      }
+      if (typeof found === "string") {
+        await this.#setAsideDamaged(base, found);
         continue;
       }
       const failures = Number(await Deno.readTextFile(base + ".failures").catch(() => "0")) || 0;
-      out.push(storedResult(base, meta, size, failures));
+      out.push(storedResult(base, found, found.size, failures));
     }
     return out;
+  }
+
+  /** The kept result at `base` with its output's size, or what is damaged about it. */
+  async #readKept(base: string): Promise<(KeptMeta & { size: number }) | string> {
+    const text = await Deno.readTextFile(base + ".json");
+    let meta: unknown;
+    try {
+      meta = JSON.parse(text);
+    } catch {
+      return "its record is not JSON";
+    }
+    const problem = metaProblem(meta);
+    if (problem !== undefined) return problem;
+    const kept = meta as KeptMeta;
+    let info: Deno.FileInfo;
+    try {
+      info = await Deno.lstat(base + ".out");
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+      // Its .json gone too: forgotten meanwhile, not damaged.
+      await Deno.lstat(base + ".json");
+      return "its output file is missing";
+    }
+    if (!info.isFile) return "its output is not a plain file";
+    if (kept.size !== undefined && info.size !== kept.size) {
+      return `its output is ${info.size} bytes, its record says ${kept.size}`;
+    }
+    if (kept.sha256 !== undefined && !this.#checked.has(base)) {
+      const hash = createHash("sha256");
+      using file = await Deno.open(base + ".out", { read: true });
+      await copyExact(file, info.size, (chunk) => Promise.resolve(void hash.update(chunk)), {
+        shortMessage: `${base}.out is shorter than ${info.size} bytes`,
+      });
+      if (hash.digest("hex") !== kept.sha256) return "its output's SHA-256 is not the one its record gives";
+      this.#checked.add(base);
+    }
+    return { ...kept, size: info.size };
+  }
+
+  /** Sets aside a kept result found damaged, saying why; one that cannot be is left where it is, saying so. */
+  async #setAsideDamaged(base: string, problem: string): Promise<void> {
+    const name = base.slice(base.lastIndexOf("/") + 1);
+    const reason = `damaged: ${problem}`;
+    try {
+      const where = await this.#moveAside(name, reason);
+      log.warn("Set aside the kept result {name}: {reason}; it is not delivered. What is left of it is in {where}", {
+        name,
+        reason,
+        where,
+      });
+    } catch (err) {
+      log.error("The kept result {name} is {reason}, and could not be set aside: {err}; it is not delivered", {
+        name,
+        reason,
+        err: (err as Error).message,
+      });
+    }
   }
 
   /**
@@ -480,10 +570,37 @@ async function finishInterrupted(dir: string): Promise<void> {
   }
 }
 
+/** What a kept result's `.json` holds (`size` and `sha256` are absent in an older runner's). */
+interface KeptMeta {
+  command: string;
+  status: number;
+  tag?: string;
+  timedOut?: boolean;
+  size?: number;
+  sha256?: string;
+}
+
+/** What is wrong with a parsed `.json`, if it is not a {@linkcode KeptMeta}. */
+function metaProblem(meta: unknown): string | undefined {
+  if (typeof meta !== "object" || meta === null || Array.isArray(meta)) return "its record is not an object";
+  const m = meta as Record<string, unknown>;
+  if (typeof m.command !== "string" || m.command === "") return "its record has no valid command";
+  if (!Number.isSafeInteger(m.status) || (m.status as number) < 0) return "its record has no valid status";
+  if (m.tag !== undefined && typeof m.tag !== "string") return "its record has no valid tag";
+  if (m.timedOut !== undefined && typeof m.timedOut !== "boolean") return "its record has no valid timedOut";
+  if (m.size !== undefined && (!Number.isSafeInteger(m.size) || (m.size as number) < 0)) {
+    return "its record has no valid size";
+  }
+  if (m.sha256 !== undefined && (typeof m.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(m.sha256))) {
+    return "its record has no valid sha256";
+  }
+  return undefined;
+}
+
 /** A kept result at `base` (`.json` and `.out`). */
 function storedResult(
   base: string,
-  meta: { command: string; status: number; tag?: string; timedOut?: boolean },
+  meta: KeptMeta,
   size: number,
   failures = 0,
 ): StoredResult {

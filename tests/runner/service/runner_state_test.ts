@@ -218,3 +218,61 @@ Deno.test({
     assert.deepEqual((await again.pending()).map((r) => r.command), ["echo kept"]);
   },
 });
+
+Deno.test("RunnerState.pending: a kept result whose output was truncated or changed, or whose .json is garbled, is set aside as damaged, never offered", async () => {
+  // Before, a truncated .out was offered (and delivered) with its new, short
+  // size as the job's whole output, a changed one with its wrong bytes, and a
+  // garbled .json was skipped without a word at every connection.
+  const dir = await Deno.makeTempDir();
+  try {
+    {
+      using state = await RunnerState.open(dir);
+      for (const n of ["whole", "short", "changed", "garbled", "wrong", "lost"]) {
+        await state.store({ command: `echo ${n}`, tag: `run=r key=${n} attempt=1` }, 0, text(`${n} output\n`));
+      }
+    }
+    const pending = join(dir, "pending");
+    const name = (i: number) => String(i).padStart(8, "0");
+    await Deno.truncate(join(pending, `${name(2)}.out`), 3);
+    await Deno.writeTextFile(join(pending, `${name(3)}.out`), "CHANGED output\n".slice(0, "changed output\n".length));
+    await Deno.writeTextFile(join(pending, `${name(4)}.json`), '{"command": "echo garb');
+    await Deno.writeTextFile(join(pending, `${name(5)}.json`), JSON.stringify({ command: "echo wrong", status: "0" }));
+    await Deno.remove(join(pending, `${name(6)}.out`));
+    using state = await RunnerState.open(dir);
+    const kept = await state.pending();
+    assert.deepEqual(kept.map((r) => r.command), ["echo whole"], "only the whole one is offered");
+    let out = "";
+    await kept[0].pipeTo((c) => Promise.resolve(void (out += new TextDecoder().decode(c))));
+    assert.equal(out, "whole output\n");
+    const aside = join(dir, "set-aside");
+    const reason = (i: number) => Deno.readTextFileSync(join(aside, `${name(i)}.reason`));
+    assert.match(reason(2), /damaged: its output is 3 bytes, its record says 13/);
+    assert.match(reason(3), /damaged: its output's SHA-256 is not the one its record gives/);
+    assert.match(reason(4), /damaged: its record is not JSON/);
+    assert.match(reason(5), /damaged: its record has no valid status/);
+    assert.match(reason(6), /damaged: its output file is missing/);
+    assert.equal(Deno.readTextFileSync(join(aside, `${name(2)}.out`)), "sho", "its bytes stay for a person to look at");
+    assert.deepEqual([...Deno.readDirSync(pending)].map((e) => e.name).sort(), [`${name(1)}.json`, `${name(1)}.out`]);
+    // Once set aside, nothing more is said of them.
+    assert.deepEqual((await state.pending()).map((r) => r.command), ["echo whole"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("RunnerState.pending: a kept result of an older runner (no size or SHA-256 in its .json) is still offered whole", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    using state = await RunnerState.open(dir);
+    const base = join(dir, "pending", "00000001");
+    await Deno.writeTextFile(base + ".out", "old\n");
+    await Deno.writeTextFile(
+      base + ".json",
+      JSON.stringify({ command: "echo old", status: 3, tag: "run=r key=o attempt=1" }),
+    );
+    const [old] = await state.pending();
+    assert.deepEqual([old.command, old.status, old.size, old.tag], ["echo old", 3, 4, "run=r key=o attempt=1"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
