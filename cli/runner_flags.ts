@@ -222,7 +222,9 @@ Exit status:
   0  the manager had no more jobs (clean FINO), or stopped by a signal after
      its running jobs were reported
   1  the connection was lost, or the manager dropped this runner, or broke
-     the protocol; running jobs were killed
+     the protocol; running jobs were killed. Or (--persist) its state
+     directory was removed or replaced under it: it took no new jobs, and
+     exited once its running ones were reported
   2  usage error
   3  the manager refused this runner before it ran anything (a protocol
      version it does not speak, or no remaining task fits this node's

@@ -246,6 +246,29 @@ export class RunnerState {
     return state;
   }
 
+  /**
+   * Why this directory is no longer this runner's, or undefined while it
+   * is: its lock file is gone or another file (the directory was removed, or
+   * replaced, under the runner). Its kept results and job records went with
+   * it, and another runner may open what is there now. A stat and an fstat.
+   */
+  lost(): string | undefined {
+    let held: Deno.FileInfo;
+    try {
+      held = this.#lock.statSync();
+    } catch {
+      return undefined; // closed: nothing to tell
+    }
+    try {
+      const there = Deno.lstatSync(join(this.dir, LOCK_FILE));
+      if (there.ino === held.ino && there.dev === held.dev) return undefined;
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound) && !(err instanceof Deno.errors.NotADirectory)) return undefined;
+    }
+    return `State directory ${this.dir} was removed or replaced under this runner (its lock file is gone): ` +
+      `its kept results and job records are gone with it`;
+  }
+
   /** Lets the directory go: another runner process may open it now. */
   close(): void {
     try {
@@ -497,7 +520,14 @@ export class RunnerState {
     const path = (job: JobRecord) => join(dir, `${job.pgid}.json`);
     return {
       close: async () => {
-        const jobs = [...Deno.readDirSync(dir)].filter((e) => e.name.endsWith(".json"));
+        let jobs: Deno.DirEntry[];
+        try {
+          jobs = [...Deno.readDirSync(dir)].filter((e) => e.name.endsWith(".json"));
+        } catch (err) {
+          // Removed with the state directory: nothing left to forget.
+          if (err instanceof Deno.errors.NotFound) return;
+          throw err;
+        }
         if (jobs.length === 0) await Deno.remove(dir, { recursive: true }).catch(() => {});
       },
       started: (job) => Deno.writeTextFileSync(path(job), JSON.stringify(job)),

@@ -111,6 +111,8 @@ export class TextPool {
   readonly #awaitingLive = new Set<HandedJob>();
   /** Results being written to the state directory: the next hello waits for them, so it names them as kept. */
   readonly #keeping = new Set<Promise<void>>();
+  /** Why the state directory is no longer this runner's ({@linkcode RunnerState.lost}): the runner stops, and fails. */
+  #stateLost: string | undefined;
 
   /**
    * @param options The runner's options.
@@ -155,6 +157,9 @@ export class TextPool {
       await this.#connectionLoop(state);
       await Promise.all(workers);
       await Promise.all([...this.#unacked]);
+      if (this.#stateLost !== undefined && this.#done?.kind === "stopped") {
+        return { kind: "failed", reason: this.#stateLost, jobs: this.#jobsDone };
+      }
       return this.#done!;
     } finally {
       await executor.close();
@@ -193,6 +198,7 @@ export class TextPool {
     const reconnect = this.#link.reconnect({ persist: state !== undefined, jobs: () => this.#jobsDone });
     const loop = { extension: this.#options.extension ?? true, everConnected: false };
     while (this.#done === undefined) {
+      if (state !== undefined) this.#checkState(state);
       // Stopping waits for running jobs only: kept results are on disk and go
       // out on the next start.
       if (this.#link.stopping && this.#running.size === 0) {
@@ -427,6 +433,8 @@ export class TextPool {
         if (err === STOPPED) await client.arriveWaitClose();
         continue;
       }
+      // A state directory removed under the runner: no job runs that it cannot record, or keep the result of.
+      if (job !== null && state !== undefined) this.#checkState(state);
       if (job === null || client.givesBack) {
         // Handed out just before the stop, not started: the manager takes it back, with no loss counted; so is
         // each job that answers a PETO still out (after a FINO they are all FINO).
@@ -435,6 +443,12 @@ export class TextPool {
           const ask = asks.shift();
           handed = ask === undefined ? undefined : await ask.next.catch(() => null);
         }
+        await client.arriveWaitClose();
+        continue;
+      }
+      if (this.#stateLost !== undefined) {
+        // Not pipelined: nothing to give it back with. Unreported, the
+        // manager hands it out again once this connection closes.
         await client.arriveWaitClose();
         continue;
       }
@@ -621,6 +635,23 @@ export class TextPool {
     }
     await this.#keep(result, state);
     return undefined;
+  }
+
+  /**
+   * Stops the runner, once, if its state directory is no longer its own
+   * ({@linkcode RunnerState.lost}): running jobs finish and are reported
+   * (their results can no longer be kept), no new one starts, and the
+   * runner then ends as failed with the reason.
+   */
+  #checkState(state: RunnerState): void {
+    if (this.#stateLost !== undefined) return;
+    const lost = state.lost();
+    if (lost === undefined) return;
+    this.#stateLost = lost;
+    log.error("{lost}; taking no new jobs: running ones finish and are reported, then the runner exits", { lost });
+    this.#link.stop();
+    this.stop();
+    if (this.#running.size === 0) this.#link.cutOpenings();
   }
 
   /**

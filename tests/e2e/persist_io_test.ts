@@ -1,0 +1,95 @@
+/**
+ * `runner --persist` when its state directory fails it: the disk fills, the
+ * directory is removed under it. Each job ends recorded once, the runner
+ * says why it could not keep a result, and nothing crashes or hangs.
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { freePort, startManagerAgain, startManagerOn, startRunner } from "../helpers/entry_process.ts";
+import { byLine, readOutput, readRecords, tempDir } from "../helpers/journal.ts";
+import { canMountTinyDisk, fill, tinyDisk } from "../helpers/tiny_disk.ts";
+
+const dec = new TextDecoder();
+const mountable = canMountTinyDisk();
+
+Deno.test({
+  name:
+    "runner --persist on a full state disk: a result it cannot keep while the manager is away is said to be lost, and the restarted manager runs the job again, recorded once",
+  ignore: !mountable,
+  async fn() {
+    using disk = tinyDisk("256k")!;
+    await using dir = await tempDir();
+    const marks = join(dir.path, "marks");
+    const port = freePort();
+    const flags = ["--port", String(port), "--pulse", "1s", "--lease", "20s"];
+    const job = `echo run >> ${marks}; sleep 2; echo slow-out`;
+    const { manager: first, list, results } = await startManagerOn(dir.path, [job], flags);
+    await using _first = first;
+    await first.waitFor(/Serving 1 job/);
+    const stateDir = join(disk.path, "state");
+    await using runner = startRunner(port, [
+      "--persist",
+      "--state-dir",
+      stateDir,
+      "--name",
+      "svc",
+      "--retry-max",
+      "1s",
+    ]);
+    await first.waitFor(/Runner svc joined/);
+    await new Promise((r) => setTimeout(r, 500)); // the job runs, its record written
+    fill(join(disk.path, "filler"));
+    first.kill("SIGKILL");
+    await first.exit();
+    await runner.waitFor(
+      /Could not keep the result of .*slow-out: .*(No space left on device|os error 28).*; it is lost, and the manager hands the job out again/,
+      10_000,
+    );
+    assert.deepEqual(
+      [...Deno.readDirSync(join(stateDir, "pending"))],
+      [],
+      "nothing half-written left to fill the disk",
+    );
+    Deno.removeSync(join(disk.path, "filler"));
+    const { manager: second } = await startManagerAgain({ list, results }, flags);
+    await using _second = second;
+    assert.equal((await second.exit(60_000)).code, 0, second.stderr);
+    const recs = readRecords(results);
+    assert.equal(recs.length, 1, "recorded once");
+    assert.equal(dec.decode(readOutput(results, byLine(recs).get(1)!)), "slow-out\n");
+    assert.equal(Deno.readTextFileSync(marks), "run\nrun\n", "it ran again, the first result being lost");
+    runner.kill("SIGTERM");
+    assert.equal((await runner.exit()).code, 0, runner.stderr);
+    assert.doesNotMatch(runner.stderr, /Uncaught|unhandled|^ {4}at /im);
+  },
+});
+
+Deno.test("runner --persist whose state directory is removed under it: the running job is reported, the next one given back; it exits 1 naming the directory, and the job runs elsewhere", async () => {
+  await using dir = await tempDir();
+  await using state = await tempDir();
+  const port = freePort();
+  const jobs = ["sleep 1.5; echo a", "echo b", "echo c"];
+  const { manager, results } = await startManagerOn(dir.path, jobs, ["--port", String(port), "--pulse", "1s"]);
+  await using _m = manager;
+  await manager.waitFor(/Serving 3 job/);
+  const stateDir = join(state.path, "svc");
+  await using svc = startRunner(port, ["--persist", "--state-dir", stateDir, "--name", "svc", "--workers", "1"]);
+  await manager.waitFor(/Runner svc joined/);
+  await new Promise((r) => setTimeout(r, 500)); // job a runs
+  await Deno.remove(stateDir, { recursive: true });
+  const end = await svc.exit(20_000);
+  assert.equal(end.code, 1, svc.stderr);
+  assert.match(svc.stderr, new RegExp(`State directory ${stateDir} was removed or replaced under this runner`));
+  assert.doesNotMatch(svc.stderr, /Uncaught|unhandled|^ {4}at /im);
+  await using other = startRunner(port, ["--name", "other"]);
+  assert.equal((await manager.exit(60_000)).code, 0, manager.stderr);
+  await other.exit();
+  const recs = byLine(readRecords(results));
+  assert.equal(readRecords(results).length, 3, "each job recorded once");
+  for (const [line, out] of [[1, "a\n"], [2, "b\n"], [3, "c\n"]] as const) {
+    assert.equal(recs.get(line)?.status, 0, `job ${line} succeeded`);
+    assert.equal(dec.decode(readOutput(results, recs.get(line)!)), out);
+  }
+  assert.equal(recs.get(1)?.host, "svc", "the running job was reported by svc");
+});
