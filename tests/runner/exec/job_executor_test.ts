@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { JobExecutor } from "../../../runner/exec/job_executor.ts";
 import { SpoolFiles } from "../../../runner/exec/output_spool.ts";
+import { canMountTinyDisk, tinyDisk } from "../../helpers/tiny_disk.ts";
 
 async function withExecutor(test: (executor: JobExecutor) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir();
@@ -55,4 +56,35 @@ Deno.test("JobExecutor.run: a job dead of SIGTERM from outside is flagged stopSi
     assert.equal(timed.stopSignal, false);
     await timed.output.dispose();
   });
+});
+
+Deno.test({
+  name:
+    "JobExecutor.run: a job whose spool disk fills is reported with what it wrote and its own status (it saw ENOSPC); the next job runs once there is room",
+  ignore: !canMountTinyDisk(),
+  async fn() {
+    using disk = tinyDisk()!;
+    const files = new SpoolFiles(disk.path);
+    try {
+      const executor = new JobExecutor({ files });
+      const full = await executor.run({ command: "head -c 200000 /dev/zero", slot: 1, maxOutputBytes: 1_000_000 });
+      if (Deno.env.get("VICO_SPAWN") === "command") {
+        // The runner writes what the job's pipe brings: its own write fails, and the job fails with the reason.
+        assert.equal(full.status, 125);
+        assert.match(await text(full), /^vico runner: No space left on device.*; the job was killed\n$/);
+      } else {
+        // The job writes its output file itself: the full disk's ENOSPC is its own write's error.
+        assert.notEqual(full.status, 0, "head saw its write fail");
+        assert.ok(full.output.size > 0 && full.output.size < 200_000, `${full.output.size} bytes`);
+        const out = await text(full);
+        assert.equal(out.length, full.output.size, "what the file holds, no more");
+        assert.match(out, /^\0+$/);
+      }
+      const next = await executor.run({ command: "echo next", slot: 1, maxOutputBytes: 1000 });
+      assert.equal(next.status, 0);
+      assert.equal(await text(next), "next\n");
+    } finally {
+      await files.clear();
+    }
+  },
 });
