@@ -223,8 +223,9 @@ Exit status:
      its running jobs were reported
   1  the connection was lost, or the manager dropped this runner, or broke
      the protocol; running jobs were killed. Or (--persist) its state
-     directory was removed or replaced under it: it took no new jobs, and
-     exited once its running ones were reported
+     directory was removed or replaced under it, or it could not record a
+     job there (a full disk, read-only): it took no new jobs, and exited
+     once its running ones were reported
   2  usage error
   3  the manager refused this runner before it ran anything (a protocol
      version it does not speak, or no remaining task fits this node's

@@ -47,6 +47,12 @@ export interface ExecutedJobOutcome {
    * terminal its process group), in which case it is no result.
    */
   readonly stopSignal: boolean;
+  /**
+   * It did not run: its record could not be written (a `--persist`
+   * runner's state directory full, read-only or gone); why. Its status is
+   * 125 and its output a note saying so.
+   */
+  readonly unrecorded?: string;
 }
 
 /** Runs text jobs, one call per job; never rejects (a failure in the runner is status 125 with a note). */

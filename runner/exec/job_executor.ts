@@ -146,6 +146,7 @@ export class JobExecutor implements JobRunner {
         endedByRunner,
         timedOut: outcome.timedOut ?? false,
         stopSignal: STOP_SIGNAL_STATUSES.has(outcome.status) && !endedByRunner,
+        ...(outcome.unrecorded !== undefined ? { unrecorded: outcome.unrecorded } : {}),
       };
     } catch (err) {
       // The job's output could not be kept (over the limit, or the spool

@@ -147,6 +147,11 @@ export interface ProcessOutcome {
   outputAbandoned?: boolean;
   /** With {@linkcode RunProcessOptions.outputFile}: its size once the job has ended. */
   outputBytes?: number;
+  /**
+   * With a ledger: why the job could not be recorded, if it could not; it
+   * then did not run (its gate exited 125, and a note says why).
+   */
+  unrecorded?: string;
   /** How it was started. */
   via?: "posix_spawn" | "command";
 }
@@ -555,6 +560,7 @@ async function runDirect(
     const more = {
       ...(watch.timedOut ? { timedOut: true } : {}),
       ...(outputAbandoned ? { outputAbandoned } : {}),
+      ...(unrecorded !== undefined ? { unrecorded } : {}),
       via: "command" as const,
     };
     if (status.signal !== null) {
@@ -747,7 +753,12 @@ async function runSpawnedOn(
       await addNote(options, "\n" + outputLimitNote(max));
       throw new OutputLimitError(max);
     }
-    const more = { ...(watch.timedOut ? { timedOut: true } : {}), outputBytes, via: "posix_spawn" as const };
+    const more = {
+      ...(watch.timedOut ? { timedOut: true } : {}),
+      ...(unrecorded !== undefined ? { unrecorded } : {}),
+      outputBytes,
+      via: "posix_spawn" as const,
+    };
     if (status.signal !== null) {
       const name = SIGNAL_NAMES.get(status.signal);
       return { status: (128 + status.signal) & 0xff, ...(name === undefined ? {} : { signal: name }), ...more };

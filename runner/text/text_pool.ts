@@ -47,6 +47,8 @@ interface Finished {
   timedOut?: boolean;
   /** It died of a stop signal from outside (see `ExecutedJob.stopSignal`). */
   stopSignal?: boolean;
+  /** It did not run: its record could not be written (see `ExecutedJob.unrecorded`). */
+  unrecorded?: string;
 }
 
 /** A short output held in memory: the note a runner sends in place of a job's output. */
@@ -111,7 +113,7 @@ export class TextPool {
   readonly #awaitingLive = new Set<HandedJob>();
   /** Results being written to the state directory: the next hello waits for them, so it names them as kept. */
   readonly #keeping = new Set<Promise<void>>();
-  /** Why the state directory is no longer this runner's ({@linkcode RunnerState.lost}): the runner stops, and fails. */
+  /** Why the state directory failed this runner (gone, replaced, or it cannot record jobs there): it stops, and fails. */
   #stateLost: string | undefined;
 
   /**
@@ -481,6 +483,16 @@ export class TextPool {
         this.#running.delete(id);
         lastRanMs = performance.now() - started;
       }
+      if (finished.unrecorded !== undefined && state !== undefined) {
+        // Not a result: it never ran. A runner that cannot record its jobs
+        // would fail every one it is handed: it stops, and gives this one
+        // back (pipelined) so that it runs elsewhere with no loss counted.
+        this.#stopForState(`Cannot record jobs in the state directory ${state.dir}: ${finished.unrecorded}`);
+        await finished.output.dispose();
+        if (client.givesBack && !client.closed) await client.giveBack(job).catch(() => {});
+        finished = undefined;
+        continue;
+      }
       if (finished.stopSignal && await stoppedWithIt(() => this.#link.stopping)) {
         // Not a result: the signal that stops the runner reached the job too
         // (Slurm signals every process of a step, a terminal its process
@@ -646,9 +658,14 @@ export class TextPool {
   #checkState(state: RunnerState): void {
     if (this.#stateLost !== undefined) return;
     const lost = state.lost();
-    if (lost === undefined) return;
-    this.#stateLost = lost;
-    log.error("{lost}; taking no new jobs: running ones finish and are reported, then the runner exits", { lost });
+    if (lost !== undefined) this.#stopForState(lost);
+  }
+
+  /** {@linkcode #checkState}'s stop, once, for `reason`. */
+  #stopForState(reason: string): void {
+    if (this.#stateLost !== undefined) return;
+    this.#stateLost = reason;
+    log.error("{reason}; taking no new jobs: running ones finish and are reported, then the runner exits", { reason });
     this.#link.stop();
     this.stop();
     if (this.#running.size === 0) this.#link.cutOpenings();

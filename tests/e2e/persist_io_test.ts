@@ -65,31 +65,87 @@ Deno.test({
   },
 });
 
-Deno.test("runner --persist whose state directory is removed under it: the running job is reported, the next one given back; it exits 1 naming the directory, and the job runs elsewhere", async () => {
-  await using dir = await tempDir();
-  await using state = await tempDir();
-  const port = freePort();
-  const jobs = ["sleep 1.5; echo a", "echo b", "echo c"];
-  const { manager, results } = await startManagerOn(dir.path, jobs, ["--port", String(port), "--pulse", "1s"]);
-  await using _m = manager;
-  await manager.waitFor(/Serving 3 job/);
-  const stateDir = join(state.path, "svc");
-  await using svc = startRunner(port, ["--persist", "--state-dir", stateDir, "--name", "svc", "--workers", "1"]);
-  await manager.waitFor(/Runner svc joined/);
-  await new Promise((r) => setTimeout(r, 500)); // job a runs
-  await Deno.remove(stateDir, { recursive: true });
-  const end = await svc.exit(20_000);
-  assert.equal(end.code, 1, svc.stderr);
-  assert.match(svc.stderr, new RegExp(`State directory ${stateDir} was removed or replaced under this runner`));
-  assert.doesNotMatch(svc.stderr, /Uncaught|unhandled|^ {4}at /im);
-  await using other = startRunner(port, ["--name", "other"]);
-  assert.equal((await manager.exit(60_000)).code, 0, manager.stderr);
-  await other.exit();
-  const recs = byLine(readRecords(results));
-  assert.equal(readRecords(results).length, 3, "each job recorded once");
-  for (const [line, out] of [[1, "a\n"], [2, "b\n"], [3, "c\n"]] as const) {
-    assert.equal(recs.get(line)?.status, 0, `job ${line} succeeded`);
-    assert.equal(dec.decode(readOutput(results, recs.get(line)!)), out);
+/** Runs `mount` with `args`; whether it worked. */
+function mount(...args: string[]): boolean {
+  return new Deno.Command("mount", { args, stdout: "null", stderr: "null" }).outputSync().success;
+}
+
+/** Whether a directory can be made read-only here by a read-only bind mount over it (root only). */
+const canBindReadOnly = (() => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    if (!mount("--bind", dir, dir)) return false;
+    const ro = mount("-o", "remount,bind,ro", dir);
+    new Deno.Command("umount", { args: [dir] }).outputSync();
+    return ro;
+  } finally {
+    Deno.removeSync(dir);
   }
-  assert.equal(recs.get(1)?.host, "svc", "the running job was reported by svc");
-});
+})();
+if (!canBindReadOnly) {
+  console.warn("persist_io_test: cannot bind-mount read-only here (not root?); that case is skipped");
+}
+
+/** What befalls the state directory of a running runner; what undoes it. */
+const failures: {
+  what: string;
+  ignore: boolean;
+  says: (stateDir: string) => RegExp;
+  befall: (stateDir: string) => Disposable;
+}[] = [
+  {
+    what: "is removed under it",
+    ignore: false,
+    says: (stateDir) => new RegExp(`State directory ${stateDir} was removed or replaced under this runner`),
+    befall: (stateDir) => {
+      Deno.removeSync(stateDir, { recursive: true });
+      return { [Symbol.dispose]() {} };
+    },
+  },
+  {
+    // The runner's open files stay writable; whatever it opens by name from now on is not.
+    what: "becomes read-only under it",
+    ignore: !canBindReadOnly,
+    says: (stateDir) => new RegExp(`Cannot record jobs in the state directory ${stateDir}: .*Read-only file system`),
+    befall: (stateDir) => {
+      assert.ok(mount("--bind", stateDir, stateDir) && mount("-o", "remount,bind,ro", stateDir));
+      return { [Symbol.dispose]: () => void new Deno.Command("umount", { args: [stateDir] }).outputSync() };
+    },
+  },
+];
+
+for (const { what, ignore, says, befall } of failures) {
+  Deno.test({
+    name:
+      `runner --persist whose state directory ${what}: the running job is reported, the next one given back; it exits 1 saying why, and the job runs elsewhere`,
+    ignore,
+    async fn() {
+      await using dir = await tempDir();
+      await using state = await tempDir();
+      const port = freePort();
+      const jobs = ["sleep 1.5; echo a", "echo b", "echo c"];
+      const { manager, results } = await startManagerOn(dir.path, jobs, ["--port", String(port), "--pulse", "1s"]);
+      await using _m = manager;
+      await manager.waitFor(/Serving 3 job/);
+      const stateDir = join(state.path, "svc");
+      await using svc = startRunner(port, ["--persist", "--state-dir", stateDir, "--name", "svc", "--workers", "1"]);
+      await manager.waitFor(/Runner svc joined/);
+      await new Promise((r) => setTimeout(r, 500)); // job a runs
+      using _befallen = befall(stateDir);
+      const end = await svc.exit(20_000);
+      assert.equal(end.code, 1, svc.stderr);
+      assert.match(svc.stderr, says(stateDir));
+      assert.doesNotMatch(svc.stderr, /Uncaught|unhandled|^ {4}at /im);
+      await using other = startRunner(port, ["--name", "other"]);
+      assert.equal((await manager.exit(60_000)).code, 0, manager.stderr);
+      await other.exit();
+      const recs = byLine(readRecords(results));
+      assert.equal(readRecords(results).length, 3, "each job recorded once");
+      for (const [line, out] of [[1, "a\n"], [2, "b\n"], [3, "c\n"]] as const) {
+        assert.equal(recs.get(line)?.status, 0, `job ${line} succeeded: ${JSON.stringify(recs.get(line))}`);
+        assert.equal(dec.decode(readOutput(results, recs.get(line)!)), out);
+      }
+      assert.equal(recs.get(1)?.host, "svc", "the running job was reported by svc");
+    },
+  });
+}
