@@ -149,3 +149,57 @@ for (const { what, ignore, says, befall } of failures) {
     },
   });
 }
+
+/** Damage done to a kept result on disk while its runner is stopped, and what the runner then says. */
+const damages: { what: string; says: RegExp; damage: (base: string) => void }[] = [
+  {
+    what: "its output truncated",
+    says: /Set aside the kept result \d+: damaged: its output is 2 bytes, its record says 6/,
+    damage: (base) => Deno.truncateSync(base + ".out", 2),
+  },
+  {
+    what: "its .json garbled",
+    says: /Set aside the kept result \d+: damaged: its record is not JSON/,
+    damage: (base) => Deno.writeTextFileSync(base + ".json", '{"command":"echo run >> '),
+  },
+];
+
+for (const { what, says, damage } of damages) {
+  Deno.test(`runner --persist restarted with a kept result ${what}: it is set aside as damaged, never delivered, and the manager runs the job again, recorded once with the right bytes`, async () => {
+    await using dir = await tempDir();
+    await using state = await tempDir();
+    const marks = join(dir.path, "marks");
+    const port = freePort();
+    const flags = ["--port", String(port), "--pulse", "1s", "--lease", "20s"];
+    const { manager: first, list, results } = await startManagerOn(dir.path, [
+      `echo run >> ${marks}; sleep 1.5; echo out-x`,
+    ], flags);
+    await using _first = first;
+    await first.waitFor(/Serving 1 job/);
+    const args = ["--persist", "--state-dir", state.path, "--name", "svc", "--retry-max", "1s"];
+    const svc = startRunner(port, args);
+    await using _svc = svc;
+    await first.waitFor(/Runner svc joined/);
+    await new Promise((r) => setTimeout(r, 300));
+    first.kill("SIGKILL");
+    await first.exit();
+    await svc.waitFor(/Kept the result of .*out-x until a manager takes it/, 10_000);
+    svc.kill("SIGTERM");
+    assert.equal((await svc.exit()).code, 0, svc.stderr);
+    const [json] = [...Deno.readDirSync(join(state.path, "pending"))].filter((e) => e.name.endsWith(".json"));
+    damage(join(state.path, "pending", json.name.slice(0, -".json".length)));
+    const { manager: second } = await startManagerAgain({ list, results }, flags);
+    await using _second = second;
+    await using again = startRunner(port, args);
+    assert.equal((await second.exit(60_000)).code, 0, second.stderr);
+    const recs = readRecords(results);
+    assert.equal(recs.length, 1, "recorded once");
+    assert.equal(recs[0].status, 0);
+    assert.equal(dec.decode(readOutput(results, recs[0])), "out-x\n", "the right bytes, from the run again");
+    assert.equal(Deno.readTextFileSync(marks), "run\nrun\n");
+    await again.waitFor(says);
+    again.kill("SIGTERM");
+    assert.equal((await again.exit()).code, 0, again.stderr);
+    assert.doesNotMatch(again.stderr, /Uncaught|unhandled|^ {4}at /im);
+  });
+}
