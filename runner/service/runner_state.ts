@@ -156,6 +156,9 @@ export class RunnerState {
   readonly id: string;
   #seq = 0;
   #lock: Deno.FsFile;
+  /** The lock file's identity while held (see {@linkcode lost}). */
+  #held: Deno.FileInfo | undefined;
+  #closed = false;
   /** Kept results whose output this life checked against its record (or wrote itself). */
   readonly #checked = new Set<string>();
 
@@ -253,12 +256,16 @@ export class RunnerState {
    * it, and another runner may open what is there now. A stat and an fstat.
    */
   lost(): string | undefined {
-    let held: Deno.FileInfo;
-    try {
-      held = this.#lock.statSync();
-    } catch {
-      return undefined; // closed: nothing to tell
+    let held = this.#held;
+    if (held === undefined) {
+      try {
+        // The open lock file's identity: asked once (an open file keeps its inode).
+        held = this.#held = this.#lock.statSync();
+      } catch {
+        return undefined; // closed: nothing to tell
+      }
     }
+    if (this.#closed) return undefined;
     try {
       const there = Deno.lstatSync(join(this.dir, LOCK_FILE));
       if (there.ino === held.ino && there.dev === held.dev) return undefined;
@@ -271,6 +278,7 @@ export class RunnerState {
 
   /** Lets the directory go: another runner process may open it now. */
   close(): void {
+    this.#closed = true;
     try {
       this.#lock.close();
     } catch {
