@@ -258,12 +258,13 @@ Deno.test("TextPool.run --persist: a job that ends while kept results are being 
   assert.equal(await first.line(), "PETO");
   await first.say(`VICO/1 job ${tagOf(1)} seq=1\nsleep 0.5`);
   await new Promise((r) => setTimeout(r, 100)); // job 1 is running
-  first.close();
-  // A result an earlier connection left to the state directory.
+  // A result an earlier connection left to the state directory: kept before this connection is lost, so the
+  // reconnection (10-20 ms later) cannot say hello before it is on disk.
   await state.store({ command: "echo kept", tag: tagOf(9) }, 0, {
     size: 5,
     pipeTo: (sink) => sink(enc.encode("kept\n")),
   });
+  first.close();
   const second = managerEnd((await accepted.next()).value!);
   assert.match((await second.line())!, /holds=2/);
   assert.equal(await second.line(), `${tagOf(1)} sleep 0.5`);
