@@ -22,6 +22,7 @@
 import { createHash, type Hash } from "node:crypto";
 import { dirname, join } from "node:path";
 import { writeAll } from "../../io/write_all.ts";
+import { DirectAppender } from "../../io/direct_appender.ts";
 import { readJournal as readJournalRecords } from "../../io/journal_reader.ts";
 import { VicoError } from "../../core/errors.ts";
 import { whyBadTaskPath } from "../../protocol/task_path.ts";
@@ -276,11 +277,21 @@ const NO_OUTPUT = { size: 0, sha256: EMPTY_SHA256, output: null } as const;
 const FLUSH_EVERY_BYTES = 32 * 1048576;
 
 /**
+ * Bytes of a staged output written through the page cache; what comes after
+ * them is written around it (`O_DIRECT`, see `DirectAppender`) where the
+ * file system and the platform allow: a small output costs what it always
+ * did, a big one neither the copy into fresh cache pages nor their
+ * writeback at `publish`. A multiple of 4096 (where the direct part starts).
+ */
+export const DIRECT_FROM_BYTES = 8 * 1048576;
+
+/**
  * An output being received: streamed to a temporary file and hashed on the
- * way. A big one is flushed to disk while it is still coming in (every
- * {@linkcode FLUSH_EVERY_BYTES}, one flush at a time, through a second
- * handle so that writes do not queue behind it), so making it durable costs
- * little more than its last part.
+ * way. Past {@linkcode DIRECT_FROM_BYTES} it is written around the page
+ * cache where it can be; where it cannot, a big one is flushed to disk while
+ * it is still coming in (every {@linkcode FLUSH_EVERY_BYTES}, one flush at a
+ * time, through a second handle so that writes do not queue behind it). So
+ * making it durable costs little more than its last part either way.
  */
 export class StagedOutput {
   readonly #tmpDir: string;
@@ -294,6 +305,10 @@ export class StagedOutput {
   /** The background flush in flight; it settles, never rejects (its error is kept). */
   #flushing: Promise<void> | undefined;
   #flushError: unknown;
+  /** Writes past {@linkcode DIRECT_FROM_BYTES}, once they started going around the page cache. */
+  #direct: DirectAppender | undefined;
+  /** Direct writes were tried for this output and cannot be had (the buffered path goes on). */
+  #noDirect = false;
 
   /** @param tmpDir Directory for the temporary file (same file system as the final one). */
   constructor(tmpDir: string) {
@@ -313,8 +328,24 @@ export class StagedOutput {
       this.#file = await Deno.open(this.#tmpPath, { write: true, createNew: true });
     }
     (this.#hash ??= createHash("sha256")).update(chunk);
+    const at = this.#size;
     this.#size += chunk.length;
-    await writeAll(this.#file, chunk);
+    if (this.#direct !== undefined) return await this.#direct.write(chunk);
+    if (!this.#noDirect && this.#size > DIRECT_FROM_BYTES) {
+      // The bytes up to the mark through the cache, the rest direct from there (an aligned offset).
+      const cached = DIRECT_FROM_BYTES - at;
+      if (cached > 0) await writeAll(this.#file, chunk.subarray(0, cached));
+      this.#direct = DirectAppender.open(this.#tmpPath!, DIRECT_FROM_BYTES);
+      this.#noDirect = this.#direct === undefined;
+      const rest = cached > 0 ? chunk.subarray(cached) : chunk;
+      if (this.#direct !== undefined) return await this.#direct.write(rest);
+      return await this.#writeCached(rest);
+    }
+    await this.#writeCached(chunk);
+  }
+
+  async #writeCached(bytes: Uint8Array): Promise<void> {
+    await writeAll(this.#file!, bytes);
     if (this.#size - this.#flushedAt >= FLUSH_EVERY_BYTES && this.#flushing === undefined) this.#flushInBackground();
   }
 
@@ -359,6 +390,10 @@ export class StagedOutput {
     }
     if (this.#file !== undefined) {
       await this.#flushed();
+      // The direct part written, cut and synced; the cached part is the same file's, synced with it.
+      const direct = this.#direct;
+      this.#direct = undefined;
+      await direct?.finish();
       await this.#file.sync();
       this.#file.close();
       this.#file = undefined;
@@ -371,6 +406,8 @@ export class StagedOutput {
   /** Drops whatever was received. */
   async discard(): Promise<void> {
     await this.#flushing;
+    await this.#direct?.close();
+    this.#direct = undefined;
     this.#file?.close();
     this.#file = undefined;
     if (this.#tmpPath !== undefined) await Deno.remove(this.#tmpPath).catch(() => {});

@@ -2,7 +2,14 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
 import { JournalDamagedError, VicoError } from "../../../core/errors.ts";
-import { firstRunSource, type JobRecord, JOURNAL_FILE, ResultsStore } from "../../../manager/results/results_store.ts";
+import {
+  DIRECT_FROM_BYTES,
+  firstRunSource,
+  type JobRecord,
+  JOURNAL_FILE,
+  ResultsStore,
+} from "../../../manager/results/results_store.ts";
+import { DirectAppender, MAX_DIRECT_APPENDERS } from "../../../io/direct_appender.ts";
 import { verifyResults } from "../../../manager/results/verify.ts";
 import { writeBigJournal } from "../../helpers/journal.ts";
 import { ownProcessTest } from "../../helpers/own_process.ts";
@@ -46,7 +53,7 @@ Deno.test("ResultsStore.commit() stores output byte for byte and its SHA-256 in 
   }
 });
 
-Deno.test("StagedOutput flushes a big output while it comes in: committed byte for byte, a discarded one leaves nothing", async () => {
+Deno.test("StagedOutput takes a big output while it comes in (past two 32 MiB flushes, or written directly): committed byte for byte, a discarded one leaves nothing", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const store = await ResultsStore.open(dir);
@@ -270,6 +277,64 @@ Deno.test("ResultsStore cuts a torn batch after a failed write, so later records
     await reopened.close();
   } finally {
     Deno.FsFile.prototype.write = original;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("StagedOutput past DIRECT_FROM_BYTES: committed byte for byte across the mark in odd chunks, written directly or (every direct appender taken) through the cache", async () => {
+  const dir = await Deno.makeTempDir();
+  const taken: DirectAppender[] = [];
+  try {
+    const store = await ResultsStore.open(dir);
+    const size = DIRECT_FROM_BYTES + 5 * 1048576 + 4097; // the mark inside a chunk, a tail of no whole block
+    const data = new Uint8Array(size);
+    for (let i = 0; i < size; i++) data[i] = (i * 7 + (i >>> 13)) & 0xff;
+    const sha256 = createHash("sha256").update(data).digest("hex");
+    const commitOnce = async (key: string) => {
+      const out = store.stageOutput();
+      // 1 MiB + 3 bytes per chunk, the last one short; the caller's buffer is reused (as the reader does).
+      const buffer = new Uint8Array((1 << 20) + 3);
+      for (let at = 0; at < size; at += buffer.length) {
+        const n = Math.min(buffer.length, size - at);
+        buffer.set(data.subarray(at, at + n));
+        await out.write(buffer.subarray(0, n));
+      }
+      const rec = await store.commit(fields(key), out);
+      assert.equal(rec.size, size);
+      assert.equal(rec.sha256, sha256);
+      const back = await Deno.readFile(join(dir, rec.output!));
+      assert.equal(back.length, size);
+      assert.ok(back.every((b, i) => b === data[i]), "every byte where it was sent");
+    };
+    await commitOnce("k-1");
+    assert.equal(DirectAppender.openCount, 0, "its appender closed with the commit");
+    const probe = join(dir, "probe");
+    await Deno.writeFile(probe, new Uint8Array(0));
+    for (let i = 0; i < MAX_DIRECT_APPENDERS; i++) {
+      const a = DirectAppender.open(probe, 0);
+      if (a !== undefined) taken.push(a);
+    }
+    await commitOnce("k-2"); // none left: the whole output through the page cache
+    await store.close();
+    assert.deepEqual([...Deno.readDirSync(join(dir, "tmp"))], [], "nothing left under temporary names");
+  } finally {
+    for (const a of taken) await a.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("StagedOutput discarded past DIRECT_FROM_BYTES: its direct appender is closed and nothing is left", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = await ResultsStore.open(dir);
+    const out = store.stageOutput();
+    const chunk = new Uint8Array(1 << 20).fill(0x5a);
+    for (let i = 0; i < DIRECT_FROM_BYTES / chunk.length + 3; i++) await out.write(chunk);
+    await out.discard();
+    assert.equal(DirectAppender.openCount, 0);
+    await store.close();
+    assert.deepEqual([...Deno.readDirSync(join(dir, "tmp"))], [], "nothing left under temporary names");
+  } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });
