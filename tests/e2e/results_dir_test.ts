@@ -226,3 +226,25 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "results on a disk without room for a big output (written directly past 8 MiB): the job fails as lost with the system's reason, nothing left in tmp/",
+  ignore: canMount === undefined,
+  async fn() {
+    await using dir = await tempDir();
+    using disk = tinyDisk("12m")!;
+    const list = join(dir.path, "jobs.txt");
+    await Deno.writeTextFile(list, "head -c 20000000 /dev/zero\necho small\n");
+    const results = join(disk.path, "res");
+    const r = await run(["--jobs", list, "--results", results, "--local", "1", "--no-progress"]);
+    assert.equal(r.code, 1, r.out.stderr);
+    assert.match(r.out.stderr, /No space left on device \(os error 28\)/);
+    assert.match(r.out.stderr, /Job at line 1 is given up as lost/);
+    assert.doesNotMatch(r.out.stderr, /Uncaught|unhandled/i);
+    const records = Deno.readTextFileSync(join(results, "journal.jsonl")).trim().split("\n").map((l) => JSON.parse(l));
+    const small = records.find((rec) => rec.type === "job" && rec.line === 2);
+    assert.equal(small?.status, 0, "the other job is recorded as usual");
+    assert.deepEqual([...Deno.readDirSync(join(results, "tmp"))], [], "no staged output left behind");
+  },
+});

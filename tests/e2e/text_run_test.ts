@@ -116,7 +116,7 @@ Deno.test("runner --workers N: the manager sees N jobs in flight at once", async
 
 Deno.test("manager: output of 100 MB streams through disk; manager and runner memory stay bounded", async () => {
   await using dir = await tempDir();
-  const size = 100 * 1024 * 1024;
+  const size = 100 * 1024 * 1024 + 123; // past the direct-write mark, with a tail of no whole block
   const command = `yes 'vico streams output through disk, never whole in memory' | head -c ${size}`;
   const { manager, port, results } = await startManagerOn(dir.path, [command]);
   await using _m = manager;
