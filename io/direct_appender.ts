@@ -26,8 +26,9 @@ export const MAX_DIRECT_APPENDERS = 16;
 
 const O_WRONLY = 0o1;
 const O_CLOEXEC = 0o2000000;
-/** `O_DIRECT` is one of the flags whose value differs between Linux's architectures. */
+/** `O_DIRECT` and `O_NOFOLLOW` are among the flags whose values differ between Linux's architectures. */
 const O_DIRECT: Record<string, number> = { x86_64: 0o40000, aarch64: 0o200000 };
+const O_NOFOLLOW: Record<string, number> = { x86_64: 0o400000, aarch64: 0o100000 };
 const F_GETFL = 3;
 const F_SETFL = 4;
 const EINTR = 4;
@@ -129,7 +130,9 @@ export class DirectAppender {
     }
     const lib = loadLibc();
     if (lib === null || open >= MAX_DIRECT_APPENDERS || path.includes("\0")) return undefined;
-    const fd = lib.open(new TextEncoder().encode(path + "\0"), O_WRONLY | O_CLOEXEC | O_DIRECT[Deno.build.arch], 0);
+    // Opened again by name: a link swapped in at that name since is refused, never written through.
+    const flags = O_WRONLY | O_CLOEXEC | O_NOFOLLOW[Deno.build.arch] | O_DIRECT[Deno.build.arch];
+    const fd = lib.open(new TextEncoder().encode(path + "\0"), flags, 0);
     if (fd < 0) return undefined;
     open++;
     return new DirectAppender(lib, fd, path, offset, bufferBytes);

@@ -98,3 +98,21 @@ Deno.test({
     assert.equal(DirectAppender.openCount, 0);
   },
 });
+
+Deno.test({
+  name: "DirectAppender.open: a symbolic link at the path is refused (undefined), never written through",
+  ignore: !direct,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const target = join(dir, "elsewhere");
+      await Deno.writeTextFile(target, "untouched");
+      await Deno.symlink(target, join(dir, "out.part"));
+      assert.equal(DirectAppender.open(join(dir, "out.part"), 0), undefined);
+      assert.equal(DirectAppender.openCount, 0);
+      assert.equal(await Deno.readTextFile(target), "untouched");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
