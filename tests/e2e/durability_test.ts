@@ -202,3 +202,40 @@ Deno.test("manager: a second SIGTERM stops at once; the journal stays consistent
   const verify = await run(["verify", results]);
   assert.equal((await verify.exit()).code, 0);
 });
+
+Deno.test("manager SIGKILLed while a big output is written directly (past 8 MiB): the restart sweeps the staged file, runs the job again, records it once byte for byte", async () => {
+  await using dir = await tempDir();
+  const list = join(dir.path, "jobs.txt");
+  const results = join(dir.path, "res");
+  const size = 300 * 1024 * 1024 + 77;
+  const command = `yes 'a big output, written around the page cache' | head -c ${size}`;
+  await Deno.writeTextFile(list, `${command}\necho small\n`);
+  const first = EntryProcess.spawn("manager.ts", ["--jobs", list, "--results", results, "--local", "1"]);
+  // Killed once its staged file is well into the direct part.
+  const staged = (): number => {
+    try {
+      for (const e of Deno.readDirSync(join(results, "tmp"))) {
+        if (e.name.endsWith(".part")) return Deno.statSync(join(results, "tmp", e.name)).size;
+      }
+    } catch {
+      // Not made yet.
+    }
+    return 0;
+  };
+  const deadline = Date.now() + 60_000;
+  while (staged() < 24 * 1024 * 1024 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  assert.ok(staged() >= 24 * 1024 * 1024, "the staged output got past the mark");
+  first.kill("SIGKILL");
+  await first.exit();
+  assert.equal(readRecords(results).filter((r) => r.line === 1).length, 0, "nothing recorded for the big job");
+  const second = EntryProcess.spawn("manager.ts", ["--jobs", list, "--results", results, "--local", "1"]);
+  assert.equal((await second.exit()).code, 0, second.stderr);
+  const records = readRecords(results).filter((r) => r.line === 1);
+  assert.equal(records.length, 1, "recorded once");
+  assert.equal(records[0].size, size);
+  const expected = await new Deno.Command("/bin/sh", { args: ["-c", `${command} | sha256sum`] }).output();
+  assert.equal(records[0].sha256, dec.decode(expected.stdout).split(" ")[0]);
+  const stored = await new Deno.Command("sha256sum", { args: [join(results, records[0].output!)] }).output();
+  assert.equal(dec.decode(stored.stdout).split(" ")[0], records[0].sha256, "the file on disk is what the record says");
+  assert.deepEqual([...Deno.readDirSync(join(results, "tmp"))], [], "no staged file left");
+});
