@@ -179,10 +179,9 @@ export class DirectAppender {
       await Promise.all(this.#writing);
       this.#check();
       if (this.#lib.ftruncate(this.#fd, BigInt(size)) !== 0) throw osError(this.#lib, "truncate", this.#path);
-      // An fsync that failed is not asked again: a second one can succeed with the data lost.
-      if (await this.#lib.fsync(this.#fd) !== 0) {
-        throw Object.assign(new Error(`Input/output error: fsync '${this.#path}' failed`), { errno: 5 });
-      }
+      // An fsync that failed is not asked again (a second one can succeed with the data lost), so its errno,
+      // the other thread's, is not known here: the error says what failed, not why.
+      if (await this.#lib.fsync(this.#fd) !== 0) throw new Error(`Cannot make '${this.#path}' durable: fsync failed`);
     } finally {
       await this.close();
     }
