@@ -17,6 +17,8 @@
  * @module
  */
 
+import { cString, ERRNO_SYMBOLS, errnoOf, LIBC, libcUsable, strerrorOf } from "./libc.ts";
+
 /** Buffer, offset and length alignment of the direct writes (covers 512-byte and 4 KiB sectors). */
 const ALIGN = 4096;
 /** Each of the two buffers of an appender. */
@@ -42,8 +44,7 @@ const SYMBOLS = {
   fsync: { parameters: ["i32"], result: "i32", nonblocking: true },
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
-  __errno_location: { parameters: [], result: "pointer" },
-  strerror: { parameters: ["i32"], result: "pointer" },
+  ...ERRNO_SYMBOLS,
 } as const;
 
 type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
@@ -53,10 +54,9 @@ let libc: Libc | null | undefined;
 function loadLibc(): Libc | null {
   if (libc !== undefined) return libc;
   libc = null;
-  if (Deno.build.os !== "linux" || O_DIRECT[Deno.build.arch] === undefined) return null;
+  if (!libcUsable()) return null;
   try {
-    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return null;
-    libc = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
+    libc = Deno.dlopen(LIBC, SYMBOLS).symbols;
   } catch {
     // Not glibc: the caller writes through the page cache.
   }
@@ -67,11 +67,8 @@ let open = 0;
 
 /** An error of the system, with its `errno` name's number and libc's text, like Deno's own. */
 function osError(lib: Libc, what: string, path: string): Error {
-  const p = lib.__errno_location();
-  const errno = p === null ? 0 : new Deno.UnsafePointerView(p).getInt32();
-  const text = lib.strerror(errno);
-  const reason = text === null ? `error ${errno}` : Deno.UnsafePointerView.getCString(text);
-  return Object.assign(new Error(`${reason} (os error ${errno}): ${what} '${path}'`), { errno });
+  const errno = errnoOf(lib);
+  return Object.assign(new Error(`${strerrorOf(lib, errno)} (os error ${errno}): ${what} '${path}'`), { errno });
 }
 
 /** A buffer of `bytes` whose start is aligned to {@linkcode ALIGN} in memory. */
@@ -132,7 +129,7 @@ export class DirectAppender {
     if (lib === null || open >= MAX_DIRECT_APPENDERS || path.includes("\0")) return undefined;
     // Opened again by name: a link swapped in at that name since is refused, never written through.
     const flags = O_WRONLY | O_CLOEXEC | O_NOFOLLOW[Deno.build.arch] | O_DIRECT[Deno.build.arch];
-    const fd = lib.open(new TextEncoder().encode(path + "\0"), flags, 0);
+    const fd = lib.open(cString(path), flags, 0);
     if (fd < 0) return undefined;
     open++;
     return new DirectAppender(lib, fd, path, offset, bufferBytes);

@@ -40,6 +40,8 @@
  * @module
  */
 
+import { cString, ERRNO_SYMBOLS, errnoOf, LIBC, libcUsable, strerrorOf } from "../../io/libc.ts";
+
 /** How a spawned process ended, as `waitpid(2)` tells it. */
 export interface WaitStatus {
   /** Exit code when it exited (0-255), else `null`. */
@@ -154,7 +156,6 @@ const SYMBOLS = {
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   lseek: { parameters: ["i32", "i64", "i32"], result: "i64" },
   ftruncate: { parameters: ["i32", "i64"], result: "i32" },
-  __errno_location: { parameters: [], result: "pointer" },
   fcntl_int: { name: "fcntl", parameters: ["i32", "i32", "i32"], result: "i32" },
   kill: { parameters: ["i32", "i32"], result: "i32" },
   sigemptyset: { parameters: ["buffer"], result: "i32" },
@@ -162,7 +163,7 @@ const SYMBOLS = {
   pipe2: { parameters: ["buffer", "i32"], result: "i32" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   close: { parameters: ["i32"], result: "i32" },
-  strerror: { parameters: ["i32"], result: "pointer" },
+  ...ERRNO_SYMBOLS,
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   opendir: { parameters: ["buffer"], result: "pointer" },
   readdir: { parameters: ["pointer"], result: "pointer" },
@@ -170,12 +171,6 @@ const SYMBOLS = {
 } as const;
 
 type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
-
-const encoder = new TextEncoder();
-
-function cString(s: string): Uint8Array<ArrayBuffer> {
-  return encoder.encode(s + "\0") as Uint8Array<ArrayBuffer>;
-}
 
 /**
  * The strings as C strings packed in one buffer (one encoding, one pointer
@@ -269,10 +264,9 @@ export class PosixSpawn {
   static open(): PosixSpawn | undefined {
     if (PosixSpawn.#opened !== undefined) return PosixSpawn.#opened ?? undefined;
     PosixSpawn.#opened = null;
-    if (Deno.build.os !== "linux" || !["x86_64", "aarch64"].includes(Deno.build.arch)) return undefined;
+    if (!libcUsable()) return undefined;
     try {
-      if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return undefined;
-      const lib = Deno.dlopen("libc.so.6", SYMBOLS);
+      const lib = Deno.dlopen(LIBC, SYMBOLS);
       PosixSpawn.#opened = new PosixSpawn(lib.symbols);
     } catch {
       // No glibc, or one too old for the flags: the caller's fallback it is.
@@ -415,14 +409,12 @@ export class PosixSpawn {
   }
 
   #errno(): number {
-    const p = this.#libc.__errno_location();
-    return p === null ? 0 : new Deno.UnsafePointerView(p).getInt32();
+    return errnoOf(this.#libc);
   }
 
   /** libc's text for an error number. */
   strerror(errno: number): string {
-    const p = this.#libc.strerror(errno);
-    return p === null ? `error ${errno}` : Deno.UnsafePointerView.getCString(p);
+    return strerrorOf(this.#libc, errno);
   }
 
   /**
