@@ -253,9 +253,11 @@ export class RunnerState {
    * Why this directory is no longer this runner's, or undefined while it
    * is: its lock file is gone or another file (the directory was removed, or
    * replaced, under the runner). Its kept results and job records went with
-   * it, and another runner may open what is there now. A stat and an fstat.
+   * it, and another runner may open what is there now. One `lstat` (the
+   * open lock file's own identity is asked once).
    */
   lost(): string | undefined {
+    if (this.#closed) return undefined;
     let held = this.#held;
     if (held === undefined) {
       try {
@@ -265,7 +267,6 @@ export class RunnerState {
         return undefined; // closed: nothing to tell
       }
     }
-    if (this.#closed) return undefined;
     try {
       const there = Deno.lstatSync(join(this.dir, LOCK_FILE));
       if (there.ino === held.ino && there.dev === held.dev) return undefined;
