@@ -159,6 +159,33 @@ Deno.test("manager --transfer-timeout: a runner that stalls mid-output is droppe
   assert.equal(rec.attempt, 2);
 });
 
+Deno.test("manager --transfer-timeout: a runner that stalls mid-output past the direct-write mark (8 MiB) is dropped, nothing of it left in tmp/; its job runs elsewhere, recorded once byte for byte", async () => {
+  await using dir = await tempDir();
+  const size = 40 * 1024 * 1024 + 5;
+  const command = `head -c ${size} /dev/zero | tr '\\0' v`;
+  const { manager, port, results } = await startManagerOn(dir.path, [command], ["--transfer-timeout", "1s"]);
+  await using _m = manager;
+  using staller = await LinePeer.connect(port);
+  await staller.hail("staller");
+  await staller.line("PETO");
+  const job = await staller.read();
+  await staller.line(`REZULTO ${job} 0 ${size}`);
+  assert.equal(await staller.read(), "PRETA");
+  await staller.send(new Uint8Array(12 * 1024 * 1024).fill(0x76)); // past the mark, then silence
+  await manager.waitFor(/Lost runner staller .*no output for 1s/, 10_000);
+  assert.deepEqual([...Deno.readDirSync(join(results, "tmp"))], [], "the staged part dropped with its connection");
+  await using honest = startRunner(port, ["--name", "honest"]);
+  const [ms] = await Promise.all([manager.exit(), honest.exit()]);
+  assert.equal(ms.code, 0);
+  const [rec] = readRecords(results);
+  assert.equal(rec.host, "honest");
+  assert.equal(rec.size, size);
+  const expected = await new Deno.Command("/bin/sh", { args: ["-c", `${command} | sha256sum`] }).output();
+  assert.equal(rec.sha256, new TextDecoder().decode(expected.stdout).split(" ")[0]);
+  const stored = await new Deno.Command("sha256sum", { args: [join(results, rec.output!)] }).output();
+  assert.equal(new TextDecoder().decode(stored.stdout).split(" ")[0], rec.sha256);
+});
+
 Deno.test("manager: a flood of connections that never hail neither starves runners nor eats memory", async () => {
   await using dir = await tempDir();
   const { manager, port, results } = await startManagerOn(dir.path, Array.from({ length: 20 }, (_, i) => `echo ${i}`));
