@@ -142,6 +142,27 @@ Deno.test("manager: output of 100 MB streams through disk; manager and runner me
   assert.ok(runnerPeak < 150 * MB, `runner peak RSS ${(runnerPeak / MB).toFixed(0)} MB`);
 });
 
+Deno.test("manager: two big outputs at once (runner -w2, both past the direct-write mark) are each recorded byte for byte", async () => {
+  await using dir = await tempDir();
+  const commands = [1, 2].map((n) => `yes 'output ${n}, its own bytes' | head -c ${30 * 1024 * 1024 + n * 1000}`);
+  const { manager, port, results } = await startManagerOn(dir.path, commands);
+  await using _m = manager;
+  await using runner = startRunner(port, ["--workers", "2"]);
+  const [ms, rs] = await Promise.all([manager.exit(), runner.exit()]);
+  assert.equal(ms.code, 0, manager.stderr);
+  assert.equal(rs.code, 0, runner.stderr);
+  const records = byLine(readRecords(results));
+  for (const [i, command] of commands.entries()) {
+    const rec = records.get(i + 1)!;
+    const expected = await new Deno.Command("/bin/sh", { args: ["-c", `${command} | sha256sum`] }).output();
+    assert.equal(rec.sha256, dec.decode(expected.stdout).split(" ")[0], `job ${i + 1}`);
+    const stored = createHash("sha256");
+    const file = await Deno.open(join(results, rec.output!));
+    for await (const chunk of file.readable) stored.update(chunk); // the stream closes the file
+    assert.equal(stored.digest("hex"), rec.sha256, `job ${i + 1} on disk`);
+  }
+});
+
 Deno.test("manager: a runner killed with SIGKILL mid-job gives its jobs back; another finishes them", async () => {
   await using dir = await tempDir();
   const { manager, port, results } = await startManagerOn(
