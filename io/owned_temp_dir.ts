@@ -54,6 +54,27 @@ export interface OwnedTempDirOptions {
 }
 
 /**
+ * Why no directory could be made in `dir` (or in the system's temporary
+ * directory, `TMPDIR`), in one line a user can act on.
+ */
+function cannotMake(dir: string | undefined, err: unknown): string {
+  let where = dir;
+  try {
+    where ??= Deno.env.get("TMPDIR");
+  } catch {
+    // No env permission: the default is named.
+  }
+  where ??= "/tmp";
+  const named = dir === undefined ? `${where} (TMPDIR)` : where;
+  if (err instanceof Deno.errors.NotCapable) {
+    // Deno grants paths under /dev, /proc and /sys to --allow-all only, whatever else is allowed.
+    return `cannot make a temporary directory in ${named}: Deno's permissions refuse it; ` +
+      `use a directory outside /dev, /proc and /sys${dir === undefined ? " as TMPDIR" : ""}`;
+  }
+  return `cannot make a temporary directory in ${named}: ${(err as Error).message}`;
+}
+
+/**
  * A temporary directory held by this process until {@linkcode remove} (or
  * the process's end); made after sweeping the parent of the ones whose
  * process has ended.
@@ -87,7 +108,12 @@ export class OwnedTempDir {
    * @throws {Error} When the directory cannot be made or locked.
    */
   static make(prefix: (typeof SWEPT_PREFIXES)[number], options: OwnedTempDirOptions = {}): OwnedTempDir {
-    const path = Deno.makeTempDirSync({ prefix, ...(options.dir === undefined ? {} : { dir: options.dir }) });
+    let path: string;
+    try {
+      path = Deno.makeTempDirSync({ prefix, ...(options.dir === undefined ? {} : { dir: options.dir }) });
+    } catch (err) {
+      throw new Error(cannotMake(options.dir, err), { cause: err });
+    }
     let lock: Deno.FsFile | undefined;
     try {
       const pending = join(path, `${OWNER_FILE}.new`);

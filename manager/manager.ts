@@ -258,6 +258,8 @@ interface RunParts {
   readonly plan: ResumePlan;
   /** What `local` workers are served with. */
   readonly local: LocalSessionContext;
+  /** What `local` text workers run their jobs through (opened by {@linkcode Manager.start}); closed at the end. */
+  readonly localJobs: LocalJobs | undefined;
   /** When serving began (`performance.now()`). */
   readonly started: number;
 }
@@ -547,11 +549,28 @@ export class Manager {
    *   (`another-list`: a default one that holds another list's results).
    */
   static async start(options: ManagerOptions): Promise<Manager> {
-    const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
-    const { jobs } = options;
     if ((options.local ?? 0) > 0 && options.localWorkers === undefined) {
       throw new VicoError("USAGE", "local workers need a localWorkers factory (localRunners in mod.ts)");
     }
+    // The local text workers' executor first: a spool directory that cannot
+    // be made (a TMPDIR refused, say) stops the start with its reason before
+    // anything else is done, rather than leaving a run with no worker.
+    const localJobs = (options.local ?? 0) > 0 && !needsLocalNode(options.jobs)
+      ? await options.localWorkers!.openJobs({ shell: options.shell }).catch((err) => {
+        throw new Error(`cannot prepare the local workers: ${(err as Error).message}`, { cause: err });
+      })
+      : undefined;
+    try {
+      return await Manager.#start(options, localJobs);
+    } catch (err) {
+      await localJobs?.close();
+      throw err;
+    }
+  }
+
+  static async #start(options: ManagerOptions, localJobs: LocalJobs | undefined): Promise<Manager> {
+    const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
+    const { jobs } = options;
     // Start-up order: lock, whose results they are, port, rotation, then the results themselves.
     const claim = await ResultsDir.claim(options.resultsDir, { durable: options.durable });
     if (options.defaultResults) await checkOwnList(options, claim);
@@ -725,6 +744,7 @@ export class Manager {
         results,
         plan,
         local: { ...context, jobTimeoutMs: options.jobTimeoutMs },
+        localJobs,
         started: performance.now(),
       },
     );
@@ -735,7 +755,7 @@ export class Manager {
     const { server, scheduler, queue, recorder, watch, results, plan, started } = parts;
     const options = this.#options;
     const serving = server.serve();
-    const locals = this.#startLocal(queue.done ? 0 : options.local ?? 0, parts.local);
+    const locals = this.#startLocal(queue.done ? 0 : options.local ?? 0, parts.local, parts.localJobs);
     watch.start();
     const suspects = setInterval(() => recorder.expireSuspects().catch(() => {}), 1000);
     let how = await Promise.race([
@@ -773,6 +793,8 @@ export class Manager {
     for (const end of await Promise.all(locals)) {
       if (end.kind === "failed" && how === "done") log.warn("Local runner ended: {reason}", { reason: end.reason });
     }
+    // Every local worker has ended: the executor's spool goes.
+    await parts.localJobs?.close();
     await results.close();
     this.status.finish();
     const failed = scheduler.failed + plan.failedEarlier;
@@ -795,7 +817,7 @@ export class Manager {
    * connection ({@linkcode LocalSession}, one per worker, over one executor),
    * or, for a list of task bundles, one binary node connected in memory.
    */
-  #startLocal(count: number, ctx: LocalSessionContext): Promise<LocalWorkerEnd>[] {
+  #startLocal(count: number, ctx: LocalSessionContext, executor: LocalJobs | undefined): Promise<LocalWorkerEnd>[] {
     if (count === 0) return [];
     const factory = this.#options.localWorkers!;
     if (needsLocalNode(ctx.jobs)) {
@@ -811,22 +833,11 @@ export class Manager {
           embedded: true,
         }))];
     }
-    const opened = factory.openJobs({ shell: this.#options.shell });
-    const ends = Array.from({ length: count }, async (_, i) => {
-      let executor: LocalJobs;
-      try {
-        executor = await opened;
-      } catch (err) {
-        return { kind: "failed", reason: `Cannot prepare the local workers: ${(err as Error).message}` };
-      }
-      return await this.#keepLocal(
+    return Array.from({ length: count }, (_, i) =>
+      this.#keepLocal(
         `runner local-${i + 1}`,
-        () => new LocalSession(ctx, executor, i + 1, LOCAL_PEER_PREFIX),
-      );
-    });
-    // Once every worker has ended, the executor's spool goes.
-    const closed = Promise.all(ends).then(() => opened.then((e) => e.close(), () => {}));
-    return [...ends, closed.then(() => ({ kind: "finished" as const }))];
+        () => new LocalSession(ctx, executor!, i + 1, LOCAL_PEER_PREFIX),
+      ));
   }
 
   /** Where local workers connect: the listening address (for their messages) and the in-memory dial. */

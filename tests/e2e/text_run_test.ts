@@ -277,6 +277,42 @@ Deno.test("manager exits 3 when its port is taken", async () => {
   assert.match(manager.stderr, /already in use/);
 });
 
+Deno.test("manager --local exits 3 at once when its workers' spool cannot be made in TMPDIR, naming it; runner says the same", async () => {
+  await using dir = await tempDir();
+  const list = join(dir.path, "jobs.txt");
+  await Deno.writeTextFile(list, "true\n");
+  const results = join(dir.path, "results");
+  const missing = join(dir.path, "missing");
+  // /dev: Deno's permissions refuse it to anything but --allow-all (a tmpfs at /dev/shm is the common case).
+  for (
+    const [tmp, reason] of [[
+      "/dev",
+      /Deno's permissions refuse it; use a directory outside \/dev, \/proc and \/sys as TMPDIR/,
+    ], [missing, /No such file/]] as const
+  ) {
+    await using manager = EntryProcess.spawn("manager.ts", ["--jobs", list, "--local", "2", "--results", results], {
+      env: { TMPDIR: tmp },
+    });
+    const started = performance.now();
+    assert.equal((await manager.exit()).code, 3, manager.stderr);
+    assert.ok(performance.now() - started < 15_000, "it does not wait for runners that never come");
+    const line =
+      `manager: cannot start: cannot prepare the local workers: cannot make a temporary directory in ${tmp} (TMPDIR): `;
+    assert.ok(manager.stderr.includes(line), manager.stderr);
+    assert.match(manager.stderr, reason);
+    // Refused before anything else was done: the results directory was not even made.
+    assert.equal(await Deno.lstat(results).then(() => true, () => false), false);
+  }
+  await using runner = EntryProcess.spawn("runner.ts", ["--manager", "127.0.0.1:1", "--workers", "2"], {
+    env: { TMPDIR: "/dev" },
+  });
+  assert.equal((await runner.exit()).code, 1);
+  assert.match(
+    runner.stderr,
+    /Cannot prepare the runner: cannot make a temporary directory in \/dev \(TMPDIR\): Deno's permissions refuse it/,
+  );
+});
+
 Deno.test("manager draws a progress bar with rate and ETA on a terminal, and none when piped", async () => {
   await using dir = await tempDir();
   const list = join(dir.path, "jobs.txt");

@@ -139,3 +139,21 @@ Deno.test("OwnedTempDir.make: 200 directories held by this process each survive 
     for (const d of dirs) d.remove();
   }
 });
+
+Deno.test("OwnedTempDir.make: a parent it cannot use is named in the error, with what to do about Deno's refusal", async () => {
+  await using tmp = await tempDir();
+  const missing = join(tmp.path, "missing");
+  assert.throws(
+    () => OwnedTempDir.make("vico-local-", { dir: missing }),
+    (err: Error) =>
+      err.message.startsWith(`cannot make a temporary directory in ${missing}: `) &&
+      err.cause instanceof Deno.errors.NotFound,
+  );
+  // Deno grants paths under /dev to --allow-all only, whatever --allow-write says.
+  assert.throws(
+    () => OwnedTempDir.make("vico-local-", { dir: "/dev" }),
+    (err: Error) =>
+      err.message === "cannot make a temporary directory in /dev: Deno's permissions refuse it; " +
+          "use a directory outside /dev, /proc and /sys" && err.cause instanceof Deno.errors.NotCapable,
+  );
+});
