@@ -126,7 +126,11 @@ export const MANAGER_FLAGS = {
     type: "string",
     short: "p",
     arg: "PORT",
-    help: [`Port to listen on. Default ${DEFAULT_PORT}; with --local and`, `no --port, any free port.`],
+    help: [
+      `Port to listen on. Default ${DEFAULT_PORT}; with --local (or a`,
+      `template run) and neither --port nor --host, none: only`,
+      `this machine's workers run the jobs.`,
+    ],
   },
   local: {
     type: "string",
@@ -389,6 +393,7 @@ export type ManagerSettings =
   & Pick<
     ManagerOptions,
     | "port"
+    | "serveRunners"
     | "local"
     | "transferIdleTimeoutMs"
     | "stopTimeoutMs"
@@ -501,6 +506,9 @@ export function managerSettings(
     statusPort,
     local,
     port,
+    // A run on this machine alone (local workers, neither --port nor --host) opens no port: no one else can join it.
+    serveRunners: served || local === 0 || flags.enroll === true || flags["tls-cert"] !== undefined ||
+      flags["secret-file"] !== undefined || flags.advertise !== undefined,
     transferIdleTimeoutMs,
     stopTimeoutMs,
     retries,

@@ -394,14 +394,23 @@ async function serve(flags: ManagerFlags, command: readonly string[], resumeDir?
   }
   applySignals();
   const { port: bound } = manager.address;
-  log.info("Serving {count} job(s) from {source} on {hostname}:{port} ({security}); results in {dir}", {
-    count: jobs.commands.length,
-    source: jobs.source,
-    hostname: manager.address.hostname,
-    security: [tls !== undefined ? "TLS" : "plain", secret !== undefined ? "secret" : "no secret"].join(", "),
-    port: bound,
-    dir: resultsDir,
-  });
+  if (settings.serveRunners === false) {
+    log.info("Running {count} job(s) from {source} on this machine ({n} worker(s); no port open); results in {dir}", {
+      count: jobs.commands.length,
+      source: jobs.source,
+      n: settings.local,
+      dir: resultsDir,
+    });
+  } else {
+    log.info("Serving {count} job(s) from {source} on {hostname}:{port} ({security}); results in {dir}", {
+      count: jobs.commands.length,
+      source: jobs.source,
+      hostname: manager.address.hostname,
+      security: [tls !== undefined ? "TLS" : "plain", secret !== undefined ? "secret" : "no secret"].join(", "),
+      port: bound,
+      dir: resultsDir,
+    });
+  }
   if (enrollment !== undefined) {
     try {
       await announceJoinToken(enrollment, advertiseAddress(flags.advertise, hostname, bound), log);

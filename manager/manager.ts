@@ -113,6 +113,13 @@ export interface ManagerOptions {
   hostname?: string;
   /** Port to listen on; 0 picks a free one. @default {DEFAULT_PORT} */
   port?: number;
+  /**
+   * Listen on TCP for runners. False for a run that only `local` workers
+   * serve: no port is opened, so nobody else on the machine can take its
+   * jobs or send it results ({@linkcode Manager.address} is then
+   * `memory:0`). @default {true}
+   */
+  serveRunners?: boolean;
   /** Runner workers to start in this process, connected in memory (needs `localWorkers`). @default {0} */
   local?: number;
   /** Makes the `local` workers. */
@@ -275,6 +282,8 @@ function listen(options: ManagerOptions, claim: ResultsDir): {
 } {
   const hostname = options.hostname ?? "127.0.0.1";
   const localListener = new MemoryListener({ peerPrefix: LOCAL_PEER_PREFIX });
+  // Only local workers: nothing listens but the memory listener, which only a local binary node dials.
+  if (options.serveRunners === false) return { listener: localListener, localListener };
   try {
     let listener: TransportListener = options.tls === undefined
       ? listenTcp(hostname, options.port ?? DEFAULT_PORT)

@@ -83,7 +83,7 @@ Deno.test("manager --log-format json writes only JSON lines to stderr, each with
     assert.equal(typeof rec.logger, "string");
     assert.equal(typeof rec.message, "string");
   }
-  assert.ok(lines.some((l) => JSON.parse(l).properties?.port !== undefined), "structured properties are kept");
+  assert.ok(lines.some((l) => JSON.parse(l).properties?.count === 2), "structured properties are kept");
   assert.match(manager.stdout, /of 2 in the list 1 succeeded, 1 failed/, "the summary stays on stdout");
 });
 
@@ -114,6 +114,6 @@ sys.stdout.write(data.decode())
   }).output();
   const text = new TextDecoder().decode(out.stdout);
   assert.ok(out.success, new TextDecoder().decode(out.stderr));
-  assert.match(text, /^<6>manager: Serving 1 job\(s\) from /m, text);
+  assert.match(text, /^<6>manager: Running 1 job\(s\) from /m, text);
   assert.doesNotMatch(text, /\d\d:\d\d:\d\d\.\d{3}/, "journald stamps the time itself");
 });

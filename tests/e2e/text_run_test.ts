@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { EntryProcess, startManagerOn, startRunner } from "../helpers/entry_process.ts";
+import { EntryProcess, freePort, startManagerOn, startRunner } from "../helpers/entry_process.ts";
 import { byLine, readOutput, readRecords, tempDir } from "../helpers/journal.ts";
 
 const enc = new TextEncoder();
@@ -211,29 +211,59 @@ Deno.test("manager --local: a complete local run; a second run on the same resul
   assert.equal(readRecords(results).length, 3, "nothing recorded twice");
 });
 
-Deno.test("manager --local: its workers hold no TCP connection to it (in-process transport)", async () => {
+Deno.test("manager --local without --port: it opens no port and its workers hold no connection (in-process)", async () => {
   await using dir = await tempDir();
   const list = join(dir.path, "work.txt");
   // Each job lists the socket inodes its parent (the manager, which spawned
-  // it) holds open, then the kernel's TCP tables, where those inodes show
-  // their state.
+  // it) holds open, then the kernel's TCP tables, where a socket shows its
+  // state (and where this test's own listener shows the tables are read).
   const job = "ls -l /proc/$PPID/fd | sed -n 's/.*socket:\\[\\([0-9]*\\)\\].*/inode \\1/p'; " +
     "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null";
   await Deno.writeTextFile(list, `${job}\n${job} # 2\n`);
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const ours = listener.addr.port.toString(16).toUpperCase().padStart(4, "0");
   await using manager = EntryProcess.spawn("manager.ts", ["--jobs", list, "--local", "2"]);
   assert.equal((await manager.exit()).code, 0, manager.stderr);
+  assert.match(manager.stderr, /on this machine \(2 worker\(s\); no port open\)/);
   const results = join(dir.path, "work.results");
   const records = readRecords(results);
   assert.equal(records.length, 2);
   for (const record of records) {
     const text = dec.decode(readOutput(results, record));
+    assert.ok(text.includes(`:${ours} `), `the tables are read (this test's listener is in them): ${text}`);
     const inodes = new Set([...text.matchAll(/^inode (\d+)$/gm)].map((m) => m[1]));
     // /proc/net/tcp: "sl local rem st ... uid timeout inode"; st 0A listens, 01 is established.
     const states = text.split("\n").map((line) => line.trim().split(/\s+/))
       .filter((f) => f.length > 9 && inodes.has(f[9])).map((f) => f[3]);
-    assert.ok(states.includes("0A"), `the manager's listening socket is seen (the tables are read): ${text}`);
-    assert.deepEqual(states.filter((s) => s !== "0A"), [], "no TCP connection: local workers talk in-process");
+    assert.deepEqual(states, [], "no TCP socket: no port to join, and local workers talk in-process");
   }
+});
+
+Deno.test("manager --local: a runner cannot join a local run; with --port it can", async () => {
+  await using dir = await tempDir();
+  const list = join(dir.path, "jobs.txt");
+  await Deno.writeTextFile(list, "sleep 0.3\n".repeat(10));
+  await using local = EntryProcess.spawn("manager.ts", ["--jobs", list, "--local", "1", "-v"]);
+  await local.waitFor(/no port open/);
+  assert.equal((await local.exit()).code, 0, local.stderr);
+  assert.doesNotMatch(local.stderr, /127\.0\.0\.1:\d+/, "no address to join is named");
+  // The same run served as well: its port is named, and a runner there takes jobs.
+  const port = freePort();
+  await using served = EntryProcess.spawn("manager.ts", [
+    "--jobs",
+    list,
+    "--local",
+    "1",
+    "--port",
+    String(port),
+    "--results",
+    join(dir.path, "served"),
+  ]);
+  await served.waitFor(new RegExp(`127\\.0\\.0\\.1:${port}`));
+  await using runner = EntryProcess.spawn("runner.ts", ["--manager", `127.0.0.1:${port}`, "--workers", "1"]);
+  assert.equal((await served.exit()).code, 0, served.stderr);
+  await runner.exit();
+  assert.ok(readRecords(join(dir.path, "served")).some((r) => !String(r.host).startsWith("local-")), served.stderr);
 });
 
 Deno.test("manager refuses an invalid job list with its line number, exit 2, before anything runs", async () => {
