@@ -90,7 +90,6 @@ export const MANAGER_FLAGS = {
   format: { type: "string", arg: "text|jsonl", help: [`Job list format, when the extension does not say.`] },
   results: {
     type: "string",
-    short: "r",
     arg: "DIR",
     help: [
       `Results directory (journal.jsonl plus out/). Default:`,

@@ -55,6 +55,17 @@ export async function main(args: string[]): Promise<number> {
     }
     return word;
   });
+  // GNU Parallel's and xargs's -r takes no value: read as a results directory it would take the command's first word.
+  if (optionArgs.some((word) => /^-[a-zA-Z]*r/.test(word) && !word.startsWith("--"))) {
+    return complain(
+      "manager",
+      usageError(
+        "-r is not a vico option: GNU Parallel's -r (--no-run-if-empty) is what vico always does " +
+          "(no input, no job); a results directory is --results DIR",
+      ),
+      ExitCode.USAGE,
+    );
+  }
   let flags: ManagerFlags;
   try {
     flags = parseFlags(optionArgs, MANAGER_FLAGS);

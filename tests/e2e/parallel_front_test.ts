@@ -267,3 +267,24 @@ Deno.test("manager -k --resume prints, in order, only the jobs it runs now", asy
   assert.equal(again.stdout, "c\nd\n");
   assert.match(again.stderr, /of 4 in the list 3 succeeded, 1 failed/);
 });
+
+Deno.test("manager -r is refused (exit 2) and runs nothing: Parallel's -r read as a results directory would take the command", async () => {
+  await using dir = await tempDir();
+  await Deno.mkdir(join(dir.path, "d"));
+  // A file name that is shell code: run as a command (what `-r echo` did), it makes PWNED.
+  await Deno.writeTextFile(join(dir.path, "d", "x; touch PWNED"), "");
+  for (const args of [["-r", "echo"], ["-kr", "echo", ":::", "a"]]) {
+    const run = await manager(args, dir.path, "d/x; touch PWNED\n");
+    assert.equal(run.code, 2, run.stderr);
+    assert.match(
+      run.stderr,
+      /-r is not a vico option: GNU Parallel's -r \(--no-run-if-empty\) is what vico always does/,
+    );
+    assert.equal(run.stdout, "");
+  }
+  assert.deepEqual([...Deno.readDirSync(dir.path)].map((e) => e.name), ["d"], "nothing ran, no directory made");
+  // What Parallel's -r asks for is what a run does anyway: no input, no job.
+  const empty = await manager(["echo", "{}"], dir.path, "");
+  assert.equal(empty.code, 0, empty.stderr);
+  assert.equal(empty.stdout, "");
+});

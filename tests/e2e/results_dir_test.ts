@@ -129,15 +129,15 @@ Deno.test("ResultsDir.rotate: --fresh moves nothing aside when the port is in us
 Deno.test("ResultsDir.rotate: -r . --fresh ends with a clear error (exit 3), in a project or inside a results directory", async () => {
   await using dir = await tempDir();
   const path = await project(dir.path);
-  const foreign = await run(["--jobs", "jobs.txt", "-r", ".", "--local", "1", "--fresh"], path);
+  const foreign = await run(["--jobs", "jobs.txt", "--results", ".", "--local", "1", "--fresh"], path);
   assert.equal(foreign.code, 3, foreign.out.stderr);
   assert.match(foreign.out.stderr, /is not a vico results directory/);
   assert.doesNotMatch(foreign.out.stderr, /Uncaught/);
   // Inside a vico results directory: moving the current directory aside is refused.
   const results = join(dir.path, "res");
-  assert.equal((await run(["--jobs", join(path, "jobs.txt"), "-r", results, "--local", "1"])).code, 0);
+  assert.equal((await run(["--jobs", join(path, "jobs.txt"), "--results", results, "--local", "1"])).code, 0);
   const before = snapshot(results);
-  const inside = await run(["--jobs", join(path, "jobs.txt"), "-r", ".", "--local", "1", "--fresh"], results);
+  const inside = await run(["--jobs", join(path, "jobs.txt"), "--results", ".", "--local", "1", "--fresh"], results);
   assert.equal(inside.code, 3, inside.out.stderr);
   assert.match(inside.out.stderr, /--fresh cannot move it aside: it is the current directory/);
   assert.doesNotMatch(inside.out.stderr, /Uncaught/);
@@ -176,7 +176,7 @@ Deno.test("manager --jobs jobs.jsonl beside a jobs.txt run: refuses the shared d
   const own = await run(["--jobs", "jobs.jsonl", "--results", "tasks.results", "--local", "1", "-q"], dir.path);
   assert.equal(own.code, 0, own.out.stderr);
   assert.equal(readRecords(join(dir.path, "tasks.results")).length, 1);
-  const shared = await run(["--jobs", "jobs.jsonl", "-r", "jobs.results", "--local", "1", "-q"], dir.path);
+  const shared = await run(["--jobs", "jobs.jsonl", "--results", "jobs.results", "--local", "1", "-q"], dir.path);
   assert.equal(shared.code, 0, shared.out.stderr);
   assert.equal(readRecords(results).length, 3);
   // The same list by another path (absolute here, relative first) is the same list: it resumes.
