@@ -196,7 +196,18 @@ async function adhocResultsDir(resume: boolean): Promise<string> {
   } catch (err) {
     if (err instanceof CommandFailure) throw err;
   }
-  if (!resume) return await makeAdhocRunDir();
+  if (!resume) {
+    try {
+      return await makeAdhocRunDir();
+    } catch (err) {
+      // The current directory is not writable, holds a file by that name, or is refused (/proc): one line, exit 3.
+      throw new CommandFailure(
+        ExitCode.CANNOT_START,
+        `cannot make a results directory in ${ADHOC_PARENT}/ here (${oneLine(err)}); ` +
+          `give one with --results DIR, or run from a directory you can write`,
+      );
+    }
+  }
   const names: string[] = [];
   try {
     for (const entry of Deno.readDirSync(ADHOC_PARENT)) names.push(entry.name);

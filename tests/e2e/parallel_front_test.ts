@@ -288,3 +288,18 @@ Deno.test("manager -r is refused (exit 2) and runs nothing: Parallel's -r read a
   assert.equal(empty.code, 0, empty.stderr);
   assert.equal(empty.stdout, "");
 });
+
+Deno.test("manager COMMAND ::: A where vico-results/ cannot be made says why in one line (exit 3), no stack trace", async () => {
+  await using dir = await tempDir();
+  await Deno.writeTextFile(join(dir.path, "vico-results"), "a file, not a directory");
+  // A file by that name here; and /proc, which Deno refuses to anything but --allow-all.
+  for (const [cwd, reason] of [[dir.path, /File exists/], ["/proc", /Requires all access/]] as const) {
+    const run = await manager(["echo", ":::", "a"], cwd);
+    assert.equal(run.code, 3, run.stderr);
+    assert.match(run.stderr, /^manager: cannot make a results directory in vico-results\/ here \(/m);
+    assert.match(run.stderr, reason);
+    assert.match(run.stderr, /give one with --results DIR/);
+    assert.doesNotMatch(run.stderr, /Uncaught|at file:/, "no stack trace");
+    assert.equal(run.stdout, "");
+  }
+});
