@@ -13,7 +13,7 @@ import type { ExecutedJobOutcome, ExecutedJobSpec, JobRunner } from "../../core/
 import { logger } from "../../util/log.ts";
 import { OwnedTempDir } from "../../io/owned_temp_dir.ts";
 import type { JobCgroups } from "./job_cgroup.ts";
-import { OutputSpool, SpoolFiles } from "./output_spool.ts";
+import { OutputSpool, SpoolFiles, SpoolFullError } from "./output_spool.ts";
 import {
   type JobLedger,
   runProcess,
@@ -155,7 +155,9 @@ export class JobExecutor implements JobRunner {
       const reason = err instanceof Error ? err.message : String(err);
       log.warn("Job {job} failed in the runner: {reason}", { job: command, reason });
       const note = new OutputSpool({ dir: files.dir });
-      await note.write(new TextEncoder().encode(`vico runner: ${reason}; the job was killed\n`));
+      // A full spool is found once the job has ended: it was not killed.
+      const ending = err instanceof SpoolFullError ? "" : "; the job was killed";
+      await note.write(new TextEncoder().encode(`vico runner: ${reason}${ending}\n`));
       return { status: STATUS_RUNNER_FAILURE, output: note, endedByRunner: false, timedOut: false, stopSignal: false };
     }
   }

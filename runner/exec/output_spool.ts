@@ -30,6 +30,24 @@ export interface OutputSpoolOptions {
   files?: SpoolFiles;
 }
 
+/**
+ * The file system of a job's spool file had no room left when the job
+ * ended: the job, which writes that file itself, may have met `ENOSPC` and
+ * lost the rest of its output without the runner seeing a failed write.
+ * The job fails (status 125) with this note rather than being recorded
+ * with a cut output.
+ */
+export class SpoolFullError extends Error {
+  /** @param dir The spool's directory. */
+  constructor(dir: string) {
+    super(
+      `the file system of the output spool (${dir}) was full when the job ended: its output may be cut short ` +
+        `(free space there, or point TMPDIR elsewhere)`,
+    );
+    this.name = "SpoolFullError";
+  }
+}
+
 /** Largest output whose file {@linkcode SpoolFiles} takes back: bigger ones are removed. */
 const REUSED_FILE_BYTES = 64 * 1024;
 

@@ -157,6 +157,7 @@ const SYMBOLS = {
   lseek: { parameters: ["i32", "i64", "i32"], result: "i64" },
   ftruncate: { parameters: ["i32", "i64"], result: "i32" },
   fcntl_int: { name: "fcntl", parameters: ["i32", "i32", "i32"], result: "i32" },
+  fstatvfs: { parameters: ["i32", "buffer"], result: "i32" },
   kill: { parameters: ["i32", "i32"], result: "i32" },
   sigemptyset: { parameters: ["buffer"], result: "i32" },
   sigfillset: { parameters: ["buffer"], result: "i32" },
@@ -298,6 +299,29 @@ export class PosixSpawn {
   sizeOf(fd: number): number {
     return Number(this.#libc.lseek(fd, 0n, SEEK_END));
   }
+
+  /**
+   * Whether the file system of the file open as `fd` has no block left for
+   * this process (`fstatvfs`: `f_bavail`, or `f_bfree` for root, which may
+   * use the reserved blocks): a job that wrote its output there may have
+   * met `ENOSPC` and had it cut short. False when it cannot be told.
+   */
+  fileSystemFull(fd: number): boolean {
+    const buf = this.#statvfs;
+    if (this.#libc.fstatvfs(fd, buf) !== 0) return false;
+    // struct statvfs (glibc, 64-bit): f_bsize, f_frsize, f_blocks, f_bfree (24), f_bavail (32), ... 8 bytes each.
+    const view = new DataView(buf.buffer);
+    return view.getBigUint64(this.#root ? 24 : 32, true) === 0n;
+  }
+
+  readonly #statvfs = new Uint8Array(256);
+  readonly #root = (() => {
+    try {
+      return Deno.uid() === 0;
+    } catch {
+      return false;
+    }
+  })();
 
   /** Cuts the file open as `fd` to `size` bytes, and puts its offset there. */
   truncate(fd: number, size: number): void {

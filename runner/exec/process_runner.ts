@@ -26,9 +26,11 @@
  * @module
  */
 
+import { dirname } from "node:path";
 import { PosixSpawn, type SpawnedProcess } from "./posix_spawn.ts";
 import { copyExact } from "../../io/copy_exact.ts";
 import { OutputLimitError, outputLimitNote } from "./output_limit.ts";
+import { SpoolFullError } from "./output_spool.ts";
 import { writeAll } from "../../io/write_all.ts";
 import { startProcess } from "../../util/command.ts";
 import { OwnedTempDir } from "../../io/owned_temp_dir.ts";
@@ -753,6 +755,8 @@ async function runSpawnedOn(
       await addNote(options, "\n" + outputLimitNote(max));
       throw new OutputLimitError(max);
     }
+    // The job wrote its output itself: a write the full disk refused failed in the job, unseen here.
+    if (spawner.fileSystemFull(fd)) throw new SpoolFullError(dirname(String(options.outputFile)));
     const more = {
       ...(watch.timedOut ? { timedOut: true } : {}),
       ...(unrecorded !== undefined ? { unrecorded } : {}),
