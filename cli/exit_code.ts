@@ -32,8 +32,8 @@ export const ExitCode = Object.freeze({
  * console.assert(signalExitCode("SIGINT") === 130 && signalExitCode("SIGTERM") === 143);
  * ```
  */
-export function signalExitCode(sig: "SIGINT" | "SIGTERM"): number {
-  return 128 + (sig === "SIGINT" ? 2 : 15);
+export function signalExitCode(sig: "SIGINT" | "SIGTERM" | "SIGPIPE"): number {
+  return 128 + (sig === "SIGINT" ? 2 : sig === "SIGPIPE" ? 13 : 15);
 }
 
 /** A failure that ends the command with `exitCode`, its message printed. */

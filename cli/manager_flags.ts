@@ -378,13 +378,15 @@ Exit status:
   0  every job in the list exited 0
   1  at least one job exited non-zero (see the journal), or a line was
      refused (not UTF-8, over 64 KiB); with --halt, GNU
-     Parallel's status, except 2-4 and 128 and over, which become 1
+     Parallel's status, except 2-4 and 128 and over, which become 1;
+     or an output could not be printed on stdout (a full disk)
   2  usage error or invalid job list (nothing ran)
   3  could not start (port in use; results directory not vico's, in use
      by another manager, another list's default one, or unusable, e.g.
      disk full; enrollment failed)
   130/143  stopped by SIGINT/SIGTERM before every job settled (run again
      on the same results directory to finish)
+  141  stdout's reader went away (| head): the run stopped there
 `;
 
 /** What the flags set, checked: the parts of {@linkcode ManagerOptions} that come straight from them. */

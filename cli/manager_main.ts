@@ -266,7 +266,13 @@ async function serve(flags: ManagerFlags, command: readonly string[], resumeDir?
   };
   if (flags["dry-run"]) {
     const text = jobs.commands.map((c) => c + "\n").join("");
-    await writeAll(Deno.stdout, new TextEncoder().encode(text));
+    try {
+      await writeAll(Deno.stdout, new TextEncoder().encode(text));
+    } catch (err) {
+      // A reader that went away (`| head`) ends it as SIGPIPE would; any other failure is said.
+      if (err instanceof Deno.errors.BrokenPipe) return signalExitCode("SIGPIPE");
+      throw new CommandFailure(ExitCode.FAILED, `cannot print the commands on stdout: ${oneLine(err)}`);
+    }
     sayRefused();
     return refused > 0 ? ExitCode.FAILED : ExitCode.OK;
   }
@@ -301,6 +307,23 @@ async function serve(flags: ManagerFlags, command: readonly string[], resumeDir?
     })
     : undefined;
   const printing: Promise<void>[] = [];
+  // The first output that could not be printed: a closed pipe (`| head`) stops the run, as SIGPIPE stops
+  // Parallel; any other failure (a full disk) is said once, and the run goes on and ends non-zero.
+  let printFailure: unknown;
+  const printFailed = (job: number, err: unknown) => {
+    if (printFailure !== undefined) return;
+    printFailure = err;
+    if (err instanceof Deno.errors.BrokenPipe) {
+      log.debug("stdout was closed (its reader ended): stopping; the outputs are in {dir}", { dir: resultsDir });
+      manager.close();
+      return;
+    }
+    log.error(
+      "Cannot print the output of job {n} on stdout: {err}; later outputs are not printed either, " +
+        "they are in {dir}",
+      { n: job + 1, err: oneLine(err), dir: resultsDir },
+    );
+  };
   const halt = flags.halt === undefined ? undefined : new HaltWatch(parseHalt(flags.halt), jobs.commands.length);
   let halted: HaltDecision | undefined;
   let joblog: { file: Deno.FsFile; writer: JoblogWriter } | undefined;
@@ -318,14 +341,7 @@ async function serve(flags: ManagerFlags, command: readonly string[], resumeDir?
   const onRecorded = (job: number, record: JobRecord) => {
     outputs.set(job, record.output);
     if (grouper !== undefined) {
-      printing.push(
-        grouper.finished(job + 1).catch((err) =>
-          log.error("Cannot print the output of job {n}: {err}", {
-            n: job + 1,
-            err: (err as Error).message,
-          })
-        ),
-      );
+      printing.push(grouper.finished(job + 1).catch((err) => printFailed(job, err)));
     }
     const status = record.status ?? 255;
     if (joblog !== undefined) {
@@ -467,6 +483,8 @@ async function serve(flags: ManagerFlags, command: readonly string[], resumeDir?
     await joblog.writer.flushed().catch((err) => log.error("Cannot write the joblog: {err}", { err: err.message }));
     joblog.file.close();
   }
+  // Its reader went away (`| head`): the run was cut short on purpose, and ends as SIGPIPE would end it.
+  if (printFailure instanceof Deno.errors.BrokenPipe) return signalExitCode("SIGPIPE");
   // With outputs on stdout, the summary goes to stderr.
   const summaryText = formatSummary(summary).trimEnd();
   if (grouper !== undefined) console.error(summaryText);
@@ -474,6 +492,7 @@ async function serve(flags: ManagerFlags, command: readonly string[], resumeDir?
   sayRefused();
   if (halted !== undefined) return haltExitStatus(halt!.exitStatus(summary.jobs - summary.unsettled));
   if (summary.stopped) return signalExitCode(stoppedBy ?? "SIGTERM");
+  if (printFailure !== undefined) return ExitCode.FAILED;
   return summary.failed === 0 && refused === 0 ? ExitCode.OK : ExitCode.FAILED;
 }
 

@@ -7,7 +7,8 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { EntryProcess, LISTENING, startRunner } from "../helpers/entry_process.ts";
+import { EntryProcess, LISTENING, ROOT, RUN_FLAGS, startRunner, TEST_ENV } from "../helpers/entry_process.ts";
+import { canMountTinyDisk, tinyDisk } from "../helpers/tiny_disk.ts";
 import { readRecords, tempDir } from "../helpers/journal.ts";
 
 /** Runs `manager ARGS` in `cwd`, to its end. */
@@ -302,4 +303,116 @@ Deno.test("manager COMMAND ::: A where vico-results/ cannot be made says why in 
     assert.doesNotMatch(run.stderr, /Uncaught|at file:/, "no stack trace");
     assert.equal(run.stdout, "");
   }
+});
+
+/** Runs `manager ARGS` in `cwd` with stdout a pipe whose reader goes away after the first chunk (`| head -1`). */
+async function managerIntoHead(args: string[], cwd: string) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [...RUN_FLAGS, ROOT + "manager.ts", ...args],
+    cwd,
+    env: { ...TEST_ENV },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const reader = child.stdout.getReader();
+  const first = await reader.read();
+  await reader.cancel(); // the read end closes: the next write to stdout is EPIPE
+  const [status, stderr] = await Promise.all([child.status, new Response(child.stderr).text()]);
+  return { code: status.code, first: new TextDecoder().decode(first.value), stderr };
+}
+
+Deno.test("manager COMMAND ::: A | head -1: the closed pipe stops the run at once with 141, as SIGPIPE stops parallel", async () => {
+  await using dir = await tempDir();
+  const started = performance.now();
+  const run = await managerIntoHead([
+    "-k",
+    "-j2",
+    "echo",
+    "{}",
+    ":::",
+    ...Array.from({ length: 1000 }, (_, i) => `${i + 1}`),
+  ], dir.path);
+  assert.equal(run.code, 141, run.stderr);
+  assert.match(run.first, /^1\n/);
+  assert.doesNotMatch(
+    run.stderr,
+    /Cannot print|ERROR|Uncaught/,
+    "no error per job: one closed pipe, said by the status",
+  );
+  const [runDir] = [...Deno.readDirSync(join(dir.path, "vico-results"))].map((e) => e.name);
+  const recorded = readRecords(join(dir.path, "vico-results", runDir)).length;
+  assert.ok(recorded < 1000, `the run stopped: ${recorded} of 1000 recorded`);
+  assert.ok(performance.now() - started < 20_000);
+  // --dry-run the same way: the commands stop with the pipe.
+  const dry = await managerIntoHead([
+    "--dry-run",
+    "echo",
+    "{}",
+    ":::",
+    ...Array.from({ length: 20000 }, (_, i) => `${i}`),
+  ], dir.path);
+  assert.equal(dry.code, 141, dry.stderr);
+  assert.doesNotMatch(dry.stderr, /Uncaught/);
+});
+
+Deno.test({
+  name: "manager COMMAND ::: A with stdout on a full disk: one error line, every job still run and recorded, exit 1",
+  ignore: !canMountTinyDisk(),
+  async fn() {
+    await using dir = await tempDir();
+    using disk = tinyDisk()!;
+    // Deno.Command cannot take a file as stdout: the shell redirects it.
+    const shell = await new Deno.Command("sh", {
+      args: [
+        "-c",
+        `"$0" "$@" > ${join(disk.path, "out")}`,
+        Deno.execPath(),
+        ...RUN_FLAGS,
+        ROOT + "manager.ts",
+        "-j2",
+        "head -c 50000 /dev/zero; echo {}",
+        ":::",
+        "a",
+        "b",
+        "c",
+        "d",
+      ],
+      cwd: dir.path,
+      env: { ...TEST_ENV },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(shell.stderr);
+    assert.equal(shell.code, 1, stderr);
+    assert.equal(
+      stderr.match(/Cannot print the output of job \d+ on stdout: No space left on device/g)?.length,
+      1,
+      stderr,
+    );
+    assert.match(stderr, /4 succeeded, 0 failed/);
+    const [runDir] = [...Deno.readDirSync(join(dir.path, "vico-results"))].map((e) => e.name);
+    assert.equal(readRecords(join(dir.path, "vico-results", runDir)).length, 4, "every job ran and is recorded");
+    // --dry-run: one line, no stack.
+    const dry = await new Deno.Command("sh", {
+      args: [
+        "-c",
+        `"$0" "$@" > ${join(disk.path, "dry")}`,
+        Deno.execPath(),
+        ...RUN_FLAGS,
+        ROOT + "manager.ts",
+        "--dry-run",
+        "echo {}",
+        ":::",
+        ...Array.from({ length: 20000 }, (_, i) => `${i}`),
+      ],
+      cwd: dir.path,
+      env: { ...TEST_ENV },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const dryErr = new TextDecoder().decode(dry.stderr);
+    assert.equal(dry.code, 1, dryErr);
+    assert.equal(dryErr.trim(), "manager: cannot print the commands on stdout: No space left on device (os error 28)");
+  },
 });
