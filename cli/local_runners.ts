@@ -12,6 +12,7 @@
 
 import type { LocalWorkerFactory } from "../manager/manager.ts";
 import { JobExecutor } from "../runner/exec/job_executor.ts";
+import { makeNodeWorkDir } from "../runner/binary/node_pool.ts";
 import { Runner } from "../runner/runner.ts";
 
 /**
@@ -27,4 +28,6 @@ import { Runner } from "../runner/runner.ts";
 export const localRunners: LocalWorkerFactory = {
   openJobs: ({ shell }) => JobExecutor.open({ prefix: "vico-local-", shell }),
   node: ({ dial, ...spec }) => new Runner({ ...spec, connect: () => Promise.resolve().then(dial) }),
+  // The node's work directory can be made: made once and removed.
+  nodeReady: async () => await Deno.remove(await makeNodeWorkDir()),
 };

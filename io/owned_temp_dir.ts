@@ -57,7 +57,7 @@ export interface OwnedTempDirOptions {
  * Why no directory could be made in `dir` (or in the system's temporary
  * directory, `TMPDIR`), in one line a user can act on.
  */
-function cannotMake(dir: string | undefined, err: unknown): string {
+export function cannotMake(dir: string | undefined, err: unknown): string {
   let where = dir;
   try {
     where ??= Deno.env.get("TMPDIR");

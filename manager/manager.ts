@@ -93,6 +93,12 @@ export interface LocalWorkerFactory {
   openJobs(spec: { shell?: string }): Promise<LocalJobs>;
   /** A binary node in this process for task bundles, connected in memory (the binary protocol stages files). */
   node(spec: LocalWorkerSpec): LocalWorker;
+  /**
+   * Throws, with the reason, when a local node could not prepare itself
+   * here (its work directory in `TMPDIR`): checked before the run starts,
+   * so that the run does not wait on a node that can never work.
+   */
+  nodeReady?(): Promise<void>;
 }
 
 /** Options for {@linkcode Manager.start}. */
@@ -564,7 +570,13 @@ export class Manager {
     // The local text workers' executor first: a spool directory that cannot
     // be made (a TMPDIR refused, say) stops the start with its reason before
     // anything else is done, rather than leaving a run with no worker.
-    const localJobs = (options.local ?? 0) > 0 && !needsLocalNode(options.jobs)
+    const local = (options.local ?? 0) > 0;
+    if (local && needsLocalNode(options.jobs)) {
+      await options.localWorkers!.nodeReady?.().catch((err) => {
+        throw new Error(`cannot prepare the local node: ${(err as Error).message}`, { cause: err });
+      });
+    }
+    const localJobs = local && !needsLocalNode(options.jobs)
       ? await options.localWorkers!.openJobs({ shell: options.shell }).catch((err) => {
         throw new Error(`cannot prepare the local workers: ${(err as Error).message}`, { cause: err });
       })

@@ -13,6 +13,7 @@ import type { Limits } from "../../core/limits.ts";
 import { BufferedReader } from "../../protocol/buffered_reader.ts";
 import { HELD_TASK_PREFIX, isAuthRefusal, RUNNER_SILENT_PULSES } from "../../protocol/vico_extension.ts";
 import { logger } from "../../util/log.ts";
+import { cannotMake } from "../../io/owned_temp_dir.ts";
 import { sayHello } from "../connect/extension_hello.ts";
 import type { ManagerLink } from "../connect/manager_link.ts";
 import type { Happened } from "../connect/reconnect.ts";
@@ -32,6 +33,20 @@ const log = logger("runner");
  * const end = await new NodePool({ hostname: "127.0.0.1", port: 7707, workers: 2 }, limits, link).run({});
  * ```
  */
+/**
+ * Makes a node's work directory in the system's temporary directory
+ * (`vico-node-*`: not swept, unlike an `OwnedTempDir`: tasks may mount into it).
+ *
+ * @throws {Error} Naming the directory (and `TMPDIR`) when it cannot be made.
+ */
+export async function makeNodeWorkDir(): Promise<string> {
+  try {
+    return await Deno.makeTempDir({ prefix: "vico-node-" });
+  } catch (err) {
+    throw new Error(cannotMake(undefined, err), { cause: err });
+  }
+}
+
 export class NodePool {
   readonly #options: RunnerOptions;
   readonly #limits: Limits;
@@ -83,8 +98,7 @@ export class NodePool {
     let workDir: string;
     try {
       // A persistent node's task directories must outlive the process.
-      workDir = this.#options.workDir ??
-        (state ? join(state.dir, "work") : await Deno.makeTempDir({ prefix: "vico-node-" }));
+      workDir = this.#options.workDir ?? (state ? join(state.dir, "work") : await makeNodeWorkDir());
     } catch (err) {
       return { kind: "failed", reason: `Cannot prepare the node: ${(err as Error).message}`, jobs: 0 };
     }

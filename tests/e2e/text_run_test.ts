@@ -333,6 +333,17 @@ Deno.test("manager --local exits 3 at once when its workers' spool cannot be mad
     // Refused before anything else was done: the results directory was not even made.
     assert.equal(await Deno.lstat(results).then(() => true, () => false), false);
   }
+  // A list of task bundles: its local binary node's work directory goes there too.
+  const bundles = join(dir.path, "tasks.jsonl");
+  await Deno.writeTextFile(bundles, '{"name":"a","run":[{"command":"echo hi","log":"a.log"}]}\n');
+  await using node = EntryProcess.spawn("manager.ts", ["--jobs", bundles, "--local", "2"], { env: { TMPDIR: "/dev" } });
+  assert.equal((await node.exit()).code, 3, node.stderr);
+  assert.ok(
+    node.stderr.includes(
+      "manager: cannot start: cannot prepare the local node: cannot make a temporary directory in /dev (TMPDIR): ",
+    ),
+    node.stderr,
+  );
   await using runner = EntryProcess.spawn("runner.ts", ["--manager", "127.0.0.1:1", "--workers", "2"], {
     env: { TMPDIR: "/dev" },
   });
