@@ -99,29 +99,37 @@ function columnSafe(text: string): string {
 export class JoblogWriter {
   readonly #write: (bytes: Uint8Array) => Promise<void>;
   readonly #encoder = new TextEncoder();
-  #tail: Promise<void>;
+  #tail: Promise<void> = Promise.resolve();
+  /** The first write that failed: nothing is written after it (a joblog with a hole would mislead). */
+  #failure: unknown;
 
   /** @param write Appends bytes to the joblog file, all of them before resolving. */
   constructor(write: (bytes: Uint8Array) => Promise<void>) {
     this.#write = write;
-    this.#tail = this.#append(JOBLOG_HEADER);
+    this.#append(JOBLOG_HEADER);
   }
 
-  /** Appends one ended job's line (after the header and every earlier entry). */
+  /**
+   * Appends one ended job's line (after the header and every earlier
+   * entry). Never rejects: a failed write is kept for {@linkcode flushed}.
+   */
   entry(entry: JoblogEntry): Promise<void> {
     return this.#append(joblogLine(entry));
   }
 
-  /** Resolves once everything given so far is written (rejects if a write failed). */
+  /** Resolves once everything given so far is written; rejects with the first write that failed. */
   flushed(): Promise<void> {
-    return this.#tail;
+    return this.#tail.then(() => {
+      if (this.#failure !== undefined) throw this.#failure;
+    });
   }
 
   #append(text: string): Promise<void> {
     const bytes = this.#encoder.encode(text);
-    const run = (this.#tail ?? Promise.resolve()).catch(() => {}).then(() => this.#write(bytes));
-    this.#tail = run;
-    return run;
+    this.#tail = this.#tail
+      .then(() => this.#failure === undefined ? this.#write(bytes) : undefined)
+      .catch((err) => void (this.#failure ??= err));
+    return this.#tail;
   }
 }
 

@@ -479,8 +479,16 @@ async function serve(flags: ManagerFlags, command: readonly string[], resumeDir?
     await Promise.all(printing);
     await grouper.end().catch(() => {});
   }
+  let joblogFailed = false;
   if (joblog !== undefined) {
-    await joblog.writer.flushed().catch((err) => log.error("Cannot write the joblog: {err}", { err: err.message }));
+    await joblog.writer.flushed().catch((err) => {
+      joblogFailed = true;
+      log.error("Cannot write the joblog {file}: {err}; the results are complete in {dir}", {
+        file: flags.joblog,
+        err: oneLine(err),
+        dir: resultsDir,
+      });
+    });
     joblog.file.close();
   }
   // Its reader went away (`| head`): the run was cut short on purpose, and ends as SIGPIPE would end it.
@@ -492,7 +500,7 @@ async function serve(flags: ManagerFlags, command: readonly string[], resumeDir?
   sayRefused();
   if (halted !== undefined) return haltExitStatus(halt!.exitStatus(summary.jobs - summary.unsettled));
   if (summary.stopped) return signalExitCode(stoppedBy ?? "SIGTERM");
-  if (printFailure !== undefined) return ExitCode.FAILED;
+  if (printFailure !== undefined || joblogFailed) return ExitCode.FAILED;
   return summary.failed === 0 && refused === 0 ? ExitCode.OK : ExitCode.FAILED;
 }
 

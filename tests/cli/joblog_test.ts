@@ -100,3 +100,22 @@ Deno.test("JoblogWriter: the header first, then entries in the order given, one 
   assert.deepEqual(writes, [JOBLOG_HEADER, ...[3, 1, 2].map((seq) => joblogLine(entry(seq)))]);
   assert.deepEqual(parseJoblog(writes.join("")).map((e) => e.seq), [3, 1, 2]);
 });
+
+Deno.test("JoblogWriter: a failed write rejects flushed() with it, entries never reject, and nothing is written after it", async () => {
+  const written: string[] = [];
+  let calls = 0;
+  const log = new JoblogWriter((bytes) => {
+    calls++;
+    // The header goes out; the first entry meets a full disk.
+    if (calls === 2) return Promise.reject(new Error("No space left on device (os error 28)"));
+    written.push(new TextDecoder().decode(bytes));
+    return Promise.resolve();
+  });
+  const entry = { seq: 1, host: ":", startMs: 0, runtimeMs: 0, sendBytes: 0, receiveBytes: 0, exitval: 0, signal: 0 };
+  // Not awaited, as a caller that logs per job does: no unhandled rejection may come of it.
+  void log.entry({ ...entry, command: "a" });
+  await log.entry({ ...entry, seq: 2, command: "b" });
+  await assert.rejects(log.flushed(), /No space left on device/);
+  assert.deepEqual(written, [JOBLOG_HEADER], "no line after the hole");
+  assert.equal(calls, 2);
+});

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { EntryProcess, LISTENING, ROOT, RUN_FLAGS, startRunner, TEST_ENV } from "../helpers/entry_process.ts";
-import { canMountTinyDisk, tinyDisk } from "../helpers/tiny_disk.ts";
+import { canMountTinyDisk, fill, tinyDisk } from "../helpers/tiny_disk.ts";
 import { readRecords, tempDir } from "../helpers/journal.ts";
 
 /** Runs `manager ARGS` in `cwd`, to its end. */
@@ -414,5 +414,22 @@ Deno.test({
     const dryErr = new TextDecoder().decode(dry.stderr);
     assert.equal(dry.code, 1, dryErr);
     assert.equal(dryErr.trim(), "manager: cannot print the commands on stdout: No space left on device (os error 28)");
+  },
+});
+
+Deno.test({
+  name: "manager --joblog on a full disk: the run goes on and is recorded whole; one error line, exit 1, no crash",
+  ignore: !canMountTinyDisk(),
+  async fn() {
+    await using dir = await tempDir();
+    using disk = tinyDisk()!;
+    fill(join(disk.path, "filler"));
+    const run = await manager(["--joblog", join(disk.path, "log"), "echo", "{}", ":::", "a", "b", "c"], dir.path);
+    assert.equal(run.code, 1, run.stderr);
+    assert.equal(run.stdout.split("\n").filter((l) => l !== "").sort().join(" "), "a b c", "outputs still printed");
+    assert.equal(run.stderr.match(/Cannot write the joblog .*: No space left on device/g)?.length, 1, run.stderr);
+    assert.doesNotMatch(run.stderr, /Uncaught/);
+    const [runDir] = [...Deno.readDirSync(join(dir.path, "vico-results"))].map((e) => e.name);
+    assert.equal(readRecords(join(dir.path, "vico-results", runDir)).length, 3);
   },
 });
