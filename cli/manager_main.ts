@@ -43,6 +43,18 @@ import { versionText } from "./version.ts";
 export async function main(args: string[]): Promise<number> {
   if (args[0] === "verify") return await verifyMain(args.slice(1));
   if (args[0] === "report") return await reportMain(args.slice(1));
+  // Deno decodes the command line lossily: a word that was not UTF-8 (a Latin-1 file name) arrives with U+FFFD in it.
+  const garbled = args.findIndex((word) => word.includes("\uFFFD"));
+  if (garbled !== -1) {
+    return complain(
+      "manager",
+      usageError(
+        `argument ${garbled + 1} (${JSON.stringify(args[garbled])}) is not valid UTF-8: a job is UTF-8 text, ` +
+          `so it cannot reach one intact (rename such files, e.g. with convmv)`,
+      ),
+      ExitCode.USAGE,
+    );
+  }
   // Options end at the first word that is not one: the rest is a command template.
   const split = splitAtCommand(bareLocal(args, navigator.hardwareConcurrency), MANAGER_FLAGS);
   let resumeDir: string | undefined;

@@ -433,3 +433,29 @@ Deno.test({
     assert.equal(readRecords(join(dir.path, "vico-results", runDir)).length, 3);
   },
 });
+
+Deno.test("manager COMMAND ::: NAME where NAME is not UTF-8 is refused (exit 2) naming it, not run with a changed name", async () => {
+  await using dir = await tempDir();
+  // A Latin-1 file name (0xE9 for é): Deno hands the word to the program with U+FFFD in its place.
+  const out = await new Deno.Command("sh", {
+    args: [
+      "-c",
+      `"$0" "$@" "caf$(printf '\\351').txt"`,
+      Deno.execPath(),
+      ...RUN_FLAGS,
+      ROOT + "manager.ts",
+      "wc",
+      "-c",
+      ":::",
+    ],
+    cwd: dir.path,
+    env: { ...TEST_ENV },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  assert.equal(out.code, 2, stderr);
+  assert.match(stderr, /^manager: argument 4 \("caf\uFFFD\.txt"\) is not valid UTF-8: a job is UTF-8 text/m);
+  assert.equal(new TextDecoder().decode(out.stdout), "");
+  assert.deepEqual([...Deno.readDirSync(dir.path)], [], "nothing ran, no results directory");
+});
