@@ -8,6 +8,7 @@
 import { fstatSync } from "node:fs";
 import { join } from "node:path";
 import { JobListError, VicoError } from "../core/errors.ts";
+import { ensureOpenFiles, openFilesShortage } from "../io/open_file_limit.ts";
 import { writeAll } from "../io/write_all.ts";
 import { type JobList, readJobList } from "../manager/jobs/job_list.ts";
 import { Manager } from "../manager/manager.ts";
@@ -287,6 +288,11 @@ async function serve(flags: ManagerFlags, command: readonly string[], resumeDir?
     }
     sayRefused();
     return refused > 0 ? ExitCode.FAILED : ExitCode.OK;
+  }
+  // Room for the descriptors its local jobs hold: a low limit failed jobs halfway through the run.
+  if (settings.local > 0) {
+    const room = ensureOpenFiles(settings.local);
+    if (!room.enough) throw new CommandFailure(ExitCode.CANNOT_START, openFilesShortage(room, `-j ${settings.local}`));
   }
   const rerunFailed = flags["resume-failed"] ?? false;
   const resultsDir = flags.results ?? resumeDir ??

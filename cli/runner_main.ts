@@ -5,6 +5,7 @@
  * @module
  */
 
+import { ensureOpenFiles, openFilesShortage } from "../io/open_file_limit.ts";
 import { VicoError } from "../core/errors.ts";
 import { JobCgroups } from "../runner/exec/job_cgroup.ts";
 import type { RunAs } from "../runner/exec/run_as.ts";
@@ -49,6 +50,9 @@ export async function main(args: string[]): Promise<number> {
     return complain("runner", `${(err as Error).message}${usage}`, ExitCode.USAGE);
   }
   const { address } = settings;
+  // Room for the descriptors its jobs hold: a low limit failed jobs halfway through the run.
+  const room = ensureOpenFiles(settings.workers);
+  if (!room.enough) return complain("runner", openFilesShortage(room, `-j ${settings.workers}`), ExitCode.USAGE);
   try {
     await setupLogging(loggingFromFlags(flags));
   } catch (err) {

@@ -6,7 +6,15 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { EntryProcess, freePort, startManagerOn, startRunner } from "../helpers/entry_process.ts";
+import {
+  EntryProcess,
+  freePort,
+  ROOT,
+  RUN_FLAGS,
+  startManagerOn,
+  startRunner,
+  TEST_ENV,
+} from "../helpers/entry_process.ts";
 import { byLine, readOutput, readRecords, tempDir } from "../helpers/journal.ts";
 
 const enc = new TextEncoder();
@@ -352,6 +360,48 @@ Deno.test("manager --local exits 3 at once when its workers' spool cannot be mad
     runner.stderr,
     /Cannot prepare the runner: cannot make a temporary directory in \/dev \(TMPDIR\): Deno's permissions refuse it/,
   );
+});
+
+Deno.test("manager -j N under a low ulimit -n: raised as far as N jobs need, or refused at once (exit 3) when it cannot be", async () => {
+  await using dir = await tempDir();
+  const list = join(dir.path, "jobs.txt");
+  await Deno.writeTextFile(list, Array.from({ length: 100 }, (_, i) => `sleep 0.1; echo ${i}\n`).join(""));
+  const run = (ulimit: string, results: string) =>
+    new Deno.Command("sh", {
+      args: [
+        "-c",
+        `ulimit ${ulimit} && exec "$0" "$@"`,
+        Deno.execPath(),
+        ...RUN_FLAGS,
+        ROOT + "manager.ts",
+        "--jobs",
+        list,
+        "--local",
+        "50",
+        "--results",
+        join(dir.path, results),
+        "-q",
+      ],
+      cwd: dir.path,
+      env: { ...TEST_ENV },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+  // A soft limit of 100 (50 jobs need more): raised, and every job runs (before, dozens failed with EMFILE or were lost).
+  const raised = await run("-Sn 100", "raised");
+  assert.equal(raised.code, 0, new TextDecoder().decode(raised.stderr));
+  const records = readRecords(join(dir.path, "raised"));
+  assert.equal(records.length, 100);
+  assert.ok(records.every((r) => r.status === 0), "no job failed for want of descriptors");
+  // A hard limit of 40: nothing can run 50 jobs, and it says so before anything runs.
+  const low = await run("-n 40", "low");
+  const stderr = new TextDecoder().decode(low.stderr);
+  assert.equal(low.code, 3, stderr);
+  assert.match(
+    stderr,
+    /^manager: -j 50 needs about 264 open files, and this process may have 40 \(ulimit -n; hard limit 40\)/m,
+  );
+  assert.equal(await Deno.lstat(join(dir.path, "low")).then(() => true, () => false), false, "nothing was made");
 });
 
 Deno.test("manager draws a progress bar with rate and ETA on a terminal, and none when piped", async () => {
