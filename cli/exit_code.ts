@@ -32,8 +32,8 @@ export const ExitCode = Object.freeze({
  * console.assert(signalExitCode("SIGINT") === 130 && signalExitCode("SIGTERM") === 143);
  * ```
  */
-export function signalExitCode(sig: "SIGINT" | "SIGTERM" | "SIGPIPE"): number {
-  return 128 + (sig === "SIGINT" ? 2 : sig === "SIGPIPE" ? 13 : 15);
+export function signalExitCode(sig: "SIGHUP" | "SIGINT" | "SIGQUIT" | "SIGTERM" | "SIGPIPE"): number {
+  return 128 + { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGPIPE: 13, SIGTERM: 15 }[sig];
 }
 
 /** A failure that ends the command with `exitCode`, its message printed. */

@@ -370,9 +370,10 @@ Runners join with:  runner --join-file FILE --workers N   (secure default;
 Binary nodes with:  runner --manager HOST:PORT --workers N --protocol binary
 (text runners and binary nodes share the one port).
 
-Signals: the first SIGINT/SIGTERM stops handing out jobs and waits for the
-running ones (up to --stop-timeout); a second one stops at once. Either way
-the journal is consistent and a restart on the same results finishes the rest.
+Signals: the first SIGINT/SIGTERM (or SIGHUP, SIGQUIT) stops handing out
+jobs and waits for the running ones (up to --stop-timeout); a second one
+stops at once. Either way the journal is consistent and a restart on the
+same results finishes the rest.
 
 Exit status:
   0  every job in the list exited 0

@@ -390,13 +390,15 @@ async function serve(flags: ManagerFlags, command: readonly string[], resumeDir?
   // at once, and a signal then must stop it, not kill it unsummarised.
   let stoppedBy: StopSignal | undefined;
   let signals = 0;
+  // The first stop reaches the manager even while it starts (before any job goes out).
+  const firstStop = new AbortController();
   const applySignals = () => {
-    if (signals === 1) manager.stop();
-    else if (signals > 1) manager.close();
+    if (signals > 1) manager.close();
   };
   const removeSignals = onStopSignals((sig, count) => {
     signals = count;
     if (count === 1) {
+      firstStop.abort();
       stoppedBy = sig;
       log.warn("{sig}: stopping (send it again to stop at once); unsettled jobs will run when started again on {dir}", {
         sig,
@@ -410,6 +412,7 @@ async function serve(flags: ManagerFlags, command: readonly string[], resumeDir?
   try {
     manager = await Manager.start({
       ...options,
+      stopSignal: firstStop.signal,
       jobs,
       resultsDir,
       defaultResults,
@@ -478,7 +481,9 @@ async function serve(flags: ManagerFlags, command: readonly string[], resumeDir?
       throw err;
     }
   } else if (settings.local === 0) {
-    log.info("Start runners with: runner --manager {host}:{port} --workers N", { host: hostname, port: bound });
+    // The address as runner --manager takes it (an IPv6 one bracketed; a wildcard's is this host's name).
+    const at = advertiseAddress(flags.advertise, hostname, bound);
+    log.info("Start runners with: runner --manager {at} --workers N", { at });
   }
 
   // Progress from the live counts: a bar on a terminal, else a log line now and then.

@@ -120,6 +120,12 @@ export interface ManagerOptions {
   /** Port to listen on; 0 picks a free one. @default {DEFAULT_PORT} */
   port?: number;
   /**
+   * Stops the run gracefully once aborted (as {@linkcode Manager.stop}),
+   * and from the start when aborted before it: no job goes out then, not
+   * even to local workers.
+   */
+  stopSignal?: AbortSignal;
+  /**
    * Listen on TCP for runners. False for a run that only `local` workers
    * serve: no port is opened, so nobody else on the machine can take its
    * jobs or send it results ({@linkcode Manager.address} is then
@@ -549,6 +555,10 @@ export class Manager {
     this.#closeRequested = new Promise((resolve) => (this.#requestClose = () => resolve("now")));
     this.#over = new Promise((resolve) => (this.#endLocal = resolve));
     this.#stopDispatch = () => parts.scheduler.stopDispatch();
+    // A stop asked for while it was starting holds before any job goes out (local workers start at once).
+    const stopping = setup.options.stopSignal;
+    if (stopping?.aborted) this.stop();
+    else stopping?.addEventListener("abort", () => this.stop(), { once: true });
     this.finished = this.#run(parts);
   }
 

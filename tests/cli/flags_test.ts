@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { envArgs, envName, type FlagTable } from "../../cli/flags.ts";
-import { MANAGER_FLAGS, MANAGER_USAGE } from "../../cli/manager_flags.ts";
+import { advertiseAddress, MANAGER_FLAGS, MANAGER_USAGE } from "../../cli/manager_flags.ts";
 import { RUNNER_FLAGS, RUNNER_USAGE } from "../../cli/runner_flags.ts";
 import { VicoError } from "../../core/errors.ts";
 
@@ -74,4 +74,13 @@ Deno.test({
   fn() {
     assert.deepEqual(envArgs(RUNNER_FLAGS, (n) => (n === "VICO_JOIN" ? "vico1_token" : undefined)), []);
   },
+});
+
+Deno.test("advertiseAddress: what runner --manager takes: an IPv6 host bracketed, a wildcard named by this host, --advertise as given", () => {
+  assert.equal(advertiseAddress(undefined, "::1", 7707), "[::1]:7707");
+  assert.equal(advertiseAddress(undefined, "127.0.0.1", 7707), "127.0.0.1:7707");
+  assert.equal(advertiseAddress(undefined, "0.0.0.0", 7707), `${Deno.hostname()}:7707`);
+  assert.equal(advertiseAddress("head.example", "0.0.0.0", 7707), "head.example:7707");
+  assert.equal(advertiseAddress("head.example:9000", "0.0.0.0", 7707), "head.example:9000");
+  assert.equal(advertiseAddress("[fd00::1]", "::", 7707), "[fd00::1]:7707");
 });

@@ -92,3 +92,44 @@ Deno.test("Manager.start() defaultResults: another list's directory is refused (
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("Manager.start with a stopSignal aborted while it started: no job goes out, not even to local workers", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const ran: string[] = [];
+    const stop = new AbortController();
+    stop.abort();
+    const manager = await Manager.start({
+      jobs: parseJobList(new TextEncoder().encode("echo one\necho two\n")),
+      resultsDir: `${dir}/results`,
+      local: 2,
+      serveRunners: false,
+      stopSignal: stop.signal,
+      localWorkers: {
+        openJobs: () =>
+          Promise.resolve({
+            run: (spec) => {
+              ran.push(spec.command);
+              return Promise.resolve({
+                status: 0,
+                timedOut: false,
+                stopSignal: false,
+                output: { size: 0, pipeTo: () => Promise.resolve(), dispose: () => Promise.resolve() },
+              });
+            },
+            close: () => Promise.resolve(),
+          }),
+        node: () => {
+          throw new Error("a text list needs no node");
+        },
+      },
+    });
+    const summary = await manager.finished;
+    assert.equal(summary.unsettled, 2);
+    assert.equal(summary.stopped, true);
+    assert.deepEqual(ran, [], "no job ran");
+    assert.equal(manager.address.hostname, "memory", "serveRunners: false opens no port");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
