@@ -10,6 +10,7 @@
 
 import { VicoError } from "../../core/errors.ts";
 import { MANAGER_SILENT_PULSES } from "../../protocol/vico_extension.ts";
+import { awakeInterval } from "../../util/awake_interval.ts";
 import { type SessionClock, SYSTEM_CLOCK } from "./session_clock.ts";
 
 /**
@@ -100,10 +101,22 @@ export class Liveness {
     return new VicoError("CONNECTION_CLOSED", this.#dropReason ?? closed);
   }
 
-  /** Runs `check` every `everyMs` until {@linkcode stop} (one watch at a time). */
+  /** Runs `check` every `everyMs` until {@linkcode stop} (one watch at a time); see {@linkcode awakeEvery}. */
   watch(everyMs: number, check: () => void): void {
     this.stop();
-    this.#stop = this.clock.every(everyMs, check);
+    this.#stop = this.awakeEvery(everyMs, check);
+  }
+
+  /**
+   * Calls `tick` every `everyMs` until the returned function is called,
+   * except that a tick that comes late (more than two periods and a second
+   * since the last: this process was not running, stopped by SIGSTOP or a
+   * suspended VM) first counts as a sign of life and is skipped. What the
+   * peer sent meanwhile waits unread in the socket, and its silence was
+   * this side's: it gets a whole window again before it is judged.
+   */
+  awakeEvery(everyMs: number, tick: () => void): () => void {
+    return awakeInterval(everyMs, tick, () => this.heard(), this.clock);
   }
 
   /** Ends the watch (the session closed). */

@@ -34,7 +34,7 @@ export async function watchTransfer<T>(
   moved();
   liveness.transferring = true;
   let reason: string | undefined;
-  const stop = liveness.clock.every(
+  const stop = liveness.awakeEvery(
     Math.max(TRANSFER_CHECK_MIN_MS, Math.min(idleMs / 4, TRANSFER_CHECK_MAX_MS)),
     () => {
       const silent = liveness.silentMs;

@@ -24,6 +24,7 @@
  * @module
  */
 
+import { awakeInterval } from "../../util/awake_interval.ts";
 import type { BufferedReader } from "../../protocol/buffered_reader.ts";
 import { encodeFromNode, MAX_FRAME_PAYLOAD, readToNode } from "../../protocol/binary_codec.ts";
 import { ProtocolError, VicoError } from "../../core/errors.ts";
@@ -199,9 +200,10 @@ export class NodeSession {
   /** Runs the session to its end. Never rejects. */
   async run(): Promise<NodeSessionEnd> {
     const silence = this.#options.ownerSilenceMs;
-    const watchdog = silence === undefined ? undefined : setInterval(() => {
+    // A late tick (this node was paused) counts as a sign of life: the owner's frames of that time wait unread.
+    const stopWatchdog = silence === undefined ? undefined : awakeInterval(Math.max(50, silence / 4), () => {
       if (performance.now() - this.#lastHeard > silence) this.#transport.close();
-    }, Math.max(50, silence / 4));
+    }, () => (this.#lastHeard = performance.now()));
     try {
       await this.#send({ kind: "join", version: BINARY_PROTOCOL_VERSION, modules: this.#options.modules });
       while (true) {
@@ -226,7 +228,7 @@ export class NodeSession {
       }
       return { kind: "failed", reason };
     } finally {
-      clearInterval(watchdog);
+      stopWatchdog?.();
       this.#state = "Closed";
       this.#transport.close();
       // A detached task's run, logs and directory belong to the held task.

@@ -22,6 +22,7 @@
  * @module
  */
 
+import { awakeInterval } from "../../util/awake_interval.ts";
 import type { BufferedReader } from "../../protocol/buffered_reader.ts";
 import { ProtocolError, VicoError } from "../../core/errors.ts";
 import type { RunnerExpectation, ToRunnerText } from "../../protocol/messages.ts";
@@ -140,7 +141,8 @@ export class RunnerTextClient {
   readonly #ackWaiters: AckWaiter[] = [];
   readonly #unacked = new Set<Promise<void>>();
   #lastHeard = performance.now();
-  #pulseTimer: ReturnType<typeof setInterval> | undefined;
+  /** Ends the pulses and the watch on the manager's silence. */
+  #stopPulses: (() => void) | undefined;
   #pump: Promise<void> | undefined;
   #resolveEnded!: (end: ConnectionEnd) => void;
   /** Settles once when the connection is over. */
@@ -347,14 +349,21 @@ export class RunnerTextClient {
   }
 
   #startPulses(sec: number): void {
-    this.#pulseTimer = setInterval(() => {
+    const pulse = () => {
+      // Never between a REZULTO and the end of its output: the manager reads raw bytes then.
+      if (this.#reporting === 0) this.#write(PULSE).catch((err) => this.#fail(err));
+    };
+    this.#stopPulses = awakeInterval(sec * 1000, () => {
       if (performance.now() - this.#lastHeard > sec * RUNNER_SILENT_PULSES * 1000) {
         this.#fail(new VicoError("CONNECTION_CLOSED", `Manager silent for ${sec * RUNNER_SILENT_PULSES}s (no pulse)`));
         return;
       }
-      // Never between a REZULTO and the end of its output: the manager reads raw bytes then.
-      if (this.#reporting === 0) this.#write(PULSE).catch((err) => this.#fail(err));
-    }, sec * 1000);
+      pulse();
+    }, () => {
+      // This runner was not running: what the manager sent waits unread; it pulses now and judges later.
+      this.#lastHeard = performance.now();
+      pulse();
+    });
   }
 
   async #runPump(): Promise<void> {
@@ -398,7 +407,7 @@ export class RunnerTextClient {
     if (this.#closing) return;
     this.#closing = true;
     this.#state = "Closed";
-    clearInterval(this.#pulseTimer);
+    this.#stopPulses?.();
     const waiter = this.#waiter;
     this.#waiter = undefined;
     const why = end.kind === "failed" ? end.error : new VicoError("CONNECTION_CLOSED", "Connection is closed");

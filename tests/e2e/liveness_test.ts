@@ -53,6 +53,30 @@ Deno.test("manager: a paused runner (SIGSTOP) is noticed by its missing pulses a
   paused.kill("SIGKILL");
 });
 
+Deno.test("manager: its own pause (SIGSTOP past three pulses) drops no runner: on SIGCONT they go on, each job run once", async () => {
+  await using dir = await tempDir();
+  const marks = join(dir.path, "marks");
+  const jobs = ["a", "b", "c"].map((n) => `echo start ${n} >> ${marks}; sleep 5; echo ${n}`);
+  const { manager, port, results } = await startManagerOn(dir.path, jobs, ["--pulse", "1s"]);
+  await using _m = manager;
+  await using runner = startRunner(port, ["--workers", "3", "--name", "steady"]);
+  await manager.waitFor(/Runner steady joined/);
+  for (let i = 0; i < 200 && (await Deno.readTextFile(marks).catch(() => "")).split("\n").length < 4; i++) {
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  // The manager stops for 4.5 s (Ctrl-Z, a suspended VM): the runner's pulses wait in its socket, unread.
+  manager.kill("SIGSTOP");
+  await new Promise((r) => setTimeout(r, 4500));
+  manager.kill("SIGCONT");
+  const [ms, rs] = await Promise.all([manager.exit(), runner.exit()]);
+  assert.equal(ms.code, 0, manager.stderr);
+  assert.equal(rs.code, 0, runner.stderr);
+  assert.doesNotMatch(manager.stderr, /Lost runner|silent for/, "its own pause is not the runner's silence");
+  assert.deepEqual(readRecords(results).map((r) => r.host), ["steady", "steady", "steady"]);
+  const starts = (await Deno.readTextFile(marks)).trim().split("\n");
+  assert.equal(starts.length, 3, `each job started once: ${starts.join(", ")}`);
+});
+
 Deno.test("manager: a paused binary node is noticed by its unanswered Status probes", async () => {
   await using dir = await tempDir();
   await using work = await tempDir();

@@ -31,6 +31,20 @@ export class FakeClock implements SessionClock {
     return this.#ticks.size;
   }
 
+  /**
+   * Moves time on by `ms` as a stopped process lives it (SIGSTOP, a
+   * suspended VM): no tick runs meanwhile; then each tick that fell due
+   * runs once, late, as a timer does when the process runs again.
+   */
+  pause(ms: number): void {
+    this.#now += ms;
+    for (const t of [...this.#ticks]) {
+      if (t.due > this.#now) continue;
+      t.due = this.#now + t.ms;
+      t.tick();
+    }
+  }
+
   /** Moves time on by `ms`, running each tick as it falls due. */
   advance(ms: number): void {
     const end = this.#now + ms;

@@ -72,3 +72,36 @@ Deno.test("Liveness.watch runs its check every interval until stop", () => {
   assert.equal(checks, 3);
   assert.equal(clock.running, 0);
 });
+
+Deno.test("Liveness.watch: its own pause (a late tick) is no silence of the peer's: a whole window again, then judged", () => {
+  const clock = new FakeClock();
+  const conn = connection();
+  const liveness = new Liveness(conn, clock);
+  const pulseMs = 1000;
+  liveness.watch(pulseMs, () => liveness.dropIfSilent(pulseMs, "Runner", "no pulse"));
+  clock.advance(500);
+  liveness.heard();
+  // Stopped for 9 s (SIGSTOP, a suspended VM): the peer's pulses wait unread in the socket.
+  clock.pause(9000);
+  assert.equal(conn.closes, 0, "not dropped the moment it woke");
+  assert.equal(liveness.dropReason, undefined);
+  // Running again, the peer still silent: dropped once a whole window has gone by.
+  clock.advance(SILENT_PULSES * pulseMs);
+  assert.equal(conn.closes, 0, "exactly the allowance is not yet lost");
+  clock.advance(pulseMs);
+  assert.equal(conn.closes, 1);
+  assert.match(liveness.dropReason ?? "", /^Runner silent for \ds \(no pulse\)$/);
+  liveness.stop();
+});
+
+Deno.test("Liveness.watch: a peer silent while this side runs is dropped as before (ticks on time)", () => {
+  const clock = new FakeClock();
+  const conn = connection();
+  const liveness = new Liveness(conn, clock);
+  liveness.watch(1000, () => liveness.dropIfSilent(1000, "Runner", "no pulse"));
+  clock.advance(3000);
+  assert.equal(conn.closes, 0);
+  clock.advance(1000);
+  assert.equal(conn.closes, 1, "dropped at the first tick past the allowance");
+  liveness.stop();
+});
