@@ -384,7 +384,8 @@ Exit status:
   2  usage error or invalid job list (nothing ran)
   3  could not start (port in use; results directory not vico's, in use
      by another manager, another list's default one, or unusable, e.g.
-     disk full; enrollment failed)
+     disk full; enrollment failed); or the results directory could no
+     longer take records during the run (run again once fixed)
   130/143  stopped by SIGINT/SIGTERM before every job settled (run again
      on the same results directory to finish)
   141  stdout's reader went away (| head): the run stopped there

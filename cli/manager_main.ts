@@ -521,6 +521,8 @@ async function serve(flags: ManagerFlags, command: readonly string[], resumeDir?
   if (grouper !== undefined) console.error(summaryText);
   else console.log(summaryText);
   sayRefused();
+  // The results directory could no longer take records (said above): as unusable as at a start.
+  if (summary.storeFailure !== undefined) return ExitCode.CANNOT_START;
   if (halted !== undefined) return haltExitStatus(halt!.exitStatus(summary.jobs - summary.unsettled));
   if (summary.stopped) return signalExitCode(stoppedBy ?? "SIGTERM");
   if (printFailure !== undefined || joblogFailed) return ExitCode.FAILED;

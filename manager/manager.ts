@@ -213,6 +213,8 @@ export interface RunSummary {
   byHost: [host: string, jobs: number][];
   /** The results directory. */
   resultsDir: string;
+  /** Why the run ended early: the results directory could no longer take records (a full disk). */
+  storeFailure?: string;
 }
 
 const log = logger("manager");
@@ -279,6 +281,8 @@ interface RunParts {
   readonly local: LocalSessionContext;
   /** What `local` text workers run their jobs through (opened by {@linkcode Manager.start}); closed at the end. */
   readonly localJobs: LocalJobs | undefined;
+  /** Resolves with the reason once the results store could not take a record: the run ends now. */
+  readonly storeFailed: Promise<string>;
   /** When serving began (`performance.now()`). */
   readonly started: number;
 }
@@ -653,6 +657,10 @@ export class Manager {
       ledger,
       timers: true,
     });
+    // A results directory that can no longer take records (a full disk) ends the run: nothing could settle.
+    let failStore!: (reason: string) => void;
+    const storeFailed = new Promise<string>((resolve) => (failStore = resolve));
+    results.onFailure = (err) => failStore(err instanceof Error ? err.message : String(err));
     const recorder = new ResultRecorder(scheduler, results, jobs, keyOf, {
       retries: options.retries,
       ...(options.onRecorded !== undefined ? { onRecorded: options.onRecorded } : {}),
@@ -776,6 +784,7 @@ export class Manager {
         plan,
         local: { ...context, jobTimeoutMs: options.jobTimeoutMs },
         localJobs,
+        storeFailed,
         started: performance.now(),
       },
     );
@@ -789,10 +798,21 @@ export class Manager {
     const locals = this.#startLocal(queue.done ? 0 : options.local ?? 0, parts.local, parts.localJobs);
     watch.start();
     const suspects = setInterval(() => recorder.expireSuspects().catch(() => {}), 1000);
+    let storeFailure: string | undefined;
+    const storeDown = parts.storeFailed.then((reason) => {
+      storeFailure = reason;
+      log.error(
+        "Cannot record results in {dir}: {reason}; stopping now (what is recorded stays: run again on the same " +
+          "results once the cause is fixed, and only the rest runs)",
+        { dir: options.resultsDir, reason },
+      );
+      return "now" as const;
+    });
     let how = await Promise.race([
       scheduler.done.then(() => "done" as const),
       this.#stopRequested,
       this.#closeRequested,
+      storeDown,
     ]);
     if (how === "graceful") {
       // No new jobs; the ones out may still report, until the stop timeout
@@ -805,6 +825,7 @@ export class Manager {
       const deadline = performance.now() + (options.stopTimeoutMs ?? 30_000);
       let now = false;
       this.#closeRequested.then(() => (now = true));
+      storeDown.then(() => (now = true));
       while (queue.running > 0 && !now && performance.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       how = queue.done ? "done" : "now";
     }
@@ -840,6 +861,7 @@ export class Manager {
       elapsedMs,
       byHost: [...scheduler.settledByHost].sort((a, b) => b[1] - a[1]),
       resultsDir: options.resultsDir,
+      ...(storeFailure === undefined ? {} : { storeFailure }),
     };
   }
 

@@ -310,9 +310,15 @@ export class StagedOutput {
   /** Direct writes were tried for this output and cannot be had (the buffered path goes on). */
   #noDirect = false;
 
-  /** @param tmpDir Directory for the temporary file (same file system as the final one). */
-  constructor(tmpDir: string) {
+  readonly #onFailure: ((err: unknown) => void) | undefined;
+
+  /**
+   * @param tmpDir Directory for the temporary file (same file system as the final one).
+   * @param onFailure Told when a write fails (the results directory's disk, not the job's output).
+   */
+  constructor(tmpDir: string, onFailure?: (err: unknown) => void) {
     this.#tmpDir = tmpDir;
+    this.#onFailure = onFailure;
   }
 
   /** Bytes written so far. */
@@ -322,6 +328,15 @@ export class StagedOutput {
 
   /** Appends a chunk. The chunk may be reused by the caller once this settles. */
   async write(chunk: Uint8Array): Promise<void> {
+    try {
+      await this.#write(chunk);
+    } catch (err) {
+      this.#onFailure?.(err);
+      throw err;
+    }
+  }
+
+  async #write(chunk: Uint8Array): Promise<void> {
     if (chunk.length === 0) return;
     if (this.#file === undefined) {
       this.#tmpPath = join(this.#tmpDir, `${Deno.pid}-${++tmpCounter}.part`);
@@ -544,9 +559,17 @@ export class ResultsStore {
     return this.#unsynced;
   }
 
+  /**
+   * Told when the results directory could not take what was given to it: a
+   * staged output's write or a result's commit failed for want of the disk
+   * (full, read-only, failing), not for a refusal of that one result (a
+   * `VicoError`). The run cannot go on then: the manager ends it.
+   */
+  onFailure: ((err: unknown) => void) | undefined;
+
   /** Starts receiving one output. */
   stageOutput(): StagedOutput {
-    return new StagedOutput(this.#tmpDir);
+    return new StagedOutput(this.#tmpDir, (err) => this.onFailure?.(err));
   }
 
   /**
@@ -563,12 +586,18 @@ export class ResultsStore {
     returned: ReturnedFile[] = [],
     options: CommitOptions = {},
   ): Promise<JobRecord> {
+    let committed: Promise<JobRecord>;
     if ((output === undefined || output.size === 0) && returned.length === 0) {
       // Nothing to publish (most jobs print nothing): the record alone.
       const record: JobRecord = { type: "job", ...fields, ...NO_OUTPUT };
-      return this.#append(record, options.patient).then(() => record);
+      committed = this.#append(record, options.patient).then(() => record);
+    } else {
+      committed = this.#commitWithFiles(fields, output, returned, options.patient);
     }
-    return this.#commitWithFiles(fields, output, returned, options.patient);
+    return committed.catch((err) => {
+      if (!(err instanceof VicoError)) this.onFailure?.(err);
+      throw err;
+    });
   }
 
   async #commitWithFiles(

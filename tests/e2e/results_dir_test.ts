@@ -229,7 +229,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "results on a disk without room for a big output (written directly past 8 MiB): the job fails as lost with the system's reason, nothing left in tmp/",
+    "results on a disk without room for a big output (written directly past 8 MiB): the run stops at once, exit 3 with the system's reason; the job is not recorded as lost (it runs again on the next start), nothing left in tmp/",
   ignore: canMount === undefined,
   async fn() {
     await using dir = await tempDir();
@@ -238,13 +238,47 @@ Deno.test({
     await Deno.writeTextFile(list, "head -c 20000000 /dev/zero\necho small\n");
     const results = join(disk.path, "res");
     const r = await run(["--jobs", list, "--results", results, "--local", "1", "--no-progress"]);
-    assert.equal(r.code, 1, r.out.stderr);
-    assert.match(r.out.stderr, /No space left on device \(os error 28\)/);
-    assert.match(r.out.stderr, /Job at line 1 is given up as lost/);
+    assert.equal(r.code, 3, r.out.stderr);
+    assert.match(
+      r.out.stderr,
+      new RegExp(`Cannot record results in ${results}: .*No space left on device \\(os error 28\\).*; stopping now`),
+    );
+    // The disk failed, not the job: it is not settled as lost (before: tried three times, then given up).
+    assert.doesNotMatch(r.out.stderr, /given up as lost/);
     assert.doesNotMatch(r.out.stderr, /Uncaught|unhandled/i);
     const records = Deno.readTextFileSync(join(results, "journal.jsonl")).trim().split("\n").map((l) => JSON.parse(l));
-    const small = records.find((rec) => rec.type === "job" && rec.line === 2);
-    assert.equal(small?.status, 0, "the other job is recorded as usual");
+    assert.equal(records.find((rec) => rec.type === "job" && rec.line === 1), undefined, "it runs again next time");
+    assert.match(r.out.stdout, /run again on the same results to finish/);
     assert.deepEqual([...Deno.readDirSync(join(results, "tmp"))], [], "no staged output left behind");
+  },
+});
+
+Deno.test({
+  name:
+    "results disk full under a separate runner: the manager stops at once, exit 3 with the reason (it dropped the runner and waited for others forever)",
+  ignore: canMount === undefined,
+  async fn() {
+    await using dir = await tempDir();
+    using disk = tinyDisk()!;
+    const list = join(dir.path, "jobs.txt");
+    await Deno.writeTextFile(list, "echo small1\nhead -c 200000 /dev/zero\necho small2\necho small3\n");
+    const results = join(disk.path, "res");
+    const port = freePort();
+    await using manager = EntryProcess.spawn("manager.ts", [
+      ...["--jobs", list, "--results", results, "--port", String(port), "--no-progress"],
+    ]);
+    await manager.waitFor(/Serving 4 job/);
+    await using runner = EntryProcess.spawn("runner.ts", ["--manager", `127.0.0.1:${port}`, "--workers", "2"]);
+    const started = performance.now();
+    const status = await manager.exit();
+    assert.equal(status.code, 3, manager.stderr);
+    assert.ok(performance.now() - started < 20_000, "it does not wait for other runners");
+    assert.match(
+      manager.stderr,
+      /Cannot record results in .*: No space left on device \(os error 28\).*; stopping now/,
+    );
+    assert.doesNotMatch(manager.stderr, /given up as lost/);
+    await runner.exit();
+    assert.equal(readRecords(results).filter((r) => r.line === 2).length, 0, "the big job runs again next time");
   },
 });

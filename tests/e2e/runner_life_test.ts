@@ -92,26 +92,32 @@ Deno.test("Runner: a first SIGINT while it waits for a silent manager, with noth
   assert.match(runner.stderr, /Stopped; ran 0 job/);
 });
 
-Deno.test("Manager --local after a failed commit: the local worker comes back once the cause is gone; the run ends", async () => {
+Deno.test("Manager --local after a failed commit: the run stops at once (exit 3, the reason said); started again once the cause is gone, it finishes the rest", async () => {
   await using dir = await tempDir();
-  const { manager, results } = await startManagerOn(
+  const { manager, list, results } = await startManagerOn(
     dir.path,
     ["sleep 1.5; echo one", "echo two"],
-    ["--local", "1", "--max-attempts", "50"],
+    ["--local", "1"],
   );
   await using _m = manager;
   // The results' staging directory is broken under the manager: the first commit fails.
   const tmp = join(results, "tmp");
   await Deno.remove(tmp, { recursive: true });
   await Deno.writeTextFile(tmp, "not a directory\n");
-  await manager.waitFor(/Local runner local-1 ended: .*; starting it again/);
+  const ms = await manager.exit(60_000);
+  assert.equal(ms.code, 3, manager.stderr);
+  assert.match(manager.stderr, /Cannot record results in .*; stopping now/);
+  assert.doesNotMatch(manager.stderr, /given up as lost/, "the disk failed, not the job");
   await Deno.remove(tmp);
   await Deno.mkdir(tmp);
-  const ms = await manager.exit(60_000);
-  assert.equal(ms.code, 0, manager.stderr);
+  const { manager: again } = await startManagerAgain({ list, results }, ["--local", "1"]);
+  await using _a = again;
+  assert.equal((await again.exit(60_000)).code, 0, again.stderr);
   const recs = byLine(readRecords(results));
+  assert.equal(recs.size, 2);
   assert.equal(dec.decode(readOutput(results, recs.get(1)!)), "one\n");
   assert.equal(dec.decode(readOutput(results, recs.get(2)!)), "two\n");
+  assert.equal(readRecords(results).length, 2, "each recorded once");
 });
 
 /** A --persist runner named keeper that tries again every second while its manager is gone. */
