@@ -115,7 +115,7 @@ Deno.test("manager --local: SIGTERM kills local jobs, exits 143; a rerun finishe
   await Deno.writeTextFile(list, `echo quick\n${slow}; echo slow\n`);
   const results = join(dir.path, "res");
   await using first = EntryProcess.spawn("manager.ts", ["--jobs", list, "--results", results, "--local", "2"]);
-  await first.waitFor(/Serving 2 job/);
+  await first.waitFor(/Running 2 job/);
   // Both jobs under way: the quick one recorded, the slow one running (ps is
   // machine-wide, so the record is what says this run got that far).
   const recorded = () => {
