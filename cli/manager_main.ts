@@ -148,6 +148,9 @@ function usageError(message: string): string {
   return `${message}\n${helpPointer("manager")}`;
 }
 
+/** Names of standard input a job list may be given as (`--jobs /dev/stdin`): read as `-`. */
+const STDIN_PATHS = new Set(["/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"]);
+
 /** Whether standard input carries data (a pipe or a file), not a terminal or nothing. */
 function stdinHasData(): boolean {
   try {
@@ -242,8 +245,19 @@ export function haltExitStatus(parallels: number): number {
   return parallels === 1 || (parallels >= 5 && parallels < 128) ? parallels : ExitCode.FAILED;
 }
 
-async function serve(flags: ManagerFlags, command: readonly string[], resumeDir?: string): Promise<number> {
+async function serve(given: ManagerFlags, command: readonly string[], resumeDir?: string): Promise<number> {
   const log = logger("manager");
+  // Standard input by another name is standard input; Deno's permissions refuse other /dev and /proc paths.
+  const flags = STDIN_PATHS.has(given.jobs ?? "") ? { ...given, jobs: "-" } : given;
+  if (flags.jobs !== undefined && /^\/(dev|proc)\//.test(flags.jobs)) {
+    throw new CommandFailure(
+      ExitCode.USAGE,
+      usageError(
+        `--jobs ${flags.jobs}: Deno's permissions refuse paths under /dev and /proc; give the list on standard input ` +
+          `(--jobs - < <(command)) or in a file`,
+      ),
+    );
+  }
   // An ad-hoc run: a template, or commands on standard input with neither a template nor --jobs.
   const templateRun = command.length > 0 || (flags.jobs === undefined && stdinHasData());
   const adhoc = templateRun || flags.jobs === "-";

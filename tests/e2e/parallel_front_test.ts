@@ -459,3 +459,16 @@ Deno.test("manager COMMAND ::: NAME where NAME is not UTF-8 is refused (exit 2) 
   assert.equal(new TextDecoder().decode(out.stdout), "");
   assert.deepEqual([...Deno.readDirSync(dir.path)], [], "nothing ran, no results directory");
 });
+
+Deno.test("manager --jobs /dev/stdin is --jobs -; another /dev or /proc path (bash's <(cmd)) is refused (exit 2) saying what to do", async () => {
+  await using dir = await tempDir();
+  const stdin = await manager(["--jobs", "/dev/stdin", "--local", "1"], dir.path, "echo from-stdin\n");
+  assert.equal(stdin.code, 0, stdin.stderr);
+  assert.equal(stdin.stdout, "from-stdin\n");
+  const fd = await manager(["--jobs", "/dev/fd/63", "--local", "1"], dir.path);
+  assert.equal(fd.code, 2, fd.stderr);
+  assert.match(
+    fd.stderr,
+    /^manager: --jobs \/dev\/fd\/63: Deno's permissions refuse paths under \/dev and \/proc; give the list on standard input/m,
+  );
+});
