@@ -308,6 +308,7 @@ async function serve(given: ManagerFlags, command: readonly string[], resumeDir?
     const room = ensureOpenFiles(settings.local);
     if (!room.enough) throw new CommandFailure(ExitCode.CANNOT_START, openFilesShortage(room, `-j ${settings.local}`));
   }
+  if (flags.results === "") throw new CommandFailure(ExitCode.USAGE, usageError("--results needs a directory"));
   const rerunFailed = flags["resume-failed"] ?? false;
   const resultsDir = flags.results ?? resumeDir ??
     (adhoc ? await adhocResultsDir((flags.resume ?? false) || rerunFailed) : defaultResultsDir(settings.jobs!));

@@ -54,6 +54,20 @@ export interface OwnedTempDirOptions {
 }
 
 /**
+ * The directory to make temporary directories in when `TMPDIR` would not
+ * do as Deno reads it: an empty `TMPDIR` means unset (as for `mktemp` and
+ * glibc), so `/tmp`. `undefined` otherwise (Deno's own choice: `TMPDIR`,
+ * else `/tmp`).
+ */
+export function tempDirOverride(): string | undefined {
+  try {
+    return Deno.env.get("TMPDIR") === "" ? "/tmp" : undefined;
+  } catch {
+    return undefined; // no env permission: Deno's own choice
+  }
+}
+
+/**
  * Why no directory could be made in `dir` (or in the system's temporary
  * directory, `TMPDIR`), in one line a user can act on.
  */
@@ -109,8 +123,9 @@ export class OwnedTempDir {
    */
   static make(prefix: (typeof SWEPT_PREFIXES)[number], options: OwnedTempDirOptions = {}): OwnedTempDir {
     let path: string;
+    const dir = options.dir ?? tempDirOverride();
     try {
-      path = Deno.makeTempDirSync({ prefix, ...(options.dir === undefined ? {} : { dir: options.dir }) });
+      path = Deno.makeTempDirSync({ prefix, ...(dir === undefined ? {} : { dir }) });
     } catch (err) {
       throw new Error(cannotMake(options.dir, err), { cause: err });
     }

@@ -13,7 +13,7 @@ import type { Limits } from "../../core/limits.ts";
 import { BufferedReader } from "../../protocol/buffered_reader.ts";
 import { HELD_TASK_PREFIX, isAuthRefusal, RUNNER_SILENT_PULSES } from "../../protocol/vico_extension.ts";
 import { logger } from "../../util/log.ts";
-import { cannotMake } from "../../io/owned_temp_dir.ts";
+import { cannotMake, tempDirOverride } from "../../io/owned_temp_dir.ts";
 import { sayHello } from "../connect/extension_hello.ts";
 import type { ManagerLink } from "../connect/manager_link.ts";
 import type { Happened } from "../connect/reconnect.ts";
@@ -41,7 +41,8 @@ const log = logger("runner");
  */
 export async function makeNodeWorkDir(): Promise<string> {
   try {
-    return await Deno.makeTempDir({ prefix: "vico-node-" });
+    const dir = tempDirOverride();
+    return await Deno.makeTempDir({ prefix: "vico-node-", ...(dir === undefined ? {} : { dir }) });
   } catch (err) {
     throw new Error(cannotMake(undefined, err), { cause: err });
   }

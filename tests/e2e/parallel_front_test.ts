@@ -472,3 +472,11 @@ Deno.test("manager --jobs /dev/stdin is --jobs -; another /dev or /proc path (ba
     /^manager: --jobs \/dev\/fd\/63: Deno's permissions refuse paths under \/dev and \/proc; give the list on standard input/m,
   );
 });
+
+Deno.test("manager --results '' is a usage error (exit 2), not the current directory", async () => {
+  await using dir = await tempDir();
+  const run = await manager(["--results", "", "echo", ":::", "a"], dir.path);
+  assert.equal(run.code, 2, run.stderr);
+  assert.match(run.stderr, /^manager: --results needs a directory$/m);
+  assert.deepEqual([...Deno.readDirSync(dir.path)], []);
+});

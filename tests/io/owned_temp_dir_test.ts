@@ -157,3 +157,17 @@ Deno.test("OwnedTempDir.make: a parent it cannot use is named in the error, with
           "use a directory outside /dev, /proc and /sys" && err.cause instanceof Deno.errors.NotCapable,
   );
 });
+
+Deno.test("OwnedTempDir.make: an empty TMPDIR means unset (/tmp), as for mktemp and glibc", async () => {
+  const url = new URL("../../io/owned_temp_dir.ts", import.meta.url).href;
+  const code = `import { OwnedTempDir } from ${JSON.stringify(url)};
+    const d = OwnedTempDir.make("vico-local-"); console.log(d.path); d.remove();`;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--no-check", code],
+    env: { TMPDIR: "" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.ok(out.success, new TextDecoder().decode(out.stderr));
+  assert.match(new TextDecoder().decode(out.stdout), /^\/tmp\/vico-local-/);
+});
