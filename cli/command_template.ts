@@ -209,7 +209,9 @@ async function* readLines(stream: AsyncIterable<Uint8Array>, maxBytes: number): 
     if (tooLong) return { line, reason: `longer than ${maxBytes} bytes` };
     const bytes = concatBytes(parts);
     try {
-      return { line, text: fatalDecoder.decode(bytes) };
+      // A CRLF line ending (a list from Windows) ends the line, as in a job list.
+      const text = fatalDecoder.decode(bytes);
+      return { line, text: text.endsWith("\r") ? text.slice(0, -1) : text };
     } catch {
       return { line, reason: "not valid UTF-8" };
     }

@@ -62,7 +62,7 @@ export interface TemplateJobList {
   readonly list: JobList;
   /** Every generated job by sequence number: list job `i` is `jobs[list.lines[i] - 1]`. */
   readonly jobs: readonly TemplateJob[];
-  /** Jobs left out, each alone (too long for a protocol line): not run, the rest are. */
+  /** Jobs left out, each alone (too long for a protocol line, a line break from an argument): not run, the rest are. */
   readonly refused: readonly RefusedTemplateJob[];
 }
 
@@ -110,18 +110,24 @@ export function templateJobList(
   const jobs: TemplateJob[] = [];
   const lines: string[] = [];
   const refused: RefusedTemplateJob[] = [];
+  // A line break in the template's own text is in every job: that refuses the run. One that an argument brings
+  // (a carriage return inside a `:::` word) is that job's alone.
+  const templateBreaks = run.template.parts.some((p) => p.kind === "text" && /[\r\n]/.test(p.text));
   for (const job of expandJobs(run)) {
     jobs.push(job);
     const blank = run.template.bare && (job.command.trim() === "" || job.command.trimStart().startsWith("#"));
     // What no line limit would let through refuses the run; a command merely too long is left out alone.
     const why = blank ? undefined : whyNotCarriable(job.command, Infinity);
-    if (why !== undefined) {
+    const argumentBreak = why !== undefined && !templateBreaks && /[\r\n]/.test(job.command) &&
+      whyNotCarriable(job.command.replace(/[\r\n]/g, " "), Infinity) === undefined;
+    if (why !== undefined && !argumentBreak) {
       throw new VicoError("JOB_LIST_INVALID", `job ${job.seq} (${originOf(job, specs)}): ${why}`);
     }
-    const tooLong = blank ? undefined : whyNotCarriable(job.command, maxLine);
-    if (tooLong !== undefined) refused.push({ seq: job.seq, origin: originOf(job, specs), reason: tooLong });
+    // Left out alone: too long for a protocol line, or a line break an argument brought.
+    const alone = blank ? undefined : argumentBreak ? why : whyNotCarriable(job.command, maxLine);
+    if (alone !== undefined) refused.push({ seq: job.seq, origin: originOf(job, specs), reason: alone });
     // One command per line: line N of the text is job N (a refused job's line is blank).
-    lines.push(blank || tooLong !== undefined ? "" : job.command);
+    lines.push(blank || alone !== undefined ? "" : job.command);
   }
   const text = new TextEncoder().encode(lines.join("\n"));
   const list = parseJobList(text, { source: options.source ?? "template", maxLineBytes: maxLine, format: "text" });

@@ -35,11 +35,25 @@ Deno.test("templateJobList: {%} stays ${VICO_SLOT}, so a job's key does not depe
   assert.equal(jobKey(identityOf(again.list, 0), 1), jobKey(identityOf(list, 0), 1));
 });
 
-Deno.test("templateJobList: a line break from a CRLF file refuses the run, naming job and line", async () => {
+Deno.test("templateJobList: a CRLF file's line endings end its lines, as in a job list; its arguments arrive without the CR", async () => {
   const { run, specs } = await loadTemplateRun(["echo", "::::", "-"], { stdin: stdinOf("ok\r\nfine\n") });
+  const made = templateJobList(run, {}, specs);
+  assert.deepEqual(made.list.commands, ["echo ok", "echo fine"]);
+  assert.deepEqual(made.refused, []);
+});
+
+Deno.test("templateJobList: a carriage return inside an argument leaves that job out alone, named; one in the template refuses the run", async () => {
+  const { run, specs } = await loadTemplateRun(["echo", ":::", "a", "b\rc", "d"], {});
+  const made = templateJobList(run, {}, specs);
+  assert.deepEqual(made.list.commands, ["echo a", "echo d"]);
+  assert.deepEqual([...made.list.lines], [1, 3]);
+  assert.deepEqual(made.refused, [{ seq: 2, origin: "source 1 argument 2", reason: "job contains a line break" }]);
+  // In the template's own words it is in every job: the run is refused, naming the first.
+  const bad = await loadTemplateRun(["echo a\recho", "{}", ":::", "x"], {});
   assert.throws(
-    () => templateJobList(run, {}, specs),
-    (e) => e instanceof VicoError && e.code === "JOB_LIST_INVALID" && e.message.startsWith("job 1 (source 1 line 1): "),
+    () => templateJobList(bad.run, {}, bad.specs),
+    (e) =>
+      e instanceof VicoError && e.code === "JOB_LIST_INVALID" && e.message.startsWith("job 1 (source 1 argument 1): "),
   );
 });
 
