@@ -348,15 +348,16 @@ function breakOut(results: string): () => void {
   };
 }
 
-Deno.test("--local 2, results out/ replaced by a file mid-run: commits fail loudly, no record without its file, and once fixed the run finishes, each job once", async () => {
+Deno.test("--local 2, results out/ replaced by a file mid-run: the run stops at once (exit 3, the reason said), no record without its file; restarted after the fix it finishes, each job once", async () => {
   await using dir = await tempDir();
   const count = 80;
   const jobs = Array.from({ length: count }, (_, i) => `sleep 0.05; ${printingJob(i + 1)}`);
   const on = await startManagerOn(dir.path, jobs, ["--local", "2"]);
   await until(() => readRecords(on.results).length >= 10);
   const fix = breakOut(on.results);
-  await on.manager.waitFor(/Local runner local-\d ended: .*; starting it again/, 10_000);
-  await sleep(1_000);
+  assert.equal((await on.manager.exit(20_000)).code, 3, on.manager.stderr);
+  assert.match(on.manager.stderr, /Cannot record results in .*; stopping now/);
+  assert.doesNotMatch(on.manager.stderr, /given up as lost/, "the directory failed, not the jobs");
   const during = readRecords(on.results);
   assert.ok(during.length < count, "the run does not go on as if nothing happened");
   for (const r of during) {
@@ -366,24 +367,26 @@ Deno.test("--local 2, results out/ replaced by a file mid-run: commits fail loud
     assert.equal(await sha256(bytes), r.sha256, `line ${r.line} recorded without its file`);
   }
   fix();
-  assert.equal((await on.manager.exit(40_000)).code, 0, on.manager.stderr);
+  const again = await startManagerAgain(on, ["--local", "2"]);
+  assert.equal((await again.manager.exit(40_000)).code, 0, again.manager.stderr);
   await checkOncePerJob(on.results, count, (line) => printedBy(line));
   assert.deepEqual(entries(join(on.results, "tmp")), []);
   const verify = EntryProcess.spawn("manager.ts", ["verify", on.results]);
   assert.equal((await verify.exit()).code, 0, verify.stdout);
 });
 
-Deno.test("--local 2, results out/ replaced by a file and never fixed: SIGTERM still stops the manager; a restart after the fix records each job once", async () => {
+Deno.test("--local 2, results out/ replaced by a file and not fixed: it stops by itself (exit 3); started again still broken it refuses at once, changing nothing; after the fix each job is recorded once", async () => {
   await using dir = await tempDir();
   const count = 40;
   const jobs = Array.from({ length: count }, (_, i) => `sleep 0.05; ${printingJob(i + 1)}`);
   const on = await startManagerOn(dir.path, jobs, ["--local", "2", "--stop-timeout", "2s"]);
   await until(() => readRecords(on.results).length >= 5);
   const fix = breakOut(on.results);
-  await on.manager.waitFor(/Local runner local-\d ended: .*; starting it again/, 10_000);
-  await sleep(500);
-  on.manager.kill("SIGTERM");
-  assert.equal((await on.manager.exit(10_000)).code, 143, on.manager.stderr);
+  assert.equal((await on.manager.exit(10_000)).code, 3, on.manager.stderr);
+  const journal = Deno.readFileSync(join(on.results, "journal.jsonl"));
+  await using broken = EntryProcess.spawn("manager.ts", ["--jobs", on.list, "--results", on.results, "--local", "2"]);
+  assert.equal((await broken.exit(20_000)).code, 3, broken.stderr);
+  assert.deepEqual(Deno.readFileSync(join(on.results, "journal.jsonl")), journal, "nothing changed");
   fix();
   const again = await startManagerAgain(on, ["--local", "2"]);
   assert.equal((await again.manager.exit(20_000)).code, 0, again.manager.stderr);
