@@ -452,6 +452,28 @@ export function checkShell(path: string): string {
   return path;
 }
 
+/**
+ * Refuses a `--shell` that is not an executable file on this machine: it
+ * would fail every job with 127 (a runner would take the whole queue and
+ * fail it).
+ *
+ * @throws {VicoError} `USAGE` naming the path and what is wrong with it.
+ */
+export function checkShellHere(path: string): void {
+  let info: Deno.FileInfo | undefined;
+  try {
+    info = Deno.statSync(path);
+  } catch {
+    // Not there, or not to be looked at: said below.
+  }
+  if (info === undefined || !info.isFile || ((info.mode ?? 0o111) & 0o111) === 0) {
+    throw new VicoError(
+      "USAGE",
+      `--shell ${path}: ${info === undefined ? "no such file" : "not an executable file"} here`,
+    );
+  }
+}
+
 /** One generated job. */
 export interface TemplateJob {
   /** 1-based sequence number, in list order (`{#}`, `VICO_SEQ`). */

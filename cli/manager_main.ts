@@ -19,7 +19,7 @@ import { logger, loggingFromFlags, setupLogging } from "../util/log.ts";
 import { CommandFailure, ExitCode, signalExitCode } from "./exit_code.ts";
 import { complain, helpPointer, oneLine, parseFlags, splitAtCommand } from "./flags.ts";
 import { ADHOC_PARENT, latestAdhocRunName, makeAdhocRunDir } from "./adhoc_results.ts";
-import { checkShell, type TemplateJob } from "./command_template.ts";
+import { checkShell, checkShellHere, type TemplateJob } from "./command_template.ts";
 import { type HaltDecision, HaltWatch, parseHalt } from "./halt_policy.ts";
 import { JoblogWriter, LOCAL_HOST } from "./joblog.ts";
 import { OutputGrouper, parallelTag } from "./output_grouper.ts";
@@ -269,6 +269,7 @@ async function serve(given: ManagerFlags, command: readonly string[], resumeDir?
     }
     if (flags.shell !== undefined) {
       checkShell(flags.shell);
+      checkShellHere(flags.shell);
       if (flags.host !== undefined || flags.port !== undefined || settings.local === 0) {
         throw new VicoError(
           "USAGE",

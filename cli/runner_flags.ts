@@ -7,7 +7,7 @@
  */
 
 import { VicoError } from "../core/errors.ts";
-import { checkShell } from "./command_template.ts";
+import { checkShell, checkShellHere } from "./command_template.ts";
 import { parseSize } from "../core/size.ts";
 import { DEFAULT_PORT } from "../protocol/messages.ts";
 import { type JobLimits, parseJobLimits } from "../runner/exec/job_cgroup.ts";
@@ -274,7 +274,7 @@ export function runnerSettings(flags: RunnerFlags, security: RunnerSecurity): Ru
   } catch (err) {
     throw new VicoError("USAGE", `-m/--manager: ${(err as Error).message}`);
   }
-  if (flags.shell !== undefined) checkShell(flags.shell);
+  if (flags.shell !== undefined) checkShellHere(checkShell(flags.shell));
   const cores = Math.max(1, navigator.hardwareConcurrency);
   if (flags.workers !== undefined && !/^[0-9]{1,6}$/.test(flags.workers)) {
     throw new VicoError(

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import {
   checkShell,
+  checkShellHere,
   compileTemplate,
   expandJobs,
   jobCount,
@@ -219,5 +220,19 @@ Deno.test("checkShell: POSIX shells pass, csh and fish and relative paths are re
   }
   for (const bad of ["/bin/csh", "/usr/bin/fish", "/bin/tcsh", "bash", ""]) {
     throwsUsage(() => checkShell(bad), "--shell");
+  }
+});
+
+Deno.test("checkShellHere: a --shell that is not an executable file here is a usage error naming it", async () => {
+  checkShellHere("/bin/sh");
+  throwsUsage(() => checkShellHere("/nonexistent/bash"), "--shell /nonexistent/bash: no such file here");
+  const dir = await Deno.makeTempDir();
+  try {
+    const plain = `${dir}/bash`;
+    await Deno.writeTextFile(plain, "#!/bin/sh\n", { mode: 0o644 });
+    throwsUsage(() => checkShellHere(plain), `--shell ${plain}: not an executable file here`);
+    throwsUsage(() => checkShellHere(dir), `--shell ${dir}: not an executable file here`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
