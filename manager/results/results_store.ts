@@ -707,7 +707,10 @@ export class ResultsStore {
    * written with the next batch; callers need not wait.
    */
   note(record: AssignRecord | RunRecord): Promise<void> {
-    return this.#append(record);
+    return this.#append(record).catch((err) => {
+      if (!(err instanceof VicoError)) this.onFailure?.(err);
+      throw err;
+    });
   }
 
   /** Whether `err` failed a journal write that was cut back (its records are not in the journal). */
