@@ -315,6 +315,8 @@ async function serve(given: ManagerFlags, command: readonly string[], resumeDir?
     (adhoc ? await adhocResultsDir((flags.resume ?? false) || rerunFailed) : defaultResultsDir(settings.jobs!));
   // A job file's default directory (named after it) is its own: another list of the same name is refused it.
   const defaultResults = flags.results === undefined && resumeDir === undefined && !adhoc;
+  // How a stopped ad-hoc run is finished (its directory named: a later ad-hoc run would be the latest).
+  const resumeHint = flags.results === undefined ? `--resume=${resultsDir}` : `--results ${resultsDir}`;
   if (rerunFailed && !hasJournal(resultsDir)) {
     throw new CommandFailure(ExitCode.USAGE, usageError(`--resume-failed: no results journal in ${resultsDir}`));
   }
@@ -416,9 +418,9 @@ async function serve(given: ManagerFlags, command: readonly string[], resumeDir?
     if (count === 1) {
       firstStop.abort();
       stoppedBy = sig;
-      log.warn("{sig}: stopping (send it again to stop at once); unsettled jobs will run when started again on {dir}", {
+      log.warn("{sig}: stopping (send it again to stop at once); unsettled jobs will run when started again {how}", {
         sig,
-        dir: resultsDir,
+        how: adhoc ? `with ${resumeHint}` : `on ${resultsDir}`,
       });
     } else {
       log.warn("{sig} again: stopping now", { sig });
@@ -533,7 +535,9 @@ async function serve(given: ManagerFlags, command: readonly string[], resumeDir?
   // Its reader went away (`| head`): the run was cut short on purpose, and ends as SIGPIPE would end it.
   if (printFailure instanceof Deno.errors.BrokenPipe) return signalExitCode("SIGPIPE");
   // With outputs on stdout, the summary goes to stderr.
-  const summaryText = formatSummary(summary).trimEnd();
+  // An ad-hoc run started again makes a new directory: it is finished with --resume.
+  const summaryText = formatSummary(summary, adhoc ? `run the same command with ${resumeHint} to finish` : undefined)
+    .trimEnd();
   if (grouper !== undefined) console.error(summaryText);
   else console.log(summaryText);
   sayRefused();

@@ -110,8 +110,12 @@ export class ProgressLog {
   }
 }
 
-/** The end-of-run summary, a few lines for the terminal (host names through {@linkcode printable}). */
-export function formatSummary(summary: RunSummary): string {
+/**
+ * The end-of-run summary, a few lines for the terminal (host names through
+ * {@linkcode printable}). A stopped run says how to finish it: `finish`,
+ * by default running again on the same results.
+ */
+export function formatSummary(summary: RunSummary, finish = "run again on the same results to finish"): string {
   const secs = summary.elapsedMs / 1000;
   const toRun = summary.jobs - summary.skipped;
   const ran = toRun - summary.unsettled;
@@ -120,7 +124,7 @@ export function formatSummary(summary: RunSummary): string {
   const took = `in ${secs.toFixed(2)}s (${rate.toFixed(1)} jobs/s)`;
   const lines = summary.stopped
     ? [
-      `vico: ${ran} of ${toRun} run ${took}, ${summary.unsettled} left; run again on the same results to finish`,
+      `vico: ${ran} of ${toRun} run ${took}, ${summary.unsettled} left; ${finish}`,
       `  stopped with ${summary.unsettled} job(s) unsettled; ${tally}`,
     ]
     : [`vico: ${ran} job(s) run ${took}; ${tally}`];

@@ -480,3 +480,20 @@ Deno.test("manager --results '' is a usage error (exit 2), not the current direc
   assert.match(run.stderr, /^manager: --results needs a directory$/m);
   assert.deepEqual([...Deno.readDirSync(dir.path)], []);
 });
+
+Deno.test("manager COMMAND ::: A stopped by SIGINT names the --resume=DIR that finishes it; that command runs only the rest", async () => {
+  await using dir = await tempDir();
+  const args = ["-j2", "sleep 0.4; echo {}", ":::", "1", "2", "3", "4", "5", "6"];
+  await using first = EntryProcess.spawn("manager.ts", args, { cwd: dir.path });
+  await first.waitFor(/^2$/m);
+  first.kill("SIGINT");
+  assert.equal((await first.exit()).code, 130, first.stderr);
+  const hint = /run the same command with (--resume=vico-results\/[0-9-]+) to finish/.exec(first.stderr);
+  assert.ok(hint, first.stderr);
+  assert.match(first.stderr, new RegExp(`unsettled jobs will run when started again with ${hint[1]}`));
+  const done = first.stdout.trim().split("\n");
+  const rest = await manager([hint[1], ...args], dir.path);
+  assert.equal(rest.code, 0, rest.stderr);
+  const again = rest.stdout.trim().split("\n");
+  assert.deepEqual([...done, ...again].sort(), ["1", "2", "3", "4", "5", "6"], "each job once, across both");
+});
