@@ -308,7 +308,8 @@ function listen(options: ManagerOptions, claim: ResultsDir): {
     if ((options.local ?? 0) > 0 && needsLocalNode(options.jobs)) listener = mergeListeners(listener, localListener);
     return { listener, localListener };
   } catch (err) {
-    claim.release();
+    // Nothing was written yet: a results directory this start made goes again.
+    claim.abandon();
     throw err;
   }
 }

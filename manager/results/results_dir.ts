@@ -113,12 +113,23 @@ export class ResultsDir {
   readonly #durable: boolean;
   #released = false;
 
-  private constructor(path: string, lock: Deno.FsFile, created: boolean, adopted: boolean, durable: boolean) {
+  /** This claim made the directory itself (it did not exist). */
+  readonly #made: boolean;
+
+  private constructor(
+    path: string,
+    lock: Deno.FsFile,
+    created: boolean,
+    adopted: boolean,
+    durable: boolean,
+    made: boolean,
+  ) {
     this.path = path;
     this.#lock = lock;
     this.created = created;
     this.adopted = adopted;
     this.#durable = durable;
+    this.#made = made;
   }
 
   /**
@@ -160,6 +171,16 @@ export class ResultsDir {
           if (err instanceof Deno.errors.AlreadyExists) return false; // another claimant made it first
           throw err;
         });
+        // Not there for stat, there for mkdir: a symbolic link to nothing (no claimant makes one of those).
+        const target = !made && (await Deno.lstat(dir).catch(() => undefined))?.isSymlink
+          ? await Deno.stat(dir).then(() => true, () => false)
+          : true;
+        if (!target) {
+          throw new ResultsDirError(
+            "not-ours",
+            `Results directory ${path} is a symbolic link to ${await Deno.readLink(dir)}, which does not exist`,
+          );
+        }
         if (made && durable) await syncDir(dirname(dir));
       } else if (!info.isDirectory) {
         throw new ResultsDirError("not-ours", `Results directory ${path} is not a directory`);
@@ -217,7 +238,7 @@ export class ResultsDir {
       // Ours now: say who holds it, then mark it (only the holder writes the marker).
       await writeHolder(lock);
       if (kind !== "marked") await writeMarker(dir, durable);
-      return new ResultsDir(dir, lock, kind === "empty", kind === "legacy", durable);
+      return new ResultsDir(dir, lock, kind === "empty", kind === "legacy", durable, made);
     } catch (err) {
       lock.close();
       throw unusable(path, "mark and lock it", err);
@@ -262,6 +283,31 @@ export class ResultsDir {
     } finally {
       this.release();
     }
+  }
+
+  /**
+   * Lets go of a claim whose start failed before anything was written (the
+   * port in use, say): a directory this claim made itself goes again, with
+   * the marker and lock it put there, so that a mistyped `--results` leaves
+   * nothing behind. One that existed before, or that holds anything else
+   * now, stays as it is.
+   */
+  abandon(): void {
+    if (this.#made && !this.#released) {
+      for (const name of [MARKER_FILE, LOCK_FILE]) {
+        try {
+          Deno.removeSync(join(this.path, name));
+        } catch {
+          // Gone already: the directory's own removal says the rest.
+        }
+      }
+      try {
+        Deno.removeSync(this.path); // not recursive: anything else in it keeps it
+      } catch {
+        // Not empty, or gone: left as it is.
+      }
+    }
+    this.release();
   }
 
   /** Releases the lock (the process's end releases it too). */

@@ -126,7 +126,7 @@ Deno.test("ResultsDir.rotate: --fresh moves nothing aside when the port is in us
   assert.deepEqual(after, before);
 });
 
-Deno.test("ResultsDir.rotate: -r . --fresh ends with a clear error (exit 3), in a project or inside a results directory", async () => {
+Deno.test("ResultsDir.rotate: --results . --fresh ends with a clear error (exit 3), in a project or inside a results directory", async () => {
   await using dir = await tempDir();
   const path = await project(dir.path);
   const foreign = await run(["--jobs", "jobs.txt", "--results", ".", "--local", "1", "--fresh"], path);
@@ -281,4 +281,39 @@ Deno.test({
     await runner.exit();
     assert.equal(readRecords(results).filter((r) => r.line === 2).length, 0, "the big job runs again next time");
   },
+});
+
+Deno.test("a start that fails at the port leaves no results directory it made; one that was there stays as it was", async () => {
+  await using dir = await tempDir();
+  const list = join(dir.path, "jobs.txt");
+  await Deno.writeTextFile(list, "true\n");
+  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = String(taken.addr.port);
+  const typo = join(dir.path, "reslts");
+  const busy = await run(["--jobs", list, "--results", typo, "--port", port]);
+  assert.equal(busy.code, 3, busy.out.stderr);
+  assert.match(busy.out.stderr, /already in use/);
+  assert.equal(
+    await Deno.lstat(typo).then(() => true, () => false),
+    false,
+    "the mistyped directory is not left behind",
+  );
+  // A results directory of an earlier run is kept whole.
+  const results = join(dir.path, "res");
+  assert.equal((await run(["--jobs", list, "--results", results, "--local", "1"])).code, 0);
+  const before = [...Deno.readDirSync(results)].map((e) => e.name).sort();
+  assert.equal((await run(["--jobs", list, "--results", results, "--port", port])).code, 3);
+  assert.deepEqual([...Deno.readDirSync(results)].map((e) => e.name).sort(), before);
+});
+
+Deno.test("--results naming a symbolic link to nothing is refused (exit 3) saying so", async () => {
+  await using dir = await tempDir();
+  const list = join(dir.path, "jobs.txt");
+  await Deno.writeTextFile(list, "true\n");
+  const link = join(dir.path, "dangling");
+  await Deno.symlink(join(dir.path, "nothere"), link);
+  const r = await run(["--jobs", list, "--results", link, "--local", "1"]);
+  assert.equal(r.code, 3, r.out.stderr);
+  assert.match(r.out.stderr, /Results directory .*dangling is a symbolic link to .*nothere, which does not exist/);
+  assert.equal(await Deno.lstat(join(dir.path, "nothere")).then(() => true, () => false), false, "nothing made there");
 });
