@@ -310,7 +310,11 @@ function listen(options: ManagerOptions, claim: ResultsDir): {
   } catch (err) {
     // Nothing was written yet: a results directory this start made goes again.
     claim.abandon();
-    throw err;
+    // A port in use keeps its type (the caller says which flag to change); any other failure names the address.
+    if (err instanceof Deno.errors.AddrInUse) throw err;
+    throw new Error(`cannot listen on ${hostname}:${options.port ?? DEFAULT_PORT}: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
 }
 

@@ -317,3 +317,14 @@ Deno.test("--results naming a symbolic link to nothing is refused (exit 3) sayin
   assert.match(r.out.stderr, /Results directory .*dangling is a symbolic link to .*nothere, which does not exist/);
   assert.equal(await Deno.lstat(join(dir.path, "nothere")).then(() => true, () => false), false, "nothing made there");
 });
+
+Deno.test("--host that does not resolve: exit 3 naming the address, and no results directory left behind", async () => {
+  await using dir = await tempDir();
+  const list = join(dir.path, "jobs.txt");
+  await Deno.writeTextFile(list, "true\n");
+  const results = join(dir.path, "res");
+  const r = await run(["--jobs", list, "--results", results, "--host", "nosuchhost.invalid", "--insecure"]);
+  assert.equal(r.code, 3, r.out.stderr);
+  assert.match(r.out.stderr, /^manager: cannot start: cannot listen on nosuchhost\.invalid:7707: /m);
+  assert.equal(await Deno.lstat(results).then(() => true, () => false), false);
+});
