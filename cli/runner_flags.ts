@@ -231,7 +231,8 @@ Exit status:
      version it does not speak, or no remaining task fits this node's
      modules; a node that has done work and is then refused exits 0), or
      its --state-dir is held by another runner (named in the message) or
-     is open to other users
+     is open to other users, or its spool directory (in TMPDIR) cannot
+     be made
   4  the manager could not be verified (its TLS certificate or its proof of
      the secret) or did not accept this runner's proof: nothing ran
   130/143  a second SIGINT/SIGTERM killed running jobs

@@ -101,7 +101,7 @@ export class NodePool {
       // A persistent node's task directories must outlive the process.
       workDir = this.#options.workDir ?? (state ? join(state.dir, "work") : await makeNodeWorkDir());
     } catch (err) {
-      return { kind: "failed", reason: `Cannot prepare the node: ${(err as Error).message}`, jobs: 0 };
+      return { kind: "cannot-start", reason: `Cannot prepare the node: ${(err as Error).message}` };
     }
     for (const kept of state ? await state.heldTasks() : []) {
       this.#heldTasks.set({

@@ -152,7 +152,7 @@ export class TextPool {
         ledger,
       });
     } catch (err) {
-      return { kind: "failed", reason: `Cannot prepare the runner: ${(err as Error).message}`, jobs: 0 };
+      return { kind: "cannot-start", reason: `Cannot prepare the runner: ${(err as Error).message}` };
     }
     try {
       const workers = Array.from({ length: this.#options.workers }, (_, i) => this.#textWorker(i, executor, state));

@@ -315,7 +315,7 @@ Deno.test("manager exits 3 when its port is taken", async () => {
   assert.match(manager.stderr, /already in use/);
 });
 
-Deno.test("manager --local exits 3 at once when its workers' spool cannot be made in TMPDIR, naming it; runner says the same", async () => {
+Deno.test("manager --local exits 3 at once when its workers' spool cannot be made in TMPDIR, naming it; runner too (exit 3)", async () => {
   await using dir = await tempDir();
   const list = join(dir.path, "jobs.txt");
   await Deno.writeTextFile(list, "true\n");
@@ -355,7 +355,7 @@ Deno.test("manager --local exits 3 at once when its workers' spool cannot be mad
   await using runner = EntryProcess.spawn("runner.ts", ["--manager", "127.0.0.1:1", "--workers", "2"], {
     env: { TMPDIR: "/dev" },
   });
-  assert.equal((await runner.exit()).code, 1);
+  assert.equal((await runner.exit()).code, 3, "could not start, as the manager says it");
   assert.match(
     runner.stderr,
     /Cannot prepare the runner: cannot make a temporary directory in \/dev \(TMPDIR\): Deno's permissions refuse it/,
