@@ -586,19 +586,19 @@ export class ResultsStore {
     returned: ReturnedFile[] = [],
     options: CommitOptions = {},
   ): Promise<JobRecord> {
-    let committed: Promise<JobRecord>;
     if ((output === undefined || output.size === 0) && returned.length === 0) {
-      // Nothing to publish (most jobs print nothing): the record alone.
+      // Nothing to publish (most jobs print nothing): the record alone, one promise.
       const record: JobRecord = { type: "job", ...fields, ...NO_OUTPUT };
-      committed = this.#append(record, options.patient).then(() => record);
-    } else {
-      committed = this.#commitWithFiles(fields, output, returned, options.patient);
+      return this.#append(record, options.patient).then(() => record, this.#failed);
     }
-    return committed.catch((err) => {
-      if (!(err instanceof VicoError)) this.onFailure?.(err);
-      throw err;
-    });
+    return this.#commitWithFiles(fields, output, returned, options.patient).catch(this.#failed);
   }
+
+  /** Tells {@linkcode onFailure} of a write the disk refused (not a refusal of one result), and fails with it. */
+  readonly #failed = (err: unknown): never => {
+    if (!(err instanceof VicoError)) this.onFailure?.(err);
+    throw err;
+  };
 
   async #commitWithFiles(
     fields: JobFields,
@@ -707,10 +707,7 @@ export class ResultsStore {
    * written with the next batch; callers need not wait.
    */
   note(record: AssignRecord | RunRecord): Promise<void> {
-    return this.#append(record).catch((err) => {
-      if (!(err instanceof VicoError)) this.onFailure?.(err);
-      throw err;
-    });
+    return this.#append(record).catch(this.#failed);
   }
 
   /** Whether `err` failed a journal write that was cut back (its records are not in the journal). */
