@@ -305,6 +305,21 @@ Deno.test("manager COMMAND ::: A where vico-results/ cannot be made says why in 
   }
 });
 
+/**
+ * Runs `manager ARGS` through `sh -c SCRIPT`, where `"$0" "$@"` in SCRIPT is
+ * the manager's command line (for a redirection or a word Deno cannot pass).
+ */
+async function managerInShell(script: string, args: string[], cwd: string) {
+  const out = await new Deno.Command("sh", {
+    args: ["-c", script, Deno.execPath(), ...RUN_FLAGS, ROOT + "manager.ts", ...args],
+    cwd,
+    env: { ...TEST_ENV },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return { code: out.code, stdout: new TextDecoder().decode(out.stdout), stderr: new TextDecoder().decode(out.stderr) };
+}
+
 /** Runs `manager ARGS` in `cwd` with stdout a pipe whose reader goes away after the first chunk (`| head -1`). */
 async function managerIntoHead(args: string[], cwd: string) {
   const child = new Deno.Command(Deno.execPath(), {
@@ -363,27 +378,10 @@ Deno.test({
     await using dir = await tempDir();
     using disk = tinyDisk()!;
     // Deno.Command cannot take a file as stdout: the shell redirects it.
-    const shell = await new Deno.Command("sh", {
-      args: [
-        "-c",
-        `"$0" "$@" > ${join(disk.path, "out")}`,
-        Deno.execPath(),
-        ...RUN_FLAGS,
-        ROOT + "manager.ts",
-        "-j2",
-        "head -c 50000 /dev/zero; echo {}",
-        ":::",
-        "a",
-        "b",
-        "c",
-        "d",
-      ],
-      cwd: dir.path,
-      env: { ...TEST_ENV },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const stderr = new TextDecoder().decode(shell.stderr);
+    const shell = await managerInShell(`"$0" "$@" > ${join(disk.path, "out")}`, [
+      ...["-j2", "head -c 50000 /dev/zero; echo {}", ":::", "a", "b", "c", "d"],
+    ], dir.path);
+    const stderr = shell.stderr;
     assert.equal(shell.code, 1, stderr);
     assert.equal(
       stderr.match(/Cannot print the output of job \d+ on stdout: No space left on device/g)?.length,
@@ -394,24 +392,10 @@ Deno.test({
     const [runDir] = [...Deno.readDirSync(join(dir.path, "vico-results"))].map((e) => e.name);
     assert.equal(readRecords(join(dir.path, "vico-results", runDir)).length, 4, "every job ran and is recorded");
     // --dry-run: one line, no stack.
-    const dry = await new Deno.Command("sh", {
-      args: [
-        "-c",
-        `"$0" "$@" > ${join(disk.path, "dry")}`,
-        Deno.execPath(),
-        ...RUN_FLAGS,
-        ROOT + "manager.ts",
-        "--dry-run",
-        "echo {}",
-        ":::",
-        ...Array.from({ length: 20000 }, (_, i) => `${i}`),
-      ],
-      cwd: dir.path,
-      env: { ...TEST_ENV },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const dryErr = new TextDecoder().decode(dry.stderr);
+    const dry = await managerInShell(`"$0" "$@" > ${join(disk.path, "dry")}`, [
+      ...["--dry-run", "echo {}", ":::", ...Array.from({ length: 20000 }, (_, i) => `${i}`)],
+    ], dir.path);
+    const dryErr = dry.stderr;
     assert.equal(dry.code, 1, dryErr);
     assert.equal(dryErr.trim(), "manager: cannot print the commands on stdout: No space left on device (os error 28)");
   },
@@ -437,26 +421,11 @@ Deno.test({
 Deno.test("manager COMMAND ::: NAME where NAME is not UTF-8 is refused (exit 2) naming it, not run with a changed name", async () => {
   await using dir = await tempDir();
   // A Latin-1 file name (0xE9 for é): Deno hands the word to the program with U+FFFD in its place.
-  const out = await new Deno.Command("sh", {
-    args: [
-      "-c",
-      `"$0" "$@" "caf$(printf '\\351').txt"`,
-      Deno.execPath(),
-      ...RUN_FLAGS,
-      ROOT + "manager.ts",
-      "wc",
-      "-c",
-      ":::",
-    ],
-    cwd: dir.path,
-    env: { ...TEST_ENV },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stderr = new TextDecoder().decode(out.stderr);
+  const out = await managerInShell(`"$0" "$@" "caf$(printf '\\351').txt"`, ["wc", "-c", ":::"], dir.path);
+  const stderr = out.stderr;
   assert.equal(out.code, 2, stderr);
   assert.match(stderr, /^manager: argument 4 \("caf\uFFFD\.txt"\) is not valid UTF-8: a job is UTF-8 text/m);
-  assert.equal(new TextDecoder().decode(out.stdout), "");
+  assert.equal(out.stdout, "");
   assert.deepEqual([...Deno.readDirSync(dir.path)], [], "nothing ran, no results directory");
 });
 
