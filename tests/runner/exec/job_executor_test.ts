@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { JobExecutor } from "../../../runner/exec/job_executor.ts";
 import { SpoolFiles } from "../../../runner/exec/output_spool.ts";
-import { canMountTinyDisk, tinyDisk } from "../../helpers/tiny_disk.ts";
+import { canMountTinyDisk, fill, tinyDisk } from "../../helpers/tiny_disk.ts";
 
 async function withExecutor(test: (executor: JobExecutor) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir();
@@ -84,6 +84,39 @@ Deno.test({
           );
         }
       }
+      const next = await executor.run({ command: "echo next", slot: 1, maxOutputBytes: 1000 });
+      assert.equal(next.status, 0);
+      assert.equal(await text(next), "next\n");
+    } finally {
+      await files.clear();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "JobExecutor.run: two at once: a job whose own small write went through, but whose spool disk another filled before it ended, fails with 125 too (its output may be cut: it cannot be told)",
+  ignore: !canMountTinyDisk() || Deno.env.get("VICO_SPAWN") === "command",
+  async fn() {
+    using disk = tinyDisk()!;
+    const files = new SpoolFiles(disk.path);
+    try {
+      const executor = new JobExecutor({ files });
+      const marker = `${disk.path}/wrote`;
+      // It writes its line, says so, and ends a moment later; meanwhile the disk fills from outside.
+      const running = executor.run({ command: `echo small; : > ${marker}; sleep 0.3`, slot: 1, maxOutputBytes: 1000 });
+      for (let i = 0; i < 200 && !(await Deno.lstat(marker).then(() => true, () => false)); i++) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      fill(`${disk.path}/filler`);
+      const done = await running;
+      assert.equal(done.status, 125);
+      assert.match(
+        await text(done),
+        /^vico runner: the file system of the output spool .* was full when the job ended/,
+      );
+      // Room again: the next job is recorded as it ran.
+      await Deno.remove(`${disk.path}/filler`);
       const next = await executor.run({ command: "echo next", slot: 1, maxOutputBytes: 1000 });
       assert.equal(next.status, 0);
       assert.equal(await text(next), "next\n");
