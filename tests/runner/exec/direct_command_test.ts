@@ -144,24 +144,11 @@ Deno.test({
   name: "runProcess: a plain line runs its program without a shell (the runner is its parent)",
   ignore: !direct,
   async fn() {
-    // In a process of its own: test modules share this one, and its environment moves under them.
-    const code = `import { runProcess, shellArgv } from ${
-      JSON.stringify(new URL("../../../runner/exec/process_runner.ts", import.meta.url).href)
-    };
-      const dir = await Deno.makeTempDir();
-      const outcome = await runProcess(shellArgv("cat /proc/self/stat"), { outputFile: dir + "/out", via: "posix_spawn" });
-      const out = await Deno.readTextFile(dir + "/out");
-      await Deno.remove(dir, { recursive: true });
-      // Field 4 of /proc/self/stat, after the command name in parentheses, is the parent's pid.
-      console.log(JSON.stringify({ status: outcome.status, ppid: Number(out.slice(out.lastIndexOf(")") + 2).split(" ")[1]), pid: Deno.pid }));`;
-    const run = await new Deno.Command(Deno.execPath(), {
-      args: ["eval", "-q", "-P=test", "--config", new URL("../../../deno.json", import.meta.url).pathname, code],
-      stderr: "inherit",
-    }).output();
-    assert.equal(run.code, 0);
-    const { status, ppid, pid } = JSON.parse(new TextDecoder().decode(run.stdout));
+    const { status, out } = await runLine("cat /proc/self/stat", "posix_spawn");
     assert.equal(status, 0);
-    assert.equal(ppid, pid);
+    // Field 4 of /proc/self/stat, after the command name in parentheses, is the parent's pid.
+    const ppid = Number(out.slice(out.lastIndexOf(")") + 2).split(" ")[1]);
+    assert.equal(ppid, Deno.pid);
   },
 });
 
