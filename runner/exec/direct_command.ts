@@ -23,10 +23,6 @@
  *   `#!`) is started again through the shell, which then says and does
  *   exactly what it always did (`sh: 1: x: not found`, 127).
  *
- * What differs: the program's parent is the runner; and a signal sent from
- * outside to the job's whole group killed its shell too, silently, where
- * now the signal's name is printed as if the program alone had been killed.
- *
  * Only where `/bin/sh` is dash (Debian, Ubuntu): bash as `sh` exports more
  * (`SHLVL`, `_`), so elsewhere every line goes through the shell, as do
  * lines with anything a shell would read (quotes, `$`, globs, `~`,

@@ -805,13 +805,7 @@ function withoutShell(
   const path = env.PATH ?? base.PATH;
   if (path === undefined || path === "" || path !== Deno.env.get("PATH")) return undefined;
   if (!baseKeptByShell(base) || !shellKeepsEnv(env)) return undefined;
-  let cwd: string;
-  try {
-    cwd = Deno.cwd();
-  } catch {
-    return undefined; // removed under the runner: the shell says what it says of that
-  }
-  return { argv: words, env: { ...env, PWD: shellPwd(env.PWD ?? base.PWD, cwd) } };
+  return { argv: words, env: { ...env, PWD: shellPwd(env.PWD ?? base.PWD, Deno.cwd()) } };
 }
 
 /** Whether dash passes on the inherited environment unchanged, per snapshot. */

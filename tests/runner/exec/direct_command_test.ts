@@ -7,12 +7,7 @@ import {
   shellSignalLine,
   shIsDash,
 } from "../../../runner/exec/direct_command.ts";
-import {
-  type ProcessOutcome,
-  runProcess,
-  shellArgv,
-  unsetInheritedVariables,
-} from "../../../runner/exec/process_runner.ts";
+import { type ProcessOutcome, runProcess, shellArgv } from "../../../runner/exec/process_runner.ts";
 import { PosixSpawn } from "../../../runner/exec/posix_spawn.ts";
 
 Deno.test({
@@ -118,8 +113,6 @@ async function runLine(
   via: "posix_spawn" | "command",
   extra: { timeoutMs?: number } = {},
 ): Promise<ProcessOutcome & { out: string }> {
-  // The jobs' environment as this process has it now (a line runs without its shell only with the runner's PATH).
-  unsetInheritedVariables();
   const dir = await Deno.makeTempDir({ prefix: "vico-direct-" });
   try {
     const outputFile = join(dir, "out");
