@@ -48,8 +48,6 @@ export interface WaitStatus {
   readonly code: number | null;
   /** Number of the signal that ended it, else `null`. */
   readonly signal: number | null;
-  /** The signal that ended it made a core dump (`WCOREDUMP`). */
-  readonly coreDumped?: boolean;
 }
 
 /** What to start (see {@linkcode PosixSpawn.spawn}). */
@@ -161,7 +159,6 @@ const SYMBOLS = {
   fcntl_int: { name: "fcntl", parameters: ["i32", "i32", "i32"], result: "i32" },
   fstatvfs: { parameters: ["i32", "buffer"], result: "i32" },
   kill: { parameters: ["i32", "i32"], result: "i32" },
-  strsignal: { parameters: ["i32"], result: "pointer" },
   sigemptyset: { parameters: ["buffer"], result: "i32" },
   sigfillset: { parameters: ["buffer"], result: "i32" },
   pipe2: { parameters: ["buffer", "i32"], result: "i32" },
@@ -444,12 +441,6 @@ export class PosixSpawn {
     return strerrorOf(this.#libc, errno);
   }
 
-  /** libc's name for a signal (`strsignal(3)`: "Terminated", "Segmentation fault"), as shells print it. */
-  strsignal(signal: number): string {
-    const p = this.#libc.strsignal(signal);
-    return p === null ? `Unknown signal ${signal}` : Deno.UnsafePointerView.getCString(p);
-  }
-
   /**
    * Starts a process, and returns once it exists (or could not start: then a
    * {@linkcode SpawnFailure}, as for a program that is missing or not executable).
@@ -573,11 +564,7 @@ export class PosixSpawn {
         continue;
       }
       const s = raw[0];
-      resolve(
-        (s & 0x7f) === 0
-          ? { code: (s >> 8) & 0xff, signal: null }
-          : { code: null, signal: s & 0x7f, ...((s & 0x80) !== 0 ? { coreDumped: true } : {}) },
-      );
+      resolve((s & 0x7f) === 0 ? { code: (s >> 8) & 0xff, signal: null } : { code: null, signal: s & 0x7f });
     }
     if (this.#children.size === 0 && this.#poll !== undefined) {
       clearInterval(this.#poll);

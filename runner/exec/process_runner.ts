@@ -27,8 +27,7 @@
  */
 
 import { dirname } from "node:path";
-import { PosixSpawn, type SpawnedProcess, type WaitStatus } from "./posix_spawn.ts";
-import { directCommand, shellKeepsEnv, shellPwd, shellSignalLine, shIsDash } from "./direct_command.ts";
+import { PosixSpawn, type SpawnedProcess } from "./posix_spawn.ts";
 import { copyExact } from "../../io/copy_exact.ts";
 import { OutputLimitError, outputLimitNote } from "./output_limit.ts";
 import { SpoolFullError } from "./output_spool.ts";
@@ -709,18 +708,11 @@ async function runSpawnedOn(
   // The limit counts what the output held before this run (`prior`: a shared log's earlier runs).
   const room = Math.max(0, max - prior);
   const id = nextJobId();
-  const env = { ...options.env, [JOB_ID_VARIABLE]: id };
-  // A line of plain words starts its program without its shell; what cannot start goes through the shell after all.
-  const direct = ledger === undefined && options.cwd === undefined ? withoutShell(argv, env) : undefined;
-  const started = direct === undefined
-    ? undefined
-    : spawner.spawn({ argv: direct.argv, baseEnv: inheritedEnvironment(), env: direct.env, outputFd: fd });
-  const viaShell = started === undefined || !("pid" in started);
-  const child = !viaShell ? started : spawner.spawn({
+  const child = spawner.spawn({
     // With a ledger, the job waits behind a gate until its record is written.
     argv: ledger === undefined ? argv : [...GATE, ...argv],
     baseEnv: inheritedEnvironment(),
-    env,
+    env: { ...options.env, [JOB_ID_VARIABLE]: id },
     outputFd: fd,
     ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
     gated: ledger !== undefined,
@@ -745,9 +737,7 @@ async function runSpawnedOn(
     }
   });
   try {
-    let status = await child.status;
-    // Without its shell, the job's status and last line are the shell's (see direct_command.ts).
-    if (!viaShell) status = await asItsShell(status, watch.signalled || overLimit, spawner, options);
+    const status = await child.status;
     // The job is its main process: whatever it left in its group goes with it.
     await watch.endGroup();
     // A leaf holds even what left the group: it ends it all.
@@ -787,54 +777,6 @@ async function runSpawnedOn(
 }
 
 const SIGNAL_NAMES = new Map(Object.entries(SIGNAL_NUMBERS).map(([name, n]) => [n, name]));
-
-/**
- * The argv and variables that run a shell job's plain line without its
- * shell, or `undefined` when the shell must run it (see direct_command.ts):
- * `argv` is `/bin/sh -c LINE sh` (dash), and the job's environment is one
- * dash passes on unchanged but for `PWD`, with the runner's own `PATH`.
- */
-function withoutShell(
-  argv: readonly string[],
-  env: Record<string, string>,
-): { argv: string[]; env: Record<string, string> } | undefined {
-  if (argv.length !== 4 || argv[0] !== "/bin/sh" || argv[1] !== "-c" || argv[3] !== "sh") return undefined;
-  const words = directCommand(argv[2]);
-  if (words === undefined || !shIsDash()) return undefined;
-  const base = inheritedEnvironment();
-  const path = env.PATH ?? base.PATH;
-  if (path === undefined || path === "" || path !== Deno.env.get("PATH")) return undefined;
-  if (!baseKeptByShell(base) || !shellKeepsEnv(env)) return undefined;
-  return { argv: words, env: { ...env, PWD: shellPwd(env.PWD ?? base.PWD, Deno.cwd()) } };
-}
-
-/** Whether dash passes on the inherited environment unchanged, per snapshot. */
-const keptByShell = new WeakMap<object, boolean>();
-
-function baseKeptByShell(base: Readonly<Record<string, string>>): boolean {
-  let kept = keptByShell.get(base);
-  if (kept === undefined) keptByShell.set(base, kept = shellKeepsEnv(base));
-  return kept;
-}
-
-/**
- * How a job started without its shell ended, as its shell would have told
- * it. Its shell would have exited 128+N when the program died of signal N,
- * after printing the signal's name into the output; a job the runner began
- * ending (`byRunner`) had its shell die of that first SIGTERM, silently.
- */
-async function asItsShell(
-  status: WaitStatus,
-  byRunner: boolean,
-  spawner: PosixSpawn,
-  options: RunProcessOptions,
-): Promise<WaitStatus> {
-  if (byRunner) return { code: null, signal: SIGNAL_NUMBERS.SIGTERM };
-  if (status.signal === null) return status;
-  const line = shellSignalLine(status.signal, spawner.strsignal(status.signal), status.coreDumped ?? false);
-  if (line !== "") await addNote(options, line);
-  return { code: 128 + status.signal, signal: null };
-}
 
 /**
  * How a `Deno.Command` child ended. Deno (2.9) cannot name the real-time
@@ -929,8 +871,6 @@ interface GroupWatch {
   readonly endGroup: () => Promise<void>;
   /** Whether the deadline ended it. */
   readonly timedOut: boolean;
-  /** Whether the deadline or the abort signal began ending it (sent its group SIGTERM). */
-  readonly signalled: boolean;
   /** Stops watching (the job is over). */
   stop(): void;
 }
@@ -943,24 +883,16 @@ function watchGroup(
   timeoutMs: number | undefined,
 ): GroupWatch {
   const endGroup = groupEnder(pgid, graceMs);
-  let signalled = false;
-  const unwatchAbort = onAbort(signal, () => {
-    signalled = true;
-    void endGroup();
-  });
+  const unwatchAbort = onAbort(signal, () => void endGroup());
   let timedOut = false;
   const deadline = timeoutMs === undefined ? undefined : setTimeout(() => {
     timedOut = true;
-    signalled = true;
     void endGroup();
   }, timeoutMs);
   return {
     endGroup,
     get timedOut() {
       return timedOut;
-    },
-    get signalled() {
-      return signalled;
     },
     stop() {
       unwatchAbort();
